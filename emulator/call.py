@@ -1,0 +1,106 @@
+"""The one internal shape every surface is turned into (`Call`) and every backend answers with (`Outcome`)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emulator.catalog import Model
+
+
+class Surface(enum.StrEnum):
+    """Which public API shape the caller used; rendering and error bodies depend on it."""
+
+    NATIVE = "native"  # POST …/ai/run/{model}
+    CHAT = "chat"  # POST …/ai/v1/chat/completions
+    EMBEDDINGS = "embeddings"  # POST …/ai/v1/embeddings
+    RESPONSES = "responses"  # POST …/ai/v1/responses
+    COMPAT_CHAT = "compat_chat"  # AI Gateway /compat/chat/completions
+
+
+@dataclass(slots=True)
+class BinaryInput:
+    """A request body that was not JSON: raw audio/image bytes, or a multipart form."""
+
+    data: bytes
+    content_type: str
+    form: dict[str, Any] | None = None  # multipart fields (str values or bytes for files)
+
+
+@dataclass(slots=True)
+class Call:
+    """One model invocation, whatever surface it arrived on."""
+
+    model: Model
+    inputs: dict[str, Any] | BinaryInput  # validated native inputs (OpenAI bodies are translated first)
+    surface: Surface = Surface.NATIVE
+    account_id: str = ""
+    request_id: str = ""
+    path: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+    stream: bool = False
+    gateway_id: str | None = None
+    # The body exactly as received (before translation), kept for record/replay and the request log.
+    raw_body: bytes = b""
+    raw_content_type: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def json_inputs(self) -> dict[str, Any]:
+        """Inputs as a dict; binary bodies appear as {} (tasks read `binary` instead)."""
+        return self.inputs if isinstance(self.inputs, dict) else {}
+
+    @property
+    def binary(self) -> BinaryInput | None:
+        return self.inputs if isinstance(self.inputs, BinaryInput) else None
+
+
+@dataclass(slots=True)
+class Usage:
+    """Billable units a model consumed; pricing turns these into neurons."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    images: int = 0  # image classification / detection inputs
+    output_tiles: float = 0.0  # 512×512 tiles of generated images
+    input_tiles: float = 0.0  # 512×512 tiles of input images (img2img, FLUX.2)
+    steps: int = 0
+    megapixels: float = 0.0
+    input_megapixels: float = 0.0
+    audio_seconds: float = 0.0
+    characters: int = 0
+    requests: int = 1
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One server-sent event as it goes on the wire (`data` is the text after `data: `)."""
+
+    data: str
+    delay: float = 0.0  # seconds to wait before writing it (replay timing, slow-stream faults)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a backend produced for a Call, before rendering for the surface.
+
+    Exactly one of `result` (a JSON-able model output), `body` (raw bytes, e.g. PNG) or
+    `events` (a native SSE stream) is the payload. `rendered` marks an outcome whose body and
+    headers are already final bytes on the wire (replay/passthrough): the renderer sends it as is.
+    """
+
+    result: Any = None
+    body: bytes | None = None
+    content_type: str = "application/json"
+    events: list[StreamEvent] | AsyncIterator[StreamEvent] | None = None
+    usage: Usage = field(default_factory=Usage)
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    rendered: bool = False
+    neurons: float | None = None  # neurons reported by the real API (replay/record); None = price it
+    # Text-generation details the OpenAI renderer needs (finish reason, tool calls, reasoning).
+    extras: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,98 @@
+"""The error catalogue: every Cloudflare error code the emulator can answer, with its status and wording.
+
+Two families exist on the wire (see reference §3.2): *edge* errors (auth, routing) come as
+`{"result": null, "success": false, "errors": [...], "messages": []}` without `cf-ai-req-id`;
+*model-layer* errors come with `errors` first and `result: {}` and do carry `cf-ai-req-id`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class Layer(enum.Enum):
+    EDGE = "edge"  # the API gateway in front of Workers AI: no cf-ai-req-id, result null first
+    MODEL = "model"  # Workers AI itself: errors first, result {}, cf-ai-req-id present
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    code: int
+    status: int
+    template: str
+    layer: Layer = Layer.MODEL
+
+
+# One place for every code. Templates use str.format fields.
+CATALOGUE: dict[str, ErrorSpec] = {
+    # Edge
+    "auth": ErrorSpec(10000, 401, "Authentication error", Layer.EDGE),
+    "missing_auth": ErrorSpec(9106, 403, "Missing X-Auth-Email header", Layer.EDGE),
+    "malformed_auth": ErrorSpec(9106, 400, "Authentication failed (status: 400)", Layer.EDGE),
+    "could_not_route": ErrorSpec(
+        7003, 404, "Could not route to {path}, perhaps your object identifier is invalid?", Layer.EDGE
+    ),
+    "no_route": ErrorSpec(7000, 400, "No route for that URI", Layer.EDGE),
+    "method_not_allowed": ErrorSpec(10405, 405, "Method not allowed", Layer.EDGE),
+    "too_large": ErrorSpec(3006, 413, "Request is too large", Layer.EDGE),
+    "invalid_json": ErrorSpec(6003, 400, "Invalid request: {detail}", Layer.EDGE),
+    # Model layer
+    "bad_input": ErrorSpec(5006, 400, "AiError: Bad input: {detail}"),
+    "no_such_model": ErrorSpec(5007, 400, "No such model {model} or task"),
+    "invalid_base64": ErrorSpec(5004, 400, "Invalid data type for base64 input: {type}"),
+    "incomplete_request": ErrorSpec(3003, 400, "Request is missing headers or body: {what}"),
+    "requires_paid": ErrorSpec(5035, 403, "This model requires a Workers Paid plan. See pricing for details."),
+    "lora_unsupported": ErrorSpec(5005, 405, "The model {model} does not support LoRa inference"),
+    "invalid_model_id": ErrorSpec(3042, 404, "The model name is invalid"),
+    "timeout": ErrorSpec(3007, 408, "AiError: AiError: Request timeout ({request_id})"),
+    "aborted": ErrorSpec(3008, 408, "Request was aborted"),
+    "daily_limit": ErrorSpec(
+        4006,
+        429,
+        "AiError: AiError: you have used up your daily free allocation of 10,000 neurons, please upgrade to "
+        "Cloudflare's Workers Paid plan if you would like to continue usage. ({request_id})",
+    ),
+    "capacity": ErrorSpec(3040, 429, "Capacity temporarily exceeded, please try again."),
+    "rate_limited": ErrorSpec(3040, 429, "Capacity temporarily exceeded, please try again."),
+    "upstream_unavailable": ErrorSpec(7009, 502, "Upstream service unavailable"),
+    "server_error": ErrorSpec(1000, 500, "Server Error"),
+    "upstream_timeout": ErrorSpec(3007, 504, "Upstream request timed out: {detail}"),
+    "upstream_unreachable": ErrorSpec(7009, 502, "Upstream service unavailable: {detail}"),
+    "no_cassette_match": ErrorSpec(7404, 404, "Emulator replay: {detail}"),
+    "upstream_budget": ErrorSpec(7429, 429, "Emulator upstream budget exhausted: {detail}"),
+    "not_supported": ErrorSpec(5019, 405, "{detail}"),
+}
+
+
+class CFError(Exception):
+    """Raised anywhere in the request path; the error middleware renders it as Cloudflare would."""
+
+    def __init__(self, kind: str, /, **fields: Any) -> None:
+        spec = CATALOGUE[kind]
+        self.kind = kind
+        self.spec = spec
+        self.fields = fields
+        self.message = spec.template.format(**fields) if fields or "{" in spec.template else spec.template
+        super().__init__(f"{spec.code}: {self.message}")
+
+    @property
+    def code(self) -> int:
+        return self.spec.code
+
+    @property
+    def status(self) -> int:
+        return self.spec.status
+
+    @property
+    def layer(self) -> Layer:
+        return self.spec.layer
+
+    def envelope(self) -> dict[str, Any]:
+        """The v4 body, with the key order each layer really uses."""
+        error = {"code": self.code, "message": self.message}
+        if self.layer is Layer.EDGE:
+            return {"result": None, "success": False, "errors": [error], "messages": []}
+        return {"errors": [{"message": self.message, "code": self.code}], "success": False, "result": {},
+                "messages": []}

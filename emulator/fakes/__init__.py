@@ -1,0 +1,1 @@
+"""Seeded generators shared by the task fakes: seeds, text, vectors, images, audio."""
