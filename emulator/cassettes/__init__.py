@@ -1,0 +1,60 @@
+"""Record/replay cassettes: file format, redaction, request matching and storage."""
+
+from emulator.cassettes.format import (
+    ACCOUNT_PLACEHOLDER,
+    FORMAT_VERSION,
+    REQUEST_HEADER_ALLOW,
+    RESPONSE_HEADER_ALLOW,
+    Body,
+    Cassette,
+    CassetteFormatError,
+    Interaction,
+    RecordedRequest,
+    RecordedResponse,
+    SSEEvent,
+    SSESplitter,
+    dump_cassette,
+    filter_headers,
+    load_cassette,
+    normalise_path,
+    split_sse,
+)
+from emulator.cassettes.match import (
+    CassetteIndex,
+    Matchers,
+    NoMatch,
+    NormalisedRequest,
+    normalise_request,
+    request_key,
+)
+from emulator.cassettes.redact import Redactor
+from emulator.cassettes.store import CassetteStore, InvalidCassetteName
+
+__all__ = [
+    "ACCOUNT_PLACEHOLDER",
+    "FORMAT_VERSION",
+    "REQUEST_HEADER_ALLOW",
+    "RESPONSE_HEADER_ALLOW",
+    "Body",
+    "Cassette",
+    "CassetteFormatError",
+    "CassetteIndex",
+    "CassetteStore",
+    "Interaction",
+    "InvalidCassetteName",
+    "Matchers",
+    "NoMatch",
+    "NormalisedRequest",
+    "RecordedRequest",
+    "RecordedResponse",
+    "Redactor",
+    "SSEEvent",
+    "SSESplitter",
+    "dump_cassette",
+    "filter_headers",
+    "load_cassette",
+    "normalise_path",
+    "normalise_request",
+    "request_key",
+    "split_sse",
+]

@@ -1,0 +1,424 @@
+"""Cassette file format (version 1): the pydantic models and their on-disk JSON encoding.
+
+A cassette is one JSON file holding recorded request/response pairs ("interactions") that the
+emulator can replay. The file is UTF-8, pretty-printed with a two-space indent, and written in a
+stable key order (model fields in declaration order, header and query keys sorted), so that
+re-recording the same traffic gives a small, readable diff. Fields whose value is null are omitted.
+
+Example::
+
+    {
+      "format_version": 1,
+      "name": "chat/hello",
+      "created_at": "2026-05-08T15:55:48.952000Z",
+      "source": "recorded",
+      "interactions": [
+        {
+          "request": {
+            "method": "POST",
+            "path": "/client/v4/accounts/{account_id}/ai/run/@cf/meta/llama-3.1-8b-instruct",
+            "query": {},
+            "headers": {"content-type": "application/json"},
+            "body": {"encoding": "json", "json": {"prompt": "Say hello"}}
+          },
+          "response": {
+            "status": 200,
+            "headers": {"cf-ai-req-id": "7c7e…", "content-type": "application/json"},
+            "body": {"encoding": "json", "json": {"result": {"response": "Hello!"}, "success": true}}
+          },
+          "recorded_at": "2026-05-08T15:55:49.101000Z",
+          "neurons": 0.31
+        }
+      ]
+    }
+
+Fields:
+
+- ``format_version``: always ``1``; any other value is rejected on load.
+- ``source``: ``"recorded"`` for live recordings, or
+  ``"converted from shared/reference/real-responses/<file>"``.
+- ``request.path``: normalised — the account id is replaced by ``{account_id}``, percent-encoding is
+  undone (``%40cf%2Fmeta`` becomes ``@cf/meta``) and ``//`` is collapsed. The query string lives in
+  ``request.query``.
+- ``request.headers``: only ``content-type``, ``accept``, ``cf-aig-*`` and ``x-session-affinity`` are
+  kept. Credentials are never stored.
+- ``response.headers``: only ``content-type``, ``cf-ai-req-id``, ``cf-ai-neurons`` and ``cf-aig-*`` by
+  default (see `RESPONSE_HEADER_ALLOW`).
+- ``body`` (`Body`): ``encoding`` is one of
+
+  - ``"json"``: the parsed document is in ``json``. Request bodies use this whenever they parse. Response
+    bodies use it only when compact re-serialisation reproduces the original bytes exactly.
+  - ``"text"``: the exact text is in ``text``. Used for ``text/*`` and for JSON responses whose original
+    spacing or escaping has to be kept byte for byte.
+  - ``"base64"``: the raw bytes, base64-encoded, are in ``base64``. Used for images, audio and anything
+    that is not UTF-8.
+  - ``"empty"``: no body.
+
+- ``response.events``: for ``text/event-stream`` responses, used instead of ``body``. There is one
+  `SSEEvent` per server-sent event. ``raw`` is the exact text of the event, including ``data: ``
+  prefixes and the blank line that ends it. ``data`` is the event's joined ``data:`` lines.
+  ``offset_ms`` is the time since the response started. Joining every ``raw`` gives back the original
+  stream byte for byte, and replay can send each event as its own chunk at its original time.
+- ``neurons``: the billed neurons (from the ``cf-ai-neurons`` header) when known.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FORMAT_VERSION = 1
+
+REQUEST_HEADER_ALLOW: tuple[str, ...] = ("content-type", "accept", "cf-aig-*", "x-session-affinity")
+RESPONSE_HEADER_ALLOW: tuple[str, ...] = ("content-type", "cf-ai-req-id", "cf-ai-neurons", "cf-aig-*")
+
+BodyEncoding = Literal["json", "text", "base64", "empty"]
+
+ACCOUNT_PLACEHOLDER = "{account_id}"
+
+_ACCOUNT_AFTER = re.compile(r"(/accounts/)[^/]+")
+_HEX32_SEGMENT = re.compile(r"(?<=/)[0-9a-f]{32}(?=/|$)")
+_SLASHES = re.compile(r"/{2,}")
+
+
+def normalise_path(path: str) -> str:
+    """Canonical request path: percent-decoded, ``//`` collapsed, account id replaced, query dropped.
+
+    The account id is the segment after ``/accounts/``, or any 32-hex segment (AI Gateway URLs put it
+    straight after ``/v1/``).
+    """
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    path = _SLASHES.sub("/", unquote(path))
+    path = _ACCOUNT_AFTER.sub(lambda m: m.group(1) + ACCOUNT_PLACEHOLDER, path)
+    return _HEX32_SEGMENT.sub(ACCOUNT_PLACEHOLDER, path)
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, the timezone every cassette timestamp uses."""
+    return datetime.now(UTC)
+
+
+def filter_headers(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]], allow: Iterable[str]
+) -> dict[str, str]:
+    """Lower-cased, sorted copy of `headers` keeping only names in `allow` (``prefix-*`` wildcards)."""
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for pattern in allow:
+        pattern = pattern.lower()
+        if pattern.endswith("*"):
+            prefixes.append(pattern[:-1])
+        else:
+            exact.add(pattern)
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    kept: dict[str, str] = {}
+    for name, value in items:
+        lname = name.lower()
+        if lname in exact or any(lname.startswith(p) for p in prefixes):
+            # Repeated headers are rare in this API; join them the way HTTP allows rather than lose one.
+            kept[lname] = f"{kept[lname]}, {value}" if lname in kept else value
+    return dict(sorted(kept.items()))
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare, lower-cased media type of a Content-Type value (parameters dropped)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """Whether a Content-Type denotes JSON (``application/json`` or any ``+json`` suffix)."""
+    mt = media_type(content_type)
+    return mt == "application/json" or mt.endswith("+json")
+
+
+def is_text_type(content_type: str | None) -> bool:
+    """Whether a Content-Type denotes text that is safe to store as a string."""
+    return media_type(content_type).startswith("text/")
+
+
+def is_event_stream(content_type: str | None) -> bool:
+    """Whether a Content-Type is server-sent events."""
+    return media_type(content_type) == "text/event-stream"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+
+class Body(_Model):
+    """A request or response body in one of four encodings (see the module docstring)."""
+
+    encoding: BodyEncoding
+    # `json` would shadow BaseModel.json(); the alias keeps the on-disk name readable.
+    json_: Any = Field(default=None, alias="json")
+    text: str | None = None
+    base64: str | None = None
+
+    @classmethod
+    def empty(cls) -> Body:
+        """The absent body."""
+        return cls(encoding="empty")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, content_type: str | None, *, exact: bool = False) -> Body:
+        """Choose the most readable encoding for `data`.
+
+        JSON content types become ``json`` when they parse, ``text/*`` becomes ``text`` and anything else
+        becomes ``base64``. With ``exact=True`` (use it for responses) ``json`` is chosen only when
+        `to_bytes` would give back `data` unchanged. Otherwise the body is kept as ``text``, so replay is
+        byte-exact.
+        """
+        if not data:
+            return cls.empty()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return cls(encoding="base64", base64=base64.b64encode(data).decode("ascii"))
+        if is_json_type(content_type):
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                parsed = _UNPARSED
+            if parsed is not _UNPARSED and (not exact or orjson.dumps(parsed) == data):
+                return cls(encoding="json", json=parsed)
+            return cls(encoding="text", text=text)
+        if is_text_type(content_type):
+            return cls(encoding="text", text=text)
+        return cls(encoding="base64", base64=base64.b64encode(data).decode("ascii"))
+
+    @classmethod
+    def from_json(cls, value: Any) -> Body:
+        """A body holding an already-parsed JSON document."""
+        return cls(encoding="json", json=value)
+
+    def to_bytes(self) -> bytes:
+        """The wire bytes of this body (compact JSON for ``json``, UTF-8 for ``text``)."""
+        if self.encoding == "json":
+            return orjson.dumps(self.json_)
+        if self.encoding == "text":
+            return (self.text or "").encode("utf-8")
+        if self.encoding == "base64":
+            return base64.b64decode(self.base64 or "", validate=True)
+        return b""
+
+    @field_validator("base64")
+    @classmethod
+    def _valid_base64(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value, validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"invalid base64 body: {exc}") from exc
+        return value
+
+
+_UNPARSED = object()
+
+
+class SSEEvent(_Model):
+    """One server-sent event of a streamed response, with its exact wire text and timing."""
+
+    data: str
+    offset_ms: float = 0.0
+    raw: str
+
+    @classmethod
+    def from_raw(cls, raw: str, offset_ms: float = 0.0) -> SSEEvent:
+        """Build an event from its exact wire text, deriving `data` from its ``data:`` lines."""
+        return cls(data=sse_data(raw), offset_ms=offset_ms, raw=raw)
+
+
+def sse_data(raw: str) -> str:
+    """The joined ``data:`` field values of one SSE event (per the SSE spec, one leading space is dropped)."""
+    lines: list[str] = []
+    for line in re.split(r"\r\n|\r|\n", raw):
+        if line == "data" or line.startswith("data:"):
+            value = line[5:]
+            lines.append(value[1:] if value.startswith(" ") else value)
+    return "\n".join(lines)
+
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+class SSESplitter:
+    """Split a byte stream into SSE events, whatever the network chunking was.
+
+    Feed upstream chunks with the time they arrived; each complete event is kept with the time its
+    last byte arrived. Splitting happens on bytes, so a UTF-8 character cut across chunks is safe.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._offset_ms = 0.0
+        self.events: list[SSEEvent] = []
+
+    def feed(self, chunk: bytes, offset_ms: float) -> list[SSEEvent]:
+        """Add a chunk; return the events it completed."""
+        self._buffer += chunk
+        self._offset_ms = offset_ms
+        done: list[SSEEvent] = []
+        while match := _EVENT_END.search(self._buffer):
+            raw, self._buffer = self._buffer[: match.end()], self._buffer[match.end() :]
+            done.append(SSEEvent.from_raw(raw.decode("utf-8"), offset_ms))
+        self.events.extend(done)
+        return done
+
+    def finish(self) -> list[SSEEvent]:
+        """All events, including a trailing one the server did not terminate with a blank line."""
+        if self._buffer:
+            self.events.append(SSEEvent.from_raw(self._buffer.decode("utf-8"), self._offset_ms))
+            self._buffer = b""
+        return self.events
+
+
+def split_sse(data: bytes, offset_ms: float = 0.0) -> list[SSEEvent]:
+    """Split a complete SSE body into events that all share one timestamp."""
+    splitter = SSESplitter()
+    splitter.feed(data, offset_ms)
+    return splitter.finish()
+
+
+class RecordedRequest(_Model):
+    """The parts of a request that replay matches on, normalised and free of credentials."""
+
+    method: str
+    path: str
+    query: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Body = Field(default_factory=Body.empty)
+
+    @field_validator("method")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @classmethod
+    def build(
+        cls,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+        *,
+        allow: Iterable[str] = REQUEST_HEADER_ALLOW,
+    ) -> RecordedRequest:
+        """Record an incoming request: path normalised, headers allow-listed, body parsed when JSON.
+
+        A query string left on `path` is moved into `query`. Redact the result (`Redactor.redact_request`)
+        before hashing or storing it.
+        """
+        merged = dict(parse_qsl(path.split("?", 1)[1], keep_blank_values=True)) if "?" in path else {}
+        merged.update(query or {})
+        kept = filter_headers(headers, allow)
+        return cls(
+            method=method,
+            path=normalise_path(path),
+            query=merged,
+            headers=kept,
+            body=Body.from_bytes(body, kept.get("content-type")),
+        )
+
+    @field_validator("query", "headers")
+    @classmethod
+    def _sorted(cls, value: dict[str, str]) -> dict[str, str]:
+        return dict(sorted(value.items()))
+
+
+class RecordedResponse(_Model):
+    """A recorded response: status, allow-listed headers, and either a body or SSE events."""
+
+    status: int
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Body | None = None
+    events: list[SSEEvent] | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _sorted(cls, value: dict[str, str]) -> dict[str, str]:
+        return dict(sorted((k.lower(), v) for k, v in value.items()))
+
+    @classmethod
+    def build(
+        cls,
+        status: int,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+        *,
+        allow: Iterable[str] = RESPONSE_HEADER_ALLOW,
+        events: list[SSEEvent] | None = None,
+    ) -> RecordedResponse:
+        """Record a finished response, keeping its body byte-exact.
+
+        Event-stream bodies are split into events (pass `events` from an `SSESplitter` to keep real timings).
+        If the stream is not UTF-8, the body is stored as base64 instead.
+        """
+        kept = filter_headers(headers, allow)
+        content_type = kept.get("content-type")
+        if events is None and is_event_stream(content_type) and body:
+            try:
+                events = split_sse(body)
+            except UnicodeDecodeError:
+                events = None
+        if events is not None:
+            return cls(status=status, headers=kept, events=events)
+        return cls(status=status, headers=kept, body=Body.from_bytes(body, content_type, exact=True))
+
+    @property
+    def content_type(self) -> str | None:
+        """The recorded Content-Type, if any."""
+        return self.headers.get("content-type")
+
+    def body_bytes(self) -> bytes:
+        """The full response body bytes (events concatenated for streams)."""
+        if self.events is not None:
+            return "".join(e.raw for e in self.events).encode("utf-8")
+        return self.body.to_bytes() if self.body is not None else b""
+
+
+class Interaction(_Model):
+    """One recorded request/response pair."""
+
+    request: RecordedRequest
+    response: RecordedResponse
+    recorded_at: datetime = Field(default_factory=utcnow)
+    neurons: float | None = None
+
+
+class Cassette(_Model):
+    """A named, versioned list of interactions: the unit stored in one file."""
+
+    format_version: Literal[1] = FORMAT_VERSION
+    name: str
+    created_at: datetime = Field(default_factory=utcnow)
+    source: str | None = None
+    interactions: list[Interaction] = Field(default_factory=list)
+
+
+class CassetteFormatError(ValueError):
+    """A cassette file that is not valid JSON or does not follow the format."""
+
+
+def dump_cassette(cassette: Cassette) -> bytes:
+    """The on-disk bytes of a cassette: UTF-8, indent 2, stable key order, trailing newline."""
+    data = cassette.model_dump(mode="json", exclude_none=True)
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def load_cassette(data: bytes | str, *, origin: str = "<cassette>") -> Cassette:
+    """Parse on-disk bytes into a `Cassette`, naming `origin` in the error when it is invalid."""
+    try:
+        return Cassette.model_validate_json(data)
+    except ValueError as exc:
+        raise CassetteFormatError(f"{origin}: not a valid version-{FORMAT_VERSION} cassette: {exc}") from exc

@@ -1,0 +1,184 @@
+"""Credential and identity scrubbing applied to every interaction before it is hashed or written.
+
+What is replaced:
+
+- every explicitly given secret, anywhere, becomes ``REDACTED``;
+- credential-shaped values also become ``REDACTED``: tokens after ``Bearer``, 37-character hex
+  Cloudflare global API keys, and any string value of a field or query parameter whose name marks it
+  as a credential (``token``, ``api_key``, ``authorization``, ``password``, ``secret``, …);
+- account ids become the placeholder: the ones given anywhere, and any 32-character lowercase hex
+  string that follows ``accounts/`` or forms a whole URL path segment (gateway URLs). A bare 32-hex
+  string in a body is left alone on purpose: real responses carry ids such as
+  ``chatcmpl-tool-b975da5af1f843e095ba7062d8e108ba``, and rewriting them would break replay fidelity;
+- email addresses become ``redacted@example.com``.
+
+Headers that carry credentials (Authorization, X-Auth-*, cf-aig-authorization, cookies) are dropped
+entirely. Replay applies the same `Redactor` to incoming requests, so redacted recordings still match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from emulator.cassettes.format import Body, Interaction, RecordedRequest, RecordedResponse, SSEEvent
+
+REDACTED = "REDACTED"
+REDACTED_EMAIL = "redacted@example.com"
+
+DROPPED_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-auth-key",
+        "x-auth-email",
+        "x-auth-user-service-key",
+        "cf-aig-authorization",
+        "cookie",
+        "set-cookie",
+    }
+)
+
+# Compared after lower-casing and removing "-" and "_", so apiKey, api-key and API_KEY all match.
+SENSITIVE_FIELDS = frozenset(
+    {
+        "token",
+        "apitoken",
+        "accesstoken",
+        "authtoken",
+        "refreshtoken",
+        "apikey",
+        "xapikey",
+        "authorization",
+        "password",
+        "passwd",
+        "secret",
+        "clientsecret",
+        "secretkey",
+        "xauthkey",
+    }
+)
+
+_BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+_GLOBAL_KEY = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{37}(?![0-9A-Za-z])")
+_ACCOUNT_AFTER_ACCOUNTS = re.compile(r"(?i)(accounts/)[0-9a-f]{32}(?![0-9A-Za-z])")
+_ACCOUNT_SEGMENT = re.compile(r"(?<=/)[0-9a-f]{32}(?=/|\?|#|$)")
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# `"api_key": "…"`, `token=…`, `password: …` inside free text, JSON kept as text, or query strings.
+_NAMED_VALUE = re.compile(
+    r"""(?ix)
+    (?<![A-Za-z0-9_-])
+    (?P<name>(?:x[-_]?)?(?:api[-_]?key|api[-_]?token|access[-_]?token|auth[-_]?token|refresh[-_]?token
+        |token|authorization|password|passwd|secret|client[-_]?secret|secret[-_]?key|x[-_]auth[-_]key))
+    (?P<sep>["']?\s*[:=]\s*["']?)
+    (?P<value>[^"'&\s,;}\]]{8,})
+    """
+)
+
+
+def _field_is_sensitive(name: str) -> bool:
+    return name.lower().replace("-", "").replace("_", "") in SENSITIVE_FIELDS
+
+
+class Redactor:
+    """Scrubs secrets, account ids and emails from text, JSON, headers, paths and whole interactions."""
+
+    def __init__(
+        self,
+        secrets: Iterable[str] = (),
+        account_ids: Iterable[str] = (),
+        placeholder_account: str = "{account_id}",
+    ) -> None:
+        # Longest first so a secret that contains another is replaced whole.
+        self.secrets: tuple[str, ...] = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self.account_ids: tuple[str, ...] = tuple(
+            sorted({a for a in account_ids if a}, key=len, reverse=True)
+        )
+        self.placeholder_account = placeholder_account
+
+    def redact_text(self, s: str) -> str:
+        """Replace every secret, credential-shaped token, account id and email in `s`."""
+        for secret in self.secrets:
+            s = s.replace(secret, REDACTED)
+        for account in self.account_ids:
+            s = s.replace(account, self.placeholder_account)
+        s = _BEARER.sub(lambda m: m.group(1) + REDACTED, s)
+        s = _NAMED_VALUE.sub(lambda m: m.group("name") + m.group("sep") + REDACTED, s)
+        s = _GLOBAL_KEY.sub(REDACTED, s)
+        s = _ACCOUNT_AFTER_ACCOUNTS.sub(lambda m: m.group(1) + self.placeholder_account, s)
+        return _EMAIL.sub(REDACTED_EMAIL, s)
+
+    def redact_json(self, obj: Any) -> Any:
+        """A deep copy of a JSON value with strings redacted and credential-named string fields replaced."""
+        if isinstance(obj, str):
+            return self.redact_text(obj)
+        if isinstance(obj, list):
+            return [self.redact_json(v) for v in obj]
+        if isinstance(obj, dict):
+            out: dict[str, Any] = {}
+            for key, value in obj.items():
+                new_key = self.redact_text(key) if isinstance(key, str) else key
+                if isinstance(key, str) and _field_is_sensitive(key) and isinstance(value, str) and value:
+                    out[new_key] = REDACTED
+                else:
+                    out[new_key] = self.redact_json(value)
+            return out
+        return obj
+
+    def redact_headers(self, h: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+        """Headers without credential-carrying ones, remaining values redacted."""
+        items = h.items() if isinstance(h, Mapping) else h
+        return {k: self.redact_text(v) for k, v in items if k.lower() not in DROPPED_HEADERS}
+
+    def redact_path(self, path: str) -> str:
+        """A URL path (optionally with a query string) with account ids and secrets replaced."""
+        return _ACCOUNT_SEGMENT.sub(self.placeholder_account, self.redact_text(path))
+
+    def redact_query(self, query: Mapping[str, str]) -> dict[str, str]:
+        """Query parameters with credential-named values replaced and the rest redacted as text."""
+        return {
+            self.redact_text(k): (REDACTED if _field_is_sensitive(k) and v else self.redact_text(v))
+            for k, v in query.items()
+        }
+
+    def redact_body(self, body: Body) -> Body:
+        """A redacted copy of a body; binary (base64) bodies are left alone."""
+        if body.encoding == "json":
+            return Body(encoding="json", json=self.redact_json(body.json_))
+        if body.encoding == "text":
+            return Body(encoding="text", text=self.redact_text(body.text or ""))
+        return body
+
+    def redact_request(self, request: RecordedRequest) -> RecordedRequest:
+        """A redacted copy of a recorded request."""
+        return RecordedRequest(
+            method=request.method,
+            path=self.redact_path(request.path),
+            query=self.redact_query(request.query),
+            headers=self.redact_headers(request.headers),
+            body=self.redact_body(request.body),
+        )
+
+    def redact_response(self, response: RecordedResponse) -> RecordedResponse:
+        """A redacted copy of a recorded response (SSE events keep `data` consistent with `raw`)."""
+        events = (
+            [SSEEvent.from_raw(self.redact_text(e.raw), e.offset_ms) for e in response.events]
+            if response.events is not None
+            else None
+        )
+        return RecordedResponse(
+            status=response.status,
+            headers=self.redact_headers(response.headers),
+            body=self.redact_body(response.body) if response.body is not None else None,
+            events=events,
+        )
+
+    def redact_interaction(self, interaction: Interaction) -> Interaction:
+        """A redacted copy of a whole interaction: what `CassetteStore.append` callers should store."""
+        return interaction.model_copy(
+            update={
+                "request": self.redact_request(interaction.request),
+                "response": self.redact_response(interaction.response),
+            }
+        )
