@@ -82,6 +82,7 @@ class StreamEvent:
 
     data: str
     delay: float = 0.0  # seconds to wait before writing it (replay timing, slow-stream faults)
+    raw: bytes | None = None  # exact bytes on the wire (replayed chunks); when set, `data` is informative
 
 
 @dataclass(slots=True)

@@ -30,6 +30,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     # Edge
     "auth": ErrorSpec(10000, 401, "Authentication error", Layer.EDGE),
     "missing_auth": ErrorSpec(9106, 403, "Missing X-Auth-Email header", Layer.EDGE),
+    "missing_key": ErrorSpec(9106, 403, "Missing X-Auth-Key header", Layer.EDGE),
     "malformed_auth": ErrorSpec(9106, 400, "Authentication failed (status: 400)", Layer.EDGE),
     "could_not_route": ErrorSpec(
         7003, 404, "Could not route to {path}, perhaps your object identifier is invalid?", Layer.EDGE
@@ -37,9 +38,9 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "no_route": ErrorSpec(7000, 400, "No route for that URI", Layer.EDGE),
     "method_not_allowed": ErrorSpec(10405, 405, "Method not allowed", Layer.EDGE),
     "too_large": ErrorSpec(3006, 413, "Request is too large", Layer.EDGE),
-    "invalid_json": ErrorSpec(6003, 400, "Invalid request: {detail}", Layer.EDGE),
     # Model layer
     "bad_input": ErrorSpec(5006, 400, "AiError: Bad input: {detail}"),
+    "invalid_json": ErrorSpec(5006, 400, "AiError: Bad input: Error: request body is not valid JSON ({detail})"),
     "no_such_model": ErrorSpec(5007, 400, "No such model {model} or task"),
     "invalid_base64": ErrorSpec(5004, 400, "Invalid data type for base64 input: {type}"),
     "incomplete_request": ErrorSpec(3003, 400, "Request is missing headers or body: {what}"),
@@ -74,7 +75,7 @@ class CFError(Exception):
         self.kind = kind
         self.spec = spec
         self.fields = fields
-        self.message = spec.template.format(**fields) if fields or "{" in spec.template else spec.template
+        self.message = spec.template.format(**fields)
         super().__init__(f"{spec.code}: {self.message}")
 
     @property

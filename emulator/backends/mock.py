@@ -1,0 +1,55 @@
+"""The mock backend: deterministic fakes from the task modules, cached by request fingerprint."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from emulator.call import BinaryInput, Call, Outcome
+from emulator.fakes.seed import derive_seed
+from emulator.tasks import FakeContext, fake_for
+
+# Inputs that change how an answer is delivered, not what it says: excluded from the seed so
+# a streamed answer and a non-streamed one carry the same text.
+DELIVERY_KEYS = frozenset({"stream", "stream_options", "options"})
+CACHE_SIZE = 2048
+
+
+def fingerprint_inputs(inputs: dict[str, Any] | BinaryInput) -> Any:
+    if isinstance(inputs, BinaryInput):
+        form = inputs.form
+        if form is not None:
+            return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in form.items()}
+        return inputs.data
+    return {k: v for k, v in inputs.items() if k not in DELIVERY_KEYS}
+
+
+def call_seed(call: Call, emulator_seed: int) -> int:
+    """The seed of a call: (emulator seed, model, canonical inputs) and nothing else."""
+    return derive_seed(emulator_seed, call.model.name, fingerprint_inputs(call.inputs))
+
+
+class MockBackend:
+    name = "mock"
+
+    def __init__(self, *, seed: int = 0, quirks: dict[str, bool] | None = None) -> None:
+        self.seed = seed
+        self.quirks = quirks or {}
+        self._cache: OrderedDict[tuple[int, bool], Outcome] = OrderedDict()
+
+    async def handle(self, call: Call) -> Outcome:
+        seed = call_seed(call, self.seed)
+        key = (seed, call.stream)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        outcome = fake_for(call.model)(call, FakeContext(seed=seed, emulator_seed=self.seed, quirks=self.quirks))
+        if isinstance(outcome.events, list) or outcome.events is None:
+            self._cache[key] = outcome
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return outcome
+
+    async def close(self) -> None:
+        self._cache.clear()

@@ -1,0 +1,125 @@
+"""The `workers-ai-emulator` command line: serve, and the tools around a running or stopped server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from emulator.quirks import parse_quirk_flags
+from emulator.settings import ENV_PREFIX, Mode, Settings
+
+DEMO_ACCOUNT = "0123456789abcdef0123456789abcdef"
+
+
+def env(name: str) -> str:
+    return ENV_PREFIX + name
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="workers-ai-emulator")
+def main() -> None:
+    """A local, deterministic emulator of the Cloudflare Workers AI REST API."""
+
+
+def banner(settings: Settings) -> str:
+    base = f"http://{settings.host if settings.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{settings.port}"
+    acct = DEMO_ACCOUNT
+    token = settings.token or "any-token"
+    return "\n".join([
+        f"workers-ai-emulator {settings.mode.value} mode listening on {base}",
+        "",
+        f"  cloudflare SDK     Cloudflare(api_token=\"{token}\", base_url=\"{base}/client/v4\")",
+        f"  OpenAI-compatible  OpenAI(api_key=\"{token}\", base_url=\"{base}/client/v4/accounts/{acct}/ai/v1\")",
+        f"  REST base          {base}/client/v4/accounts/{acct}/ai/run/<model>",
+        f"  dashboard          {base}/__emulator__/",
+        "",
+        "  curl example:",
+        f"    curl {base}/client/v4/accounts/{acct}/ai/run/@cf/meta/llama-3-8b-instruct \\",
+        f"      -H 'Authorization: Bearer {token}' \\",
+        "      -d '{\"prompt\": \"Where did the phrase Hello World come from\"}'",
+        "",
+        "  Any 32-hex account id works; without --token any non-empty token is accepted.",
+    ])
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar=env("HOST"),
+              help="Interface to bind (127.0.0.1 unless told otherwise).")
+@click.option("--port", default=8787, show_default=True, type=int, envvar=env("PORT"), help="TCP port (0 = any free).")
+@click.option("--seed", default=0, show_default=True, type=int, envvar=env("SEED"),
+              help="Global seed: the same request and seed give byte-identical answers.")
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar=env("DATA_DIR"),
+              help="Where the ledger and cassettes live (default: a new temporary directory).")
+@click.option("--token", envvar=env("TOKEN"), help="Accept only this API token (default: any non-empty token).")
+@click.option("--mode", type=click.Choice([m.value for m in Mode]), default="mock", show_default=True,
+              envvar=env("MODE"), help="mock fakes, replay cassettes, record/passthrough to the real API.")
+@click.option("--plan", type=click.Choice(["free", "paid"]), default="free", show_default=True, envvar=env("PLAN"),
+              help="free: 4006 after the daily allowance; paid: bill the overage.")
+@click.option("--daily-neurons", type=float, default=10_000, show_default=True, envvar=env("DAILY_NEURONS"),
+              help="Daily free neuron allowance.")
+@click.option("--rate-limits/--no-rate-limits", default=False, envvar=env("RATE_LIMITS"),
+              help="Enforce Cloudflare's per-task requests-per-minute limits.")
+@click.option("--quirk", "quirks", multiple=True, metavar="NAME=on|off", envvar=env("QUIRKS"),
+              help="Turn a reproduced Cloudflare quirk off (see `workers-ai-emulator quirks`).")
+@click.option("--upstream", default="https://api.cloudflare.com", show_default=True, envvar=env("UPSTREAM"),
+              help="Real API base for record/passthrough.")
+@click.option("--cassette", default="default", show_default=True, envvar=env("CASSETTE"),
+              help="Cassette name for record/replay.")
+@click.option("--cassette-dir", type=click.Path(path_type=Path), envvar=env("CASSETTE_DIR"),
+              help="Directory of cassettes (default: <data-dir>/cassettes).")
+@click.option("--replay-timing", type=click.Choice(["fast", "real"]), default="fast", show_default=True,
+              envvar=env("REPLAY_TIMING"), help="Replay streams at once or with the recorded timing.")
+@click.option("--max-upstream-neurons", type=float, envvar=env("MAX_UPSTREAM_NEURONS"),
+              help="Refuse further real calls once this many real neurons were spent in this run.")
+@click.option("--no-control-plane", is_flag=True, envvar=env("NO_CONTROL_PLANE"),
+              help="Disable /__emulator__/ (the control plane and dashboard).")
+def serve(host: str, port: int, seed: int, data_dir: Path | None, token: str | None, mode: str, plan: str,
+          daily_neurons: float, rate_limits: bool, quirks: tuple[str, ...], upstream: str, cassette: str,
+          cassette_dir: Path | None, replay_timing: str, max_upstream_neurons: float | None,
+          no_control_plane: bool) -> None:
+    """Start the emulator and print the base URLs to paste into each kind of client."""
+    try:
+        quirk_map = parse_quirk_flags([q for flag in quirks for q in flag.split(",") if q])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--quirk") from None
+    settings = Settings(host=host, port=port, seed=seed, data_dir=data_dir, token=token, mode=Mode(mode), plan=plan,
+                        daily_neurons=daily_neurons, rate_limits=rate_limits, quirks=quirk_map, upstream=upstream,
+                        cassette=cassette, cassette_dir=cassette_dir, replay_timing=replay_timing,
+                        max_upstream_neurons=max_upstream_neurons, control_plane=not no_control_plane,
+                        upstream_token=os.environ.get("CLOUDFLARE_API_TOKEN"),
+                        upstream_account_id=os.environ.get("CLOUDFLARE_ACCOUNT_ID"))
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        click.echo(f"warning: binding {host} without --token: anyone who can reach this port can use it.",
+                   err=True)
+    asyncio.run(run_server(settings))
+
+
+async def run_server(settings: Settings) -> None:
+    from aiohttp import web
+
+    from emulator.server.app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
+    await site.start()
+    if settings.port == 0:
+        settings.port = runner.addresses[0][1]
+    click.echo(banner(settings))
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The aiohttp server: path dispatch, edge checks, the call pipeline and rendering per surface."""

@@ -1,0 +1,55 @@
+"""The native surface: `POST …/ai/run/{model}` in, v4 envelope / raw bytes / native SSE out."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from emulator.call import Call, Surface
+from emulator.catalog import Model
+from emulator.errors import CFError
+from emulator.pricing import round_neurons
+from emulator.server.inputs import read_body, read_inputs, validate
+from emulator.server.paths import Route
+from emulator.server.pipeline import Executed, execute
+from emulator.server.render import NEURONS, REQ_ID, envelope, json_response, stream_events
+from emulator.server.state import ServerState
+
+
+def lookup_model(state: ServerState, name: str) -> Model:
+    model = state.catalog.get(name)
+    if model is None:
+        raise CFError("no_such_model", model=name)
+    return model
+
+
+def answer_headers(call: Call, executed: Executed) -> dict[str, str]:
+    headers = {REQ_ID: call.request_id, NEURONS: round_neurons(executed.neurons)}
+    headers.update(executed.outcome.headers)
+    return headers
+
+
+async def render_native(request: web.Request, call: Call, executed: Executed) -> web.StreamResponse:
+    outcome = executed.outcome
+    headers = answer_headers(call, executed)
+    if outcome.events is not None:
+        return await stream_events(request, outcome.events, headers=headers, status=outcome.status)
+    if outcome.body is not None:
+        return web.Response(body=outcome.body, status=outcome.status, headers=headers,
+                            content_type=outcome.content_type.split(";")[0])
+    return json_response(envelope(outcome.result) if not outcome.rendered else outcome.result,
+                         status=outcome.status, headers=headers)
+
+
+async def handle_run(request: web.Request, route: Route, state: ServerState, request_id: str) -> web.StreamResponse:
+    assert route.model is not None
+    model = lookup_model(state, route.model)
+    raw = await read_body(request)
+    inputs = await read_inputs(request, raw)
+    validate(model, inputs, state.quirks)
+    stream = isinstance(inputs, dict) and inputs.get("stream") is True
+    call = Call(model=model, inputs=inputs, surface=Surface.NATIVE, account_id=route.account_id,
+                request_id=request_id, path=request.path, query=dict(request.query), stream=stream,
+                gateway_id=route.gateway_id, raw_body=raw, raw_content_type=request.content_type or "",
+                headers=dict(request.headers))
+    executed = await execute(state, call)
+    return await render_native(request, call, executed)

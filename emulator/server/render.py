@@ -1,0 +1,78 @@
+"""Wire rendering: the v4 envelope, raw binary bodies, native SSE streams and error bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from emulator.call import StreamEvent
+from emulator.errors import CFError, Layer
+
+JSON = "application/json"
+SSE = "text/event-stream"
+REQ_ID = "cf-ai-req-id"
+NEURONS = "cf-ai-neurons"
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=dumps(body), status=status, content_type=JSON, headers=headers)
+
+
+def envelope(result: Any) -> dict[str, Any]:
+    return {"result": result, "success": True, "errors": [], "messages": []}
+
+
+def error_body(error: CFError, *, openai_error: bool = False) -> dict[str, Any]:
+    body = error.envelope()
+    if openai_error:
+        # Only when the `v1-errors-not-openai-shaped` quirk is off: what OpenAI SDKs look for.
+        body["error"] = {"message": error.message, "type": "invalid_request_error" if error.status < 500
+                         else "server_error", "code": error.code, "param": None}
+    return body
+
+
+def error_response(error: CFError, *, request_id: str | None = None, openai_error: bool = False,
+                   extra_headers: dict[str, str] | None = None) -> web.Response:
+    headers: dict[str, str] = dict(extra_headers or {})
+    if error.layer is Layer.MODEL and request_id:
+        headers[REQ_ID] = request_id
+    return json_response(error_body(error, openai_error=openai_error), status=error.status, headers=headers)
+
+
+def sse_frame(data: str) -> bytes:
+    return b"data: " + data.encode() + b"\n\n"
+
+
+async def stream_events(request: web.Request, events: Iterable[StreamEvent] | AsyncIterator[StreamEvent],
+                        *, headers: dict[str, str], status: int = 200) -> web.StreamResponse:
+    """Write each event and flush it on its own, yielding to the loop between events."""
+    response = web.StreamResponse(status=status, headers={"Content-Type": SSE, "Cache-Control": "no-cache",
+                                                          **headers})
+    await response.prepare(request)
+    if isinstance(events, AsyncIterator):
+        async for event in events:
+            await _write_event(response, event)
+    else:
+        for event in events:
+            await _write_event(response, event)
+    await response.write_eof()
+    return response
+
+
+async def _write_event(response: web.StreamResponse, event: StreamEvent) -> None:
+    # A zero-delay sleep still yields, so 64 concurrent streams interleave instead of queueing.
+    await asyncio.sleep(event.delay)
+    await response.write(event.raw if event.raw is not None else sse_frame(event.data))

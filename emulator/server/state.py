@@ -1,0 +1,32 @@
+"""Everything one running server holds, stored on the aiohttp app under a typed key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from emulator.backends.base import Backend
+from emulator.catalog import Catalog
+from emulator.ledger import Ledger
+from emulator.pricing import PriceBook
+from emulator.settings import Settings
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    catalog: Catalog
+    backend: Backend
+    ledger: Ledger
+    prices: PriceBook
+    # Extension points filled by the control plane (stubs, faults, request log).
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quirks(self) -> dict[str, bool]:
+        return self.settings.quirks
+
+
+STATE: web.AppKey[ServerState] = web.AppKey("state", ServerState)

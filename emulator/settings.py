@@ -1,0 +1,50 @@
+"""Run-time settings of one emulator server: one pydantic model, filled from CLI flags or environment."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+ENV_PREFIX = "WORKERS_AI_EMULATOR_"
+
+
+class Mode(enum.StrEnum):
+    MOCK = "mock"
+    REPLAY = "replay"
+    RECORD = "record"
+    PASSTHROUGH = "passthrough"
+    REPLAY_OR_RECORD = "replay-or-record"
+
+
+class Settings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8787
+    seed: int = 0
+    data_dir: Path | None = None  # None: a fresh temporary directory per server
+    token: str | None = None  # when set, only this API token (or X-Auth-Key) is accepted
+    mode: Mode = Mode.MOCK
+    plan: str = "free"
+    daily_neurons: float = 10_000
+    rate_limits: bool = False
+    ledger_path: str | None = None  # ":memory:" or a file; default <data_dir>/ledger.sqlite3
+    upstream: str = "https://api.cloudflare.com"
+    upstream_account_id: str | None = None
+    upstream_token: str | None = None
+    cassette: str = "default"
+    cassette_dir: Path | None = None  # default <data_dir>/cassettes
+    replay_timing: str = "fast"
+    max_upstream_neurons: float | None = None
+    max_body_bytes: int = 25 * 1024 * 1024
+    quirks: dict[str, bool] = Field(default_factory=dict)  # quirk name → on/off (default: all on)
+    control_plane: bool = True
+    workers: int = 1
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir is None:
+            import tempfile
+
+            self.data_dir = Path(tempfile.mkdtemp(prefix="workers-ai-emulator-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir

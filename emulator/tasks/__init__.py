@@ -1,0 +1,57 @@
+"""One module per catalog task; each turns a `Call` into a deterministic `Outcome`.
+
+A task module exposes `fake(call, ctx) -> Outcome`. `FAKES` maps the catalog's task names to them;
+`fake_for(model)` is the single lookup the mock backend uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from emulator.call import Call, Outcome
+from emulator.catalog import Model
+
+
+@dataclass(slots=True)
+class FakeContext:
+    """What a fake may depend on besides the call: the request seed and the quirk switches."""
+
+    seed: int  # derived from (emulator seed, model, canonical inputs)
+    emulator_seed: int = 0
+    quirks: dict[str, bool] = field(default_factory=dict)
+
+
+Fake = Callable[[Call, FakeContext], Outcome]
+FAKES: dict[str, Fake] = {}
+
+
+def register(*task_names: str) -> Callable[[Fake], Fake]:
+    def decorator(fn: Fake) -> Fake:
+        for name in task_names:
+            FAKES[name] = fn
+        return fn
+
+    return decorator
+
+
+def fake_for(model: Model) -> Fake:
+    _load_all()
+    try:
+        return FAKES[model.task.name]
+    except KeyError:
+        from emulator.tasks import generic
+
+        return generic.fake
+
+
+def _load_all() -> None:
+    if FAKES:
+        return
+    import importlib
+    import pkgutil
+
+    import emulator.tasks as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"emulator.tasks.{info.name}")

@@ -1,0 +1,60 @@
+"""Text Embeddings: unit-norm vectors where texts sharing words are closer; one vector per text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.call import Call, Outcome, Usage
+from emulator.catalog import Model
+from emulator.fakes import text as text_fake
+from emulator.fakes.vectors import embed, to_float_list
+from emulator.tasks import FakeContext, register
+
+# Dimensions for models whose catalog entry has no `output_dimensions` property.
+KNOWN_DIMENSIONS = {
+    "@cf/baai/bge-small-en-v1.5": 384,
+    "@cf/baai/bge-base-en-v1.5": 768,
+    "@cf/baai/bge-large-en-v1.5": 1024,
+    "@cf/baai/bge-m3": 1024,
+    "@cf/baai/omni-bge-base-en-v1.5": 768,
+    "@cf/google/embeddinggemma-300m": 768,
+    "@cf/pfnet/plamo-embedding-1b": 2048,
+    "@cf/qwen/qwen3-embedding-0.6b": 1024,
+}
+DEFAULT_DIMENSIONS = 768
+
+
+def dimensions(model: Model) -> int:
+    declared = model.prop("output_dimensions")
+    if declared is not None and str(declared).isdigit():
+        return int(declared)
+    return KNOWN_DIMENSIONS.get(model.name, DEFAULT_DIMENSIONS)
+
+
+def texts_of(inputs: dict[str, Any]) -> list[str]:
+    for key in ("text", "documents", "queries", "input"):
+        value = inputs.get(key)
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list):
+            return [v if isinstance(v, str) else str(v) for v in value]
+    return []
+
+
+def vectors(model: Model, texts: list[str], ctx: FakeContext) -> list[list[float]]:
+    return to_float_list(embed(texts, dimensions(model), salt=ctx.emulator_seed))
+
+
+def usage_for(texts: list[str]) -> Usage:
+    return Usage(input_tokens=sum(text_fake.count_tokens(t) for t in texts))
+
+
+@register("Text Embeddings")
+def fake(call: Call, ctx: FakeContext) -> Outcome:
+    inputs = call.json_inputs
+    texts = texts_of(inputs)
+    data = vectors(call.model, texts, ctx)
+    result: dict[str, Any] = {"shape": [len(data), dimensions(call.model)], "data": data}
+    if "pooling" in (call.model.input_schema.get("oneOf") or [{}])[0].get("properties", {}):
+        result["pooling"] = inputs.get("pooling", "mean")
+    return Outcome(result=result, usage=usage_for(texts))

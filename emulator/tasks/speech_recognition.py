@@ -1,0 +1,101 @@
+"""Automatic Speech Recognition: a transcript whose length follows the audio, with word timings and WebVTT."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+
+from emulator.call import Call, Outcome, Usage
+from emulator.errors import CFError
+from emulator.fakes import audio
+from emulator.fakes import text as text_fake
+from emulator.tasks import FakeContext, register
+
+WORDS_PER_SECOND = 2.5  # conversational speech
+
+
+def audio_bytes(call: Call) -> tuple[bytes, str | None]:
+    """The audio of a call: a raw body, a `{audio: [u8…]}` array, or a base64 string (turbo/smart-turn)."""
+    if call.binary is not None:
+        return call.binary.data, call.binary.content_type
+    value = call.json_inputs.get("audio")
+    if isinstance(value, dict):  # smart-turn `{body, contentType}`
+        value = value.get("body")
+    if isinstance(value, list):
+        if not all(isinstance(b, int) and 0 <= b <= 255 for b in value):
+            raise CFError("bad_input", detail="Error: audio must be an array of integers between 0 and 255")
+        return bytes(value), None
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True), None
+        except (binascii.Error, ValueError):
+            raise CFError("invalid_base64", type="string") from None
+    return b"", None
+
+
+def duration_of(call: Call) -> float:
+    data, content_type = audio_bytes(call)
+    try:
+        return audio.duration_seconds(data, content_type)
+    except audio.NotAudio as exc:
+        raise CFError("bad_input", detail=f"Error: {exc}") from None
+
+
+def _f32(value: float) -> float:
+    # Real whisper timings are float32 artefacts (0.2800000011920929); numpy float32 reproduces them.
+    return float(np.float32(value))
+
+
+def words_for(duration: float, seed: int) -> list[dict[str, Any]]:
+    count = max(1, round(duration * WORDS_PER_SECOND)) if duration > 0.2 else 0
+    if count == 0:
+        return []
+    text, _ = text_fake.prose(seed, count * 2)
+    tokens = [w for w in text.split() if w][:count]
+    while len(tokens) < count:
+        tokens += tokens[: count - len(tokens)] or ["hello"]
+    step = duration / count
+    return [{"word": w, "start": _f32(i * step), "end": _f32(min(duration, (i + 0.85) * step))}
+            for i, w in enumerate(tokens)]
+
+
+def _ts(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+def vtt_for(words: list[dict[str, Any]], per_cue: int = 8) -> str:
+    lines = ["WEBVTT", ""]
+    for i in range(0, len(words), per_cue):
+        cue = words[i : i + per_cue]
+        lines += [f"{_ts(cue[0]['start'])} --> {_ts(cue[-1]['end'])}", " ".join(w["word"] for w in cue), ""]
+    return "\n".join(lines)
+
+
+@register("Automatic Speech Recognition")
+def fake(call: Call, ctx: FakeContext) -> Outcome:
+    duration = duration_of(call)
+    words = words_for(duration, ctx.seed)
+    text = " ".join(w["word"] for w in words)
+    usage = Usage(audio_seconds=duration)
+    result: dict[str, Any]
+    if "whisper-large-v3-turbo" in call.model.name:
+        result = {
+            "transcription_info": {"language": call.json_inputs.get("language", "en"), "language_probability": 0.99,
+                                   "duration": duration, "duration_after_vad": duration},
+            "text": text,
+            "word_count": len(words),
+            "segments": [{"start": words[0]["start"] if words else 0.0, "end": duration, "text": text,
+                          "temperature": 0.0, "avg_logprob": -0.25, "compression_ratio": 1.4,
+                          "no_speech_prob": 0.01, "words": words}] if words else [],
+            "vtt": vtt_for(words),
+        }
+    else:
+        result = {"text": text, "word_count": len(words), "words": words, "vtt": vtt_for(words)}
+    return Outcome(result=result, usage=usage)

@@ -1,0 +1,207 @@
+"""Text Generation: prose from the seeded text fake, tool calls and JSON mode from schemas, native SSE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from emulator.call import Call, Outcome, StreamEvent, Usage
+from emulator.catalog import Model
+from emulator.fakes import text as text_fake
+from emulator.fakes.from_schema import fake_from_schema
+from emulator.fakes.seed import derive_seed, rng
+from emulator.quirks import enabled
+from emulator.tasks import FakeContext, register
+
+PADDING_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789" * 3
+DEFAULT_MAX_TOKENS = 256
+# Chat templates add a few tokens per message (role markers); this keeps prompt_tokens plausible.
+TEMPLATE_TOKENS_PER_MESSAGE = 4
+
+
+@dataclass(slots=True)
+class Generation:
+    """The model-independent content of one answer; every surface renders it its own way."""
+
+    text: str
+    finish_reason: str  # "stop" | "length" | "tool_calls"
+    prompt_tokens: int
+    completion_tokens: int
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "arguments": dict}]
+    reasoning: str | None = None
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+
+def content_text(content: Any) -> str:
+    """Message content as plain text: a string, an array of parts, or one part object."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or "")
+    if isinstance(content, list):
+        return " ".join(content_text(part) for part in content)
+    return str(content)
+
+
+def prompt_tokens(inputs: dict[str, Any]) -> int:
+    if "prompt" in inputs:
+        return max(1, text_fake.count_tokens(str(inputs["prompt"])))
+    if "input" in inputs:  # Responses form (gpt-oss)
+        items = inputs["input"]
+        if isinstance(items, str):
+            return max(1, text_fake.count_tokens(items))
+        return sum(text_fake.count_tokens(content_text(i.get("content") if isinstance(i, dict) else i))
+                   + TEMPLATE_TOKENS_PER_MESSAGE for i in items) or 1
+    messages = inputs.get("messages") or []
+    return sum(text_fake.count_tokens(content_text(m.get("content"))) + TEMPLATE_TOKENS_PER_MESSAGE
+               for m in messages if isinstance(m, dict)) or 1
+
+
+def default_max_tokens(model: Model) -> int:
+    schema = model.input_schema
+    for branch in schema.get("oneOf") or [schema]:
+        props = branch.get("properties", {}) if isinstance(branch, dict) else {}
+        for key in ("max_tokens", "max_completion_tokens"):
+            default = props.get(key, {}).get("default") if isinstance(props.get(key), dict) else None
+            if isinstance(default, int):
+                return default
+    return DEFAULT_MAX_TOKENS
+
+
+def _tools(inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Normalise native `{name, description, parameters}` and OpenAI `{type, function}` tools."""
+    tools = []
+    for tool in inputs.get("tools") or []:
+        if not isinstance(tool, dict):
+            continue
+        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+        if isinstance(fn.get("name"), str):
+            tools.append({"name": fn["name"], "parameters": fn.get("parameters") or {"type": "object"}})
+    return tools
+
+
+def _pick_tools(inputs: dict[str, Any], tools: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """Which tools the fake model calls. `auto` calls one unless the last message is a tool result,
+    so agent loops written against the emulator terminate."""
+    if not tools:
+        return []
+    choice = inputs.get("tool_choice", "auto")
+    if choice == "none":
+        return []
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") or choice.get("name")
+        chosen = [t for t in tools if t["name"] == name]
+        return chosen[:1] or tools[:1]
+    messages = inputs.get("messages") or []
+    last_role = messages[-1].get("role") if messages and isinstance(messages[-1], dict) else "user"
+    if choice != "required" and last_role == "tool":
+        return []
+    return [tools[seed % len(tools)]]
+
+
+def _json_mode(inputs: dict[str, Any], seed: int) -> str | None:
+    fmt = inputs.get("response_format") or (
+        {"type": "json_schema", "json_schema": inputs["guided_json"]} if inputs.get("guided_json") else None
+    )
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        schema = spec.get("schema", spec) if isinstance(spec, dict) else {}
+        return orjson.dumps(fake_from_schema(schema or {"type": "object"}, rng(seed))).decode()
+    if fmt.get("type") == "json_object":
+        text, _ = text_fake.prose(seed, 12)
+        return orjson.dumps({"answer": text}).decode()
+    return None
+
+
+def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
+    stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if isinstance(s, str) and s]
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def generate(call: Call, ctx: FakeContext) -> Generation:
+    """The deterministic answer to a text-generation call (shared by every surface)."""
+    inputs = call.json_inputs
+    limit = inputs.get("max_completion_tokens") or inputs.get("max_tokens") or default_max_tokens(call.model)
+    limit = int(limit) if isinstance(limit, (int, float)) else DEFAULT_MAX_TOKENS
+    p_tokens = prompt_tokens(inputs)
+    tool_calls = [{"name": t["name"], "arguments": fake_from_schema(t["parameters"],
+                                                                     rng(derive_seed(ctx.seed, t["name"])))}
+                  for t in _pick_tools(inputs, _tools(inputs), ctx.seed)]
+    reasoning = None
+    if call.model.flag("reasoning"):
+        reasoning, _ = text_fake.prose(derive_seed(ctx.seed, "reasoning"), min(48, limit))
+    if tool_calls:
+        return Generation("", "tool_calls", p_tokens,
+                          sum(text_fake.count_tokens(orjson.dumps(t).decode()) for t in tool_calls),
+                          tool_calls, reasoning)
+    json_text = _json_mode(inputs, ctx.seed)
+    if json_text is not None:
+        return Generation(json_text, "stop", p_tokens, text_fake.count_tokens(json_text), [], reasoning)
+    text, truncated = text_fake.prose(ctx.seed, limit)
+    text, stopped = _apply_stop(text, inputs.get("stop"))
+    finish = "length" if truncated and not stopped else "stop"
+    return Generation(text, finish, p_tokens, text_fake.count_tokens(text), [], reasoning)
+
+
+def is_chat_completion_model(model: Model) -> bool:
+    """Frontier models whose native output is an OpenAI chat.completion object (catalog schema)."""
+    out = model.output_schema
+    for branch in out.get("oneOf") or [out]:
+        if isinstance(branch, dict) and "choices" in (branch.get("properties") or {}):
+            return True
+    return False
+
+
+def native_result(gen: Generation) -> dict[str, Any]:
+    result: dict[str, Any] = {"response": gen.text}
+    if gen.tool_calls:
+        result["tool_calls"] = gen.tool_calls
+    result["usage"] = gen.usage
+    return result
+
+
+def padding(seed: int, index: int) -> str:
+    return PADDING_ALPHABET[: 1 + derive_seed(seed, index) % 46]
+
+
+def native_events(gen: Generation, seed: int, quirks: dict[str, bool]) -> list[StreamEvent]:
+    """The native `/ai/run` SSE framing (reference §5.2): tokens with `p`, an empty event, usage, [DONE]."""
+    pad = enabled(quirks, "stream-padding")
+    events = []
+    for i, chunk in enumerate(text_fake.split_tokens(gen.text)):
+        body: dict[str, Any] = {"response": chunk}
+        if pad:
+            body["p"] = padding(seed, i)
+        events.append(StreamEvent(orjson.dumps(body).decode()))
+    if gen.tool_calls:
+        events.append(StreamEvent(orjson.dumps({"response": "", "tool_calls": gen.tool_calls}).decode()))
+    events.append(StreamEvent('{"response":""}'))
+    events.append(StreamEvent(orjson.dumps({"response": "", "usage": gen.usage}).decode()))
+    events.append(StreamEvent("[DONE]"))
+    return events
+
+
+@register("Text Generation")
+def fake(call: Call, ctx: FakeContext) -> Outcome:
+    gen = generate(call, ctx)
+    usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
+    extras = {"generation": gen}
+    if call.stream:
+        return Outcome(events=native_events(gen, ctx.seed, ctx.quirks), content_type="text/event-stream",
+                       usage=usage, extras=extras)
+    if is_chat_completion_model(call.model):
+        from emulator.openai_shapes import chat_completion
+
+        return Outcome(result=chat_completion(gen, call.model.name, ctx.seed), usage=usage, extras=extras)
+    return Outcome(result=native_result(gen), usage=usage, extras=extras)

@@ -1,0 +1,31 @@
+"""Translation: m2m100 answers `{translated_text}` in the target language's script, length following the input."""
+
+from __future__ import annotations
+
+from emulator.call import Call, Outcome, Usage
+from emulator.errors import CFError
+from emulator.fakes import text as text_fake
+from emulator.fakes.translation import translate, translate_indic
+from emulator.tasks import FakeContext, register
+
+
+@register("Translation")
+def fake(call: Call, ctx: FakeContext) -> Outcome:
+    inputs = call.json_inputs
+    if "target_language" in inputs or "indictrans" in call.model.name:
+        texts = inputs.get("text", "")
+        items = texts if isinstance(texts, list) else [texts]
+        target = inputs.get("target_language", "hin_Deva")
+        out = [translate_indic(t, target, ctx.seed) for t in items]
+        usage = Usage(input_tokens=sum(text_fake.count_tokens(t) for t in items),
+                      output_tokens=sum(text_fake.count_tokens(t) for t in out))
+        return Outcome(result={"translations": out}, usage=usage)
+    text = inputs["text"]
+    source = inputs.get("source_lang", "en")
+    target = inputs["target_lang"]
+    try:
+        translated = translate(text, source, target, ctx.seed)
+    except ValueError as exc:
+        raise CFError("bad_input", detail=f"Error: {exc}") from None
+    usage = Usage(input_tokens=text_fake.count_tokens(text), output_tokens=text_fake.count_tokens(translated))
+    return Outcome(result={"translated_text": translated}, usage=usage)
