@@ -1,0 +1,448 @@
+"""Neuron ledger in SQLite: daily free allowance, paid-plan overage, rate limits and usage reports.
+
+Shared safely by threads (one connection behind a lock) and by several processes on one file
+(`--workers N`): every write is one `BEGIN IMMEDIATE` transaction with a busy timeout, and totals
+are bumped in place with `INSERT … ON CONFLICT DO UPDATE SET neurons = neurons + excluded.neurons`,
+so no update is lost. File databases use WAL; with `durable=True` (`synchronous=FULL`) a call
+whose `charge()` returned survives a kill -9 of the process.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time as _time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from emulator.pricing import NEURON_USD, PriceBook, dollars, load_prices
+
+__all__ = [
+    "REFUSAL_CODES",
+    "Admission",
+    "ChargeResult",
+    "Clock",
+    "FixedClock",
+    "Ledger",
+    "ModelUsage",
+    "Plan",
+    "SystemClock",
+    "UsageReport",
+    "next_reset",
+]
+
+MEMORY = ":memory:"
+RATE_WINDOW_SECONDS = 60.0
+# Reason → Workers AI error code the server answers with (reference §3, §7, §8).
+REFUSAL_CODES: dict[str, int] = {"daily_limit": 4006, "requires_paid": 5035, "rate_limited": 3040}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS daily (
+    account   TEXT    NOT NULL,
+    day       TEXT    NOT NULL,
+    model     TEXT    NOT NULL,
+    requests  INTEGER NOT NULL DEFAULT 0,
+    errors    INTEGER NOT NULL DEFAULT 0,
+    neurons   REAL    NOT NULL DEFAULT 0,
+    estimated INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account, day, model)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refusals (
+    account TEXT    NOT NULL,
+    day     TEXT    NOT NULL,
+    model   TEXT    NOT NULL,
+    code    INTEGER NOT NULL,
+    count   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account, day, model, code)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS calls (
+    id        INTEGER PRIMARY KEY,
+    ts        REAL    NOT NULL,
+    account   TEXT    NOT NULL,
+    day       TEXT    NOT NULL,
+    hour      INTEGER NOT NULL,
+    model     TEXT    NOT NULL,
+    neurons   REAL    NOT NULL,
+    status    INTEGER NOT NULL,
+    source    TEXT    NOT NULL,
+    estimated INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS calls_day_account ON calls (day, account);
+CREATE TABLE IF NOT EXISTS rate_hits (
+    account TEXT NOT NULL,
+    model   TEXT NOT NULL,
+    ts      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rate_hits_key ON rate_hits (account, model, ts);
+"""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FixedClock:
+    """A clock that only moves when told to (tests, `--clock` control-plane endpoints)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = _aware(start or datetime(2026, 1, 1, tzinfo=UTC))
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        self._now = _aware(when)
+
+    def advance(self, delta: timedelta) -> None:
+        self._now = self._now + delta
+
+
+class Plan(StrEnum):
+    FREE = "free"
+    PAID = "paid"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    allowed: bool
+    reason: str | None = None  # "daily_limit" | "requires_paid" | "rate_limited"
+
+    @property
+    def code(self) -> int | None:
+        """The Workers AI error code for a refusal (4006, 5035, 3040); None when allowed."""
+        return REFUSAL_CODES.get(self.reason) if self.reason else None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    day: date
+    neurons: float  # what this call added
+    day_total: float  # the account's neurons for the day after this call
+    overage_neurons: float  # the part of this call beyond the daily allowance (any plan)
+    overage_dollars: float  # what that part costs; 0 on the free plan, which never bills
+
+
+class ModelUsage(BaseModel):
+    model: str
+    requests: int = 0
+    errors: int = 0
+    refused: int = 0
+    refusals: dict[str, int] = {}  # error code ("4006", "5035", "3040") → count
+    neurons: float = 0.0
+    dollars: float = 0.0
+    estimated: bool = False
+
+
+class UsageReport(BaseModel):
+    account: str | None
+    day: date
+    plan: Plan
+    daily_neurons: float
+    neuron_usd: float = NEURON_USD
+    models: list[ModelUsage]
+    requests: int
+    errors: int
+    refused: int
+    neurons: float
+    dollars: float
+    estimated: bool
+    free_allowance_left: float
+    overage_neurons: float
+    overage_dollars: float
+    resets_at: datetime
+
+
+def _aware(when: datetime) -> datetime:
+    # Naive datetimes are taken as UTC: the ledger's day is always the UTC date.
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def next_reset(day: date) -> datetime:
+    """The free allowance of `day` resets at the next 00:00 UTC."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+class Ledger:
+    """Per-account, per-UTC-day neuron accounting.
+
+    Wall rule (free plan): a call is refused with `daily_limit` (4006) when the account's neurons
+    for the day have ALREADY reached the allowance (`total >= daily_neurons`) before the call, so
+    the call that crosses the wall goes through and the next one is refused. Concurrent calls
+    admitted just under the wall all go through too (the check is not a reservation). To refuse
+    instead any call that would cross, change `_wall_reached` (the one comparison).
+
+    Paid plan: never refused for the allowance; neurons beyond it are overage billed at
+    $0.011 / 1,000. `requires_paid` models are refused on the free plan (5035). With
+    `rate_limits=True`, more than `rate_limit_rpm(model, task)` admitted calls per account and
+    model in the last 60 s are refused (`rate_limited`, 3040).
+
+    `admit()` does not record refusals: the caller answers the error and calls `record_refusal`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        plan: Plan | str = Plan.FREE,
+        daily_neurons: float = 10_000,
+        rate_limits: bool = False,
+        prices: PriceBook | None = None,
+        durable: bool = True,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.path = str(path)
+        self.clock: Clock = clock or SystemClock()
+        self.plan = Plan(plan)
+        self.daily_neurons = float(daily_neurons)
+        self.rate_limits = rate_limits
+        self.prices = prices or load_prices()
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        self._init_db(durable, busy_timeout)
+
+    def _init_db(self, durable: bool, busy_timeout: float) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if self.path != MEMORY:
+            # Switching to WAL needs a moment of exclusive access; other workers may be starting.
+            deadline = _time.monotonic() + busy_timeout
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    break
+                except sqlite3.OperationalError:
+                    if _time.monotonic() > deadline:
+                        raise
+                    _time.sleep(0.01)
+            conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        with self._write() as c:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def _now(self) -> datetime:
+        return _aware(self.clock.now())
+
+    def _wall_reached(self, day_total: float) -> bool:
+        # THE wall rule: refuse once the allowance is already used up; the crossing call passes.
+        return day_total >= self.daily_neurons
+
+    @staticmethod
+    def _day_total(conn: sqlite3.Connection, account: str, day: str) -> float:
+        row = conn.execute(
+            "SELECT COALESCE(SUM(neurons), 0) FROM daily WHERE account = ? AND day = ?", (account, day)
+        ).fetchone()
+        return float(row[0])
+
+    def day_total(self, account: str, day: date | None = None) -> float:
+        d = (day or self._now().date()).isoformat()
+        with self._lock:
+            return self._day_total(self._conn, account, d)
+
+    def admit(self, account: str, model: str, *, task: str, requires_paid: bool) -> Admission:
+        now = self._now()
+        if self.plan is Plan.FREE:
+            if requires_paid:
+                return Admission(False, "requires_paid")
+            if self._wall_reached(self.day_total(account, now.date())):
+                return Admission(False, "daily_limit")
+        if self.rate_limits:
+            rpm = self.prices.rate_limit_rpm(model, task)
+            if rpm is not None and not self._take_rate_slot(account, model, now, rpm):
+                return Admission(False, "rate_limited")
+        return Admission(True, None)
+
+    def _take_rate_slot(self, account: str, model: str, now: datetime, rpm: int) -> bool:
+        ts = now.timestamp()
+        # Count and insert in one write transaction so workers sharing the file cannot both take
+        # the last slot.
+        with self._write() as c:
+            c.execute(
+                "DELETE FROM rate_hits WHERE account = ? AND model = ? AND ts <= ?",
+                (account, model, ts - RATE_WINDOW_SECONDS),
+            )
+            (used,) = c.execute(
+                "SELECT COUNT(*) FROM rate_hits WHERE account = ? AND model = ?", (account, model)
+            ).fetchone()
+            if used >= rpm:
+                return False
+            c.execute("INSERT INTO rate_hits (account, model, ts) VALUES (?, ?, ?)", (account, model, ts))
+            return True
+
+    def charge(
+        self,
+        account: str,
+        model: str,
+        neurons: float,
+        *,
+        status: int = 200,
+        estimated: bool = False,
+        source: str = "mock",
+    ) -> ChargeResult:
+        """Record one finished call. In "mock" mode the emulator priced the call itself, so a model
+        whose price rule is an estimate is marked estimated even if the caller did not say so."""
+        now = self._now()
+        day = now.date()
+        neurons = max(0.0, float(neurons))
+        est = estimated or (source == "mock" and self.prices.rule(model).estimated)
+        err = 1 if status >= 400 else 0
+        iso = day.isoformat()
+        call_row = (now.timestamp(), account, iso, now.hour, model, neurons, status, source, int(est))
+        with self._write() as c:
+            before = self._day_total(c, account, iso)
+            c.execute(
+                "INSERT INTO daily (account, day, model, requests, errors, neurons, estimated)"
+                " VALUES (?, ?, ?, 1, ?, ?, ?)"
+                " ON CONFLICT (account, day, model) DO UPDATE SET"
+                " requests = requests + 1, errors = errors + excluded.errors,"
+                " neurons = neurons + excluded.neurons, estimated = MAX(estimated, excluded.estimated)",
+                (account, iso, model, err, neurons, int(est)),
+            )
+            c.execute(
+                "INSERT INTO calls (ts, account, day, hour, model, neurons, status, source, estimated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                call_row,
+            )
+        after = before + neurons
+        overage = max(0.0, after - max(before, self.daily_neurons))
+        return ChargeResult(
+            day=day,
+            neurons=neurons,
+            day_total=after,
+            overage_neurons=overage,
+            overage_dollars=dollars(overage) if self.plan is Plan.PAID else 0.0,
+        )
+
+    def record_refusal(self, account: str, model: str, code: int) -> None:
+        """Count a refused call (4006 / 5035 / 3040 …) for the day's usage report."""
+        day = self._now().date().isoformat()
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO refusals (account, day, model, code, count) VALUES (?, ?, ?, ?, 1)"
+                " ON CONFLICT (account, day, model, code) DO UPDATE SET count = count + 1",
+                (account, day, model, int(code)),
+            )
+
+    def usage(self, *, account: str | None = None, day: date | None = None) -> UsageReport:
+        """One UTC day's usage, per model and in total, for one account or all of them.
+
+        For all accounts, `free_allowance_left` is that of the account nearest its wall and
+        overage is summed per account (each account has its own allowance).
+        """
+        d = day or self._now().date()
+        where, args = "day = ?", (d.isoformat(),)
+        if account is not None:
+            where, args = "day = ? AND account = ?", (d.isoformat(), account)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT model, SUM(requests), SUM(errors), SUM(neurons), MAX(estimated)"
+                f" FROM daily WHERE {where} GROUP BY model",
+                args,
+            ).fetchall()
+            refusal_rows = self._conn.execute(
+                f"SELECT model, code, SUM(count) FROM refusals WHERE {where} GROUP BY model, code", args
+            ).fetchall()
+            per_account = self._conn.execute(
+                f"SELECT account, SUM(neurons) FROM daily WHERE {where} GROUP BY account", args
+            ).fetchall()
+
+        models: dict[str, ModelUsage] = {}
+        for model, requests, errors, neurons, est in rows:
+            models[model] = ModelUsage(
+                model=model,
+                requests=int(requests),
+                errors=int(errors),
+                neurons=float(neurons),
+                dollars=dollars(float(neurons)),
+                estimated=bool(est),
+            )
+        for model, code, count in refusal_rows:
+            mu = models.setdefault(model, ModelUsage(model=model))
+            mu.refusals[str(code)] = mu.refusals.get(str(code), 0) + int(count)
+            mu.refused += int(count)
+        ordered = sorted(models.values(), key=lambda m: (-m.neurons, m.model))
+
+        totals = [float(t) for _, t in per_account]
+        total = sum(m.neurons for m in ordered)
+        overage = sum(max(0.0, t - self.daily_neurons) for t in totals) if self.plan is Plan.PAID else 0.0
+        return UsageReport(
+            account=account,
+            day=d,
+            plan=self.plan,
+            daily_neurons=self.daily_neurons,
+            models=ordered,
+            requests=sum(m.requests for m in ordered),
+            errors=sum(m.errors for m in ordered),
+            refused=sum(m.refused for m in ordered),
+            neurons=total,
+            dollars=dollars(total),
+            estimated=any(m.estimated for m in ordered),
+            free_allowance_left=max(0.0, self.daily_neurons - max(totals, default=0.0)),
+            overage_neurons=overage,
+            overage_dollars=dollars(overage),
+            resets_at=next_reset(d),
+        )
+
+    def hourly(self, *, account: str | None = None, day: date | None = None) -> list[tuple[int, float]]:
+        """Neurons per UTC hour 0..23 of one day (every hour present, zero when idle)."""
+        d = (day or self._now().date()).isoformat()
+        if account is None:
+            rows = self._read("SELECT hour, SUM(neurons) FROM calls WHERE day = ? GROUP BY hour", (d,))
+        else:
+            rows = self._read(
+                "SELECT hour, SUM(neurons) FROM calls WHERE day = ? AND account = ? GROUP BY hour",
+                (d, account),
+            )
+        by_hour = {int(h): float(n) for h, n in rows}
+        return [(h, by_hour.get(h, 0.0)) for h in range(24)]
+
+    def days(self) -> list[date]:
+        rows = self._read("SELECT day FROM daily UNION SELECT day FROM refusals ORDER BY day")
+        return [date.fromisoformat(r[0]) for r in rows]
+
+    def reset(self) -> None:
+        with self._write() as c:
+            for table in ("daily", "refusals", "calls", "rate_hits"):
+                c.execute(f"DELETE FROM {table}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
