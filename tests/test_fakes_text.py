@@ -1,0 +1,93 @@
+"""Tests for the prose, token-count and stream-chunk fakes."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emulator.fakes.text import CHARS_PER_TOKEN, count_tokens, prose, split_tokens
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [("", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 400, 100), ("x" * 401, 101)],
+)
+def test_count_tokens_rule(text: str, tokens: int) -> None:
+    assert CHARS_PER_TOKEN == 4
+    assert count_tokens(text) == tokens
+
+
+def test_prose_is_deterministic_and_seed_dependent() -> None:
+    assert prose(42, 256) == prose(42, 256)
+    assert prose(42, 256)[0] != prose(43, 256)[0]
+
+
+def test_prose_is_stable_across_processes() -> None:
+    code = "from emulator.fakes.text import prose; print(repr(prose(7, 256)))"
+    root = str(Path(__file__).parents[1])
+    runs = set()
+    for hash_seed in ("1", "2"):
+        env = {"PYTHONHASHSEED": hash_seed, "PYTHONPATH": root}
+        argv = [sys.executable, "-c", code]
+        runs.add(subprocess.run(argv, capture_output=True, text=True, check=True, env=env, cwd=root).stdout)
+    assert runs == {repr(prose(7, 256)) + "\n"}
+
+
+def test_prose_natural_length_is_within_bounds() -> None:
+    for seed in range(50):
+        text, truncated = prose(seed, 10_000)
+        assert not truncated
+        assert 20 <= count_tokens(text) <= 140
+        assert text.endswith(".")
+        assert text[0].isupper()
+
+
+def test_prose_truncates_to_max_tokens() -> None:
+    for seed in range(30):
+        natural, _ = prose(seed, 10_000)
+        for max_tokens in (1, 5, 19, 64):
+            text, truncated = prose(seed, max_tokens)
+            if count_tokens(natural) > max_tokens:
+                assert truncated
+                assert count_tokens(text) == max_tokens
+                assert natural.startswith(text)
+            else:
+                assert (text, truncated) == (natural, False)
+
+
+def test_prose_non_positive_max_tokens() -> None:
+    assert prose(1, 0) == ("", True)
+    assert prose(1, -5) == ("", True)
+
+
+def test_prose_locales() -> None:
+    zh, _ = prose(3, 500, locale="zh_CN")
+    assert " " not in zh
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in zh)
+    fr, _ = prose(3, 500, locale="fr_FR")
+    assert fr != prose(3, 500)[0]
+    assert prose(3, 500, locale="xx_YY") == prose(3, 500)
+
+
+def test_split_tokens_concatenates_back() -> None:
+    gen = random.Random(5)
+    alphabet = "ab cdefghij\n\t.,!?_-123 标准能够 ünïcødé  "
+    samples = ["", " ", "Hello, world!", "internationalization", *(prose(s, 300)[0] for s in range(5))]
+    samples += ["".join(gen.choice(alphabet) for _ in range(gen.randrange(60))) for _ in range(200)]
+    for text in samples:
+        chunks = split_tokens(text)
+        assert "".join(chunks) == text
+        assert all(chunks)
+
+
+def test_split_tokens_is_roughly_one_token_each() -> None:
+    assert split_tokens("Hello, big world!") == ["Hello", ",", " big", " world", "!"]
+    chunks = split_tokens("internationalization")
+    assert len(chunks) == 5
+    assert all(len(chunk) <= 4 for chunk in chunks)
+    text, _ = prose(11, 200)
+    assert 0.5 * count_tokens(text) <= len(split_tokens(text)) <= 2 * count_tokens(text)
