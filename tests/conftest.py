@@ -1,0 +1,104 @@
+"""Shared fixtures: a real emulator server on a free port, and an HTTP client pointed at it."""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from emulator.server.app import create_app
+from emulator.server.state import STATE, ServerState
+from emulator.settings import Settings
+
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class Emulator:
+    """A running server plus a client session; helpers build Cloudflare URLs."""
+
+    base: str
+    session: aiohttp.ClientSession
+    app: web.Application
+    account: str = ACCOUNT
+
+    @property
+    def state(self) -> ServerState:
+        return self.app[STATE]
+
+    @property
+    def ai(self) -> str:
+        return f"{self.base}/client/v4/accounts/{self.account}/ai"
+
+    def run_url(self, model: str) -> str:
+        return f"{self.ai}/run/{model}"
+
+    async def run(self, model: str, body: Any = None, *, data: bytes | None = None,
+                  headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+        hdrs = {**AUTH, **(headers or {})}
+        if data is not None:
+            return await self.session.post(self.run_url(model), data=data, headers=hdrs)
+        return await self.session.post(self.run_url(model), json=body, headers=hdrs)
+
+
+ServerFactory = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture
+async def make_emulator(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    runners: list[web.AppRunner] = []
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def make(**overrides: Any) -> Emulator:
+        overrides.setdefault("data_dir", tmp_path / f"data{len(runners)}")
+        settings = Settings(port=0, **overrides)
+        app = create_app(settings)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        session = aiohttp.ClientSession()
+        sessions.append(session)
+        return Emulator(f"http://127.0.0.1:{port}", session, app)
+
+    yield make
+    for session in sessions:
+        await session.close()
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def emulator(make_emulator: ServerFactory) -> Emulator:
+    return await make_emulator()
+
+
+def wav_bytes(seconds: float, rate: int = 16000) -> bytes:
+    """A real 16-bit mono PCM WAV of a 440 Hz tone, written independently of the emulator's fakes."""
+    frames = int(seconds * rate)
+    pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(frames))
+    buf = io.BytesIO()
+    buf.write(b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE")
+    buf.write(b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16))
+    buf.write(b"data" + struct.pack("<I", len(pcm)) + pcm)
+    return buf.getvalue()
+
+
+def parse_sse(text: str) -> list[str]:
+    """The `data:` payloads of an SSE body, in order; asserts the blank-line framing."""
+    assert text.endswith("\n\n"), "an SSE body ends with a blank line"
+    events = [block for block in text.split("\n\n") if block]
+    assert all(block.startswith("data: ") for block in events), events
+    return [block[len("data: "):] for block in events]
