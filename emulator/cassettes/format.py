@@ -197,6 +197,22 @@ class Body(_Model):
         return cls(encoding="base64", base64=base64.b64encode(data).decode("ascii"))
 
     @classmethod
+    def from_request_bytes(cls, data: bytes, content_type: str | None) -> Body:
+        """Like `from_bytes`, but any non-media body that parses as JSON is stored as JSON.
+
+        Clients often send JSON without a JSON Content-Type: ``curl -d`` sends form encoding, and some
+        SDKs send none at all. Cloudflare parses such bodies as JSON anyway, so the recording should
+        too. Storing them as JSON keeps them readable and lets them be redacted field by field.
+        """
+        body = cls.from_bytes(data, content_type)
+        if body.encoding in ("text", "base64") and not media_type(content_type).startswith(_MEDIA_PREFIXES):
+            try:
+                return cls(encoding="json", json=orjson.loads(data))
+            except orjson.JSONDecodeError:
+                pass
+        return body
+
+    @classmethod
     def from_json(cls, value: Any) -> Body:
         """A body holding an already-parsed JSON document."""
         return cls(encoding="json", json=value)
@@ -223,6 +239,7 @@ class Body(_Model):
 
 
 _UNPARSED = object()
+_MEDIA_PREFIXES = ("image/", "audio/", "video/", "multipart/", "application/octet-stream")
 
 
 class SSEEvent(_Model):
@@ -327,7 +344,7 @@ class RecordedRequest(_Model):
             path=normalise_path(path),
             query=merged,
             headers=kept,
-            body=Body.from_bytes(body, kept.get("content-type")),
+            body=Body.from_request_bytes(body, kept.get("content-type")),
         )
 
     @field_validator("query", "headers")

@@ -22,7 +22,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -123,11 +123,11 @@ class NormalisedRequest:
     body_kind: str  # "json", "bytes" or "empty"
     body_canonical: bytes  # sorted-key JSON, or the raw bytes
     body_json: Any = None
+    key: str = field(init=False)  # stable blake2b hex digest of the parts above (not of body_json)
 
-    @property
-    def key(self) -> str:
-        """Stable blake2b hex digest of the normalised parts."""
+    def __post_init__(self) -> None:
         h = hashlib.blake2b(digest_size=16)
+        # Length-prefixing keeps ("ab", "c") and ("a", "bc") from hashing alike.
         for part in (
             self.method.encode(),
             self.path.encode(),
@@ -137,7 +137,7 @@ class NormalisedRequest:
             h.update(len(part).to_bytes(8, "big"))
             h.update(part)
         h.update(self.body_canonical)
-        return h.hexdigest()
+        object.__setattr__(self, "key", h.hexdigest())
 
     def describe(self) -> str:
         """``METHOD /path?query`` for messages."""
@@ -170,11 +170,11 @@ def normalise_request(
         if query is not None:
             query = redactor.redact_query(dict(normalise_query(query)))
         if isinstance(body, bytes):
-            body = Body.from_bytes(body, content_type)
+            body = Body.from_request_bytes(body, content_type)
         body = redactor.redact_body(body) if isinstance(body, Body) else redactor.redact_json(body)
 
     parsed: Any
-    if body is None or body == b"":
+    if body is None or (isinstance(body, bytes) and not body):
         kind, parsed = "empty", None
     elif isinstance(body, Body):
         if body.encoding == "empty":
