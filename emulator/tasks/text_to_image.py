@@ -7,6 +7,7 @@ Families (reference §5.4): SDXL / dreamshaper / sd-v1-5 answer raw `image/png`;
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 from emulator.call import Call, Outcome, Usage
@@ -16,6 +17,7 @@ from emulator.tasks import FakeContext, register
 
 DEFAULT_SIDE = 1024
 TILE = 512 * 512
+MEGAPIXEL = 1024 * 1024
 
 
 def _schema_default(call: Call, key: str, fallback: int) -> int:
@@ -63,7 +65,8 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     height = _number(_as_int(inputs.get("height")), _schema_default(call, "height", DEFAULT_SIDE))
     steps = _number(_as_int(inputs.get("num_steps") or inputs.get("steps")), _schema_default(call, "num_steps",
                     _schema_default(call, "steps", 20)))
-    usage = Usage(output_tiles=width * height / TILE, steps=steps, megapixels=width * height / 1_000_000)
+    # Billing counts whole 512×512 tiles (real 1280×720 klein calls cost exactly 4 tiles).
+    usage = Usage(output_tiles=math.ceil(width * height / TILE), steps=steps, megapixels=width * height / MEGAPIXEL)
     kind = _output_kind(call)
     if kind == "png":
         return Outcome(body=images.png(width, height, ctx.seed), content_type="image/png", usage=usage)
