@@ -1,0 +1,148 @@
+"""Deterministic fake embeddings: feature hashing of words and trigrams into unit vectors."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from functools import cache
+
+import numpy as np
+
+from emulator.fakes.seed import derive_seed, rng
+
+# Token vectors live in a latent space of at most this many dimensions and are spread over the
+# requested size by repeating them under fixed permutations and sign flips. That map is orthogonal
+# up to scale (cosines survive), is pure indexing (no BLAS, whose summation order varies by CPU,
+# so bytes match across machines), and summing ~50 short vectors per text keeps 100×1024 fast.
+LATENT_DIMS = 256
+
+_WORD_WEIGHT = 1.0
+_STEM_WEIGHT = 0.5
+_TEXT_WEIGHT = 0.25
+# Real sentence embeddings are anisotropic (unrelated texts still score ~0.3-0.5 cosine); a shared
+# direction reproduces that without disturbing the ordering by shared words.
+_COMMON_WEIGHT = 0.7
+_STEM_CHARS = 5
+_CACHE_LIMIT = 200_000
+
+_WORD_RE = re.compile(r"\w+")
+
+
+class _TokenTable:
+    """Rows of fixed unit vectors, one per (token, salt), in one matrix so a batch is one gather.
+
+    Vectors come from SHAKE-256 of the token (never Python's randomised hash()), so a row's value
+    does not depend on when it was added or on what else the table holds.
+    """
+
+    def __init__(self, latent: int) -> None:
+        self.latent = latent
+        self.rows: dict[tuple[str, int], int] = {}
+        self.matrix = np.empty((1024, latent), dtype=np.float32)
+
+    def ids(self, tokens: list[str], salt: int) -> list[int]:
+        rows = self.rows
+        missing = [t for t in dict.fromkeys(tokens) if (t, salt) not in rows]
+        if missing:
+            if len(rows) + len(missing) > _CACHE_LIMIT:
+                rows.clear()
+                # Anything referenced by this call must be present after the reset.
+                missing = list(dict.fromkeys(tokens))
+            self._add(missing, salt)
+        return [rows[(t, salt)] for t in tokens]
+
+    def _add(self, tokens: list[str], salt: int) -> None:
+        latent = self.latent
+        prefix = b"%d\x1f" % salt
+        raw = b"".join(
+            hashlib.shake_256(prefix + t.encode("utf-8", "surrogatepass")).digest(latent) for t in tokens
+        )
+        block = np.frombuffer(raw, dtype=np.int8).reshape(len(tokens), latent).astype(np.float32)
+        block += np.float32(0.5)
+        # Entries are k + 0.5, so these float64 sums of squares are exact in any order.
+        block /= np.sqrt(np.square(block, dtype=np.float64).sum(axis=1, keepdims=True)).astype(np.float32)
+        first = len(self.rows)
+        needed = first + len(tokens)
+        if needed > len(self.matrix):
+            grown = np.empty((max(needed, 2 * len(self.matrix)), latent), dtype=np.float32)
+            grown[:first] = self.matrix[:first]
+            self.matrix = grown
+        self.matrix[first:needed] = block
+        for offset, token in enumerate(tokens):
+            self.rows[(token, salt)] = first + offset
+
+
+@cache
+def _table(latent: int) -> _TokenTable:
+    return _TokenTable(latent)
+
+
+@cache
+def _expansion(latent: int, dims: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+    """(source index, sign) per output dimension: block b is a seeded signed permutation of latent."""
+    gen = rng(derive_seed("embed-expansion", latent, dims, salt))
+    blocks = -(-dims // latent)
+    index = np.concatenate([gen.permutation(latent) for _ in range(blocks)])[:dims]
+    signs = np.where(gen.random(blocks * latent)[:dims] < 0.5, -1.0, 1.0).astype(np.float32)
+    index.flags.writeable = False
+    signs.flags.writeable = False
+    return index, signs
+
+
+def _latent_dims(dims: int) -> int:
+    # A latent size dividing dims keeps every block whole, so inner products scale exactly.
+    for latent in (LATENT_DIMS, LATENT_DIMS // 2, LATENT_DIMS // 4):
+        if dims % latent == 0:
+            return latent
+    return min(dims, LATENT_DIMS)
+
+
+def embed(texts: Sequence[str], dims: int, *, salt: int = 0) -> np.ndarray:
+    """(len(texts), dims) float32 unit rows; a row depends only on its own text, `dims` and `salt`."""
+    if dims <= 0:
+        raise ValueError(f"dims must be positive, got {dims}")
+    latent = _latent_dims(dims)
+    if not texts:
+        return np.empty((0, dims), dtype=np.float32)
+    tokens: list[str] = []
+    weights: list[float] = []
+    starts: list[int] = []
+    for text in texts:
+        starts.append(len(tokens))
+        # The common direction and a whole-text component come first, so no segment is empty.
+        tokens.append("\x00common")
+        tokens.append("\x00text:" + text)
+        weights.append(_COMMON_WEIGHT)
+        weights.append(_TEXT_WEIGHT)
+        words = _WORD_RE.findall(text.lower())
+        if words:
+            # Stems (word prefixes) pull inflected forms of a word together: "embed"/"embedding".
+            stems = ["\x00stem:" + w[:_STEM_CHARS] for w in words if len(w) > _STEM_CHARS]
+            tokens += words
+            weights += [_WORD_WEIGHT / len(words) ** 0.5] * len(words)
+            if stems:
+                tokens += stems
+                weights += [_STEM_WEIGHT / len(stems) ** 0.5] * len(stems)
+    table = _table(latent)
+    ids = table.ids(tokens, salt)
+    gathered = table.matrix[ids]
+    gathered *= np.asarray(weights, dtype=np.float32)[:, None]
+    # One row-by-row reduction per text (fixed order, so a row's bits never depend on its batch);
+    # ufunc.reduceat does the same job several times slower on this layout.
+    starts.append(len(tokens))
+    matrix = np.empty((len(texts), latent), dtype=np.float32)
+    for i in range(len(texts)):
+        np.add.reduce(gathered[starts[i] : starts[i + 1]], axis=0, out=matrix[i])
+    index, signs = _expansion(latent, dims, salt)
+    out = matrix[:, index]
+    out *= signs
+    # Row norms via numpy's own reduction (fixed order) rather than BLAS-backed linalg.norm.
+    norms = np.sqrt(np.square(out, dtype=np.float64).sum(axis=1, keepdims=True))
+    out /= norms.astype(np.float32)
+    return out
+
+
+def to_float_list(matrix: np.ndarray) -> list[list[float]]:
+    """Nested lists of Python floats holding the float32 values exactly (as the real API's JSON does)."""
+    return np.asarray(matrix, dtype=np.float32).astype(np.float64).tolist()

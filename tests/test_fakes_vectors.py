@@ -1,0 +1,76 @@
+"""Tests for the fake embedding vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emulator.fakes.vectors import embed, to_float_list
+
+TEXTS = [
+    "The cat sat on the mat",
+    "A cat was sitting on a mat today",
+    "Quarterly revenue grew strongly in Europe",
+    "Embedding models map text to vectors",
+    "",
+]
+
+
+@pytest.mark.parametrize("dims", [384, 768, 1024, 100, 3])
+def test_shape_dtype_unit_norm(dims: int) -> None:
+    out = embed(TEXTS, dims)
+    assert out.shape == (len(TEXTS), dims)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.isfinite(out))
+
+
+def test_deterministic_bytes() -> None:
+    assert embed(TEXTS, 768).tobytes() == embed(list(TEXTS), 768).tobytes()
+
+
+def test_row_does_not_depend_on_batch() -> None:
+    alone = np.stack([embed([text], 1024)[0] for text in TEXTS])
+    batched = embed(TEXTS, 1024)
+    shuffled = embed([*TEXTS[::-1], "something else entirely " * 40], 1024)[: len(TEXTS)][::-1]
+    assert alone.tobytes() == batched.tobytes() == shuffled.tobytes()
+
+
+def test_shared_words_are_closer_than_unrelated() -> None:
+    cat, cat2, revenue, embedding, _ = embed(TEXTS, 768)
+    assert cat @ cat2 > cat @ revenue + 0.15
+    assert cat @ cat2 > cat @ embedding + 0.15
+    # Anisotropic like real models: unrelated texts are not orthogonal.
+    assert 0.05 < revenue @ embedding < 0.7
+
+
+def test_case_and_inflection() -> None:
+    texts = ["Embedding vectors", "embedding VECTORS", "embeddings vectorised", "banana split"]
+    a, b, c, d = embed(texts, 384)
+    assert a @ b > 0.9
+    assert a @ c > a @ d
+
+
+def test_salt_and_dims_change_vectors() -> None:
+    base = embed(TEXTS, 384)
+    salted = embed(TEXTS, 384, salt=7)
+    assert not np.allclose(base, salted)
+    np.testing.assert_allclose(np.linalg.norm(salted, axis=1), 1.0, atol=1e-5)
+    assert embed(TEXTS, 384, salt=7).tobytes() == salted.tobytes()
+
+
+def test_empty_inputs() -> None:
+    assert embed([], 384).shape == (0, 384)
+    empty = embed([""], 384)[0]
+    assert abs(float(np.linalg.norm(empty)) - 1.0) < 1e-5
+    with pytest.raises(ValueError):
+        embed(["x"], 0)
+
+
+def test_to_float_list_keeps_float32_values() -> None:
+    matrix = embed(TEXTS[:2], 384)
+    rows = to_float_list(matrix)
+    assert len(rows) == 2 and len(rows[0]) == 384
+    assert all(type(v) is float for v in rows[0])
+    assert np.array_equal(np.asarray(rows, dtype=np.float32), matrix)
+    assert rows[0][0] == float(matrix[0, 0])
