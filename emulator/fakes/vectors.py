@@ -1,4 +1,4 @@
-"""Deterministic fake embeddings: feature hashing of words and trigrams into unit vectors."""
+"""Deterministic fake embeddings: feature hashing of words and word stems into unit vectors."""
 
 from __future__ import annotations
 
