@@ -43,8 +43,14 @@ class Emulator:
     def run_url(self, model: str) -> str:
         return f"{self.ai}/run/{model}"
 
-    async def run(self, model: str, body: Any = None, *, data: bytes | None = None,
-                  headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+    async def run(
+        self,
+        model: str,
+        body: Any = None,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
         hdrs = {**AUTH, **(headers or {})}
         if data is not None:
             return await self.session.post(self.run_url(model), data=data, headers=hdrs)
@@ -88,7 +94,9 @@ async def emulator(make_emulator: ServerFactory) -> Emulator:
 def wav_bytes(seconds: float, rate: int = 16000) -> bytes:
     """A real 16-bit mono PCM WAV of a 440 Hz tone, written independently of the emulator's fakes."""
     frames = int(seconds * rate)
-    pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(frames))
+    pcm = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(frames)
+    )
     buf = io.BytesIO()
     buf.write(b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE")
     buf.write(b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16))
@@ -101,4 +109,4 @@ def parse_sse(text: str) -> list[str]:
     assert text.endswith("\n\n"), "an SSE body ends with a blank line"
     events = [block for block in text.split("\n\n") if block]
     assert all(block.startswith("data: ") for block in events), events
-    return [block[len("data: "):] for block in events]
+    return [block[len("data: ") :] for block in events]

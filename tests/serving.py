@@ -33,13 +33,16 @@ def wait_ready(base: str, timeout: float = 15.0) -> None:
 
 
 @contextmanager
-def serve(*args: str, env: dict[str, str] | None = None, data_dir: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def serve(
+    *args: str, env: dict[str, str] | None = None, data_dir: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
     cmd = [sys.executable, "-m", "emulator", "serve", "--port", str(port), *args]
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base)

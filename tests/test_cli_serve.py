@@ -35,9 +35,12 @@ def test_port_and_seed_from_environment(tmp_path: Path) -> None:
     import sys
 
     port = free_port()
-    proc = sp.Popen([sys.executable, "-m", "emulator", "serve", "--data-dir", str(tmp_path)], stdout=sp.PIPE,
-                    text=True, env={**os.environ, "WORKERS_AI_EMULATOR_PORT": str(port),
-                                    "WORKERS_AI_EMULATOR_SEED": "7"})
+    proc = sp.Popen(
+        [sys.executable, "-m", "emulator", "serve", "--data-dir", str(tmp_path)],
+        stdout=sp.PIPE,
+        text=True,
+        env={**os.environ, "WORKERS_AI_EMULATOR_PORT": str(port), "WORKERS_AI_EMULATOR_SEED": "7"},
+    )
     try:
         wait_ready(f"http://127.0.0.1:{port}")
     finally:
@@ -53,9 +56,13 @@ def test_same_request_same_bytes_across_two_processes(tmp_path: Path) -> None:
     for i in range(2):
         with serve("--seed", "3", data_dir=tmp_path / str(i)) as (base, _):
             ai = f"{base}/client/v4/accounts/{ACCOUNT}/ai/run"
-            answers.append((post(f"{ai}/@cf/meta/llama-3-8b-instruct", body, headers),
-                            post(f"{ai}/@cf/stabilityai/stable-diffusion-xl-base-1.0", image, headers),
-                            post(f"{ai}/@cf/baai/bge-small-en-v1.5", b'{"text": "hello"}', headers)))
+            answers.append(
+                (
+                    post(f"{ai}/@cf/meta/llama-3-8b-instruct", body, headers),
+                    post(f"{ai}/@cf/stabilityai/stable-diffusion-xl-base-1.0", image, headers),
+                    post(f"{ai}/@cf/baai/bge-small-en-v1.5", b'{"text": "hello"}', headers),
+                )
+            )
     assert answers[0] == answers[1]
 
 
@@ -63,11 +70,21 @@ def test_same_request_same_bytes_across_two_processes(tmp_path: Path) -> None:
 def test_guide_translation_curl_verbatim(tmp_path: Path) -> None:
     with serve(data_dir=tmp_path) as (base, _):
         out = subprocess.run(
-            ["curl", "-s", f"{base}/client/v4/accounts/{ACCOUNT}/ai/run/@cf/meta/m2m100-1.2b",
-             "-H", "Authorization: Bearer {API_TOKEN}",
-             "-d", '{ "text": "I\'ll have an order of the moule frites", "source_lang": "english", '
-                   '"target_lang": "french" }'],
-            capture_output=True, text=True, check=True, timeout=20).stdout
+            [
+                "curl",
+                "-s",
+                f"{base}/client/v4/accounts/{ACCOUNT}/ai/run/@cf/meta/m2m100-1.2b",
+                "-H",
+                "Authorization: Bearer {API_TOKEN}",
+                "-d",
+                '{ "text": "I\'ll have an order of the moule frites", "source_lang": "english", '
+                '"target_lang": "french" }',
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=20,
+        ).stdout
     body = json.loads(out)
     assert body["success"] is True
     assert body["result"]["translated_text"]

@@ -68,7 +68,8 @@ async def test_edge_routing_errors(emulator: Emulator, path: str, status: int, c
     assert "cf-ai-req-id" not in resp.headers
     if code == 7003:
         assert body["errors"][0]["message"] == (
-            f"Could not route to {path}, perhaps your object identifier is invalid?")
+            f"Could not route to {path}, perhaps your object identifier is invalid?"
+        )
     else:
         assert body["errors"][0]["message"] == "No route for that URI"
 
@@ -78,17 +79,24 @@ async def test_missing_and_malformed_credentials(emulator: Emulator) -> None:
     assert missing.status == 403
     assert (await missing.json())["errors"] == [{"code": 9106, "message": "Missing X-Auth-Email header"}]
     assert "cf-ai-req-id" not in missing.headers
-    malformed = await emulator.session.post(emulator.run_url(LLAMA), json={"prompt": "x"},
-                                            headers={"Authorization": "Bearer"})
+    malformed = await emulator.session.post(
+        emulator.run_url(LLAMA), json={"prompt": "x"}, headers={"Authorization": "Bearer"}
+    )
     assert malformed.status == 400
-    assert (await malformed.json())["errors"][0] == {"code": 9106, "message": "Authentication failed (status: 400)"}
+    assert (await malformed.json())["errors"][0] == {
+        "code": 9106,
+        "message": "Authentication failed (status: 400)",
+    }
 
 
 async def test_any_token_accepted_by_default_and_x_auth_pair(emulator: Emulator) -> None:
     resp = await emulator.run(LLAMA, {"prompt": "x"}, headers={"Authorization": "Bearer whatever-123"})
     assert resp.status == 200
-    pair = await emulator.session.post(emulator.run_url(LLAMA), json={"prompt": "x"},
-                                       headers={"X-Auth-Email": "me@example.com", "X-Auth-Key": "k" * 37})
+    pair = await emulator.session.post(
+        emulator.run_url(LLAMA),
+        json={"prompt": "x"},
+        headers={"X-Auth-Email": "me@example.com", "X-Auth-Key": "k" * 37},
+    )
     assert pair.status == 200
 
 
@@ -96,13 +104,20 @@ async def test_token_option_rejects_wrong_token(make_emulator: ServerFactory) ->
     emulator = await make_emulator(token="s3cret")
     wrong = await emulator.run(LLAMA, {"prompt": "x"}, headers={"Authorization": "Bearer nope"})
     assert wrong.status == 401
-    assert await wrong.json() == {"result": None, "success": False,
-                                  "errors": [{"code": 10000, "message": "Authentication error"}], "messages": []}
+    assert await wrong.json() == {
+        "result": None,
+        "success": False,
+        "errors": [{"code": 10000, "message": "Authentication error"}],
+        "messages": [],
+    }
     assert "cf-ai-req-id" not in wrong.headers
     right = await emulator.run(LLAMA, {"prompt": "x"}, headers={"Authorization": "Bearer s3cret"})
     assert right.status == 200
-    key = await emulator.session.post(emulator.run_url(LLAMA), json={"prompt": "x"},
-                                      headers={"X-Auth-Email": "me@example.com", "X-Auth-Key": "s3cret"})
+    key = await emulator.session.post(
+        emulator.run_url(LLAMA),
+        json={"prompt": "x"},
+        headers={"X-Auth-Email": "me@example.com", "X-Auth-Key": "s3cret"},
+    )
     assert key.status == 200
 
 
@@ -115,8 +130,14 @@ async def test_unknown_model_is_5007(emulator: Emulator) -> None:
     assert uuid.UUID(resp.headers["cf-ai-req-id"])
 
 
-@pytest.mark.parametrize("model", ["@cf/fblgit/una-cybertron-7b-v2-awq", "@cf/mistral/mistral-7b-instruct-v0.1-vllm",
-                                   "@hf/thebloke/codellama-7b-instruct-awq"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "@cf/fblgit/una-cybertron-7b-v2-awq",
+        "@cf/mistral/mistral-7b-instruct-v0.1-vllm",
+        "@hf/thebloke/codellama-7b-instruct-awq",
+    ],
+)
 async def test_guide_models_missing_from_catalog_are_served(emulator: Emulator, model: str) -> None:
     resp = await emulator.run(model, {"messages": [{"role": "user", "content": "hi"}]})
     assert resp.status == 200
@@ -124,26 +145,34 @@ async def test_guide_models_missing_from_catalog_are_served(emulator: Emulator, 
 
 
 async def test_validation_messages_use_cloudflare_wording(emulator: Emulator) -> None:
-    resp = await emulator.run(LLAMA, {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]})
+    resp = await emulator.run(
+        LLAMA, {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]}
+    )
     assert resp.status == 400
     body = await resp.json()
     assert list(body) == ["errors", "success", "result", "messages"]
     message = body["errors"][0]["message"]
     assert body["errors"][0]["code"] == 5006
-    assert message.startswith("AiError: Bad input: Error: oneOf at '/' not met, 0 matches: "
-                              "required properties at '/' are 'prompt'")
-    assert "Type mismatch of '/messages/0/content', 'string' not in 'array'" in message
+    assert message.startswith(
+        "AiError: Bad input: Error: oneOf at '/' not met, 0 matches: required properties at '/' are 'prompt'"
+    )
+    # Byte-for-byte the real capture (real-responses/err-5006-schema-v1-content-array.json).
+    assert message.endswith("Type mismatch of '/messages/0/content', 'array' not in 'string'")
 
 
 async def test_missing_prompt_and_flux_extra_properties(emulator: Emulator) -> None:
     bart = await emulator.run("@cf/facebook/bart-large-cnn", {"text": "x"})
     assert bart.status == 400
     assert (await bart.json())["errors"][0]["message"] == (
-        "AiError: Bad input: Error: required properties at '/' are 'input_text'")
-    flux = await emulator.run("@cf/black-forest-labs/flux-1-schnell", {"prompt": "cat", "width": 512, "height": 512})
+        "AiError: Bad input: Error: required properties at '/' are 'input_text'"
+    )
+    flux = await emulator.run(
+        "@cf/black-forest-labs/flux-1-schnell", {"prompt": "cat", "width": 512, "height": 512}
+    )
     assert flux.status == 400
     assert (await flux.json())["errors"][0]["message"] == (
-        "AiError: Bad input: Additional or unevaluated properties '/width, /height' at '/' not allowed")
+        "AiError: Bad input: Additional or unevaluated properties '/width, /height' at '/' not allowed"
+    )
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1,2", b'{"prompt": "x"', b"\xff\xfe\x00"])
@@ -155,8 +184,21 @@ async def test_invalid_json_is_a_clear_400(emulator: Emulator, body: bytes) -> N
     assert "not valid JSON" in payload["errors"][0]["message"]
 
 
-@pytest.mark.parametrize("body", [[], [1, 2], "text", 12, None, {"prompt": ""}, {"prompt": 5},
-                                  {"messages": "hi"}, {"messages": [{}]}, {"prompt": "x", "max_tokens": "ten"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        [1, 2],
+        "text",
+        12,
+        None,
+        {"prompt": ""},
+        {"prompt": 5},
+        {"messages": "hi"},
+        {"messages": [{}]},
+        {"prompt": "x", "max_tokens": "ten"},
+    ],
+)
 async def test_bad_bodies_never_500(emulator: Emulator, body: object) -> None:
     resp = await emulator.run(LLAMA, body)
     assert 400 <= resp.status < 500

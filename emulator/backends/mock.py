@@ -44,7 +44,9 @@ class MockBackend:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        outcome = fake_for(call.model)(call, FakeContext(seed=seed, emulator_seed=self.seed, quirks=self.quirks))
+        outcome = fake_for(call.model)(
+            call, FakeContext(seed=seed, emulator_seed=self.seed, quirks=self.quirks)
+        )
         if isinstance(outcome.events, list) or outcome.events is None:
             self._cache[key] = outcome
             if len(self._cache) > CACHE_SIZE:

@@ -13,6 +13,7 @@ from emulator.errors import CFError
 from emulator.quirks import enabled
 
 JSON_TYPES = ("application/json", "text/json", "application/x-ndjson")
+LOOSE_TYPES = ("", "text/plain", "application/x-www-form-urlencoded", "application/octet-stream")
 
 
 def is_json_type(content_type: str) -> bool:
@@ -34,14 +35,21 @@ async def read_inputs(request: web.Request, raw: bytes) -> dict[str, Any] | Bina
     """JSON bodies become dicts; multipart a form; anything else (audio, images) raw bytes."""
     content_type = request.content_type or ""
     if content_type.startswith("multipart/"):
-        return BinaryInput(raw, request.headers.get("Content-Type", content_type), form=await _read_form(request))
-    looks_json = raw[:1] in (b"{", b"[") or not raw.strip()
-    if is_json_type(content_type) or (content_type in ("", "text/plain") and looks_json):
-        if not raw.strip():
+        return BinaryInput(
+            raw, request.headers.get("Content-Type", content_type), form=await _read_form(request)
+        )
+    stripped = raw.lstrip()
+    # curl -d sends JSON as application/x-www-form-urlencoded and Cloudflare's own examples rely
+    # on it working, so any body that starts like a JSON object is read as JSON.
+    looks_json = stripped[:1] in (b"{", b"[") or not stripped
+    if is_json_type(content_type) or (looks_json and content_type in LOOSE_TYPES):
+        if not stripped:
             return {}
         value = parse_json(raw)
+        if isinstance(value, list):
+            _non_object(value)
         if not isinstance(value, dict):
-            return BinaryInput(raw, content_type) if not isinstance(value, list) else _non_object(value)
+            return BinaryInput(raw, content_type or "application/json")
         return value
     return BinaryInput(raw, content_type or "application/octet-stream")
 

@@ -37,15 +37,24 @@ def envelope(result: Any) -> dict[str, Any]:
 
 def error_body(error: CFError, *, openai_error: bool = False) -> dict[str, Any]:
     body = error.envelope()
-    if openai_error:
+    if openai_error and error.layer is not Layer.GATEWAY:  # the gateway shape already has its own `error`
         # Only when the `v1-errors-not-openai-shaped` quirk is off: what OpenAI SDKs look for.
-        body["error"] = {"message": error.message, "type": "invalid_request_error" if error.status < 500
-                         else "server_error", "code": error.code, "param": None}
+        body["error"] = {
+            "message": error.message,
+            "type": "invalid_request_error" if error.status < 500 else "server_error",
+            "code": error.code,
+            "param": None,
+        }
     return body
 
 
-def error_response(error: CFError, *, request_id: str | None = None, openai_error: bool = False,
-                   extra_headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    error: CFError,
+    *,
+    request_id: str | None = None,
+    openai_error: bool = False,
+    extra_headers: dict[str, str] | None = None,
+) -> web.Response:
     headers: dict[str, str] = dict(extra_headers or {})
     if error.layer is Layer.MODEL and request_id:
         headers[REQ_ID] = request_id
@@ -56,11 +65,17 @@ def sse_frame(data: str) -> bytes:
     return b"data: " + data.encode() + b"\n\n"
 
 
-async def stream_events(request: web.Request, events: Iterable[StreamEvent] | AsyncIterator[StreamEvent],
-                        *, headers: dict[str, str], status: int = 200) -> web.StreamResponse:
+async def stream_events(
+    request: web.Request,
+    events: Iterable[StreamEvent] | AsyncIterator[StreamEvent],
+    *,
+    headers: dict[str, str],
+    status: int = 200,
+) -> web.StreamResponse:
     """Write each event and flush it on its own, yielding to the loop between events."""
-    response = web.StreamResponse(status=status, headers={"Content-Type": SSE, "Cache-Control": "no-cache",
-                                                          **headers})
+    response = web.StreamResponse(
+        status=status, headers={"Content-Type": SSE, "Cache-Control": "no-cache", **headers}
+    )
     await response.prepare(request)
     if isinstance(events, AsyncIterator):
         async for event in events:

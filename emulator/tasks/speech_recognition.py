@@ -58,8 +58,10 @@ def words_for(duration: float, seed: int) -> list[dict[str, Any]]:
     while len(tokens) < count:
         tokens += tokens[: count - len(tokens)] or ["hello"]
     step = duration / count
-    return [{"word": w, "start": _f32(i * step), "end": _f32(min(duration, (i + 0.85) * step))}
-            for i, w in enumerate(tokens)]
+    return [
+        {"word": w, "start": _f32(i * step), "end": _f32(min(duration, (i + 0.85) * step))}
+        for i, w in enumerate(tokens)
+    ]
 
 
 def _ts(seconds: float) -> str:
@@ -87,13 +89,28 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     result: dict[str, Any]
     if "whisper-large-v3-turbo" in call.model.name:
         result = {
-            "transcription_info": {"language": call.json_inputs.get("language", "en"), "language_probability": 0.99,
-                                   "duration": duration, "duration_after_vad": duration},
+            "transcription_info": {
+                "language": call.json_inputs.get("language", "en"),
+                "language_probability": 0.99,
+                "duration": duration,
+                "duration_after_vad": duration,
+            },
             "text": text,
             "word_count": len(words),
-            "segments": [{"start": words[0]["start"] if words else 0.0, "end": duration, "text": text,
-                          "temperature": 0.0, "avg_logprob": -0.25, "compression_ratio": 1.4,
-                          "no_speech_prob": 0.01, "words": words}] if words else [],
+            "segments": [
+                {
+                    "start": words[0]["start"] if words else 0.0,
+                    "end": duration,
+                    "text": text,
+                    "temperature": 0.0,
+                    "avg_logprob": -0.25,
+                    "compression_ratio": 1.4,
+                    "no_speech_prob": 0.01,
+                    "words": words,
+                }
+            ]
+            if words
+            else [],
             "vtt": vtt_for(words),
         }
     else:

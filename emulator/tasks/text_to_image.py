@@ -27,7 +27,11 @@ def _schema_default(call: Call, key: str, fallback: int) -> int:
 
 
 def _number(value: Any, fallback: int) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else fallback
+    return (
+        int(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        else fallback
+    )
 
 
 def _requirements(call: Call, inputs: dict[str, Any]) -> None:
@@ -63,10 +67,14 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     side = _schema_default(call, "width", DEFAULT_SIDE)
     width = _number(_as_int(inputs.get("width")), side)
     height = _number(_as_int(inputs.get("height")), _schema_default(call, "height", DEFAULT_SIDE))
-    steps = _number(_as_int(inputs.get("num_steps") or inputs.get("steps")), _schema_default(call, "num_steps",
-                    _schema_default(call, "steps", 20)))
+    steps = _number(
+        _as_int(inputs.get("num_steps") or inputs.get("steps")),
+        _schema_default(call, "num_steps", _schema_default(call, "steps", 20)),
+    )
     # Billing counts whole 512×512 tiles (real 1280×720 klein calls cost exactly 4 tiles).
-    usage = Usage(output_tiles=math.ceil(width * height / TILE), steps=steps, megapixels=width * height / MEGAPIXEL)
+    usage = Usage(
+        output_tiles=math.ceil(width * height / TILE), steps=steps, megapixels=width * height / MEGAPIXEL
+    )
     kind = _output_kind(call)
     if kind == "png":
         return Outcome(body=images.png(width, height, ctx.seed), content_type="image/png", usage=usage)
