@@ -1,4 +1,4 @@
-"""The five core tasks over real HTTP: text generation (and its stream), embeddings, images, ASR, translation."""
+"""The five core tasks over HTTP: text generation (streamed too), embeddings, images, ASR, translation."""
 
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ async def _read_form(request: web.Request) -> dict[str, Any]:
 
 
 def validation_instance(inputs: dict[str, Any] | BinaryInput) -> Any:
-    """What the schema sees: the JSON object, the raw bytes, or (multipart) `{multipart: {body, contentType}}`."""
+    """What the schema sees: the JSON object, the raw bytes, or `{multipart: {body, contentType}}`."""
     if isinstance(inputs, BinaryInput):
         if inputs.form is not None:
             return {"multipart": {"body": inputs.data, "contentType": inputs.content_type}}
