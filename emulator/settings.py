@@ -30,12 +30,15 @@ class Settings(BaseModel):
     rate_limits: bool = False
     ledger_path: str | None = None  # ":memory:" or a file; default <data_dir>/ledger.sqlite3
     upstream: str = "https://api.cloudflare.com"
+    upstream_gateway: str = "https://gateway.ai.cloudflare.com"  # where AI Gateway (/v1/…) paths go
+    upstream_timeout: float = 120.0  # seconds without a byte from upstream before answering 504
     upstream_account_id: str | None = None
     upstream_token: str | None = None
     cassette: str = "default"
     cassette_dir: Path | None = None  # default <data_dir>/cassettes
     replay_timing: str = "fast"
     max_upstream_neurons: float | None = None
+    ignore_fields: list[str] = Field(default_factory=list)  # request-body fields replay matching ignores
     max_body_bytes: int = 25 * 1024 * 1024
     quirks: dict[str, bool] = Field(default_factory=dict)  # quirk name → on/off (default: all on)
     control_plane: bool = True
