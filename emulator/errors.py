@@ -15,6 +15,7 @@ from typing import Any
 class Layer(enum.Enum):
     EDGE = "edge"  # the API gateway in front of Workers AI: no cf-ai-req-id, result null first
     MODEL = "model"  # Workers AI itself: errors first, result {}, cf-ai-req-id present
+    GATEWAY = "gateway"  # AI Gateway itself: the AiGatewayError shape (singular `error` array)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,17 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "no_cassette_match": ErrorSpec(7404, 404, "Emulator replay: {detail}"),
     "upstream_budget": ErrorSpec(7429, 429, "Emulator upstream budget exhausted: {detail}"),
     "not_supported": ErrorSpec(5019, 405, "{detail}"),
+    # OpenAI-compatible surface (codes for undocumented cases are the emulator's choice, see
+    # emulator/server/openai_surface.py and docs/openai-compatible.md).
+    "missing_model": ErrorSpec(
+        5006, 400, "AiError: Bad input: Error: required properties at '/' are 'model'"),
+    "responses_model": ErrorSpec(
+        5007, 400, "No such model {model} or task: /v1/responses serves only @cf/openai/gpt-oss-120b and "
+                   "@cf/openai/gpt-oss-20b"),
+    "responses_stream": ErrorSpec(
+        5006, 400, "AiError: Bad input: Error: /v1/responses supports only stream: false"),
+    # AI Gateway (real-responses/err-aigateway-2005-2008-compat.json).
+    "invalid_provider": ErrorSpec(2008, 400, "Invalid provider", Layer.GATEWAY),
 }
 
 
@@ -93,6 +105,10 @@ class CFError(Exception):
     def envelope(self) -> dict[str, Any]:
         """The v4 body, with the key order each layer really uses."""
         error = {"code": self.code, "message": self.message}
+        if self.layer is Layer.GATEWAY:
+            return {"success": False, "result": [], "messages": [], "error": [error],
+                    "name": "AiGatewayError", "httpCode": self.status, "internalCode": self.code,
+                    "message": self.message, "description": self.message}
         if self.layer is Layer.EDGE:
             return {"result": None, "success": False, "errors": [error], "messages": []}
         return {"errors": [{"message": self.message, "code": self.code}], "success": False, "result": {},

@@ -1,7 +1,8 @@
-"""OpenAI object shapes Workers AI answers with (chat.completion and its chunks), built from a Generation."""
+"""OpenAI object shapes Workers AI answers with (chat.completion, its chunks, embeddings, responses)."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -53,4 +54,119 @@ def chat_completion(gen: Generation, model: str, seed: int) -> dict[str, Any]:
         "choices": [{"index": 0, "message": chat_message(gen, seed), "logprobs": None,
                      "finish_reason": gen.finish_reason}],
         "usage": gen.usage,
+    }
+
+
+def chat_completion_choices(gen: Generation, seed: int, n: int) -> list[dict[str, Any]]:
+    """`n` choices of one generation (the fake has one answer per request; extra choices repeat it)."""
+    return [{"index": i, "message": chat_message(gen, seed), "logprobs": None,
+             "finish_reason": gen.finish_reason} for i in range(max(1, n))]
+
+
+# The recorded zero-usage chunk Cloudflare sends after the real one (reference §5.2).
+ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+              "prompt_tokens_details": {"cached_tokens": 0}}
+_FRAGMENT_RE = re.compile(r"\w+|\s+|[^\w\s]+")
+
+
+def argument_fragments(arguments: str) -> list[str]:
+    """Tool-call argument pieces as vLLM streams them (`{"`, `city`, `":"`, `Paris`, `"}`)."""
+    return _FRAGMENT_RE.findall(arguments) or [arguments]
+
+
+def _delta_chunk(ident: str, created: int, model: str, delta: dict[str, Any]) -> dict[str, Any]:
+    # Key order of the recorded content chunks: id, created, model, object, choices.
+    return {"id": ident, "created": created, "model": model, "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta}]}
+
+
+def _final_chunk(ident: str, created: int, model: str, finish: str, usage: dict[str, Any] | None
+                 ) -> dict[str, Any]:
+    # Key order of the recorded finish/usage chunks: id, object, created, model, choices, usage.
+    chunk: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": created,
+                             "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+def chat_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage: bool,
+                       role_in_first_delta: bool, cloudflare_usage_chunks: bool) -> list[dict[str, Any]]:
+    """The `chat.completion.chunk` objects of one streamed answer, in order (without `[DONE]`).
+
+    `cloudflare_usage_chunks`: usage rides on the finish chunk and a zero-usage chunk follows (as
+    recorded); otherwise OpenAI's form, a trailing chunk with `choices: []` and the usage.
+    """
+    from emulator.fakes.text import split_tokens
+
+    ident, created = stable_id(seed), stable_created(seed)
+    deltas: list[dict[str, Any]] = []
+    if gen.reasoning:
+        deltas += [{"reasoning_content": piece} for piece in split_tokens(gen.reasoning)]
+    deltas += [{"content": piece} for piece in split_tokens(gen.text)]
+    for index, call in enumerate(openai_tool_calls(gen, seed)):
+        function = call["function"]
+        deltas.append({"tool_calls": [{"id": call["id"], "type": "function", "index": index,
+                                       "function": {"name": function["name"], "arguments": ""}}]})
+        deltas += [{"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                   for piece in argument_fragments(function["arguments"])]
+    if role_in_first_delta:
+        if deltas:
+            deltas[0] = {"role": "assistant", **deltas[0]}
+        else:
+            deltas.append({"role": "assistant", "content": ""})
+    chunks = [_delta_chunk(ident, created, model, delta) for delta in deltas]
+    if not include_usage:
+        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, None))
+    elif cloudflare_usage_chunks:
+        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, gen.usage))
+        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, dict(ZERO_USAGE)))
+    else:
+        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, None))
+        chunks.append({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                       "choices": [], "usage": gen.usage})
+    return chunks
+
+
+def embedding_list(vectors: list[Any], model: str, prompt_tokens: int) -> dict[str, Any]:
+    """OpenAI's embeddings answer; each vector is a float list or (base64 encoding) a string."""
+    return {"object": "list",
+            "data": [{"object": "embedding", "embedding": vector, "index": i}
+                     for i, vector in enumerate(vectors)],
+            "model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+
+
+def response_object(gen: Generation, model: str, seed: int, *, effort: str | None,
+                    summary: str | None) -> dict[str, Any]:
+    """An OpenAI Responses API object (status completed): a reasoning item, then the message."""
+    reasoning_tokens = 0
+    output: list[dict[str, Any]] = []
+    if gen.reasoning:
+        from emulator.fakes.text import count_tokens
+
+        reasoning_tokens = count_tokens(gen.reasoning)
+        output.append({"id": f"rs_{derive_seed(seed, 'rs'):016x}", "type": "reasoning", "summary": [],
+                       "content": [{"type": "reasoning_text", "text": gen.reasoning}]})
+    output.append({"id": f"msg_{derive_seed(seed, 'msg'):016x}", "type": "message", "status": "completed",
+                   "role": "assistant",
+                   "content": [{"type": "output_text", "text": gen.text, "annotations": []}]})
+    output_tokens = gen.completion_tokens + reasoning_tokens
+    return {
+        "id": f"resp_{derive_seed(seed, 'resp'):016x}",
+        "object": "response",
+        "created_at": stable_created(seed),
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "reasoning": {"effort": effort, "summary": summary},
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {"input_tokens": gen.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens": output_tokens,
+                  "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+                  "total_tokens": gen.prompt_tokens + output_tokens},
     }

@@ -40,6 +40,14 @@ QUIRKS: dict[str, Quirk] = {
             "reference/workers-ai-api.md §5.2; real-responses/gateway-compat-stream-llama31-8b.cassette.json.",
         ),
         Quirk(
+            "stream-usage-on-finish-chunk",
+            "with `stream_options.include_usage`, `/ai/v1/chat/completions` streams put the real usage "
+            "on the `finish_reason` chunk, then send a second chunk with all-zero usage.",
+            "one trailing chunk with `choices: []` and the real usage, as OpenAI sends it.",
+            "reference/workers-ai-api.md §5.2; "
+            "real-responses/gateway-compat-stream-llama31-8b.cassette.json.",
+        ),
+        Quirk(
             "embeddings-ignore-base64",
             "`/ai/v1/embeddings` ignores `encoding_format: \"base64\"` and answers float arrays (the "
             "OpenAI Node SDK then decodes them to all-zero vectors).",

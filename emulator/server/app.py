@@ -14,6 +14,7 @@ from emulator.ledger import Ledger, Plan
 from emulator.pricing import load_prices
 from emulator.quirks import enabled
 from emulator.server import native
+from emulator.server import gateway, openai_surface
 from emulator.server.edge import check_auth, check_size
 from emulator.server.paths import Kind, Route, parse
 from emulator.server.render import error_response, new_request_id
@@ -29,6 +30,7 @@ V1_KINDS = frozenset({Kind.CHAT, Kind.EMBEDDINGS, Kind.RESPONSES, Kind.COMPAT_CH
 
 # Surface handlers by route kind; each surface module adds its own entries.
 HANDLERS: dict[Kind, Handler] = {Kind.RUN: native.handle_run}
+HANDLERS.update(openai_surface.HANDLERS)
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     app = web.Application(middlewares=[cloudflare_errors], client_max_size=settings.max_body_bytes)
     app[STATE] = state or build_state(settings)
     _install_extensions(app)
+    gateway.install(app)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     app.on_cleanup.append(_close)
     return app

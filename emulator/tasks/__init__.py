@@ -45,9 +45,15 @@ def fake_for(model: Model) -> Fake:
         return generic.fake
 
 
+_loaded: list[bool] = []
+
+
 def _load_all() -> None:
-    if FAKES:
+    # A flag, not `if FAKES`: importing one task module early (e.g. text_generation for its
+    # Generation type) registers it and must not stop the others from loading.
+    if _loaded:
         return
+    _loaded.append(True)
     import importlib
     import pkgutil
 
