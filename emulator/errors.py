@@ -76,6 +76,17 @@ CATALOGUE: dict[str, ErrorSpec] = {
         5006, 400, "AiError: Bad input: Error: /v1/responses supports only stream: false"),
     # AI Gateway (real-responses/err-aigateway-2005-2008-compat.json).
     "invalid_provider": ErrorSpec(2008, 400, "Invalid provider", Layer.GATEWAY),
+    # Catalog API query errors (codes undocumented: emulator's choice, see server/catalog_api.py).
+    "invalid_query": ErrorSpec(1001, 400, "Invalid query parameter '{name}': {detail}", Layer.EDGE),
+    "missing_query": ErrorSpec(1001, 400, "Missing required query parameter '{name}'", Layer.EDGE),
+    # Async batch (reference §6; codes are the emulator's choice, see emulator/batch.py).
+    "batch_unsupported": ErrorSpec(
+        5006, 400, "AiError: Bad input: Error: {model} does not support async batch requests (queueRequest)"),
+    "batch_too_large": ErrorSpec(3006, 413, "Request is too large: async batch payloads must be under 10 MB"),
+    "unknown_batch": ErrorSpec(404, 404, "AiError: No async batch request with request_id '{request_id}'"),
+    "websocket_only": ErrorSpec(
+        5006, 400, "AiError: Bad input: Error: {model} is only available over WebSocket; "
+                   "connect with a WebSocket upgrade instead of POST /ai/run"),
 }
 
 
