@@ -1,0 +1,131 @@
+"""The app factory: shared state, the Cloudflare-namespace dispatcher, and the error middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from emulator.backends.base import Backend
+from emulator.catalog import load_catalog
+from emulator.errors import CFError
+from emulator.ledger import Ledger, Plan
+from emulator.pricing import load_prices
+from emulator.quirks import enabled
+from emulator.server import catalog_api, native
+from emulator.server import gateway, openai_surface
+from emulator.server import relay
+from emulator.server.edge import check_auth, check_size
+from emulator.server.paths import Kind, Route, parse
+from emulator.server.render import error_response, new_request_id
+from emulator.server.state import STATE, ServerState
+from emulator.settings import Mode, Settings
+
+log = logging.getLogger("workers_ai_emulator")
+
+Handler = Callable[[web.Request, Route, ServerState, str], Awaitable[web.StreamResponse]]
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+ROUTE: web.RequestKey[Route] = web.RequestKey("route", Route)
+V1_KINDS = frozenset({Kind.CHAT, Kind.EMBEDDINGS, Kind.RESPONSES, Kind.COMPAT_CHAT, Kind.COMPAT_EMBEDDINGS})
+
+# Surface handlers by route kind; each surface module adds its own entries.
+HANDLERS: dict[Kind, Handler] = {
+    Kind.RUN: native.handle_run,
+    Kind.MODELS_SEARCH: catalog_api.handle_models_search,
+    Kind.MODELS_SCHEMA: catalog_api.handle_models_schema,
+    Kind.TASKS_SEARCH: catalog_api.handle_tasks_search,
+    Kind.AUTHORS_SEARCH: catalog_api.handle_authors_search,
+}
+HANDLERS.update(openai_surface.HANDLERS)
+
+
+def make_backend(settings: Settings) -> Backend:
+    if settings.mode is Mode.MOCK:
+        from emulator.backends.mock import MockBackend
+
+        return MockBackend(seed=settings.seed, quirks=settings.quirks)
+    from emulator.backends.factory import backend_for
+
+    return backend_for(settings)
+
+
+def make_ledger(settings: Settings) -> Ledger:
+    path = settings.ledger_path or str(settings.resolved_data_dir() / "ledger.sqlite3")
+    return Ledger(path, plan=Plan(settings.plan), daily_neurons=settings.daily_neurons,
+                  rate_limits=settings.rate_limits, prices=load_prices())
+
+
+def build_state(settings: Settings) -> ServerState:
+    return ServerState(settings=settings, catalog=load_catalog(), backend=make_backend(settings),
+                       ledger=make_ledger(settings), prices=load_prices())
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    route = parse(request.method, request.raw_path,
+                  allow_double_slash=enabled(state.quirks, "double-slash-path"))
+    request[ROUTE] = route
+    check_size(request, state.settings)
+    check_auth(request, state.settings)
+    handler = HANDLERS.get(route.kind)
+    if handler is None:
+        raise CFError("no_route")
+    request_id = new_request_id()
+    request[REQUEST_ID] = request_id
+    if relay.forwards(state, route):  # replay/record/passthrough: catalog and GraphQL go to the real API
+        return await relay.forward_request(request, route, state)
+    return await handler(request, route, state, request_id)
+
+
+@web.middleware
+async def cloudflare_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                            ) -> web.StreamResponse:
+    """Every failure leaves as a Cloudflare-shaped body with a 4xx/5xx status, never a stack trace."""
+    try:
+        return await handler(request)
+    except CFError as error:
+        return _error(request, error)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(request, CFError("too_large"))
+    except web.HTTPException:
+        raise
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(request, CFError("server_error"))
+
+
+def _error(request: web.Request, error: CFError) -> web.Response:
+    state = request.app[STATE]
+    route = request.get(ROUTE)
+    openai_error = (route is not None and route.kind in V1_KINDS
+                    and not enabled(state.quirks, "v1-errors-not-openai-shaped"))
+    return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error)
+
+
+def create_app(settings: Settings | None = None, *, state: ServerState | None = None) -> web.Application:
+    settings = settings or Settings()
+    app = web.Application(middlewares=[cloudflare_errors], client_max_size=settings.max_body_bytes)
+    app[STATE] = state or build_state(settings)
+    _install_extensions(app)
+    gateway.install(app)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.on_cleanup.append(_close)
+    return app
+
+
+def _install_extensions(app: web.Application) -> None:
+    """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
+    try:
+        from emulator.control import install as install_control
+    except ImportError:
+        return
+    install_control(app)
+
+
+async def _close(app: web.Application) -> None:
+    state = app[STATE]
+    await state.backend.close()
+    state.ledger.close()

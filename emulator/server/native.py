@@ -11,6 +11,7 @@ from emulator.pricing import round_neurons
 from emulator.server.inputs import read_body, read_inputs, validate
 from emulator.server.paths import Route
 from emulator.server.pipeline import Executed, execute
+from emulator.server.relay import render_rendered
 from emulator.server.render import NEURONS, REQ_ID, envelope, json_response, stream_events
 from emulator.server.state import ServerState
 
@@ -30,6 +31,9 @@ def answer_headers(call: Call, executed: Executed) -> dict[str, str]:
 
 async def render_native(request: web.Request, call: Call, executed: Executed) -> web.StreamResponse:
     outcome = executed.outcome
+    if outcome.rendered and (outcome.body is not None or outcome.events is not None):
+        # Replayed or relayed from the real API: status, headers and bytes exactly as Cloudflare sent them.
+        return await render_rendered(request, outcome)
     headers = answer_headers(call, executed)
     if outcome.events is not None:
         return await stream_events(request, outcome.events, headers=headers, status=outcome.status)

@@ -1,0 +1,192 @@
+"""Replay, record, passthrough and replay-or-record: one backend whose mode picks cassette and/or upstream.
+
+- replay: answer from the cassette only; a request with no recording is a `no_cassette_match` error
+  (HTTP 404, code 7404) naming the cassette, the closest recorded request and what differed.
+- record: forward every request upstream and append the answer to the cassette. The first recording
+  of a cassette in a run replaces the file, so re-running a suite in record mode refreshes it.
+- passthrough: forward, write nothing.
+- replay-or-record: replay when a recording matches, else record it (kept for later matches).
+
+Everything written is redacted first (tokens the client sent, the configured real token, the local
+and real account ids, emails). Matching redacts incoming requests the same way, so they still match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from emulator.backends.upstream import Exchange, Finished, Upstream
+from emulator.call import Call, Outcome, StreamEvent
+from emulator.cassettes import (
+    Cassette,
+    CassetteIndex,
+    CassetteStore,
+    Interaction,
+    InvalidCassetteName,
+    NoMatch,
+    RecordedRequest,
+    RecordedResponse,
+    Redactor,
+    SSEEvent,
+)
+from emulator.errors import CFError
+from emulator.settings import Mode, Settings
+
+FIX_HINT = ("To fix: re-record the cassette (--mode record or replay-or-record), or make matching ignore a "
+            "field that changes on every run with --ignore-field NAME.")
+
+
+def cassette_dir(settings: Settings) -> Path:
+    return settings.cassette_dir or settings.resolved_data_dir() / "cassettes"
+
+
+def replayed_outcome(interaction: Interaction, *, real_timing: bool) -> Outcome:
+    """A recorded answer as a rendered Outcome: same status, headers, bytes and SSE chunking."""
+    response = interaction.response
+    headers = dict(response.headers)
+    common = {"rendered": True, "status": response.status, "headers": headers,
+              "content_type": response.content_type or "application/octet-stream",
+              "neurons": interaction.neurons if response.status < 400 else None}
+    if response.events is not None:
+        events: list[StreamEvent] = []
+        previous = 0.0
+        for event in response.events:
+            delay = max(0.0, (event.offset_ms - previous) / 1000) if real_timing else 0.0
+            previous = event.offset_ms
+            events.append(StreamEvent(event.data, delay=delay, raw=event.raw.encode("utf-8")))
+        return Outcome(events=events, **common)  # type: ignore[arg-type]
+    return Outcome(body=response.body_bytes(), **common)  # type: ignore[arg-type]
+
+
+class CassetteBackend:
+    """The non-mock modes. `exchange` also serves requests without a model (catalog API, GraphQL)."""
+
+    def __init__(self, settings: Settings, mode: Mode) -> None:
+        self.settings = settings
+        self.mode = mode
+        self.name = mode.value
+        self.replays = mode in (Mode.REPLAY, Mode.REPLAY_OR_RECORD)
+        self.records = mode in (Mode.RECORD, Mode.REPLAY_OR_RECORD)
+        self.forwards = mode is not Mode.REPLAY
+        self.store = CassetteStore(cassette_dir(settings))
+        self.upstream = Upstream(settings)
+        self._indexes: dict[str, tuple[Cassette, CassetteIndex]] = {}
+        self._fresh: set[str] = set()  # cassettes already started in this run (record mode)
+        self._write_lock = threading.Lock()
+
+    # Redaction ---------------------------------------------------------------------------------
+    def redactor(self, exchange: Exchange | None = None) -> Redactor:
+        secrets = [self.settings.upstream_token or ""]
+        accounts = [self.settings.upstream_account_id or ""]
+        if exchange is not None:
+            secrets += exchange.credentials()
+            accounts.append(exchange.account_id)
+        return Redactor(secrets=secrets, account_ids=accounts)
+
+    # Replay ------------------------------------------------------------------------------------
+    def _name(self) -> str:
+        # Read on every call: the control plane may switch cassettes between tests.
+        return self.settings.cassette
+
+    def index(self, name: str) -> CassetteIndex | None:
+        """The replay index of a cassette, rebuilt only when its file changed; None when it has no file."""
+        try:
+            if not self.store.exists(name):
+                self._indexes.pop(name, None)
+                return None
+            cassette = self.store.load(name)
+        except InvalidCassetteName as exc:
+            raise CFError("no_cassette_match", detail=str(exc)) from None
+        except ValueError as exc:  # CassetteFormatError: a hand-edited file that no longer parses
+            raise CFError("no_cassette_match", detail=str(exc)) from None
+        cached = self._indexes.get(name)
+        if cached is not None and cached[0] is cassette:
+            return cached[1]
+        # The store shares its cached object; the index appends to its own copy in replay-or-record.
+        index = CassetteIndex(cassette.model_copy(deep=True), volatile=frozenset(self.settings.ignore_fields),
+                              redactor=self.redactor())
+        self._indexes[name] = (cassette, index)
+        return index
+
+    def _replay(self, exchange: Exchange, name: str, *, required: bool) -> Outcome | None:
+        index = self.index(name)
+        if index is None:
+            if not required:
+                return None
+            raise CFError("no_cassette_match", detail=(
+                f"cassette {name!r} does not exist ({self.store.path(name)}). Record it first: "
+                "serve --mode record (or replay-or-record) against the real API."))
+        args = (exchange.method, exchange.path, exchange.query, exchange.body, exchange.content_type)
+        if required:
+            try:
+                found = index.next(*args)
+            except NoMatch as miss:
+                raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINT}") from None
+        else:
+            found = index.find(*args)
+            if found is None:
+                return None
+        return replayed_outcome(found, real_timing=self.settings.replay_timing == "real")
+
+    # Record ------------------------------------------------------------------------------------
+    def _recorder(self, exchange: Exchange, name: str) -> Finished:
+        async def finished(status: int, headers: Mapping[str, str], body: bytes,
+                           events: list[SSEEvent] | None) -> None:
+            redactor = self.redactor(exchange)
+            request = RecordedRequest.build(exchange.method, exchange.path, exchange.query,
+                                            exchange.headers.items(), exchange.body)
+            response = RecordedResponse.build(status, headers.items(), body, events=events)
+            neurons = headers.get("cf-ai-neurons")
+            interaction = Interaction(request=redactor.redact_request(request),
+                                      response=redactor.redact_response(response),
+                                      neurons=float(neurons) if neurons and _is_number(neurons) else None)
+            # fsync takes milliseconds: keep it off the event loop.
+            written = await asyncio.to_thread(self._write, name, interaction)
+            if self.replays:
+                self._remember(name, written, interaction)
+        return finished
+
+    def _write(self, name: str, interaction: Interaction) -> Cassette:
+        with self._write_lock:
+            if self.mode is Mode.RECORD and name not in self._fresh:
+                self._fresh.add(name)
+                cassette = Cassette(name=name, source="recorded", interactions=[interaction])
+                self.store.save(cassette)
+                return cassette
+            return self.store.append(name, interaction)
+
+    def _remember(self, name: str, written: Cassette, interaction: Interaction) -> None:
+        # Keep the live index (and its replay cursors) instead of rebuilding it from the new file.
+        cached = self._indexes.get(name)
+        if cached is None:
+            self.index(name)
+            return
+        cached[1].add(interaction)
+        self._indexes[name] = (written, cached[1])
+
+    # Backend -----------------------------------------------------------------------------------
+    async def handle(self, call: Call) -> Outcome:
+        return await self.exchange(Exchange.from_call(call))
+
+    async def exchange(self, exchange: Exchange) -> Outcome:
+        """Answer one original request according to the mode."""
+        name = self._name()
+        if self.replays:
+            outcome = self._replay(exchange, name, required=not self.records)
+            if outcome is not None:
+                return outcome
+        return await self.upstream.forward(exchange, self._recorder(exchange, name) if self.records else None)
+
+    async def close(self) -> None:
+        await self.upstream.close()
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True

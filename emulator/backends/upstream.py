@@ -1,0 +1,193 @@
+"""The real-API client: forwards requests to Cloudflare over one keep-alive session and relays the answers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from emulator.call import Call, Outcome, StreamEvent
+from emulator.cassettes import RESPONSE_HEADER_ALLOW, SSEEvent, SSESplitter, filter_headers
+from emulator.cassettes.format import is_event_stream
+from emulator.errors import CFError
+from emulator.settings import Settings
+
+log = logging.getLogger("workers_ai_emulator.upstream")
+
+# Never forwarded: hop-by-hop headers, ones aiohttp recomputes, and credentials we replace.
+HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive",
+                         "accept-encoding", "upgrade", "te", "trailer", "proxy-authorization"})
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-auth-key", "x-auth-email", "x-auth-user-service-key"})
+NEURONS = "cf-ai-neurons"
+
+# Called once a relayed answer is complete: (status, response headers, body, SSE events or None).
+Finished = Callable[[int, Mapping[str, str], bytes, list[SSEEvent] | None], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request as the client sent it: what is forwarded upstream and what a cassette matches on."""
+
+    method: str
+    path: str  # decoded path as received, with the local account id
+    query: dict[str, str] = field(default_factory=dict)
+    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    body: bytes = b""
+    account_id: str = ""
+
+    @classmethod
+    def from_call(cls, call: Call) -> Exchange:
+        """The original request behind a model call (every surface keeps it in raw_body/path/headers)."""
+        return cls("POST", call.path, dict(call.query), CIMultiDict(call.headers), call.raw_body,
+                   call.account_id)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    def credentials(self) -> list[str]:
+        """The secrets this client sent (token, global key, email): each must be scrubbed from recordings."""
+        found: list[str] = []
+        for name in ("Authorization", "cf-aig-authorization"):
+            value = self.headers.get(name, "")
+            scheme, _, token = value.strip().partition(" ")
+            found.append(token.strip() if scheme.lower() == "bearer" else value.strip())
+        found += [self.headers.get(h, "") for h in ("X-Auth-Key", "X-Auth-Email", "X-Auth-User-Service-Key")]
+        return [s for s in found if s]
+
+
+def parse_neurons(value: str | None) -> float | None:
+    """The `cf-ai-neurons` header as a number (None when absent or unreadable)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+class Upstream:
+    """The real Workers AI API (or a stand-in in tests), with credential mapping and a spending cap."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.spent = 0.0  # real neurons reported by upstream in this run (successful answers only)
+        self.sent = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created lazily: a ClientSession must be made inside the running loop.
+        if self._session is None or self._session.closed:
+            timeout = self.settings.upstream_timeout
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=60, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    def url(self, exchange: Exchange) -> URL:
+        """The real URL: the gateway host for `/v1/…` paths, the real account id in place of the local one."""
+        path = exchange.path
+        real = self.settings.upstream_account_id
+        if real and exchange.account_id and exchange.account_id != real:
+            path = path.replace(exchange.account_id, real, 1)
+        base = self.settings.upstream_gateway if path.startswith("/v1/") else self.settings.upstream
+        return URL(base.rstrip("/") + path).with_query(exchange.query or None)
+
+    def outgoing_headers(self, exchange: Exchange) -> CIMultiDict[str]:
+        """The client's headers minus hop-by-hop ones; the configured real token replaces its credentials."""
+        out: CIMultiDict[str] = CIMultiDict()
+        token = self.settings.upstream_token
+        for name, value in exchange.headers.items():
+            lname = name.lower()
+            if lname in HOP_HEADERS or (token and lname in CREDENTIAL_HEADERS):
+                continue
+            out.add(name, value)
+        if token:
+            out["Authorization"] = f"Bearer {token}"
+        return out
+
+    def check_budget(self) -> None:
+        """Refuse before sending anything once the run's real spend reached --max-upstream-neurons."""
+        cap = self.settings.max_upstream_neurons
+        if cap is not None and self.spent >= cap:
+            raise CFError("upstream_budget", detail=(
+                f"{self.spent:.2f} real neurons spent in this run reached --max-upstream-neurons {cap:g}; "
+                "the request was not sent to the real API"))
+
+    async def forward(self, exchange: Exchange, finished: Finished | None = None) -> Outcome:
+        """Send the request upstream and relay the answer as a rendered Outcome (streams relayed live)."""
+        self.check_budget()
+        url = self.url(exchange)
+        self.sent += 1
+        try:
+            response = await self._client().request(
+                exchange.method, url, headers=self.outgoing_headers(exchange), data=exchange.body or None,
+                allow_redirects=False)
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise CFError("upstream_timeout", detail=self._describe(url, exc)) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise CFError("upstream_unreachable", detail=self._describe(url, exc)) from None
+        started = time.monotonic()
+        kept = filter_headers(response.headers.items(), RESPONSE_HEADER_ALLOW)
+        neurons = parse_neurons(response.headers.get(NEURONS))
+        if response.status < 400 and neurons is not None:
+            self.spent += neurons
+        content_type = response.headers.get("Content-Type", "")
+        common = {"rendered": True, "status": response.status, "headers": kept,
+                  "content_type": content_type or "application/octet-stream",
+                  "neurons": neurons if response.status < 400 else None}
+        if is_event_stream(content_type):
+            events = self._relay_stream(response, started, finished, url)
+            return Outcome(events=events, **common)  # type: ignore[arg-type]
+        try:
+            body = await response.read()
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise CFError("upstream_timeout", detail=self._describe(url, exc)) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise CFError("upstream_unreachable", detail=self._describe(url, exc)) from None
+        finally:
+            response.release()
+        if finished is not None:
+            await finished(response.status, response.headers, body, None)
+        return Outcome(body=body, **common)  # type: ignore[arg-type]
+
+    async def _relay_stream(self, response: aiohttp.ClientResponse, started: float, finished: Finished | None,
+                            url: URL) -> AsyncIterator[StreamEvent]:
+        """Yield each SSE event the moment its last byte arrives; report the whole stream when it ends."""
+        splitter = SSESplitter()
+        headers: CIMultiDictProxy[str] = response.headers
+        try:
+            async for chunk in response.content.iter_any():
+                for event in splitter.feed(chunk, (time.monotonic() - started) * 1000):
+                    yield StreamEvent(event.data, raw=event.raw.encode("utf-8"))
+            complete_before = len(splitter.events)
+            events = splitter.finish()
+            for event in events[complete_before:]:
+                yield StreamEvent(event.data, raw=event.raw.encode("utf-8"))
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # The status line is already sent, so the client sees a cut stream; it is not recorded.
+            log.warning("upstream stream from %s broke off: %s", url, exc)
+            return
+        finally:
+            response.release()
+        if finished is not None:
+            await finished(response.status, headers, b"", events)
+
+    def _describe(self, url: URL, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            return f"no answer from {url.with_query(None)} within {self.settings.upstream_timeout:g} s"
+        return f"{url.with_query(None)}: {str(exc) or type(exc).__name__}"
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+

@@ -1,0 +1,74 @@
+"""Sending recorded or relayed answers as they are, and forwarding model-less requests in non-mock modes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from emulator.backends.upstream import Exchange
+from emulator.call import Outcome, StreamEvent
+from emulator.server.paths import Kind, Route
+from emulator.server.render import sse_frame
+from emulator.server.state import ServerState
+
+# Catalog API and GraphQL have no model, so no Call: in replay/record/passthrough they go straight
+# to the backend's `exchange` (recorded and replayed like model calls, never charged).
+FORWARDED_KINDS = frozenset({Kind.MODELS_SEARCH, Kind.MODELS_SCHEMA, Kind.TASKS_SEARCH, Kind.AUTHORS_SEARCH,
+                             Kind.GRAPHQL})
+
+
+def forwarder(state: ServerState) -> Callable[[Exchange], Awaitable[Outcome]] | None:
+    """The backend's raw-request entry point, or None for the mock backend (which answers locally)."""
+    exchange: Any = getattr(state.backend, "exchange", None)
+    return exchange if callable(exchange) else None
+
+
+def forwards(state: ServerState, route: Route) -> bool:
+    return route.kind in FORWARDED_KINDS and forwarder(state) is not None
+
+
+async def forward_request(request: web.Request, route: Route, state: ServerState) -> web.StreamResponse:
+    """Hand the original request to the backend and send its answer unchanged."""
+    exchange = forwarder(state)
+    assert exchange is not None
+    original = Exchange(request.method, request.path, dict(request.query), CIMultiDict(request.headers),
+                        await request.read(), route.account_id)
+    return await render_rendered(request, await exchange(original))
+
+
+async def render_rendered(request: web.Request, outcome: Outcome) -> web.StreamResponse:
+    """Send a replayed or relayed outcome: its status, headers and bytes, streams chunk by chunk."""
+    headers = dict(outcome.headers)
+    if not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = outcome.content_type
+    if outcome.events is None:
+        return web.Response(status=outcome.status, headers=headers, body=outcome.body or b"")
+    response = web.StreamResponse(status=outcome.status, headers=headers)
+    await response.prepare(request)
+    events = outcome.events
+    try:
+        if isinstance(events, AsyncIterator):
+            async for event in events:
+                await _write(response, event)
+        else:
+            for event in events:
+                await _write(response, event)
+    finally:
+        # A client that hangs up mid-stream must not leave the upstream connection open.
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+    await response.write_eof()
+    return response
+
+
+async def _write(response: web.StreamResponse, event: StreamEvent) -> None:
+    if event.delay:
+        await asyncio.sleep(event.delay)
+    await response.write(event.raw if event.raw is not None else sse_frame(event.data))
