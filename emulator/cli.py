@@ -76,11 +76,18 @@ def banner(settings: Settings) -> str:
               envvar=env("REPLAY_TIMING"), help="Replay streams at once or with the recorded timing.")
 @click.option("--max-upstream-neurons", type=float, envvar=env("MAX_UPSTREAM_NEURONS"),
               help="Refuse further real calls once this many real neurons were spent in this run.")
+@click.option("--upstream-gateway", default="https://gateway.ai.cloudflare.com", show_default=True,
+              envvar=env("UPSTREAM_GATEWAY"), help="Real AI Gateway base, for /v1/… paths in record/passthrough.")
+@click.option("--upstream-timeout", type=float, default=120.0, show_default=True, envvar=env("UPSTREAM_TIMEOUT"),
+              help="Seconds without a byte from the real API before answering 504.")
+@click.option("--ignore-field", "ignore_fields", multiple=True, metavar="FIELD", envvar=env("IGNORE_FIELDS"),
+              help="Request-body field replay matching ignores (dotted path, * wildcard); repeatable.")
 @click.option("--no-control-plane", is_flag=True, envvar=env("NO_CONTROL_PLANE"),
               help="Disable /__emulator__/ (the control plane and dashboard).")
 def serve(host: str, port: int, seed: int, data_dir: Path | None, token: str | None, mode: str, plan: str,
           daily_neurons: float, rate_limits: bool, quirks: tuple[str, ...], upstream: str, cassette: str,
           cassette_dir: Path | None, replay_timing: str, max_upstream_neurons: float | None,
+          upstream_gateway: str, upstream_timeout: float, ignore_fields: tuple[str, ...],
           no_control_plane: bool) -> None:
     """Start the emulator and print the base URLs to paste into each kind of client."""
     try:
@@ -91,6 +98,8 @@ def serve(host: str, port: int, seed: int, data_dir: Path | None, token: str | N
                         daily_neurons=daily_neurons, rate_limits=rate_limits, quirks=quirk_map, upstream=upstream,
                         cassette=cassette, cassette_dir=cassette_dir, replay_timing=replay_timing,
                         max_upstream_neurons=max_upstream_neurons, control_plane=not no_control_plane,
+                        upstream_gateway=upstream_gateway, upstream_timeout=upstream_timeout,
+                        ignore_fields=list(ignore_fields),
                         upstream_token=os.environ.get("CLOUDFLARE_API_TOKEN"),
                         upstream_account_id=os.environ.get("CLOUDFLARE_ACCOUNT_ID"))
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
