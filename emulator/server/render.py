@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -17,6 +18,12 @@ JSON = "application/json"
 SSE = "text/event-stream"
 REQ_ID = "cf-ai-req-id"
 NEURONS = "cf-ai-neurons"
+
+EventSource = Iterable[StreamEvent] | AsyncIterator[StreamEvent]
+# Set for the current request by the control plane when a stream fault fired (slow or cut stream):
+# it wraps whatever events the surface writes, native or OpenAI-shaped.
+STREAM_FILTER: ContextVar[Callable[[EventSource], AsyncIterator[StreamEvent]] | None] = ContextVar(
+    "stream_filter", default=None)
 
 
 def dumps(value: Any) -> bytes:
@@ -77,6 +84,9 @@ async def stream_events(
         status=status, headers={"Content-Type": SSE, "Cache-Control": "no-cache", **headers}
     )
     await response.prepare(request)
+    stream_filter = STREAM_FILTER.get()
+    if stream_filter is not None:
+        events = stream_filter(events)
     if isinstance(events, AsyncIterator):
         async for event in events:
             await _write_event(response, event)
