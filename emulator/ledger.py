@@ -81,6 +81,10 @@ CREATE TABLE IF NOT EXISTS rate_hits (
     ts      REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rate_hits_key ON rate_hits (account, model, ts);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -145,6 +149,10 @@ class ModelUsage(BaseModel):
     neurons: float = 0.0
     dollars: float = 0.0
     estimated: bool = False
+    # The part of this model's neurons beyond the daily allowance, attributed call by call in the
+    # order the calls were charged; billed (overage_dollars > 0) on the paid plan only.
+    overage_neurons: float = 0.0
+    overage_dollars: float = 0.0
 
 
 class UsageReport(BaseModel):
@@ -266,6 +274,17 @@ class Ledger:
         ).fetchone()
         return float(row[0])
 
+    def record_settings(self) -> None:
+        """Store this server's plan and allowance in the file, so `workers-ai-emulator usage` can
+        report a stopped server's usage with the plan it ran under."""
+        with self._write() as c:
+            c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                          [("plan", self.plan.value), ("daily_neurons", repr(self.daily_neurons))])
+
+    def stored_settings(self) -> dict[str, str]:
+        """The plan and allowance the last server on this file ran with ({} if none was recorded)."""
+        return {str(k): str(v) for k, v in self._read("SELECT key, value FROM meta")}
+
     def day_total(self, account: str, day: date | None = None) -> float:
         d = (day or self._now().date()).isoformat()
         with self._lock:
@@ -377,6 +396,9 @@ class Ledger:
             per_account = self._conn.execute(
                 f"SELECT account, SUM(neurons) FROM daily WHERE {where} GROUP BY account", args
             ).fetchall()
+            call_rows = self._conn.execute(
+                f"SELECT account, model, neurons FROM calls WHERE {where} ORDER BY id", args
+            ).fetchall()
 
         models: dict[str, ModelUsage] = {}
         for model, requests, errors, neurons, est in rows:
@@ -392,6 +414,7 @@ class Ledger:
             mu = models.setdefault(model, ModelUsage(model=model))
             mu.refusals[str(code)] = mu.refusals.get(str(code), 0) + int(count)
             mu.refused += int(count)
+        self._attribute_overage(models, call_rows)
         ordered = sorted(models.values(), key=lambda m: (-m.neurons, m.model))
 
         totals = [float(t) for _, t in per_account]
@@ -415,6 +438,18 @@ class Ledger:
             resets_at=next_reset(d),
         )
 
+    def _attribute_overage(self, models: dict[str, ModelUsage], call_rows: list[tuple]) -> None:
+        running: dict[str, float] = {}
+        for account_id, model, neurons in call_rows:
+            before = running.get(account_id, 0.0)
+            after = before + float(neurons)
+            running[account_id] = after
+            over = max(0.0, after - max(before, self.daily_neurons))
+            if over > 0 and model in models:
+                models[model].overage_neurons += over
+        for mu in models.values():
+            mu.overage_dollars = dollars(mu.overage_neurons) if self.plan is Plan.PAID else 0.0
+
     def hourly(self, *, account: str | None = None, day: date | None = None) -> list[tuple[int, float]]:
         """Neurons per UTC hour 0..23 of one day (every hour present, zero when idle)."""
         d = (day or self._now().date()).isoformat()
@@ -427,6 +462,11 @@ class Ledger:
             )
         by_hour = {int(h): float(n) for h, n in rows}
         return [(h, by_hour.get(h, 0.0)) for h in range(24)]
+
+    def call_rows(self, account: str) -> list[tuple[datetime, str, float]]:
+        """Every charged call of an account, oldest first: (UTC time, model, neurons)."""
+        rows = self._read("SELECT ts, model, neurons FROM calls WHERE account = ? ORDER BY id", (account,))
+        return [(datetime.fromtimestamp(ts, UTC), str(model), float(n)) for ts, model, n in rows]
 
     def days(self) -> list[date]:
         rows = self._read("SELECT day FROM daily UNION SELECT day FROM refusals ORDER BY day")

@@ -15,6 +15,7 @@ from emulator.pricing import load_prices
 from emulator.quirks import enabled
 from emulator.server import catalog_api, native
 from emulator.server import gateway, openai_surface
+from emulator.server import graphql
 from emulator.server import relay
 from emulator.server.edge import check_auth, check_size
 from emulator.server.paths import Kind, Route, parse
@@ -38,6 +39,7 @@ HANDLERS: dict[Kind, Handler] = {
     Kind.AUTHORS_SEARCH: catalog_api.handle_authors_search,
 }
 HANDLERS.update(openai_surface.HANDLERS)
+HANDLERS[Kind.GRAPHQL] = graphql.handle_graphql
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -52,8 +54,10 @@ def make_backend(settings: Settings) -> Backend:
 
 def make_ledger(settings: Settings) -> Ledger:
     path = settings.ledger_path or str(settings.resolved_data_dir() / "ledger.sqlite3")
-    return Ledger(path, plan=Plan(settings.plan), daily_neurons=settings.daily_neurons,
-                  rate_limits=settings.rate_limits, prices=load_prices())
+    ledger = Ledger(path, plan=Plan(settings.plan), daily_neurons=settings.daily_neurons,
+                    rate_limits=settings.rate_limits, prices=load_prices())
+    ledger.record_settings()  # `workers-ai-emulator usage` reads the plan back from the file
+    return ledger
 
 
 def build_state(settings: Settings) -> ServerState:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from emulator.backends.base import Backend
 from emulator.catalog import Catalog
-from emulator.ledger import Ledger
+from emulator.ledger import Clock, Ledger
 from emulator.pricing import PriceBook
 from emulator.settings import Settings
 
@@ -27,6 +27,16 @@ class ServerState:
     @property
     def quirks(self) -> dict[str, bool]:
         return self.settings.quirks
+
+    @property
+    def clock(self) -> Clock:
+        """The server's one clock: the ledger's (UTC day, rollover, rate windows). Tests and the
+        control plane's `POST /__emulator__/clock` replace it with a `ledger.FixedClock`."""
+        return self.ledger.clock
+
+    @clock.setter
+    def clock(self, value: Clock) -> None:
+        self.ledger.clock = value
 
 
 STATE: web.AppKey[ServerState] = web.AppKey("state", ServerState)
