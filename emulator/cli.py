@@ -130,5 +130,23 @@ async def run_server(settings: Settings) -> None:
     await runner.cleanup()
 
 
+@main.command("quirks")
+@click.option("--markdown", is_flag=True, help="Print docs/quirks.md (generated from the same table).")
+@click.option("--quirk", "quirks", multiple=True, metavar="NAME=on|off", envvar=env("QUIRKS"),
+              help="Show the state these flags would give (as for serve).")
+def quirks_command(markdown: bool, quirks: tuple[str, ...]) -> None:
+    """List the Cloudflare quirks the emulator reproduces, with evidence and off switches."""
+    from emulator import quirks_doc
+
+    if markdown:
+        click.echo(quirks_doc.markdown(), nl=False)
+        return
+    try:
+        overrides = parse_quirk_flags([q for flag in quirks for q in flag.split(",") if q])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--quirk") from None
+    click.echo(quirks_doc.table(overrides))
+
+
 if __name__ == "__main__":
     main()
