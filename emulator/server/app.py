@@ -122,10 +122,8 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
-    try:
-        from emulator.control import install as install_control
-    except ImportError:
-        return
+    from emulator.control import install as install_control
+
     install_control(app)
 
 
