@@ -148,5 +148,15 @@ def quirks_command(markdown: bool, quirks: tuple[str, ...]) -> None:
     click.echo(quirks_doc.table(overrides))
 
 
+def _add_accounting_commands() -> None:
+    from emulator.accounting_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_accounting_commands()
+
+
 if __name__ == "__main__":
     main()
