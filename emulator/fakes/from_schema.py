@@ -79,6 +79,34 @@ def _compiled(schema: Any, strict: bool) -> CompiledSchema:
     return compiled
 
 
+_MERGED: dict[tuple[int, str], tuple[object, list[Any]]] = {}
+
+
+def _merged_parts(schema: dict[str, Any], keyword: str) -> list[Any]:
+    """The schema's oneOf/anyOf branches with the parent's keywords merged in (allOf: one merge).
+
+    Memoised so that the merged dicts are the same objects on every call, which lets
+    `_compiled` hit its cache for the nested combinators they contain.
+    """
+    key = (id(schema), keyword)
+    hit = _MERGED.get(key)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    if len(_MERGED) >= _COMPILED_LIMIT:
+        _MERGED.clear()
+    base = {k: v for k, v in schema.items() if k != keyword}
+    if keyword == "allOf":
+        merged = base
+        for part in schema["allOf"]:
+            if isinstance(part, dict):
+                merged = _merge(merged, part)
+        parts: list[Any] = [merged]
+    else:
+        parts = [_merge(base, b) if isinstance(b, dict) else base for b in schema[keyword]]
+    _MERGED[key] = (schema, parts)
+    return parts
+
+
 # ---------------------------------------------------------------- schema helpers
 
 
@@ -225,11 +253,7 @@ class _Generator:
             return copy.deepcopy(enum[int(self.rng.integers(len(enum)))])
         minimal = minimal or depth > MAX_DEPTH
         if isinstance(schema.get("allOf"), list):
-            merged = {k: v for k, v in schema.items() if k != "allOf"}
-            for part in schema["allOf"]:
-                if isinstance(part, dict):
-                    merged = _merge(merged, part)
-            return self.value(merged, depth, minimal)
+            return self.value(_merged_parts(schema, "allOf")[0], depth, minimal)
         for keyword in ("oneOf", "anyOf"):
             if isinstance(schema.get(keyword), list) and schema[keyword]:
                 return self.choose(schema, keyword, depth, minimal)
@@ -249,8 +273,7 @@ class _Generator:
         return self.string(schema)
 
     def choose(self, schema: dict[str, Any], keyword: str, depth: int, minimal: bool) -> Any:
-        branches = schema[keyword]
-        base = {k: v for k, v in schema.items() if k != keyword}
+        branches = _merged_parts(schema, keyword)
         strict = _compiled(schema, True)
         lenient = _compiled(schema, False)
         start = int(self.rng.integers(len(branches)))
@@ -258,8 +281,7 @@ class _Generator:
         found_fallback = False
         last: Any = None
         for step in range(len(branches)):
-            branch = branches[(start + step) % len(branches)]
-            merged = _merge(base, branch) if isinstance(branch, dict) else base
+            merged = branches[(start + step) % len(branches)]
             for as_minimal in (minimal, True) if not minimal else (True,):
                 candidate = self.value(merged, depth, as_minimal)
                 if strict.is_valid(candidate):
@@ -494,8 +516,7 @@ def _branches(schema: dict[str, Any]) -> list[dict[str, Any]]:
     for keyword in ("oneOf", "anyOf"):
         branches = schema.get(keyword)
         if isinstance(branches, list) and branches:
-            base = {k: v for k, v in schema.items() if k != keyword}
-            return [_merge(base, b) if isinstance(b, dict) else base for b in branches]
+            return _merged_parts(schema, keyword)
     return [schema]
 
 
