@@ -1,4 +1,4 @@
-"""A real local aiohttp server that answers like api.cloudflare.com (bodies from shared/reference/real-responses/)."""
+"""A real local aiohttp server answering like api.cloudflare.com (bodies from reference/real-responses/)."""
 
 from __future__ import annotations
 
@@ -37,27 +37,46 @@ SSE_EVENTS = [
 
 # run-whisper-rest-envelope-2024-03.json (shortened), sent pretty-printed so byte-exact replay is tested.
 WHISPER_RESULT = {
-    "result": {"text": "Hello there, I'm making a recording.", "word_count": 6,
-               "words": [{"word": "Hello", "start": 0.2800000011920929, "end": 0.7400000095367432},
-                         {"word": "there,", "start": 0.7400000095367432, "end": 1.2400000095367432}]},
-    "success": True, "errors": [], "messages": [],
+    "result": {
+        "text": "Hello there, I'm making a recording.",
+        "word_count": 6,
+        "words": [
+            {"word": "Hello", "start": 0.2800000011920929, "end": 0.7400000095367432},
+            {"word": "there,", "start": 0.7400000095367432, "end": 1.2400000095367432},
+        ],
+    },
+    "success": True,
+    "errors": [],
+    "messages": [],
 }
-ERR_5006 = ('{"errors":[{"message":"AiError: Bad input: Additional or unevaluated properties \'/width, /height\' '
-            'at \'/\' not allowed","code":5006}],"success":false}')
-ERR_4006 = ('{"errors":[{"message":"AiError: AiError: you have used up your daily free allocation of 10,000 '
-            'neurons, please upgrade to Cloudflare\'s Workers Paid plan if you would like to continue usage. '
-            '(a0b1c2d3-0000-4000-8000-000000000000)","code":4006}],"success":false,"result":{},"messages":[]}')
-ERR_10000 = '{"result":null,"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[]}'
+ERR_5006 = (
+    '{"errors":[{"message":"AiError: Bad input: Additional or unevaluated properties \'/width, /height\' '
+    'at \'/\' not allowed","code":5006}],"success":false}'
+)
+ERR_4006 = (
+    '{"errors":[{"message":"AiError: AiError: you have used up your daily free allocation of 10,000 '
+    "neurons, please upgrade to Cloudflare's Workers Paid plan if you would like to continue usage. "
+    '(a0b1c2d3-0000-4000-8000-000000000000)","code":4006}],"success":false,"result":{},"messages":[]}'
+)
+ERR_10000 = (
+    '{"result":null,"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[]}'
+)
 
 
 def tiny_png(width: int = 4, height: int = 4) -> bytes:
     """A valid RGB PNG made by hand (independent of the emulator's image fakes)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    raw = b"".join(b"\x00" + bytes(v for x in range(width) for v in (x * 50 % 256, y * 50 % 256, 200))
-                   for y in range(height))
+
+    raw = b"".join(
+        b"\x00" + bytes(v for x in range(width) for v in (x * 50 % 256, y * 50 % 256, 200))
+        for y in range(height)
+    )
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 PNG = tiny_png()
@@ -109,18 +128,33 @@ class FakeUpstream:
     async def _seen(self, request: web.Request) -> web.Response | None:
         """Log the request; answer like Cloudflare's edge when the token or account is not the real one."""
         body = await request.read()
-        self.requests.append(Seen(request.method, request.path, dict(request.query), dict(request.headers), body))
+        self.requests.append(
+            Seen(request.method, request.path, dict(request.query), dict(request.headers), body)
+        )
         if request.headers.get("Authorization") != f"Bearer {REAL_TOKEN}":
             return web.Response(status=401, body=ERR_10000, content_type="application/json")
         if request.match_info["account"] != REAL_ACCOUNT:
-            return web.Response(status=404, content_type="application/json", body=json.dumps(
-                {"result": None, "success": False, "errors": [{"code": 7003, "message": "Could not route"}],
-                 "messages": []}))
+            return web.Response(
+                status=404,
+                content_type="application/json",
+                body=json.dumps(
+                    {
+                        "result": None,
+                        "success": False,
+                        "errors": [{"code": 7003, "message": "Could not route"}],
+                        "messages": [],
+                    }
+                ),
+            )
         return None
 
     @staticmethod
     def _ids(neurons: str | None = NEURONS) -> dict[str, str]:
-        headers = {"cf-ai-req-id": str(uuid.uuid4()), "cf-ray": "8f0e1d2c3b4a5968-AMS", "server": "cloudflare"}
+        headers = {
+            "cf-ai-req-id": str(uuid.uuid4()),
+            "cf-ray": "8f0e1d2c3b4a5968-AMS",
+            "server": "cloudflare",
+        }
         if neurons is not None:
             headers["cf-ai-neurons"] = neurons
         return headers
@@ -133,34 +167,55 @@ class FakeUpstream:
         model = request.match_info["model"]
         raw = self.requests[-1].body
         if request.path.startswith("/v1/"):  # the gateway adds its own ids (gateway-errors-2021-….json)
-            gateway = {"cf-aig-log-id": "01M3YRNVFEX2F0PM3CE8T8F2FW", "cf-aig-event-id": str(uuid.uuid4()),
-                       "cf-aig-request-id": str(uuid.uuid4()), "cf-aig-step": "0"}
-            envelope = {"result": {"response": "Hi from the gateway"}, "success": True, "errors": [],
-                        "messages": []}
-            return web.Response(body=json.dumps(envelope), content_type="application/json",
-                                headers={**self._ids(), **gateway})
+            gateway = {
+                "cf-aig-log-id": "01M3YRNVFEX2F0PM3CE8T8F2FW",
+                "cf-aig-event-id": str(uuid.uuid4()),
+                "cf-aig-request-id": str(uuid.uuid4()),
+                "cf-aig-step": "0",
+            }
+            envelope = {
+                "result": {"response": "Hi from the gateway"},
+                "success": True,
+                "errors": [],
+                "messages": [],
+            }
+            return web.Response(
+                body=json.dumps(envelope), content_type="application/json", headers={**self._ids(), **gateway}
+            )
         if model == SDXL:
             return web.Response(body=PNG, content_type="image/png", headers=self._ids("0.00"))
         if model == WHISPER:
             assert raw[:4] == b"RIFF", "whisper gets the raw audio bytes"
-            return web.Response(body=json.dumps(WHISPER_RESULT, indent=1), content_type="application/json",
-                                headers=self._ids("0.52"))
+            return web.Response(
+                body=json.dumps(WHISPER_RESULT, indent=1),
+                content_type="application/json",
+                headers=self._ids("0.52"),
+            )
         body: dict[str, Any] = json.loads(raw)
         prompt = body.get("prompt")
         if prompt == "trigger-5006":
-            return web.Response(status=400, body=ERR_5006, content_type="application/json", headers=self._ids(None))
+            return web.Response(
+                status=400, body=ERR_5006, content_type="application/json", headers=self._ids(None)
+            )
         if prompt == "trigger-4006":
-            return web.Response(status=429, body=ERR_4006, content_type="application/json", headers=self._ids(None))
+            return web.Response(
+                status=429, body=ERR_4006, content_type="application/json", headers=self._ids(None)
+            )
         if prompt == "slow":
             await asyncio.sleep(self.slow_seconds)
         if body.get("stream") is True:
             return await self._stream(request)
         self.counter += 1
-        result = {"response": f"Hello! How can I assist you today? (answer {self.counter})",
-                  "usage": {"prompt_tokens": 12, "completion_tokens": 10, "total_tokens": 22}}
+        result = {
+            "response": f"Hello! How can I assist you today? (answer {self.counter})",
+            "usage": {"prompt_tokens": 12, "completion_tokens": 10, "total_tokens": 22},
+        }
         envelope = {"result": result, "success": True, "errors": [], "messages": []}
-        return web.Response(body=json.dumps(envelope, separators=(",", ":")), content_type="application/json",
-                            headers=self._ids())
+        return web.Response(
+            body=json.dumps(envelope, separators=(",", ":")),
+            content_type="application/json",
+            headers=self._ids(),
+        )
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **self._ids()})
@@ -178,19 +233,44 @@ class FakeUpstream:
         if refused is not None:
             return refused
         # v1-chat-nonstream-llama3-8b-higress-2024-07.json
-        completion = {"id": "id-1720367327545", "object": "chat.completion", "created": 1720367327,
-                      "model": "@cf/meta/llama-3-8b-instruct",
-                      "choices": [{"index": 0, "message": {"role": "assistant", "content": "I am a helpful bot."},
-                                   "logprobs": None, "finish_reason": "stop"}]}
+        completion = {
+            "id": "id-1720367327545",
+            "object": "chat.completion",
+            "created": 1720367327,
+            "model": "@cf/meta/llama-3-8b-instruct",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "I am a helpful bot."},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+        }
         return web.Response(body=json.dumps(completion), content_type="application/json", headers=self._ids())
 
     async def models_search(self, request: web.Request) -> web.StreamResponse:
         refused = await self._seen(request)
         if refused is not None:
             return refused
-        models = [{"id": "1d3e0a4f-0000-4000-8000-000000000001", "source": 1, "name": LLAMA,
-                   "description": "Real catalog record", "task": {"id": "c329a1f9", "name": "Text Generation"}}]
-        envelope = {"result": models, "success": True, "errors": [], "messages": [],
-                    "result_info": {"page": 1, "per_page": 50, "count": 1, "total_count": 1}}
-        return web.Response(body=json.dumps(envelope), content_type="application/json",
-                            headers={"cf-ray": "8f0e1d2c3b4a5968-AMS"})
+        models = [
+            {
+                "id": "1d3e0a4f-0000-4000-8000-000000000001",
+                "source": 1,
+                "name": LLAMA,
+                "description": "Real catalog record",
+                "task": {"id": "c329a1f9", "name": "Text Generation"},
+            }
+        ]
+        envelope = {
+            "result": models,
+            "success": True,
+            "errors": [],
+            "messages": [],
+            "result_info": {"page": 1, "per_page": 50, "count": 1, "total_count": 1},
+        }
+        return web.Response(
+            body=json.dumps(envelope),
+            content_type="application/json",
+            headers={"cf-ray": "8f0e1d2c3b4a5968-AMS"},
+        )

@@ -35,8 +35,10 @@ from emulator.cassettes import (
 from emulator.errors import CFError
 from emulator.settings import Mode, Settings
 
-FIX_HINT = ("To fix: re-record the cassette (--mode record or replay-or-record), or make matching ignore a "
-            "field that changes on every run with --ignore-field NAME.")
+FIX_HINT = (
+    "To fix: re-record the cassette (--mode record or replay-or-record), or make matching ignore a "
+    "field that changes on every run with --ignore-field NAME."
+)
 
 
 def cassette_dir(settings: Settings) -> Path:
@@ -47,9 +49,13 @@ def replayed_outcome(interaction: Interaction, *, real_timing: bool) -> Outcome:
     """A recorded answer as a rendered Outcome: same status, headers, bytes and SSE chunking."""
     response = interaction.response
     headers = dict(response.headers)
-    common = {"rendered": True, "status": response.status, "headers": headers,
-              "content_type": response.content_type or "application/octet-stream",
-              "neurons": interaction.neurons if response.status < 400 else None}
+    common = {
+        "rendered": True,
+        "status": response.status,
+        "headers": headers,
+        "content_type": response.content_type or "application/octet-stream",
+        "neurons": interaction.neurons if response.status < 400 else None,
+    }
     if response.events is not None:
         events: list[StreamEvent] = []
         previous = 0.0
@@ -106,8 +112,11 @@ class CassetteBackend:
         if cached is not None and cached[0] is cassette:
             return cached[1]
         # The store shares its cached object; the index appends to its own copy in replay-or-record.
-        index = CassetteIndex(cassette.model_copy(deep=True), volatile=frozenset(self.settings.ignore_fields),
-                              redactor=self.redactor())
+        index = CassetteIndex(
+            cassette.model_copy(deep=True),
+            volatile=frozenset(self.settings.ignore_fields),
+            redactor=self.redactor(),
+        )
         self._indexes[name] = (cassette, index)
         return index
 
@@ -116,9 +125,13 @@ class CassetteBackend:
         if index is None:
             if not required:
                 return None
-            raise CFError("no_cassette_match", detail=(
-                f"cassette {name!r} does not exist ({self.store.path(name)}). Record it first: "
-                "serve --mode record (or replay-or-record) against the real API."))
+            raise CFError(
+                "no_cassette_match",
+                detail=(
+                    f"cassette {name!r} does not exist ({self.store.path(name)}). Record it first: "
+                    "serve --mode record (or replay-or-record) against the real API."
+                ),
+            )
         args = (exchange.method, exchange.path, exchange.query, exchange.body, exchange.content_type)
         if required:
             try:
@@ -133,20 +146,25 @@ class CassetteBackend:
 
     # Record ------------------------------------------------------------------------------------
     def _recorder(self, exchange: Exchange, name: str) -> Finished:
-        async def finished(status: int, headers: Mapping[str, str], body: bytes,
-                           events: list[SSEEvent] | None) -> None:
+        async def finished(
+            status: int, headers: Mapping[str, str], body: bytes, events: list[SSEEvent] | None
+        ) -> None:
             redactor = self.redactor(exchange)
-            request = RecordedRequest.build(exchange.method, exchange.path, exchange.query,
-                                            exchange.headers.items(), exchange.body)
+            request = RecordedRequest.build(
+                exchange.method, exchange.path, exchange.query, exchange.headers.items(), exchange.body
+            )
             response = RecordedResponse.build(status, headers.items(), body, events=events)
             neurons = headers.get("cf-ai-neurons")
-            interaction = Interaction(request=redactor.redact_request(request),
-                                      response=redactor.redact_response(response),
-                                      neurons=float(neurons) if neurons and _is_number(neurons) else None)
+            interaction = Interaction(
+                request=redactor.redact_request(request),
+                response=redactor.redact_response(response),
+                neurons=float(neurons) if neurons and _is_number(neurons) else None,
+            )
             # fsync takes milliseconds: keep it off the event loop.
             written = await asyncio.to_thread(self._write, name, interaction)
             if self.replays:
                 self._remember(name, written, interaction)
+
         return finished
 
     def _write(self, name: str, interaction: Interaction) -> Cassette:

@@ -20,8 +20,20 @@ from emulator.settings import Settings
 log = logging.getLogger("workers_ai_emulator.upstream")
 
 # Never forwarded: hop-by-hop headers, ones aiohttp recomputes, and credentials we replace.
-HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive",
-                         "accept-encoding", "upgrade", "te", "trailer", "proxy-authorization"})
+HOP_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "accept-encoding",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-authorization",
+    }
+)
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-auth-key", "x-auth-email", "x-auth-user-service-key"})
 NEURONS = "cf-ai-neurons"
 
@@ -43,8 +55,9 @@ class Exchange:
     @classmethod
     def from_call(cls, call: Call) -> Exchange:
         """The original request behind a model call (every surface keeps it in raw_body/path/headers)."""
-        return cls("POST", call.path, dict(call.query), CIMultiDict(call.headers), call.raw_body,
-                   call.account_id)
+        return cls(
+            "POST", call.path, dict(call.query), CIMultiDict(call.headers), call.raw_body, call.account_id
+        )
 
     @property
     def content_type(self) -> str:
@@ -118,9 +131,13 @@ class Upstream:
         """Refuse before sending anything once the run's real spend reached --max-upstream-neurons."""
         cap = self.settings.max_upstream_neurons
         if cap is not None and self.spent >= cap:
-            raise CFError("upstream_budget", detail=(
-                f"{self.spent:.2f} real neurons spent in this run reached --max-upstream-neurons {cap:g}; "
-                "the request was not sent to the real API"))
+            raise CFError(
+                "upstream_budget",
+                detail=(
+                    f"{self.spent:.2f} real neurons spent in this run reached "
+                    f"--max-upstream-neurons {cap:g}; the request was not sent to the real API"
+                ),
+            )
 
     async def forward(self, exchange: Exchange, finished: Finished | None = None) -> Outcome:
         """Send the request upstream and relay the answer as a rendered Outcome (streams relayed live)."""
@@ -129,8 +146,12 @@ class Upstream:
         self.sent += 1
         try:
             response = await self._client().request(
-                exchange.method, url, headers=self.outgoing_headers(exchange), data=exchange.body or None,
-                allow_redirects=False)
+                exchange.method,
+                url,
+                headers=self.outgoing_headers(exchange),
+                data=exchange.body or None,
+                allow_redirects=False,
+            )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise CFError("upstream_timeout", detail=self._describe(url, exc)) from None
         except (aiohttp.ClientError, OSError) as exc:
@@ -141,9 +162,13 @@ class Upstream:
         if response.status < 400 and neurons is not None:
             self.spent += neurons
         content_type = response.headers.get("Content-Type", "")
-        common = {"rendered": True, "status": response.status, "headers": kept,
-                  "content_type": content_type or "application/octet-stream",
-                  "neurons": neurons if response.status < 400 else None}
+        common = {
+            "rendered": True,
+            "status": response.status,
+            "headers": kept,
+            "content_type": content_type or "application/octet-stream",
+            "neurons": neurons if response.status < 400 else None,
+        }
         if is_event_stream(content_type):
             events = self._relay_stream(response, started, finished, url)
             return Outcome(events=events, **common)  # type: ignore[arg-type]
@@ -159,8 +184,9 @@ class Upstream:
             await finished(response.status, response.headers, body, None)
         return Outcome(body=body, **common)  # type: ignore[arg-type]
 
-    async def _relay_stream(self, response: aiohttp.ClientResponse, started: float, finished: Finished | None,
-                            url: URL) -> AsyncIterator[StreamEvent]:
+    async def _relay_stream(
+        self, response: aiohttp.ClientResponse, started: float, finished: Finished | None, url: URL
+    ) -> AsyncIterator[StreamEvent]:
         """Yield each SSE event the moment its last byte arrives; report the whole stream when it ends."""
         splitter = SSESplitter()
         headers: CIMultiDictProxy[str] = response.headers
@@ -190,4 +216,3 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
             self._session = None
-

@@ -18,8 +18,9 @@ from emulator.server.state import ServerState
 
 # Catalog API and GraphQL have no model, so no Call: in replay/record/passthrough they go straight
 # to the backend's `exchange` (recorded and replayed like model calls, never charged).
-FORWARDED_KINDS = frozenset({Kind.MODELS_SEARCH, Kind.MODELS_SCHEMA, Kind.TASKS_SEARCH, Kind.AUTHORS_SEARCH,
-                             Kind.GRAPHQL})
+FORWARDED_KINDS = frozenset(
+    {Kind.MODELS_SEARCH, Kind.MODELS_SCHEMA, Kind.TASKS_SEARCH, Kind.AUTHORS_SEARCH, Kind.GRAPHQL}
+)
 
 
 def forwarder(state: ServerState) -> Callable[[Exchange], Awaitable[Outcome]] | None:
@@ -36,8 +37,14 @@ async def forward_request(request: web.Request, route: Route, state: ServerState
     """Hand the original request to the backend and send its answer unchanged."""
     exchange = forwarder(state)
     assert exchange is not None
-    original = Exchange(request.method, request.path, dict(request.query), CIMultiDict(request.headers),
-                        await request.read(), route.account_id)
+    original = Exchange(
+        request.method,
+        request.path,
+        dict(request.query),
+        CIMultiDict(request.headers),
+        await request.read(),
+        route.account_id,
+    )
     return await render_rendered(request, await exchange(original))
 
 
