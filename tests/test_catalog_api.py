@@ -152,9 +152,9 @@ async def test_cloudflare_sdk(emulator: Emulator) -> None:
     assert sorted(got["listed"]) == sorted(m.name for m in CATALOG)
     hidden = deprecated_names(datetime.now(UTC).date())
     assert sorted(got["default_listed"]) == sorted(m.name for m in CATALOG if m.name not in hidden)
-    assert set(got["schema"].keys()) >= {"input", "output"}
+    assert got["schema"].input is not None and got["schema"].output is not None
     assert len(got["tasks"]) == len(CATALOG.tasks)
     assert len(got["authors"]) == len(CATALOG.authors())
-    labels = [item["label"] for item in got["answer"]]
+    labels = [item.label for item in got["answer"]]
     assert labels == ["NEGATIVE", "POSITIVE"]
     assert got["schema_error"] == 400

@@ -12,9 +12,12 @@ from emulator.call import Call, Outcome, Usage
 from emulator.errors import CFError
 from emulator.fakes import audio
 from emulator.fakes import text as text_fake
+from emulator.fakes.seed import derive_seed
 from emulator.tasks import FakeContext, register
 
 WORDS_PER_SECOND = 2.5  # conversational speech
+# Deepgram's conversational ASR only speaks WebSocket (reference §5.5); POST run/ explains that.
+WEBSOCKET_ONLY = frozenset({"@cf/deepgram/flux"})
 
 
 def audio_bytes(call: Call) -> tuple[bytes, str | None]:
@@ -80,14 +83,29 @@ def vtt_for(words: list[dict[str, Any]], per_cue: int = 8) -> str:
     return "\n".join(lines)
 
 
+def deepgram_result(words: list[dict[str, Any]], duration: float, seed: int) -> dict[str, Any]:
+    """nova-3's Deepgram shape: `results.channels[0].alternatives[0].{transcript, confidence, words}`."""
+    confidences = [round(0.8 + 0.2 * ((derive_seed(seed, i) % 1000) / 1000), 4) for i in range(len(words))]
+    dg_words = [{"word": w["word"].strip(".,;:!?").lower(), "start": w["start"], "end": w["end"],
+                 "confidence": c} for w, c in zip(words, confidences, strict=True)]
+    confidence = round(sum(confidences) / len(confidences), 4) if confidences else 0.0
+    transcript = " ".join(w["word"] for w in words)
+    alternative = {"transcript": transcript, "confidence": confidence, "words": dg_words}
+    return {"results": {"channels": [{"alternatives": [alternative]}]}}
+
+
 @register("Automatic Speech Recognition")
 def fake(call: Call, ctx: FakeContext) -> Outcome:
+    if call.model.name in WEBSOCKET_ONLY:
+        raise CFError("websocket_only", model=call.model.name)
     duration = duration_of(call)
     words = words_for(duration, ctx.seed)
     text = " ".join(w["word"] for w in words)
     usage = Usage(audio_seconds=duration)
     result: dict[str, Any]
-    if "whisper-large-v3-turbo" in call.model.name:
+    if "nova-3" in call.model.name:
+        result = deepgram_result(words, duration, ctx.seed)
+    elif "whisper-large-v3-turbo" in call.model.name:
         result = {
             "transcription_info": {
                 "language": call.json_inputs.get("language", "en"),

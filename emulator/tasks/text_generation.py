@@ -12,6 +12,7 @@ from emulator.catalog import Model
 from emulator.fakes import text as text_fake
 from emulator.fakes.from_schema import fake_from_schema
 from emulator.fakes.seed import derive_seed, rng
+from emulator.limits import output_tokens
 from emulator.quirks import enabled
 from emulator.tasks import FakeContext, register
 
@@ -88,6 +89,12 @@ def _tools(inputs: dict[str, Any]) -> list[dict[str, Any]]:
     return tools
 
 
+def _arguments(parameters: Any, seed: int) -> dict[str, Any]:
+    # Tool arguments are an object in every output schema, even when a tool declares odd parameters.
+    value = fake_from_schema(parameters if isinstance(parameters, dict) else {"type": "object"}, rng(seed))
+    return value if isinstance(value, dict) else {}
+
+
 def _pick_tools(inputs: dict[str, Any], tools: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     """Which tools the fake model calls. `auto` calls one unless the last message is a tool result,
     so agent loops written against the emulator terminate."""
@@ -133,10 +140,10 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
     """The deterministic answer to a text-generation call (shared by every surface)."""
     inputs = call.json_inputs
     limit = inputs.get("max_completion_tokens") or inputs.get("max_tokens") or default_max_tokens(call.model)
-    limit = int(limit) if isinstance(limit, (int, float)) else DEFAULT_MAX_TOKENS
+    limit = output_tokens(int(limit) if isinstance(limit, (int, float)) else DEFAULT_MAX_TOKENS)
     p_tokens = prompt_tokens(inputs)
-    tool_calls = [{"name": t["name"], "arguments": fake_from_schema(t["parameters"],
-                                                                     rng(derive_seed(ctx.seed, t["name"])))}
+    tool_calls = [{"name": t["name"],
+                   "arguments": _arguments(t["parameters"], derive_seed(ctx.seed, t["name"]))}
                   for t in _pick_tools(inputs, _tools(inputs), ctx.seed)]
     reasoning = None
     if call.model.flag("reasoning"):
@@ -194,6 +201,10 @@ def native_events(gen: Generation, seed: int, quirks: dict[str, bool]) -> list[S
 
 @register("Text Generation")
 def fake(call: Call, ctx: FakeContext) -> Outcome:
+    if "answers" in (call.model.output_schema.get("properties") or {}):
+        from emulator.tasks import evaluation
+
+        return evaluation.fake(call, ctx)
     gen = generate(call, ctx)
     usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
     extras = {"generation": gen}
@@ -203,5 +214,9 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     if is_chat_completion_model(call.model):
         from emulator.openai_shapes import chat_completion
 
-        return Outcome(result=chat_completion(gen, call.model.name, ctx.seed), usage=usage, extras=extras)
+        completion = chat_completion(gen, call.model.name, ctx.seed)
+        for choice in completion["choices"]:
+            # The frontier output schemas require `refusal` on the message (null when not refusing).
+            choice["message"].setdefault("refusal", None)
+        return Outcome(result=completion, usage=usage, extras=extras)
     return Outcome(result=native_result(gen), usage=usage, extras=extras)
