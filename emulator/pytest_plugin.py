@@ -196,8 +196,10 @@ def _marker_kwargs(item: pytest.Item) -> dict[str, Any]:
     kwargs = dict(marker.kwargs) if marker else {}
     unknown = set(kwargs) - MARKER_KEYS
     if unknown:
-        raise pytest.UsageError(
-            f"@pytest.mark.workers_ai got unknown argument(s) {sorted(unknown)}; known: {sorted(MARKER_KEYS)}"
+        pytest.fail(
+            f"@pytest.mark.workers_ai got unknown argument(s) {sorted(unknown)}; "
+            f"known: {sorted(MARKER_KEYS)}",
+            pytrace=False,
         )
     return kwargs
 

@@ -1,0 +1,150 @@
+"""The pytest plugin as a user meets it: pytester runs test files that only use the `workers_ai` fixture."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+LLAMA = "@cf/meta/llama-3-8b-instruct"
+
+
+def test_fixture_gives_working_clients_and_stubs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(f"""
+        def test_native_and_openai(workers_ai):
+            workers_ai.stub(model="@cf/meta/*", text="Hi from the stub")
+            out = workers_ai.cloudflare.ai.run("{LLAMA}", account_id=workers_ai.account_id, prompt="hello")
+            assert out["response"] == "Hi from the stub"
+            reply = workers_ai.openai.chat.completions.create(
+                model="{LLAMA}", messages=[{{"role": "user", "content": "hello"}}])
+            assert reply.choices[0].message.content == "Hi from the stub"
+            assert [r["surface"] for r in workers_ai.requests] == ["native", "chat"]
+            assert workers_ai.usage["requests"] == 2
+            assert workers_ai.openai_base_url.endswith("/accounts/" + workers_ai.account_id + "/ai/v1")
+
+        def test_reset_between_tests(workers_ai):
+            assert workers_ai.requests == []
+            reply = workers_ai.openai.chat.completions.create(
+                model="{LLAMA}", messages=[{{"role": "user", "content": "hello"}}])
+            assert reply.choices[0].message.content != "Hi from the stub"
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_faults_from_a_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(f"""
+        import openai
+        import pytest
+
+        def test_capacity_then_recovery(workers_ai):
+            workers_ai.fault("capacity", model="{LLAMA}", nth=1)
+            messages = [{{"role": "user", "content": "hi"}}]
+            with pytest.raises(openai.RateLimitError) as info:
+                workers_ai.openai.chat.completions.create(model="{LLAMA}", messages=messages)
+            assert info.value.status_code == 429
+            assert workers_ai.openai.chat.completions.create(model="{LLAMA}", messages=messages).choices
+
+        def test_cut_stream(workers_ai):
+            workers_ai.fault("cut_stream", after_events=2)
+            stream = workers_ai.openai.chat.completions.create(
+                model="{LLAMA}", messages=[{{"role": "user", "content": "hi"}}], stream=True)
+            # The SDK surfaces the dropped connection as the transport's own error, not an APIError.
+            with pytest.raises(Exception, match="incomplete chunked read|peer closed") as info:
+                list(stream)
+            assert "ProtocolError" in type(info.value).__name__
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_report_and_budget_gate(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(f"""
+        import pytest
+
+        def test_expensive(workers_ai):
+            for i in range(3):
+                workers_ai.openai.chat.completions.create(
+                    model="{LLAMA}", messages=[{{"role": "user", "content": "essay " * 200}}], max_tokens=400)
+
+        def test_cheap(workers_ai):
+            workers_ai.openai.embeddings.create(model="@cf/baai/bge-small-en-v1.5", input="hi")
+
+        @pytest.mark.workers_ai(budget=0.0001)
+        def test_marker_budget(workers_ai):
+            workers_ai.openai.embeddings.create(model="@cf/baai/bge-small-en-v1.5", input="hello there")
+
+        def test_not_using_the_emulator():
+            pass
+    """)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--workers-ai-budget", "5", "--workers-ai-report", "5"
+    )
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*Workers AI budget exceeded: this test spent * neurons ($*) in 3 request(s);"
+            " budget 5.00 neurons*",
+            "*Workers AI cost (emulated neurons, $0.011 per 1,000)*",
+            "*neurons*dollars*test*",
+            "*test_report_and_budget_gate.py::test_expensive*",
+            "*neurons*dollars*model*",
+            f"*{LLAMA}*",
+            "total: * neurons = $* over 3 test(s)",
+        ]
+    )
+    assert "budget 0.00 neurons" in result.stdout.str()  # the marker's own budget
+    assert "test_not_using_the_emulator" not in result.stdout.str().split("Workers AI cost")[1]
+
+
+def test_marker_daily_neurons_makes_4006_appear(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(f"""
+        import cloudflare
+        import pytest
+
+        @pytest.mark.workers_ai(daily_neurons=1)
+        def test_wall(workers_ai):
+            with pytest.raises(cloudflare.RateLimitError) as info:
+                for _ in range(10):
+                    workers_ai.cloudflare.ai.run("{LLAMA}", account_id=workers_ai.account_id,
+                                                 prompt="words " * 100)
+            assert info.value.body["errors"][0]["code"] == 4006
+
+        def test_session_server_is_untouched(workers_ai):
+            assert workers_ai.usage["daily_neurons"] == 10000
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_clock_and_unknown_marker_argument(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        def test_clock(workers_ai):
+            assert workers_ai.set_clock("2026-02-03T04:05:06Z")["now"].startswith("2026-02-03T04:05:06")
+            assert workers_ai.usage["day"] == "2026-02-03"
+
+        @pytest.mark.workers_ai(colour="blue")
+        def test_typo(workers_ai):
+            pass
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    assert "@pytest.mark.workers_ai got unknown argument(s) ['colour']" in result.stdout.str()
+
+
+def test_entry_point_loads_by_name_in_a_fresh_process(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile("""
+        def test_health(workers_ai):
+            assert workers_ai.control.health()["status"] == "ok"
+    """)
+    # Without autoloading, only the `pytest11` entry point named on the command line can bring it in.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = pytester.runpytest_subprocess(
+        "-p", "workers_ai", "-p", "no:cacheprovider", "--workers-ai-report", "0"
+    )
+    result.assert_outcomes(passed=1)
+    assert "Workers AI cost" not in result.stdout.str()
