@@ -7,6 +7,7 @@ from typing import Any
 
 from emulator.call import BinaryInput, Call, Outcome
 from emulator.fakes.seed import derive_seed
+from emulator.limits import check_call
 from emulator.tasks import FakeContext, fake_for
 
 # Inputs that change how an answer is delivered, not what it says: excluded from the seed so
@@ -38,6 +39,7 @@ class MockBackend:
         self._cache: OrderedDict[tuple[int, bool], Outcome] = OrderedDict()
 
     async def handle(self, call: Call) -> Outcome:
+        check_call(call)  # before any work: the fakes' cost grows with pixels, audio length, batch size
         seed = call_seed(call, self.seed)
         key = (seed, call.stream)
         cached = self._cache.get(key)

@@ -96,6 +96,9 @@ async def cloudflare_errors(request: web.Request, handler: Callable[[web.Request
         raise
     except (ConnectionResetError, TimeoutError):
         raise
+    except RecursionError:
+        # Input nested deeper than any code path can walk: the client's fault, not a server error.
+        return _error(request, CFError("bad_input", detail="Error: input is nested too deeply"))
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return _error(request, CFError("server_error"))
@@ -123,8 +126,10 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
     from emulator.control import install as install_control
+    from emulator.openapi import install as install_openapi
 
     install_control(app)
+    install_openapi(app, app[STATE].settings.control_plane)
 
 
 async def _close(app: web.Application) -> None:

@@ -1,0 +1,129 @@
+"""Resource bounds no request can exceed: JSON nesting, image pixels, audio length, batch size, output tokens.
+
+Catalog schemas bound most inputs, but not all (FLUX.2 multipart `width`/`height`, embeddinggemma's
+unbounded `text` array, a WAV header claiming days of audio), and the fakes do work proportional to
+these numbers. The checks here run before a fake does (`check_call`, from the mock backend) or while
+a body is parsed (`check_depth`), and answer with Cloudflare-shaped 4xx errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.call import Call
+from emulator.errors import CFError
+
+# Deeper JSON is refused at parse time: orjson parses up to 1024 levels but serialises only 254, and
+# the validator and request fingerprinting recurse once per level.
+MAX_JSON_DEPTH = 128
+MAX_IMAGE_PIXELS = 2048 * 2048
+# Models whose schema allows larger pictures keep their own bound.
+MODEL_MAX_PIXELS = {"@cf/leonardo/lucid-origin": 2500 * 2500}
+MAX_AUDIO_SECONDS = 2 * 3600.0
+# Cloudflare's bge models accept 100 texts per call; models whose schema sets no bound get the same.
+MAX_BATCH_ITEMS = 100
+# Generated text never exceeds this many tokens, whatever `max_tokens` asked for.
+MAX_OUTPUT_TOKENS = 8192
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a parsed JSON value, walked iteratively; stops counting once past `limit`."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+    return deepest
+
+
+def check_depth(value: Any) -> None:
+    if isinstance(value, (dict, list)) and json_depth(value) > MAX_JSON_DEPTH:
+        raise CFError(
+            "bad_input", detail=f"Error: request body is nested deeper than {MAX_JSON_DEPTH} levels"
+        )
+
+
+def output_tokens(requested: int) -> int:
+    return max(0, min(requested, MAX_OUTPUT_TOKENS))
+
+
+def _int_field(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():  # multipart fields arrive as strings
+        return int(value.strip())
+    return None
+
+
+def _fields(call: Call) -> dict[str, Any]:
+    binary = call.binary
+    if binary is not None and binary.form is not None:
+        return binary.form
+    return call.json_inputs
+
+
+def check_image(call: Call) -> None:
+    fields = _fields(call)
+    width, height = _int_field(fields.get("width")), _int_field(fields.get("height"))
+    if width is None and height is None:
+        return
+    limit = MODEL_MAX_PIXELS.get(call.model.name, MAX_IMAGE_PIXELS)
+    # A missing side takes the other's value: the most a default could be.
+    w, h = width if width is not None else height or 0, height if height is not None else width or 0
+    if w * h > limit:
+        raise CFError(
+            "bad_input", detail=f"Error: image of {w}x{h} pixels exceeds the maximum of {limit} pixels"
+        )
+
+
+def check_audio(call: Call) -> None:
+    # Imported here: the audio fakes pull in numpy, which the other checks do not need.
+    from emulator.fakes import audio
+    from emulator.tasks.speech_recognition import audio_bytes
+
+    data, content_type = audio_bytes(call)
+    if not data:
+        return
+    try:
+        seconds = audio.duration_seconds(data, content_type)
+    except audio.NotAudio:
+        return  # the fake answers that with its own 5006
+    if seconds > MAX_AUDIO_SECONDS:
+        raise CFError(
+            "bad_input",
+            detail=f"Error: audio is {seconds:.0f} seconds long; the maximum is "
+            f"{MAX_AUDIO_SECONDS:.0f} seconds",
+        )
+
+
+def check_batch(call: Call) -> None:
+    for key, value in call.json_inputs.items():
+        if isinstance(value, list) and len(value) > MAX_BATCH_ITEMS:
+            raise CFError(
+                "bad_input", detail=f"Error: maxItems at '/{key}' not met, {len(value)} > {MAX_BATCH_ITEMS}"
+            )
+
+
+CHECKS = {
+    "Text-to-Image": check_image,
+    "Automatic Speech Recognition": check_audio,
+    "Text Embeddings": check_batch,
+}
+
+
+def check_call(call: Call) -> None:
+    """Refuse a call whose fake would need unbounded memory or CPU."""
+    check = CHECKS.get(call.model.task.name)
+    if check is not None:
+        check(call)
