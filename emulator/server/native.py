@@ -49,6 +49,10 @@ async def handle_run(request: web.Request, route: Route, state: ServerState, req
     model = lookup_model(state, route.model)
     raw = await read_body(request)
     inputs = await read_inputs(request, raw)
+    from emulator import batch
+
+    if batch.wants_batch(request.query, inputs):
+        return await batch.handle(request, route, state, request_id, model, inputs, raw)
     validate(model, inputs, state.quirks)
     stream = isinstance(inputs, dict) and inputs.get("stream") is True
     call = Call(model=model, inputs=inputs, surface=Surface.NATIVE, account_id=route.account_id,
