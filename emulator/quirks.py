@@ -61,13 +61,6 @@ QUIRKS: dict[str, Quirk] = {
             "real-responses/run-stream-sse-p-padding-discord-2025-03.json.",
         ),
         Quirk(
-            "v1-chat-no-usage",
-            "non-stream `/ai/v1/chat/completions` answers of older (non-vLLM) models still include "
-            "`usage` (the 2024 capture lacks it, newer ones have it; we follow the newer).",
-            "same as on: usage is always present.",
-            "real-responses/v1-chat-nonstream-llama3-8b-higress-2024-07.json vs gemma4 2026 capture.",
-        ),
-        Quirk(
             "validation-error-prefix",
             "5006 messages read `AiError: Bad input: Error: ...` except additional-property errors, "
             "which have no inner `Error: ` (as captured for flux-1-schnell).",
