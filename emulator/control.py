@@ -22,6 +22,8 @@ from aiohttp import web
 
 from emulator import __version__
 from emulator.call import Call, Outcome
+from emulator.dashboard import install as install_dashboard
+from emulator.dashboard.summary import summarize_response
 from emulator.errors import CFError
 from emulator.faults import FaultSet, StreamCut
 from emulator.scope import SpecError
@@ -89,6 +91,8 @@ class LogEntry:
     cut: bool = False  # the connection was dropped mid-answer (cut_stream fault or client gone)
     stub_id: str | None = None
     fault_ids: list[str] = field(default_factory=list)
+    source: str | None = None  # "stub" or the backend's mode (mock, replay, record, …)
+    response: dict[str, Any] | None = None  # dashboard.summary: text, errors, thumbnail, audio length
     started: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -111,6 +115,8 @@ class LogEntry:
             "cut": self.cut,
             "stub_id": self.stub_id,
             "fault_ids": self.fault_ids,
+            "source": self.source,
+            "response": self.response,
         }
 
 
@@ -144,6 +150,8 @@ class ControlPlane:
             entry.faulted = True
             entry.fault_ids = [f.id for f in fired]
         stub = self.stubs.find(call)
+        if entry is not None:
+            entry.source = "stub" if stub is not None else self.state.backend.name
         if stub is not None:
             if entry is not None:
                 entry.stubbed, entry.stub_id = True, stub.id
@@ -259,6 +267,7 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         response = await handler(request)
         entry.status, entry.error_code = response.status, _error_code(response)
+        entry.response = summarize_response(response)
         return response
     except StreamCut:
         entry.status, entry.cut = 200, True
@@ -366,6 +375,14 @@ async def requests_log(request: web.Request) -> web.StreamResponse:
     return _json({"requests": [e.to_json() for e in entries], "count": len(entries)})
 
 
+async def request_detail(request: web.Request) -> web.StreamResponse:
+    wanted = int(request.match_info["id"])
+    entry = next((e for e in _plane(request).log if e.id == wanted), None)
+    if entry is None:
+        return _problem(404, f"no request {wanted} in the log (it keeps the last {LOG_SIZE})")
+    return _json(entry.to_json())
+
+
 async def usage(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     day_text = request.query.get("day")
@@ -375,6 +392,17 @@ async def usage(request: web.Request) -> web.StreamResponse:
         raise SpecError(f"`day` must be a date like 2026-01-31, not {day_text!r}") from None
     report = state.ledger.usage(account=request.query.get("account"), day=day)
     return web.Response(text=report.model_dump_json(), content_type="application/json")
+
+
+async def usage_hourly(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    day_text = request.query.get("day")
+    try:
+        day = date.fromisoformat(day_text) if day_text else state.ledger.clock.now().date()
+    except ValueError:
+        raise SpecError(f"`day` must be a date like 2026-01-31, not {day_text!r}") from None
+    hours = state.ledger.hourly(account=request.query.get("account"), day=day)
+    return _json({"day": day.isoformat(), "hours": [{"hour": h, "neurons": n} for h, n in hours]})
 
 
 async def get_clock(request: web.Request) -> web.StreamResponse:
@@ -487,7 +515,9 @@ def install(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/health", health)
     router.add_post(f"{PREFIX}/reset", guarded(reset))
     router.add_get(f"{PREFIX}/requests", guarded(requests_log))
+    router.add_get(f"{PREFIX}/requests/{{id:\\d+}}", guarded(request_detail))
     router.add_get(f"{PREFIX}/usage", guarded(usage))
+    router.add_get(f"{PREFIX}/usage/hourly", guarded(usage_hourly))
     router.add_get(f"{PREFIX}/clock", guarded(get_clock))
     router.add_post(f"{PREFIX}/clock", guarded(set_clock))
     router.add_post(f"{PREFIX}/mode", guarded(set_mode))
@@ -497,3 +527,4 @@ def install(app: web.Application) -> None:
         router.add_get(f"{PREFIX}/{kind}", guarded(listing))
         router.add_delete(f"{PREFIX}/{kind}", guarded(clear))
         router.add_delete(f"{PREFIX}/{kind}/{{key}}", guarded(delete_one))
+    install_dashboard(app)

@@ -1,0 +1,187 @@
+"""A small summary of each logged response (text, error envelope, image thumbnail, audio length)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+TEXT_LIMIT = 600
+JSON_LIMIT = 300
+# Bodies larger than this are described by size only: parsing them would slow the answer.
+PARSE_LIMIT = 8 * 1024 * 1024
+THUMBNAIL_PX = 128
+
+# MPEG audio layer III bitrates (kbit/s) by version, and sample rates (Hz).
+_BITRATES_V1 = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_BITRATES_V2 = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+_TEXT_KEYS = ("response", "text", "translated_text", "summary", "description", "output_text")
+
+
+def summarize_response(response: web.StreamResponse) -> dict[str, Any]:
+    """What the dashboard's detail view shows about an answer; cheap, and bounded in size.
+
+    Image thumbnails are made on a worker thread after the answer has gone, and appear in the
+    summary a moment later, so a text-to-image call is not slowed down by them.
+    """
+    content_type = response.content_type
+    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(body, bytes):
+        return {"kind": "stream", "content_type": content_type}
+    out: dict[str, Any] = {"kind": "bytes", "content_type": content_type, "bytes": len(body)}
+    if content_type.startswith("image/"):
+        out["kind"] = "image"
+        _thumbnail_later(out, body)
+    elif content_type.startswith("audio/"):
+        out["kind"] = "audio"
+        out["audio_seconds"] = mp3_seconds(body)
+    elif "json" in content_type and len(body) <= PARSE_LIMIT:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return out
+        out["kind"] = "json"
+        _from_json(parsed, out)
+    return out
+
+
+def _from_json(body: Any, out: dict[str, Any]) -> None:
+    if isinstance(body, dict):
+        errors = body.get("errors") or ([body["error"]] if isinstance(body.get("error"), dict) else None)
+        if body.get("success") is False or (errors and "result" not in body):
+            out["kind"] = "error"
+            out["errors"] = [
+                {"code": e.get("code"), "message": str(e.get("message", ""))[:TEXT_LIMIT]}
+                for e in (errors or [])[:5]
+                if isinstance(e, dict)
+            ]
+            return
+    result = body.get("result", body) if isinstance(body, dict) else body
+    text = _text_of(body if isinstance(body, dict) and "choices" in body else result)
+    if text is not None:
+        out["text"] = text[:TEXT_LIMIT]
+        out["truncated"] = len(text) > TEXT_LIMIT
+    if isinstance(result, dict):
+        image, audio = result.get("image"), result.get("audio")
+        if isinstance(image, str):
+            raw = _b64(image)
+            if raw is not None:
+                out["kind"] = "image"
+                _thumbnail_later(out, raw)
+        if isinstance(audio, str):
+            raw = _b64(audio)
+            if raw is not None:
+                out["kind"] = "audio"
+                out["audio_seconds"] = mp3_seconds(raw)
+        vectors = result.get("data")
+        if isinstance(vectors, list) and vectors and isinstance(vectors[0], (list, dict)):
+            first = vectors[0].get("embedding") if isinstance(vectors[0], dict) else vectors[0]
+            if isinstance(first, list):
+                out["vectors"] = [len(vectors), len(first)]
+    if "text" not in out and "vectors" not in out and out["kind"] == "json":
+        out["json"] = orjson.dumps(result)[:JSON_LIMIT].decode("utf-8", "replace")
+
+
+def _text_of(result: Any) -> str | None:
+    if isinstance(result, dict):
+        for key in _TEXT_KEYS:
+            if isinstance(result.get(key), str):
+                return str(result[key])
+        choices = result.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            message = choices[0].get("message") or {}
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                return content
+            if isinstance(choices[0].get("text"), str):
+                return str(choices[0]["text"])
+        output = result.get("output")
+        if isinstance(output, list):  # the Responses API: output items hold content parts
+            parts = [
+                part.get("text")
+                for item in output
+                if isinstance(item, dict)
+                for part in item.get("content") or []
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+            ]
+            if parts:
+                return "".join(parts)
+    if isinstance(result, list) and result and all(isinstance(r, dict) and "label" in r for r in result):
+        return ", ".join(f"{r['label']} ({r.get('score', 0):.2f})" for r in result[:5])
+    return None
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def mp3_seconds(data: bytes) -> float | None:
+    """Duration of an MPEG layer III stream, by walking its frame headers; None if it is not one."""
+    pos = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        size = data[6] << 21 | data[7] << 14 | data[8] << 7 | data[9]
+        pos = 10 + size
+    samples, rate, frames = 0, 0, 0
+    while pos + 4 <= len(data):
+        b1, b2 = data[pos + 1], data[pos + 2]
+        if data[pos] != 0xFF or b1 & 0xE0 != 0xE0 or (b1 >> 1) & 3 != 1:  # sync + layer III
+            if frames:
+                break
+            pos += 1  # before the first frame: look for it
+            continue
+        version = (b1 >> 3) & 3
+        bitrate_index, rate_index, padding = b2 >> 4, (b2 >> 2) & 3, (b2 >> 1) & 1
+        if version == 1 or rate_index == 3 or bitrate_index in (0, 15):
+            if frames:
+                break
+            pos += 1
+            continue
+        kbps = (_BITRATES_V1 if version == 3 else _BITRATES_V2)[bitrate_index]
+        rate = _RATES[version][rate_index]
+        per_frame = 1152 if version == 3 else 576
+        length = (per_frame // 8) * kbps * 1000 // rate + padding
+        samples += per_frame
+        frames += 1
+        pos += length
+    return round(samples / rate, 3) if frames and rate else None
+
+
+def _thumbnail_later(out: dict[str, Any], data: bytes) -> None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        out["thumbnail"] = thumbnail(data)
+        return
+    future = loop.run_in_executor(None, thumbnail, data)
+
+    def done(f: asyncio.Future[str | None]) -> None:
+        # The summary is a plain dict the log already holds: filling it in later needs no lock.
+        if not f.cancelled() and f.exception() is None:
+            out["thumbnail"] = f.result()
+
+    future.add_done_callback(done)
+
+
+def thumbnail(data: bytes) -> str | None:
+    """A small JPEG data: URI of an image, or None if Pillow cannot read it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (THUMBNAIL_PX * 2, THUMBNAIL_PX * 2))  # JPEG: decode at reduced size
+            image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            small = image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=75)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
