@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = pytest.mark.skip(reason=NO_CREDENTIALS)
         for item in items:
             item.add_marker(skip)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"SKIPPED all {len(items)} checks: {NO_CREDENTIALS}")
         return
     if target == "replay" and not recorded_exists():
         keep = [i for i in items if i.get_closest_marker("live") is None]
@@ -135,8 +139,6 @@ def target(request: pytest.FixtureRequest, tmp_data: Path) -> Iterator[Target]:
                 upstream_account_id=account,
             ).start()
             tgt = local_target("real", server)
-            import os
-
             tgt.gateway_id = os.environ.get("CLOUDFLARE_GATEWAY_ID")
         else:
             tgt = real_target(token, account)

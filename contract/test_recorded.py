@@ -29,8 +29,8 @@ KNOWN_EMULATOR_DRIFT = {
         "SGLang-served kimi-k2.6 adds choices[].matched_stop and orders choice keys "
         "finish_reason,index,logprobs,matched_stop,message"
     ),
-    "v1-chat-stream-gpt-oss-20b-toolcall#0": "vLLM gpt-oss: first usage chunk orders prompt,total,completion",
-    "gateway-compat-stream-gpt-oss-20b-toolcall#0": "vLLM gpt-oss: first usage chunk orders prompt,total,completion",
+    "v1-chat-stream-gpt-oss-20b-toolcall#0": "vLLM gpt-oss: 1st usage chunk orders prompt,total,completion",
+    "gateway-compat-stream-gpt-oss-20b-toolcall#0": "vLLM gpt-oss: usage chunk order prompt,total,completion",
 }
 
 

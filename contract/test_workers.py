@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -25,7 +25,41 @@ HERE = Path(__file__).resolve().parent / "workers"
 API_HOST = "api.cloudflare.com"
 IMAGE_HOST = "img.contract.test"
 PASSWORD = "contract-password"
-LANGS = ["en", "zh", "fr", "de", "es", "it", "ja", "ko", "pt", "ru", "nl", "sv", "no", "da", "fi", "pl", "tr", "ar", "he", "id", "th", "vi", "hi", "ms", "el", "cs", "sk", "ro", "hu", "bg", "hr", "sr", "uk"]
+LANGS = [
+    "en",
+    "zh",
+    "fr",
+    "de",
+    "es",
+    "it",
+    "ja",
+    "ko",
+    "pt",
+    "ru",
+    "nl",
+    "sv",
+    "no",
+    "da",
+    "fi",
+    "pl",
+    "tr",
+    "ar",
+    "he",
+    "id",
+    "th",
+    "vi",
+    "hi",
+    "ms",
+    "el",
+    "cs",
+    "sk",
+    "ro",
+    "hu",
+    "bg",
+    "hr",
+    "sr",
+    "uk",
+]
 WHISPERS = ["@cf/openai/whisper", "@cf/openai/whisper-sherpa", "@cf/openai/whisper-tiny-en"]
 IMAGE_MODELS = [
     "@cf/bytedance/stable-diffusion-xl-lightning",
@@ -57,7 +91,7 @@ def node_ready() -> str | None:
 class ImageHost(BaseHTTPRequestHandler):
     """A telegra.ph-style stand-in: POST /upload (multipart `file`) -> [{"src": "/file/<sha>.png"}]."""
 
-    store: dict[str, tuple[bytes, str]] = {}
+    store: ClassVar[dict[str, tuple[bytes, str]]] = {}
 
     def do_POST(self) -> None:
         data = self.rfile.read(int(self.headers.get("Content-Length", "0")))

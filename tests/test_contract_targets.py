@@ -1,0 +1,40 @@
+"""CI runs the contract suite on both offline targets: the mock emulator and the shipped cassettes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("target", ["emulator", "replay"])
+def test_contract_suite_passes(target: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "contract",
+            "--target",
+            target,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rfEs",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=280,
+    )
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+    assert proc.returncode == 0, f"pytest contract --target {target} failed:\n{tail}"
+    assert " passed" in proc.stdout, tail
