@@ -49,10 +49,11 @@ def test_faults_from_a_test(pytester: pytest.Pytester) -> None:
             workers_ai.fault("cut_stream", after_events=2)
             stream = workers_ai.openai.chat.completions.create(
                 model="{LLAMA}", messages=[{{"role": "user", "content": "hi"}}], stream=True)
-            # The SDK surfaces the dropped connection as the transport's own error, not an APIError.
-            with pytest.raises(Exception, match="incomplete chunked read|peer closed") as info:
+            # Depending on where the cut lands, the SDK raises its APIConnectionError or lets the
+            # transport's RemoteProtocolError through mid-iteration: either way, a dropped connection.
+            with pytest.raises(Exception) as info:
                 list(stream)
-            assert "ProtocolError" in type(info.value).__name__
+            assert type(info.value).__name__ in ("APIConnectionError", "RemoteProtocolError")
     """)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
