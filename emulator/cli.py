@@ -84,11 +84,15 @@ def banner(settings: Settings) -> str:
               help="Request-body field replay matching ignores (dotted path, * wildcard); repeatable.")
 @click.option("--no-control-plane", is_flag=True, envvar=env("NO_CONTROL_PLANE"),
               help="Disable /__emulator__/ (the control plane and dashboard).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, envvar=env("WORKERS"),
+              help="Server processes sharing the port (SO_REUSEPORT), the ledger and the cassettes.")
+@click.option("--durable-ledger", is_flag=True, envvar=env("DURABLE_LEDGER"),
+              help="fsync every charge (survives an OS crash too; the default survives kill -9 only).")
 def serve(host: str, port: int, seed: int, data_dir: Path | None, token: str | None, mode: str, plan: str,
           daily_neurons: float, rate_limits: bool, quirks: tuple[str, ...], upstream: str, cassette: str,
           cassette_dir: Path | None, replay_timing: str, max_upstream_neurons: float | None,
           upstream_gateway: str, upstream_timeout: float, ignore_fields: tuple[str, ...],
-          no_control_plane: bool) -> None:
+          no_control_plane: bool, workers: int, durable_ledger: bool) -> None:
     """Start the emulator and print the base URLs to paste into each kind of client."""
     try:
         quirk_map = parse_quirk_flags([q for flag in quirks for q in flag.split(",") if q])
@@ -101,20 +105,26 @@ def serve(host: str, port: int, seed: int, data_dir: Path | None, token: str | N
                         upstream_gateway=upstream_gateway, upstream_timeout=upstream_timeout,
                         ignore_fields=list(ignore_fields),
                         upstream_token=os.environ.get("CLOUDFLARE_API_TOKEN"),
-                        upstream_account_id=os.environ.get("CLOUDFLARE_ACCOUNT_ID"))
+                        upstream_account_id=os.environ.get("CLOUDFLARE_ACCOUNT_ID"),
+                        workers=workers, durable_ledger=durable_ledger)
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         click.echo(f"warning: binding {host} without --token: anyone who can reach this port can use it.",
                    err=True)
+    if workers > 1:
+        from emulator.workers import serve_workers
+
+        sys.exit(serve_workers(settings))
     asyncio.run(run_server(settings))
 
 
 async def run_server(settings: Settings) -> None:
     from aiohttp import web
 
+    from emulator.limits import runner_for
     from emulator.server.app import create_app
 
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = runner_for(app)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
     await site.start()
@@ -156,6 +166,19 @@ def _add_accounting_commands() -> None:
 
 
 _add_accounting_commands()
+
+
+@main.command("openapi")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the description to FILE instead of stdout.")
+def openapi_command(output: Path | None) -> None:
+    """Print the OpenAPI 3.1 description of the emulator (also served at /__emulator__/openapi.json)."""
+    from emulator.openapi import spec_bytes
+
+    if output is None:
+        click.echo(spec_bytes().decode())
+    else:
+        output.write_bytes(spec_bytes() + b"\n")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ class Settings(BaseModel):
     daily_neurons: float = 10_000
     rate_limits: bool = False
     ledger_path: str | None = None  # ":memory:" or a file; default <data_dir>/ledger.sqlite3
+    # False: WAL with synchronous=NORMAL, so a charge is a write() but no fsync; a charged call
+    # survives kill -9 of the server (the WAL is in the OS page cache), only an OS crash or power
+    # loss can drop the last calls. True: synchronous=FULL, an fsync per call (~1-10 ms).
+    durable_ledger: bool = False
     upstream: str = "https://api.cloudflare.com"
     upstream_gateway: str = "https://gateway.ai.cloudflare.com"  # where AI Gateway (/v1/…) paths go
     upstream_timeout: float = 120.0  # seconds without a byte from upstream before answering 504

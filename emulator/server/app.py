@@ -55,7 +55,8 @@ def make_backend(settings: Settings) -> Backend:
 def make_ledger(settings: Settings) -> Ledger:
     path = settings.ledger_path or str(settings.resolved_data_dir() / "ledger.sqlite3")
     ledger = Ledger(path, plan=Plan(settings.plan), daily_neurons=settings.daily_neurons,
-                    rate_limits=settings.rate_limits, prices=load_prices())
+                    rate_limits=settings.rate_limits, prices=load_prices(),
+                    durable=settings.durable_ledger)
     ledger.record_settings()  # `workers-ai-emulator usage` reads the plan back from the file
     return ledger
 
