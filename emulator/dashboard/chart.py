@@ -10,6 +10,7 @@ BAR = "#2f5fb3"  # 6.3:1 on white
 NOW = "#17305c"
 GRID = "#c9ced6"
 INK = "#3d4451"  # axis labels: 9.6:1 on white
+XMLNS = ' xmlns="http://www.w3.org/2000/svg"'
 
 
 def fmt_neurons(value: float) -> str:
@@ -17,8 +18,13 @@ def fmt_neurons(value: float) -> str:
     return f"{round(value, 2):,.2f}".rstrip("0").rstrip(".")
 
 
-def hourly_svg(hours: list[tuple[int, float]], *, now_hour: int | None = None) -> str:
-    """A 24-bar chart of one UTC day; every bar carries a <title> so hovering reads its value."""
+def hourly_svg(
+    hours: list[tuple[int, float]], *, now_hour: int | None = None, standalone: bool = True
+) -> str:
+    """A 24-bar chart of one UTC day; every bar carries a <title> so hovering reads its value.
+
+    Inlined in HTML (`standalone=False`) it needs no namespace declaration: the parser supplies it.
+    """
     peak = max((n for _, n in hours), default=0.0)
     total = sum(n for _, n in hours)
     top = _nice_ceiling(peak)
@@ -31,7 +37,7 @@ def hourly_svg(hours: list[tuple[int, float]], *, now_hour: int | None = None) -
     else:
         summary = "No neurons used yet today."
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="hourly-chart" '
+        f'<svg{XMLNS if standalone else ""} viewBox="0 0 {WIDTH} {HEIGHT}" class="hourly-chart" '
         f'role="img" aria-labelledby="hourly-title hourly-desc" font-family="system-ui, sans-serif" '
         f'font-size="11">',
         '<title id="hourly-title">Neurons per UTC hour, today</title>',

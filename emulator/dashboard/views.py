@@ -80,7 +80,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     view = View(
         token=request.query.get("token"),
         usage=usage,
-        hourly=hourly_svg(state.ledger.hourly(), now_hour=state.ledger.clock.now().hour),
+        hourly=hourly_svg(state.ledger.hourly(), now_hour=state.ledger.clock.now().hour, standalone=False),
         requests=list(reversed(entries)),
         detail=detail,
         wanted=wanted,
