@@ -88,12 +88,25 @@ def banner(settings: Settings) -> str:
               help="Server processes sharing the port (SO_REUSEPORT), the ledger and the cassettes.")
 @click.option("--durable-ledger", is_flag=True, envvar=env("DURABLE_LEDGER"),
               help="fsync every charge (survives an OS crash too; the default survives kill -9 only).")
+@click.option("--background", is_flag=True, envvar=env("BACKGROUND"),
+              help="Start detached, return once the server answers, and write a pid file (for CI).")
+@click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), envvar=env("PID_FILE"),
+              help="With --background: the pid file (default: <tmp>/workers-ai-emulator-<port>.pid).")
+@click.option("--ready-timeout", type=float, default=60.0, show_default=True,
+              help="With --background: seconds to wait for the server to answer.")
 def serve(host: str, port: int, seed: int, data_dir: Path | None, token: str | None, mode: str, plan: str,
           daily_neurons: float, rate_limits: bool, quirks: tuple[str, ...], upstream: str, cassette: str,
           cassette_dir: Path | None, replay_timing: str, max_upstream_neurons: float | None,
           upstream_gateway: str, upstream_timeout: float, ignore_fields: tuple[str, ...],
-          no_control_plane: bool, workers: int, durable_ledger: bool) -> None:
+          no_control_plane: bool, workers: int, durable_ledger: bool, background: bool,
+          pid_file: Path | None, ready_timeout: float) -> None:
     """Start the emulator and print the base URLs to paste into each kind of client."""
+    if background:
+        from emulator import detach
+
+        args = sys.argv[sys.argv.index("serve") + 1:] if "serve" in sys.argv else []
+        detach.start(detach.server_argv(args), pid_file, port, ready_timeout)
+        return
     try:
         quirk_map = parse_quirk_flags([q for flag in quirks for q in flag.split(",") if q])
     except ValueError as exc:
@@ -138,6 +151,20 @@ async def run_server(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
+
+
+@main.command("stop")
+@click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), envvar=env("PID_FILE"),
+              help="The pid file `serve --background` wrote (default: the one for --port).")
+@click.option("--port", default=8787, show_default=True, type=int, envvar=env("PORT"),
+              help="Find the default pid file of a server started with this --port.")
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="Seconds to wait after SIGTERM before SIGKILL.")
+def stop_command(pid_file: Path | None, port: int, timeout: float) -> None:
+    """Stop a server started with `serve --background` (SIGTERM, then SIGKILL) and remove its pid file."""
+    from emulator import detach
+
+    detach.stop(pid_file or detach.default_pid_file(port), timeout)
 
 
 @main.command("quirks")
