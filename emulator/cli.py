@@ -195,6 +195,26 @@ def _add_accounting_commands() -> None:
 _add_accounting_commands()
 
 
+@main.command("docs-reference")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the reference to FILE (docs/reference.md) instead of stdout.")
+@click.option("--check", "check", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Exit 1 if FILE differs from the generated reference.")
+def docs_reference_command(output: Path | None, check: Path | None) -> None:
+    """Print docs/reference.md, generated from the code (commands, options, env vars, routes, cassettes)."""
+    from emulator.reference_doc import generate
+
+    text = generate()
+    if check is not None:
+        if check.read_text() != text:
+            raise click.ClickException(f"{check} is stale: run workers-ai-emulator docs-reference -o {check}")
+        return
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
 @main.command("openapi")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the description to FILE instead of stdout.")
