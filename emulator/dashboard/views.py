@@ -252,8 +252,9 @@ class View:
 <tbody>{rows}</tbody>
 </table>
 <p class="legend"><abbr title="estimated">est.</abbr> = the model has no published price; its neurons are
- the emulator's estimate. Refused = calls answered 4006 (daily wall), 5035 (paid plan only) or 3040
- (rate limit) before running.</p>
+ the emulator's estimate. Errors = charged calls that answered an error. Refused = calls answered 4006
+ (daily wall), 5035 (paid plan only) or 3040 (rate limit) before running. Calls rejected earlier
+ (bad input, injected faults) are listed under Latest requests.</p>
 </section>"""
 
     def setup(self) -> str:
@@ -275,10 +276,10 @@ class View:
                   else f'<a id="failed-link" href="{self.link(failed="1")}">show failed calls only</a>')
         checked = " checked" if self.failed_only else ""
         return f"""<section class="card latest" aria-labelledby="latest-h">
+<div class="filters"><label class="filter" hidden><input type="checkbox" id="failed-only"{checked}>
+ failed only</label> <span class="nojs-filter">{toggle}</span></div>
 <table id="requests">
-<caption id="latest-h">Latest requests <span class="hint">(newest first, last {LATEST})</span>
-<label class="filter" hidden><input type="checkbox" id="failed-only"{checked}> failed only</label>
-<span class="nojs-filter">{toggle}</span></caption>
+<caption id="latest-h">Latest requests <span class="hint">(newest first, last {LATEST})</span></caption>
 <thead><tr><th scope="col">Time (UTC)</th><th scope="col">Surface</th><th scope="col">Model</th>
 <th scope="col">Status</th><th scope="col" class="num">Neurons</th><th scope="col" class="num">Latency</th>
 <th scope="col">Source</th><th scope="col"><span class="sr-only">Detail</span></th></tr></thead>
@@ -366,7 +367,9 @@ def stub_text(s: dict[str, Any]) -> str:
 
 def fault_text(f: dict[str, Any]) -> str:
     label = f["id"] + (f" ({f['name']})" if f.get("name") else "")
-    kind = str(f["kind"]) + (f" {f['code']}/{f['status']}" if f.get("code") else "")
+    kind = str(f.get("error") or f["kind"]) + (f" {f['code']}/{f['status']}" if f.get("code") else "")
+    if isinstance(f.get("latency_ms"), (int, float)):
+        kind += f" {f['latency_ms']:g} ms"
     trigger = next((f"{k}={f[k]}" for k in ("nth", "every", "probability") if f.get(k) is not None), "always")
     fired = f"fired {f.get('fired', 0)} of {f.get('calls', 0)} calls"
     return f"{label}: {kind} on {_scope(f)}, {trigger} · {fired}"

@@ -196,7 +196,8 @@
 
   function faultText(f) {
     const label = f.id + (f.name ? ` (${f.name})` : "");
-    const kind = String(f.kind) + (f.code ? ` ${f.code}/${f.status}` : "");
+    let kind = String(f.error || f.kind) + (f.code ? ` ${f.code}/${f.status}` : "");
+    if (typeof f.latency_ms === "number") kind += ` ${f.latency_ms} ms`;
     const key = ["nth", "every", "probability"].find((k) => f[k] !== null && f[k] !== undefined);
     const trigger = key ? `${key}=${f[key]}` : "always";
     return `${label}: ${kind} on ${scope(f)}, ${trigger} · fired ${f.fired || 0} of ${f.calls || 0} calls`;
@@ -341,7 +342,8 @@
       for (const tr of $("requests").tBodies[0].rows) tr.classList.toggle("selected", tr.dataset.id === openId);
       call(`requests/${openId}`, { as: "optional" }).then((e) => {
         renderDetail(e);
-        $("detail").focus();
+        // Side by side the sticky panel is already in view; stacked, bring it into view.
+        $("detail").focus({ preventScroll: matchMedia("(min-width: 961px)").matches });
       }).catch(() => setLive("Could not load that request.", true));
     });
     const button = $("reset");
