@@ -135,6 +135,7 @@ def target(request: pytest.FixtureRequest, tmp_data: Path) -> Iterator[Target]:
                 cassette=RECORDED_CASSETTE,
                 cassette_dir=FIXTURES,
                 plan="paid",
+                upstream=os.environ.get("CONTRACT_UPSTREAM", "https://api.cloudflare.com"),
                 upstream_token=token,
                 upstream_account_id=account,
             ).start()

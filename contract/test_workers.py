@@ -129,6 +129,7 @@ class Workers:
     transcribe: str
     translate: str
     translate_bad_token: str
+    translate_live: str  # on replay: the translate worker pointed at fixtures/recorded (for live checks)
     token: str
     image_ok: bool  # False on replay when no recording holds an image call
 
@@ -159,6 +160,10 @@ def start_workers(
                     "PASSWORD": PASSWORD,
                     **api("translate"),
                 },
+            },
+            "translate_live": {
+                "script": "translate.js",
+                "bindings": {"ACCOUNT_ID": account, "API_TOKEN": token, "PASSWORD": PASSWORD, **api("live")},
             },
             "translate_bad_token": {
                 "script": "translate.js",
@@ -212,7 +217,7 @@ def workers(
             routes[hosts[name]] = cassette_server(cassette).base
         image_ok = (FIXTURES / f"{RECORDED_CASSETTE}.json").is_file()
         if image_ok:
-            hosts["image"] = "image.api.contract.test"
+            hosts["image"] = hosts["live"] = "recorded.api.contract.test"
             routes[hosts["image"]] = cassette_server(RECORDED_CASSETTE).base
     else:
         tgt: Target = request.getfixturevalue("target")
@@ -220,7 +225,13 @@ def workers(
         routes[API_HOST] = tgt.base  # the emulator, the record-mode emulator, or the real API itself
     proc, urls = start_workers(routes, account, token, hosts)
     yield Workers(
-        urls["image"], urls["transcribe"], urls["translate"], urls["translate_bad_token"], token, image_ok
+        urls["image"],
+        urls["transcribe"],
+        urls["translate"],
+        urls["translate_bad_token"],
+        urls["translate_live"],
+        token,
+        image_ok,
     )
     assert proc.stdin is not None
     proc.stdin.close()
@@ -387,7 +398,7 @@ def test_translate_worker_all_guide_languages(workers: Workers, http: httpx.Clie
         source = "es" if lang == "en" else "EN"
         r = deeplx(
             http,
-            workers.translate,
+            workers.translate_live,
             {"text": "Good morning", "source_lang": source, "target_lang": lang.upper()},
         )
         assert r.status_code == 200, (lang, checks.describe(r))
