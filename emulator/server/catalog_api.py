@@ -6,10 +6,10 @@ Choices where Cloudflare's behaviour is undocumented (reference open question 7)
   (1000). `result_info` is `{page, per_page, count, total_count}`. A page past the end answers
   `result: []`, which is what makes the cloudflare SDK's auto-pagination stop.
 - Deprecation: a record is *deprecated* when it says `"deprecated": true` or its
-  `planned_deprecation_date` property is on or before today (UTC, from the ledger's clock, so tests
-  can move it). `include_deprecated=false` (the default) hides such records; `true` shows them. The
-  SDK documents a three-month grace window; the catalog snapshot only holds records the docs still
-  listed, so the emulator shows every deprecated record it has.
+  `planned_deprecation_date` is more than three months (`DEPRECATION_GRACE`) before today (UTC, from
+  the ledger's clock, so tests can move it): `include_deprecated=false` (the default) still lists a
+  model for three months past its deprecation date, as the API reference documents; `true` shows
+  every record.
 - `hide_experimental=true` drops records whose `beta` property is `"true"`.
 - `authors/search` (shape undocumented): one `{id, name, description}` per author slug, the id a
   stable UUID derived from the slug, sorted by name.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -71,15 +71,18 @@ def _bool_param(query: Any, name: str, default: bool) -> bool:
     raise _bad(name, f"'{raw}' is not a boolean")
 
 
+DEPRECATION_GRACE = timedelta(days=92)
+
+
 def is_deprecated(model: Model, today: date) -> bool:
-    """`deprecated: true`, or a planned deprecation date that has arrived."""
+    """`deprecated: true`, or a planned deprecation date more than the grace period ago."""
     if model.record.get("deprecated") is True:
         return True
     planned = model.prop("planned_deprecation_date")
     if not planned:
         return False
     try:
-        return date.fromisoformat(str(planned)[:10]) <= today
+        return date.fromisoformat(str(planned)[:10]) + DEPRECATION_GRACE <= today
     except ValueError:
         return False
 
