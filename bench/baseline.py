@@ -1,0 +1,55 @@
+"""Bare aiohttp servers for the benchmark: the fixed-JSON baseline and a stand-in upstream."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from aiohttp import web
+
+# What the baseline answers to every request: about the size of a short mock text-generation envelope.
+BASELINE_BODY = (b'{"result":{"response":"Hello from the bare aiohttp baseline, a fixed answer.",'
+                 b'"usage":{"prompt_tokens":4,"completion_tokens":12,"total_tokens":16}},'
+                 b'"success":true,"errors":[],"messages":[]}')
+# The stand-in for api.cloudflare.com answers like a real run/ call: envelope plus a neuron header.
+UPSTREAM_HEADERS = {"cf-ai-neurons": "1.25", "cf-ai-req-id": "00000000-0000-4000-8000-000000000000"}
+
+
+async def baseline(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(body=BASELINE_BODY, content_type="application/json")
+
+
+async def upstream(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(body=BASELINE_BODY, content_type="application/json", headers=UPSTREAM_HEADERS)
+
+
+async def serve(kind: str, port: int) -> None:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", baseline if kind == "baseline" else upstream)
+    # The same runner settings as `workers-ai-emulator serve`: no access log.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    print(f"READY {runner.addresses[0][1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("kind", choices=["baseline", "upstream"])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.kind, args.port))
+
+
+if __name__ == "__main__":
+    main()

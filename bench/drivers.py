@@ -1,0 +1,134 @@
+"""Drive a server with a fixed closed-loop load: `wrk` when installed, else the Python load generator."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOADGEN = Path(__file__).with_name("loadgen.py")
+
+# wrk reads the requests from a file (one `METHOD<TAB>PATH<TAB>BODY` per line) and rotates through them;
+# `done` prints the exact percentiles as one JSON line, so nothing is parsed from wrk's human output.
+WRK_SCRIPT = r"""
+local path = os.getenv("BENCH_REQUESTS")
+local lines = {}
+for line in io.lines(path) do lines[#lines + 1] = line end
+local reqs = {}
+local i = 0
+init = function(args)
+  local headers = {["Authorization"] = "Bearer bench", ["Content-Type"] = "application/json"}
+  for n, line in ipairs(lines) do
+    local method, target, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
+    if body == "" then body = nil end
+    reqs[n] = wrk.format(method, target, headers, body)
+  end
+end
+request = function()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('JSON {"requests": %d, "elapsed": %f, "p50": %f, "p99": %f, "errors": %d}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e6, latency:percentile(99) / 1e6,
+    e.status + e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+@dataclass(slots=True)
+class Load:
+    requests: int
+    errors: int
+    elapsed: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.elapsed if self.elapsed else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rps": round(self.rps, 1), "p50_ms": round(self.p50_ms, 3), "p99_ms": round(self.p99_ms, 3),
+                "requests": self.requests, "errors": self.errors}
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return math.nan
+    return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]
+
+
+def pick(loadgen: str) -> str:
+    if loadgen == "auto":
+        return "wrk" if shutil.which("wrk") else "python"
+    if loadgen == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("--loadgen wrk: wrk is not installed (apt-get install wrk), use --loadgen python")
+    return loadgen
+
+
+def pinned(cmd: list[str], cpu: int | None) -> list[str]:
+    """The command run on one core (taskset), or as is when pinning is off or impossible."""
+    if cpu is None or not shutil.which("taskset"):
+        return cmd
+    return ["taskset", "-c", str(cpu), *cmd]
+
+
+def drive(tool: str, port: int, requests: list[dict[str, Any]], *, concurrency: int, duration: float,
+          cpu: int | None, threads: int = 1) -> Load:
+    """Closed-loop load: `concurrency` keep-alive connections for `duration` seconds."""
+    if tool == "wrk":
+        return _wrk(port, requests, concurrency=concurrency, duration=duration, cpu=cpu, threads=threads)
+    return _python(port, requests, concurrency=concurrency, duration=duration, cpu=cpu, procs=threads)
+
+
+def _wrk(port: int, requests: list[dict[str, Any]], *, concurrency: int, duration: float, cpu: int | None,
+         threads: int) -> Load:
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
+        script, lines = Path(tmp) / "bench.lua", Path(tmp) / "requests.tsv"
+        script.write_text(WRK_SCRIPT)
+        lines.write_text("".join(f"{r['method']}\t{r['path']}\t{r.get('body', '')}\n" for r in requests))
+        # wrk only takes whole seconds.
+        seconds = max(1, math.ceil(duration))
+        cmd = pinned(["wrk", "-t", str(min(threads, concurrency)), "-c", str(concurrency),
+                      "-d", f"{seconds}s", "--timeout", "10s", "-s", str(script),
+                      f"http://127.0.0.1:{port}"], cpu)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 30,
+                             env={**os.environ, "BENCH_REQUESTS": str(lines)})
+    line = next(x for x in out.stdout.splitlines() if x.startswith("JSON "))
+    data = json.loads(line[5:])
+    return Load(data["requests"], data["errors"], data["elapsed"], data["p50"] * 1000, data["p99"] * 1000)
+
+
+def _python(port: int, requests: list[dict[str, Any]], *, concurrency: int, duration: float, cpu: int | None,
+            procs: int) -> Load:
+    procs = max(1, min(procs, concurrency))
+    shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
+    children = []
+    for share in shares:
+        job = {"host": "127.0.0.1", "port": port, "concurrency": share, "duration": duration,
+               "requests": [{"method": r["method"], "path": r["path"], "body": r.get("body", ""),
+                             "headers": {"Authorization": "Bearer bench", "Content-Type": "application/json"}}
+                            for r in requests]}
+        child = subprocess.Popen(pinned([sys.executable, str(LOADGEN)], cpu), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdin is not None
+        child.stdin.write(json.dumps(job))
+        child.stdin.close()
+        children.append(child)
+    results = []
+    for child in children:
+        assert child.stdout is not None
+        results.append(json.loads(child.stdout.read()))
+        child.wait(timeout=duration + 30)
+    latencies = sorted(x for r in results for x in r["latencies"])
+    return Load(len(latencies), sum(r["errors"] for r in results), max(r["elapsed"] for r in results),
+                percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000)

@@ -1,0 +1,564 @@
+"""One-command benchmark: the emulator against a bare aiohttp baseline, with the targets of issue #10.
+
+    python bench/run.py                      # full run (~4 min on 2 cores): table + bench/results/*.json
+    python bench/run.py --duration 0.3 --rounds 1 --scenarios text --concurrency 1   # a smoke run
+
+Servers run as subprocesses pinned to core 0, the load generator (wrk, else bench/loadgen.py) to core 1;
+`--no-pin` turns pinning off. Every figure is the median of `--rounds` rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from drivers import Load, drive, percentile, pick, pinned
+
+ROOT = Path(__file__).resolve().parent
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+AI = f"/client/v4/accounts/{ACCOUNT}/ai"
+HEADERS = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
+TEXT_MODEL = "@cf/meta/llama-3-8b-instruct"
+SERVER_CPU, LOAD_CPU = 0, 1
+REPLAY_SIZE = 10_000
+
+LOAD_SCENARIOS = ("text", "chat", "embeddings", "png", "replay")
+SPECIAL_SCENARIOS = ("stream", "passthrough", "png_latency", "embeddings_latency", "cold_start", "memory",
+                     "workers")
+ALL_SCENARIOS = ("baseline", *LOAD_SCENARIOS, *SPECIAL_SCENARIOS)
+
+
+def body(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def run_request(model: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"method": "POST", "path": f"{AI}/run/{model}", "body": body(inputs)}
+
+
+TEXT = run_request(TEXT_MODEL, {"prompt": "Where did the phrase Hello World come from?"})
+REQUESTS: dict[str, list[dict[str, Any]]] = {
+    "baseline": [TEXT],
+    "text": [TEXT],
+    "chat": [{"method": "POST", "path": f"{AI}/v1/chat/completions",
+              "body": body({"model": TEXT_MODEL, "messages": [{"role": "user", "content": "Hello there"}]})}],
+    "embeddings": [run_request("@cf/baai/bge-base-en-v1.5",
+                               {"text": [f"benchmark sentence {i} about lighthouses" for i in range(32)]})],
+    "png": [run_request("@cf/stabilityai/stable-diffusion-xl-base-1.0",
+                        {"prompt": "a lighthouse at dusk", "width": 1024, "height": 1024})],
+    "replay": [run_request(TEXT_MODEL, {"prompt": f"replayed prompt {i}"}) for i in range(REPLAY_SIZE)],
+}
+
+
+# Servers --------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, data: bytes | None = None, timeout: float = 10.0) -> tuple[int, bytes, Any]:
+    request = urllib.request.Request(url, data=data, method=method, headers=HEADERS)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, resp.read(), resp.headers
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), err.headers
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
+            try:
+                http("GET", self.base + "/__emulator__/health", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise TimeoutError(f"{self.name} did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_baseline(kind: str, cpu: int | None) -> Server:
+    port = free_port()
+    cmd = pinned([sys.executable, str(ROOT / "baseline.py"), kind, "--port", str(port)], cpu)
+    server = Server(kind, port, subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
+    server.wait_ready()
+    return server
+
+
+def emulator_cmd(port: int, data_dir: Path, *args: str) -> list[str]:
+    # The paid plan, so a long run never reaches the free daily wall (4006) mid-measurement.
+    return [sys.executable, "-m", "emulator", "serve", "--port", str(port), "--data-dir", str(data_dir),
+            "--plan", "paid", *args]
+
+
+def start_emulator(name: str, data_dir: Path, cpu: int | None, *args: str) -> Server:
+    port = free_port()
+    cmd = pinned(emulator_cmd(port, data_dir, *args), cpu)
+    server = Server(name, port, subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
+    server.wait_ready()
+    return server
+
+
+def warm_up(server: Server, requests: list[dict[str, Any]]) -> None:
+    """Fill caches (mock outcomes, replay index, lazily compiled validators) before measuring."""
+    for spec in requests[:20]:
+        status, payload, _ = http(spec["method"], server.base + spec["path"], spec.get("body", "").encode())
+        if status >= 400:
+            raise RuntimeError(f"{server.name}: {spec['path']} answered {status}: {payload[:300]!r}")
+
+
+# Replay cassette ------------------------------------------------------------------------------------
+
+def write_replay_cassette(directory: Path, name: str) -> None:
+    """A cassette of REPLAY_SIZE interactions built with the cassettes API, as recording would store it."""
+    from emulator.cassettes import Cassette, CassetteStore, Interaction, RecordedRequest, RecordedResponse
+
+    interactions = []
+    for i, spec in enumerate(REQUESTS["replay"]):
+        request = RecordedRequest.build("POST", spec["path"], {}, HEADERS.items(), spec["body"].encode())
+        answer = body({"result": {"response": f"Recorded answer {i}."}, "success": True, "errors": [],
+                       "messages": []})
+        response = RecordedResponse.build(200, {"content-type": "application/json", "cf-ai-neurons": "0.42"},
+                                          answer.encode())
+        interactions.append(Interaction(request=request, response=response, neurons=0.42))
+    CassetteStore(directory).save(Cassette(name=name, source="recorded", interactions=interactions))
+
+
+# Special measurements -------------------------------------------------------------------------------
+
+async def stream_fanout(base: str, streams: int = 64, max_tokens: int = 300) -> dict[str, Any]:
+    """`streams` concurrent SSE answers (max_tokens 300 gives ~100 events each): when each saw its first
+    event and its last, and how many events."""
+    import aiohttp
+
+    inputs = {"prompt": "Tell me a long story", "stream": True, "max_tokens": max_tokens}
+    spec = run_request(TEXT_MODEL, inputs)
+    started = time.perf_counter()
+
+    async def one(session: aiohttp.ClientSession) -> tuple[float, float, int]:
+        first = 0.0
+        events = 0
+        async with session.post(base + spec["path"], data=spec["body"], headers=HEADERS) as resp:
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                buffer += chunk
+                count = buffer.count(b"\n\n")
+                if count:
+                    if not events:
+                        first = time.perf_counter() - started
+                    events += count
+                    buffer = buffer[buffer.rfind(b"\n\n") + 2:]
+        return first, time.perf_counter() - started, events
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        results = await asyncio.gather(*(one(session) for _ in range(streams)))
+    firsts, lasts, counts = zip(*results, strict=True)
+    return {"streams": streams, "events_min": min(counts), "events_max": max(counts),
+            "first_event_max_ms": max(firsts) * 1000, "first_done_ms": min(lasts) * 1000,
+            "total_ms": max(lasts) * 1000}
+
+
+def sequential_latency(base: str, make: Callable[[int], dict[str, Any]], n: int, salt: str) -> dict[str, Any]:
+    """p50/p99 of `n` sequential calls with distinct inputs (so nothing comes from the outcome cache)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]), timeout=30)
+    latencies = []
+    for i in range(n):
+        spec = make(hash((salt, i)) & 0xFFFFFFFF)
+        t0 = time.perf_counter()
+        conn.request(spec["method"], spec["path"], spec["body"].encode(), HEADERS)
+        resp = conn.getresponse()
+        resp.read()
+        latencies.append(time.perf_counter() - t0)
+        if resp.status >= 400:
+            raise RuntimeError(f"{spec['path']} answered {resp.status}")
+    conn.close()
+    latencies.sort()
+    return {"n": n, "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000}
+
+
+def png_request(i: int) -> dict[str, Any]:
+    return run_request("@cf/stabilityai/stable-diffusion-xl-base-1.0",
+                       {"prompt": f"lighthouse number {i}", "width": 1024, "height": 1024})
+
+
+def embeddings_request(i: int) -> dict[str, Any]:
+    return run_request("@cf/baai/bge-large-en-v1.5", {"text": [f"text {j} of batch {i}" for j in range(100)]})
+
+
+def cold_start(data_dir: Path, cpu: int | None) -> dict[str, Any]:
+    """Seconds from spawning `serve` to the first model answer, and its resident memory after it has
+    read every catalog page, every model schema and compiled every model's input validator."""
+    port = free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen(pinned(emulator_cmd(port, data_dir), cpu), stdout=subprocess.DEVNULL)
+    server = Server("cold", port, proc)
+    try:
+        url = server.base + TEXT["path"]
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("serve exited during cold start")
+            try:
+                status, _, _ = http("POST", url, TEXT["body"].encode(), timeout=2)
+                if status == 200:
+                    break
+            except OSError:
+                time.sleep(0.005)
+        first_answer = time.perf_counter() - started
+        models = load_whole_catalog(server.base)
+        rss = rss_mb(proc.pid)
+    finally:
+        server.stop()
+    return {"first_answer_s": first_answer, "rss_mb": rss, "models": models}
+
+
+def load_whole_catalog(base: str) -> int:
+    names: list[str] = []
+    page = 1
+    while True:
+        _, payload, _ = http("GET", f"{base}{AI}/models/search?per_page=100&page={page}")
+        result = json.loads(payload).get("result") or []
+        names += [m["name"] for m in result]
+        if len(result) < 100:
+            break
+        page += 1
+    for name in names:
+        http("GET", f"{base}{AI}/models/schema?model={name}")
+        http("POST", f"{base}{AI}/run/{name}", b"{}")
+    return len(names)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# Rounds ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    duration: float
+    rounds: int
+    scenarios: list[str]
+    concurrency: list[int]
+    tool: str
+    pin: bool
+    out: Path | None
+
+
+@dataclass
+class Results:
+    load: dict[tuple[str, int], list[Load]] = field(default_factory=dict)
+    special: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def add_load(self, scenario: str, concurrency: int, load: Load) -> None:
+        self.load.setdefault((scenario, concurrency), []).append(load)
+
+    def add(self, scenario: str, value: dict[str, Any]) -> None:
+        self.special.setdefault(scenario, []).append(value)
+
+
+def cpu(options: Options, which: int) -> int | None:
+    return which if options.pin and (os.cpu_count() or 1) >= 2 else None
+
+
+def one_round(options: Options, results: Results, servers: dict[str, Server], work: Path, number: int
+              ) -> None:
+    server_cpu, load_cpu = cpu(options, SERVER_CPU), cpu(options, LOAD_CPU)
+    wanted = options.scenarios
+    load_scenarios = [s for s in ("baseline", *LOAD_SCENARIOS) if s in wanted]
+    if load_scenarios and "baseline" not in load_scenarios:
+        load_scenarios.insert(0, "baseline")  # ratios need it
+    for scenario in load_scenarios:
+        server = servers.get(scenario if scenario in ("replay", "baseline") else "mock")
+        if server is None:
+            continue
+        for concurrency in options.concurrency:
+            load = drive(options.tool, server.port, REQUESTS[scenario], concurrency=concurrency,
+                         duration=options.duration, cpu=load_cpu)
+            results.add_load(scenario, concurrency, load)
+    mock = servers.get("mock")
+    if "stream" in wanted and mock is not None:
+        results.add("stream", asyncio.run(stream_fanout(mock.base)))
+    if "png_latency" in wanted and mock is not None:
+        salt = f"png{number}"
+        results.add("png_latency", sequential_latency(mock.base, png_request, 30, salt))
+    if "embeddings_latency" in wanted and mock is not None:
+        results.add("embeddings_latency",
+                    sequential_latency(mock.base, embeddings_request, 100, f"emb{number}"))
+    if "passthrough" in wanted:
+        results.add("passthrough", passthrough_overhead(options, servers, load_cpu))
+    if "cold_start" in wanted or "memory" in wanted:
+        results.add("cold_start", cold_start(Path(tempfile.mkdtemp(dir=work)), server_cpu))
+    if "workers" in wanted:
+        scaling = workers_scaling(options, work)
+        if scaling is None:
+            results.missing["workers"] = "serve --workers is not implemented"
+        else:
+            results.add("workers", scaling)
+
+
+def passthrough_overhead(options: Options, servers: dict[str, Server], load_cpu: int | None
+                         ) -> dict[str, Any]:
+    """Added p50 per call of passthrough and record (c=1) over calling the local upstream directly."""
+    figures: dict[str, Any] = {}
+    spec = [TEXT]
+    direct = drive(options.tool, servers["upstream"].port, spec, concurrency=1, duration=options.duration,
+                   cpu=load_cpu)
+    figures["direct_p50_ms"] = direct.p50_ms
+    for mode in ("passthrough", "record"):
+        via = drive(options.tool, servers[mode].port, spec, concurrency=1, duration=min(options.duration, 1.0)
+                    if mode == "record" else options.duration, cpu=load_cpu)
+        figures[f"{mode}_p50_ms"] = via.p50_ms
+        figures[f"{mode}_added_p50_ms"] = via.p50_ms - direct.p50_ms
+        figures[f"{mode}_errors"] = via.errors
+    return figures
+
+
+def workers_scaling(options: Options, work: Path) -> dict[str, Any] | None:
+    """Whole-machine throughput of `serve --workers 1` and `--workers 2`, unpinned, same load."""
+    rps: dict[int, float] = {}
+    for n in (1, 2):
+        port = free_port()
+        proc = subprocess.Popen(emulator_cmd(port, Path(tempfile.mkdtemp(dir=work)), "--workers", str(n)),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = Server(f"workers{n}", port, proc)
+        try:
+            try:
+                server.wait_ready()
+            except RuntimeError:
+                stderr = proc.stderr.read().decode() if proc.stderr else ""
+                if "no such option" in stderr.lower():
+                    return None
+                raise
+            warm_up(server, REQUESTS["text"])
+            # Several connections per worker so SO_REUSEPORT spreads them; two load threads/processes.
+            load = drive(options.tool, port, REQUESTS["text"], concurrency=64, duration=options.duration,
+                         cpu=None, threads=2)
+            rps[n] = load.rps
+        finally:
+            server.stop()
+    return {"rps_1": rps[1], "rps_2": rps[2], "scaling": rps[2] / rps[1] if rps[1] else 0.0}
+
+
+# Report ---------------------------------------------------------------------------------------------
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarise(options: Options, results: Results) -> dict[str, Any]:
+    rows = []
+    for (scenario, concurrency), loads in results.load.items():
+        base = results.load.get(("baseline", concurrency), [])
+        ratios = [a.rps / b.rps for a, b in zip(loads, base, strict=False) if b.rps]
+        rows.append({"scenario": scenario, "concurrency": concurrency,
+                     "rps": median([x.rps for x in loads]), "p50_ms": median([x.p50_ms for x in loads]),
+                     "p99_ms": median([x.p99_ms for x in loads]), "ratio": median(ratios),
+                     "errors": sum(x.errors for x in loads), "rounds": [x.as_dict() for x in loads]})
+    special = {name: {key: median([v[key] for v in values]) for key in values[0]
+                      if isinstance(values[0][key], (int, float))}
+               for name, values in results.special.items()}
+    return {"tool": options.tool, "duration_s": options.duration, "rounds": options.rounds,
+            "pinned": options.pin, "cpus": os.cpu_count(), "rows": rows, "special": special,
+            "special_rounds": results.special, "missing": results.missing,
+            "targets": targets(rows, special, results.missing, options.scenarios)}
+
+
+def targets(rows: list[dict[str, Any]], special: dict[str, dict[str, float]], missing: dict[str, str],
+            wanted: list[str]) -> list[dict[str, Any]]:
+    def row(scenario: str, concurrency: int) -> dict[str, Any] | None:
+        return next((r for r in rows if r["scenario"] == scenario and r["concurrency"] == concurrency), None)
+
+    out: list[dict[str, Any]] = []
+
+    def check(name: str, value: float | None, limit: float, higher_is_better: bool, unit: str) -> None:
+        if value is None:
+            out.append({"target": name, "value": None, "limit": limit, "unit": unit, "status": "MISSING"})
+            return
+        ok = value >= limit if higher_is_better else value <= limit
+        out.append({"target": name, "value": value, "limit": limit, "unit": unit,
+                    "op": ">=" if higher_is_better else "<=", "status": "PASS" if ok else "FAIL"})
+
+    if "text" in wanted and (r := row("text", 16)):
+        check("mock text generation vs baseline (c=16)", r["ratio"], 0.50, True, "x")
+        check("mock text generation p99 (c=16)", r["p99_ms"], 2.5, False, "ms")
+    if "replay" in wanted and (r := row("replay", 16)):
+        check("replay of 10,000 interactions vs baseline (c=16)", r["ratio"], 0.45, True, "x")
+    if "passthrough" in wanted:
+        p = special.get("passthrough")
+        check("passthrough added p50 (c=1)", p["passthrough_added_p50_ms"] if p else None, 1.0, False, "ms")
+    if "png_latency" in wanted:
+        p = special.get("png_latency")
+        check("1024x1024 PNG p50 (uncached)", p["p50_ms"] if p else None, 30.0, False, "ms")
+    if "embeddings_latency" in wanted:
+        p = special.get("embeddings_latency")
+        check("100x1024-dim embeddings p50 (uncached)", p["p50_ms"] if p else None, 5.0, False, "ms")
+    if "stream" in wanted and (p := special.get("stream")):
+        # All 64 streams have their first event before any stream ends: none waits for another.
+        ratio = p["first_event_max_ms"] / p["first_done_ms"]
+        check("64 streams: last first-event / first stream done", ratio, 1.0, False, "x")
+    if "cold_start" in wanted:
+        p = special.get("cold_start")
+        check("cold serve to first answer", p["first_answer_s"] if p else None, 1.5, False, "s")
+    if "memory" in wanted:
+        p = special.get("cold_start")
+        check("resident memory after the whole catalog", p["rss_mb"] if p else None, 120.0, False, "MB")
+    if "workers" in wanted:
+        p = special.get("workers")
+        check("throughput 2 workers / 1 worker (unpinned)", p["scaling"] if p else None, 1.7, True, "x")
+    return out
+
+
+def render(summary: dict[str, Any]) -> str:
+    lines = [f"load generator: {summary['tool']}, {summary['duration_s']:g} s per point, "
+             f"median of {summary['rounds']} round(s), {'pinned' if summary['pinned'] else 'unpinned'}, "
+             f"{summary['cpus']} cpus", "",
+             f"{'scenario':<12} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs base':>8} "
+             f"{'errors':>6}"]
+    for r in summary["rows"]:
+        lines.append(f"{r['scenario']:<12} {r['concurrency']:>4} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} "
+                     f"{r['p99_ms']:>8.2f} {r['ratio']:>7.2f}x {r['errors']:>6}")
+    for name, values in summary["special"].items():
+        shown = ", ".join(f"{k}={v:.3g}" for k, v in values.items())
+        lines.append(f"{name}: {shown}")
+    for name, why in summary["missing"].items():
+        lines.append(f"{name}: MISSING ({why})")
+    if summary["targets"]:
+        lines += ["", f"{'target':<52} {'measured':>10} {'limit':>10}  result"]
+        for t in summary["targets"]:
+            value = "-" if t["value"] is None else f"{t['value']:.3g} {t['unit']}"
+            limit = f"{t.get('op', '')} {t['limit']:g} {t['unit']}"
+            lines.append(f"{t['target']:<52} {value:>10} {limit:>10}  {t['status']}")
+    return "\n".join(lines)
+
+
+# Main -----------------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per load point (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; figures are medians (default 3)")
+    parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
+                        help=f"comma-separated subset of: {', '.join(ALL_SCENARIOS)}")
+    parser.add_argument("--concurrency", default="1,16,64",
+                        help="connections per load point (default 1,16,64)")
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
+                        help="auto: wrk when installed, else the Python load generator")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin servers and load generator to cores")
+    parser.add_argument("--out", type=Path, help="JSON results file (default bench/results/<time>.json)")
+    args = parser.parse_args(argv)
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(scenarios) - set(ALL_SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    return Options(args.duration, max(1, args.rounds), scenarios,
+                   [int(c) for c in args.concurrency.split(",")], pick(args.loadgen), not args.no_pin,
+                   args.out)
+
+
+def start_servers(options: Options, stack: ExitStack, work: Path) -> dict[str, Server]:
+    server_cpu = cpu(options, SERVER_CPU)
+    wanted = set(options.scenarios)
+    servers: dict[str, Server] = {}
+
+    def keep(name: str, server: Server) -> None:
+        servers[name] = server
+        stack.callback(server.stop)
+
+    if wanted & {"baseline", *LOAD_SCENARIOS}:
+        keep("baseline", start_baseline("baseline", server_cpu))
+    if wanted & {"text", "chat", "embeddings", "png", "stream", "png_latency", "embeddings_latency"}:
+        keep("mock", start_emulator("mock", work / "mock", server_cpu))
+        for scenario in ("text", "chat", "embeddings", "png"):
+            if scenario in wanted:
+                warm_up(servers["mock"], REQUESTS[scenario])
+    if "replay" in wanted:
+        cassettes = work / "cassettes"
+        write_replay_cassette(cassettes, "bench")
+        keep("replay", start_emulator("replay", work / "replay", server_cpu, "--mode", "replay",
+                                      "--cassette", "bench", "--cassette-dir", str(cassettes)))
+        warm_up(servers["replay"], REQUESTS["replay"])
+    if "passthrough" in wanted:
+        keep("upstream", start_baseline("upstream", server_cpu))
+        upstream = servers["upstream"].base
+        for mode in ("passthrough", "record"):
+            keep(mode, start_emulator(mode, work / mode, server_cpu, "--mode", mode, "--upstream", upstream,
+                                      "--cassette", "bench-record",
+                                      "--cassette-dir", str(work / f"{mode}-tapes")))
+            warm_up(servers[mode], [TEXT])
+    return servers
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    if options.pin and (os.cpu_count() or 1) >= 2:
+        # The in-process measurements (streams, sequential latencies) run on the load generator's core.
+        os.sched_setaffinity(0, {LOAD_CPU})
+    results = Results()
+    with ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="bench-"))
+        stack.callback(shutil.rmtree, work, True)
+        servers = start_servers(options, stack, work)
+        for number in range(options.rounds):
+            print(f"round {number + 1}/{options.rounds} …", file=sys.stderr, flush=True)
+            one_round(options, results, servers, work, number)
+    summary = summarise(options, results)
+    print(render(summary))
+    out = options.out or ROOT / "results" / time.strftime("bench-%Y%m%d-%H%M%S.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out.parent / "latest.json").write_text(out.read_text()) if options.out is None else None
+    print(f"\nresults written to {out}")
+    return 0 if all(t["status"] == "PASS" for t in summary["targets"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
