@@ -86,8 +86,10 @@ def _answers(base: str) -> bool:
 def _check_free(pid_file: Path) -> None:
     existing = read_pid(pid_file)
     if existing is not None and _alive(existing) and _is_emulator(existing):
-        raise click.ClickException(f"already running (pid {existing}, pid file {pid_file}); "
-                                   f"stop it with: workers-ai-emulator stop --pid-file {pid_file}")
+        raise click.ClickException(
+            f"already running (pid {existing}, pid file {pid_file}); "
+            f"stop it with: workers-ai-emulator stop --pid-file {pid_file}"
+        )
 
 
 def start(serve_args: list[str], pid_file: Path | None, port: int, ready_timeout: float) -> None:
@@ -106,15 +108,22 @@ def start(serve_args: list[str], pid_file: Path | None, port: int, ready_timeout
         log_file = Path(tempfile.gettempdir()) / f"workers-ai-emulator-launch-{os.getpid()}.log"
     env = {k: v for k, v in os.environ.items() if k != ENV_PREFIX + "BACKGROUND"}
     with open(log_file, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "emulator", "serve", *serve_args], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator", "serve", *serve_args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + ready_timeout
     base: str | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise click.ClickException(f"the server exited with status {proc.returncode} before it was "
-                                       f"ready; its output ({log_file}):\n{_tail(log_file)}")
+            raise click.ClickException(
+                f"the server exited with status {proc.returncode} before it was "
+                f"ready; its output ({log_file}):\n{_tail(log_file)}"
+            )
         if base is None:
             found = LISTENING.search(log_file.read_text(errors="replace"))
             base = found.group(1) if found else None
@@ -123,8 +132,10 @@ def start(serve_args: list[str], pid_file: Path | None, port: int, ready_timeout
         time.sleep(0.05)
     else:
         proc.terminate()
-        raise click.ClickException(f"the server did not answer within {ready_timeout:g} s; "
-                                   f"its output ({log_file}):\n{_tail(log_file)}")
+        raise click.ClickException(
+            f"the server did not answer within {ready_timeout:g} s; "
+            f"its output ({log_file}):\n{_tail(log_file)}"
+        )
     assert base is not None
     if pid_file is None:
         pid_file = default_pid_file(int(base.rsplit(":", 1)[1]))
@@ -146,8 +157,10 @@ def stop(pid_file: Path, timeout: float) -> None:
     """SIGTERM the server named by the pid file, SIGKILL it after `timeout` s, remove the pid file."""
     pid = read_pid(pid_file)
     if pid is None:
-        raise click.ClickException(f"no pid file at {pid_file} (nothing started with `serve --background` "
-                                   f"there; give --pid-file or --port)")
+        raise click.ClickException(
+            f"no pid file at {pid_file} (nothing started with `serve --background` "
+            f"there; give --pid-file or --port)"
+        )
     if not _alive(pid) or not _is_emulator(pid):
         pid_file.unlink(missing_ok=True)
         click.echo(f"not running (stale pid file {pid_file} removed)")
