@@ -38,8 +38,9 @@ def shell_env() -> dict[str, str]:
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=shell_env(),
-                          **kw)  # type: ignore[call-overload]
+    return subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=shell_env(), **kw
+    )  # type: ignore[call-overload]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +77,12 @@ def test_readme_serve_command_starts_the_server(tmp_path: Path) -> None:
     # The part after the install: the console script `serve` (its banner names the base URL).
     port = free_port()
     cmd = SETUP_SERVE.split("&& ")[-1].replace(".venv/bin/", BIN + "/").split()
-    proc = subprocess.Popen([*cmd, "--port", str(port), "--data-dir", str(tmp_path)], stdout=subprocess.PIPE,
-                            text=True, env=shell_env())
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port), "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=shell_env(),
+    )
     try:
         assert proc.stdout is not None
         assert f"listening on http://127.0.0.1:{port}" in proc.stdout.readline()
@@ -106,8 +111,14 @@ def test_readme_tour_runs(server: str, tmp_path: Path) -> None:
             assert '"neurons"' in text, text[:300]
         else:
             assert '"success":true' in text.replace(" ", ""), (name, text[:300])
-    transcript = run(["bash", "-c", "\n".join(prelude) + "\n" + steps[names.index(
-        next(n for n in names if "transcript" in n))]], tmp_path).stdout
+    transcript = run(
+        [
+            "bash",
+            "-c",
+            "\n".join(prelude) + "\n" + steps[names.index(next(n for n in names if "transcript" in n))],
+        ],
+        tmp_path,
+    ).stdout
     assert '"text"' in transcript
 
 
@@ -191,8 +202,9 @@ def _node_modules(project: Path) -> Path:
     return project / "node_modules"
 
 
-@pytest.mark.parametrize(("package", "project"), [("openai", "examples/node-openai"),
-                                                   ("miniflare", "contract/workers")])
+@pytest.mark.parametrize(
+    ("package", "project"), [("openai", "examples/node-openai"), ("miniflare", "contract/workers")]
+)
 def test_clients_node_snippet(server: str, tmp_path: Path, package: str, project: str) -> None:
     snippet = next(b for b in blocks(DOCS / "clients.md", "js") if f'from "{package}"' in b)
     (tmp_path / "node_modules").symlink_to(_node_modules(ROOT / project))
@@ -222,8 +234,16 @@ def test_ci_shell_block(tmp_path: Path, index: int) -> None:
 
 def test_ci_pytest_block(tmp_path: Path) -> None:
     (tmp_path / "test_snippet.py").write_text(blocks(DOCS / "ci.md", "python")[0])
-    out = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_snippet.py"], tmp_path,
-              timeout=120)
+    # Only our plugin (by module name): the other installed pytest plugins cost seconds to import.
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "emulator.pytest_plugin"]
+    out = subprocess.run(
+        [*cmd, "test_snippet.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**shell_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )
     assert out.returncode == 0, out.stdout[-3000:]
     assert "3 passed" in out.stdout
 
@@ -237,8 +257,17 @@ def test_ci_github_actions_job_is_valid_yaml() -> None:
 
 def test_background_refuses_a_second_server_on_the_same_pid_file(tmp_path: Path) -> None:
     pid_file = tmp_path / "emu.pid"
-    start = ["workers-ai-emulator", "serve", "--background", "--port", "0", "--pid-file", str(pid_file),
-             "--data-dir", str(tmp_path / "data")]
+    start = [
+        "workers-ai-emulator",
+        "serve",
+        "--background",
+        "--port",
+        "0",
+        "--pid-file",
+        str(pid_file),
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     assert run(start, tmp_path).returncode == 0
     try:
         again = run(start, tmp_path)
@@ -250,8 +279,20 @@ def test_background_refuses_a_second_server_on_the_same_pid_file(tmp_path: Path)
 
 
 def test_background_reports_a_server_that_cannot_start(tmp_path: Path) -> None:
-    out = run(["workers-ai-emulator", "serve", "--background", "--port", "0", "--quirk", "no-such-quirk=off",
-               "--pid-file", str(tmp_path / "x.pid")], tmp_path)
+    out = run(
+        [
+            "workers-ai-emulator",
+            "serve",
+            "--background",
+            "--port",
+            "0",
+            "--quirk",
+            "no-such-quirk=off",
+            "--pid-file",
+            str(tmp_path / "x.pid"),
+        ],
+        tmp_path,
+    )
     assert out.returncode == 1 and "exited with status" in out.stderr
     assert not (tmp_path / "x.pid").exists()
 
@@ -262,7 +303,8 @@ def test_background_reports_a_server_that_cannot_start(tmp_path: Path) -> None:
 def test_reference_md_is_generated_from_the_code() -> None:
     text = generate()
     assert (DOCS / "reference.md").read_text() == text, (
-        "docs/reference.md is stale: run `workers-ai-emulator docs-reference -o docs/reference.md`")
+        "docs/reference.md is stale: run `workers-ai-emulator docs-reference -o docs/reference.md`"
+    )
     assert UNDESCRIBED not in text, "describe the new route or surface in emulator/reference_doc.py"
 
 

@@ -1,0 +1,74 @@
+"""The runnable examples under examples/ work: the Python app's own suite, and the Node openai script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.serving import serve
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def test_python_app_suite_passes() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/python-app"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "5 passed" in out.stdout
+    assert "Workers AI cost" in out.stdout  # the plugin's per-test cost report
+
+
+def test_python_app_runs_as_a_script(tmp_path: Path) -> None:
+    with serve(data_dir=tmp_path) as (base, _):
+        env = {
+            **os.environ,
+            "CLOUDFLARE_BASE_URL": f"{base}/client/v4",
+            "CLOUDFLARE_API_TOKEN": "any-token",
+            "CLOUDFLARE_ACCOUNT_ID": "0123456789abcdef0123456789abcdef",
+        }
+        out = subprocess.run(
+            [sys.executable, str(EXAMPLES / "python-app" / "textkit.py")],
+            input="Hello there.",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("summary: ") and "\nfrench: " in out.stdout
+
+
+def test_node_openai_example(tmp_path: Path) -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm are not installed: the Node example is not run")
+    project = EXAMPLES / "node-openai"
+    if not (project / "node_modules").is_dir():
+        ci = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=project, capture_output=True, text=True, timeout=300
+        )
+        assert ci.returncode == 0, ci.stderr[-2000:]
+    with serve(data_dir=tmp_path) as (base, _):
+        out = subprocess.run(
+            ["node", "index.mjs"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "WORKERS_AI_BASE_URL": base},
+        )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("chat: ") and len(lines[0]) > 10
+    assert any(line.startswith("stream: ") and len(line) > 10 for line in lines)
+    assert "embeddings: 2 vectors of 384" in lines
