@@ -39,6 +39,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "no_route": ErrorSpec(7000, 400, "No route for that URI", Layer.EDGE),
     "method_not_allowed": ErrorSpec(10405, 405, "Method not allowed", Layer.EDGE),
     "too_large": ErrorSpec(3006, 413, "Request is too large", Layer.EDGE),
+    "body_timeout": ErrorSpec(3007, 408, "Request timeout", Layer.EDGE),  # body trickled in too slowly
     # Model layer
     "bad_input": ErrorSpec(5006, 400, "AiError: Bad input: {detail}"),
     "invalid_json": ErrorSpec(5006, 400, "AiError: Bad input: Error: request body is not valid JSON ({detail})"),

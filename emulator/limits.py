@@ -8,7 +8,10 @@ a body is parsed (`check_depth`), and answer with Cloudflare-shaped 4xx errors.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+from aiohttp import web
 
 from emulator.call import Call
 from emulator.errors import CFError
@@ -127,3 +130,29 @@ def check_call(call: Call) -> None:
     check = CHECKS.get(call.model.task.name)
     if check is not None:
         check(call)
+
+
+# Server-side connection bounds. aiohttp's default keep-alive is an hour and it has no body timeout,
+# so a client that opens connections and sends nothing, or trickles a body, would hold them forever.
+KEEPALIVE_TIMEOUT = 75.0  # idle connections (before the first request too) are closed after this
+BODY_READ_TIMEOUT = 60.0  # a request body must arrive within this many seconds (else 408 / 3007)
+SHUTDOWN_TIMEOUT = 5.0
+
+
+def runner_for(app: web.Application, **overrides: Any) -> web.AppRunner:
+    """The AppRunner the serve path uses: handlers are cancelled when their client goes away (an
+    aborted stream stops generating), idle connections time out, and no access log is written (it
+    would carry account ids in paths)."""
+    options: dict[str, Any] = {"access_log": None, "handle_signals": False, "handler_cancellation": True,
+                               "keepalive_timeout": KEEPALIVE_TIMEOUT, "shutdown_timeout": SHUTDOWN_TIMEOUT}
+    options.update(overrides)
+    return web.AppRunner(app, **options)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, or 408 when it trickles in slower than BODY_READ_TIMEOUT (slowloris clients)."""
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            return await request.read()
+    except TimeoutError:
+        raise CFError("body_timeout") from None

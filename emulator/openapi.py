@@ -36,6 +36,13 @@ BINARY_TYPES = ("application/octet-stream", "audio/wav", "audio/mpeg", "image/pn
 # record/passthrough modes and from control-plane faults).
 ERROR_STATUSES = ("400", "401", "403", "404", "405", "408", "413", "429", "500", "502", "503", "504")
 
+# OpenAPI 3.1 tools (schemathesis among them) check text/event-stream answers one event at a time.
+SSE_EVENT = {
+    "type": "object",
+    "description": "One server-sent event: `data: {json}`, the last one `data: [DONE]`",
+    "required": ["data"],
+    "properties": {"data": {"type": "string"}},
+}
 EDGE_ORDER = ["result", "success", "errors", "messages"]
 MODEL_ORDER = ["errors", "success", "result", "messages"]
 DESCRIPTION = """\
@@ -92,7 +99,25 @@ def _error_schemas() -> dict[str, Any]:
             "error": {"type": "array", "minItems": 1, "items": message},
         },
     }
+    graphql = {
+        "type": "object",
+        "title": "GraphQL error",
+        "required": ["data", "errors"],
+        "properties": {
+            "data": {"type": "null"},
+            "errors": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["message"],
+                    "properties": {"message": {"type": "string"}},
+                },
+            },
+        },
+    }
     return {
+        "GraphQLError": graphql,
         "EdgeError": edge,
         "ModelError": model,
         "GatewayError": gateway,
@@ -161,9 +186,7 @@ def _run_responses(model: Model) -> dict[str, Any]:
         result = _strip(json_branches[0]) if len(json_branches) == 1 else {"anyOf": _strip(json_branches)}
         content[JSON] = {"schema": _envelope(result or {})}
     if any(_is_stream_branch(b) for b in branches):
-        content[SSE] = {
-            "schema": {"type": "string", "description": "`data: {json}` events, then `data: [DONE]`"}
-        }
+        content[SSE] = {"schema": SSE_EVENT}
     for branch in branches:
         kind = _binary_type(branch)
         if kind is not None:
@@ -262,7 +285,7 @@ def _openai_body(models: list[str], extra: dict[str, Any], required: list[str]) 
 def _openai_ok(stream: bool) -> dict[str, Any]:
     content: dict[str, Any] = {JSON: {"schema": {"type": "object", "description": "OpenAI-shaped object"}}}
     if stream:
-        content[SSE] = {"schema": {"type": "string"}}
+        content[SSE] = {"schema": SSE_EVENT}
     return {
         "200": {"description": "OpenAI-compatible answer (no v4 envelope)", "content": content},
         **_error_responses(),
@@ -450,6 +473,20 @@ def build_spec(catalog: Catalog | None = None) -> dict[str, Any]:
                     "content": {JSON: {"schema": {"type": "object"}}},
                 },
                 **_error_responses(),
+                # Query errors come GraphQL-shaped (`data: null, errors: [...]`), auth errors as the edge's.
+                "400": {
+                    "description": "GraphQL query error or Cloudflare edge error",
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "anyOf": [
+                                    {"$ref": "#/components/schemas/Error"},
+                                    {"$ref": "#/components/schemas/GraphQLError"},
+                                ]
+                            }
+                        }
+                    },
+                },
             },
         }
     }

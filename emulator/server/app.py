@@ -119,7 +119,8 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     app[STATE] = state or build_state(settings)
     _install_extensions(app)
     gateway.install(app)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     app.on_cleanup.append(_close)
     return app
 

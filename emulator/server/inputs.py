@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from emulator import limits
 from emulator.call import BinaryInput
 from emulator.catalog import Model
 from emulator.errors import CFError
@@ -31,7 +32,7 @@ def parse_json(raw: bytes) -> Any:
 
 
 async def read_body(request: web.Request) -> bytes:
-    return await request.read()
+    return await limits.read_body(request)
 
 
 async def read_inputs(request: web.Request, raw: bytes) -> dict[str, Any] | BinaryInput:
