@@ -133,9 +133,11 @@ def serve(host: str, port: int, seed: int, data_dir: Path | None, token: str | N
 async def run_server(settings: Settings) -> None:
     from aiohttp import web
 
+    from emulator import log_redaction
     from emulator.limits import runner_for
     from emulator.server.app import create_app
 
+    log_redaction.install((settings.token, settings.upstream_token))
     app = create_app(settings)
     runner = runner_for(app)
     await runner.setup()

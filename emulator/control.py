@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from emulator import __version__
+from emulator import __version__, limits
 from emulator.call import Call, Outcome
 from emulator.dashboard import install as install_dashboard
 from emulator.dashboard.summary import summarize_response
@@ -225,8 +225,9 @@ async def _body_summary(request: web.Request, max_bytes: int) -> Any:
     if request.content_length is not None and request.content_length > max_bytes:
         return {"content_type": request.content_type, "bytes": request.content_length}
     try:
-        raw = await request.read()
-    except (web.HTTPException, ConnectionError, ValueError):
+        # Bounded like the handlers' own read: a trickling client must not hold the answer back.
+        raw = await limits.read_body(request)
+    except (web.HTTPException, ConnectionError, ValueError, CFError):
         return {"content_type": request.content_type, "bytes": request.content_length}
     if not raw:
         return None

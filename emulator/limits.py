@@ -137,6 +137,7 @@ def check_call(call: Call) -> None:
 KEEPALIVE_TIMEOUT = 75.0  # idle connections (before the first request too) are closed after this
 BODY_READ_TIMEOUT = 60.0  # a request body must arrive within this many seconds (else 408 / 3007)
 SHUTDOWN_TIMEOUT = 5.0
+BODY_TIMED_OUT = "workers_ai_emulator.body_timed_out"
 
 
 def runner_for(app: web.Application, **overrides: Any) -> web.AppRunner:
@@ -151,8 +152,11 @@ def runner_for(app: web.Application, **overrides: Any) -> web.AppRunner:
 
 async def read_body(request: web.Request) -> bytes:
     """The whole body, or 408 when it trickles in slower than BODY_READ_TIMEOUT (slowloris clients)."""
+    if request.get(BODY_TIMED_OUT):
+        raise CFError("body_timeout")  # already waited once (the request log reads the body again)
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT):
             return await request.read()
     except TimeoutError:
+        request[BODY_TIMED_OUT] = True
         raise CFError("body_timeout") from None

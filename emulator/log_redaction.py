@@ -1,0 +1,42 @@
+"""A logging filter that scrubs tokens, API keys and account ids from every server log line and traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from emulator.cassettes.redact import Redactor
+
+LOGGERS = ("workers_ai_emulator", "aiohttp")
+
+
+class RedactingFilter(logging.Filter):
+    """Renders each record (message, arguments, traceback) and replaces it with its redacted text."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor.redact_text(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            # Format the traceback now, redacted, so a handler never prints the raw one.
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.redactor.redact_text(text)
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = self.redactor.redact_text(record.stack_info)
+        return True
+
+
+def install(secrets: tuple[str | None, ...] = ()) -> logging.Handler:
+    """Send the server's logs to stderr through the redacting filter (the serve path calls this once)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(Redactor(secrets=[s for s in secrets if s])))
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False  # the root logger's handlers (if any) would print unredacted text
+    return handler
