@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import io
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ TEXT_LIMIT = 600
 JSON_LIMIT = 300
 # Bodies larger than this are described by size only: parsing them would slow the answer.
 PARSE_LIMIT = 8 * 1024 * 1024
+INLINE_PARSE = 64 * 1024  # parsing this much costs well under a millisecond
 THUMBNAIL_PX = 128
 
 # MPEG audio layer III bitrates (kbit/s) by version, and sample rates (Hz).
@@ -30,6 +32,14 @@ def summarize_response(response: web.StreamResponse) -> dict[str, Any]:
     Image thumbnails are made on a worker thread after the answer has gone, and appear in the
     summary a moment later, so a text-to-image call is not slowed down by them.
     """
+    try:
+        return _summarize(response)
+    # The log runs on every answer: an odd body (a replayed one, say) must never turn it into a 500.
+    except Exception as exc:
+        return {"kind": "unknown", "content_type": response.content_type, "note": type(exc).__name__}
+
+
+def _summarize(response: web.StreamResponse) -> dict[str, Any]:
     content_type = response.content_type
     body = response.body if isinstance(response, web.Response) else None
     if not isinstance(body, bytes):
@@ -42,18 +52,27 @@ def summarize_response(response: web.StreamResponse) -> dict[str, Any]:
         out["kind"] = "audio"
         out["audio_seconds"] = mp3_seconds(body)
     elif "json" in content_type and len(body) <= PARSE_LIMIT:
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return out
         out["kind"] = "json"
-        _from_json(parsed, out)
+        if len(body) <= INLINE_PARSE:
+            _parse_into(out, body)
+        else:  # a base64 image or a batch of vectors: parsed off the request path
+            _later(out, _parse_into, body)
     return out
+
+
+def _parse_into(out: dict[str, Any], body: bytes) -> None:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        out["kind"] = "bytes"
+        return
+    _from_json(parsed, out)
 
 
 def _from_json(body: Any, out: dict[str, Any]) -> None:
     if isinstance(body, dict):
         errors = body.get("errors") or ([body["error"]] if isinstance(body.get("error"), dict) else None)
+        errors = errors if isinstance(errors, list) else None
         if body.get("success") is False or (errors and "result" not in body):
             out["kind"] = "error"
             out["errors"] = [
@@ -156,19 +175,32 @@ def mp3_seconds(data: bytes) -> float | None:
 
 
 def _thumbnail_later(out: dict[str, Any], data: bytes) -> None:
+    _later(out, _fill_thumbnail, data)
+
+
+def _fill_thumbnail(out: dict[str, Any], data: bytes) -> None:
+    out["thumbnail"] = thumbnail(data)
+
+
+def _later(out: dict[str, Any], fill: Callable[[dict[str, Any], bytes], None], data: bytes) -> None:
+    """Run `fill` on a worker thread when called from the event loop (at once, off it).
+
+    The summary is a plain dict the log already holds: filling it in later needs no lock, and the
+    dashboard shows what is there at each poll.
+    """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        out["thumbnail"] = thumbnail(data)
+        fill(out, data)
         return
-    future = loop.run_in_executor(None, thumbnail, data)
+    loop.run_in_executor(None, _quietly, fill, out, data)
 
-    def done(f: asyncio.Future[str | None]) -> None:
-        # The summary is a plain dict the log already holds: filling it in later needs no lock.
-        if not f.cancelled() and f.exception() is None:
-            out["thumbnail"] = f.result()
 
-    future.add_done_callback(done)
+def _quietly(fill: Callable[[dict[str, Any], bytes], None], out: dict[str, Any], data: bytes) -> None:
+    try:
+        fill(out, data)
+    except Exception as exc:  # nobody awaits this thread: record the failure instead of raising it
+        out["note"] = type(exc).__name__
 
 
 def thumbnail(data: bytes) -> str | None:
