@@ -177,6 +177,11 @@ def _strip(schema: Any) -> Any:
     return schema
 
 
+def _declares_stream(schema: Any) -> bool:
+    branches = [schema, *(schema.get("oneOf") or [])] if isinstance(schema, dict) else []
+    return any("stream" in (b.get("properties") or {}) for b in branches if isinstance(b, dict))
+
+
 def _run_responses(model: Model) -> dict[str, Any]:
     output = model.output_schema
     branches = list(output.get("oneOf") or [output]) if isinstance(output, dict) else [{}]
@@ -185,7 +190,8 @@ def _run_responses(model: Model) -> dict[str, Any]:
     if json_branches:
         result = _strip(json_branches[0]) if len(json_branches) == 1 else {"anyOf": _strip(json_branches)}
         content[JSON] = {"schema": _envelope(result or {})}
-    if any(_is_stream_branch(b) for b in branches):
+    # Models whose input takes `stream` answer SSE even when their output schema forgets to say so.
+    if any(_is_stream_branch(b) for b in branches) or _declares_stream(model.input_schema):
         content[SSE] = {"schema": SSE_EVENT}
     for branch in branches:
         kind = _binary_type(branch)
@@ -211,8 +217,22 @@ def _json_body(schema: Any) -> Any:
         branches = [b for b in schema["oneOf"] if not (isinstance(b, dict) and b.get("format") == "binary")]
         if len(branches) == 1:
             rest = {k: v for k, v in schema.items() if k != "oneOf"}
-            return {**rest, **branches[0]}
-        return {**schema, "oneOf": branches}
+            return _text_binary({**rest, **branches[0]})
+        return _text_binary({**schema, "oneOf": branches})
+    return _text_binary(schema)
+
+
+def _text_binary(schema: Any) -> Any:
+    """Inside a JSON body a "binary" string is still JSON text: drop `format: binary` there, or tools
+    generate raw bytes that cannot be serialised as JSON."""
+    if isinstance(schema, dict):
+        return {
+            k: _text_binary(v)
+            for k, v in schema.items()
+            if not (k == "format" and v == "binary" and schema.get("type") == "string")
+        }
+    if isinstance(schema, list):
+        return [_text_binary(v) for v in schema]
     return schema
 
 

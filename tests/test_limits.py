@@ -1,5 +1,4 @@
-"""Resource limits: body size (with and without Content-Length), pixels, audio length, batch, output tokens,
-slow and idle clients, aborted streams — answered with Cloudflare errors and without leaked tasks or fds."""
+"""Resource limits (size, pixels, audio, batch, tokens, slow/idle clients, aborted streams): 4xx, no leaks."""
 
 from __future__ import annotations
 
