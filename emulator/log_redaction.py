@@ -18,6 +18,8 @@ class RedactingFilter(logging.Filter):
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ConnectionResetError):
+            return False  # a client that went away mid-answer (aborted stream) is not a server error
         record.msg = self.redactor.redact_text(record.getMessage())
         record.args = None
         if record.exc_info:
