@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -133,26 +132,15 @@ def serve(host: str, port: int, seed: int, data_dir: Path | None, token: str | N
 async def run_server(settings: Settings) -> None:
     from aiohttp import web
 
-    from emulator import log_redaction
-    from emulator.limits import runner_for
-    from emulator.server.app import create_app
+    from emulator.server.lifecycle import serve_until_stopped
 
-    log_redaction.install((settings.token, settings.upstream_token))
-    app = create_app(settings)
-    runner = runner_for(app)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
-    await site.start()
-    if settings.port == 0:
-        settings.port = runner.addresses[0][1]
-    click.echo(banner(settings))
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    def announce(runner: web.AppRunner) -> None:
+        if settings.port == 0:
+            settings.port = runner.addresses[0][1]
+        click.echo(banner(settings))
+        sys.stdout.flush()
+
+    await serve_until_stopped(settings, announce)
 
 
 @main.command("stop")

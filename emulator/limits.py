@@ -154,6 +154,9 @@ async def read_body(request: web.Request) -> bytes:
     """The whole body, or 408 when it trickles in slower than BODY_READ_TIMEOUT (slowloris clients)."""
     if request.get(BODY_TIMED_OUT):
         raise CFError("body_timeout")  # already waited once (the request log reads the body again)
+    if request.content.is_eof():
+        # Already all here (the usual case for small bodies, and any second read): no timer needed.
+        return await request.read()
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT):
             return await request.read()

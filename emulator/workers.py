@@ -33,23 +33,13 @@ def reserve_port(host: str, port: int) -> socket.socket:
 
 
 async def _run_worker(settings: Settings, ready: Connection) -> None:
-    from aiohttp import web
+    from emulator.server.lifecycle import serve_until_stopped
 
-    from emulator.server.app import create_app
+    def report_ready(_runner: object) -> None:
+        ready.send(os.getpid())
+        ready.close()
 
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
-    await site.start()
-    ready.send(os.getpid())
-    ready.close()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_until_stopped(settings, report_ready)
 
 
 def _worker_main(settings: Settings, ready: Connection) -> None:

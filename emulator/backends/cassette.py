@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,6 +40,10 @@ FIX_HINT = (
     "To fix: re-record the cassette (--mode record or replay-or-record), or make matching ignore a "
     "field that changes on every run with --ignore-field NAME."
 )
+
+
+# Another process re-recording a cassette is noticed within this delay.
+FILE_CHECK_SECONDS = 0.5
 
 
 def cassette_dir(settings: Settings) -> Path:
@@ -80,6 +85,7 @@ class CassetteBackend:
         self.store = CassetteStore(cassette_dir(settings))
         self.upstream = Upstream(settings)
         self._indexes: dict[str, tuple[Cassette, CassetteIndex]] = {}
+        self._checked: dict[str, float] = {}  # cassette name → when its file was last looked at
         self._fresh: set[str] = set()  # cassettes already started in this run (record mode)
         self._write_lock = threading.Lock()
 
@@ -98,7 +104,15 @@ class CassetteBackend:
         return self.settings.cassette
 
     def index(self, name: str) -> CassetteIndex | None:
-        """The replay index of a cassette, rebuilt only when its file changed; None when it has no file."""
+        """The replay index of a cassette, rebuilt only when its file changed; None when it has no file.
+
+        The file is looked at (stat) at most every FILE_CHECK_SECONDS per cassette: replaying is on
+        every request's path, and this process's own recordings update the index directly."""
+        cached = self._indexes.get(name)
+        now = time.monotonic()
+        if cached is not None and now - self._checked.get(name, 0.0) < FILE_CHECK_SECONDS:
+            return cached[1]
+        self._checked[name] = now
         try:
             if not self.store.exists(name):
                 self._indexes.pop(name, None)

@@ -60,8 +60,8 @@ async def execute(state: ServerState, call: Call) -> Executed:
     neurons = billed_neurons(exact)
     if _would_cross_wall(state, call, neurons):
         refuse(state, call, "daily_limit")
-    state.ledger.charge(call.account_id, call.model.name, neurons, status=outcome.status,
-                        estimated=estimated, source=state.backend.name)
+    await state.ledger.charge_async(call.account_id, call.model.name, neurons, status=outcome.status,
+                                    estimated=estimated, source=state.backend.name)
     if control is not None:
         control.charged(call, neurons)
     return Executed(outcome, neurons)

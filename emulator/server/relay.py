@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from emulator.backends.upstream import Exchange
-from emulator.call import Outcome, StreamEvent
+from emulator.call import Outcome
 from emulator.server.paths import Kind, Route
-from emulator.server.render import sse_frame
+from emulator.server.render import write_events
 from emulator.server.state import ServerState
 
 # Catalog API and GraphQL have no model, so no Call: in replay/record/passthrough they go straight
@@ -57,25 +55,6 @@ async def render_rendered(request: web.Request, outcome: Outcome) -> web.StreamR
         return web.Response(status=outcome.status, headers=headers, body=outcome.body or b"")
     response = web.StreamResponse(status=outcome.status, headers=headers)
     await response.prepare(request)
-    events = outcome.events
-    try:
-        if isinstance(events, AsyncIterator):
-            async for event in events:
-                await _write(response, event)
-        else:
-            for event in events:
-                await _write(response, event)
-    finally:
-        # A client that hangs up mid-stream must not leave the upstream connection open.
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
+    await write_events(response, outcome.events)
     await response.write_eof()
     return response
-
-
-async def _write(response: web.StreamResponse, event: StreamEvent) -> None:
-    if event.delay:
-        await asyncio.sleep(event.delay)
-    await response.write(event.raw if event.raw is not None else sse_frame(event.data))

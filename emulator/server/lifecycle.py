@@ -1,0 +1,31 @@
+"""Running one server process: start the app on its port, wait for SIGINT/SIGTERM, shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from emulator import log_redaction
+from emulator.limits import runner_for
+from emulator.server.app import create_app
+from emulator.settings import Settings
+
+
+async def serve_until_stopped(settings: Settings, on_started: Callable[[web.AppRunner], None]) -> None:
+    """Serve `settings` until a stop signal; `serve` and every `--workers` process start the same way
+    (redacted logs, slow-client limits), only what they do once listening differs."""
+    log_redaction.install((settings.token, settings.upstream_token))
+    runner = runner_for(create_app(settings))
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
+    await site.start()
+    on_started(runner)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
