@@ -14,6 +14,19 @@ from emulator.tasks import FakeContext, fake_for
 # a streamed answer and a non-streamed one carry the same text.
 DELIVERY_KEYS = frozenset({"stream", "stream_options", "options"})
 CACHE_SIZE = 2048
+# The cache also has a memory budget: a few 2048² PNGs or 100×1024 embedding batches would otherwise
+# hold hundreds of MB. Sizes are estimates (a Python float in a list costs ~32 bytes).
+CACHE_BYTES = 64 * 1024 * 1024
+ENTRY_OVERHEAD = 1024
+
+
+def approx_size(outcome: Outcome) -> int:
+    """Rough bytes an outcome keeps alive: its body, or the float rows of an embedding result."""
+    size = ENTRY_OVERHEAD + (len(outcome.body) if outcome.body else 0)
+    result = outcome.result
+    if isinstance(result, dict) and isinstance(result.get("data"), list):
+        size += 32 * sum(len(row) for row in result["data"] if isinstance(row, list))
+    return size
 
 
 def fingerprint_inputs(inputs: dict[str, Any] | BinaryInput) -> Any:
@@ -36,7 +49,8 @@ class MockBackend:
     def __init__(self, *, seed: int = 0, quirks: dict[str, bool] | None = None) -> None:
         self.seed = seed
         self.quirks = quirks or {}
-        self._cache: OrderedDict[tuple[int, bool], Outcome] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, bool], tuple[Outcome, int]] = OrderedDict()
+        self._cached_bytes = 0
 
     async def handle(self, call: Call) -> Outcome:
         check_call(call)  # before any work: the fakes' cost grows with pixels, audio length, batch size
@@ -45,15 +59,28 @@ class MockBackend:
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
-            return cached
+            return cached[0]
         outcome = fake_for(call.model)(
             call, FakeContext(seed=seed, emulator_seed=self.seed, quirks=self.quirks)
         )
         if isinstance(outcome.events, list) or outcome.events is None:
-            self._cache[key] = outcome
-            if len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+            self._remember(key, outcome)
         return outcome
+
+    def _remember(self, key: tuple[int, bool], outcome: Outcome) -> None:
+        size = approx_size(outcome)
+        if size > CACHE_BYTES // 8:
+            return  # one huge answer would evict everything else for little gain
+        self._cache[key] = (outcome, size)
+        self._cached_bytes += size
+        while len(self._cache) > CACHE_SIZE or self._cached_bytes > CACHE_BYTES:
+            _, (_, evicted) = self._cache.popitem(last=False)
+            self._cached_bytes -= evicted
+
+    def cache_info(self) -> tuple[int, int]:
+        """(cached answers, estimated bytes they hold)."""
+        return len(self._cache), self._cached_bytes
 
     async def close(self) -> None:
         self._cache.clear()
+        self._cached_bytes = 0
