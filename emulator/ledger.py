@@ -1,10 +1,15 @@
 """Neuron ledger in SQLite: daily free allowance, paid-plan overage, rate limits and usage reports.
 
 Shared safely by threads (one connection behind a lock) and by several processes on one file
-(`--workers N`): every write is one `BEGIN IMMEDIATE` transaction with a busy timeout, and totals
-are bumped in place with `INSERT … ON CONFLICT DO UPDATE SET neurons = neurons + excluded.neurons`,
-so no update is lost. File databases use WAL; with `durable=True` (`synchronous=FULL`) a call
-whose `charge()` returned survives a kill -9 of the process.
+(`--workers N`): every write is one `BEGIN IMMEDIATE` transaction, taken in turn through a kernel
+file lock, and totals are bumped in place with `INSERT … ON CONFLICT DO UPDATE SET neurons =
+neurons + excluded.neurons`, so no update is lost. File databases use WAL. The server charges with
+`charge_async` (group commit: one transaction per event-loop turn, each caller resumed only after
+its charge is committed), so an answered call is in the file: with `durable=False` (the server's
+default, `synchronous=NORMAL`) it survives a kill -9 of the process, with `durable=True` also an OS
+crash. Admission reads the day total this process learnt at its last commit; with several workers,
+calls another worker charged since then are seen at the next commit, so near the wall each worker
+may let one more call through.
 """
 
 from __future__ import annotations
