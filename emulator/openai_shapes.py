@@ -10,6 +10,7 @@ import orjson
 from emulator.fakes.seed import derive_seed
 
 if TYPE_CHECKING:
+    from emulator.catalog import Model
     from emulator.tasks.text_generation import Generation
 
 # Real ids are `id-<epoch ms>` and `created` is the epoch second. Bodies must be byte-identical for
@@ -134,6 +135,15 @@ def embedding_list(vectors: list[Any], model: str, prompt_tokens: int) -> dict[s
             "data": [{"object": "embedding", "embedding": vector, "index": i}
                      for i, vector in enumerate(vectors)],
             "model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+
+
+def response_for(model: Model, inputs: dict[str, Any], gen: Generation, seed: int) -> dict[str, Any]:
+    """The Responses object for a call's `input`/`reasoning` inputs, with the model's default effort."""
+    reasoning = inputs.get("reasoning") if isinstance(inputs.get("reasoning"), dict) else {}
+    declared = model.prop("reasoning_effort")
+    default_effort = declared.get("default_effort", "medium") if isinstance(declared, dict) else "medium"
+    return response_object(gen, model.name, seed, effort=reasoning.get("effort") or default_effort,
+                           summary=reasoning.get("summary"))
 
 
 def response_object(gen: Generation, model: str, seed: int, *, effort: str | None,

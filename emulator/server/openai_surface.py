@@ -235,12 +235,7 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)
-    reasoning = inputs.get("reasoning") if isinstance(inputs.get("reasoning"), dict) else {}
-    declared = model.prop("reasoning_effort")
-    default_effort = declared.get("default_effort", "medium") if isinstance(declared, dict) else "medium"
-    effort = reasoning.get("effort") or default_effort
-    answer = openai_shapes.response_object(gen, model.name, call_seed(call, state.settings.seed),
-                                           effort=effort, summary=reasoning.get("summary"))
+    answer = openai_shapes.response_for(model, inputs, gen, call_seed(call, state.settings.seed))
     return json_response(answer, headers=answer_headers(call, executed))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from emulator.call import Call, Outcome, StreamEvent, Usage
+from emulator.call import Call, Outcome, StreamEvent, Surface, Usage
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
 from emulator.fakes.from_schema import fake_from_schema
@@ -205,9 +205,21 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         from emulator.tasks import evaluation
 
         return evaluation.fake(call, ctx)
+    from emulator.tasks import moderation
+
+    if moderation.is_guard_model(call):
+        return moderation.fake(call, ctx)
     gen = generate(call, ctx)
     usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
     extras = {"generation": gen}
+    if "input" in call.json_inputs and call.surface is Surface.NATIVE:
+        from emulator.openai_shapes import response_for
+
+        # gpt-oss's Responses input form on run/ answers a Responses object (its catalog
+        # `Responses_Output` branch); null members are left out, as that schema types them as objects.
+        result = {k: v for k, v in response_for(call.model, call.json_inputs, gen, ctx.seed).items()
+                  if v is not None}
+        return Outcome(result=result, usage=usage, extras=extras)
     if call.stream:
         return Outcome(events=native_events(gen, ctx.seed, ctx.quirks), content_type="text/event-stream",
                        usage=usage, extras=extras)
