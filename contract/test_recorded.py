@@ -24,14 +24,8 @@ REAL_DIR = FIXTURES / "real"
 
 # Captures the mock emulator does not reproduce yet (found by this suite; reported; OpenAI-surface code).
 # Strict: when the emulator is fixed the xfail trips and the entry must go.
-KNOWN_EMULATOR_DRIFT = {
-    "gateway-compat-chat-kimi-k26-nonstream#0": (
-        "SGLang-served kimi-k2.6 adds choices[].matched_stop and orders choice keys "
-        "finish_reason,index,logprobs,matched_stop,message"
-    ),
-    "v1-chat-stream-gpt-oss-20b-toolcall#0": "vLLM gpt-oss: 1st usage chunk orders prompt,total,completion",
-    "gateway-compat-stream-gpt-oss-20b-toolcall#0": "vLLM gpt-oss: usage chunk order prompt,total,completion",
-}
+# Captures the emulator does not reproduce yet (xfail, strict: a fix makes them fail until removed here).
+KNOWN_EMULATOR_DRIFT: dict[str, str] = {}
 
 
 def cases() -> list[Any]:

@@ -46,15 +46,35 @@ def chat_message(gen: Generation, seed: int) -> dict[str, Any]:
     return message
 
 
+# The serving engine behind a model leaves fingerprints in its answers (real-responses/): SGLang
+# (kimi) sorts choice and message keys, adds `matched_stop` (the end-of-turn token id) and
+# `tool_calls: null`; vLLM (gpt-oss) orders its first streamed usage total before completion.
+SGLANG_MATCHED_STOP = {
+    "@cf/moonshotai/kimi-k2.5": 163586,
+    "@cf/moonshotai/kimi-k2.6": 163586,
+    "@cf/moonshotai/kimi-k2.7-code": 163586,
+}
+VLLM_MODELS = frozenset({"@cf/openai/gpt-oss-20b", "@cf/openai/gpt-oss-120b"})
+
+
 def chat_completion(gen: Generation, model: str, seed: int) -> dict[str, Any]:
+    message = chat_message(gen, seed)
+    choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None,
+                              "finish_reason": gen.finish_reason}
+    usage: dict[str, Any] = gen.usage
+    if model in SGLANG_MATCHED_STOP:
+        message.setdefault("tool_calls", None)
+        choice["message"] = dict(sorted(message.items()))
+        choice["matched_stop"] = SGLANG_MATCHED_STOP[model]
+        choice = dict(sorted(choice.items()))
+        usage = {**usage, "prompt_tokens_details": {"cached_tokens": 0}}
     return {
         "id": stable_id(seed),
         "object": "chat.completion",
         "created": stable_created(seed),
         "model": model,
-        "choices": [{"index": 0, "message": chat_message(gen, seed), "logprobs": None,
-                     "finish_reason": gen.finish_reason}],
-        "usage": gen.usage,
+        "choices": [choice],
+        "usage": usage,
     }
 
 
@@ -120,7 +140,10 @@ def chat_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage:
     if not include_usage:
         chunks.append(_final_chunk(ident, created, model, gen.finish_reason, None))
     elif cloudflare_usage_chunks:
-        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, gen.usage))
+        usage = gen.usage
+        if model in VLLM_MODELS:
+            usage = {k: usage[k] for k in ("prompt_tokens", "total_tokens", "completion_tokens")}
+        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, usage))
         chunks.append(_final_chunk(ident, created, model, gen.finish_reason, dict(ZERO_USAGE)))
     else:
         chunks.append(_final_chunk(ident, created, model, gen.finish_reason, None))

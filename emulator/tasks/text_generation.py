@@ -228,7 +228,10 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
 
         completion = chat_completion(gen, call.model.name, ctx.seed)
         for choice in completion["choices"]:
-            # The frontier output schemas require `refusal` on the message (null when not refusing).
+            # The frontier output schemas require `refusal` on the message (null when not refusing)
+            # and type `tool_calls` as an array: the OpenAI surface's SGLang `tool_calls: null` goes.
             choice["message"].setdefault("refusal", None)
+            if choice["message"].get("tool_calls", ()) is None:
+                del choice["message"]["tool_calls"]
         return Outcome(result=completion, usage=usage, extras=extras)
     return Outcome(result=native_result(gen), usage=usage, extras=extras)
