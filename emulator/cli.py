@@ -26,102 +26,259 @@ def main() -> None:
 
 
 def banner(settings: Settings) -> str:
-    base = f"http://{settings.host if settings.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{settings.port}"
+    base = (
+        f"http://{settings.host if settings.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{settings.port}"
+    )
     acct = DEMO_ACCOUNT
     token = settings.token or "any-token"
-    return "\n".join([
-        f"workers-ai-emulator {settings.mode.value} mode listening on {base}",
-        "",
-        f"  cloudflare SDK     Cloudflare(api_token=\"{token}\", base_url=\"{base}/client/v4\")",
-        f"  OpenAI-compatible  OpenAI(api_key=\"{token}\", base_url=\"{base}/client/v4/accounts/{acct}/ai/v1\")",
-        f"  REST base          {base}/client/v4/accounts/{acct}/ai/run/<model>",
-        f"  dashboard          {base}/__emulator__/",
-        "",
-        "  curl example:",
-        f"    curl {base}/client/v4/accounts/{acct}/ai/run/@cf/meta/llama-3-8b-instruct \\",
-        f"      -H 'Authorization: Bearer {token}' \\",
-        "      -d '{\"prompt\": \"Where did the phrase Hello World come from\"}'",
-        "",
-        "  Any 32-hex account id works; without --token any non-empty token is accepted.",
-    ])
+    return "\n".join(
+        [
+            f"workers-ai-emulator {settings.mode.value} mode listening on {base}",
+            "",
+            f'  cloudflare SDK     Cloudflare(api_token="{token}", base_url="{base}/client/v4")',
+            f'  OpenAI-compatible  OpenAI(api_key="{token}",'
+            f' base_url="{base}/client/v4/accounts/{acct}/ai/v1")',
+            f"  REST base          {base}/client/v4/accounts/{acct}/ai/run/<model>",
+            f"  dashboard          {base}/__emulator__/",
+            "",
+            "  curl example:",
+            f"    curl {base}/client/v4/accounts/{acct}/ai/run/@cf/meta/llama-3-8b-instruct \\",
+            f"      -H 'Authorization: Bearer {token}' \\",
+            '      -d \'{"prompt": "Where did the phrase Hello World come from"}\'',
+            "",
+            "  Any 32-hex account id works; without --token any non-empty token is accepted.",
+        ]
+    )
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar=env("HOST"),
-              help="Interface to bind (127.0.0.1 unless told otherwise).")
-@click.option("--port", default=8787, show_default=True, type=int, envvar=env("PORT"), help="TCP port (0 = any free).")
-@click.option("--seed", default=0, show_default=True, type=int, envvar=env("SEED"),
-              help="Global seed: the same request and seed give byte-identical answers.")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar=env("DATA_DIR"),
-              help="Where the ledger and cassettes live (default: a new temporary directory).")
-@click.option("--token", envvar=env("TOKEN"), help="Accept only this API token (default: any non-empty token).")
-@click.option("--mode", type=click.Choice([m.value for m in Mode]), default="mock", show_default=True,
-              envvar=env("MODE"), help="mock fakes, replay cassettes, record/passthrough to the real API.")
-@click.option("--plan", type=click.Choice(["free", "paid"]), default="free", show_default=True, envvar=env("PLAN"),
-              help="free: 4006 after the daily allowance; paid: bill the overage.")
-@click.option("--daily-neurons", type=float, default=10_000, show_default=True, envvar=env("DAILY_NEURONS"),
-              help="Daily free neuron allowance.")
-@click.option("--rate-limits/--no-rate-limits", default=False, envvar=env("RATE_LIMITS"),
-              help="Enforce Cloudflare's per-task requests-per-minute limits.")
-@click.option("--quirk", "quirks", multiple=True, metavar="NAME=on|off", envvar=env("QUIRKS"),
-              help="Turn a reproduced Cloudflare quirk off (see `workers-ai-emulator quirks`).")
-@click.option("--upstream", default="https://api.cloudflare.com", show_default=True, envvar=env("UPSTREAM"),
-              help="Real API base for record/passthrough.")
-@click.option("--cassette", default="default", show_default=True, envvar=env("CASSETTE"),
-              help="Cassette name for record/replay.")
-@click.option("--cassette-dir", type=click.Path(path_type=Path), envvar=env("CASSETTE_DIR"),
-              help="Directory of cassettes (default: <data-dir>/cassettes).")
-@click.option("--replay-timing", type=click.Choice(["fast", "real"]), default="fast", show_default=True,
-              envvar=env("REPLAY_TIMING"), help="Replay streams at once or with the recorded timing.")
-@click.option("--max-upstream-neurons", type=float, envvar=env("MAX_UPSTREAM_NEURONS"),
-              help="Refuse further real calls once this many real neurons were spent in this run.")
-@click.option("--upstream-gateway", default="https://gateway.ai.cloudflare.com", show_default=True,
-              envvar=env("UPSTREAM_GATEWAY"), help="Real AI Gateway base, for /v1/… paths in record/passthrough.")
-@click.option("--upstream-timeout", type=float, default=120.0, show_default=True, envvar=env("UPSTREAM_TIMEOUT"),
-              help="Seconds without a byte from the real API before answering 504.")
-@click.option("--ignore-field", "ignore_fields", multiple=True, metavar="FIELD", envvar=env("IGNORE_FIELDS"),
-              help="Request-body field replay matching ignores (dotted path, * wildcard); repeatable.")
-@click.option("--no-control-plane", is_flag=True, envvar=env("NO_CONTROL_PLANE"),
-              help="Disable /__emulator__/ (the control plane and dashboard).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, envvar=env("WORKERS"),
-              help="Server processes sharing the port (SO_REUSEPORT), the ledger and the cassettes.")
-@click.option("--durable-ledger", is_flag=True, envvar=env("DURABLE_LEDGER"),
-              help="fsync every charge (survives an OS crash too; the default survives kill -9 only).")
-@click.option("--background", is_flag=True, envvar=env("BACKGROUND"),
-              help="Start detached, return once the server answers, and write a pid file (for CI).")
-@click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), envvar=env("PID_FILE"),
-              help="With --background: the pid file (default: <tmp>/workers-ai-emulator-<port>.pid).")
-@click.option("--ready-timeout", type=float, default=60.0, show_default=True,
-              help="With --background: seconds to wait for the server to answer.")
-def serve(host: str, port: int, seed: int, data_dir: Path | None, token: str | None, mode: str, plan: str,
-          daily_neurons: float, rate_limits: bool, quirks: tuple[str, ...], upstream: str, cassette: str,
-          cassette_dir: Path | None, replay_timing: str, max_upstream_neurons: float | None,
-          upstream_gateway: str, upstream_timeout: float, ignore_fields: tuple[str, ...],
-          no_control_plane: bool, workers: int, durable_ledger: bool, background: bool,
-          pid_file: Path | None, ready_timeout: float) -> None:
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar=env("HOST"),
+    help="Interface to bind (127.0.0.1 unless told otherwise).",
+)
+@click.option(
+    "--port", default=8787, show_default=True, type=int, envvar=env("PORT"), help="TCP port (0 = any free)."
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    envvar=env("SEED"),
+    help="Global seed: the same request and seed give byte-identical answers.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar=env("DATA_DIR"),
+    help="Where the ledger and cassettes live (default: a new temporary directory).",
+)
+@click.option(
+    "--token", envvar=env("TOKEN"), help="Accept only this API token (default: any non-empty token)."
+)
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in Mode]),
+    default="mock",
+    show_default=True,
+    envvar=env("MODE"),
+    help="mock fakes, replay cassettes, record/passthrough to the real API.",
+)
+@click.option(
+    "--plan",
+    type=click.Choice(["free", "paid"]),
+    default="free",
+    show_default=True,
+    envvar=env("PLAN"),
+    help="free: 4006 after the daily allowance; paid: bill the overage.",
+)
+@click.option(
+    "--daily-neurons",
+    type=float,
+    default=10_000,
+    show_default=True,
+    envvar=env("DAILY_NEURONS"),
+    help="Daily free neuron allowance.",
+)
+@click.option(
+    "--rate-limits/--no-rate-limits",
+    default=False,
+    envvar=env("RATE_LIMITS"),
+    help="Enforce Cloudflare's per-task requests-per-minute limits.",
+)
+@click.option(
+    "--quirk",
+    "quirks",
+    multiple=True,
+    metavar="NAME=on|off",
+    envvar=env("QUIRKS"),
+    help="Turn a reproduced Cloudflare quirk off (see `workers-ai-emulator quirks`).",
+)
+@click.option(
+    "--upstream",
+    default="https://api.cloudflare.com",
+    show_default=True,
+    envvar=env("UPSTREAM"),
+    help="Real API base for record/passthrough.",
+)
+@click.option(
+    "--cassette",
+    default="default",
+    show_default=True,
+    envvar=env("CASSETTE"),
+    help="Cassette name for record/replay.",
+)
+@click.option(
+    "--cassette-dir",
+    type=click.Path(path_type=Path),
+    envvar=env("CASSETTE_DIR"),
+    help="Directory of cassettes (default: <data-dir>/cassettes).",
+)
+@click.option(
+    "--replay-timing",
+    type=click.Choice(["fast", "real"]),
+    default="fast",
+    show_default=True,
+    envvar=env("REPLAY_TIMING"),
+    help="Replay streams at once or with the recorded timing.",
+)
+@click.option(
+    "--max-upstream-neurons",
+    type=float,
+    envvar=env("MAX_UPSTREAM_NEURONS"),
+    help="Refuse further real calls once this many real neurons were spent in this run.",
+)
+@click.option(
+    "--upstream-gateway",
+    default="https://gateway.ai.cloudflare.com",
+    show_default=True,
+    envvar=env("UPSTREAM_GATEWAY"),
+    help="Real AI Gateway base, for /v1/… paths in record/passthrough.",
+)
+@click.option(
+    "--upstream-timeout",
+    type=float,
+    default=120.0,
+    show_default=True,
+    envvar=env("UPSTREAM_TIMEOUT"),
+    help="Seconds without a byte from the real API before answering 504.",
+)
+@click.option(
+    "--ignore-field",
+    "ignore_fields",
+    multiple=True,
+    metavar="FIELD",
+    envvar=env("IGNORE_FIELDS"),
+    help="Request-body field replay matching ignores (dotted path, * wildcard); repeatable.",
+)
+@click.option(
+    "--no-control-plane",
+    is_flag=True,
+    envvar=env("NO_CONTROL_PLANE"),
+    help="Disable /__emulator__/ (the control plane and dashboard).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    envvar=env("WORKERS"),
+    help="Server processes sharing the port (SO_REUSEPORT), the ledger and the cassettes.",
+)
+@click.option(
+    "--durable-ledger",
+    is_flag=True,
+    envvar=env("DURABLE_LEDGER"),
+    help="fsync every charge (survives an OS crash too; the default survives kill -9 only).",
+)
+@click.option(
+    "--background",
+    is_flag=True,
+    envvar=env("BACKGROUND"),
+    help="Start detached, return once the server answers, and write a pid file (for CI).",
+)
+@click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=env("PID_FILE"),
+    help="With --background: the pid file (default: <tmp>/workers-ai-emulator-<port>.pid).",
+)
+@click.option(
+    "--ready-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="With --background: seconds to wait for the server to answer.",
+)
+def serve(
+    host: str,
+    port: int,
+    seed: int,
+    data_dir: Path | None,
+    token: str | None,
+    mode: str,
+    plan: str,
+    daily_neurons: float,
+    rate_limits: bool,
+    quirks: tuple[str, ...],
+    upstream: str,
+    cassette: str,
+    cassette_dir: Path | None,
+    replay_timing: str,
+    max_upstream_neurons: float | None,
+    upstream_gateway: str,
+    upstream_timeout: float,
+    ignore_fields: tuple[str, ...],
+    no_control_plane: bool,
+    workers: int,
+    durable_ledger: bool,
+    background: bool,
+    pid_file: Path | None,
+    ready_timeout: float,
+) -> None:
     """Start the emulator and print the base URLs to paste into each kind of client."""
     if background:
         from emulator import detach
 
-        args = sys.argv[sys.argv.index("serve") + 1:] if "serve" in sys.argv else []
+        args = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
         detach.start(detach.server_argv(args), pid_file, port, ready_timeout)
         return
     try:
         quirk_map = parse_quirk_flags([q for flag in quirks for q in flag.split(",") if q])
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--quirk") from None
-    settings = Settings(host=host, port=port, seed=seed, data_dir=data_dir, token=token, mode=Mode(mode), plan=plan,
-                        daily_neurons=daily_neurons, rate_limits=rate_limits, quirks=quirk_map, upstream=upstream,
-                        cassette=cassette, cassette_dir=cassette_dir, replay_timing=replay_timing,
-                        max_upstream_neurons=max_upstream_neurons, control_plane=not no_control_plane,
-                        upstream_gateway=upstream_gateway, upstream_timeout=upstream_timeout,
-                        ignore_fields=list(ignore_fields),
-                        upstream_token=os.environ.get("CLOUDFLARE_API_TOKEN"),
-                        upstream_account_id=os.environ.get("CLOUDFLARE_ACCOUNT_ID"),
-                        workers=workers, durable_ledger=durable_ledger)
+    settings = Settings(
+        host=host,
+        port=port,
+        seed=seed,
+        data_dir=data_dir,
+        token=token,
+        mode=Mode(mode),
+        plan=plan,
+        daily_neurons=daily_neurons,
+        rate_limits=rate_limits,
+        quirks=quirk_map,
+        upstream=upstream,
+        cassette=cassette,
+        cassette_dir=cassette_dir,
+        replay_timing=replay_timing,
+        max_upstream_neurons=max_upstream_neurons,
+        control_plane=not no_control_plane,
+        upstream_gateway=upstream_gateway,
+        upstream_timeout=upstream_timeout,
+        ignore_fields=list(ignore_fields),
+        upstream_token=os.environ.get("CLOUDFLARE_API_TOKEN"),
+        upstream_account_id=os.environ.get("CLOUDFLARE_ACCOUNT_ID"),
+        workers=workers,
+        durable_ledger=durable_ledger,
+    )
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        click.echo(f"warning: binding {host} without --token: anyone who can reach this port can use it.",
-                   err=True)
+        click.echo(
+            f"warning: binding {host} without --token: anyone who can reach this port can use it.", err=True
+        )
     if workers > 1:
         from emulator.workers import serve_workers
 
@@ -144,12 +301,27 @@ async def run_server(settings: Settings) -> None:
 
 
 @main.command("stop")
-@click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), envvar=env("PID_FILE"),
-              help="The pid file `serve --background` wrote (default: the one for --port).")
-@click.option("--port", default=8787, show_default=True, type=int, envvar=env("PORT"),
-              help="Find the default pid file of a server started with this --port.")
-@click.option("--timeout", type=float, default=10.0, show_default=True,
-              help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=env("PID_FILE"),
+    help="The pid file `serve --background` wrote (default: the one for --port).",
+)
+@click.option(
+    "--port",
+    default=8787,
+    show_default=True,
+    type=int,
+    envvar=env("PORT"),
+    help="Find the default pid file of a server started with this --port.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait after SIGTERM before SIGKILL.",
+)
 def stop_command(pid_file: Path | None, port: int, timeout: float) -> None:
     """Stop a server started with `serve --background` (SIGTERM, then SIGKILL) and remove its pid file."""
     from emulator import detach
@@ -159,8 +331,14 @@ def stop_command(pid_file: Path | None, port: int, timeout: float) -> None:
 
 @main.command("quirks")
 @click.option("--markdown", is_flag=True, help="Print docs/quirks.md (generated from the same table).")
-@click.option("--quirk", "quirks", multiple=True, metavar="NAME=on|off", envvar=env("QUIRKS"),
-              help="Show the state these flags would give (as for serve).")
+@click.option(
+    "--quirk",
+    "quirks",
+    multiple=True,
+    metavar="NAME=on|off",
+    envvar=env("QUIRKS"),
+    help="Show the state these flags would give (as for serve).",
+)
 def quirks_command(markdown: bool, quirks: tuple[str, ...]) -> None:
     """List the Cloudflare quirks the emulator reproduces, with evidence and off switches."""
     from emulator import quirks_doc
@@ -186,10 +364,18 @@ _add_accounting_commands()
 
 
 @main.command("docs-reference")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the reference to FILE (docs/reference.md) instead of stdout.")
-@click.option("--check", "check", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Exit 1 if FILE differs from the generated reference.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the reference to FILE (docs/reference.md) instead of stdout.",
+)
+@click.option(
+    "--check",
+    "check",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Exit 1 if FILE differs from the generated reference.",
+)
 def docs_reference_command(output: Path | None, check: Path | None) -> None:
     """Print docs/reference.md, generated from the code (commands, options, env vars, routes, cassettes)."""
     from emulator.reference_doc import generate
@@ -206,8 +392,12 @@ def docs_reference_command(output: Path | None, check: Path | None) -> None:
 
 
 @main.command("openapi")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the description to FILE instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the description to FILE instead of stdout.",
+)
 def openapi_command(output: Path | None) -> None:
     """Print the OpenAPI 3.1 description of the emulator (also served at /__emulator__/openapi.json)."""
     from emulator.openapi import spec_bytes

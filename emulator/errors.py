@@ -42,11 +42,15 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "body_timeout": ErrorSpec(3007, 408, "Request timeout", Layer.EDGE),  # body trickled in too slowly
     # Model layer
     "bad_input": ErrorSpec(5006, 400, "AiError: Bad input: {detail}"),
-    "invalid_json": ErrorSpec(5006, 400, "AiError: Bad input: Error: request body is not valid JSON ({detail})"),
+    "invalid_json": ErrorSpec(
+        5006, 400, "AiError: Bad input: Error: request body is not valid JSON ({detail})"
+    ),
     "no_such_model": ErrorSpec(5007, 400, "No such model {model} or task"),
     "invalid_base64": ErrorSpec(5004, 400, "Invalid data type for base64 input: {type}"),
     "incomplete_request": ErrorSpec(3003, 400, "Request is missing headers or body: {what}"),
-    "requires_paid": ErrorSpec(5035, 403, "This model requires a Workers Paid plan. See pricing for details."),
+    "requires_paid": ErrorSpec(
+        5035, 403, "This model requires a Workers Paid plan. See pricing for details."
+    ),
     "lora_unsupported": ErrorSpec(5005, 405, "The model {model} does not support LoRa inference"),
     "invalid_model_id": ErrorSpec(3042, 404, "The model name is invalid"),
     "timeout": ErrorSpec(3007, 408, "AiError: AiError: Request timeout ({request_id})"),
@@ -69,12 +73,17 @@ CATALOGUE: dict[str, ErrorSpec] = {
     # OpenAI-compatible surface (codes for undocumented cases are the emulator's choice, see
     # emulator/server/openai_surface.py and docs/openai-compatible.md).
     "missing_model": ErrorSpec(
-        5006, 400, "AiError: Bad input: Error: required properties at '/' are 'model'"),
+        5006, 400, "AiError: Bad input: Error: required properties at '/' are 'model'"
+    ),
     "responses_model": ErrorSpec(
-        5007, 400, "No such model {model} or task: /v1/responses serves only @cf/openai/gpt-oss-120b and "
-                   "@cf/openai/gpt-oss-20b"),
+        5007,
+        400,
+        "No such model {model} or task: /v1/responses serves only @cf/openai/gpt-oss-120b and "
+        "@cf/openai/gpt-oss-20b",
+    ),
     "responses_stream": ErrorSpec(
-        5006, 400, "AiError: Bad input: Error: /v1/responses supports only stream: false"),
+        5006, 400, "AiError: Bad input: Error: /v1/responses supports only stream: false"
+    ),
     # AI Gateway (real-responses/err-aigateway-2005-2008-compat.json).
     "invalid_provider": ErrorSpec(2008, 400, "Invalid provider", Layer.GATEWAY),
     # Catalog API query errors (codes undocumented: emulator's choice, see server/catalog_api.py).
@@ -82,12 +91,16 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "missing_query": ErrorSpec(1001, 400, "Missing required query parameter '{name}'", Layer.EDGE),
     # Async batch (reference §6; codes are the emulator's choice, see emulator/batch.py).
     "batch_unsupported": ErrorSpec(
-        5006, 400, "AiError: Bad input: Error: {model} does not support async batch requests (queueRequest)"),
+        5006, 400, "AiError: Bad input: Error: {model} does not support async batch requests (queueRequest)"
+    ),
     "batch_too_large": ErrorSpec(3006, 413, "Request is too large: async batch payloads must be under 10 MB"),
     "unknown_batch": ErrorSpec(404, 404, "AiError: No async batch request with request_id '{request_id}'"),
     "websocket_only": ErrorSpec(
-        5006, 400, "AiError: Bad input: Error: {model} is only available over WebSocket; "
-                   "connect with a WebSocket upgrade instead of POST /ai/run"),
+        5006,
+        400,
+        "AiError: Bad input: Error: {model} is only available over WebSocket; "
+        "connect with a WebSocket upgrade instead of POST /ai/run",
+    ),
 }
 
 
@@ -118,10 +131,22 @@ class CFError(Exception):
         """The v4 body, with the key order each layer really uses."""
         error = {"code": self.code, "message": self.message}
         if self.layer is Layer.GATEWAY:
-            return {"success": False, "result": [], "messages": [], "error": [error],
-                    "name": "AiGatewayError", "httpCode": self.status, "internalCode": self.code,
-                    "message": self.message, "description": self.message}
+            return {
+                "success": False,
+                "result": [],
+                "messages": [],
+                "error": [error],
+                "name": "AiGatewayError",
+                "httpCode": self.status,
+                "internalCode": self.code,
+                "message": self.message,
+                "description": self.message,
+            }
         if self.layer is Layer.EDGE:
             return {"result": None, "success": False, "errors": [error], "messages": []}
-        return {"errors": [{"message": self.message, "code": self.code}], "success": False, "result": {},
-                "messages": []}
+        return {
+            "errors": [{"message": self.message, "code": self.code}],
+            "success": False,
+            "result": {},
+            "messages": [],
+        }

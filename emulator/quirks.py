@@ -29,15 +29,16 @@ QUIRKS: dict[str, Quirk] = {
         ),
         Quirk(
             "v1-errors-not-openai-shaped",
-            "errors on `/ai/v1/*` use the v4 envelope (`errors` array), not OpenAI's `{\"error\": {...}}`.",
+            'errors on `/ai/v1/*` use the v4 envelope (`errors` array), not OpenAI\'s `{"error": {...}}`.',
             "errors on `/ai/v1/*` also carry an OpenAI-style `error` object (type, code, message).",
             "reference/workers-ai-api.md §3.4; real-responses/err-5006-schema-v1-content-array.json.",
         ),
         Quirk(
             "no-role-in-first-delta",
             "the first `chat.completion.chunk` delta has no `role` key.",
-            "the first delta carries `\"role\": \"assistant\"` as OpenAI sends it.",
-            "reference/workers-ai-api.md §5.2; real-responses/gateway-compat-stream-llama31-8b.cassette.json.",
+            'the first delta carries `"role": "assistant"` as OpenAI sends it.',
+            "reference/workers-ai-api.md §5.2; "
+            "real-responses/gateway-compat-stream-llama31-8b.cassette.json.",
         ),
         Quirk(
             "stream-usage-on-finish-chunk",
@@ -49,15 +50,16 @@ QUIRKS: dict[str, Quirk] = {
         ),
         Quirk(
             "embeddings-ignore-base64",
-            "`/ai/v1/embeddings` ignores `encoding_format: \"base64\"` and answers float arrays (the "
+            '`/ai/v1/embeddings` ignores `encoding_format: "base64"` and answers float arrays (the '
             "OpenAI Node SDK then decodes them to all-zero vectors).",
-            "`encoding_format: \"base64\"` answers base64 of little-endian float32, as OpenAI does.",
-            "real-responses/v1-embeddings-base64-ignored-observation-2026-08.json (karakeep-app/karakeep#2698).",
+            '`encoding_format: "base64"` answers base64 of little-endian float32, as OpenAI does.',
+            "real-responses/v1-embeddings-base64-ignored-observation-2026-08.json "
+            "(karakeep-app/karakeep#2698).",
         ),
         Quirk(
             "stream-padding",
             "native `/ai/run` SSE token events carry a random-length `p` padding field.",
-            "token events are `{\"response\": ...}` only.",
+            'token events are `{"response": ...}` only.',
             "real-responses/run-stream-sse-p-padding-discord-2025-03.json.",
         ),
         Quirk(

@@ -146,8 +146,11 @@ def _properties(record: dict[str, Any]) -> dict[str, Any]:
 
 def _read_data_files() -> list[tuple[str, Any]]:
     data_dir = resources.files("emulator.catalog") / "data"
-    return [(f.name, orjson.loads(f.read_bytes())) for f in sorted(data_dir.iterdir(), key=lambda p: p.name)
-            if f.name.endswith(".json")]
+    return [
+        (f.name, orjson.loads(f.read_bytes()))
+        for f in sorted(data_dir.iterdir(), key=lambda p: p.name)
+        if f.name.endswith(".json")
+    ]
 
 
 @functools.cache
@@ -162,11 +165,14 @@ def load_catalog() -> Catalog:
             continue
         task = Task(**record["task"])
         schema = record.get("schema") or {}
-        models.setdefault(record["name"], Model(record["name"], task, record, schema,
-                                                properties=_properties(record)))
+        models.setdefault(
+            record["name"], Model(record["name"], task, record, schema, properties=_properties(record))
+        )
     for model in list(models.values()):
         if not model.schema.get("input"):
-            frontier = model.requires_paid or "reasoning_effort" in model.properties or "vision" in model.properties
+            frontier = (
+                model.requires_paid or "reasoning_effort" in model.properties or "vision" in model.properties
+            )
             donor_name = FRONTIER_SCHEMA_DONOR if frontier else TASK_SCHEMA_DONORS.get(model.task.name, "")
             donor = models.get(donor_name)
             if donor is not None:
@@ -178,8 +184,17 @@ def load_catalog() -> Catalog:
         record["id"] = str(uuid.UUID(bytes=hashlib.md5(extra["name"].encode()).digest()))
         record["name"] = extra["name"]
         record["description"] = extra["description"]
-        record["properties"] = [*record.get("properties", []),
-                                {"property_id": "info", "value": "not in the published catalog (emulator)"}]
-        models[extra["name"]] = Model(extra["name"], sibling.task, record, sibling.schema, published=False,
-                                      schema_inherited_from=sibling.name, properties=_properties(record))
+        record["properties"] = [
+            *record.get("properties", []),
+            {"property_id": "info", "value": "not in the published catalog (emulator)"},
+        ]
+        models[extra["name"]] = Model(
+            extra["name"],
+            sibling.task,
+            record,
+            sibling.schema,
+            published=False,
+            schema_inherited_from=sibling.name,
+            properties=_properties(record),
+        )
     return Catalog(list(models.values()))

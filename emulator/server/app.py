@@ -13,10 +13,7 @@ from emulator.errors import CFError
 from emulator.ledger import Ledger, Plan
 from emulator.pricing import load_prices
 from emulator.quirks import enabled
-from emulator.server import catalog_api, native
-from emulator.server import gateway, openai_surface
-from emulator.server import graphql
-from emulator.server import relay
+from emulator.server import catalog_api, gateway, graphql, native, openai_surface, relay
 from emulator.server.edge import check_auth, check_size
 from emulator.server.paths import Kind, Route, parse
 from emulator.server.render import error_response, new_request_id
@@ -54,22 +51,33 @@ def make_backend(settings: Settings) -> Backend:
 
 def make_ledger(settings: Settings) -> Ledger:
     path = settings.ledger_path or str(settings.resolved_data_dir() / "ledger.sqlite3")
-    ledger = Ledger(path, plan=Plan(settings.plan), daily_neurons=settings.daily_neurons,
-                    rate_limits=settings.rate_limits, prices=load_prices(),
-                    durable=settings.durable_ledger)
+    ledger = Ledger(
+        path,
+        plan=Plan(settings.plan),
+        daily_neurons=settings.daily_neurons,
+        rate_limits=settings.rate_limits,
+        prices=load_prices(),
+        durable=settings.durable_ledger,
+    )
     ledger.record_settings()  # `workers-ai-emulator usage` reads the plan back from the file
     return ledger
 
 
 def build_state(settings: Settings) -> ServerState:
-    return ServerState(settings=settings, catalog=load_catalog(), backend=make_backend(settings),
-                       ledger=make_ledger(settings), prices=load_prices())
+    return ServerState(
+        settings=settings,
+        catalog=load_catalog(),
+        backend=make_backend(settings),
+        ledger=make_ledger(settings),
+        prices=load_prices(),
+    )
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    route = parse(request.method, request.raw_path,
-                  allow_double_slash=enabled(state.quirks, "double-slash-path"))
+    route = parse(
+        request.method, request.raw_path, allow_double_slash=enabled(state.quirks, "double-slash-path")
+    )
     request[ROUTE] = route
     check_size(request, state.settings)
     check_auth(request, state.settings)
@@ -84,8 +92,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 @web.middleware
-async def cloudflare_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                            ) -> web.StreamResponse:
+async def cloudflare_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Every failure leaves as a Cloudflare-shaped body with a 4xx/5xx status, never a stack trace."""
     try:
         return await handler(request)
@@ -108,8 +117,11 @@ async def cloudflare_errors(request: web.Request, handler: Callable[[web.Request
 def _error(request: web.Request, error: CFError) -> web.Response:
     state = request.app[STATE]
     route = request.get(ROUTE)
-    openai_error = (route is not None and route.kind in V1_KINDS
-                    and not enabled(state.quirks, "v1-errors-not-openai-shaped"))
+    openai_error = (
+        route is not None
+        and route.kind in V1_KINDS
+        and not enabled(state.quirks, "v1-errors-not-openai-shaped")
+    )
     return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error)
 
 

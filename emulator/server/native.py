@@ -38,13 +38,22 @@ async def render_native(request: web.Request, call: Call, executed: Executed) ->
     if outcome.events is not None:
         return await stream_events(request, outcome.events, headers=headers, status=outcome.status)
     if outcome.body is not None:
-        return web.Response(body=outcome.body, status=outcome.status, headers=headers,
-                            content_type=outcome.content_type.split(";")[0])
-    return json_response(envelope(outcome.result) if not outcome.rendered else outcome.result,
-                         status=outcome.status, headers=headers)
+        return web.Response(
+            body=outcome.body,
+            status=outcome.status,
+            headers=headers,
+            content_type=outcome.content_type.split(";")[0],
+        )
+    return json_response(
+        envelope(outcome.result) if not outcome.rendered else outcome.result,
+        status=outcome.status,
+        headers=headers,
+    )
 
 
-async def handle_run(request: web.Request, route: Route, state: ServerState, request_id: str) -> web.StreamResponse:
+async def handle_run(
+    request: web.Request, route: Route, state: ServerState, request_id: str
+) -> web.StreamResponse:
     assert route.model is not None
     model = lookup_model(state, route.model)
     raw = await read_body(request)
@@ -55,9 +64,19 @@ async def handle_run(request: web.Request, route: Route, state: ServerState, req
         return await batch.handle(request, route, state, request_id, model, inputs, raw)
     validate(model, inputs, state.quirks)
     stream = isinstance(inputs, dict) and inputs.get("stream") is True
-    call = Call(model=model, inputs=inputs, surface=Surface.NATIVE, account_id=route.account_id,
-                request_id=request_id, path=request.path, query=dict(request.query), stream=stream,
-                gateway_id=route.gateway_id, raw_body=raw, raw_content_type=request.content_type or "",
-                headers=dict(request.headers))
+    call = Call(
+        model=model,
+        inputs=inputs,
+        surface=Surface.NATIVE,
+        account_id=route.account_id,
+        request_id=request_id,
+        path=request.path,
+        query=dict(request.query),
+        stream=stream,
+        gateway_id=route.gateway_id,
+        raw_body=raw,
+        raw_content_type=request.content_type or "",
+        headers=dict(request.headers),
+    )
     executed = await execute(state, call)
     return await render_native(request, call, executed)

@@ -1,4 +1,4 @@
-"""Translation: m2m100 answers `{translated_text}` in the target language's script, length following the input."""
+"""Translation: `{translated_text}` (m2m100) in the target language's script, as long as the input."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         items = texts if isinstance(texts, list) else [texts]
         target = inputs.get("target_language", "hin_Deva")
         out = [translate_indic(t, target, ctx.seed) for t in items]
-        usage = Usage(input_tokens=sum(text_fake.count_tokens(t) for t in items),
-                      output_tokens=sum(text_fake.count_tokens(t) for t in out))
+        usage = Usage(
+            input_tokens=sum(text_fake.count_tokens(t) for t in items),
+            output_tokens=sum(text_fake.count_tokens(t) for t in out),
+        )
         return Outcome(result={"translations": out}, usage=usage)
     text = inputs["text"]
     source = inputs.get("source_lang", "en")
