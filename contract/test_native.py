@@ -11,6 +11,7 @@ import pytest
 
 from contract import checks
 from contract.targets import FIXTURES, WRONG_TOKEN, Target
+from emulator.catalog import guide
 
 pytestmark = pytest.mark.live
 
@@ -37,16 +38,9 @@ JSON_TASKS: list[tuple[str, dict[str, Any]]] = [
     ("@cf/black-forest-labs/flux-1-schnell", {"prompt": "a lighthouse", "steps": 2}),
     ("@cf/myshell-ai/melotts", {"prompt": "Hello there", "lang": "en"}),
 ]
-GUIDE_EMBEDDINGS = {
-    "@cf/baai/bge-small-en-v1.5": 384,
-    "@cf/baai/bge-base-en-v1.5": 768,
-    "@cf/baai/bge-large-en-v1.5": 1024,
-}
-GUIDE_IMAGES = [
-    "@cf/bytedance/stable-diffusion-xl-lightning",
-    "@cf/lykon/dreamshaper-8-lcm",
-    "@cf/stabilityai/stable-diffusion-xl-base-1.0",
-]
+GUIDE_EMBEDDINGS = guide.EMBEDDING_MODELS
+# img2img and inpainting need an input image; the image worker test covers them.
+GUIDE_IMAGES = [m for m in guide.IMAGE_MODELS if not m.endswith(("-img2img", "-inpainting"))]
 
 
 def post(http: httpx.Client, target: Target, model: str, body: Any = None, **kw: Any) -> httpx.Response:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from PIL import Image
 
+from emulator.catalog import guide
 from emulator.fakes.text import count_tokens
 from tests.conftest import AUTH, Emulator, ServerFactory, parse_sse, wav_bytes
 
@@ -186,9 +187,7 @@ def _check_words_and_vtt(result: dict, duration: float) -> None:
     assert " ".join(c[2] for c in cues) == result["text"]
 
 
-@pytest.mark.parametrize(
-    "model", ["@cf/openai/whisper", "@cf/openai/whisper-sherpa", "@cf/openai/whisper-tiny-en"]
-)
+@pytest.mark.parametrize("model", guide.SPEECH_MODELS)
 async def test_whisper_raw_audio_body(emulator: Emulator, model: str) -> None:
     audio = wav_bytes(4.0)
     resp = await emulator.run(model, data=audio, headers={"Content-Type": "application/octet-stream"})
