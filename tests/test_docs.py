@@ -175,10 +175,7 @@ def _needs(snippet: str) -> list[str]:
 def test_clients_python_snippet(server: str, tmp_path: Path, index: int) -> None:
     snippet = blocks(DOCS / "clients.md", "python")[index]
     missing = _needs(snippet)
-    if missing:
-        assert "llama_index" in missing[0], "only the llama-index snippet may be untested"
-        assert "Not run by this project's tests" in (DOCS / "clients.md").read_text()
-        pytest.skip(f"{missing[0]} is not installed (the doc says so)")
+    assert not missing, f"every snippet's package is a pinned test dependency; missing: {missing}"
     out = run([sys.executable, "-c", snippet.replace(HOST, server)], tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip()
@@ -203,7 +200,9 @@ def _node_modules(project: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("package", "project"), [("openai", "examples/node-openai"), ("miniflare", "contract/workers")]
+    ("package", "project"),
+    [("openai", "examples/node-openai"), ("workers-ai-provider", "examples/node-openai"),
+     ("miniflare", "contract/workers")],
 )
 def test_clients_node_snippet(server: str, tmp_path: Path, package: str, project: str) -> None:
     snippet = next(b for b in blocks(DOCS / "clients.md", "js") if f'from "{package}"' in b)
