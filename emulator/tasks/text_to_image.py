@@ -51,6 +51,20 @@ def _form_inputs(call: Call) -> dict[str, Any]:
     return call.json_inputs
 
 
+def _input_images(call: Call) -> tuple[int, float]:
+    """(512×512 tiles, megapixels) of the images a call sends in: FLUX.2 bills them (reference §7.1)."""
+    binary = call.binary
+    files = [v for v in binary.form.values() if isinstance(v, bytes)] if binary and binary.form else []
+    tiles, megapixels = 0, 0.0
+    for data in files:
+        info = images.image_info(data)
+        if info is not None:
+            _, w, h = info
+            tiles += math.ceil(w * h / TILE)
+            megapixels += w * h / MEGAPIXEL
+    return tiles, megapixels
+
+
 def _output_kind(call: Call) -> str:
     types = call.model.output_content_types()
     if "image/png" in types:
@@ -72,8 +86,10 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         _schema_default(call, "num_steps", _schema_default(call, "steps", 20)),
     )
     # Billing counts whole 512×512 tiles (real 1280×720 klein calls cost exactly 4 tiles).
+    in_tiles, in_megapixels = _input_images(call)
     usage = Usage(
-        output_tiles=math.ceil(width * height / TILE), steps=steps, megapixels=width * height / MEGAPIXEL
+        output_tiles=math.ceil(width * height / TILE), steps=steps, megapixels=width * height / MEGAPIXEL,
+        input_tiles=in_tiles, input_megapixels=in_megapixels,
     )
     kind = _output_kind(call)
     if kind == "png":
