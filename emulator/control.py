@@ -23,7 +23,7 @@ from aiohttp import web
 from emulator import __version__, limits
 from emulator.call import Call, Outcome
 from emulator.dashboard import install as install_dashboard
-from emulator.dashboard.summary import summarize_response
+from emulator.dashboard.summary import complete, summarize_response
 from emulator.errors import CFError
 from emulator.faults import FaultSet, StreamCut
 from emulator.scope import SpecError
@@ -116,7 +116,7 @@ class LogEntry:
             "stub_id": self.stub_id,
             "fault_ids": self.fault_ids,
             "source": self.source,
-            "response": self.response,
+            "response": complete(self.response),
         }
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +30,8 @@ _TEXT_KEYS = ("response", "text", "translated_text", "summary", "description", "
 def summarize_response(response: web.StreamResponse) -> dict[str, Any]:
     """What the dashboard's detail view shows about an answer; cheap, and bounded in size.
 
-    Image thumbnails are made on a worker thread after the answer has gone, and appear in the
-    summary a moment later, so a text-to-image call is not slowed down by them.
+    Image thumbnails and big JSON answers are summarised only when the log is read (`complete`), so
+    a model call never pays for them.
     """
     try:
         return _summarize(response)
@@ -55,7 +56,7 @@ def _summarize(response: web.StreamResponse) -> dict[str, Any]:
         out["kind"] = "json"
         if len(body) <= INLINE_PARSE:
             _parse_into(out, body)
-        else:  # a base64 image or a batch of vectors: parsed off the request path
+        else:  # a base64 image or a batch of vectors: parsed only if someone looks
             _later(out, _parse_into, body)
     return out
 
@@ -182,25 +183,41 @@ def _fill_thumbnail(out: dict[str, Any], data: bytes) -> None:
     out["thumbnail"] = thumbnail(data)
 
 
+# Summaries that cost real work (a thumbnail, parsing a big JSON answer) are made only when someone
+# looks (the request log's JSON, the dashboard): doing them for every answer, even off the event
+# loop, kept a core busy long after a burst of image calls. Only the latest few are kept to finish.
+PENDING_KEEP = 32
+PENDING_BYTES = 32 * 1024 * 1024
+Fill = Callable[[dict[str, Any], bytes], None]
+_pending: OrderedDict[int, tuple[dict[str, Any], Fill, bytes]] = OrderedDict()
+_pending_lock = threading.Lock()
+
+
 def _later(out: dict[str, Any], fill: Callable[[dict[str, Any], bytes], None], data: bytes) -> None:
-    """Run `fill` on a worker thread when called from the event loop (at once, off it).
-
-    The summary is a plain dict the log already holds: filling it in later needs no lock, and the
-    dashboard shows what is there at each poll.
-    """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        fill(out, data)
-        return
-    loop.run_in_executor(None, _quietly, fill, out, data)
+    """Keep `data` so `complete(out)` can fill the summary in when it is read."""
+    out["pending"] = True
+    with _pending_lock:
+        _pending[id(out)] = (out, fill, data)
+        while len(_pending) > PENDING_KEEP or sum(len(d) for _, _, d in _pending.values()) > PENDING_BYTES:
+            _, (dropped, _, _) = _pending.popitem(last=False)
+            dropped.pop("pending", None)
+            dropped["note"] = "detail not kept (older than the latest answers)"
 
 
-def _quietly(fill: Callable[[dict[str, Any], bytes], None], out: dict[str, Any], data: bytes) -> None:
-    try:
-        fill(out, data)
-    except Exception as exc:  # nobody awaits this thread: record the failure instead of raising it
-        out["note"] = type(exc).__name__
+def complete(out: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The summary with any deferred part (thumbnail, parsed JSON) filled in now."""
+    if out is None or not out.get("pending"):
+        return out
+    with _pending_lock:
+        job = _pending.pop(id(out), None)
+    out.pop("pending", None)
+    if job is not None and job[0] is out:
+        _, fill, data = job
+        try:
+            fill(out, data)
+        except Exception as exc:  # a summary must never break the log
+            out["note"] = type(exc).__name__
+    return out
 
 
 def thumbnail(data: bytes) -> str | None:

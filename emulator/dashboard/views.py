@@ -419,7 +419,7 @@ def response_html(r: dict[str, Any] | None) -> str:
         src = escape(r["thumbnail"])
         out.append(f'<img class="thumb" src="{src}" alt="Thumbnail of the generated image">')
     elif r.get("kind") == "image":
-        out.append("<p>Image (thumbnail being made)</p>")
+        out.append("<p>Image (no thumbnail kept)</p>")
     if r.get("audio_seconds") is not None:
         out.append(f'<p class="audio">{r["audio_seconds"]:.2f} s of audio</p>')
     if r.get("vectors"):

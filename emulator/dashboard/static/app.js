@@ -228,7 +228,7 @@
       out.push(el("blockquote", { className: "text" }, r.text + (r.truncated ? " …" : "")));
     }
     if (r.thumbnail) out.push(el("img", { className: "thumb", src: r.thumbnail, alt: "Thumbnail of the generated image" }));
-    else if (r.kind === "image") out.push(el("p", {}, "Image (thumbnail being made)"));
+    else if (r.kind === "image") out.push(el("p", {}, "Image (no thumbnail kept)"));
     if (r.audio_seconds !== undefined && r.audio_seconds !== null) {
       out.push(el("p", { className: "audio" }, `${r.audio_seconds.toFixed(2)} s of audio`));
     }
