@@ -76,10 +76,12 @@ def pick(loadgen: str) -> str:
 
 
 def pinned(cmd: list[str], cpu: int | None) -> list[str]:
-    """The command run on one core (taskset), or as is when pinning is off or impossible."""
-    if cpu is None or not shutil.which("taskset"):
+    """The command run on one core (taskset); with `cpu=None`, on every core. The benchmark pins itself
+    to the load generator's core, and children inherit that: "unpinned" must be said explicitly."""
+    if not shutil.which("taskset"):
         return cmd
-    return ["taskset", "-c", str(cpu), *cmd]
+    cores = str(cpu) if cpu is not None else f"0-{(os.cpu_count() or 1) - 1}"
+    return ["taskset", "-c", cores, *cmd]
 
 
 def drive(tool: str, port: int, requests: list[dict[str, Any]], *, concurrency: int, duration: float,

@@ -365,8 +365,8 @@ def workers_scaling(options: Options, work: Path) -> dict[str, Any] | None:
     rps: dict[int, float] = {}
     for n in (1, 2):
         port = free_port()
-        proc = subprocess.Popen(emulator_cmd(port, Path(tempfile.mkdtemp(dir=work)), "--workers", str(n)),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cmd = emulator_cmd(port, Path(tempfile.mkdtemp(dir=work)), "--workers", str(n))
+        proc = subprocess.Popen(pinned(cmd, None), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         server = Server(f"workers{n}", port, proc)
         try:
             try:
