@@ -9,6 +9,12 @@ pytest_plugins = ["pytester"]
 LLAMA = "@cf/meta/llama-3-8b-instruct"
 
 
+@pytest.fixture(autouse=True)
+def _user_project_config(pytester: pytest.Pytester) -> None:
+    # A real project configures pytest-asyncio; without it every inner run warns about the loop scope.
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+
+
 def test_fixture_gives_working_clients_and_stubs(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(f"""
         def test_native_and_openai(workers_ai):
