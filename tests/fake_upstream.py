@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import struct
+import subprocess
+import sys
 import uuid
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -274,3 +278,15 @@ class FakeUpstream:
             content_type="application/json",
             headers={"cf-ray": "8f0e1d2c3b4a5968-AMS"},
         )
+
+
+def start_recording_server(
+    port: int, upstream: FakeUpstream, cassette_dir: Path, cassette: str, data_dir: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    """`serve --mode replay-or-record` as a real subprocess in front of `upstream`, with the real
+    credentials in its environment (for tests that kill it with SIGKILL)."""
+    env = {**os.environ, "CLOUDFLARE_API_TOKEN": REAL_TOKEN, "CLOUDFLARE_ACCOUNT_ID": REAL_ACCOUNT}
+    cmd = [sys.executable, "-m", "emulator", "serve", "--port", str(port), "--mode", "replay-or-record",
+           "--upstream", upstream.base, "--cassette-dir", str(cassette_dir), "--cassette", cassette,
+           "--data-dir", str(data_dir), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

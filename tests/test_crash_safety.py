@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from emulator.cassettes import load_cassette
-from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN, FakeUpstream
+from tests.fake_upstream import LLAMA, FakeUpstream, start_recording_server
 from tests.serving import free_port, wait_ready
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -38,28 +38,7 @@ def _ledger(data_dir: Path) -> tuple[int, float]:
 
 
 def _serve(port: int, upstream: FakeUpstream, tmp_path: Path, data_dir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CLOUDFLARE_API_TOKEN": REAL_TOKEN, "CLOUDFLARE_ACCOUNT_ID": REAL_ACCOUNT}
-    cmd = [
-        sys.executable,
-        "-m",
-        "emulator",
-        "serve",
-        "--port",
-        str(port),
-        "--mode",
-        "replay-or-record",
-        "--upstream",
-        upstream.base,
-        "--cassette-dir",
-        str(tmp_path / "cassettes"),
-        "--cassette",
-        "crash",
-        "--data-dir",
-        str(data_dir),
-        "--plan",
-        "paid",
-    ]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return start_recording_server(port, upstream, tmp_path / "cassettes", "crash", data_dir, "--plan", "paid")
 
 
 async def test_kill_9_loses_no_recorded_interaction_and_no_charged_neuron(

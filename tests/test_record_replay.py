@@ -6,8 +6,6 @@ import asyncio
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +18,16 @@ import pytest
 
 from emulator.cassettes import load_cassette
 from tests.conftest import ACCOUNT, Emulator, ServerFactory, wav_bytes
-from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN, SDXL, SSE_EVENTS, WHISPER, FakeUpstream
+from tests.fake_upstream import (
+    LLAMA,
+    REAL_ACCOUNT,
+    REAL_TOKEN,
+    SDXL,
+    SSE_EVENTS,
+    WHISPER,
+    FakeUpstream,
+    start_recording_server,
+)
 from tests.serving import free_port, wait_ready
 
 CLIENT_TOKEN = "client-own-token-5e4d3c2b1a"
@@ -369,30 +376,7 @@ async def test_record_survives_kill_9_mid_burst(upstream: FakeUpstream, tmp_path
     completed: list[str] = []
     for round_ in range(2):
         port = free_port()
-        env = {**os.environ, "CLOUDFLARE_API_TOKEN": REAL_TOKEN, "CLOUDFLARE_ACCOUNT_ID": REAL_ACCOUNT}
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "emulator",
-                "serve",
-                "--port",
-                str(port),
-                "--mode",
-                "replay-or-record",
-                "--upstream",
-                upstream.base,
-                "--cassette-dir",
-                str(cassettes),
-                "--cassette",
-                "burst",
-                "--data-dir",
-                str(tmp_path / f"data{round_}"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
+        proc = start_recording_server(port, upstream, cassettes, "burst", tmp_path / f"data{round_}")
         base = f"http://127.0.0.1:{port}"
         try:
             await asyncio.to_thread(wait_ready, base)
