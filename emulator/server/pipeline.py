@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from emulator.call import Call, Outcome
 from emulator.errors import CFError
-from emulator.ledger import Plan
+from emulator.ledger import REFUSAL_CODES, Plan
 from emulator.quirks import enabled
 from emulator.server.billing import billed_neurons, with_body_cost
 from emulator.server.state import ServerState
@@ -18,7 +18,8 @@ class Executed:
     neurons: float
 
 
-REFUSALS = {"daily_limit": "daily_limit", "requires_paid": "requires_paid", "rate_limited": "rate_limited"}
+# Ledger refusal reasons are also the error-catalogue kinds they are answered with.
+REFUSALS = frozenset(REFUSAL_CODES)
 
 
 def admit(state: ServerState, call: Call) -> None:
@@ -30,7 +31,7 @@ def admit(state: ServerState, call: Call) -> None:
 
 def refuse(state: ServerState, call: Call, reason: str) -> None:
     """Count the refusal in the day's usage and raise the Cloudflare error for it."""
-    error = CFError(REFUSALS.get(reason, "daily_limit"), request_id=call.request_id)
+    error = CFError(reason if reason in REFUSALS else "daily_limit", request_id=call.request_id)
     state.ledger.record_refusal(call.account_id, call.model.name, error.code)
     raise error
 
