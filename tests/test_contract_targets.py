@@ -38,3 +38,16 @@ def test_contract_suite_passes(target: str) -> None:
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
     assert proc.returncode == 0, f"pytest contract --target {target} failed:\n{tail}"
     assert " passed" in proc.stdout, tail
+
+
+def test_real_target_without_credentials_skips_with_one_line() -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYTEST_") and k not in ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "contract", "--target", "real", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    reasons = [line for line in proc.stdout.splitlines() if "CLOUDFLARE_API_TOKEN" in line]
+    assert len(reasons) == 1 and reasons[0].startswith("SKIPPED"), proc.stdout[-2000:]
+    assert " passed" not in proc.stdout and " skipped" in proc.stdout
