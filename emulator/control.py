@@ -29,7 +29,7 @@ from emulator.faults import FaultSet, StreamCut
 from emulator.scope import SpecError
 from emulator.server.paths import Kind
 from emulator.server.render import STREAM_FILTER
-from emulator.server.state import STATE, ServerState
+from emulator.server.state import ROUTE, STATE, ServerState
 from emulator.settings import Mode
 from emulator.stubs import StubSet
 
@@ -292,8 +292,6 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def _finish_route(request: web.Request, entry: LogEntry) -> None:
-    from emulator.server.app import ROUTE
-
     route = request.get(ROUTE)
     if route is None:
         return

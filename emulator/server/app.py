@@ -17,14 +17,12 @@ from emulator.server import catalog_api, gateway, graphql, native, openai_surfac
 from emulator.server.edge import check_auth, check_size
 from emulator.server.paths import Kind, Route, parse
 from emulator.server.render import error_response, new_request_id
-from emulator.server.state import STATE, ServerState
+from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.settings import Mode, Settings
 
 log = logging.getLogger("workers_ai_emulator")
 
 Handler = Callable[[web.Request, Route, ServerState, str], Awaitable[web.StreamResponse]]
-REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
-ROUTE: web.RequestKey[Route] = web.RequestKey("route", Route)
 V1_KINDS = frozenset({Kind.CHAT, Kind.EMBEDDINGS, Kind.RESPONSES, Kind.COMPAT_CHAT, Kind.COMPAT_EMBEDDINGS})
 
 # Surface handlers by route kind; each surface module adds its own entries.

@@ -7,7 +7,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from emulator import limits
 from emulator.call import BinaryInput
 from emulator.catalog import Model
 from emulator.errors import CFError
@@ -29,10 +28,6 @@ def parse_json(raw: bytes) -> Any:
         raise CFError("invalid_json", detail=str(exc).split(":", 1)[0]) from None
     check_depth(value)
     return value
-
-
-async def read_body(request: web.Request) -> bytes:
-    return await limits.read_body(request)
 
 
 async def read_inputs(request: web.Request, raw: bytes) -> dict[str, Any] | BinaryInput:

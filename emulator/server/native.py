@@ -7,8 +7,9 @@ from aiohttp import web
 from emulator.call import Call, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
+from emulator.limits import read_body
 from emulator.pricing import round_neurons
-from emulator.server.inputs import read_body, read_inputs, validate
+from emulator.server.inputs import read_inputs, validate
 from emulator.server.paths import Route
 from emulator.server.pipeline import Executed, execute
 from emulator.server.relay import render_rendered

@@ -20,8 +20,9 @@ from emulator.backends.mock import call_seed
 from emulator.call import Call, Outcome, StreamEvent, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
+from emulator.limits import read_body
 from emulator.quirks import enabled
-from emulator.server.inputs import parse_json, read_body, validate
+from emulator.server.inputs import parse_json, validate
 from emulator.server.native import answer_headers, lookup_model, render_native
 from emulator.server.paths import Kind, Route
 from emulator.server.pipeline import execute

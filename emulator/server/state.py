@@ -11,6 +11,7 @@ from emulator.backends.base import Backend
 from emulator.catalog import Catalog
 from emulator.ledger import Clock, Ledger
 from emulator.pricing import PriceBook
+from emulator.server.paths import Route
 from emulator.settings import Settings
 
 
@@ -40,3 +41,6 @@ class ServerState:
 
 
 STATE: web.AppKey[ServerState] = web.AppKey("state", ServerState)
+# Set by the dispatcher on every Cloudflare-namespace request; read by error rendering and the log.
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+ROUTE: web.RequestKey[Route] = web.RequestKey("route", Route)
