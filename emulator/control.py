@@ -1,50 +1,34 @@
 """The control plane under `/__emulator__/`: reset, request log, usage, clock, mode, stubs, faults, health.
 
 Like moto's `/moto-api/`, it lives outside Cloudflare's namespace. It also owns the request log
-(a middleware around every Cloudflare-namespace request) and the hook `pipeline.execute` calls
-to apply faults and stubs around the backend.
+(emulator/request_log.py, which the dispatcher records every Cloudflare-namespace request in) and
+the hook `pipeline.execute` calls to apply faults and stubs around the backend.
 """
 
 from __future__ import annotations
 
 import hmac
-import itertools
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from emulator import __version__, limits
+from emulator import __version__
 from emulator.call import Call, Outcome
 from emulator.dashboard import install as install_dashboard
-from emulator.dashboard.summary import complete, summarize_response
 from emulator.errors import CFError
-from emulator.faults import FaultSet, StreamCut
+from emulator.faults import FaultSet
+from emulator.request_log import CURRENT, LOG_SIZE, RequestLog
 from emulator.scope import SpecError
-from emulator.server.paths import Kind
 from emulator.server.render import STREAM_FILTER
-from emulator.server.state import ROUTE, STATE, ServerState
+from emulator.server.state import STATE, ServerState
 from emulator.settings import Mode
 from emulator.stubs import StubSet
 
 PREFIX = "/__emulator__"
-LOG_SIZE = 5000
-BODY_LOG_LIMIT = 64 * 1024  # larger JSON bodies are logged as a size/type summary
 EXTENSION = "control"
-SURFACE_BY_KIND = {
-    Kind.RUN: "native",
-    Kind.CHAT: "chat",
-    Kind.EMBEDDINGS: "embeddings",
-    Kind.RESPONSES: "responses",
-    Kind.COMPAT_CHAT: "compat_chat",
-    Kind.COMPAT_EMBEDDINGS: "embeddings",
-}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -71,58 +55,6 @@ class ControlClock:
         return {"now": self.now().isoformat(), "real": self._fixed is None}
 
 
-@dataclass(slots=True)
-class LogEntry:
-    id: int
-    time: str
-    method: str
-    path: str
-    surface: str | None = None
-    model: str | None = None
-    request_id: str | None = None
-    body: Any = None
-    status: int = 0
-    error_code: int | None = None
-    neurons: float = 0.0
-    latency_ms: float = 0.0
-    stream: bool = False
-    stubbed: bool = False
-    faulted: bool = False
-    cut: bool = False  # the connection was dropped mid-answer (cut_stream fault or client gone)
-    stub_id: str | None = None
-    fault_ids: list[str] = field(default_factory=list)
-    source: str | None = None  # "stub" or the backend's mode (mock, replay, record, …)
-    response: dict[str, Any] | None = None  # dashboard.summary: text, errors, thumbnail, audio length
-    started: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "time": self.time,
-            "method": self.method,
-            "path": self.path,
-            "surface": self.surface,
-            "model": self.model,
-            "request_id": self.request_id,
-            "body": self.body,
-            "status": self.status,
-            "error_code": self.error_code,
-            "neurons": self.neurons,
-            "latency_ms": round(self.latency_ms, 3),
-            "stream": self.stream,
-            "stubbed": self.stubbed,
-            "faulted": self.faulted,
-            "cut": self.cut,
-            "stub_id": self.stub_id,
-            "fault_ids": self.fault_ids,
-            "source": self.source,
-            "response": complete(self.response),
-        }
-
-
-_CURRENT: ContextVar[LogEntry | None] = ContextVar("emulator_log_entry", default=None)
-
-
 class ControlPlane:
     """Stubs, faults, request log and clock of one server; `run` is what `pipeline.execute` calls."""
 
@@ -130,13 +62,12 @@ class ControlPlane:
         self.state = state
         self.stubs = StubSet()
         self.faults = FaultSet(default_seed=state.settings.seed)
-        self.log: deque[LogEntry] = deque(maxlen=LOG_SIZE)
+        self.log = RequestLog(max_body_bytes=state.settings.max_body_bytes)
         self.clock = ControlClock()
-        self._ids = itertools.count(1)
 
     async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> Outcome:
         """Faults first (latency, injected errors), then a stub or the backend, then stream faults."""
-        entry = _CURRENT.get()
+        entry = CURRENT.get()
         if entry is not None:
             entry.model, entry.surface, entry.stream = call.model.name, call.surface.value, call.stream
             entry.request_id = call.request_id
@@ -164,7 +95,7 @@ class ControlPlane:
         return outcome
 
     def charged(self, call: Call, neurons: float) -> None:
-        entry = _CURRENT.get()
+        entry = CURRENT.get()
         if entry is not None:
             entry.neurons = neurons
 
@@ -174,131 +105,6 @@ class ControlPlane:
         self.stubs.clear()
         self.faults.clear()
         self.clock.real()
-
-    # The request log -------------------------------------------------------------------------
-
-    def begin(self, request: web.Request) -> LogEntry:
-        return LogEntry(
-            id=next(self._ids),
-            time=datetime.now(UTC).isoformat(),
-            method=request.method,
-            path=request.path,
-            started=time.perf_counter(),
-        )
-
-    def entries(
-        self,
-        *,
-        model: str | None = None,
-        surface: str | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-    ) -> list[LogEntry]:
-        import fnmatch
-
-        out = []
-        for entry in self.log:
-            if model is not None and not (
-                entry.model == model or fnmatch.fnmatchcase(entry.model or "", model)
-            ):
-                continue
-            if surface is not None and entry.surface != surface:
-                continue
-            if status is not None and not _status_matches(entry.status, status):
-                continue
-            out.append(entry)
-        return out[-limit:] if limit else out
-
-
-def _status_matches(actual: int, wanted: str) -> bool:
-    """`200`, `4xx`, `error` (>= 400) or `ok` (< 400)."""
-    if wanted == "error":
-        return actual >= 400
-    if wanted == "ok":
-        return 0 < actual < 400
-    if len(wanted) == 3 and wanted.endswith("xx") and wanted[0].isdigit():
-        return actual // 100 == int(wanted[0])
-    return str(actual) == wanted
-
-
-async def _body_summary(request: web.Request, max_bytes: int) -> Any:
-    if request.content_length is not None and request.content_length > max_bytes:
-        return {"content_type": request.content_type, "bytes": request.content_length}
-    try:
-        # Bounded like the handlers' own read: a trickling client must not hold the answer back.
-        raw = await limits.read_body(request)
-    except (web.HTTPException, ConnectionError, ValueError, CFError):
-        return {"content_type": request.content_type, "bytes": request.content_length}
-    if not raw:
-        return None
-    if raw[:1] in (b"{", b"[") and len(raw) <= BODY_LOG_LIMIT:
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return {"content_type": request.content_type or "application/octet-stream", "bytes": len(raw)}
-
-
-def _error_code(response: web.StreamResponse) -> int | None:
-    if (
-        response.status < 400
-        or not isinstance(response, web.Response)
-        or not isinstance(response.body, bytes)
-    ):
-        return None
-    try:
-        body = orjson.loads(response.body)
-        errors = body.get("errors") or body.get("error")
-        first = errors[0] if isinstance(errors, list) else errors
-        code = first.get("code") if isinstance(first, dict) else None
-        return code if isinstance(code, int) else None
-    except (orjson.JSONDecodeError, AttributeError, IndexError):
-        return None
-
-
-@web.middleware
-async def request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost middleware: sees the final status of every Cloudflare-namespace request."""
-    if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
-        return await handler(request)
-    state = request.app[STATE]
-    plane: ControlPlane = state.extensions[EXTENSION]
-    entry = plane.begin(request)
-    token = _CURRENT.set(entry)
-    try:
-        response = await handler(request)
-        entry.status, entry.error_code = response.status, _error_code(response)
-        entry.response = summarize_response(response)
-        return response
-    except StreamCut:
-        entry.status, entry.cut = 200, True
-        # Close after flushing the events already written: the client sees a body without its last
-        # chunk. The empty response lets aiohttp give up quietly instead of logging a traceback.
-        if request.transport is not None:
-            request.transport.close()
-        return web.StreamResponse()
-    except ConnectionResetError:
-        entry.status, entry.cut = entry.status or 499, True
-        raise
-    except web.HTTPException as exc:
-        entry.status = exc.status
-        raise
-    finally:
-        _CURRENT.reset(token)
-        entry.latency_ms = (time.perf_counter() - entry.started) * 1000
-        _finish_route(request, entry)
-        entry.body = await _body_summary(request, state.settings.max_body_bytes)
-        plane.log.append(entry)
-
-
-def _finish_route(request: web.Request, entry: LogEntry) -> None:
-    route = request.get(ROUTE)
-    if route is None:
-        return
-    if entry.surface is None:
-        entry.surface = SURFACE_BY_KIND.get(route.kind, route.kind.value)
-    if entry.model is None:
-        entry.model = route.model
 
 
 # Control routes ---------------------------------------------------------------------------------
@@ -365,7 +171,7 @@ async def requests_log(request: web.Request) -> web.StreamResponse:
     limit = q.get("limit")
     if limit is not None and (not limit.isdigit() or int(limit) < 1):
         raise SpecError("`limit` must be a positive integer")
-    entries = _plane(request).entries(
+    entries = _plane(request).log.select(
         model=q.get("model"),
         surface=q.get("surface"),
         status=q.get("status"),
@@ -376,7 +182,7 @@ async def requests_log(request: web.Request) -> web.StreamResponse:
 
 async def request_detail(request: web.Request) -> web.StreamResponse:
     wanted = int(request.match_info["id"])
-    entry = next((e for e in _plane(request).log if e.id == wanted), None)
+    entry = _plane(request).log.find(wanted)
     if entry is None:
         return _problem(404, f"no request {wanted} in the log (it keeps the last {LOG_SIZE})")
     return _json(entry.to_json())
@@ -508,8 +314,7 @@ def install(app: web.Application) -> None:
     state.extensions[EXTENSION] = plane
     # The ledger reads "now" through this clock, so POST clock moves the daily reset.
     state.ledger.clock = plane.clock
-    # Outermost, so it records the status the error middleware finally answered with.
-    app.middlewares.insert(0, request_log)
+    state.request_log = plane.log  # the dispatcher records every Cloudflare-namespace request in it
     router = app.router
     router.add_get(f"{PREFIX}/health", health)
     router.add_post(f"{PREFIX}/reset", guarded(reset))

@@ -3,13 +3,16 @@
 Shared safely by threads (one connection behind a lock) and by several processes on one file
 (`--workers N`): every write is one `BEGIN IMMEDIATE` transaction, taken in turn through a kernel
 file lock, and totals are bumped in place with `INSERT … ON CONFLICT DO UPDATE SET neurons =
-neurons + excluded.neurons`, so no update is lost. File databases use WAL. The server charges with
-`charge_async` (group commit: one transaction per event-loop turn, each caller resumed only after
-its charge is committed), so an answered call is in the file: with `durable=False` (the server's
-default, `synchronous=NORMAL`) it survives a kill -9 of the process, with `durable=True` also an OS
-crash. Admission reads the day total this process learnt at its last commit; with several workers,
-calls another worker charged since then are seen at the next commit, so near the wall each worker
-may let one more call through.
+neurons + excluded.neurons`, so no update is lost. File databases use WAL.
+
+The server charges with `charge_async`: the charges of one event-loop turn are appended together to
+this process's journal (emulator/ledger_journal.py) and each caller resumes only after that
+`write()`, so an answered call survives a kill -9 (with `durable=True`, an fsync per batch, also an
+OS crash). The journal moves into SQLite in one transaction at most `DRAIN_SECONDS` later (or once
+`DRAIN_BATCH` charges wait), and before any read of this ledger; a ledger opened after a crash
+replays the journals left behind. Admission reads day totals kept in memory: exact for this
+process; with several workers, another worker's calls are seen once its journal reached SQLite
+(within `DRAIN_SECONDS`), so near the wall each worker may let that many more calls through.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from emulator.ledger_journal import ROTATE_BYTES, Journal, JournalLine, journals
 from emulator.pricing import NEURON_USD, PriceBook, dollars, load_prices
 
 __all__ = [
@@ -93,7 +97,14 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journals (
+    name    TEXT    PRIMARY KEY,
+    applied INTEGER NOT NULL
+) WITHOUT ROWID;
 """
+# Journaled charges reach SQLite this long after the first of them, or as soon as this many wait.
+DRAIN_SECONDS = 0.05
+DRAIN_BATCH = 1024
 
 
 class Clock(Protocol):
@@ -199,6 +210,15 @@ class _Entry:
     source: str
     estimated: bool
 
+    def journal_line(self) -> JournalLine:
+        return JournalLine(self.now.timestamp(), self.account, self.model, self.neurons, self.status,
+                           self.source, self.estimated)
+
+    @classmethod
+    def from_journal(cls, line: JournalLine) -> _Entry:
+        return cls(line.account, datetime.fromtimestamp(line.ts, UTC), line.neurons, line.model,
+                   line.status, line.source, line.estimated)
+
 
 def next_reset(day: date) -> datetime:
     """The free allowance of `day` resets at the next 00:00 UTC."""
@@ -246,6 +266,10 @@ class Ledger:
             self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._totals: dict[tuple[str, str], float] = {}
         self._pending: list[tuple[_Entry, asyncio.Future[ChargeResult]]] = []
+        self._durable = durable
+        self._journal: Journal | None = None
+        self._backlog: list[tuple[int, _Entry]] = []  # journaled, not yet in SQLite, with end offsets
+        self._drain_timer: asyncio.TimerHandle | None = None
         self._conn = sqlite3.connect(
             self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -270,6 +294,29 @@ class Ledger:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+        self.catch_up()  # journals a killed server left behind
+
+    def catch_up(self) -> None:
+        """Bring SQLite up to date with every journal of this file: this process's backlog, the
+        unapplied lines of other live processes' journals, and journals left by dead ones (applied,
+        then removed). Every read of the ledger catches up first, so it sees every answered call."""
+        if self.path == MEMORY:
+            return
+        self.drain()
+        own = self._journal.name if self._journal is not None else None
+        for journal in journals(self.path, skip=own):
+            try:
+                with self._write() as c:
+                    lines, end = journal.lines(self._applied(c, journal.name))
+                    if lines:
+                        self._insert(c, [_Entry.from_journal(line) for line in lines])
+                        self._mark(c, journal.name, end)
+            finally:
+                journal.close()
+            if journal.orphan:
+                with self._write() as c:
+                    c.execute("DELETE FROM journals WHERE name = ?", (journal.name,))
+        self._totals.clear()  # other processes' charges just arrived: re-read totals when needed
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -297,6 +344,7 @@ class Ledger:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:
+        self.catch_up()
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
 
@@ -381,6 +429,7 @@ class Ledger:
         """Record one finished call. In "mock" mode the emulator priced the call itself, so a model
         whose price rule is an estimate is marked estimated even if the caller did not say so."""
         entry = self._entry(account, model, neurons, status, estimated, source)
+        self.drain()  # in order after the journaled charges
         return self._commit([entry])[0]
 
     async def charge_async(
@@ -406,7 +455,7 @@ class Ledger:
     def _flush_pending(self) -> None:
         batch, self._pending = self._pending, []
         try:
-            results = self._commit([entry for entry, _ in batch])
+            results = self._journal_batch([entry for entry, _ in batch])
         except Exception as exc:  # every waiter learns the batch failed; none is left hanging
             for _, waiter in batch:
                 if not waiter.done():
@@ -415,6 +464,57 @@ class Ledger:
         for (_, waiter), result in zip(batch, results, strict=True):
             if not waiter.done():
                 waiter.set_result(result)
+
+    def _journal_batch(self, entries: list[_Entry]) -> list[ChargeResult]:
+        """Append a batch to the journal (one write) and book it in the in-memory day totals."""
+        if self.path == MEMORY:
+            return self._commit(entries)  # nothing outlives the process anyway
+        if self._journal is None:
+            self._journal = Journal(self.path, fsync=self._durable)
+        lines = [e.journal_line().encode() for e in entries]
+        end = self._journal.append(b"".join(lines)) - sum(map(len, lines))
+        results = []
+        for e, line in zip(entries, lines, strict=True):
+            end += len(line)
+            self._backlog.append((end, e))
+            day = e.now.date()
+            before = self.day_total(e.account, day)
+            self._totals[(e.account, day.isoformat())] = before + e.neurons
+            results.append(self._result(day, e.neurons, before))
+        self._schedule_drain()
+        return results
+
+    def _schedule_drain(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.drain()
+            return
+        if len(self._backlog) >= DRAIN_BATCH:
+            loop.call_soon(self.drain)
+        elif self._drain_timer is None:
+            self._drain_timer = loop.call_later(DRAIN_SECONDS, self.drain)
+
+    def drain(self) -> None:
+        """Move the journaled charges into SQLite (one transaction) and refresh the day totals from
+        the file, other workers' charges included. Every read of the ledger drains first."""
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+        if not self._backlog or self._journal is None:
+            return
+        backlog, self._backlog = self._backlog, []
+        journal = self._journal
+        with self._write() as c:
+            applied = self._applied(c, journal.name)  # a reader elsewhere may have applied some
+            totals = self._apply(c, [e for end, e in backlog if end > applied])
+            self._mark(c, journal.name, journal.size)
+        self._totals.update(totals)
+        if journal.size >= ROTATE_BYTES:
+            self._journal = None  # the next batch opens a fresh journal
+            journal.remove()
+            with self._write() as c:
+                c.execute("DELETE FROM journals WHERE name = ?", (journal.name,))
 
     def _entry(self, account: str, model: str, neurons: float, status: int, estimated: bool,
                source: str) -> _Entry:
@@ -425,32 +525,54 @@ class Ledger:
     def _commit(self, entries: list[_Entry]) -> list[ChargeResult]:
         """Write charges in one transaction; day totals are re-read inside it (other workers' charges
         included) and kept for `admit`."""
-        results: list[ChargeResult] = []
         with self._write() as c:
-            totals: dict[tuple[str, str], float] = {}
-            for e in entries:
-                iso = e.now.date().isoformat()
-                key = (e.account, iso)
-                before = totals[key] if key in totals else self._day_total(c, e.account, iso)
-                totals[key] = before + e.neurons
-                results.append(self._result(e.now.date(), e.neurons, before))
-            c.executemany(
-                "INSERT INTO daily (account, day, model, requests, errors, neurons, estimated)"
-                " VALUES (?, ?, ?, 1, ?, ?, ?)"
-                " ON CONFLICT (account, day, model) DO UPDATE SET"
-                " requests = requests + 1, errors = errors + excluded.errors,"
-                " neurons = neurons + excluded.neurons, estimated = MAX(estimated, excluded.estimated)",
-                [(e.account, e.now.date().isoformat(), e.model, int(e.status >= 400), e.neurons,
-                  int(e.estimated)) for e in entries],
-            )
-            c.executemany(
-                "INSERT INTO calls (ts, account, day, hour, model, neurons, status, source, estimated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(e.now.timestamp(), e.account, e.now.date().isoformat(), e.now.hour, e.model, e.neurons,
-                  e.status, e.source, int(e.estimated)) for e in entries],
-            )
+            results = [self._result(e.now.date(), e.neurons, 0.0) for e in entries]
+            totals = self._apply(c, entries, results)
         self._totals.update(totals)
         return results
+
+    def _apply(self, c: sqlite3.Connection, entries: list[_Entry],
+               results: list[ChargeResult] | None = None) -> dict[tuple[str, str], float]:
+        """Insert charges inside a transaction; returns the day totals after them. With `results`,
+        fills in each charge's result (the day total before it comes from the file)."""
+        totals: dict[tuple[str, str], float] = {}
+        for i, e in enumerate(entries):
+            iso = e.now.date().isoformat()
+            key = (e.account, iso)
+            before = totals[key] if key in totals else self._day_total(c, e.account, iso)
+            totals[key] = before + e.neurons
+            if results is not None:
+                results[i] = self._result(e.now.date(), e.neurons, before)
+        self._insert(c, entries)
+        return totals
+
+    @staticmethod
+    def _insert(c: sqlite3.Connection, entries: list[_Entry]) -> None:
+        c.executemany(
+            "INSERT INTO daily (account, day, model, requests, errors, neurons, estimated)"
+            " VALUES (?, ?, ?, 1, ?, ?, ?)"
+            " ON CONFLICT (account, day, model) DO UPDATE SET"
+            " requests = requests + 1, errors = errors + excluded.errors,"
+            " neurons = neurons + excluded.neurons, estimated = MAX(estimated, excluded.estimated)",
+            [(e.account, e.now.date().isoformat(), e.model, int(e.status >= 400), e.neurons,
+              int(e.estimated)) for e in entries],
+        )
+        c.executemany(
+            "INSERT INTO calls (ts, account, day, hour, model, neurons, status, source, estimated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(e.now.timestamp(), e.account, e.now.date().isoformat(), e.now.hour, e.model, e.neurons,
+              e.status, e.source, int(e.estimated)) for e in entries],
+        )
+
+    @staticmethod
+    def _applied(c: sqlite3.Connection, name: str) -> int:
+        row = c.execute("SELECT applied FROM journals WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _mark(c: sqlite3.Connection, name: str, applied: int) -> None:
+        c.execute("INSERT INTO journals (name, applied) VALUES (?, ?)"
+                  " ON CONFLICT (name) DO UPDATE SET applied = excluded.applied", (name, applied))
 
     def _result(self, day: date, neurons: float, before: float) -> ChargeResult:
         after = before + neurons
@@ -479,6 +601,7 @@ class Ledger:
         For all accounts, `free_allowance_left` is that of the account nearest its wall and
         overage is summed per account (each account has its own allowance).
         """
+        self.catch_up()
         d = day or self._now().date()
         where, args = "day = ?", (d.isoformat(),)
         if account is not None:
@@ -572,6 +695,7 @@ class Ledger:
         return [date.fromisoformat(r[0]) for r in rows]
 
     def reset(self) -> None:
+        self.drain()
         self._totals.clear()
         with self._write() as c:
             for table in ("daily", "refusals", "calls", "rate_hits"):
@@ -580,6 +704,12 @@ class Ledger:
     def close(self) -> None:
         if self._pending:
             self._flush_pending()
+        self.drain()
+        if self._journal is not None:
+            journal, self._journal = self._journal, None
+            journal.remove()
+            with self._write() as c:
+                c.execute("DELETE FROM journals WHERE name = ?", (journal.name,))
         with self._lock:
             self._conn.close()
             if self._lock_fd is not None:

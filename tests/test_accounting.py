@@ -248,11 +248,15 @@ def test_kill_9_loses_none_of_the_answered_charges(tmp_path: Path) -> None:
         headers = [float(h["cf-ai-neurons"]) for _, h in answers]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+    # The charges wait in the dead server's journal; the next reader (here `usage`) applies it.
+    assert list(data.glob("ledger.sqlite3.journal-*"))
+    assert _usage_json(data)["requests"] == 25
+    assert not list(data.glob("ledger.sqlite3.journal-*"))
     with sqlite3.connect(data / "ledger.sqlite3") as conn:
         count, total = conn.execute("SELECT COUNT(*), SUM(neurons) FROM calls").fetchone()
     assert count == 25
     assert round(total, 2) == round(sum(headers), 2)
-    assert _usage_json(data)["requests"] == 25
+    assert _usage_json(data)["requests"] == 25  # applied once, not twice
 
 
 async def test_usage_command_table_and_json(make_emulator: ServerFactory, tmp_path: Path) -> None:

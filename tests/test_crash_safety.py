@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from emulator.cassettes import load_cassette
+from emulator.ledger import Ledger
 from tests.fake_upstream import LLAMA, FakeUpstream, start_recording_server
 from tests.serving import free_port, wait_ready
 
@@ -32,6 +33,7 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 
 def _ledger(data_dir: Path) -> tuple[int, float]:
+    Ledger(data_dir / "ledger.sqlite3").close()  # opening a ledger applies the dead server's journal
     with sqlite3.connect(data_dir / "ledger.sqlite3") as db:
         count, total = db.execute("SELECT COUNT(*), COALESCE(SUM(neurons), 0) FROM calls").fetchone()
     return int(count), float(total)

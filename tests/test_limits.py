@@ -208,6 +208,9 @@ def test_client_abort_mid_stream_cancels_the_handler(server: LiveServer) -> None
     requests.post(
         server.base + "/__emulator__/faults", json={"kind": "slow_stream", "delay_ms": 200}, timeout=10
     ).raise_for_status()
+    # One charged call first: the ledger opens its journal file on the first charge.
+    requests.post(server.base + AI + "/run/@cf/meta/llama-3.1-8b-instruct", headers=AUTH,
+                  json={"prompt": "warm up"}, timeout=10).raise_for_status()
     fds, tasks = _fds(), server.call(_task_count())
     for _ in range(5):
         with requests.post(

@@ -28,23 +28,24 @@ _TEXT_KEYS = ("response", "text", "translated_text", "summary", "description", "
 
 
 def summarize_response(response: web.StreamResponse) -> dict[str, Any]:
-    """What the dashboard's detail view shows about an answer; cheap, and bounded in size.
-
-    Image thumbnails and big JSON answers are summarised only when the log is read (`complete`), so
-    a model call never pays for them.
-    """
-    try:
-        return _summarize(response)
-    # The log runs on every answer: an odd body (a replayed one, say) must never turn it into a 500.
-    except Exception as exc:
-        return {"kind": "unknown", "content_type": response.content_type, "note": type(exc).__name__}
-
-
-def _summarize(response: web.StreamResponse) -> dict[str, Any]:
-    content_type = response.content_type
+    """What the dashboard's detail view shows about an answer; cheap, and bounded in size."""
     body = response.body if isinstance(response, web.Response) else None
     if not isinstance(body, bytes):
-        return {"kind": "stream", "content_type": content_type}
+        return {"kind": "stream", "content_type": response.content_type}
+    return summarize_body(response.content_type, body)
+
+
+def summarize_body(content_type: str, body: bytes) -> dict[str, Any]:
+    """The summary of an answer's bytes. Image thumbnails and big JSON answers are summarised only
+    when the log is read (`complete`), so a model call never pays for them."""
+    try:
+        return _summarize(content_type, body)
+    # An odd body (a replayed one, say) must never break the log.
+    except Exception as exc:
+        return {"kind": "unknown", "content_type": content_type, "note": type(exc).__name__}
+
+
+def _summarize(content_type: str, body: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": "bytes", "content_type": content_type, "bytes": len(body)}
     if content_type.startswith("image/"):
         out["kind"] = "image"

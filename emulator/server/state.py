@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -14,6 +14,9 @@ from emulator.pricing import PriceBook
 from emulator.server.paths import Route
 from emulator.settings import Settings
 
+if TYPE_CHECKING:  # the request log imports the route keys from here
+    from emulator.request_log import RequestLog
+
 
 @dataclass
 class ServerState:
@@ -22,8 +25,10 @@ class ServerState:
     backend: Backend
     ledger: Ledger
     prices: PriceBook
-    # Extension points filled by the control plane (stubs, faults, request log).
+    # Extension points filled by the control plane (stubs, faults).
     extensions: dict[str, Any] = field(default_factory=dict)
+    # The control plane's request log, when it is on (emulator/request_log.py).
+    request_log: RequestLog | None = None
 
     @property
     def quirks(self) -> dict[str, bool]:

@@ -1,0 +1,110 @@
+"""The ledger's journal: charges reach a file with one write, SQLite later, and no reader misses or
+double-counts one."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from emulator import ledger as ledger_module
+from emulator import ledger_journal
+from emulator.ledger import FixedClock, Ledger
+
+MODEL = "@cf/meta/llama-3.1-8b-instruct"
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(datetime(2026, 3, 14, 12, tzinfo=UTC))
+
+
+def _journals(db: Path) -> list[Path]:
+    return sorted(db.parent.glob(db.name + ledger_journal.SUFFIX + "*"))
+
+
+def _rows(db: Path) -> tuple[int, float]:
+    with sqlite3.connect(db) as conn:
+        count, total = conn.execute("SELECT COUNT(*), COALESCE(SUM(neurons), 0) FROM calls").fetchone()
+    return int(count), float(total)
+
+
+async def test_charges_are_journaled_first_and_drained_later(tmp_path: Path, clock: FixedClock) -> None:
+    db = tmp_path / "l.sqlite3"
+    ledger = Ledger(db, clock=clock, plan="paid")
+    results = await asyncio.gather(*(ledger.charge_async("acc", MODEL, 1.5) for _ in range(10)))
+    assert [r.day_total for r in results] == [1.5 * (i + 1) for i in range(10)]
+    (journal,) = _journals(db)
+    assert len(journal.read_bytes().splitlines()) == 10
+    assert _rows(db) == (0, 0.0)  # not in SQLite yet …
+    await asyncio.sleep(ledger_module.DRAIN_SECONDS * 3)
+    assert _rows(db) == (10, 15.0)  # … but soon after, without any read
+    assert ledger.day_total("acc") == 15.0
+    ledger.close()
+    assert _journals(db) == []
+
+
+async def test_a_reader_elsewhere_applies_a_live_journal_and_nothing_counts_twice(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    db = tmp_path / "l.sqlite3"
+    server = Ledger(db, clock=clock, plan="paid")
+    await asyncio.gather(*(server.charge_async("acc", MODEL, 2.0) for _ in range(5)))
+    reader = Ledger(db, clock=clock, plan="paid")  # its own file descriptor: sees the journal as live
+    assert reader.usage(account="acc").requests == 5
+    assert _journals(db), "a live journal is applied, not removed"
+    await asyncio.gather(*(server.charge_async("acc", MODEL, 2.0) for _ in range(3)))
+    server.drain()  # the owner applies only the lines the reader did not
+    assert _rows(db) == (8, 16.0)
+    assert reader.usage(account="acc").neurons == 16.0
+    server.close()
+    reader.close()
+    assert _rows(db) == (8, 16.0)
+
+
+def test_an_orphaned_journal_is_applied_once_and_a_torn_line_is_ignored(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    db = tmp_path / "l.sqlite3"
+    Ledger(db, clock=clock).close()
+    lines = [ledger_journal.JournalLine(clock.now().timestamp(), "acc", MODEL, 3.0, 200, "mock", False)
+             for _ in range(4)]
+    orphan = Path(str(db) + ledger_journal.SUFFIX + "999999-dead")
+    orphan.write_bytes(b"".join(line.encode() for line in lines) + b'[17000')  # cut by a power loss
+    with Ledger(db, clock=clock) as ledger:
+        assert ledger.usage(account="acc").requests == 4
+    assert not orphan.exists()
+    with Ledger(db, clock=clock) as ledger:
+        assert ledger.usage(account="acc").neurons == 12.0
+
+
+async def test_the_journal_is_replaced_once_big(tmp_path: Path, clock: FixedClock,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_module, "ROTATE_BYTES", 500)
+    db = tmp_path / "l.sqlite3"
+    ledger = Ledger(db, clock=clock, plan="paid")
+    names = set()
+    for _ in range(6):
+        await asyncio.gather(*(ledger.charge_async("acc", MODEL, 1.0) for _ in range(5)))
+        names.update(p.name for p in _journals(db))
+        ledger.drain()
+        assert len(_journals(db)) <= 1
+    assert len(names) > 1
+    assert ledger.usage(account="acc").requests == 30
+    ledger.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM journals").fetchone() == (0,)
+
+
+async def test_durable_ledger_fsyncs_each_batch(tmp_path: Path, clock: FixedClock,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = ledger_journal.os.fsync
+    monkeypatch.setattr(ledger_journal.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    ledger = Ledger(tmp_path / "l.sqlite3", clock=clock, durable=True)
+    await asyncio.gather(*(ledger.charge_async("acc", MODEL, 1.0) for _ in range(3)))
+    assert len(synced) == 1  # one batch, one fsync
+    ledger.close()
