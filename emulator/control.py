@@ -20,7 +20,7 @@ from emulator.call import Call, Outcome
 from emulator.dashboard import install as install_dashboard
 from emulator.errors import CFError
 from emulator.faults import FaultSet
-from emulator.request_log import CURRENT, LOG_SIZE, RequestLog
+from emulator.request_log import CURRENT, LOG_SIZE, RequestLog, describe_call
 from emulator.scope import SpecError
 from emulator.server.render import STREAM_FILTER
 from emulator.server.state import STATE, ServerState
@@ -65,12 +65,10 @@ class ControlPlane:
         self.log = RequestLog(max_body_bytes=state.settings.max_body_bytes)
         self.clock = ControlClock()
 
-    async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> Outcome:
-        """Faults first (latency, injected errors), then a stub or the backend, then stream faults."""
-        entry = CURRENT.get()
-        if entry is not None:
-            entry.model, entry.surface, entry.stream = call.model.name, call.surface.value, call.stream
-            entry.request_id = call.request_id
+    async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> tuple[Outcome, bool]:
+        """Faults first (latency, injected errors), then a stub or the backend, then stream faults.
+        Also says whether the outcome is plain: the backend's own, with no fault or stub involved."""
+        entry = describe_call(call.model.name, call.surface.value, call.request_id, stream=call.stream)
         try:
             fired = await self.faults.before(call)
         except CFError:
@@ -92,7 +90,11 @@ class ControlPlane:
         stream_filter = self.faults.stream_filter(fired)
         if stream_filter is not None:
             STREAM_FILTER.set(stream_filter)  # render.stream_events applies it, whatever the surface
-        return outcome
+        return outcome, not fired and stub is None
+
+    def untouched(self) -> bool:
+        """No stub and no fault is set: every call gets the backend's own answer."""
+        return not self.stubs and not self.faults
 
     def charged(self, call: Call, neurons: float) -> None:
         entry = CURRENT.get()
@@ -241,7 +243,7 @@ async def set_clock(request: web.Request) -> web.StreamResponse:
 
 
 async def set_mode(request: web.Request) -> web.StreamResponse:
-    from emulator.server.app import make_backend
+    from emulator.server.app import answer_cache_for, make_backend
 
     state = request.app[STATE]
     body = await _read_json(request)
@@ -266,6 +268,7 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         return _problem(409, f"mode {mode.value!r} is not available: {type(exc).__name__}: {exc}")
     old, state.backend, state.settings = state.backend, backend, settings
+    state.answers = answer_cache_for(backend)
     await old.close()
     return _json({"mode": mode.value, "cassette": settings.cassette})
 

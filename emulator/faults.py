@@ -321,6 +321,9 @@ class FaultSet:
     def list(self) -> list[Fault]:
         return list(self._faults)
 
+    def __len__(self) -> int:
+        return len(self._faults)
+
     def remove(self, key: str) -> bool:
         before = len(self._faults)
         self._faults = [f for f in self._faults if key not in (f.id, f.name)]

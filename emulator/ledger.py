@@ -103,8 +103,8 @@ CREATE TABLE IF NOT EXISTS journals (
 ) WITHOUT ROWID;
 """
 # Journaled charges reach SQLite this long after the first of them, or as soon as this many wait.
-DRAIN_SECONDS = 0.05
-DRAIN_BATCH = 1024
+DRAIN_SECONDS = 0.005
+DRAIN_BATCH = 256
 
 
 class Clock(Protocol):

@@ -122,6 +122,19 @@ class LogEntry:
 CURRENT: ContextVar[LogEntry | None] = ContextVar("emulator_log_entry", default=None)
 
 
+def describe_call(model: str, surface: str, request_id: str, *, stream: bool = False,
+                  source: str | None = None, neurons: float | None = None) -> LogEntry | None:
+    """Fill in the current request's entry with what the pipeline learnt (None outside a logged request)."""
+    entry = CURRENT.get()
+    if entry is not None:
+        entry.model, entry.surface, entry.request_id, entry.stream = model, surface, request_id, stream
+        if source is not None:
+            entry.source = source
+        if neurons is not None:
+            entry.neurons = neurons
+    return entry
+
+
 def _request_summary(raw: bytes, content_type: str) -> Any:
     if not raw:
         return None

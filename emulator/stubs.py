@@ -172,6 +172,9 @@ class StubSet:
     def list(self) -> list[Stub]:
         return list(self._stubs)
 
+    def __len__(self) -> int:
+        return len(self._stubs)
+
     def remove(self, key: str) -> bool:
         before = len(self._stubs)
         self._stubs = [s for s in self._stubs if key not in (s.id, s.name)]

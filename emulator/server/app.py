@@ -1,4 +1,4 @@
-"""The app factory: shared state, the Cloudflare-namespace dispatcher, and the error middleware."""
+"""The app factory: shared state, and the one route every Cloudflare-namespace request takes."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from emulator.ledger import Ledger, Plan
 from emulator.pricing import load_prices
 from emulator.quirks import enabled
 from emulator.server import catalog_api, gateway, graphql, native, openai_surface, relay
+from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.paths import Kind, Route, parse
+from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.settings import Mode, Settings
@@ -23,6 +25,8 @@ from emulator.settings import Mode, Settings
 log = logging.getLogger("workers_ai_emulator")
 
 Handler = Callable[[web.Request, Route, ServerState, str], Awaitable[web.StreamResponse]]
+CACHEABLE_KINDS = frozenset({Kind.RUN, Kind.CHAT, Kind.COMPAT_CHAT, Kind.EMBEDDINGS, Kind.COMPAT_EMBEDDINGS,
+                             Kind.RESPONSES})
 V1_KINDS = frozenset({Kind.CHAT, Kind.EMBEDDINGS, Kind.RESPONSES, Kind.COMPAT_CHAT, Kind.COMPAT_EMBEDDINGS})
 
 # Surface handlers by route kind; each surface module adds its own entries.
@@ -62,12 +66,14 @@ def make_ledger(settings: Settings) -> Ledger:
 
 
 def build_state(settings: Settings) -> ServerState:
+    backend = make_backend(settings)
     return ServerState(
         settings=settings,
         catalog=load_catalog(),
-        backend=make_backend(settings),
+        backend=backend,
         ledger=make_ledger(settings),
         prices=load_prices(),
+        answers=answer_cache_for(backend),
     )
 
 
@@ -117,7 +123,26 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     request[REQUEST_ID] = request_id
     if relay.forwards(state, route):  # replay/record/passthrough: catalog and GraphQL go to the real API
         return await relay.forward_request(request, route, state)
-    return await handler(request, route, state, request_id)
+    answers = state.answers
+    # Only a body already received in full: a trickling one is read (with its timeout) by the handler.
+    if (answers is None or route.kind not in CACHEABLE_KINDS or not request.content.is_eof()
+            or not untouched(state)):
+        return await handler(request, route, state, request_id)
+    key = request_key(request, await request.read())
+    cached = answers.get(key)
+    if cached is not None:
+        return await answer_again(state, route.account_id, cached, request_id)
+    response = await handler(request, route, state, request_id)
+    executed = request.get(EXECUTED)
+    if executed is not None and executed.plain:
+        answers.remember(key, response, model=executed.call.model, surface=executed.call.surface.value,
+                         neurons=executed.neurons, estimated=executed.estimated)
+    return response
+
+
+def answer_cache_for(backend: Backend) -> AnswerCache | None:
+    """Mock answers are pure functions of the request: remember them (server/answer_cache.py)."""
+    return AnswerCache() if backend.name == Mode.MOCK.value else None
 
 
 def _error(request: web.Request, error: CFError) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Callable
 
@@ -22,6 +23,11 @@ async def serve_until_stopped(settings: Settings, on_started: Callable[[web.AppR
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
     await site.start()
+    # The catalog, its compiled validators and the fakes' tables live as long as the process: moved
+    # out of the collector's sight, a full collection no longer walks them (a pause of milliseconds
+    # that showed up in the p99 of every request caught behind it).
+    gc.collect()
+    gc.freeze()
     on_started(runner)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

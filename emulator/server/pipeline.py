@@ -4,36 +4,56 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from emulator.call import Call, Outcome
+from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.ledger import REFUSAL_CODES, Plan
 from emulator.quirks import enabled
+from emulator.request_log import describe_call
+from emulator.server.answer_cache import CachedAnswer
 from emulator.server.billing import billed_neurons, with_body_cost
 from emulator.server.state import ServerState
 
 
 @dataclass(slots=True)
 class Executed:
+    call: Call
     outcome: Outcome
     neurons: float
+    estimated: bool = False
+    plain: bool = True  # the backend's own outcome: no stub answered, no fault fired
 
 
 # Ledger refusal reasons are also the error-catalogue kinds they are answered with.
 REFUSALS = frozenset(REFUSAL_CODES)
+# Set by a surface handler on a request whose answer is a pure function of it (answer_cache.py).
+EXECUTED: web.RequestKey[Executed] = web.RequestKey("executed", Executed)
 
 
-def admit(state: ServerState, call: Call) -> None:
-    admission = state.ledger.admit(call.account_id, call.model.name, task=call.model.task.name,
-                                   requires_paid=call.model.requires_paid)
+def admit(state: ServerState, account: str, model: Model, request_id: str) -> None:
+    admission = state.ledger.admit(account, model.name, task=model.task.name,
+                                   requires_paid=model.requires_paid)
     if not admission.allowed:
-        refuse(state, call, admission.reason or "daily_limit")
+        refuse(state, account, model, request_id, admission.reason or "daily_limit")
 
 
-def refuse(state: ServerState, call: Call, reason: str) -> None:
+def refuse(state: ServerState, account: str, model: Model, request_id: str, reason: str) -> None:
     """Count the refusal in the day's usage and raise the Cloudflare error for it."""
-    error = CFError(reason if reason in REFUSALS else "daily_limit", request_id=call.request_id)
-    state.ledger.record_refusal(call.account_id, call.model.name, error.code)
+    error = CFError(reason if reason in REFUSALS else "daily_limit", request_id=request_id)
+    state.ledger.record_refusal(account, model.name, error.code)
     raise error
+
+
+async def charge(state: ServerState, account: str, model: Model, neurons: float, *, request_id: str,
+                 status: int = 200, estimated: bool = False) -> None:
+    """Charge an answered call (refused instead if it would cross the free wall and the quirk that
+    lets it through is off); the answer may leave only after this returns."""
+    if _would_cross_wall(state, account, neurons):
+        refuse(state, account, model, request_id, "daily_limit")
+    await state.ledger.charge_async(account, model.name, neurons, status=status, estimated=estimated,
+                                    source=state.backend.name)
 
 
 async def execute(state: ServerState, call: Call) -> Executed:
@@ -42,11 +62,12 @@ async def execute(state: ServerState, call: Call) -> Executed:
     The neurons charged are the 2-decimal `cf-ai-neurons` figure (billing.billed_neurons), so a
     client's headers always add up to the ledger; failed outcomes (status >= 400) cost nothing.
     """
-    admit(state, call)
+    admit(state, call.account_id, call.model, call.request_id)
     # The control plane (emulator/control.py) applies faults and stubs around the backend.
     control = state.extensions.get("control")
+    plain = True
     if control is not None:
-        outcome = await control.run(call, state.backend.handle)
+        outcome, plain = await control.run(call, state.backend.handle)
     else:
         outcome = await state.backend.handle(call)
     if outcome.neurons is not None:
@@ -57,21 +78,36 @@ async def execute(state: ServerState, call: Call) -> Executed:
         estimated = state.prices.rule(call.model.name).estimated
         outcome = with_body_cost(call, outcome, exact)
     if outcome.status >= 400:
-        return Executed(outcome, 0.0)
+        return Executed(call, outcome, 0.0, estimated, plain=False)
     neurons = billed_neurons(exact)
-    if _would_cross_wall(state, call, neurons):
-        refuse(state, call, "daily_limit")
-    await state.ledger.charge_async(call.account_id, call.model.name, neurons, status=outcome.status,
-                                    estimated=estimated, source=state.backend.name)
+    await charge(state, call.account_id, call.model, neurons, request_id=call.request_id,
+                 status=outcome.status, estimated=estimated)
     if control is not None:
         control.charged(call, neurons)
-    return Executed(outcome, neurons)
+    return Executed(call, outcome, neurons, estimated, plain)
 
 
-def _would_cross_wall(state: ServerState, call: Call, neurons: float) -> bool:
+def untouched(state: ServerState) -> bool:
+    """No stub or fault can change an answer right now."""
+    control = state.extensions.get("control")
+    return control is None or control.untouched()
+
+
+async def answer_again(state: ServerState, account: str, answer: CachedAnswer, request_id: str
+                       ) -> web.Response:
+    """Serve a remembered mock answer: admitted, charged and logged like the first time."""
+    admit(state, account, answer.model, request_id)
+    await charge(state, account, answer.model, answer.neurons, request_id=request_id,
+                 estimated=answer.estimated)
+    describe_call(answer.model.name, answer.surface, request_id, source=state.backend.name,
+                  neurons=answer.neurons)
+    return answer.response(request_id)
+
+
+def _would_cross_wall(state: ServerState, account: str, neurons: float) -> bool:
     # Only with the `daily-limit-crossing-call-allowed` quirk off: the fake already ran (it is
     # pure), so the exact cost is known and a crossing call can be refused before it is charged.
     ledger = state.ledger
     if ledger.plan is not Plan.FREE or enabled(state.quirks, "daily-limit-crossing-call-allowed"):
         return False
-    return ledger.day_total(call.account_id) + neurons > ledger.daily_neurons
+    return ledger.day_total(account) + neurons > ledger.daily_neurons

@@ -14,8 +14,9 @@ from emulator.pricing import PriceBook
 from emulator.server.paths import Route
 from emulator.settings import Settings
 
-if TYPE_CHECKING:  # the request log imports the route keys from here
+if TYPE_CHECKING:  # both import from here
     from emulator.request_log import RequestLog
+    from emulator.server.answer_cache import AnswerCache
 
 
 @dataclass
@@ -29,6 +30,8 @@ class ServerState:
     extensions: dict[str, Any] = field(default_factory=dict)
     # The control plane's request log, when it is on (emulator/request_log.py).
     request_log: RequestLog | None = None
+    # Rendered mock answers by request (server/answer_cache.py); None when answers are not pure.
+    answers: AnswerCache | None = None
 
     @property
     def quirks(self) -> dict[str, bool]:

@@ -1,0 +1,88 @@
+"""Rendered answers of mock calls, keyed by the request's own bytes.
+
+A mock answer is a pure function of the request (method, path and query, content type, `Accept`,
+body) and the server's settings, so a repeated request can skip parsing, validation, the fake and
+the rendering, and pay only for what must happen on every call: authentication, admission, the
+charge, a fresh `cf-ai-req-id` and the request-log entry. Only plain successes are kept: no
+stream, no stub, no fault, no batch. The cache belongs to one backend and one set of settings:
+switching mode (`POST /__emulator__/mode`) starts a new one.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from aiohttp import hdrs, web
+
+from emulator.catalog import Model
+from emulator.server.render import REQ_ID
+
+MAX_ENTRIES = 4096
+MAX_BYTES = 64 * 1024 * 1024
+MAX_ENTRY_BYTES = 2 * 1024 * 1024  # one 1024² PNG fits; a 2048² one is rebuilt from the fake's cache
+# Headers aiohttp sets on every response itself, and the one header that is new on every call.
+_PER_RESPONSE = frozenset({REQ_ID, hdrs.CONTENT_LENGTH, hdrs.DATE, hdrs.SERVER})
+
+Key = tuple[str, str, str, str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    model: Model
+    surface: str
+    neurons: float  # the billed figure, as charged the first time
+    estimated: bool
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def response(self, request_id: str) -> web.Response:
+        headers = dict(self.headers)
+        headers[REQ_ID] = request_id
+        return web.Response(body=self.body, status=self.status, headers=headers)
+
+
+def request_key(request: web.Request, raw: bytes) -> Key:
+    headers = request.headers
+    return (request.method, request.raw_path, headers.get(hdrs.CONTENT_TYPE, ""),
+            headers.get(hdrs.ACCEPT, ""), raw)
+
+
+class AnswerCache:
+    """Least recently used first out, bounded by count and by bytes."""
+
+    def __init__(self, *, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._answers: OrderedDict[Key, CachedAnswer] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+
+    def get(self, key: Key) -> CachedAnswer | None:
+        answer = self._answers.get(key)
+        if answer is not None:
+            self._answers.move_to_end(key)
+            self.hits += 1
+        return answer
+
+    def remember(self, key: Key, response: web.StreamResponse, *, model: Model, surface: str,
+                 neurons: float, estimated: bool) -> None:
+        if type(response) is not web.Response or response.status != 200:
+            return  # a stream, or an error (errors may depend on the day's usage)
+        body = response.body
+        if not isinstance(body, bytes) or len(body) + len(key[4]) > MAX_ENTRY_BYTES:
+            return
+        headers = tuple((k, v) for k, v in response.headers.items() if k not in _PER_RESPONSE)
+        answer = CachedAnswer(model, surface, neurons, estimated, response.status, headers, body)
+        old = self._answers.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body) + len(key[4])
+        self._answers[key] = answer
+        self._bytes += len(body) + len(key[4])
+        while len(self._answers) > self.max_entries or self._bytes > self.max_bytes:
+            evicted_key, evicted = self._answers.popitem(last=False)
+            self._bytes -= len(evicted.body) + len(evicted_key[4])
+
+    def __len__(self) -> int:
+        return len(self._answers)
