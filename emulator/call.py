@@ -105,3 +105,6 @@ class Outcome:
     neurons: float | None = None  # neurons reported by the real API (replay/record); None = price it
     # Text-generation details the OpenAI renderer needs (finish reason, tool calls, reasoning).
     extras: dict[str, Any] = field(default_factory=dict)
+    # Every identical request gets this same outcome (mock fakes; a replay at its key's last
+    # recording): the server may keep the rendered answer (server/answer_cache.py).
+    repeatable: bool = False

@@ -22,6 +22,7 @@ from emulator.errors import CFError
 from emulator.faults import FaultSet
 from emulator.request_log import CURRENT, LOG_SIZE, RequestLog, describe_call
 from emulator.scope import SpecError
+from emulator.server.answer_cache import AnswerCache
 from emulator.server.render import STREAM_FILTER
 from emulator.server.state import STATE, ServerState
 from emulator.settings import Mode
@@ -243,7 +244,7 @@ async def set_clock(request: web.Request) -> web.StreamResponse:
 
 
 async def set_mode(request: web.Request) -> web.StreamResponse:
-    from emulator.server.app import answer_cache_for, make_backend
+    from emulator.server.app import make_backend
 
     state = request.app[STATE]
     body = await _read_json(request)
@@ -268,7 +269,7 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         return _problem(409, f"mode {mode.value!r} is not available: {type(exc).__name__}: {exc}")
     old, state.backend, state.settings = state.backend, backend, settings
-    state.answers = answer_cache_for(backend)
+    state.answers = AnswerCache()  # the answers kept were the old backend's
     await old.close()
     return _json({"mode": mode.value, "cassette": settings.cassette})
 

@@ -435,3 +435,27 @@ async def test_passthrough_overhead(
         f"{statistics.median(proxied) * 1000:.3f} ms, added {added_ms:.3f} ms"
     )
     assert added_ms < 3  # measured ≈ 0.8 ms; the margin absorbs CI noise
+
+
+async def test_a_replayed_answer_is_kept_rendered_until_the_cassette_changes(
+    upstream: FakeUpstream, make_emulator: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emulator.backends import cassette as cassette_backend
+
+    monkeypatch.setattr(cassette_backend, "FILE_CHECK_SECONDS", 0.0)
+    recorder = await make_emulator(**real_settings(upstream, tmp_path, "record"))
+    recorded = await send(recorder, "POST", recorder.run_url(LLAMA), json={"prompt": "kept"})
+    replayer = await make_emulator(**real_settings(upstream, tmp_path, "replay"))
+    url = replayer.run_url(LLAMA)
+    replies = [await send(replayer, "POST", url, json={"prompt": "kept"}) for _ in range(3)]
+    assert all(r.body == recorded.body and r.headers == replies[0].headers for r in replies)
+    assert replayer.state.answers.hits == 2
+    # The recorded headers (request id included) are sent as recorded, cached or not.
+    assert replies[0].headers.get("cf-ai-req-id") == recorded.headers.get("cf-ai-req-id")
+    assert replayer.state.ledger.usage().requests == 3
+    # Re-recorded: the file changed, so the kept answer is not served again.
+    rerecorder = await make_emulator(**real_settings(upstream, tmp_path, "record"))
+    fresh = await send(rerecorder, "POST", rerecorder.run_url(LLAMA), json={"prompt": "kept"})
+    assert fresh.body != recorded.body
+    again = await send(replayer, "POST", replayer.run_url(LLAMA), json={"prompt": "kept"})
+    assert again.body == fresh.body

@@ -14,4 +14,9 @@ class Backend(Protocol):
         """Produce the outcome for a validated call (raise CFError for model-layer failures)."""
         ...
 
+    def answer_token(self) -> object | None:
+        """What rendered answers kept for this backend stay valid with (compared by identity on every
+        reuse); None when answers must not be kept right now."""
+        ...
+
     async def close(self) -> None: ...

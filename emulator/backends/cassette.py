@@ -27,7 +27,6 @@ from emulator.cassettes import (
     CassetteStore,
     Interaction,
     InvalidCassetteName,
-    NoMatch,
     RecordedRequest,
     RecordedResponse,
     Redactor,
@@ -147,16 +146,17 @@ class CassetteBackend:
                 ),
             )
         args = (exchange.method, exchange.path, exchange.query, exchange.body, exchange.content_type)
-        if required:
-            try:
-                found = index.next(*args)
-            except NoMatch as miss:
-                raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINT}") from None
-        else:
-            found = index.find(*args)
-            if found is None:
+        played = index.play(*args)
+        if played is None:
+            if not required:
                 return None
-        return replayed_outcome(found, real_timing=self.settings.replay_timing == "real")
+            miss = index.explain(index.normalise(*args))
+            raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINT}")
+        found, final = played
+        outcome = replayed_outcome(found, real_timing=self.settings.replay_timing == "real")
+        # From now on this request replays this same answer: the server may keep it rendered.
+        outcome.repeatable = final and outcome.events is None
+        return outcome
 
     # Record ------------------------------------------------------------------------------------
     def _recorder(self, exchange: Exchange, name: str) -> Finished:
@@ -211,6 +211,16 @@ class CassetteBackend:
             if outcome is not None:
                 return outcome
         return await self.upstream.forward(exchange, self._recorder(exchange, name) if self.records else None)
+
+    def answer_token(self) -> object | None:
+        """Replayed answers stay valid while the cassette's index does (a changed file, or another
+        cassette, gives a new index); forwarded ones are never kept."""
+        if not self.replays:
+            return None
+        try:
+            return self.index(self._name())
+        except CFError:
+            return None
 
     async def close(self) -> None:
         await self.upstream.close()

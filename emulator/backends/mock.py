@@ -63,6 +63,7 @@ class MockBackend:
         outcome = fake_for(call.model)(
             call, FakeContext(seed=seed, emulator_seed=self.seed, quirks=self.quirks)
         )
+        outcome.repeatable = outcome.events is None
         if isinstance(outcome.events, list) or outcome.events is None:
             self._remember(key, outcome)
         return outcome
@@ -76,6 +77,9 @@ class MockBackend:
         while len(self._cache) > CACHE_SIZE or self._cached_bytes > CACHE_BYTES:
             _, (_, evicted) = self._cache.popitem(last=False)
             self._cached_bytes -= evicted
+
+    def answer_token(self) -> object | None:
+        return self  # the fakes are pure: answers stay valid as long as this backend serves
 
     def cache_info(self) -> tuple[int, int]:
         """(cached answers, estimated bytes they hold)."""

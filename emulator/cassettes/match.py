@@ -457,7 +457,8 @@ class CassetteIndex:
         content_type: str | None = None,
     ) -> Interaction | None:
         """Like `next`, but returns ``None`` instead of raising when nothing matches."""
-        return self._take(self.normalise(method, path, query, body, content_type))
+        played = self.play(method, path, query, body, content_type)
+        return played[0] if played is not None else None
 
     def next(
         self,
@@ -472,18 +473,31 @@ class CassetteIndex:
         found = self._take(request)
         if found is None:
             raise self.explain(request)
-        return found
+        return found[0]
 
-    def _take(self, request: NormalisedRequest) -> Interaction | None:
+    def play(
+        self,
+        method: str,
+        path: str,
+        query: QueryInput,
+        body: bytes | str | Body | Any,
+        content_type: str | None = None,
+    ) -> tuple[Interaction, bool] | None:
+        """The next recorded interaction for this request, and whether it is the last one for its key
+        (so every identical request from now on gets it again); None when nothing matches."""
+        return self._take(self.normalise(method, path, query, body, content_type))
+
+    def _take(self, request: NormalisedRequest) -> tuple[Interaction, bool] | None:
         with self._lock:
             positions = self._by_key.get(request.key)
             if not positions:
                 return None
             cursor = self._cursor.get(request.key, 0)
-            position = positions[min(cursor, len(positions) - 1)]
+            last = len(positions) - 1
+            position = positions[min(cursor, last)]
             self._cursor[request.key] = cursor + 1
             self._played.add(position)
-            return self.cassette.interactions[position]
+            return self.cassette.interactions[position], cursor >= last
 
     def explain(self, request: NormalisedRequest) -> NoMatch:
         """The `NoMatch` for a request; closest = most matchers passing, the first recorded on a tie."""

@@ -1,11 +1,13 @@
-"""Rendered answers of mock calls, keyed by the request's own bytes.
+"""Rendered answers of repeatable calls, keyed by the request's own bytes.
 
 A mock answer is a pure function of the request (method, path and query, content type, `Accept`,
-body) and the server's settings, so a repeated request can skip parsing, validation, the fake and
-the rendering, and pay only for what must happen on every call: authentication, admission, the
-charge, a fresh `cf-ai-req-id` and the request-log entry. Only plain successes are kept: no
-stream, no stub, no fault, no batch. The cache belongs to one backend and one set of settings:
-switching mode (`POST /__emulator__/mode`) starts a new one.
+body) and the server's settings, and so is a replayed one once its key's last recording is reached.
+A repeated request then skips parsing, validation, matching, the fake and the rendering, and pays
+only for what must happen on every call: authentication, admission, the charge, the request-log
+entry and (for mock answers) a fresh `cf-ai-req-id`; a replayed answer keeps its recorded headers.
+Only plain successes are kept: no stream, no stub, no fault, no batch. Each answer is kept with the
+backend's `answer_token()` of that moment and reused only while it is still the same object (a
+cassette file that changed gives a new index); switching mode starts a new cache.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiohttp import hdrs, web
 from emulator.catalog import Model
 from emulator.server.render import REQ_ID
 
-MAX_ENTRIES = 4096
+MAX_ENTRIES = 16384  # a large cassette (10,000 interactions) fits whole
 MAX_BYTES = 64 * 1024 * 1024
 MAX_ENTRY_BYTES = 2 * 1024 * 1024  # one 1024² PNG fits; a 2048² one is rebuilt from the fake's cache
 # Headers aiohttp sets on every response itself, and the one header that is new on every call.
@@ -36,10 +38,13 @@ class CachedAnswer:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    token: object
+    fresh_id: bool  # a new cf-ai-req-id each time (mock); replayed answers keep what was recorded
 
     def response(self, request_id: str) -> web.Response:
         headers = dict(self.headers)
-        headers[REQ_ID] = request_id
+        if self.fresh_id:
+            headers[REQ_ID] = request_id
         return web.Response(body=self.body, status=self.status, headers=headers)
 
 
@@ -59,22 +64,25 @@ class AnswerCache:
         self._bytes = 0
         self.hits = 0
 
-    def get(self, key: Key) -> CachedAnswer | None:
+    def get(self, key: Key, token: object) -> CachedAnswer | None:
         answer = self._answers.get(key)
-        if answer is not None:
-            self._answers.move_to_end(key)
-            self.hits += 1
+        if answer is None or answer.token is not token:
+            return None  # unknown, or kept for a cassette (index) that has changed since
+        self._answers.move_to_end(key)
+        self.hits += 1
         return answer
 
     def remember(self, key: Key, response: web.StreamResponse, *, model: Model, surface: str,
-                 neurons: float, estimated: bool) -> None:
+                 neurons: float, estimated: bool, token: object, fresh_id: bool = True) -> None:
         if type(response) is not web.Response or response.status != 200:
             return  # a stream, or an error (errors may depend on the day's usage)
         body = response.body
         if not isinstance(body, bytes) or len(body) + len(key[4]) > MAX_ENTRY_BYTES:
             return
-        headers = tuple((k, v) for k, v in response.headers.items() if k not in _PER_RESPONSE)
-        answer = CachedAnswer(model, surface, neurons, estimated, response.status, headers, body)
+        per_response = _PER_RESPONSE if fresh_id else _PER_RESPONSE - {REQ_ID}
+        headers = tuple((k, v) for k, v in response.headers.items() if k not in per_response)
+        answer = CachedAnswer(model, surface, neurons, estimated, response.status, headers, body, token,
+                              fresh_id)
         old = self._answers.pop(key, None)
         if old is not None:
             self._bytes -= len(old.body) + len(key[4])

@@ -66,14 +66,13 @@ def make_ledger(settings: Settings) -> Ledger:
 
 
 def build_state(settings: Settings) -> ServerState:
-    backend = make_backend(settings)
     return ServerState(
         settings=settings,
         catalog=load_catalog(),
-        backend=backend,
+        backend=make_backend(settings),
         ledger=make_ledger(settings),
         prices=load_prices(),
-        answers=answer_cache_for(backend),
+        answers=AnswerCache(),
     )
 
 
@@ -125,24 +124,25 @@ async def route_request(request: web.Request) -> web.StreamResponse:
         return await relay.forward_request(request, route, state)
     answers = state.answers
     # Only a body already received in full: a trickling one is read (with its timeout) by the handler.
-    if (answers is None or route.kind not in CACHEABLE_KINDS or not request.content.is_eof()
+    if (route.kind not in CACHEABLE_KINDS or not request.content.is_eof()
             or not untouched(state)):
         return await handler(request, route, state, request_id)
+    token = state.backend.answer_token()
+    if token is None:
+        return await handler(request, route, state, request_id)
     key = request_key(request, await request.read())
-    cached = answers.get(key)
+    cached = answers.get(key, token)
     if cached is not None:
         return await answer_again(state, route.account_id, cached, request_id)
     response = await handler(request, route, state, request_id)
     executed = request.get(EXECUTED)
-    if executed is not None and executed.plain:
+    if executed is not None and executed.plain and executed.outcome.repeatable:
         answers.remember(key, response, model=executed.call.model, surface=executed.call.surface.value,
-                         neurons=executed.neurons, estimated=executed.estimated)
+                         neurons=executed.neurons, estimated=executed.estimated, token=token,
+                         fresh_id=not executed.outcome.rendered)
     return response
 
 
-def answer_cache_for(backend: Backend) -> AnswerCache | None:
-    """Mock answers are pure functions of the request: remember them (server/answer_cache.py)."""
-    return AnswerCache() if backend.name == Mode.MOCK.value else None
 
 
 def _error(request: web.Request, error: CFError) -> web.Response:

@@ -11,12 +11,12 @@ from emulator.backends.base import Backend
 from emulator.catalog import Catalog
 from emulator.ledger import Clock, Ledger
 from emulator.pricing import PriceBook
+from emulator.server.answer_cache import AnswerCache
 from emulator.server.paths import Route
 from emulator.settings import Settings
 
-if TYPE_CHECKING:  # both import from here
+if TYPE_CHECKING:  # the request log imports the route keys from here
     from emulator.request_log import RequestLog
-    from emulator.server.answer_cache import AnswerCache
 
 
 @dataclass
@@ -26,12 +26,12 @@ class ServerState:
     backend: Backend
     ledger: Ledger
     prices: PriceBook
+    # Rendered answers of repeatable calls by request (server/answer_cache.py); new with each backend.
+    answers: AnswerCache
     # Extension points filled by the control plane (stubs, faults).
     extensions: dict[str, Any] = field(default_factory=dict)
     # The control plane's request log, when it is on (emulator/request_log.py).
     request_log: RequestLog | None = None
-    # Rendered mock answers by request (server/answer_cache.py); None when answers are not pure.
-    answers: AnswerCache | None = None
 
     @property
     def quirks(self) -> dict[str, bool]:
