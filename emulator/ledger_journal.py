@@ -47,8 +47,8 @@ class JournalLine:
     estimated: bool
 
     def encode(self) -> bytes:
-        return orjson.dumps([self.ts, self.account, self.model, self.neurons, self.status, self.source,
-                             self.estimated]) + b"\n"
+        return encode_line(self.ts, self.account, self.model, self.neurons, self.status, self.source,
+                           self.estimated)
 
     @classmethod
     def decode(cls, line: bytes) -> JournalLine | None:
@@ -58,6 +58,11 @@ class JournalLine:
                        bool(estimated))
         except (orjson.JSONDecodeError, TypeError, ValueError):
             return None  # a line torn by a power loss: the charge never reached the disk whole
+
+
+def encode_line(ts: float, account: str, model: str, neurons: float, status: int, source: str,
+                estimated: bool) -> bytes:
+    return orjson.dumps((ts, account, model, neurons, status, source, estimated)) + b"\n"
 
 
 class Journal:

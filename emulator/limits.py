@@ -138,6 +138,7 @@ KEEPALIVE_TIMEOUT = 75.0  # idle connections (before the first request too) are 
 BODY_READ_TIMEOUT = 60.0  # a request body must arrive within this many seconds (else 408 / 3007)
 SHUTDOWN_TIMEOUT = 5.0
 BODY_TIMED_OUT = "workers_ai_emulator.body_timed_out"
+BODY = "workers_ai_emulator.body"  # the bytes `read_body` returned, kept on the request
 
 
 def runner_for(app: web.Application, **overrides: Any) -> web.AppRunner:
@@ -152,14 +153,25 @@ def runner_for(app: web.Application, **overrides: Any) -> web.AppRunner:
 
 async def read_body(request: web.Request) -> bytes:
     """The whole body, or 408 when it trickles in slower than BODY_READ_TIMEOUT (slowloris clients)."""
+    raw = request.get(BODY)
+    if raw is not None:
+        return raw
     if request.get(BODY_TIMED_OUT):
         raise CFError("body_timeout")  # already waited once (the request log reads the body again)
     if request.content.is_eof():
         # Already all here (the usual case for small bodies, and any second read): no timer needed.
-        return await request.read()
-    try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT):
-            return await request.read()
-    except TimeoutError:
-        request[BODY_TIMED_OUT] = True
-        raise CFError("body_timeout") from None
+        raw = await request.read()
+    else:
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT):
+                raw = await request.read()
+        except TimeoutError:
+            request[BODY_TIMED_OUT] = True
+            raise CFError("body_timeout") from None
+    request[BODY] = raw
+    return raw
+
+
+def body_if_read(request: web.Request) -> bytes | None:
+    """The body if `read_body` already has it (no await needed), else None."""
+    return request.get(BODY)

@@ -14,12 +14,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from emulator import limits
 from emulator.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
@@ -61,7 +61,7 @@ class LogEntry:
     faulted: bool = False
     cut: bool = False  # the connection was dropped mid-answer (cut_stream fault or client gone)
     stub_id: str | None = None
-    fault_ids: list[str] = field(default_factory=list)
+    fault_ids: list[str] | tuple[()] = ()
     source: str | None = None  # "stub" or the backend's mode (mock, replay, record, …)
     started: float = 0.0
     # Summarised on first read (`body`, `response`); until then the raw bytes they come from.
@@ -79,7 +79,8 @@ class LogEntry:
     @property
     def body(self) -> Any:
         if self.request_raw is not None:
-            self._body, self.request_raw = _request_summary(self.request_raw, self.request_type), None
+            mimetype = self.request_type.split(";", 1)[0].strip().lower()
+            self._body, self.request_raw = _request_summary(self.request_raw, mimetype), None
         return self._body
 
     @property
@@ -112,7 +113,7 @@ class LogEntry:
             "faulted": self.faulted,
             "cut": self.cut,
             "stub_id": self.stub_id,
-            "fault_ids": self.fault_ids,
+            "fault_ids": list(self.fault_ids),
             "source": self.source,
             "response": complete(self.response),
         }
@@ -214,7 +215,11 @@ class RequestLog:
             CURRENT.reset(token)
             entry.latency_ms = (time.perf_counter() - entry.started) * 1000
             self._finish(request, entry)
-            await self._keep_request(entry, request)
+            raw = limits.body_if_read(request)
+            if raw is not None:
+                self._keep_raw(entry, raw, request)
+            else:
+                await self._keep_request(entry, request)
             self._append(entry)
 
     @staticmethod
@@ -235,8 +240,13 @@ class RequestLog:
         except (web.HTTPException, ConnectionError, ValueError, CFError):
             entry._body = {"content_type": request.content_type, "bytes": request.content_length}
             return
+        self._keep_raw(entry, raw, request)
+
+    @staticmethod
+    def _keep_raw(entry: LogEntry, raw: bytes, request: web.Request) -> None:
         if len(raw) <= BODY_LOG_LIMIT:
-            entry.request_raw, entry.request_type = raw, request.content_type
+            # The header as sent; parsed only if the log is read.
+            entry.request_raw, entry.request_type = raw, request.headers.get(hdrs.CONTENT_TYPE, "")
         else:
             entry._body = _request_summary(raw, request.content_type)
 

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from emulator.catalog import Model
 from emulator.server.render import REQ_ID
@@ -36,13 +37,13 @@ class CachedAnswer:
     neurons: float  # the billed figure, as charged the first time
     estimated: bool
     status: int
-    headers: tuple[tuple[str, str], ...]
+    headers: CIMultiDict[str]
     body: bytes
     token: object
     fresh_id: bool  # a new cf-ai-req-id each time (mock); replayed answers keep what was recorded
 
     def response(self, request_id: str) -> web.Response:
-        headers = dict(self.headers)
+        headers = self.headers.copy()  # aiohttp keeps a CIMultiDict it is given: each answer its own
         if self.fresh_id:
             headers[REQ_ID] = request_id
         return web.Response(body=self.body, status=self.status, headers=headers)
@@ -80,7 +81,7 @@ class AnswerCache:
         if not isinstance(body, bytes) or len(body) + len(key[4]) > MAX_ENTRY_BYTES:
             return
         per_response = _PER_RESPONSE if fresh_id else _PER_RESPONSE - {REQ_ID}
-        headers = tuple((k, v) for k, v in response.headers.items() if k not in per_response)
+        headers = CIMultiDict((k, v) for k, v in response.headers.items() if k not in per_response)
         answer = CachedAnswer(model, surface, neurons, estimated, response.status, headers, body, token,
                               fresh_id)
         old = self._answers.pop(key, None)

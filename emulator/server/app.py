@@ -11,6 +11,7 @@ from emulator.backends.base import Backend
 from emulator.catalog import load_catalog
 from emulator.errors import CFError
 from emulator.ledger import Ledger, Plan
+from emulator.limits import read_body
 from emulator.pricing import load_prices
 from emulator.quirks import enabled
 from emulator.server import catalog_api, gateway, graphql, native, openai_surface, relay
@@ -130,7 +131,7 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     token = state.backend.answer_token()
     if token is None:
         return await handler(request, route, state, request_id)
-    key = request_key(request, await request.read())
+    key = request_key(request, await read_body(request))
     cached = answers.get(key, token)
     if cached is not None:
         return await answer_again(state, route.account_id, cached, request_id)

@@ -7,6 +7,7 @@ slashes, percent-encoded or not), so the emulator parses the path itself.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -63,6 +64,13 @@ def _model_from(rest: str) -> str:
 
 def parse(method: str, raw_path: str, *, allow_double_slash: bool = True) -> Route:
     """Route a Cloudflare-namespace path; raises CFError with the edge's own codes otherwise."""
+    return _parse(method, raw_path, allow_double_slash)
+
+
+# Routes are immutable and clients repeat their paths: remember the last few thousand (a path that
+# fails raises, and failures are not remembered).
+@functools.lru_cache(maxsize=1024)
+def _parse(method: str, raw_path: str, allow_double_slash: bool) -> Route:
     path = raw_path.split("?", 1)[0]
     if path.startswith("/v1/"):
         return _parse_gateway(method, path)
