@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import orjson
 import pytest
 
-from emulator.fakes.vectors import embed, to_float_list
+from emulator.fakes.vectors import embed, wire_rows
 
 TEXTS = [
     "The cat sat on the mat",
@@ -67,10 +70,12 @@ def test_empty_inputs() -> None:
         embed(["x"], 0)
 
 
-def test_to_float_list_keeps_float32_values() -> None:
+def test_wire_rows_render_as_the_float32_values_widened_to_doubles() -> None:
     matrix = embed(TEXTS[:2], 384)
-    rows = to_float_list(matrix)
-    assert len(rows) == 2 and len(rows[0]) == 384
-    assert all(type(v) is float for v in rows[0])
-    assert np.array_equal(np.asarray(rows, dtype=np.float32), matrix)
-    assert rows[0][0] == float(matrix[0, 0])
+    rows = wire_rows(matrix)
+    assert rows.shape == (2, 384) and rows.dtype == np.float64 and rows.flags["C_CONTIGUOUS"]
+    assert np.array_equal(rows.astype(np.float32), matrix)
+    # The oracle: Python floats of the float32 values, as json would write them.
+    as_lists = [[float(v) for v in row] for row in matrix]
+    assert orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY) == orjson.dumps(as_lists)
+    assert json.loads(orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY)) == as_lists

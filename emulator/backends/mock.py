@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
+
 from emulator.call import BinaryInput, Call, Outcome
 from emulator.fakes.seed import derive_seed
 from emulator.limits import check_call
@@ -24,8 +26,11 @@ def approx_size(outcome: Outcome) -> int:
     """Rough bytes an outcome keeps alive: its body, or the float rows of an embedding result."""
     size = ENTRY_OVERHEAD + (len(outcome.body) if outcome.body else 0)
     result = outcome.result
-    if isinstance(result, dict) and isinstance(result.get("data"), list):
-        size += 32 * sum(len(row) for row in result["data"] if isinstance(row, list))
+    data = result.get("data") if isinstance(result, dict) else None
+    if isinstance(data, np.ndarray):
+        size += data.nbytes
+    elif isinstance(data, list):
+        size += 32 * sum(len(row) for row in data if isinstance(row, list))
     return size
 
 

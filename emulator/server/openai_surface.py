@@ -214,7 +214,8 @@ async def handle_embeddings(request: web.Request, route: Route, state: ServerSta
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
     result = executed.outcome.result if isinstance(executed.outcome.result, dict) else {}
-    vectors: list[Any] = list(result.get("data") or [])
+    data = result.get("data")
+    vectors: list[Any] = list(data) if data is not None else []
     if body.get("encoding_format") == "base64" and not enabled(state.quirks, "embeddings-ignore-base64"):
         vectors = [encode_base64(v) for v in vectors]
     answer = openai_shapes.embedding_list(vectors, model.name, executed.outcome.usage.input_tokens)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from emulator.call import Call, Outcome, Usage
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
-from emulator.fakes.vectors import embed, to_float_list
+from emulator.fakes.vectors import embed, wire_rows
 from emulator.tasks import FakeContext, register
 
 # Dimensions for models whose catalog entry has no `output_dimensions` property.
@@ -41,8 +43,9 @@ def texts_of(inputs: dict[str, Any]) -> list[str]:
     return []
 
 
-def vectors(model: Model, texts: list[str], ctx: FakeContext) -> list[list[float]]:
-    return to_float_list(embed(texts, dimensions(model), salt=ctx.emulator_seed))
+def vectors(model: Model, texts: list[str], ctx: FakeContext) -> np.ndarray:
+    """One float64 row per text (vectors.wire_rows): rendered by orjson as the JSON float lists."""
+    return wire_rows(embed(texts, dimensions(model), salt=ctx.emulator_seed))
 
 
 def usage_for(texts: list[str]) -> Usage:
