@@ -38,21 +38,24 @@ class _TokenTable:
 
     def __init__(self, latent: int) -> None:
         self.latent = latent
-        self.rows: dict[tuple[str, int], int] = {}
+        self.rows: dict[int, dict[str, int]] = {}  # salt → token → row
+        self.size = 0
         self.matrix = np.empty((1024, latent), dtype=np.float32)
 
     def ids(self, tokens: list[str], salt: int) -> list[int]:
-        rows = self.rows
-        missing = [t for t in dict.fromkeys(tokens) if (t, salt) not in rows]
+        rows = self.rows.setdefault(salt, {})
+        missing = [t for t in dict.fromkeys(tokens) if t not in rows]
         if missing:
-            if len(rows) + len(missing) > _CACHE_LIMIT:
-                rows.clear()
+            if self.size + len(missing) > _CACHE_LIMIT:
+                self.rows.clear()
+                self.size = 0
+                rows = self.rows.setdefault(salt, {})
                 # Anything referenced by this call must be present after the reset.
                 missing = list(dict.fromkeys(tokens))
-            self._add(missing, salt)
-        return [rows[(t, salt)] for t in tokens]
+            self._add(missing, salt, rows)
+        return [rows[t] for t in tokens]
 
-    def _add(self, tokens: list[str], salt: int) -> None:
+    def _add(self, tokens: list[str], salt: int, rows: dict[str, int]) -> None:
         latent = self.latent
         prefix = b"%d\x1f" % salt
         raw = b"".join(
@@ -62,15 +65,15 @@ class _TokenTable:
         block += np.float32(0.5)
         # Entries are k + 0.5, so these float64 sums of squares are exact in any order.
         block /= np.sqrt(np.square(block, dtype=np.float64).sum(axis=1, keepdims=True)).astype(np.float32)
-        first = len(self.rows)
+        first = self.size
         needed = first + len(tokens)
         if needed > len(self.matrix):
             grown = np.empty((max(needed, 2 * len(self.matrix)), latent), dtype=np.float32)
             grown[:first] = self.matrix[:first]
             self.matrix = grown
         self.matrix[first:needed] = block
-        for offset, token in enumerate(tokens):
-            self.rows[(token, salt)] = first + offset
+        rows.update(zip(tokens, range(first, needed), strict=True))
+        self.size = needed
 
 
 @cache
