@@ -366,16 +366,22 @@ def workers_scaling(options: Options, work: Path) -> dict[str, Any] | None:
     for n in (1, 2):
         port = free_port()
         cmd = emulator_cmd(port, Path(tempfile.mkdtemp(dir=work)), "--workers", str(n))
-        proc = subprocess.Popen(pinned(cmd, None), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(pinned(cmd, None), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         server = Server(f"workers{n}", port, proc)
         try:
             try:
                 server.wait_ready()
             except RuntimeError:
-                stderr = proc.stderr.read().decode() if proc.stderr else ""
+                stderr = proc.stderr.read() if proc.stderr else ""
                 if "no such option" in stderr.lower():
                     return None
                 raise
+            # The first worker answers health before the others listen; wrk's keep-alive connections
+            # opened then would all stay on it. The banner comes once every worker listens.
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if n == 1 or "workers (pids" in line:
+                    break
             warm_up(server, REQUESTS["text"])
             # Several connections per worker so SO_REUSEPORT spreads them; two load threads/processes.
             load = drive(options.tool, port, REQUESTS["text"], concurrency=64, duration=options.duration,

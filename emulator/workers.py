@@ -1,10 +1,11 @@
 """`serve --workers N`: N forked server processes accepting on one port through SO_REUSEPORT.
 
-Each worker is a whole emulator (its own event loop, mock outcome cache and replay cursors) on the
-same data directory, so they share one ledger (SQLite WAL: every charge is one `BEGIN IMMEDIATE`
-transaction, safe across processes) and one cassette directory (appends are `flock`ed). The kernel
-spreads new connections over the workers. Per-process state is not shared: control-plane stubs,
-faults and the request log apply to the worker that received the control call.
+Each worker is a whole emulator (its own event loop, answer caches and replay cursors) on the
+same data directory, so they share one ledger (each worker journals its charges in a file of its
+own and moves them into the shared SQLite file in `flock`ed transactions; see emulator/ledger.py)
+and one cassette directory (appends are `flock`ed). The kernel spreads new connections over the
+workers; the banner is printed once every worker listens. Per-process state is not shared:
+control-plane stubs, faults and the request log apply to the worker that received the control call.
 """
 
 from __future__ import annotations
