@@ -38,7 +38,7 @@ async def test_charges_are_journaled_first_and_drained_later(tmp_path: Path, clo
     results = await asyncio.gather(*(ledger.charge_async("acc", MODEL, 1.5) for _ in range(10)))
     assert [r.day_total for r in results] == [1.5 * (i + 1) for i in range(10)]
     (journal,) = _journals(db)
-    assert len(journal.read_bytes().splitlines()) == 10
+    assert len(journal.read_bytes().rstrip(b"\0").splitlines()) == 10
     assert _rows(db) == (0, 0.0)  # not in SQLite yet …
     await asyncio.sleep(ledger_module.DRAIN_SECONDS * 3)
     assert _rows(db) == (10, 15.0)  # … but soon after, without any read
@@ -81,16 +81,15 @@ def test_an_orphaned_journal_is_applied_once_and_a_torn_line_is_ignored(
         assert ledger.usage(account="acc").neurons == 12.0
 
 
-async def test_the_journal_is_replaced_once_big(tmp_path: Path, clock: FixedClock,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ledger_module, "ROTATE_BYTES", 500)
+async def test_a_full_journal_is_applied_and_replaced(tmp_path: Path, clock: FixedClock,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_journal, "CAPACITY", 500)  # room for about four charges
     db = tmp_path / "l.sqlite3"
     ledger = Ledger(db, clock=clock, plan="paid")
     names = set()
     for _ in range(6):
         await asyncio.gather(*(ledger.charge_async("acc", MODEL, 1.0) for _ in range(5)))
         names.update(p.name for p in _journals(db))
-        ledger.drain()
         assert len(_journals(db)) <= 1
     assert len(names) > 1
     assert ledger.usage(account="acc").requests == 30
@@ -99,12 +98,40 @@ async def test_the_journal_is_replaced_once_big(tmp_path: Path, clock: FixedCloc
         assert conn.execute("SELECT COUNT(*) FROM journals").fetchone() == (0,)
 
 
-async def test_durable_ledger_fsyncs_each_batch(tmp_path: Path, clock: FixedClock,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_journal_holds_data_up_to_its_first_zero_byte(tmp_path: Path, clock: FixedClock) -> None:
+    """The file is preallocated: zeros after the data are not lines, and a line cut by them (a copy
+    another process has not finished) waits for later."""
+    db = tmp_path / "l.sqlite3"
+    Ledger(db, clock=clock).close()
+    line = ledger_journal.JournalLine(clock.now().timestamp(), "acc", MODEL, 2.0, 200, "mock", False)
+    orphan = Path(str(db) + ledger_journal.SUFFIX + "999998-zeros")
+    orphan.write_bytes(line.encode() * 2 + line.encode()[:10] + b"\0" * 4096)
+    with Ledger(db, clock=clock) as ledger:
+        assert ledger.usage(account="acc").requests == 2
+
+
+async def test_durable_ledger_syncs_each_batch(tmp_path: Path, clock: FixedClock,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
-    real_fsync = ledger_journal.os.fsync
-    monkeypatch.setattr(ledger_journal.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    real_append = ledger_journal.Journal.append
+
+    def counting(self: ledger_journal.Journal, data: bytes) -> int:
+        synced.append(self.fsync)
+        return real_append(self, data)
+
+    monkeypatch.setattr(ledger_journal.Journal, "append", counting)
     ledger = Ledger(tmp_path / "l.sqlite3", clock=clock, durable=True)
     await asyncio.gather(*(ledger.charge_async("acc", MODEL, 1.0) for _ in range(3)))
-    assert len(synced) == 1  # one batch, one fsync
+    assert synced == [True]  # one batch, one synced append
+    ledger.close()
+
+
+async def test_the_servers_charge_is_in_the_journal_when_it_returns(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    db = tmp_path / "l.sqlite3"
+    ledger = Ledger(db, clock=clock, plan="paid", durable=False)
+    await ledger.charge_async("acc", MODEL, 4.0)
+    (journal,) = _journals(db)
+    assert journal.read_bytes().rstrip(b"\0").count(b"\n") == 1  # visible to any reader, no msync
     ledger.close()
