@@ -4,7 +4,8 @@
     python bench/run.py --duration 0.3 --rounds 1 --scenarios text --concurrency 1   # a smoke run
 
 Servers run as subprocesses pinned to core 0, the load generator (wrk, else bench/loadgen.py) to core 1;
-`--no-pin` turns pinning off. Every figure is the median of `--rounds` rounds.
+`--no-pin` turns pinning off. Every figure is the median of `--rounds` rounds; each load point is
+measured right after a baseline point at the same concurrency, and its ratio is taken against that one.
 """
 
 from __future__ import annotations
@@ -293,11 +294,15 @@ class Options:
 @dataclass
 class Results:
     load: dict[tuple[str, int], list[Load]] = field(default_factory=dict)
+    # The baseline measured right before each scenario load point: ratios are taken pair by pair.
+    paired: dict[tuple[str, int], list[Load]] = field(default_factory=dict)
     special: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
 
-    def add_load(self, scenario: str, concurrency: int, load: Load) -> None:
+    def add_load(self, scenario: str, concurrency: int, load: Load, *, base: Load | None = None) -> None:
         self.load.setdefault((scenario, concurrency), []).append(load)
+        if base is not None:
+            self.paired.setdefault((scenario, concurrency), []).append(base)
 
     def add(self, scenario: str, value: dict[str, Any]) -> None:
         self.special.setdefault(scenario, []).append(value)
@@ -311,17 +316,26 @@ def one_round(options: Options, results: Results, servers: dict[str, Server], wo
               ) -> None:
     server_cpu, load_cpu = cpu(options, SERVER_CPU), cpu(options, LOAD_CPU)
     wanted = options.scenarios
-    load_scenarios = [s for s in ("baseline", *LOAD_SCENARIOS) if s in wanted]
-    if load_scenarios and "baseline" not in load_scenarios:
-        load_scenarios.insert(0, "baseline")  # ratios need it
+    load_scenarios = [s for s in LOAD_SCENARIOS if s in wanted]
+    baseline = servers.get("baseline")
+
+    def measure(server: Server, scenario: str, concurrency: int) -> Load:
+        return drive(options.tool, server.port, REQUESTS[scenario], concurrency=concurrency,
+                     duration=options.duration, cpu=load_cpu)
+
+    if not load_scenarios and "baseline" in wanted and baseline is not None:
+        for concurrency in options.concurrency:
+            results.add_load("baseline", concurrency, measure(baseline, "baseline", concurrency))
     for scenario in load_scenarios:
-        server = servers.get(scenario if scenario in ("replay", "baseline") else "mock")
-        if server is None:
+        server = servers.get(scenario if scenario == "replay" else "mock")
+        if server is None or baseline is None:
             continue
         for concurrency in options.concurrency:
-            load = drive(options.tool, server.port, REQUESTS[scenario], concurrency=concurrency,
-                         duration=options.duration, cpu=load_cpu)
-            results.add_load(scenario, concurrency, load)
+            # The baseline right before each point: this VM's speed drifts by tens of percent within
+            # minutes, so a ratio is only meaningful between two measurements taken back to back.
+            base = measure(baseline, "baseline", concurrency)
+            results.add_load("baseline", concurrency, base)
+            results.add_load(scenario, concurrency, measure(server, scenario, concurrency), base=base)
     mock = servers.get("mock")
     if "stream" in wanted and mock is not None:
         results.add("stream", asyncio.run(stream_fanout(mock.base)))
@@ -401,8 +415,8 @@ def median(values: list[float]) -> float:
 def summarise(options: Options, results: Results) -> dict[str, Any]:
     rows = []
     for (scenario, concurrency), loads in results.load.items():
-        base = results.load.get(("baseline", concurrency), [])
-        ratios = [a.rps / b.rps for a, b in zip(loads, base, strict=False) if b.rps]
+        base = results.paired.get((scenario, concurrency), loads if scenario == "baseline" else [])
+        ratios = [a.rps / b.rps for a, b in zip(loads, base, strict=True) if b.rps]
         rows.append({"scenario": scenario, "concurrency": concurrency,
                      "rps": median([x.rps for x in loads]), "p50_ms": median([x.p50_ms for x in loads]),
                      "p99_ms": median([x.p99_ms for x in loads]), "ratio": median(ratios),

@@ -161,7 +161,9 @@ async def _read_json(request: web.Request, *, default: Any = None) -> Any:
 
 async def health(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    return _json({"status": "ok", "mode": state.settings.mode.value, "version": __version__})
+    answers = state.answers  # this worker's rendered-answer cache (server/answer_cache.py)
+    return _json({"status": "ok", "mode": state.settings.mode.value, "version": __version__,
+                  "answer_cache": {"answers": len(answers), "reused": answers.hits}})
 
 
 async def reset(request: web.Request) -> web.StreamResponse:

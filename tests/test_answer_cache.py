@@ -117,3 +117,10 @@ def test_the_cache_is_bounded() -> None:
     assert cache.get(("POST", "/p9", "application/json", "", b"x" * 100), model) is None
     assert cache.get(("POST", "/big", "", "", b""), model) is not None
     assert cache.get(("POST", "/big", "", "", b""), object()) is None  # another backend or cassette
+
+
+async def test_health_reports_the_cache(emulator: Emulator) -> None:
+    for _ in range(3):
+        await (await emulator.run(LLAMA, {"prompt": "counted"})).read()
+    async with emulator.session.get(f"{emulator.base}/__emulator__/health") as r:
+        assert (await r.json())["answer_cache"] == {"answers": 1, "reused": 2}
