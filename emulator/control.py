@@ -8,6 +8,7 @@ the hook `pipeline.execute` calls to apply faults and stubs around the backend.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -42,6 +43,9 @@ class ControlClock:
 
     def now(self) -> datetime:
         return self._fixed or datetime.now(UTC)
+
+    def timestamp(self) -> float:
+        return self._fixed.timestamp() if self._fixed is not None else time.time()
 
     def set(self, when: datetime) -> None:
         self._fixed = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

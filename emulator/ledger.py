@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import os
 import sqlite3
 import threading
@@ -112,10 +113,17 @@ class Clock(Protocol):
         """The current time, timezone-aware (UTC)."""
         ...
 
+    def timestamp(self) -> float:
+        """`now()` as UNIX time; every charge reads it, so a clock can skip the datetime."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def timestamp(self) -> float:
+        return _time.time()
 
 
 class FixedClock:
@@ -126,6 +134,9 @@ class FixedClock:
 
     def now(self) -> datetime:
         return self._now
+
+    def timestamp(self) -> float:
+        return self._now.timestamp()
 
     def set(self, when: datetime) -> None:
         self._now = _aware(when)
@@ -219,11 +230,10 @@ class _Entry:
     estimated: bool
 
     @classmethod
-    def at(cls, now: datetime, account: str, neurons: float, model: str, status: int, source: str,
+    def at(cls, ts: float, account: str, neurons: float, model: str, status: int, source: str,
            estimated: bool) -> _Entry:
-        day = now.date()
-        return cls(account, now.timestamp(), day, day.isoformat(), now.hour, neurons, model, status, source,
-                   estimated)
+        day, iso, hour = _utc_hour(int(ts // 3600))
+        return cls(account, ts, day, iso, hour, neurons, model, status, source, estimated)
 
     def journal_line(self) -> bytes:
         return encode_line(self.ts, self.account, self.model, self.neurons, self.status, self.source,
@@ -231,8 +241,16 @@ class _Entry:
 
     @classmethod
     def from_journal(cls, line: JournalLine) -> _Entry:
-        return cls.at(datetime.fromtimestamp(line.ts, UTC), line.account, line.neurons, line.model,
-                      line.status, line.source, line.estimated)
+        return cls.at(line.ts, line.account, line.neurons, line.model, line.status, line.source,
+                      line.estimated)
+
+
+@functools.lru_cache(maxsize=256)
+def _utc_hour(hours_since_epoch: int) -> tuple[date, str, int]:
+    """(UTC day, the day as the tables key it, hour of day) of an hour: charges in the same hour
+    share one answer instead of building a datetime each."""
+    start = datetime.fromtimestamp(hours_since_epoch * 3600, UTC)
+    return start.date(), start.date().isoformat(), start.hour
 
 
 def next_reset(day: date) -> datetime:
@@ -552,7 +570,8 @@ class Ledger:
     def _entry(self, account: str, model: str, neurons: float, status: int, estimated: bool,
                source: str) -> _Entry:
         est = estimated or (source == "mock" and self.prices.rule(model).estimated)
-        return _Entry.at(self._now(), account, max(0.0, float(neurons)), model, status, source, est)
+        return _Entry.at(self.clock.timestamp(), account, max(0.0, float(neurons)), model, status, source,
+                         est)
 
     def _commit(self, entries: list[_Entry]) -> list[ChargeResult]:
         """Write charges in one transaction; day totals are re-read inside it (other workers' charges

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import re
 
 from aiohttp import web
 
 from emulator.errors import CFError
 from emulator.settings import Settings
+
+_SPACE = re.compile(r"\s")
 
 
 def check_auth(request: web.Request, settings: Settings) -> str:
@@ -24,7 +27,7 @@ def check_auth(request: web.Request, settings: Settings) -> str:
     if authorization is not None:
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+        if scheme.lower() != "bearer" or not token or _SPACE.search(token):
             raise CFError("malformed_auth")
         _require(token, settings)
         return token
