@@ -34,6 +34,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from emulator.ledger_checkpoint import Checkpointer
 from emulator.ledger_journal import Journal, JournalLine, encode_line, journals
 from emulator.pricing import NEURON_USD, PriceBook, dollars, load_prices
 
@@ -104,7 +105,8 @@ CREATE TABLE IF NOT EXISTS journals (
 ) WITHOUT ROWID;
 """
 # Journaled charges reach SQLite this long after the first of them, or as soon as this many wait.
-DRAIN_SECONDS = 0.02
+# Short drains keep each pause of the event loop short (~0.5 ms at 10,000 calls a second).
+DRAIN_SECONDS = 0.005
 DRAIN_BATCH = 512
 
 
@@ -286,6 +288,7 @@ class Ledger:
         prices: PriceBook | None = None,
         durable: bool = True,
         busy_timeout: float = 30.0,
+        background_checkpoints: bool = False,
     ) -> None:
         self.path = str(path)
         self.clock: Clock = clock or SystemClock()
@@ -303,10 +306,15 @@ class Ledger:
         self._journal: Journal | None = None
         self._backlog: list[tuple[int, _Entry]] = []  # journaled, not yet in SQLite, with end offsets
         self._drain_timer: asyncio.TimerHandle | None = None
+        self._checkpointer: Checkpointer | None = None
         self._conn = sqlite3.connect(
             self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
         self._init_db(durable, busy_timeout)
+        if background_checkpoints and self.path != MEMORY:
+            # The server: checkpoints run on a thread (emulator/ledger_checkpoint.py), not in a drain.
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = Checkpointer(self.path, busy_timeout=busy_timeout)
 
     def _init_db(self, durable: bool, busy_timeout: float) -> None:
         conn = self._conn
@@ -755,6 +763,8 @@ class Ledger:
         if self._pending:
             self._flush_pending()
         self._retire_journal()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._lock:
             self._conn.close()
             if self._lock_fd is not None:

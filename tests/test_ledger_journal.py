@@ -135,3 +135,28 @@ async def test_the_servers_charge_is_in_the_journal_when_it_returns(
     (journal,) = _journals(db)
     assert journal.read_bytes().rstrip(b"\0").count(b"\n") == 1  # visible to any reader, no msync
     ledger.close()
+
+
+async def test_a_server_ledger_checkpoints_on_its_own_thread(tmp_path: Path, clock: FixedClock,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from emulator import ledger_checkpoint
+
+    monkeypatch.setattr(ledger_checkpoint, "INTERVAL_SECONDS", 0.02)
+    db = tmp_path / "l.sqlite3"
+    ledger = Ledger(db, clock=clock, plan="paid", durable=False, background_checkpoints=True)
+    assert ledger._conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)  # not inside a drain
+    checkpointer = ledger._checkpointer
+    assert checkpointer is not None
+    for _ in range(20):
+        await asyncio.gather(*(ledger.charge_async("acc", MODEL, 1.0) for _ in range(10)))
+        ledger.drain()
+    runs = checkpointer.runs
+    deadline = asyncio.get_running_loop().time() + 5
+    while checkpointer.runs < runs + 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    with sqlite3.connect(db) as conn:
+        busy, log, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert checkpointer.runs >= runs + 2 and busy == 0 and log == done  # nothing left to copy
+    ledger.close()
+    assert not checkpointer._thread.is_alive()
+    assert _rows(db) == (200, 200.0)

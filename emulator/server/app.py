@@ -61,6 +61,7 @@ def make_ledger(settings: Settings) -> Ledger:
         rate_limits=settings.rate_limits,
         prices=load_prices(),
         durable=settings.durable_ledger,
+        background_checkpoints=True,
     )
     ledger.record_settings()  # `workers-ai-emulator usage` reads the plan back from the file
     return ledger
