@@ -503,7 +503,8 @@ def targets(rows: list[dict[str, Any]], special: dict[str, dict[str, float]], mi
         check("resident memory after the whole catalog", p["rss_mb"] if p else None, 120.0, False, "MB")
     if "workers" in wanted:
         p = special.get("workers")
-        check("throughput 2 workers / 1 worker (unpinned)", p["cached_scaling"] if p else None, 1.7, True, "x")
+        check("throughput 2 workers / 1 worker (unpinned)", p["cached_scaling"] if p else None, 1.7, True,
+              "x")
         check("ledger holds every answered call with 2 workers", p["uncached_ledger_exact"] if p else None,
               1.0, True, "")
     return out
