@@ -446,7 +446,9 @@ def median(values: list[float]) -> float:
 
 def summarise(options: Options, results: Results) -> dict[str, Any]:
     rows = []
-    for (scenario, concurrency), loads in results.load.items():
+    order = ("baseline", *LOAD_SCENARIOS)
+    for (scenario, concurrency), loads in sorted(results.load.items(),
+                                                 key=lambda item: (order.index(item[0][0]), item[0][1])):
         base = results.paired.get((scenario, concurrency), loads if scenario == "baseline" else [])
         ratios = [a.rps / b.rps for a, b in zip(loads, base, strict=True) if b.rps]
         rows.append({"scenario": scenario, "concurrency": concurrency,

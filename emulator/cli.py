@@ -192,7 +192,7 @@ def banner(settings: Settings) -> str:
     "--durable-ledger",
     is_flag=True,
     envvar=env("DURABLE_LEDGER"),
-    help="fsync every charge (survives an OS crash too; the default survives kill -9 only).",
+    help="Sync every batch of charges to disk (survives an OS crash too; the default survives kill -9 only).",
 )
 @click.option(
     "--background",
