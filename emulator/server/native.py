@@ -11,7 +11,7 @@ from emulator.limits import read_body
 from emulator.pricing import round_neurons
 from emulator.server.inputs import read_inputs, validate
 from emulator.server.paths import Route
-from emulator.server.pipeline import EXECUTED, Executed, execute
+from emulator.server.pipeline import Executed, execute_request
 from emulator.server.relay import render_rendered
 from emulator.server.render import NEURONS, REQ_ID, envelope, json_response, stream_events
 from emulator.server.state import ServerState
@@ -79,6 +79,5 @@ async def handle_run(
         raw_content_type=request.content_type or "",
         headers=dict(request.headers),
     )
-    executed = await execute(state, call)
-    request[EXECUTED] = executed
+    executed = await execute_request(request, state, call)
     return await render_native(request, call, executed)

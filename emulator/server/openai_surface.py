@@ -25,7 +25,7 @@ from emulator.quirks import enabled
 from emulator.server.inputs import parse_json, validate
 from emulator.server.native import answer_headers, lookup_model, render_native
 from emulator.server.paths import Kind, Route
-from emulator.server.pipeline import EXECUTED, execute
+from emulator.server.pipeline import execute_request
 from emulator.server.render import json_response, stream_events
 from emulator.server.state import ServerState
 from emulator.tasks.text_generation import Generation
@@ -172,8 +172,7 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
     stream = body.get("stream") is True
     surface = Surface.COMPAT_CHAT if route.kind is Kind.COMPAT_CHAT else Surface.CHAT
     call = make_call(request, route, model, inputs, surface, request_id, raw, stream)
-    executed = await execute(state, call)
-    request[EXECUTED] = executed
+    executed = await execute_request(request, state, call)
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)
@@ -209,8 +208,7 @@ async def handle_embeddings(request: web.Request, route: Route, state: ServerSta
     inputs: dict[str, Any] = {"text": body["input"]} if "input" in body else {}
     validate(model, inputs, state.quirks)
     call = make_call(request, route, model, inputs, Surface.EMBEDDINGS, request_id, raw)
-    executed = await execute(state, call)
-    request[EXECUTED] = executed
+    executed = await execute_request(request, state, call)
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
     result = executed.outcome.result if isinstance(executed.outcome.result, dict) else {}
@@ -235,8 +233,7 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
     inputs = {k: body[k] for k in ("input", "reasoning") if k in body}
     validate(model, inputs, state.quirks)
     call = make_call(request, route, model, inputs, Surface.RESPONSES, request_id, raw)
-    executed = await execute(state, call)
-    request[EXECUTED] = executed
+    executed = await execute_request(request, state, call)
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)

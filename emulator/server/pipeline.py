@@ -87,6 +87,13 @@ async def execute(state: ServerState, call: Call) -> Executed:
     return Executed(call, outcome, neurons, estimated, plain)
 
 
+async def execute_request(request: web.Request, state: ServerState, call: Call) -> Executed:
+    """`execute` for an HTTP request, noting what it produced where the answer cache looks for it."""
+    executed = await execute(state, call)
+    request[EXECUTED] = executed
+    return executed
+
+
 def untouched(state: ServerState) -> bool:
     """No stub or fault can change an answer right now."""
     control = state.extensions.get("control")
