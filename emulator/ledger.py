@@ -521,7 +521,9 @@ class Ledger:
         if self._journal is not None and not self._journal.fits(len(data)):
             self._retire_journal()
         if self._journal is None:
-            self._journal = Journal(self.path, fsync=self._durable)
+            # A batch bigger than a whole journal (never seen: ~14,000 charges in one loop turn) gets
+            # a journal of its size rather than an error.
+            self._journal = Journal(self.path, fsync=self._durable, at_least=len(data))
         end = self._journal.append(data) - len(data)
         results = []
         for e, line in zip(entries, lines, strict=True):

@@ -76,11 +76,11 @@ def encode_line(ts: float, account: str, model: str, neurons: float, status: int
 class Journal:
     """This process's journal: a mapped, preallocated file, locked for as long as the process lives."""
 
-    def __init__(self, db_path: str, *, fsync: bool = False, capacity: int | None = None) -> None:
+    def __init__(self, db_path: str, *, fsync: bool = False, at_least: int = 0) -> None:
         self.path = f"{db_path}{SUFFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self.name = os.path.basename(self.path)
         self.fsync = fsync
-        self.capacity = capacity = capacity or CAPACITY
+        self.capacity = capacity = max(CAPACITY, at_least)
         self.size = 0
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:

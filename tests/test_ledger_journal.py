@@ -160,3 +160,15 @@ async def test_a_server_ledger_checkpoints_on_its_own_thread(tmp_path: Path, clo
     ledger.close()
     assert not checkpointer._thread.is_alive()
     assert _rows(db) == (200, 200.0)
+
+
+async def test_a_batch_bigger_than_a_journal_gets_a_journal_of_its_size(
+    tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_journal, "CAPACITY", 100)  # less than one batch of ten charges
+    db = tmp_path / "l.sqlite3"
+    ledger = Ledger(db, clock=clock, plan="paid")
+    results = await asyncio.gather(*(ledger.charge_async("acc", MODEL, 1.0) for _ in range(10)))
+    assert results[-1].day_total == 10.0
+    assert ledger.usage(account="acc").requests == 10
+    ledger.close()
