@@ -124,3 +124,22 @@ async def test_health_reports_the_cache(emulator: Emulator) -> None:
         await (await emulator.run(LLAMA, {"prompt": "counted"})).read()
     async with emulator.session.get(f"{emulator.base}/__emulator__/health") as r:
         assert (await r.json())["answer_cache"] == {"answers": 1, "reused": 2}
+
+
+async def test_credentials_are_checked_before_the_cache(make_emulator: ServerFactory) -> None:
+    emulator = await make_emulator(token="the-token")
+    good = {"Authorization": "Bearer the-token"}
+    first = await emulator.run(LLAMA, {"prompt": "secret"}, headers=good)
+    assert first.status == 200
+    refused = await emulator.run(LLAMA, {"prompt": "secret"}, headers={"Authorization": "Bearer wrong"})
+    assert refused.status in (401, 403) and (await refused.json())["success"] is False
+    assert _cache(emulator).hits == 0
+    assert (await emulator.run(LLAMA, {"prompt": "secret"}, headers=good)).status == 200
+    assert _cache(emulator).hits == 1
+
+
+async def test_streams_are_not_kept(emulator: Emulator) -> None:
+    for _ in range(2):
+        resp = await emulator.run(LLAMA, {"prompt": "flowing", "stream": True})
+        assert resp.status == 200 and (await resp.text()).endswith("data: [DONE]\n\n")
+    assert _cache(emulator).hits == 0 and len(_cache(emulator)) == 0
