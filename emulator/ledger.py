@@ -108,6 +108,13 @@ CREATE TABLE IF NOT EXISTS journals (
 # Short drains keep each pause of the event loop short (~0.5 ms at 10,000 calls a second).
 DRAIN_SECONDS = 0.005
 DRAIN_BATCH = 512
+# A timed drain finding another worker mid-write tries again this much later, this many times.
+BUSY_RETRY_SECONDS = 0.001
+BUSY_RETRIES = 20
+
+
+class WriterBusy(Exception):
+    """Another process holds the ledger's writer lock (only raised to a caller that will not wait)."""
 
 
 class Clock(Protocol):
@@ -307,6 +314,7 @@ class Ledger:
         self._backlog: list[tuple[int, _Entry]] = []  # journaled, not yet in SQLite, with end offsets
         self._drain_timer: asyncio.TimerHandle | None = None
         self._checkpointer: Checkpointer | None = None
+        self._busy_retries = 0
         self._conn = sqlite3.connect(
             self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -360,8 +368,10 @@ class Ledger:
         self._totals.clear()  # other processes' charges just arrived: re-read totals when needed
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._writer_turn():
+    def _write(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; with `wait=False`, raises `WriterBusy` at once if another process
+        is writing instead of queueing for its turn."""
+        with self._lock, self._writer_turn(wait=wait):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -371,14 +381,17 @@ class Ledger:
             self._conn.execute("COMMIT")
 
     @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
+    def _writer_turn(self, *, wait: bool = True) -> Iterator[None]:
         """Processes sharing the file queue on a kernel lock before writing: SQLite's own busy
         handler sleeps in growing steps (1, 2, 5 … 100 ms), which made two workers slower than one;
         a blocked flock wakes as soon as the other transaction ends."""
         if self._lock_fd is None:
             yield
             return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WriterBusy from None
         try:
             yield
         finally:
@@ -549,23 +562,37 @@ class Ledger:
         if len(self._backlog) >= DRAIN_BATCH:
             loop.call_soon(self.drain)
         elif self._drain_timer is None:
-            self._drain_timer = loop.call_later(DRAIN_SECONDS, self.drain)
+            self._drain_timer = loop.call_later(DRAIN_SECONDS, self._timed_drain)
 
-    def drain(self) -> None:
+    def drain(self, *, wait: bool = True) -> None:
         """Move the journaled charges into SQLite (one transaction) and refresh the day totals from
-        the file, other workers' charges included. Every read of the ledger drains first."""
+        the file, other workers' charges included. Every read of the ledger drains first.
+
+        The drain timer passes `wait=False`: while another worker is writing, the drain comes back a
+        moment later instead of holding up this worker's event loop (up to `BUSY_RETRIES` times,
+        then it queues for its turn like any other write)."""
         if self._drain_timer is not None:
             self._drain_timer.cancel()
             self._drain_timer = None
         if not self._backlog or self._journal is None:
             return
-        backlog, self._backlog = self._backlog, []
         journal = self._journal
-        with self._write() as c:
-            applied = self._applied(c, journal.name)  # a reader elsewhere may have applied some
-            totals = self._apply(c, [e for end, e in backlog if end > applied])
-            self._mark(c, journal.name, journal.size)
+        try:
+            with self._write(wait=wait or self._busy_retries >= BUSY_RETRIES) as c:
+                applied = self._applied(c, journal.name)  # a reader elsewhere may have applied some
+                totals = self._apply(c, [e for end, e in self._backlog if end > applied])
+                self._mark(c, journal.name, journal.size)
+        except WriterBusy:
+            self._busy_retries += 1
+            self._drain_timer = asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self._timed_drain)
+            return
+        self._busy_retries = 0
+        self._backlog = []
         self._totals.update(totals)
+
+    def _timed_drain(self) -> None:
+        self._drain_timer = None
+        self.drain(wait=False)
 
     def _retire_journal(self) -> None:
         """Apply this process's journal to its end and delete it; the next charge opens a new one."""

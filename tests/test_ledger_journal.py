@@ -172,3 +172,30 @@ async def test_a_batch_bigger_than_a_journal_gets_a_journal_of_its_size(
     assert results[-1].day_total == 10.0
     assert ledger.usage(account="acc").requests == 10
     ledger.close()
+
+
+async def test_a_timed_drain_never_waits_for_another_writer(tmp_path: Path, clock: FixedClock,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+    import os
+    import time
+
+    # The "other worker" below is this very thread: a drain that gave up retrying would wait forever.
+    monkeypatch.setattr(ledger_module, "BUSY_RETRIES", 10**6)
+    db = tmp_path / "l.sqlite3"
+    ledger = Ledger(db, clock=clock, plan="paid", durable=False)
+    other = os.open(str(db) + ".lock", os.O_RDWR)  # another worker, mid-transaction
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        await asyncio.gather(*(ledger.charge_async("acc", MODEL, 1.0) for _ in range(3)))
+        started = time.monotonic()
+        await asyncio.sleep(ledger_module.DRAIN_SECONDS * 4)  # timed drains fire and find it busy
+        assert time.monotonic() - started < 1.0  # the loop was never held up
+        assert _rows(db) == (0, 0.0)
+        assert ledger.day_total("acc") == 3.0  # admission still counts them
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    await asyncio.sleep(ledger_module.BUSY_RETRY_SECONDS * 20)
+    assert _rows(db) == (3, 3.0)  # the next try got its turn
+    ledger.close()
