@@ -150,7 +150,10 @@ def target(request: pytest.FixtureRequest, tmp_data: Path) -> Iterator[Target]:
 
 @pytest.fixture(scope="session")
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=120.0, trust_env=False) as client:
+    # A fresh connection per request: workerd closes idle keep-alive connections, and a request sent
+    # on one just as it closes fails with ReadError (seen twice under a loaded full suite).
+    limits = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(timeout=120.0, trust_env=False, limits=limits) as client:
         yield client
 
 
