@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 REAL_TOKEN = "cfut_REALtoken_9f8e7d6c5b4a39281706aaaa"
@@ -290,3 +292,34 @@ def start_recording_server(
            "--upstream", upstream.base, "--cassette-dir", str(cassette_dir), "--cassette", cassette,
            "--data-dir", str(data_dir), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+async def burst_then_kill_9(proc: subprocess.Popen[bytes], url: str, headers: dict[str, str],
+                            prompts: list[str], *, kill_after: int) -> list[tuple[str, float]]:
+    """Send every prompt at once to the server `proc` runs, `kill -9` it once `kill_after` answers have
+    arrived (or after ~10 s), and return each answered call's prompt and `cf-ai-neurons`."""
+    from tests.serving import wait_ready
+
+    answered: list[tuple[str, float]] = []
+
+    async def one(session: aiohttp.ClientSession, prompt: str) -> None:
+        async with session.post(url, json={"prompt": prompt}, headers=headers) as resp:
+            await resp.read()
+            if resp.status == 200:
+                answered.append((prompt, float(resp.headers.get("cf-ai-neurons", "0"))))
+
+    try:
+        await asyncio.to_thread(wait_ready, url.split("/client/")[0])
+        async with aiohttp.ClientSession() as session:
+            tasks = [asyncio.create_task(one(session, prompt)) for prompt in prompts]
+            for _ in range(5000):  # bounded: a server that stopped answering must not hang the test
+                if len(answered) >= kill_after:
+                    break
+                await asyncio.sleep(0.002)
+            os.kill(proc.pid, signal.SIGKILL)
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return answered

@@ -17,7 +17,7 @@ import pytest
 
 from emulator.cassettes import load_cassette
 from emulator.ledger import Ledger
-from tests.fake_upstream import LLAMA, FakeUpstream, start_recording_server
+from tests.fake_upstream import LLAMA, FakeUpstream, burst_then_kill_9, start_recording_server
 from tests.serving import free_port, wait_ready
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -53,35 +53,12 @@ async def test_kill_9_loses_no_recorded_interaction_and_no_charged_neuron(
     for round_ in range(3):
         port = free_port()
         proc = _serve(port, upstream, tmp_path, data_dir)
-        base = f"http://127.0.0.1:{port}"
-        round_answered: list[str] = []
-        try:
-            await asyncio.to_thread(wait_ready, base)
-            url = f"{base}/client/v4/accounts/{ACCOUNT}/ai/run/{LLAMA}"
-
-            async def one(
-                session: aiohttp.ClientSession, prompt: str, url: str = url, out: list[str] = round_answered
-            ) -> None:
-                async with session.post(url, json={"prompt": prompt}, headers=HEADERS) as resp:
-                    await resp.read()
-                    if resp.status == 200:
-                        out.append(prompt)
-                        nonlocal billed
-                        billed += float(resp.headers.get("cf-ai-neurons", "0"))
-
-            kill_after = rng.randint(3, 30)  # a different moment each round
-            async with aiohttp.ClientSession() as session:
-                tasks = [asyncio.create_task(one(session, f"r{round_}-{i}")) for i in range(80)]
-                for _ in range(5000):  # bounded wait for the chosen number of answers
-                    if len(round_answered) >= kill_after:
-                        break
-                    await asyncio.sleep(0.002)
-                os.kill(proc.pid, signal.SIGKILL)
-                await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        url = f"http://127.0.0.1:{port}/client/v4/accounts/{ACCOUNT}/ai/run/{LLAMA}"
+        kill_after = rng.randint(3, 30)  # a different moment each round
+        round_calls = await burst_then_kill_9(proc, url, HEADERS, [f"r{round_}-{i}" for i in range(80)],
+                                              kill_after=kill_after)
+        round_answered = [prompt for prompt, _ in round_calls]
+        billed += sum(neurons for _, neurons in round_calls)
         answered += round_answered
         cassette = load_cassette((tmp_path / "cassettes" / "crash.json").read_bytes())  # never truncated
         stored = [i.request.body.json_["prompt"] for i in cassette.interactions]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -12,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
@@ -26,9 +23,10 @@ from tests.fake_upstream import (
     SSE_EVENTS,
     WHISPER,
     FakeUpstream,
+    burst_then_kill_9,
     start_recording_server,
 )
-from tests.serving import free_port, wait_ready
+from tests.serving import free_port
 
 CLIENT_TOKEN = "client-own-token-5e4d3c2b1a"
 EMAIL = "alice.secret@example.org"
@@ -377,27 +375,10 @@ async def test_record_survives_kill_9_mid_burst(upstream: FakeUpstream, tmp_path
     for round_ in range(2):
         port = free_port()
         proc = start_recording_server(port, upstream, cassettes, "burst", tmp_path / f"data{round_}")
-        base = f"http://127.0.0.1:{port}"
-        try:
-            await asyncio.to_thread(wait_ready, base)
-            url = f"{base}/client/v4/accounts/{ACCOUNT}/ai/run/{LLAMA}"
-
-            async def one(session: aiohttp.ClientSession, prompt: str, url: str = url) -> None:
-                async with session.post(url, json={"prompt": prompt}, headers=HEADERS) as resp:
-                    await resp.read()
-                    if resp.status == 200:
-                        completed.append(prompt)
-
-            async with aiohttp.ClientSession() as session:
-                tasks = [asyncio.create_task(one(session, f"r{round_}-{i}")) for i in range(60)]
-                while sum(p.startswith(f"r{round_}-") for p in completed) < 10:
-                    await asyncio.sleep(0.002)
-                os.kill(proc.pid, signal.SIGKILL)
-                await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        url = f"http://127.0.0.1:{port}/client/v4/accounts/{ACCOUNT}/ai/run/{LLAMA}"
+        calls = await burst_then_kill_9(proc, url, HEADERS, [f"r{round_}-{i}" for i in range(60)],
+                                        kill_after=10)
+        completed += [prompt for prompt, _ in calls]
         cassette = load_cassette(cassettes.joinpath("burst.json").read_bytes())  # always parses
         stored = [i.request.body.json_["prompt"] for i in cassette.interactions]
         assert len(stored) == len(set(stored))
