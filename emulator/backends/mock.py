@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from emulator.call import BinaryInput, Call, Outcome
 from emulator.fakes.seed import derive_seed
 from emulator.limits import check_call
+from emulator.lru import SizedLRU
 from emulator.tasks import FakeContext, fake_for
 
 # Inputs that change how an answer is delivered, not what it says: excluded from the seed so
@@ -54,8 +54,8 @@ class MockBackend:
     def __init__(self, *, seed: int = 0, quirks: dict[str, bool] | None = None) -> None:
         self.seed = seed
         self.quirks = quirks or {}
-        self._cache: OrderedDict[tuple[int, bool], tuple[Outcome, int]] = OrderedDict()
-        self._cached_bytes = 0
+        self._cache: SizedLRU[tuple[int, bool], Outcome] = SizedLRU(max_entries=CACHE_SIZE,
+                                                                     max_bytes=CACHE_BYTES)
 
     async def handle(self, call: Call) -> Outcome:
         check_call(call)  # before any work: the fakes' cost grows with pixels, audio length, batch size
@@ -63,8 +63,7 @@ class MockBackend:
         key = (seed, call.stream)
         cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(key)
-            return cached[0]
+            return cached
         outcome = fake_for(call.model)(
             call, FakeContext(seed=seed, emulator_seed=self.seed, quirks=self.quirks)
         )
@@ -77,19 +76,14 @@ class MockBackend:
         size = approx_size(outcome)
         if size > CACHE_BYTES // 8:
             return  # one huge answer would evict everything else for little gain
-        self._cache[key] = (outcome, size)
-        self._cached_bytes += size
-        while len(self._cache) > CACHE_SIZE or self._cached_bytes > CACHE_BYTES:
-            _, (_, evicted) = self._cache.popitem(last=False)
-            self._cached_bytes -= evicted
+        self._cache.put(key, outcome, size)
 
     def answer_token(self) -> object | None:
         return self  # the fakes are pure: answers stay valid as long as this backend serves
 
     def cache_info(self) -> tuple[int, int]:
         """(cached answers, estimated bytes they hold)."""
-        return len(self._cache), self._cached_bytes
+        return len(self._cache), self._cache.bytes
 
     async def close(self) -> None:
         self._cache.clear()
-        self._cached_bytes = 0

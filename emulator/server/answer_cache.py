@@ -12,13 +12,13 @@ cassette file that changed gives a new index); switching mode starts a new cache
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from emulator.catalog import Model
+from emulator.lru import SizedLRU
 from emulator.server.render import REQ_ID
 
 MAX_ENTRIES = 16384  # a large cassette (10,000 interactions) fits whole
@@ -59,17 +59,13 @@ class AnswerCache:
     """Least recently used first out, bounded by count and by bytes."""
 
     def __init__(self, *, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self._answers: OrderedDict[Key, CachedAnswer] = OrderedDict()
-        self._bytes = 0
+        self._answers: SizedLRU[Key, CachedAnswer] = SizedLRU(max_entries=max_entries, max_bytes=max_bytes)
         self.hits = 0
 
     def get(self, key: Key, token: object) -> CachedAnswer | None:
         answer = self._answers.get(key)
         if answer is None or answer.token is not token:
             return None  # unknown, or kept for a cassette (index) that has changed since
-        self._answers.move_to_end(key)
         self.hits += 1
         return answer
 
@@ -84,14 +80,7 @@ class AnswerCache:
         headers = CIMultiDict((k, v) for k, v in response.headers.items() if k not in per_response)
         answer = CachedAnswer(model, surface, neurons, estimated, response.status, headers, body, token,
                               fresh_id)
-        old = self._answers.pop(key, None)
-        if old is not None:
-            self._bytes -= len(old.body) + len(key[4])
-        self._answers[key] = answer
-        self._bytes += len(body) + len(key[4])
-        while len(self._answers) > self.max_entries or self._bytes > self.max_bytes:
-            evicted_key, evicted = self._answers.popitem(last=False)
-            self._bytes -= len(evicted.body) + len(evicted_key[4])
+        self._answers.put(key, answer, len(body) + len(key[4]))
 
     def __len__(self) -> int:
         return len(self._answers)
