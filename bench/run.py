@@ -374,9 +374,10 @@ def passthrough_overhead(options: Options, servers: dict[str, Server], load_cpu:
     return figures
 
 
-# More distinct prompts than the answer cache (16,384) and the outcome cache hold: every call runs the
-# whole pipeline (parse, validate, fake, render), as a test suite's varied calls do.
-UNCACHED_TEXT = [run_request(TEXT_MODEL, {"prompt": f"uncached prompt number {i}"}) for i in range(50_000)]
+def uncached_text() -> list[dict[str, Any]]:
+    """More distinct prompts than the answer cache (16,384) and the outcome cache hold: every call runs
+    the whole pipeline (parse, validate, fake, render), as a test suite's varied calls do."""
+    return [run_request(TEXT_MODEL, {"prompt": f"uncached prompt number {i}"}) for i in range(50_000)]
 
 
 def workers_scaling(options: Options, work: Path) -> dict[str, Any] | None:
@@ -384,7 +385,7 @@ def workers_scaling(options: Options, work: Path) -> dict[str, Any] | None:
     (cached) text calls, and text calls that are all different (uncached). After the 2-worker run the
     shared ledger must hold exactly the calls wrk saw answered (plus at most the ones in flight)."""
     out: dict[str, Any] = {}
-    for label, requests in (("cached", REQUESTS["text"]), ("uncached", UNCACHED_TEXT)):
+    for label, requests in (("cached", REQUESTS["text"]), ("uncached", uncached_text())):
         rps: dict[int, float] = {}
         for n in (1, 2):
             data_dir = Path(tempfile.mkdtemp(dir=work))
