@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from emulator.fakes import vectors
 from emulator.fakes.vectors import embed, wire_rows
 
 TEXTS = [
@@ -79,3 +80,17 @@ def test_wire_rows_render_as_the_float32_values_widened_to_doubles() -> None:
     as_lists = [[float(v) for v in row] for row in matrix]
     assert orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY) == orjson.dumps(as_lists)
     assert json.loads(orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY)) == as_lists
+
+
+def test_whole_texts_are_not_kept_in_the_token_table() -> None:
+    # One row per distinct word or stem; a long run of distinct texts over a small vocabulary must not
+    # add a row per text (the table once grew by one 1 KiB row for every text ever embedded).
+    table = vectors._table(vectors._latent_dims(1024))
+    embed(["warm up the table"], 1024)
+    before = table.size
+    texts = [f"alpha beta gamma {i % 7}" for i in range(2_000)]
+    embed(texts, 1024)
+    assert table.size - before <= 3 + 7 + 1  # alpha, beta, gamma, seven digits, and a stem at most
+    # Rows still depend on the whole text: same words in another order give another vector.
+    a, b = embed(["dog bites man", "man bites dog"], 1024)
+    assert a.tobytes() != b.tobytes()

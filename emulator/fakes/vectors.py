@@ -24,7 +24,9 @@ _TEXT_WEIGHT = 0.25
 # direction reproduces that without disturbing the ordering by shared words.
 _COMMON_WEIGHT = 0.7
 _STEM_CHARS = 5
-_CACHE_LIMIT = 200_000
+# Word and stem rows kept (1 KiB each at 256 latent dims); whole-text rows are never kept, since a
+# text rarely recurs and caching them grew the table by one row per text embedded.
+_CACHE_LIMIT = 32_768
 
 _WORD_RE = re.compile(r"\w+")
 
@@ -57,14 +59,7 @@ class _TokenTable:
 
     def _add(self, tokens: list[str], salt: int, rows: dict[str, int]) -> None:
         latent = self.latent
-        prefix = b"%d\x1f" % salt
-        raw = b"".join(
-            hashlib.shake_256(prefix + t.encode("utf-8", "surrogatepass")).digest(latent) for t in tokens
-        )
-        block = np.frombuffer(raw, dtype=np.int8).reshape(len(tokens), latent).astype(np.float32)
-        block += np.float32(0.5)
-        # Entries are k + 0.5, so these float64 sums of squares are exact in any order.
-        block /= np.sqrt(np.square(block, dtype=np.float64).sum(axis=1, keepdims=True)).astype(np.float32)
+        block = _unit_rows(tokens, salt, latent)
         first = self.size
         needed = first + len(tokens)
         if needed > len(self.matrix):
@@ -74,6 +69,19 @@ class _TokenTable:
         self.matrix[first:needed] = block
         rows.update(zip(tokens, range(first, needed), strict=True))
         self.size = needed
+
+
+def _unit_rows(tokens: Sequence[str], salt: int, latent: int) -> np.ndarray:
+    """One fixed unit vector per token, from SHAKE-256 of the token and the salt."""
+    prefix = b"%d\x1f" % salt
+    raw = b"".join(
+        hashlib.shake_256(prefix + t.encode("utf-8", "surrogatepass")).digest(latent) for t in tokens
+    )
+    block = np.frombuffer(raw, dtype=np.int8).reshape(len(tokens), latent).astype(np.float32)
+    block += np.float32(0.5)
+    # Entries are k + 0.5, so these float64 sums of squares are exact in any order.
+    block /= np.sqrt(np.square(block, dtype=np.float64).sum(axis=1, keepdims=True)).astype(np.float32)
+    return block
 
 
 @cache
@@ -115,7 +123,7 @@ def embed(texts: Sequence[str], dims: int, *, salt: int = 0) -> np.ndarray:
         starts.append(len(tokens))
         # The common direction and a whole-text component come first, so no segment is empty.
         tokens.append("\x00common")
-        tokens.append("\x00text:" + text)
+        tokens.append("\x00common")  # stands in for the whole-text row, filled in after the gather
         weights.append(_COMMON_WEIGHT)
         weights.append(_TEXT_WEIGHT)
         words = _WORD_RE.findall(text.lower())
@@ -130,6 +138,8 @@ def embed(texts: Sequence[str], dims: int, *, salt: int = 0) -> np.ndarray:
     table = _table(latent)
     ids = table.ids(tokens, salt)
     gathered = table.matrix[ids]
+    whole_texts = _unit_rows(["\x00text:" + text for text in texts], salt, latent)
+    gathered[[start + 1 for start in starts]] = whole_texts
     gathered *= np.asarray(weights, dtype=np.float32)[:, None]
     # One row-by-row reduction per text (fixed order, so a row's bits never depend on its batch);
     # ufunc.reduceat does the same job several times slower on this layout.

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from emulator import log_redaction
 from emulator.limits import runner_for
+from emulator.server.allocator import keep_freed_memory
 from emulator.server.app import create_app
 from emulator.settings import Settings
 
@@ -19,6 +20,7 @@ async def serve_until_stopped(settings: Settings, on_started: Callable[[web.AppR
     """Serve `settings` until a stop signal; `serve` and every `--workers` process start the same way
     (redacted logs, slow-client limits), only what they do once listening differs."""
     log_redaction.install((settings.token, settings.upstream_token))
+    keep_freed_memory()
     runner = runner_for(create_app(settings))
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
