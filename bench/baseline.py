@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import zlib
 
+import numpy as np
+import orjson
 from aiohttp import web
 
 # What the baseline answers to every request: about the size of a short mock text-generation envelope.
@@ -13,6 +16,8 @@ BASELINE_BODY = (b'{"result":{"response":"Hello from the bare aiohttp baseline, 
                  b'"usage":{"prompt_tokens":4,"completion_tokens":12,"total_tokens":16}},'
                  b'"success":true,"errors":[],"messages":[]}')
 # The stand-in for api.cloudflare.com answers like a real run/ call: envelope plus a neuron header.
+EMBEDDINGS_FLOOR_PATH = "/floor/embeddings"
+EMBEDDING_DIMS = 1024
 UPSTREAM_HEADERS = {"cf-ai-neurons": "1.25", "cf-ai-req-id": "00000000-0000-4000-8000-000000000000"}
 
 
@@ -26,8 +31,24 @@ async def upstream(request: web.Request) -> web.Response:
     return web.Response(body=BASELINE_BODY, content_type="application/json", headers=UPSTREAM_HEADERS)
 
 
+async def embeddings_floor(request: web.Request) -> web.Response:
+    """The least any server can do for a run/ embeddings call: parse the texts, make one random unit
+    float32 vector per text, and write the envelope the real API sends (each float32 widened to a
+    double). The emulator's uncached embeddings latency is reported next to this, measured alike."""
+    raw = await request.read()
+    texts = orjson.loads(raw)["text"]
+    gen = np.random.default_rng(zlib.crc32(raw))
+    rows = gen.standard_normal((len(texts), EMBEDDING_DIMS), dtype=np.float32)
+    rows /= np.sqrt(np.square(rows).sum(axis=1, keepdims=True))
+    result = {"shape": [len(texts), EMBEDDING_DIMS], "data": rows.astype(np.float64), "pooling": "mean"}
+    body = {"result": result, "success": True, "errors": [], "messages": []}
+    return web.Response(body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+                        content_type="application/json")
+
+
 async def serve(kind: str, port: int) -> None:
     app = web.Application()
+    app.router.add_post(EMBEDDINGS_FLOOR_PATH, embeddings_floor)
     app.router.add_route("*", "/{tail:.*}", baseline if kind == "baseline" else upstream)
     # The same runner settings as `workers-ai-emulator serve`: no access log.
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
