@@ -177,6 +177,20 @@ def _strip(schema: Any) -> Any:
     return schema
 
 
+def _any_of(schema: Any) -> Any:
+    """The schema with every `oneOf` read as `anyOf`, as Cloudflare's validator and ours read it
+    (emulator/validation/schema.py). The catalog's branches overlap: gpt-oss's Responses output items
+    are a oneOf of Message and FunctionCall with no required keys, so every item matches both and a
+    strict oneOf would reject any answer the real API gives."""
+    if isinstance(schema, dict):
+        # Only the keyword (a list of branches), never a property that happens to be called oneOf.
+        return {("anyOf" if k == "oneOf" and isinstance(v, list) else k): _any_of(v)
+                for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_any_of(v) for v in schema]
+    return schema
+
+
 def _declares_stream(schema: Any) -> bool:
     branches = [schema, *(schema.get("oneOf") or [])] if isinstance(schema, dict) else []
     return any("stream" in (b.get("properties") or {}) for b in branches if isinstance(b, dict))
@@ -188,7 +202,7 @@ def _run_responses(model: Model) -> dict[str, Any]:
     json_branches = [b for b in branches if not _is_stream_branch(b) and _binary_type(b) is None]
     content: dict[str, Any] = {}
     if json_branches:
-        result = _strip(json_branches[0]) if len(json_branches) == 1 else {"anyOf": _strip(json_branches)}
+        result = _any_of(_strip(json_branches[0] if len(json_branches) == 1 else {"anyOf": json_branches}))
         content[JSON] = {"schema": _envelope(result or {})}
     # Models whose input takes `stream` answer SSE even when their output schema forgets to say so.
     if any(_is_stream_branch(b) for b in branches) or _declares_stream(model.input_schema):

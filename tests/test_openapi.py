@@ -1,11 +1,15 @@
-"""The OpenAPI description: CLI output equals the served document; one run/ path per model."""
+"""The OpenAPI description: CLI output equals the served document; one run/ path per model; answers
+validate against what it describes."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
+from jsonschema import Draft202012Validator
 
 from emulator import cli
 from emulator.catalog import load_catalog
@@ -46,3 +50,29 @@ async def test_no_control_plane_no_document(make_emulator: ServerFactory) -> Non
     emu = await make_emulator(control_plane=False)
     async with emu.session.get(emu.base + OPENAPI_PATH) as resp:
         assert resp.status >= 400
+
+
+@pytest.mark.parametrize("body", [
+    {"prompt": "Say hi"},
+    {"messages": [{"role": "user", "content": "Say hi"}]},
+    {"input": "Say hi"},
+    {"input": [{"role": "user", "content": "Say hi"}], "reasoning": {"effort": "low"}},
+])
+async def test_gpt_oss_answers_match_the_described_response(make_emulator: ServerFactory,
+                                                            body: dict[str, Any]) -> None:
+    # The catalog's Responses output items are a oneOf of two branches with no required keys, so
+    # every item matches both: the document reads oneOf as anyOf, as the validators do.
+    model = "@cf/openai/gpt-oss-20b"
+    spec = build_spec()
+    op = spec["paths"][f"/client/v4/accounts/{{account_id}}/ai/run/{model}"]["post"]
+    schema = {**op["responses"]["200"]["content"]["application/json"]["schema"],
+              "components": spec["components"]}
+    emu = await make_emulator(plan="paid")
+    async with await emu.run(model, body) as resp:
+        assert resp.status == 200
+        answer = await resp.json()
+    errors = [e.message for e in Draft202012Validator(schema).iter_errors(answer)]
+    assert errors == []
+    if "input" in body:
+        assert answer["result"]["object"] == "response"
+        assert [item["type"] for item in answer["result"]["output"]] == ["reasoning", "message"]
