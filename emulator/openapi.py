@@ -43,6 +43,43 @@ SSE_EVENT = {
     "required": ["data"],
     "properties": {"data": {"type": "string"}},
 }
+# The async batch answers (`?queueRequest=true`, then polls by `request_id`; emulator/batch.py) of a
+# model whose catalog says `async_queue`, whatever its own output schema lists.
+BATCH_STATUS = {
+    "type": "object",
+    "description": "Async batch still in progress",
+    "required": ["status", "request_id", "model"],
+    "properties": {
+        "status": {"type": "string", "enum": ["queued", "running"]},
+        "request_id": {"type": "string"},
+        "model": {"type": "string"},
+    },
+}
+BATCH_DONE = {
+    "type": "object",
+    "description": "Async batch finished: one entry per queued request, in order",
+    "required": ["responses", "usage"],
+    "properties": {
+        "responses": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "result", "success"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "result": {},
+                    "success": {"type": "boolean"},
+                    "external_reference": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "usage": {
+            "type": "object",
+            "properties": {k: {"type": "integer"}
+                           for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+        },
+    },
+}
 EDGE_ORDER = ["result", "success", "errors", "messages"]
 MODEL_ORDER = ["errors", "success", "result", "messages"]
 DESCRIPTION = """\
@@ -200,6 +237,8 @@ def _run_responses(model: Model) -> dict[str, Any]:
     output = model.output_schema
     branches = list(output.get("oneOf") or [output]) if isinstance(output, dict) else [{}]
     json_branches = [b for b in branches if not _is_stream_branch(b) and _binary_type(b) is None]
+    if model.supports_batch:
+        json_branches += [BATCH_STATUS, BATCH_DONE]
     content: dict[str, Any] = {}
     if json_branches:
         result = _any_of(_strip(json_branches[0] if len(json_branches) == 1 else {"anyOf": json_branches}))

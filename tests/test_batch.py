@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
+from emulator.openapi import build_spec
 from tests.conftest import AUTH, Emulator
 
 MODEL = "@cf/baai/bge-small-en-v1.5"
@@ -70,3 +73,23 @@ async def test_reject_if_busy_option_passes_validation(emulator: Emulator) -> No
                                      json={"text": "good", "options": {"rejectIfBusy": True}},
                                      headers=AUTH) as response:
         assert response.status == 200
+
+
+async def test_every_batch_answer_is_in_the_openapi_description(emulator: Emulator) -> None:
+    # gemma-4 inherits kimi-k2.6's output schema, which lists no batch answer; the description adds
+    # the queued/running and finished shapes to every model whose catalog says async_queue.
+    model = "@cf/google/gemma-4-26b-a4b-it"
+    spec = build_spec()
+    op = spec["paths"][f"/client/v4/accounts/{{account_id}}/ai/run/{model}"]["post"]
+    validator = Draft202012Validator({**op["responses"]["200"]["content"]["application/json"]["schema"],
+                                      "components": spec["components"]})
+    status, body = await post(emulator, model, {"requests": [{"prompt": "Hi", "external_reference": "r1"}]})
+    assert status == 200
+    answers = [body]
+    rid = body["result"]["request_id"]
+    for _ in range(3):
+        answers.append((await post(emulator, model, {"request_id": rid}))[1])
+    assert [a["result"].get("status") for a in answers] == ["queued", "queued", "running", None]
+    assert answers[-1]["result"]["responses"][0]["external_reference"] == "r1"
+    for answer in answers:
+        assert [e.message for e in validator.iter_errors(answer)] == []
