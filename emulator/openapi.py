@@ -204,27 +204,20 @@ def _binary_type(schema: Any) -> str | None:
     return None
 
 
-def _strip(schema: Any) -> Any:
+def _strip(schema: Any, *, any_of: bool = False) -> Any:
     """Catalog schemas use `contentType` inside schemas (not a JSON Schema keyword); drop it so tools
-    that are strict about unknown keywords accept the description."""
-    if isinstance(schema, dict):
-        return {k: _strip(v) for k, v in schema.items() if k != "contentType"}
-    if isinstance(schema, list):
-        return [_strip(v) for v in schema]
-    return schema
+    that are strict about unknown keywords accept the description.
 
-
-def _any_of(schema: Any) -> Any:
-    """The schema with every `oneOf` read as `anyOf`, as Cloudflare's validator and ours read it
-    (emulator/validation/schema.py). The catalog's branches overlap: gpt-oss's Responses output items
-    are a oneOf of Message and FunctionCall with no required keys, so every item matches both and a
-    strict oneOf would reject any answer the real API gives."""
+    With `any_of`, every `oneOf` is also read as `anyOf`, as Cloudflare's validator and ours read it
+    (emulator/validation/schema.py). The catalog's output branches overlap: gpt-oss's Responses output
+    items are a oneOf of Message and FunctionCall with no required keys, so every item matches both
+    and a strict oneOf would reject any answer the real API gives."""
     if isinstance(schema, dict):
-        # Only the keyword (a list of branches), never a property that happens to be called oneOf.
-        return {("anyOf" if k == "oneOf" and isinstance(v, list) else k): _any_of(v)
-                for k, v in schema.items()}
+        # Only the keyword (a list of branches) is renamed, never a property called oneOf.
+        return {("anyOf" if any_of and k == "oneOf" and isinstance(v, list) else k): _strip(v, any_of=any_of)
+                for k, v in schema.items() if k != "contentType"}
     if isinstance(schema, list):
-        return [_any_of(v) for v in schema]
+        return [_strip(v, any_of=any_of) for v in schema]
     return schema
 
 
@@ -241,7 +234,8 @@ def _run_responses(model: Model) -> dict[str, Any]:
         json_branches += [BATCH_STATUS, BATCH_DONE]
     content: dict[str, Any] = {}
     if json_branches:
-        result = _any_of(_strip(json_branches[0] if len(json_branches) == 1 else {"anyOf": json_branches}))
+        result = _strip(json_branches[0] if len(json_branches) == 1 else {"anyOf": json_branches},
+                        any_of=True)
         content[JSON] = {"schema": _envelope(result or {})}
     # Models whose input takes `stream` answer SSE even when their output schema forgets to say so.
     if any(_is_stream_branch(b) for b in branches) or _declares_stream(model.input_schema):
