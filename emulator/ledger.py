@@ -364,7 +364,7 @@ class Ledger:
                 journal.close()
             if journal.orphan:
                 with self._write() as c:
-                    c.execute("DELETE FROM journals WHERE name = ?", (journal.name,))
+                    self._forget(c, journal.name)
         self._totals.clear()  # other processes' charges just arrived: re-read totals when needed
 
     @contextmanager
@@ -602,7 +602,7 @@ class Ledger:
             return
         journal.remove()
         with self._write() as c:
-            c.execute("DELETE FROM journals WHERE name = ?", (journal.name,))
+            self._forget(c, journal.name)
 
     def _entry(self, account: str, model: str, neurons: float, status: int, estimated: bool,
                source: str) -> _Entry:
@@ -660,6 +660,12 @@ class Ledger:
     def _mark(c: sqlite3.Connection, name: str, applied: int) -> None:
         c.execute("INSERT INTO journals (name, applied) VALUES (?, ?)"
                   " ON CONFLICT (name) DO UPDATE SET applied = excluded.applied", (name, applied))
+
+    @staticmethod
+    def _forget(c: sqlite3.Connection, name: str) -> None:
+        """Drop a removed journal's mark (only after its file is gone: a mark that outlives its file is
+        harmless, a file without its mark would be applied again)."""
+        c.execute("DELETE FROM journals WHERE name = ?", (name,))
 
     def _result(self, day: date, neurons: float, before: float) -> ChargeResult:
         after = before + neurons

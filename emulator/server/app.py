@@ -145,8 +145,6 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     return response
 
 
-
-
 def _error(request: web.Request, error: CFError) -> web.Response:
     state = request.app[STATE]
     route = request.get(ROUTE)
