@@ -16,9 +16,10 @@ BASELINE_BODY = (b'{"result":{"response":"Hello from the bare aiohttp baseline, 
                  b'"usage":{"prompt_tokens":4,"completion_tokens":12,"total_tokens":16}},'
                  b'"success":true,"errors":[],"messages":[]}')
 # The stand-in for api.cloudflare.com answers like a real run/ call: envelope plus a neuron header.
+UPSTREAM_HEADERS = {"cf-ai-neurons": "1.25", "cf-ai-req-id": "00000000-0000-4000-8000-000000000000"}
+# Where the baseline server answers the embeddings floor (`embeddings_floor`), and its vector size.
 EMBEDDINGS_FLOOR_PATH = "/floor/embeddings"
 EMBEDDING_DIMS = 1024
-UPSTREAM_HEADERS = {"cf-ai-neurons": "1.25", "cf-ai-req-id": "00000000-0000-4000-8000-000000000000"}
 
 
 async def baseline(request: web.Request) -> web.Response:
