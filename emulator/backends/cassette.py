@@ -28,6 +28,7 @@ from emulator.cassettes import (
     CassetteStore,
     Interaction,
     InvalidCassetteName,
+    NoMatch,
     RecordedRequest,
     RecordedResponse,
     Redactor,
@@ -151,12 +152,12 @@ class CassetteBackend:
                 ),
             )
         args = (exchange.method, exchange.path, exchange.query, exchange.body, exchange.content_type)
-        played = index.play(*args)
+        try:
+            played = index.play(*args, required=required)
+        except NoMatch as miss:
+            raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINT}") from None
         if played is None:
-            if not required:
-                return None
-            miss = index.explain(index.normalise(*args))
-            raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINT}")
+            return None
         found, final = played
         outcome = replayed_outcome(found, real_timing=self.settings.replay_timing == "real")
         # From now on this request replays this same answer: the server may keep it rendered.

@@ -469,11 +469,7 @@ class CassetteIndex:
         content_type: str | None = None,
     ) -> Interaction:
         """The next recorded interaction for this request, or raise `NoMatch` with a diagnostic."""
-        request = self.normalise(method, path, query, body, content_type)
-        found = self._take(request)
-        if found is None:
-            raise self.explain(request)
-        return found[0]
+        return self._take_required(self.normalise(method, path, query, body, content_type))[0]
 
     def play(
         self,
@@ -482,10 +478,20 @@ class CassetteIndex:
         query: QueryInput,
         body: bytes | str | Body | Any,
         content_type: str | None = None,
+        *,
+        required: bool = False,
     ) -> tuple[Interaction, bool] | None:
         """The next recorded interaction for this request, and whether it is the last one for its key
-        (so every identical request from now on gets it again); None when nothing matches."""
-        return self._take(self.normalise(method, path, query, body, content_type))
+        (so every identical request from now on gets it again). When nothing matches: None, or with
+        `required`, `NoMatch` with a diagnostic."""
+        request = self.normalise(method, path, query, body, content_type)
+        return self._take_required(request) if required else self._take(request)
+
+    def _take_required(self, request: NormalisedRequest) -> tuple[Interaction, bool]:
+        found = self._take(request)
+        if found is None:
+            raise self.explain(request)
+        return found
 
     def _take(self, request: NormalisedRequest) -> tuple[Interaction, bool] | None:
         with self._lock:
