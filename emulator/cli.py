@@ -354,7 +354,7 @@ def quirks_command(markdown: bool, quirks: tuple[str, ...]) -> None:
 
 
 def _add_accounting_commands() -> None:
-    from emulator.accounting_cli import COMMANDS
+    from emulator.accounting.cli import COMMANDS
 
     for command in COMMANDS:
         main.add_command(command)

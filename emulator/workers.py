@@ -2,7 +2,7 @@
 
 Each worker is a whole emulator (its own event loop, answer caches and replay cursors) on the
 same data directory, so they share one ledger (each worker journals its charges in a file of its
-own and moves them into the shared SQLite file in `flock`ed transactions; see emulator/ledger.py)
+own and moves them into the shared SQLite file in `flock`ed transactions; see emulator/accounting/ledger.py)
 and one cassette directory (appends are `flock`ed). The kernel spreads new connections over the
 workers; the banner is printed once every worker listens. Per-process state is not shared:
 control-plane stubs, faults and the request log apply to the worker that received the control call.

@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from emulator.accounting.ledger import Ledger, Plan
+from emulator.accounting.pricing import load_prices
 from emulator.backends.base import Backend
 from emulator.catalog import load_catalog
 from emulator.errors import CFError
-from emulator.ledger import Ledger, Plan
 from emulator.limits import read_body
-from emulator.pricing import load_prices
 from emulator.quirks import enabled
 from emulator.server import catalog_api, gateway, graphql, native, openai_surface, relay
 from emulator.server.answer_cache import AnswerCache, request_key

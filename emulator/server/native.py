@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from emulator.accounting.pricing import round_neurons
 from emulator.call import Call, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.limits import read_body
-from emulator.pricing import round_neurons
 from emulator.server.inputs import read_inputs, validate
 from emulator.server.paths import Route
 from emulator.server.pipeline import Executed, execute_request

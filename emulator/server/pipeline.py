@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from emulator.accounting.billing import billed_neurons, with_body_cost
+from emulator.accounting.ledger import REFUSAL_CODES, Plan
 from emulator.call import Call, Outcome
 from emulator.catalog import Model
 from emulator.errors import CFError
-from emulator.ledger import REFUSAL_CODES, Plan
 from emulator.quirks import enabled
 from emulator.request_log import describe_call
 from emulator.server.answer_cache import CachedAnswer
-from emulator.server.billing import billed_neurons, with_body_cost
 from emulator.server.state import ServerState
 
 

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from emulator.accounting.ledger import Clock, Ledger
+from emulator.accounting.pricing import PriceBook
 from emulator.backends.base import Backend
 from emulator.catalog import Catalog
-from emulator.ledger import Clock, Ledger
-from emulator.pricing import PriceBook
 from emulator.server.answer_cache import AnswerCache
 from emulator.server.paths import Route
 from emulator.settings import Settings

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
+from emulator.accounting.costs import RULE_UNITS, TABLES, estimate, image_usage, replace_block
+from emulator.accounting.ledger import Ledger, Plan, UsageReport
+from emulator.accounting.pricing import FREE_DAILY_NEURONS, load_prices
 from emulator.call import Usage
-from emulator.costs import RULE_UNITS, TABLES, estimate, image_usage, replace_block
-from emulator.ledger import Ledger, Plan, UsageReport
-from emulator.pricing import FREE_DAILY_NEURONS, load_prices
 from emulator.settings import ENV_PREFIX
 
 LEDGER_FILE = "ledger.sqlite3"
