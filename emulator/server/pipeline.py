@@ -10,9 +10,9 @@ from emulator.accounting.billing import billed_neurons, with_body_cost
 from emulator.accounting.ledger import REFUSAL_CODES, Plan
 from emulator.call import Call, Outcome
 from emulator.catalog import Model
+from emulator.control.request_log import describe_call
 from emulator.errors import CFError
 from emulator.quirks import enabled
-from emulator.request_log import describe_call
 from emulator.server.answer_cache import CachedAnswer
 from emulator.server.state import ServerState
 
@@ -63,7 +63,7 @@ async def execute(state: ServerState, call: Call) -> Executed:
     client's headers always add up to the ledger; failed outcomes (status >= 400) cost nothing.
     """
     admit(state, call.account_id, call.model, call.request_id)
-    # The control plane (emulator/control.py) applies faults and stubs around the backend.
+    # The control plane (emulator/control/plane.py) applies faults and stubs around the backend.
     control = state.extensions.get("control")
     plain = True
     if control is not None:

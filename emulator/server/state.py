@@ -16,7 +16,7 @@ from emulator.server.paths import Route
 from emulator.settings import Settings
 
 if TYPE_CHECKING:  # the request log imports the route keys from here
-    from emulator.request_log import RequestLog
+    from emulator.control.request_log import RequestLog
 
 
 @dataclass
@@ -30,7 +30,7 @@ class ServerState:
     answers: AnswerCache
     # Extension points filled by the control plane (stubs, faults).
     extensions: dict[str, Any] = field(default_factory=dict)
-    # The control plane's request log, when it is on (emulator/request_log.py).
+    # The control plane's request log, when it is on (emulator/control/request_log.py).
     request_log: RequestLog | None = None
 
     @property

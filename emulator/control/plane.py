@@ -1,7 +1,7 @@
 """The control plane under `/__emulator__/`: reset, request log, usage, clock, mode, stubs, faults, health.
 
 Like moto's `/moto-api/`, it lives outside Cloudflare's namespace. It also owns the request log
-(emulator/request_log.py, which the dispatcher records every Cloudflare-namespace request in) and
+(emulator/control/request_log.py, which the dispatcher records every Cloudflare-namespace request in) and
 the hook `pipeline.execute` calls to apply faults and stubs around the backend.
 """
 
@@ -18,16 +18,16 @@ from aiohttp import web
 
 from emulator import __version__
 from emulator.call import Call, Outcome
-from emulator.dashboard import install as install_dashboard
+from emulator.control.dashboard import install as install_dashboard
+from emulator.control.faults import FaultSet
+from emulator.control.request_log import CURRENT, LOG_SIZE, RequestLog, describe_call
+from emulator.control.scope import SpecError
+from emulator.control.stubs import StubSet
 from emulator.errors import CFError
-from emulator.faults import FaultSet
-from emulator.request_log import CURRENT, LOG_SIZE, RequestLog, describe_call
-from emulator.scope import SpecError
 from emulator.server.answer_cache import AnswerCache
 from emulator.server.render import STREAM_FILTER
 from emulator.server.state import STATE, ServerState
 from emulator.settings import Mode
-from emulator.stubs import StubSet
 
 PREFIX = "/__emulator__"
 EXTENSION = "control"

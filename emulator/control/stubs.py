@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.call import Call, Outcome, Usage
+from emulator.control.faults import error_kind, make_error
+from emulator.control.scope import Scope, SpecError
 from emulator.errors import CFError
 from emulator.fakes import text as text_fake
 from emulator.fakes.seed import derive_seed
-from emulator.faults import error_kind, make_error
-from emulator.scope import Scope, SpecError
 from emulator.tasks.text_generation import (
     Generation,
     is_chat_completion_model,

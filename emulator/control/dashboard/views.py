@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from emulator import __version__
-from emulator.dashboard.chart import fmt_neurons, hourly_svg
+from emulator.control.dashboard.chart import fmt_neurons, hourly_svg
 from emulator.server.state import STATE
 
 PREFIX = "/__emulator__"
@@ -41,7 +41,7 @@ def authorized(request: web.Request) -> bool:
 
 @functools.cache
 def static_file(name: str) -> bytes:
-    return resources.files("emulator.dashboard").joinpath("static", name).read_bytes()
+    return resources.files("emulator.control.dashboard").joinpath("static", name).read_bytes()
 
 
 async def asset(request: web.Request) -> web.StreamResponse:
@@ -65,7 +65,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     if not authorized(request):
         wrong = "token" in request.query
         return _html(_token_prompt(wrong), status=401)
-    from emulator.control import EXTENSION, ControlPlane
+    from emulator.control.plane import EXTENSION, ControlPlane
 
     state = request.app[STATE]
     plane: ControlPlane = state.extensions[EXTENSION]
