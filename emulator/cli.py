@@ -241,7 +241,7 @@ def serve(
 ) -> None:
     """Start the emulator and print the base URLs to paste into each kind of client."""
     if background:
-        from emulator import detach
+        from emulator.launch import detach
 
         args = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
         detach.start(detach.server_argv(args), pid_file, port, ready_timeout)
@@ -280,7 +280,7 @@ def serve(
             f"warning: binding {host} without --token: anyone who can reach this port can use it.", err=True
         )
     if workers > 1:
-        from emulator.workers import serve_workers
+        from emulator.launch.workers import serve_workers
 
         sys.exit(serve_workers(settings))
     asyncio.run(run_server(settings))
@@ -289,7 +289,7 @@ def serve(
 async def run_server(settings: Settings) -> None:
     from aiohttp import web
 
-    from emulator.server.lifecycle import serve_until_stopped
+    from emulator.launch.lifecycle import serve_until_stopped
 
     def announce(runner: web.AppRunner) -> None:
         if settings.port == 0:
@@ -324,7 +324,7 @@ async def run_server(settings: Settings) -> None:
 )
 def stop_command(pid_file: Path | None, port: int, timeout: float) -> None:
     """Stop a server started with `serve --background` (SIGTERM, then SIGKILL) and remove its pid file."""
-    from emulator import detach
+    from emulator.launch import detach
 
     detach.stop(pid_file or detach.default_pid_file(port), timeout)
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from emulator.accounting.pricing import dollars
-from emulator.background import BackgroundServer
 from emulator.client import EmulatorClient
+from emulator.launch.background import BackgroundServer
 from emulator.settings import Mode, Settings
 
 ACCOUNT_ID = "0123456789abcdef0123456789abcdef"

@@ -34,7 +34,7 @@ def reserve_port(host: str, port: int) -> socket.socket:
 
 
 async def _run_worker(settings: Settings, ready: Connection) -> None:
-    from emulator.server.lifecycle import serve_until_stopped
+    from emulator.launch.lifecycle import serve_until_stopped
 
     def report_ready(_runner: object) -> None:
         ready.send(os.getpid())
