@@ -341,7 +341,7 @@ def stop_command(pid_file: Path | None, port: int, timeout: float) -> None:
 )
 def quirks_command(markdown: bool, quirks: tuple[str, ...]) -> None:
     """List the Cloudflare quirks the emulator reproduces, with evidence and off switches."""
-    from emulator import quirks_doc
+    from emulator.docgen import quirks as quirks_doc
 
     if markdown:
         click.echo(quirks_doc.markdown(), nl=False)
@@ -378,7 +378,7 @@ _add_accounting_commands()
 )
 def docs_reference_command(output: Path | None, check: Path | None) -> None:
     """Print docs/reference.md, generated from the code (commands, options, env vars, routes, cassettes)."""
-    from emulator.reference_doc import generate
+    from emulator.docgen.reference import generate
 
     text = generate()
     if check is not None:
@@ -400,7 +400,7 @@ def docs_reference_command(output: Path | None, check: Path | None) -> None:
 )
 def openapi_command(output: Path | None) -> None:
     """Print the OpenAPI 3.1 description of the emulator (also served at /__emulator__/openapi.json)."""
-    from emulator.openapi import spec_bytes
+    from emulator.server.openapi import spec_bytes
 
     if output is None:
         click.echo(spec_bytes().decode())

@@ -171,7 +171,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
     from emulator.control.plane import install as install_control
-    from emulator.openapi import install as install_openapi
+    from emulator.server.openapi import install as install_openapi
 
     install_control(app)
     install_openapi(app, app[STATE].settings.control_plane)
