@@ -97,7 +97,7 @@ def text_outcome(
             extras=extras,
         )
     if is_chat_completion_model(call.model):
-        from emulator.openai_shapes import chat_completion
+        from emulator.tasks.openai_shapes import chat_completion
 
         return Outcome(result=chat_completion(gen, call.model.name, seed), usage=usage, extras=extras)
     return Outcome(result=native_result(gen), usage=usage, extras=extras)

@@ -59,7 +59,7 @@ async def handle_run(
     model = lookup_model(state, route.model)
     raw = await read_body(request)
     inputs = await read_inputs(request, raw)
-    from emulator import batch
+    from emulator.server import batch
 
     if batch.wants_batch(request.query, inputs):
         return await batch.handle(request, route, state, request_id, model, inputs, raw)

@@ -213,7 +213,7 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
     extras = {"generation": gen}
     if "input" in call.json_inputs and call.surface is Surface.NATIVE:
-        from emulator.openai_shapes import response_for
+        from emulator.tasks.openai_shapes import response_for
 
         # gpt-oss's Responses input form on run/ answers a Responses object (its catalog
         # `Responses_Output` branch); null members are left out, as that schema types them as objects.
@@ -224,7 +224,7 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         return Outcome(events=native_events(gen, ctx.seed, ctx.quirks), content_type="text/event-stream",
                        usage=usage, extras=extras)
     if is_chat_completion_model(call.model):
-        from emulator.openai_shapes import chat_completion
+        from emulator.tasks.openai_shapes import chat_completion
 
         completion = chat_completion(gen, call.model.name, ctx.seed)
         for choice in completion["choices"]:
