@@ -300,7 +300,7 @@ def test_background_reports_a_server_that_cannot_start(tmp_path: Path) -> None:
 
 
 def test_reference_md_is_generated_from_the_code() -> None:
-    text = generate()
+    text = generate(main)
     assert (DOCS / "reference.md").read_text() == text, (
         "docs/reference.md is stale: run `workers-ai-emulator docs-reference -o docs/reference.md`"
     )

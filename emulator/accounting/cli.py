@@ -138,7 +138,7 @@ def cost(model: str, allowance: float, as_json: bool, **opts: Any) -> None:
     """Neurons and dollars of one call of MODEL, and how many such calls fit in the free allowance."""
     book = load_prices()
     if not book.has_rule(model):
-        from emulator.catalog import load_catalog
+        from emulator.catalog import load_catalog  # the catalog is read only for an unpriced name
 
         if load_catalog().get(model) is None:
             raise click.UsageError(f"unknown model {model!r} (see docs/costs.md for the priced models)")

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 
 import click
 
+from emulator.launch.banner import banner as make_banner
 from emulator.settings import Settings
 
 
@@ -34,6 +35,7 @@ def reserve_port(host: str, port: int) -> socket.socket:
 
 
 async def _run_worker(settings: Settings, ready: Connection) -> None:
+    # Imported in the child: the parent forks before the server stack is loaded.
     from emulator.launch.lifecycle import serve_until_stopped
 
     def report_ready(_runner: object) -> None:
@@ -49,8 +51,6 @@ def _worker_main(settings: Settings, ready: Connection) -> None:
 
 def serve_workers(settings: Settings, banner: str | None = None) -> int:
     """Run `settings.workers` servers until SIGINT/SIGTERM; returns the exit status."""
-    from emulator.cli import banner as make_banner
-
     # Resolved once here: a default temporary data dir per worker would give each its own ledger.
     settings.resolved_data_dir()
     placeholder = reserve_port(settings.host, settings.port)
