@@ -69,13 +69,13 @@ import binascii
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, unquote
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 1
 
 REQUEST_HEADER_ALLOW: tuple[str, ...] = ("content-type", "accept", "cf-aig-*", "x-session-affinity")
 RESPONSE_HEADER_ALLOW: tuple[str, ...] = ("content-type", "cf-ai-req-id", "cf-ai-neurons", "cf-aig-*")

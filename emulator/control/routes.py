@@ -215,7 +215,7 @@ def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:
         return _json(created if isinstance(body, list) else created[0], 201)
 
     async def listing(request: web.Request) -> web.StreamResponse:
-        return _json({kind: [item.describe() for item in items(request).list()]})
+        return _json({kind: [item.describe() for item in items(request).all()]})
 
     async def clear(request: web.Request) -> web.StreamResponse:
         items(request).clear()
