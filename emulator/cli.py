@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from emulator.quirks import parse_quirk_flags
-from emulator.settings import ENV_PREFIX, Mode, Settings
+from emulator.settings import DEFAULT_ACCOUNT, ENV_PREFIX, Mode, Settings
 
-DEMO_ACCOUNT = "0123456789abcdef0123456789abcdef"
+DEMO_ACCOUNT = DEFAULT_ACCOUNT
 
 
 def env(name: str) -> str:
@@ -40,6 +40,8 @@ def banner(settings: Settings) -> str:
             f' base_url="{base}/client/v4/accounts/{acct}/ai/v1")',
             f"  REST base          {base}/client/v4/accounts/{acct}/ai/run/<model>",
             f"  dashboard          {base}/__emulator__/",
+            f"  env.AI binding     Miniflare ai.remoteProxyConnectionString: {base}/",
+            f"                     (one account per test: {base}/binding/<32-hex account id>)",
             "",
             "  curl example:",
             f"    curl {base}/client/v4/accounts/{acct}/ai/run/@cf/meta/llama-3-8b-instruct \\",

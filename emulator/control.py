@@ -22,8 +22,9 @@ from emulator.dashboard import install as install_dashboard
 from emulator.errors import CFError
 from emulator.faults import FaultSet
 from emulator.request_log import CURRENT, LOG_SIZE, RequestLog, describe_call
-from emulator.scope import SpecError
+from emulator.scope import ACCOUNT_ID, SpecError
 from emulator.server.answer_cache import AnswerCache
+from emulator.server.binding import connection_string
 from emulator.server.render import STREAM_FILTER
 from emulator.server.state import STATE, ServerState
 from emulator.settings import Mode
@@ -106,7 +107,14 @@ class ControlPlane:
         if entry is not None:
             entry.neurons = neurons
 
-    def reset(self) -> None:
+    def reset(self, account: str | None = None) -> None:
+        """Everything, or only one account's usage, log entries, stubs and faults (the clock is shared)."""
+        if account is not None:
+            self.state.ledger.reset(account)
+            self.log.forget(account)
+            self.stubs.forget(account)
+            self.faults.forget(account)
+            return
         self.state.ledger.reset()
         self.log.clear()
         self.stubs.clear()
@@ -167,11 +175,15 @@ async def health(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     answers = state.answers  # this worker's rendered-answer cache (server/answer_cache.py)
     return _json({"status": "ok", "mode": state.settings.mode.value, "version": __version__,
+                  "binding_url": connection_string(f"{request.scheme}://{request.host}"),
                   "answer_cache": {"answers": len(answers), "reused": answers.hits}})
 
 
 async def reset(request: web.Request) -> web.StreamResponse:
-    _plane(request).reset()
+    account = request.query.get("account")
+    if account is not None and not ACCOUNT_ID.match(account):
+        raise SpecError("`account` must be a 32-hex-digit account id")
+    _plane(request).reset(account)
     return _json({"success": True})
 
 
@@ -184,6 +196,7 @@ async def requests_log(request: web.Request) -> web.StreamResponse:
         model=q.get("model"),
         surface=q.get("surface"),
         status=q.get("status"),
+        account=q.get("account"),
         limit=int(limit) if limit else None,
     )
     return _json({"requests": [e.to_json() for e in entries], "count": len(entries)})
@@ -300,7 +313,9 @@ def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:
         return _json(created if isinstance(body, list) else created[0], 201)
 
     async def listing(request: web.Request) -> web.StreamResponse:
-        return _json({kind: [item.describe() for item in items(request).list()]})
+        account = request.query.get("account")
+        listed = [item for item in items(request).list() if account is None or item.scope.account == account]
+        return _json({kind: [item.describe() for item in listed]})
 
     async def clear(request: web.Request) -> web.StreamResponse:
         items(request).clear()

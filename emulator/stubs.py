@@ -27,7 +27,8 @@ from emulator.tasks.text_generation import (
 
 TEXT_GENERATION = "Text Generation"
 ANSWER_KEYS = frozenset({"text", "result", "error", "finish_reason"})
-STUB_KEYS = frozenset({"id", "name", "model", "surface", "body", "prompt", "results", "times"}) | ANSWER_KEYS
+STUB_KEYS = frozenset({"id", "name", "model", "surface", "account", "body", "prompt", "results",
+                       "times"}) | ANSWER_KEYS
 
 
 @dataclass(slots=True)
@@ -179,6 +180,10 @@ class StubSet:
         before = len(self._stubs)
         self._stubs = [s for s in self._stubs if key not in (s.id, s.name)]
         return len(self._stubs) != before
+
+    def forget(self, account: str) -> None:
+        """Remove the stubs scoped to one account."""
+        self._stubs = [s for s in self._stubs if s.scope.account != account]
 
     def clear(self) -> None:
         self._stubs.clear()

@@ -14,7 +14,7 @@ from emulator.ledger import Ledger, Plan
 from emulator.limits import read_body
 from emulator.pricing import load_prices
 from emulator.quirks import enabled
-from emulator.server import catalog_api, gateway, graphql, native, openai_surface, relay
+from emulator.server import binding, catalog_api, gateway, graphql, native, openai_surface, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.paths import Kind, Route, parse
@@ -162,6 +162,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     app[STATE] = state or build_state(settings)
     _install_extensions(app)
     gateway.install(app)
+    binding.install(app, fallback=dispatch)  # `/` and `/binding/{account}` with an MF-Binding header
     # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     app.on_cleanup.append(_close)

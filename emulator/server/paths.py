@@ -30,6 +30,7 @@ class Kind(enum.StrEnum):
     GRAPHQL = "graphql"
     COMPAT_CHAT = "compat_chat"
     COMPAT_EMBEDDINGS = "compat_embeddings"
+    BINDING = "binding"  # env.AI through Miniflare's remote proxy (server/binding.py)
 
 
 # (method, path under …/ai/) → kind; `run/` is matched by prefix.
