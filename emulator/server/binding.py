@@ -212,6 +212,7 @@ async def run(request: web.Request, state: ServerState, account: str, target: UR
     headers = inner_headers(request)
     name = model_id(headers)
     inputs, options, query, raw_body, content_type = await read_call_inputs(request, target, headers)
+    request[ROUTE] = Route(Kind.BINDING, account, name)  # the request log shows the model even on a 5007
     model = lookup_model(state, name)
     validate(model, inputs, state.quirks)
     gateway_id = gateway_id_of(options) if gateway else None
