@@ -3,8 +3,7 @@
 import { generateText, streamText, tool, stepCountIs } from "ai";
 import { createWorkersAI } from "workers-ai-provider";
 import { z } from "zod";
-
-export const MODEL = "@cf/meta/llama-3.1-8b-instruct";
+import { MODEL } from "./model.js";
 
 async function summarize(request, env) {
   const { text } = await request.json();

@@ -3,7 +3,8 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { EmulatorClient } from "workers-ai-emulator/client";
 import { beforeEach, expect, it } from "vitest";
-import worker, { MODEL } from "../src/index.js";
+import worker from "../src/index.js";
+import { MODEL } from "../src/model.js";
 
 const emulator = new EmulatorClient(env.EMULATOR_URL);
 let ai;
