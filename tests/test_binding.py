@@ -231,3 +231,12 @@ async def test_an_account_header_in_extra_headers_overrides_the_connection_strin
     assert resp.status == 200
     log = await (await emulator.session.get(f"{emulator.base}/__emulator__/requests?account={OTHER}")).json()
     assert log["count"] == 1
+
+
+async def test_dashboard_shows_binding_calls_and_account_scoped_stubs(emulator: Emulator) -> None:
+    await emulator.session.post(f"{emulator.base}/__emulator__/stubs",
+                                json={"account": OTHER, "model": LLAMA, "text": "hi"})
+    await run(emulator, LLAMA, {"prompt": "Hello"})
+    page = await (await emulator.session.get(f"{emulator.base}/__emulator__/")).text()
+    assert "<td>binding</td>" in page and f"account={OTHER}" in page
+    assert LLAMA in page

@@ -25,7 +25,8 @@ def test_packed_helper_installs_and_drives_a_server_it_starts(tmp_path: Path) ->
     with tarfile.open(tarball) as tar:
         names = set(tar.getnames())
     assert {"package/src/index.js", "package/src/client.js", "package/src/index.d.ts",
-            "package/src/client.d.ts", "package/package.json", "package/README.md"} <= names
+            "package/src/client.d.ts", "package/package.json", "package/README.md",
+            "package/binding-worker/index.js", "package/binding-worker/wrangler.jsonc"} <= names
     assert not any("/test/" in n for n in names)
     project = tmp_path / "consumer"
     project.mkdir()
