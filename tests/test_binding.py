@@ -240,3 +240,17 @@ async def test_dashboard_shows_binding_calls_and_account_scoped_stubs(emulator: 
     page = await (await emulator.session.get(f"{emulator.base}/__emulator__/")).text()
     assert "<td>binding</td>" in page and f"account={OTHER}" in page
     assert LLAMA in page
+
+
+async def test_form_data_input_is_sent_as_the_multipart_body(emulator: Emulator) -> None:
+    """flux-2 takes `{multipart: {body: FormData, contentType}}`; the binding sends the form as the body."""
+    boundary = "----binding-test"
+    fields = {"prompt": "a lighthouse", "width": "512", "height": "512"}
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                    for k, v in fields.items()) + f"--{boundary}--\r\n".encode()
+    headers = framed(f"{ENDPOINT}/run?version=3&userInputs={quote('{}')}", {
+        "content-type": f"multipart/form-data; boundary={boundary}",
+        "cf-consn-model-id": "@cf/black-forest-labs/flux-2-dev"})
+    resp = await emulator.session.post(f"{emulator.base}/", data=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert "image" in await resp.json()

@@ -35,7 +35,7 @@ from emulator.server import binding_markdown
 from emulator.server.catalog_api import search_models
 from emulator.server.edge import check_size
 from emulator.server.gateway import gateway_headers
-from emulator.server.inputs import parse_json, validate
+from emulator.server.inputs import parse_form, parse_json, validate
 from emulator.server.native import lookup_model
 from emulator.server.paths import ACCOUNT_ID, Kind, Route
 from emulator.server.pipeline import Executed, execute_request
@@ -187,7 +187,8 @@ async def read_call_inputs(
             raise CFError("bad_input", detail="Error: userInputs must be a JSON object")
         options = {k: v for k, v in target.query.items() if k not in STREAM_FORM_KEYS}
         query = {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in extra.items()}
-        return BinaryInput(raw, content_type), options, query, raw, content_type
+        form = parse_form(content_type, raw) if content_type.startswith("multipart/") else None
+        return BinaryInput(raw, content_type, form=form), options, query, raw, content_type
     body = parse_json(raw) if raw.strip() else {}
     if not isinstance(body, dict):
         raise CFError("bad_input", detail="Error: Type mismatch of '/', 'object' not in 'array'")

@@ -212,7 +212,7 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     gen = generate(call, ctx)
     usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
     extras = {"generation": gen}
-    if "input" in call.json_inputs and call.surface is Surface.NATIVE:
+    if "input" in call.json_inputs and call.surface in (Surface.NATIVE, Surface.BINDING):
         from emulator.openai_shapes import response_for
 
         # gpt-oss's Responses input form on run/ answers a Responses object (its catalog
