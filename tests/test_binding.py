@@ -15,7 +15,9 @@ from urllib.parse import quote
 import orjson
 import pytest
 
+from emulator.catalog import Model, load_catalog
 from emulator.server.binding import description
+from tests import test_catalog_walk as walk
 from tests.conftest import ACCOUNT, AUTH, Emulator, ServerFactory, parse_sse, wav_bytes
 from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN, SDXL, FakeUpstream
 
@@ -254,3 +256,40 @@ async def test_form_data_input_is_sent_as_the_multipart_body(emulator: Emulator)
     resp = await emulator.session.post(f"{emulator.base}/", data=body, headers=headers)
     assert resp.status == 200, await resp.text()
     assert "image" in await resp.json()
+
+
+CATALOG_MODELS = list(load_catalog())
+
+
+@pytest.mark.parametrize("model", CATALOG_MODELS, ids=lambda m: m.name)
+async def test_every_catalog_model_answers_through_the_binding_as_over_rest(
+    make_emulator: ServerFactory, model: Model
+) -> None:
+    """Same fake, same seed: the binding's answer is REST's `result` (bare, exactly application/json),
+    or REST's bytes with their content type (images, audio) that user code gets as a ReadableStream."""
+    emu = await make_emulator(plan="paid")
+    for body in walk.examples(model)[:2]:
+        if isinstance(body, dict) and "multipart" in body:
+            continue  # the FormData form: test_form_data_input_is_sent_as_the_multipart_body
+        kwargs = walk.request_for(model, body)
+        async with emu.session.post(emu.run_url(model.name), headers={**AUTH, **kwargs.pop("headers", {})},
+                                    **kwargs) as rest:
+            rest_type, rest_raw, rest_status = rest.headers["Content-Type"], await rest.read(), rest.status
+        if "json" in walk.request_for(model, body):
+            resp = await run(emu, model.name, body)
+        else:
+            raw, kind = (body, walk.request_for(model, body)["headers"]["Content-Type"]) if isinstance(
+                body, bytes) else (walk.SMALL_WAV, "audio/wav")
+            headers = framed(f"{ENDPOINT}/run?version=3&userInputs={quote('{}')}",
+                             {"content-type": kind, "cf-consn-model-id": model.name})
+            resp = await emu.session.post(f"{emu.base}/", data=raw, headers=headers)
+        binding_raw = await resp.read()
+        assert resp.status == rest_status, (model.name, binding_raw[:300])
+        if rest_status != 200:
+            assert orjson.loads(binding_raw)["internalCode"] == orjson.loads(rest_raw)["errors"][0]["code"]
+            continue
+        if rest_type.startswith("application/json"):
+            assert resp.headers["Content-Type"] == "application/json"
+            assert orjson.loads(binding_raw) == orjson.loads(rest_raw)["result"], model.name
+        else:
+            assert resp.headers["Content-Type"] == rest_type and binding_raw == rest_raw, model.name
