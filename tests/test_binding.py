@@ -293,3 +293,27 @@ async def test_every_catalog_model_answers_through_the_binding_as_over_rest(
             assert orjson.loads(binding_raw) == orjson.loads(rest_raw)["result"], model.name
         else:
             assert resp.headers["Content-Type"] == rest_type and binding_raw == rest_raw, model.name
+
+
+async def test_an_open_rpc_socket_does_not_hold_up_shutdown(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    import aiohttp
+    from aiohttp import web
+
+    from emulator.server.app import create_app
+    from emulator.settings import Settings
+
+    runner = web.AppRunner(create_app(Settings(port=0, data_dir=tmp_path)), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(f"http://127.0.0.1:{port}/?MF-Binding=AI")
+        started = time.monotonic()
+        await runner.cleanup()
+        assert time.monotonic() - started < 5
+        message = await asyncio.wait_for(ws.receive(), 5)
+        assert message.type.name in ("CLOSE", "CLOSED", "CLOSING")

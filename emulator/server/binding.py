@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -65,6 +66,8 @@ AI_ERROR_PREFIX = "AiError: "
 BAD_INPUT_PREFIX = "Bad input: "
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The RPC sockets a server holds open, closed when it shuts down (else shutdown waits for them).
+SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("binding_sockets")
 
 
 def connection_string(base: str, account: str | None = None) -> str:
@@ -90,6 +93,8 @@ def install(app: web.Application, fallback: Handler) -> None:
             return await answer(request)
         return await state.request_log.record(request, answer)
 
+    app[SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(_close_sockets)
     app.router.add_route("*", "/", entry)
     app.router.add_route("*", PATH, entry)
     app.router.add_route("*", PATH + "/", entry)
@@ -101,11 +106,17 @@ async def hold_rpc_socket(request: web.Request) -> web.StreamResponse:
     methods it would carry (`aiSearch`, `gateway(…, {beta: true})`) are not emulated."""
     ws = web.WebSocketResponse()
     await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
     async for message in ws:
         if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
             await ws.close(code=1011, message=b"workers-ai-emulator: env.AI RPC methods are not emulated")
             break
     return ws
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=1001, message=b"workers-ai-emulator is shutting down")
 
 
 def account_of(request: web.Request) -> str:
