@@ -20,5 +20,6 @@ export default defineConfig({
   ],
   test: {
     globalSetup: ["./global-setup.js"],
+    testTimeout: 30_000, // generous for busy CI machines; each test takes well under a second idle
   },
 });
