@@ -7,21 +7,23 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from emulator.backends.base import Backend
+from emulator.accounting.ledger import Ledger, Plan
+from emulator.accounting.pricing import load_prices
+from emulator.backends.factory import backend_for
 from emulator.catalog import load_catalog
+from emulator.control.routes import install as install_control
 from emulator.errors import CFError
-from emulator.ledger import Ledger, Plan
 from emulator.limits import read_body
-from emulator.pricing import load_prices
 from emulator.quirks import enabled
 from emulator.server import binding, catalog_api, gateway, graphql, native, openai_surface, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
+from emulator.server.openapi import install as install_openapi
 from emulator.server.paths import Kind, Route, parse
 from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
-from emulator.settings import Mode, Settings
+from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator")
 
@@ -40,16 +42,6 @@ HANDLERS: dict[Kind, Handler] = {
 }
 HANDLERS.update(openai_surface.HANDLERS)
 HANDLERS[Kind.GRAPHQL] = graphql.handle_graphql
-
-
-def make_backend(settings: Settings) -> Backend:
-    if settings.mode is Mode.MOCK:
-        from emulator.backends.mock import MockBackend
-
-        return MockBackend(seed=settings.seed, quirks=settings.quirks)
-    from emulator.backends.factory import backend_for
-
-    return backend_for(settings)
 
 
 def make_ledger(settings: Settings) -> Ledger:
@@ -71,7 +63,7 @@ def build_state(settings: Settings) -> ServerState:
     return ServerState(
         settings=settings,
         catalog=load_catalog(),
-        backend=make_backend(settings),
+        backend=backend_for(settings),
         ledger=make_ledger(settings),
         prices=load_prices(),
         answers=AnswerCache(),
@@ -171,9 +163,6 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
-    from emulator.control import install as install_control
-    from emulator.openapi import install as install_openapi
-
     install_control(app)
     install_openapi(app, app[STATE].settings.control_plane)
 

@@ -28,10 +28,10 @@ import orjson
 from aiohttp import WSMsgType, web
 from yarl import URL
 
+from emulator.accounting.pricing import round_neurons
 from emulator.call import BinaryInput, Call, Surface
 from emulator.errors import CFError, Layer
 from emulator.limits import read_body
-from emulator.pricing import round_neurons
 from emulator.server import binding_markdown
 from emulator.server.catalog_api import search_models
 from emulator.server.edge import check_size
