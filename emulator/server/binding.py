@@ -119,6 +119,12 @@ async def _close_sockets(app: web.Application) -> None:
         await ws.close(code=1001, message=b"workers-ai-emulator is shutting down")
 
 
+async def handle_route(request: web.Request, route: Route, state: ServerState,
+                       request_id: str) -> web.StreamResponse:
+    """The route table's handler signature for this surface (its requests arrive through `install`)."""
+    return await answer(request)
+
+
 def account_of(request: web.Request) -> str:
     """The connection string's account; a call's own `extraHeaders` account wins (a test that wraps
     `env.AI` with the JS helper's `withAccount`, when it cannot change the connection string)."""
