@@ -14,7 +14,7 @@ from emulator.ledger import Ledger, Plan
 from emulator.limits import read_body
 from emulator.pricing import load_prices
 from emulator.quirks import enabled
-from emulator.server import catalog_api, gateway, graphql, native, openai_surface, relay
+from emulator.server import catalog_api, edge, gateway, graphql, native, openai_surface, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.paths import Kind, Route, parse
@@ -141,7 +141,8 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     if executed is not None and executed.plain and executed.outcome.repeatable:
         answers.remember(key, response, model=executed.call.model, surface=executed.call.surface.value,
                          neurons=executed.neurons, estimated=executed.estimated, token=token,
-                         fresh_id=not executed.outcome.rendered)
+                         fresh_id=not executed.outcome.rendered,
+                         stamped=not executed.outcome.rendered and native.stamped(executed.call.model))
     return response
 
 
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[STATE] = state or build_state(settings)
     _install_extensions(app)
+    edge.install(app)
     gateway.install(app)
     # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)

@@ -14,7 +14,8 @@ from emulator.server.paths import Route
 from emulator.server.pipeline import Executed, execute_request
 from emulator.server.relay import render_rendered
 from emulator.server.render import NEURONS, REQ_ID, envelope, json_response, stream_events
-from emulator.server.state import ServerState
+from emulator.server.stamps import Stamper
+from emulator.server.state import STATE, ServerState
 
 
 def lookup_model(state: ServerState, name: str) -> Model:
@@ -28,6 +29,14 @@ def answer_headers(call: Call, executed: Executed) -> dict[str, str]:
     headers = {REQ_ID: call.request_id, NEURONS: round_neurons(executed.neurons)}
     headers.update(executed.outcome.headers)
     return headers
+
+
+# Answers whose body carries per-call ids and timestamps (chat.completion and Responses objects).
+STAMPED_TASKS = frozenset({"Text Generation"})
+
+
+def stamped(model: Model) -> bool:
+    return model.task.name in STAMPED_TASKS
 
 
 async def render_native(request: web.Request, call: Call, executed: Executed) -> web.StreamResponse:
@@ -45,10 +54,12 @@ async def render_native(request: web.Request, call: Call, executed: Executed) ->
             headers=headers,
             content_type=outcome.content_type.split(";")[0],
         )
+    stamper = Stamper(request.app[STATE].clock) if not outcome.rendered and stamped(call.model) else None
     return json_response(
         envelope(outcome.result) if not outcome.rendered else outcome.result,
         status=outcome.status,
         headers=headers,
+        stamper=stamper,
     )
 
 

@@ -108,7 +108,7 @@ async def answer_again(state: ServerState, account: str, answer: CachedAnswer, r
                  estimated=answer.estimated)
     describe_call(answer.model.name, answer.surface, request_id, source=state.backend.name,
                   neurons=answer.neurons)
-    return answer.response(request_id)
+    return answer.response(request_id, state.clock)
 
 
 def _would_cross_wall(state: ServerState, account: str, neurons: float) -> bool:

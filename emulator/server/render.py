@@ -15,6 +15,7 @@ from aiohttp import web
 
 from emulator.call import StreamEvent
 from emulator.errors import CFError, Layer
+from emulator.server.stamps import Stamper
 
 JSON = "application/json"
 SSE = "text/event-stream"
@@ -45,8 +46,13 @@ def new_request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=dumps(body), status=status, content_type=JSON, headers=headers)
+def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None,
+                  stamper: Stamper | None = None) -> web.Response:
+    """`body` as JSON; with a stamper, its placeholder ids and timestamps become this call's."""
+    data = dumps(body)
+    if stamper is not None:
+        data = stamper.stamp(data)
+    return web.Response(body=data, status=status, content_type=JSON, headers=headers)
 
 
 def envelope(result: Any) -> dict[str, Any]:
