@@ -154,7 +154,8 @@ def _error(request: web.Request, error: CFError) -> web.Response:
         and route.kind in V1_KINDS
         and not enabled(state.quirks, "v1-errors-not-openai-shaped")
     )
-    return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error)
+    return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error,
+                          short_bodies=enabled(state.quirks, "flux-short-error-body"))
 
 
 def create_app(settings: Settings | None = None, *, state: ServerState | None = None) -> web.Application:

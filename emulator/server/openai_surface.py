@@ -178,7 +178,7 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)
     seed = call_seed(call, state.settings.seed)
-    headers = answer_headers(call, executed)
+    headers = answer_headers(call, executed, state.quirks)
     if stream:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -220,7 +220,7 @@ async def handle_embeddings(request: web.Request, route: Route, state: ServerSta
     if body.get("encoding_format") == "base64" and not enabled(state.quirks, "embeddings-ignore-base64"):
         vectors = [encode_base64(v) for v in vectors]
     answer = openai_shapes.embedding_list(vectors, model.name, executed.outcome.usage.input_tokens)
-    return json_response(answer, headers=answer_headers(call, executed))
+    return json_response(answer, headers=answer_headers(call, executed, state.quirks))
 
 
 async def handle_responses(request: web.Request, route: Route, state: ServerState, request_id: str
@@ -241,7 +241,8 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)
     answer = openai_shapes.response_for(model, inputs, gen, call_seed(call, state.settings.seed))
-    return json_response(answer, headers=answer_headers(call, executed), stamper=Stamper(state.clock))
+    headers = answer_headers(call, executed, state.quirks)
+    return json_response(answer, headers=headers, stamper=Stamper(state.clock))
 
 
 HANDLERS = {

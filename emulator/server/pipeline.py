@@ -74,7 +74,8 @@ async def execute(state: ServerState, call: Call) -> Executed:
         exact = outcome.neurons
         estimated = False
     else:
-        exact = state.prices.neurons(call.model.name, outcome.usage)
+        exact = state.prices.neurons(call.model.name, outcome.usage,
+                                     measured=enabled(state.quirks, "billing-as-measured"))
         estimated = state.prices.rule(call.model.name).estimated
         outcome = with_body_cost(call, outcome, exact)
     if outcome.status >= 400:

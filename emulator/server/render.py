@@ -59,8 +59,8 @@ def envelope(result: Any) -> dict[str, Any]:
     return {"result": result, "success": True, "errors": [], "messages": []}
 
 
-def error_body(error: CFError, *, openai_error: bool = False) -> dict[str, Any]:
-    body = error.envelope()
+def error_body(error: CFError, *, openai_error: bool = False, short_bodies: bool = True) -> dict[str, Any]:
+    body = error.envelope(short_bodies=short_bodies)
     if openai_error and error.layer is not Layer.GATEWAY:  # the gateway shape already has its own `error`
         # Only when the `v1-errors-not-openai-shaped` quirk is off: what OpenAI SDKs look for.
         body["error"] = {
@@ -78,11 +78,13 @@ def error_response(
     request_id: str | None = None,
     openai_error: bool = False,
     extra_headers: dict[str, str] | None = None,
+    short_bodies: bool = True,
 ) -> web.Response:
     headers: dict[str, str] = dict(extra_headers or {})
     if error.layer is Layer.MODEL and request_id:
         headers[REQ_ID] = request_id
-    return json_response(error_body(error, openai_error=openai_error), status=error.status, headers=headers)
+    body = error_body(error, openai_error=openai_error, short_bodies=short_bodies)
+    return json_response(body, status=error.status, headers=headers)
 
 
 def sse_frame(data: str) -> bytes:
