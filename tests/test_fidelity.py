@@ -316,3 +316,18 @@ async def test_every_answer_names_cloudflares_edge(emulator: Emulator) -> None:
         assert CF_RAY.fullmatch(resp.headers["cf-ray"]), resp.headers.get("cf-ray")
         rays.add(resp.headers["cf-ray"])
     assert len(rays) == len(answers)
+
+
+def test_stamps_leave_generated_text_alone() -> None:
+    from emulator.ledger import FixedClock
+    from emulator.server.stamps import Stamper
+
+    text = '{"created":1234567890,"id":"id-1234567890123","tool":"chatcmpl-tool-0123456789abcdef"}'
+    body = orjson.dumps({"id": "id-1111111111111", "created": 1111111111, "choices": [
+        {"message": {"content": text, "tool_calls": [{"id": "chatcmpl-tool-" + "a" * 32}]}}]})
+    stamped = orjson.loads(Stamper(FixedClock(datetime(2026, 3, 1, tzinfo=UTC))).stamp(body))
+    epoch = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
+    assert (stamped["id"], stamped["created"]) == (f"id-{epoch * 1000}", epoch)
+    assert stamped["choices"][0]["message"]["content"] == text
+    new_tool = stamped["choices"][0]["message"]["tool_calls"][0]["id"]
+    assert re.fullmatch(r"chatcmpl-tool-[0-9a-f]{32}", new_tool) and new_tool != "chatcmpl-tool-" + "a" * 32
