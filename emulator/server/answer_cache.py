@@ -21,7 +21,7 @@ from emulator.catalog import Model
 from emulator.ledger import Clock
 from emulator.lru import SizedLRU
 from emulator.server.edge import CF_RAY
-from emulator.server.render import REQ_ID
+from emulator.server.render import REQ_ID, UNSTAMPED
 from emulator.server.stamps import Stamper
 
 MAX_ENTRIES = 16384  # a large cassette (10,000 interactions) fits whole
@@ -79,7 +79,7 @@ class AnswerCache:
                  stamped: bool = False) -> None:
         if type(response) is not web.Response or response.status != 200:
             return  # a stream, or an error (errors may depend on the day's usage)
-        body = response.body
+        body = response.get(UNSTAMPED, response.body)
         if not isinstance(body, bytes) or len(body) + len(key[4]) > MAX_ENTRY_BYTES:
             return
         per_response = _PER_RESPONSE if fresh_id else _PER_RESPONSE - {REQ_ID}

@@ -20,6 +20,8 @@ from emulator.server.stamps import Stamper
 JSON = "application/json"
 SSE = "text/event-stream"
 REQ_ID = "cf-ai-req-id"
+# On a response whose body was stamped (server/stamps.py): the body with the fake's placeholders.
+UNSTAMPED = "unstamped_body"
 NEURONS = "cf-ai-neurons"
 
 EventSource = Iterable[StreamEvent] | AsyncIterator[StreamEvent]
@@ -50,9 +52,11 @@ def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | Non
                   stamper: Stamper | None = None) -> web.Response:
     """`body` as JSON; with a stamper, its placeholder ids and timestamps become this call's."""
     data = dumps(body)
-    if stamper is not None:
-        data = stamper.stamp(data)
-    return web.Response(body=data, status=status, content_type=JSON, headers=headers)
+    if stamper is None:
+        return web.Response(body=data, status=status, content_type=JSON, headers=headers)
+    response = web.Response(body=stamper.stamp(data), status=status, content_type=JSON, headers=headers)
+    response[UNSTAMPED] = data  # what the answer cache keeps: each later call is stamped afresh
+    return response
 
 
 def envelope(result: Any) -> dict[str, Any]:

@@ -5,14 +5,14 @@ Responses ids is a placeholder of the right shape. Cloudflare gives every call i
 and `created` (epoch seconds) from the time of the call, and tool-call ids of random hex
 (fixtures/real/v1-chat-stream-gpt-oss-20b-toolcall.json). A `Stamper` rewrites the placeholders of one
 call, in a rendered body or in each event of a stream, from the server's clock (which the control
-plane can freeze, so a snapshot still pins `id` and `created`); the random parts come from the OS.
+plane can freeze, so a snapshot still pins them). The hex ids are a hash of the placeholder and the
+clock's time: new on every call while the clock moves, the same for the same request under a frozen one.
 Only keys outside JSON strings are touched: a quote escaped inside generated text is never matched.
 """
 
 from __future__ import annotations
 
-import os
-import random
+import hashlib
 import re
 
 from emulator.ledger import Clock
@@ -20,26 +20,26 @@ from emulator.ledger import Clock
 _ID = re.compile(rb'(?<!\\)"id":"id-\d{13}"')
 _CREATED = re.compile(rb'(?<!\\)"(created|created_at)":\d{10}(?=[,}])')
 _HEX_ID = re.compile(rb'(?<!\\)"(chatcmpl-tool-|resp_|rs_|msg_)([0-9a-f]{16,32})"')
-_random = random.Random(os.urandom(16))
-os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(16)))
 
 
 class Stamper:
     """The identifiers of one call: every placeholder of a kind gets the same new value."""
 
-    __slots__ = ("_hex", "created", "ident")
+    __slots__ = ("_hex", "_now", "created", "ident")
 
     def __init__(self, clock: Clock) -> None:
         now = clock.timestamp()
         self.ident = b'"id":"id-%d"' % int(now * 1000)
         self.created = b"%d" % int(now)
+        self._now = repr(now).encode()
         self._hex: dict[bytes, bytes] = {}
 
     def _new_hex(self, match: re.Match[bytes]) -> bytes:
         old = match.group(2)
         new = self._hex.get(old)
         if new is None:
-            new = self._hex[old] = b"%0*x" % (len(old), _random.getrandbits(4 * len(old)))
+            digest = hashlib.blake2b(old + b"@" + self._now, digest_size=16).hexdigest().encode()
+            new = self._hex[old] = digest[: len(old)]
         return b'"' + match.group(1) + new + b'"'
 
     def stamp(self, body: bytes) -> bytes:
