@@ -1,4 +1,4 @@
-"""Seeded readable prose, the documented token-count rule and stream chunking for text fakes."""
+"""Seeded readable prose, its length rule (answers end under the caller's cap) and stream chunking."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ _TOKEN_RE = re.compile(r"\s*(?:[^\W_]{1,6}(?![^\W_])|[^\W_]{1,4}|[^\w\s]|_)|\s+"
 
 
 def count_tokens(text: str) -> int:
-    """Tokens by the emulator's documented rule: ceil(len/4), so any non-empty text is at least 1."""
+    """The length rule fake text is drawn and cut by: ceil(len/4), so any non-empty text is at least 1.
+    Usage figures of the text tasks come from fakes/tokens.py (each family's tokenizer and template)."""
     return -(-len(text) // CHARS_PER_TOKEN)
 
 
