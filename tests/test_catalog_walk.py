@@ -19,11 +19,11 @@ import pytest
 from mutagen.mp3 import MP3
 from PIL import Image
 
+from emulator.accounting.ledger import FixedClock
 from emulator.catalog import Model, load_catalog
 from emulator.fakes import audio, images
 from emulator.fakes.from_schema import invalid_input_examples, valid_input_examples
 from emulator.fakes.seed import derive_seed, rng
-from emulator.ledger import FixedClock
 from tests.conftest import AUTH, Emulator, ServerFactory
 
 CATALOG = load_catalog()

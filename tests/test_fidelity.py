@@ -319,7 +319,7 @@ async def test_every_answer_names_cloudflares_edge(emulator: Emulator) -> None:
 
 
 def test_stamps_leave_generated_text_alone() -> None:
-    from emulator.ledger import FixedClock
+    from emulator.accounting.ledger import FixedClock
     from emulator.server.stamps import Stamper
 
     text = '{"created":1234567890,"id":"id-1234567890123","tool":"chatcmpl-tool-0123456789abcdef"}'

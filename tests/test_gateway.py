@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from emulator.ledger import FixedClock
+from emulator.accounting.ledger import FixedClock
 from tests.conftest import ACCOUNT, AUTH, TOKEN, Emulator, parse_sse
 
 LLAMA31 = "@cf/meta/llama-3.1-8b-instruct"

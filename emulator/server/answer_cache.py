@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from emulator.accounting.ledger import Clock
 from emulator.catalog import Model
-from emulator.ledger import Clock
 from emulator.lru import SizedLRU
 from emulator.server.edge import CF_RAY
 from emulator.server.render import REQ_ID, UNSTAMPED

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from emulator.ledger import Clock
+from emulator.accounting.ledger import Clock
 
 _ID = re.compile(rb'(?<!\\)"id":"id-\d{13}"')
 _CREATED = re.compile(rb'(?<!\\)"(created|created_at)":\d{10}(?=[,}])')

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from emulator.catalog import Model
+from emulator.fakes import tokens
 from emulator.fakes.seed import derive_seed
-
-if TYPE_CHECKING:
-    from emulator.catalog import Model
-    from emulator.tasks.text_generation import Generation
+from emulator.fakes.text import split_tokens
+from emulator.tasks.text_generation import Generation
 
 # Real ids are `id-<epoch ms>` and `created` is the epoch second of the call. The fakes are pure, so they
 # write seed-derived placeholders of that shape, and server/stamps.py replaces them per call.
@@ -132,8 +132,6 @@ def vllm_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage:
     chunk with the role and empty content; every choice with `logprobs`, `finish_reason` and `token_ids`
     null; reasoning opened by an empty piece; a `stop_reason` chunk; then two usage chunks that both
     carry the real figures (the first ordered prompt, total, completion)."""
-    from emulator.fakes.text import split_tokens
-
     ident, created = stable_id(seed), stable_created(seed)
     first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
              "finish_reason": None}
@@ -176,8 +174,6 @@ def chat_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage:
     `cloudflare_usage_chunks`: usage rides on the finish chunk and a zero-usage chunk follows (as
     recorded); otherwise OpenAI's form, a trailing chunk with `choices: []` and the usage.
     """
-    from emulator.fakes.text import split_tokens
-
     if model in VLLM_MODELS:
         return vllm_stream_chunks(gen, model, seed, include_usage=include_usage,
                                   cloudflare_usage_chunks=cloudflare_usage_chunks)
@@ -233,9 +229,7 @@ def response_object(gen: Generation, model: str, seed: int, *, effort: str | Non
     reasoning_tokens = 0
     output: list[dict[str, Any]] = []
     if gen.reasoning:
-        from emulator.fakes.text import count_tokens
-
-        reasoning_tokens = count_tokens(gen.reasoning)
+        reasoning_tokens = tokens.completion_tokens(model, gen.reasoning)
         output.append({"id": f"rs_{derive_seed(seed, 'rs'):016x}", "type": "reasoning", "summary": [],
                        "content": [{"type": "reasoning_text", "text": gen.reasoning}]})
     output.append({"id": f"msg_{derive_seed(seed, 'msg'):016x}", "type": "message", "status": "completed",
