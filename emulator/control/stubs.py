@@ -15,7 +15,7 @@ from emulator.call import Call, Outcome, Usage
 from emulator.control.faults import error_kind, make_error
 from emulator.control.scope import Scope, SpecError
 from emulator.errors import CFError
-from emulator.fakes import text as text_fake
+from emulator.fakes import tokens
 from emulator.fakes.seed import derive_seed
 from emulator.tasks.openai_shapes import chat_completion
 from emulator.tasks.text_generation import (
@@ -87,7 +87,8 @@ def text_outcome(
     call: Call, text: str, finish_reason: str, emulator_seed: int, quirks: dict[str, bool]
 ) -> Outcome:
     """What the text-generation fake would answer had the model said `text`."""
-    gen = Generation(text, finish_reason, prompt_tokens(call.json_inputs), text_fake.count_tokens(text))
+    gen = Generation(text, finish_reason, prompt_tokens(call.json_inputs, call.model.name),
+                     tokens.completion_tokens(call.model.name, text))
     seed = derive_seed(emulator_seed, call.model.name, text)
     usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
     extras = {"generation": gen}

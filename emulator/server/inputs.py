@@ -131,4 +131,4 @@ def validate(model: Model, inputs: dict[str, Any] | BinaryInput, quirks: dict[st
         return
     if not message.startswith("Error: ") and not enabled(quirks, "validation-error-prefix"):
         message = "Error: " + message
-    raise CFError("bad_input", detail=message)
+    raise CFError("bad_input", detail=message).from_model(model.name)
