@@ -42,6 +42,7 @@ class LogEntry:
     method: str
     path: str
     surface: str | None = None
+    account: str | None = None
     model: str | None = None
     request_id: str | None = None
     status: int = 0
@@ -93,6 +94,7 @@ class LogEntry:
             "method": self.method,
             "path": self.path,
             "surface": self.surface,
+            "account": self.account,
             "model": self.model,
             "request_id": self.request_id,
             "body": self.body,
@@ -251,6 +253,8 @@ class RequestLog:
             entry.surface = SURFACE_BY_KIND[route.kind]
         if entry.model is None:
             entry.model = route.model
+        if entry.account is None and route.account_id:
+            entry.account = route.account_id
 
     def _append(self, entry: LogEntry) -> None:
         if len(self.entries) == self.entries.maxlen and self._holding and self._holding[0] is self.entries[0]:
@@ -267,6 +271,14 @@ class RequestLog:
             self._held -= oldest.held
             oldest.settle()
 
+    def forget(self, account: str) -> None:
+        """Drop one account's entries (a test resetting only its own account)."""
+        kept = [e for e in self.entries if e.account != account]
+        self.entries.clear()
+        self.entries.extend(kept)
+        self._holding = deque(e for e in self._holding if e.account != account)
+        self._held = sum(e.held for e in self._holding)
+
     def clear(self) -> None:
         self.entries.clear()
         self._holding.clear()
@@ -281,6 +293,7 @@ class RequestLog:
         model: str | None = None,
         surface: str | None = None,
         status: str | None = None,
+        account: str | None = None,
         limit: int | None = None,
     ) -> list[LogEntry]:
         out = []
@@ -290,6 +303,8 @@ class RequestLog:
             ):
                 continue
             if surface is not None and entry.surface != surface:
+                continue
+            if account is not None and entry.account != account:
                 continue
             if status is not None and not _status_matches(entry.status, status):
                 continue

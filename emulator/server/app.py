@@ -14,7 +14,7 @@ from emulator.control.routes import install as install_control
 from emulator.errors import CFError
 from emulator.limits import read_body
 from emulator.quirks import enabled
-from emulator.server import gateway, relay
+from emulator.server import binding, edge, gateway, native, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.openapi import install as install_openapi
@@ -117,7 +117,8 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     if executed is not None and executed.plain and executed.outcome.repeatable:
         answers.remember(key, response, model=executed.call.model, surface=executed.call.surface.value,
                          neurons=executed.neurons, estimated=executed.estimated, token=token,
-                         fresh_id=not executed.outcome.rendered)
+                         fresh_id=not executed.outcome.rendered,
+                         stamped=not executed.outcome.rendered and native.stamped(executed.call.model))
     return response
 
 
@@ -129,7 +130,8 @@ def _error(request: web.Request, error: CFError) -> web.Response:
         and route.kind in OPENAI_ERROR_KINDS
         and not enabled(state.quirks, "v1-errors-not-openai-shaped")
     )
-    return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error)
+    return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error,
+                          short_bodies=enabled(state.quirks, "flux-short-error-body"))
 
 
 def create_app(settings: Settings | None = None, *, state: ServerState | None = None) -> web.Application:
@@ -137,7 +139,9 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[STATE] = state or build_state(settings)
     _install_extensions(app)
+    edge.install(app)
     gateway.install(app)
+    binding.install(app, fallback=dispatch)  # `/` and `/binding/{account}` with an MF-Binding header
     # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     app.on_cleanup.append(_close)

@@ -116,9 +116,9 @@ def _error_schemas() -> dict[str, Any]:
         "type": "object",
         "title": "Model-layer error envelope",
         "description": "Errors from Workers AI itself (carry cf-ai-req-id); key order "
-        + ", ".join(MODEL_ORDER),
+        + ", ".join(MODEL_ORDER) + " (flux-1-schnell's stop after `success`: docs/errors.md)",
         "x-key-order": MODEL_ORDER,
-        "required": ["errors", "success", "result"],
+        "required": ["errors", "success"],
         "properties": {
             "errors": {"type": "array", "minItems": 1, "items": message},
             "success": {"const": False},
