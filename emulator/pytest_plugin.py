@@ -47,7 +47,7 @@ class WorkersAI:
 
     def __init__(self, server: BackgroundServer) -> None:
         self.server = server
-        self.base_url = server.base_url
+        self.base_url = server.base
         self.account_id = ACCOUNT_ID
         self.token = server.settings.token or TOKEN
         self.client_v4_base_url = f"{self.base_url}/client/v4"
