@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from emulator.call import Call
 from emulator.errors import CFError
@@ -158,16 +159,23 @@ async def read_body(request: web.Request) -> bytes:
         return raw
     if request.get(BODY_TIMED_OUT):
         raise CFError("body_timeout")  # already waited once (the request log reads the body again)
-    if request.content.is_eof():
-        # Already all here (the usual case for small bodies, and any second read): no timer needed.
-        raw = await request.read()
-    else:
-        try:
-            async with asyncio.timeout(BODY_READ_TIMEOUT):
-                raw = await request.read()
-        except TimeoutError:
-            request[BODY_TIMED_OUT] = True
-            raise CFError("body_timeout") from None
+    try:
+        if request.content.is_eof():
+            # Already all here (the usual case for small bodies, and any second read): no timer needed.
+            raw = await request.read()
+        else:
+            try:
+                async with asyncio.timeout(BODY_READ_TIMEOUT):
+                    raw = await request.read()
+            except TimeoutError:
+                request[BODY_TIMED_OUT] = True
+                raise CFError("body_timeout") from None
+    except RequestPayloadError:
+        # aiohttp decodes Content-Encoding itself; a body that is not what the header says fails here.
+        encoding = request.headers.get("Content-Encoding", "")
+        raise CFError(
+            "bad_input", detail=f"Error: the body could not be decoded as Content-Encoding {encoding!r:.40}"
+        ) from None
     request[BODY] = raw
     return raw
 

@@ -597,4 +597,7 @@ async def serve_openapi(_request: web.Request) -> web.Response:
 def install(app: web.Application, control_plane: bool) -> None:
     """Serve the description under the control plane's prefix (off with --no-control-plane)."""
     if control_plane:
-        app.router.add_get(OPENAPI_PATH, serve_openapi)
+        from emulator.control import guarded
+
+        # Like every control route but health: with --token, only that token reads it.
+        app.router.add_get(OPENAPI_PATH, guarded(serve_openapi))

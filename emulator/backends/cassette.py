@@ -35,6 +35,7 @@ from emulator.cassettes import (
     SSEEvent,
 )
 from emulator.errors import CFError
+from emulator.pricing import parse_neurons
 from emulator.settings import Mode, Settings
 
 FIX_HINT = (
@@ -174,11 +175,10 @@ class CassetteBackend:
                 exchange.method, exchange.path, exchange.query, exchange.headers.items(), exchange.body
             )
             response = RecordedResponse.build(status, headers.items(), body, events=events)
-            neurons = headers.get("cf-ai-neurons")
             interaction = Interaction(
                 request=redactor.redact_request(request),
                 response=redactor.redact_response(response),
-                neurons=float(neurons) if neurons and _is_number(neurons) else None,
+                neurons=parse_neurons(headers.get("cf-ai-neurons")),
             )
             # fsync takes milliseconds: keep it off the event loop.
             written = await asyncio.to_thread(self._write, name, interaction)
@@ -231,10 +231,3 @@ class CassetteBackend:
     async def close(self) -> None:
         await self.upstream.close()
 
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True

@@ -15,6 +15,7 @@ from emulator.call import Call, Outcome, StreamEvent
 from emulator.cassettes import RESPONSE_HEADER_ALLOW, SSEEvent, SSESplitter, filter_headers
 from emulator.cassettes.format import is_event_stream
 from emulator.errors import CFError
+from emulator.pricing import parse_neurons
 from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator.upstream")
@@ -72,16 +73,6 @@ class Exchange:
             found.append(token.strip() if scheme.lower() == "bearer" else value.strip())
         found += [self.headers.get(h, "") for h in ("X-Auth-Key", "X-Auth-Email", "X-Auth-User-Service-Key")]
         return [s for s in found if s]
-
-
-def parse_neurons(value: str | None) -> float | None:
-    """The `cf-ai-neurons` header as a number (None when absent or unreadable)."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
 
 
 class Upstream:
@@ -159,6 +150,9 @@ class Upstream:
         started = time.monotonic()
         kept = filter_headers(response.headers.items(), RESPONSE_HEADER_ALLOW)
         neurons = parse_neurons(response.headers.get(NEURONS))
+        if neurons is None and NEURONS in response.headers:
+            # NaN, negative or absurd: not counted, so it can neither switch the budget off nor be billed.
+            log.warning("ignored unreadable %s: %.40r from %s", NEURONS, response.headers[NEURONS], url)
         if response.status < 400 and neurons is not None:
             self.spent += neurons
         content_type = response.headers.get("Content-Type", "")

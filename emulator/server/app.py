@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from emulator.backends.base import Backend
 from emulator.catalog import load_catalog
@@ -145,6 +145,18 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def expect_continue(request: web.Request) -> web.Response | None:
+    """`Expect: 100-continue`: a body announced larger than the limit gets its 413 instead of an
+    invitation to send it; anything else gets `100 Continue`. Other Expect values are ignored."""
+    length = request.content_length
+    if length is not None and length > request.app[STATE].settings.max_body_bytes:
+        return _error(request, CFError("too_large"))
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size starts after the interim line
+    return None
+
+
 def _error(request: web.Request, error: CFError) -> web.Response:
     state = request.app[STATE]
     route = request.get(ROUTE)
@@ -163,7 +175,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     _install_extensions(app)
     gateway.install(app)
     # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch, expect_handler=expect_continue)
     app.on_cleanup.append(_close)
     return app
 

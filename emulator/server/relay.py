@@ -10,6 +10,7 @@ from multidict import CIMultiDict
 
 from emulator.backends.upstream import Exchange
 from emulator.call import Outcome
+from emulator.limits import read_body
 from emulator.server.paths import Kind, Route
 from emulator.server.render import write_events
 from emulator.server.state import ServerState
@@ -40,7 +41,7 @@ async def forward_request(request: web.Request, route: Route, state: ServerState
         request.path,
         dict(request.query),
         CIMultiDict(request.headers),
-        await request.read(),
+        await read_body(request),
         route.account_id,
     )
     return await render_rendered(request, await exchange(original))
