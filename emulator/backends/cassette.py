@@ -154,7 +154,8 @@ class CassetteBackend:
             )
         args = (exchange.method, exchange.path, exchange.query, exchange.body, exchange.content_type)
         try:
-            played = index.play(*args, required=required)
+            # Redacted with this request's own credentials, exactly as recording it would have been.
+            played = index.play(*args, required=required, redactor=self.redactor(exchange))
         except NoMatch as miss:
             raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINT}") from None
         if played is None:
