@@ -283,7 +283,12 @@ def serve(
         from emulator.workers import serve_workers
 
         sys.exit(serve_workers(settings))
-    asyncio.run(run_server(settings))
+    from emulator.server.lifecycle import ListenError
+
+    try:
+        asyncio.run(run_server(settings))
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 async def run_server(settings: Settings) -> None:
