@@ -117,6 +117,38 @@ def check_batch(call: Call) -> None:
             raise CFError(
                 "bad_input", detail=f"Error: maxItems at '/{key}' not met, {len(value)} > {MAX_BATCH_ITEMS}"
             )
+    check_input_tokens(call)
+
+
+def max_input_tokens(call: Call) -> int | None:
+    """The most tokens one text may have: the catalog's `max_input_tokens` (bge-*-en: 512), else its
+    `context_window` (bge-m3: 60,000); None when the catalog states neither."""
+    for key in ("max_input_tokens", "context_window"):
+        value = str(call.model.prop(key) or "")
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+def check_input_tokens(call: Call) -> None:
+    """Refuse a text longer than the model takes (tokens by the emulator's rule, fakes/text.py), as
+    the catalog's limits say; `truncate_inputs: true` (bge-m3) asks for cutting instead, which the
+    embeddings fake does. Checked before any vector is computed, so the work stays bounded."""
+    from emulator.fakes.text import count_tokens
+    from emulator.tasks.embeddings import INPUT_KEYS
+
+    limit = max_input_tokens(call)
+    inputs = call.json_inputs
+    if limit is None or inputs.get("truncate_inputs") is True:
+        return
+    for key in INPUT_KEYS:
+        value = inputs.get(key)
+        texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        for i, text in enumerate(texts):
+            if isinstance(text, str) and count_tokens(text) > limit:
+                where = f"/{key}" if isinstance(value, str) else f"/{key}/{i}"
+                raise CFError("bad_input", detail=f"Error: the text at '{where}' is {count_tokens(text)} "
+                              f"tokens; {call.model.name} takes at most {limit} tokens per input")
 
 
 CHECKS = {

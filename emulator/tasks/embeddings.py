@@ -10,6 +10,7 @@ from emulator.call import Call, Outcome, Usage
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
 from emulator.fakes.vectors import embed, wire_rows
+from emulator.limits import max_input_tokens
 from emulator.tasks import FakeContext, register
 
 # Dimensions for models whose catalog entry has no `output_dimensions` property.
@@ -33,8 +34,11 @@ def dimensions(model: Model) -> int:
     return KNOWN_DIMENSIONS.get(model.name, DEFAULT_DIMENSIONS)
 
 
+INPUT_KEYS = ("text", "documents", "queries", "input")
+
+
 def texts_of(inputs: dict[str, Any]) -> list[str]:
-    for key in ("text", "documents", "queries", "input"):
+    for key in INPUT_KEYS:
         value = inputs.get(key)
         if isinstance(value, str):
             return [value]
@@ -56,6 +60,10 @@ def usage_for(texts: list[str]) -> Usage:
 def fake(call: Call, ctx: FakeContext) -> Outcome:
     inputs = call.json_inputs
     texts = texts_of(inputs)
+    limit = max_input_tokens(call)
+    if limit is not None:
+        # Longer texts were refused (limits.check_input_tokens) unless `truncate_inputs` asked for this.
+        texts = [t[: limit * text_fake.CHARS_PER_TOKEN] for t in texts]
     data = vectors(call.model, texts, ctx)
     result: dict[str, Any] = {"shape": [len(data), dimensions(call.model)], "data": data}
     if "pooling" in (call.model.input_schema.get("oneOf") or [{}])[0].get("properties", {}):
