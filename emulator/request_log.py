@@ -8,6 +8,7 @@ summarised on the spot and let go of their bytes.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import itertools
 import time
@@ -205,7 +206,9 @@ class RequestLog:
             if request.transport is not None:
                 request.transport.close()
             return web.StreamResponse()
-        except ConnectionResetError:
+        except (ConnectionResetError, asyncio.CancelledError):
+            # The client went away (aiohttp cancels the handler): a stream keeps the status it was
+            # sent with, an answer never sent is 499 (client closed request).
             entry.status, entry.cut = entry.status or 499, True
             raise
         except web.HTTPException as exc:

@@ -179,3 +179,29 @@ def test_a_parse_error_log_line_does_not_print_credential_headers(tmp_path: Path
         _, stderr = proc.communicate(timeout=15)
     assert "Invalid header value char" in stderr  # the parse errors were logged
     assert "SUPERSECRETCOOKIE42" not in stderr and key not in stderr, stderr[-3000:]
+
+
+def test_aborted_streams_are_logged_as_cut_with_their_status(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with live_server(data_dir=tmp_path, plan="paid") as live:
+        # Each event 20 ms apart: the client is gone long before the stream ends.
+        requests.post(live.base + "/__emulator__/faults", json={"kind": "slow_stream", "delay_ms": 20},
+                      timeout=30).raise_for_status()
+        body = b'{"prompt": "a long story", "stream": true, "max_tokens": 500}'
+        port = int(live.base.rsplit(":", 1)[1])
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"POST " + RUN.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            entries = requests.get(live.base + "/__emulator__/requests", timeout=30).json()["requests"]
+            if len(entries) == 20 and all(e["status"] for e in entries):
+                break
+            time.sleep(0.1)
+        assert len(entries) == 20
+        assert all(e["status"] == 200 and e["cut"] for e in entries), [(e["status"], e["cut"]) for e in entries]

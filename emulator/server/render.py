@@ -103,6 +103,11 @@ async def stream_events(
 async def write_events(response: web.StreamResponse, events: EventSource) -> None:
     """Write each event and flush it on its own (fault filters applied); an async source (a relayed
     upstream stream) is closed even when the client hangs up mid-stream."""
+    from emulator.request_log import CURRENT
+
+    entry = CURRENT.get()
+    if entry is not None:
+        entry.status = response.status  # the status line is sent: a client leaving now cuts this answer
     source = events
     stream_filter = STREAM_FILTER.get()
     if stream_filter is not None:
