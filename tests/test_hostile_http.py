@@ -204,4 +204,5 @@ def test_aborted_streams_are_logged_as_cut_with_their_status(tmp_path: Path) -> 
                 break
             time.sleep(0.1)
         assert len(entries) == 20
-        assert all(e["status"] == 200 and e["cut"] for e in entries), [(e["status"], e["cut"]) for e in entries]
+        assert all(e["status"] == 200 and e["cut"] for e in entries), [(e["status"], e["cut"])
+                                                                        for e in entries]
