@@ -75,6 +75,20 @@ QUIRKS: dict[str, Quirk] = {
             "a call whose estimated cost would cross the allowance is refused up front.",
             "reference/workers-ai-api.md §7 (a hard stop once the day's allocation is used up).",
         ),
+        Quirk(
+            "daily-limit-concurrent-calls-cross",
+            "on the free plan every call admitted while the day was under 10,000 neurons completes, "
+            "however many were in flight: concurrent calls can take the day past the allowance by the "
+            "cost of all of them together (300 calls at once on a 200-neuron allowance: ~177%).",
+            "only one call may cross the allowance: a call whose charge finds the wall already reached "
+            "by calls that finished while it ran is refused with 4006 and not charged (within one "
+            "process; `--workers` processes each see the others' charges at their next commit).",
+            "reference/workers-ai-api.md §7 and real-responses/headers-and-billing-observed.json: a call's "
+            "cost is only known once it finished (`cf-ai-neurons`, e.g. 1363.64 for one flux-2-klein-9b "
+            "call), so admission can only see finished calls; err-4006-daily-neurons-binding-and-misc.json: "
+            "the block applies to requests arriving after the allowance is used up. No capture shows a "
+            "reservation of in-flight cost, nor how far real concurrent calls overshoot.",
+        ),
     ]
 }
 
