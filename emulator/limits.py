@@ -9,6 +9,7 @@ a body is parsed (`check_depth`), and answer with Cloudflare-shaped 4xx errors.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from aiohttp import web
@@ -120,6 +121,10 @@ def check_batch(call: Call) -> None:
     check_input_tokens(call)
 
 
+# Where embedding models take their texts (the first of these a body has is embedded).
+EMBEDDING_INPUT_KEYS = ("text", "documents", "queries", "input")
+
+
 def max_input_tokens(call: Call) -> int | None:
     """The most tokens one text may have: the catalog's `max_input_tokens` (bge-*-en: 512), else its
     `context_window` (bge-m3: 60,000); None when the catalog states neither."""
@@ -135,13 +140,12 @@ def check_input_tokens(call: Call) -> None:
     the catalog's limits say; `truncate_inputs: true` (bge-m3) asks for cutting instead, which the
     embeddings fake does. Checked before any vector is computed, so the work stays bounded."""
     from emulator.fakes.text import count_tokens
-    from emulator.tasks.embeddings import INPUT_KEYS
 
     limit = max_input_tokens(call)
     inputs = call.json_inputs
     if limit is None or inputs.get("truncate_inputs") is True:
         return
-    for key in INPUT_KEYS:
+    for key in EMBEDDING_INPUT_KEYS:
         value = inputs.get(key)
         texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
         for i, text in enumerate(texts):
@@ -163,6 +167,32 @@ def check_call(call: Call) -> None:
     check = CHECKS.get(call.model.task.name)
     if check is not None:
         check(call)
+
+
+# The most neurons one call may be charged. The dearest real calls measured are a few thousand
+# (lucid-origin 3,904.69, flux-2-klein-9b 1,363.64); a figure above this bound, like a negative or
+# non-finite one, is not a cost but a broken upstream or a hand-edited cassette.
+MAX_CALL_NEURONS = 1_000_000.0
+
+
+def parse_neurons(value: object) -> float | None:
+    """A neuron figure from outside (the `cf-ai-neurons` header, a cassette's `neurons`): a finite
+    number from 0 to MAX_CALL_NEURONS, or None when absent or anything else (NaN, -1e308, "1e999")."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > 32:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+    elif isinstance(value, int | float):
+        number = float(value)
+    else:
+        return None
+    return number if math.isfinite(number) and 0.0 <= number <= MAX_CALL_NEURONS else None
 
 
 # Server-side connection bounds. aiohttp's default keep-alive is an hour and it has no body timeout,

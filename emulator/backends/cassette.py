@@ -36,7 +36,7 @@ from emulator.cassettes import (
 )
 from emulator.cassettes.store import Identity
 from emulator.errors import CFError
-from emulator.pricing import parse_neurons
+from emulator.limits import parse_neurons
 from emulator.settings import Mode, Settings
 
 FIX_HINT = (

@@ -15,7 +15,7 @@ from emulator.call import Call, Outcome, StreamEvent
 from emulator.cassettes import RESPONSE_HEADER_ALLOW, SSEEvent, SSESplitter, filter_headers
 from emulator.cassettes.format import is_event_stream
 from emulator.errors import CFError
-from emulator.pricing import parse_neurons
+from emulator.limits import parse_neurons
 from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator.upstream")

@@ -88,7 +88,7 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from emulator.pricing import MAX_CALL_NEURONS, parse_neurons
+from emulator.limits import MAX_CALL_NEURONS, parse_neurons
 
 FORMAT_VERSION = 2  # what recording writes; version 1 is read too
 LEGACY_FORMAT_VERSION = 1

@@ -79,6 +79,11 @@ def error_response(
     return json_response(error_body(error, openai_error=openai_error), status=error.status, headers=headers)
 
 
+# The status a streamed answer was sent with, set once its headers are out: a client that leaves
+# after that has cut an answer, not missed one (the request log reads it).
+STREAM_STATUS: web.RequestKey[int] = web.RequestKey("stream_status", int)
+
+
 def sse_frame(data: str) -> bytes:
     return b"data: " + data.encode() + b"\n\n"
 
@@ -95,6 +100,7 @@ async def stream_events(
         status=status, headers={"Content-Type": SSE, "Cache-Control": "no-cache", **headers}
     )
     await response.prepare(request)
+    request[STREAM_STATUS] = response.status
     await write_events(response, events)
     await response.write_eof()
     return response
@@ -103,11 +109,6 @@ async def stream_events(
 async def write_events(response: web.StreamResponse, events: EventSource) -> None:
     """Write each event and flush it on its own (fault filters applied); an async source (a relayed
     upstream stream) is closed even when the client hangs up mid-stream."""
-    from emulator.request_log import CURRENT
-
-    entry = CURRENT.get()
-    if entry is not None:
-        entry.status = response.status  # the status line is sent: a client leaving now cuts this answer
     source = events
     stream_filter = STREAM_FILTER.get()
     if stream_filter is not None:

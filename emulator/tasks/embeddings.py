@@ -10,7 +10,7 @@ from emulator.call import Call, Outcome, Usage
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
 from emulator.fakes.vectors import embed, wire_rows
-from emulator.limits import max_input_tokens
+from emulator.limits import EMBEDDING_INPUT_KEYS, max_input_tokens
 from emulator.tasks import FakeContext, register
 
 # Dimensions for models whose catalog entry has no `output_dimensions` property.
@@ -34,11 +34,8 @@ def dimensions(model: Model) -> int:
     return KNOWN_DIMENSIONS.get(model.name, DEFAULT_DIMENSIONS)
 
 
-INPUT_KEYS = ("text", "documents", "queries", "input")
-
-
 def texts_of(inputs: dict[str, Any]) -> list[str]:
-    for key in INPUT_KEYS:
+    for key in EMBEDDING_INPUT_KEYS:
         value = inputs.get(key)
         if isinstance(value, str):
             return [value]

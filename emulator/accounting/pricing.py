@@ -153,34 +153,8 @@ class PriceBook:
 @functools.cache
 def load_prices() -> PriceBook:
     """The packaged price book (parsed once per process)."""
-    text = (resources.files("emulator") / "data" / "prices.json").read_text(encoding="utf-8")
+    text = (resources.files("emulator.accounting") / "data" / "prices.json").read_text(encoding="utf-8")
     return PriceBook(json.loads(text))
-
-
-# The most neurons one call may be charged. The dearest real calls measured are a few thousand
-# (lucid-origin 3,904.69, flux-2-klein-9b 1,363.64); a figure above this bound, like a negative or
-# non-finite one, is not a cost but a broken upstream or a hand-edited cassette.
-MAX_CALL_NEURONS = 1_000_000.0
-
-
-def parse_neurons(value: object) -> float | None:
-    """A neuron figure from outside (the `cf-ai-neurons` header, a cassette's `neurons`): a finite
-    number from 0 to MAX_CALL_NEURONS, or None when absent or anything else (NaN, -1e308, "1e999")."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text or len(text) > 32:
-            return None
-        try:
-            number = float(text)
-        except ValueError:
-            return None
-    elif isinstance(value, int | float):
-        number = float(value)
-    else:
-        return None
-    return number if math.isfinite(number) and 0.0 <= number <= MAX_CALL_NEURONS else None
 
 
 def round_neurons(n: float) -> str:
