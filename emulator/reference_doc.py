@@ -50,6 +50,15 @@ SURFACES: dict[str, str] = {
     "graphql": "GraphQL Analytics `POST /client/v4/graphql` (`aiInferenceAdaptiveGroups` from the ledger)",
     "compat_chat": "AI Gateway unified `POST /v1/{account}/{gateway}/compat/chat/completions`",
     "compat_embeddings": "AI Gateway unified `POST /v1/{account}/{gateway}/compat/embeddings`",
+    "finetunes_list": "fine-tunes `GET …/ai/finetunes` (per account, kept in the data directory)",
+    "finetunes_create": "fine-tunes `POST …/ai/finetunes` (models whose catalog marks `lora`)",
+    "finetune_assets": "fine-tunes `POST …/ai/finetunes/{id}/finetune-assets` (multipart `file` + "
+    "`file_name`; adapter checks)",
+    "finetunes_public": "fine-tunes `GET …/ai/finetunes/public` (the `cf-public-*` adapters)",
+    "tomarkdown_supported": "toMarkdown `GET …/ai/tomarkdown/supported`",
+    "tomarkdown": "toMarkdown `POST …/ai/tomarkdown` (multipart `files`)",
+    "realtime": "WebSocket upgrade of `…/ai/run/{model}` for the realtime models (flux, nova-3, aura, "
+    "smart-turn)",
 }
 
 

@@ -14,7 +14,7 @@ from emulator.ledger import Ledger, Plan
 from emulator.limits import read_body
 from emulator.pricing import load_prices
 from emulator.quirks import enabled
-from emulator.server import catalog_api, gateway, graphql, native, openai_surface, relay
+from emulator.server import catalog_api, finetunes, gateway, graphql, native, openai_surface, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.paths import Kind, Route, parse
@@ -40,6 +40,9 @@ HANDLERS: dict[Kind, Handler] = {
 }
 HANDLERS.update(openai_surface.HANDLERS)
 HANDLERS[Kind.GRAPHQL] = graphql.handle_graphql
+HANDLERS.update(finetunes.HANDLERS)
+# Routes that stream their body to disk under their own size limit instead of the server-wide one.
+OWN_BODY_LIMIT = frozenset({Kind.FINETUNE_ASSETS})
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -115,7 +118,8 @@ async def route_request(request: web.Request) -> web.StreamResponse:
         request.method, request.raw_path, allow_double_slash=enabled(state.quirks, "double-slash-path")
     )
     request[ROUTE] = route
-    check_size(request, state.settings)
+    if route.kind not in OWN_BODY_LIMIT:
+        check_size(request, state.settings)
     check_auth(request, state.settings)
     handler = HANDLERS.get(route.kind)
     if handler is None:
@@ -181,3 +185,6 @@ async def _close(app: web.Application) -> None:
     state = app[STATE]
     await state.backend.close()
     state.ledger.close()
+    store = state.extensions.get(finetunes.STORE_KEY)
+    if store is not None:
+        store.close()

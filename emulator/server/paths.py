@@ -30,6 +30,13 @@ class Kind(enum.StrEnum):
     GRAPHQL = "graphql"
     COMPAT_CHAT = "compat_chat"
     COMPAT_EMBEDDINGS = "compat_embeddings"
+    FINETUNES_LIST = "finetunes_list"
+    FINETUNES_CREATE = "finetunes_create"
+    FINETUNE_ASSETS = "finetune_assets"
+    FINETUNES_PUBLIC = "finetunes_public"
+    TOMARKDOWN_SUPPORTED = "tomarkdown_supported"
+    TOMARKDOWN = "tomarkdown"
+    REALTIME = "realtime"
 
 
 # (method, path under …/ai/) → kind; `run/` is matched by prefix.
@@ -41,7 +48,15 @@ AI_ENDPOINTS: dict[tuple[str, str], Kind] = {
     ("GET", "models/schema"): Kind.MODELS_SCHEMA,
     ("GET", "tasks/search"): Kind.TASKS_SEARCH,
     ("GET", "authors/search"): Kind.AUTHORS_SEARCH,
+    ("GET", "finetunes"): Kind.FINETUNES_LIST,
+    ("POST", "finetunes"): Kind.FINETUNES_CREATE,
+    ("GET", "finetunes/public"): Kind.FINETUNES_PUBLIC,
+    ("GET", "tomarkdown/supported"): Kind.TOMARKDOWN_SUPPORTED,
+    ("POST", "tomarkdown"): Kind.TOMARKDOWN,
 }
+# A WebSocket upgrade (GET with `Upgrade: websocket`) reaches `parse` as this method.
+WEBSOCKET = "WEBSOCKET"
+FINETUNE_ASSETS = re.compile(r"^finetunes/([^/]+)/finetune-assets/?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +66,7 @@ class Route:
     model: str | None = None
     gateway_id: str | None = None
     doubled_slash: bool = False
+    resource: str | None = None  # the fine-tune id or name of `finetunes/{id}/finetune-assets`
 
     @property
     def via_gateway(self) -> bool:
@@ -94,12 +110,18 @@ def _parse(method: str, raw_path: str, allow_double_slash: bool) -> Route:
         raise CFError("no_route")
     ai_path = tail[3:]
     if ai_path.startswith("run/") or ai_path.startswith("run%2F"):
-        if method != "POST":
+        if method not in ("POST", WEBSOCKET):
             raise CFError("method_not_allowed")
         model = _model_from(ai_path[4:])
         if not model:
             raise CFError("no_route")
-        return Route(Kind.RUN, account_id, model, doubled_slash=doubled)
+        kind = Kind.REALTIME if method == WEBSOCKET else Kind.RUN
+        return Route(kind, account_id, model, doubled_slash=doubled)
+    assets = FINETUNE_ASSETS.match(ai_path)
+    if assets is not None:
+        if method != "POST":
+            raise CFError("method_not_allowed")
+        return Route(Kind.FINETUNE_ASSETS, account_id, doubled_slash=doubled, resource=unquote(assets[1]))
     kind = AI_ENDPOINTS.get((method, ai_path.rstrip("/")))
     if kind is None:
         if any(p == ai_path.rstrip("/") for _, p in AI_ENDPOINTS):
