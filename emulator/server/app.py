@@ -14,7 +14,16 @@ from emulator.ledger import Ledger, Plan
 from emulator.limits import read_body
 from emulator.pricing import load_prices
 from emulator.quirks import enabled
-from emulator.server import catalog_api, finetunes, gateway, graphql, native, openai_surface, relay
+from emulator.server import (
+    catalog_api,
+    finetunes,
+    gateway,
+    graphql,
+    native,
+    openai_surface,
+    relay,
+    tomarkdown,
+)
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.paths import Kind, Route, parse
@@ -41,6 +50,7 @@ HANDLERS: dict[Kind, Handler] = {
 HANDLERS.update(openai_surface.HANDLERS)
 HANDLERS[Kind.GRAPHQL] = graphql.handle_graphql
 HANDLERS.update(finetunes.HANDLERS)
+HANDLERS.update(tomarkdown.HANDLERS)
 # Routes that stream their body to disk under their own size limit instead of the server-wide one.
 OWN_BODY_LIMIT = frozenset({Kind.FINETUNE_ASSETS})
 

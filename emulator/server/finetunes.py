@@ -10,12 +10,14 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from emulator.catalog import Model
 from emulator.errors import CFError
-from emulator.finetunes import assets
+from emulator.finetunes import assets, lora
 from emulator.finetunes.store import PUBLIC_PREFIX, FinetuneStore, NameTaken, public_finetunes
 from emulator.limits import read_body
 from emulator.server.inputs import parse_json
 from emulator.server.paths import Kind, Route
+from emulator.server.relay import forwarder
 from emulator.server.render import envelope, json_response
 from emulator.server.state import ServerState
 
@@ -32,6 +34,14 @@ def finetune_store(state: ServerState) -> FinetuneStore:
         store = FinetuneStore(state.settings.resolved_data_dir())
         state.extensions[STORE_KEY] = store
     return store
+
+
+def resolve_lora(state: ServerState, route: Route, model: Model, inputs: dict[str, Any], request_id: str
+                 ) -> None:
+    """Check a request's `lora` against the local store; with a real API behind the emulator
+    (replay/record/passthrough) fine-tunes live there, and so does the check."""
+    if forwarder(state) is None:
+        lora.resolve(finetune_store(state), route.account_id, model, inputs, request_id)
 
 
 def _bad(detail: str) -> CFError:

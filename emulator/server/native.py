@@ -7,10 +7,9 @@ from aiohttp import web
 from emulator.call import Call, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
-from emulator.finetunes import lora
 from emulator.limits import read_body
 from emulator.pricing import round_neurons
-from emulator.server.finetunes import finetune_store
+from emulator.server.finetunes import resolve_lora
 from emulator.server.inputs import read_inputs, validate
 from emulator.server.paths import Route
 from emulator.server.pipeline import Executed, execute_request
@@ -66,7 +65,7 @@ async def handle_run(
     if batch.wants_batch(request.query, inputs):
         return await batch.handle(request, route, state, request_id, model, inputs, raw)
     if isinstance(inputs, dict):
-        lora.resolve(finetune_store(state), route.account_id, model, inputs, request_id)
+        resolve_lora(state, route, model, inputs, request_id)
     validate(model, inputs, state.quirks)
     stream = isinstance(inputs, dict) and inputs.get("stream") is True
     call = Call(

@@ -20,10 +20,9 @@ from emulator.backends.mock import call_seed
 from emulator.call import Call, Outcome, StreamEvent, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
-from emulator.finetunes import lora
 from emulator.limits import read_body
 from emulator.quirks import enabled
-from emulator.server.finetunes import finetune_store
+from emulator.server.finetunes import resolve_lora
 from emulator.server.inputs import parse_json, validate
 from emulator.server.native import answer_headers, lookup_model, render_native
 from emulator.server.paths import Kind, Route
@@ -170,7 +169,7 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
     name = model_name(body, route)
     model = model_for(state, name, TEXT_GENERATION)
     inputs = chat_inputs(body, model)
-    lora.resolve(finetune_store(state), route.account_id, model, inputs, request_id)
+    resolve_lora(state, route, model, inputs, request_id)
     validate(model, validation_view(inputs), state.quirks)
     stream = body.get("stream") is True
     surface = Surface.COMPAT_CHAT if route.kind is Kind.COMPAT_CHAT else Surface.CHAT
