@@ -102,6 +102,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
     ),
     "batch_too_large": ErrorSpec(3006, 413, "Request is too large: async batch payloads must be under 10 MB"),
     "unknown_batch": ErrorSpec(404, 404, "AiError: No async batch request with request_id '{request_id}'"),
+    "not_realtime": ErrorSpec(
+        5006, 400,
+        "AiError: Bad input: Error: {model} has no realtime (WebSocket) interface; use POST /ai/run",
+    ),
     "websocket_only": ErrorSpec(
         5006,
         400,

@@ -27,8 +27,14 @@ _RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 
 _TEXT_KEYS = ("response", "text", "translated_text", "summary", "description", "output_text")
 
 
+# Where a WebSocket response keeps its session's summary for the log (aiohttp responses are mappings).
+SESSION_SUMMARY = "session_summary"
+
+
 def summarize_response(response: web.StreamResponse) -> dict[str, Any]:
     """What the dashboard's detail view shows about an answer; cheap, and bounded in size."""
+    if isinstance(response, web.WebSocketResponse):  # a realtime session (server/realtime.py)
+        return {"kind": "websocket", **response.get(SESSION_SUMMARY, {})}
     body = response.body if isinstance(response, web.Response) else None
     if not isinstance(body, bytes):
         return {"kind": "stream", "content_type": response.content_type}

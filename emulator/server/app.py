@@ -21,12 +21,13 @@ from emulator.server import (
     graphql,
     native,
     openai_surface,
+    realtime,
     relay,
     tomarkdown,
 )
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
-from emulator.server.paths import Kind, Route, parse
+from emulator.server.paths import WEBSOCKET, Kind, Route, parse
 from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
@@ -51,6 +52,7 @@ HANDLERS.update(openai_surface.HANDLERS)
 HANDLERS[Kind.GRAPHQL] = graphql.handle_graphql
 HANDLERS.update(finetunes.HANDLERS)
 HANDLERS.update(tomarkdown.HANDLERS)
+HANDLERS.update(realtime.HANDLERS)
 # Routes that stream their body to disk under their own size limit instead of the server-wide one.
 OWN_BODY_LIMIT = frozenset({Kind.FINETUNE_ASSETS})
 
@@ -124,9 +126,8 @@ async def answer(request: web.Request) -> web.StreamResponse:
 
 async def route_request(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    route = parse(
-        request.method, request.raw_path, allow_double_slash=enabled(state.quirks, "double-slash-path")
-    )
+    method = WEBSOCKET if _is_websocket(request) else request.method
+    route = parse(method, request.raw_path, allow_double_slash=enabled(state.quirks, "double-slash-path"))
     request[ROUTE] = route
     if route.kind not in OWN_BODY_LIMIT:
         check_size(request, state.settings)
@@ -157,6 +158,10 @@ async def route_request(request: web.Request) -> web.StreamResponse:
                          neurons=executed.neurons, estimated=executed.estimated, token=token,
                          fresh_id=not executed.outcome.rendered)
     return response
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 def _error(request: web.Request, error: CFError) -> web.Response:

@@ -1,0 +1,157 @@
+"""Realtime models over WebSocket: a GET upgrade of `…/ai/run/{model}` (reference §5.5; Cloudflare's
+changelog of 2025-08-27 connects to
+`wss://api.cloudflare.com/client/v4/accounts/{id}/ai/run/@cf/deepgram/aura-1` with the usual
+`Authorization` header).
+
+Before the upgrade a session is checked like a call (auth, model, query, daily allowance, injected
+error and latency faults), so a refusal is an ordinary Cloudflare error answer. During it, slow-stream
+faults delay every server message and cut-stream faults drop the connection after `after_events`
+messages. At the end the session is charged (audio minutes or characters, at the model's WebSocket
+rate) and its request-log entry completed (status 101, neurons, a summary of the session). Sessions are
+served by the fakes in every mode: a WebSocket is not recorded to cassettes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import WSMsgType, web
+
+from emulator.call import Call, Surface
+from emulator.catalog import Model
+from emulator.dashboard.summary import SESSION_SUMMARY
+from emulator.errors import CFError
+from emulator.fakes.seed import derive_seed
+from emulator.faults import CUT_STREAM, SLOW_STREAM
+from emulator.realtime.aura import AuraSession
+from emulator.realtime.base import Message, Session
+from emulator.realtime.flux import FluxSession
+from emulator.realtime.nova3 import Nova3Session
+from emulator.realtime.smart_turn import SmartTurnSession
+from emulator.request_log import describe_call
+from emulator.server.billing import billed_neurons
+from emulator.server.native import lookup_model
+from emulator.server.paths import Kind, Route
+from emulator.server.pipeline import admit, charge
+from emulator.server.state import ServerState
+
+log = logging.getLogger("workers_ai_emulator")
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+IDLE_SECONDS = 60.0  # a session with no client message for this long is closed
+
+
+def open_session(model: Model, query: dict[str, str], request_id: str, seed: int) -> Session:
+    """The protocol of a realtime model; CFError (5006) for bad query parameters."""
+    name = model.name
+    if name == "@cf/deepgram/flux":
+        return FluxSession(request_id, seed, query)
+    if name == "@cf/deepgram/nova-3":
+        return Nova3Session(request_id, seed, query)
+    if name.startswith("@cf/deepgram/aura-"):
+        return AuraSession(request_id, seed, query, model)
+    if name == "@cf/pipecat-ai/smart-turn-v2":
+        return SmartTurnSession(request_id, seed, query)
+    raise CFError("not_realtime", model=name)
+
+
+class Sender:
+    """Sends a session's messages with the stream faults that fired for it."""
+
+    def __init__(self, ws: web.WebSocketResponse, session: Session, delay: float, cut_after: int | None):
+        self.ws, self.session, self.delay, self.cut_after = ws, session, delay, cut_after
+        self.cut = False
+
+    async def send(self, messages: list[Message]) -> None:
+        for message in messages:
+            if self.cut_after is not None and self.session.sent >= self.cut_after:
+                self.cut = True
+                return
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if isinstance(message, bytes):
+                await self.ws.send_bytes(message)
+            else:
+                await self.ws.send_str(message)
+            self.session.sent += 1
+
+
+async def handle_realtime(request: web.Request, route: Route, state: ServerState, request_id: str
+                          ) -> web.StreamResponse:
+    assert route.model is not None
+    model = lookup_model(state, route.model)
+    if not model.flag("realtime"):
+        raise CFError("not_realtime", model=model.name)
+    query = dict(request.query)
+    session = open_session(model, query, request_id, derive_seed(state.settings.seed, model.name, query))
+    call = Call(model=model, inputs=query, surface=Surface.REALTIME, account_id=route.account_id,
+                request_id=request_id, path=request.path, query=query, stream=True,
+                gateway_id=route.gateway_id, headers=dict(request.headers))
+    admit(state, route.account_id, model, request_id)
+    entry = describe_call(model.name, Surface.REALTIME.value, request_id, stream=True,
+                          source=state.backend.name)
+    delay, cut_after = 0.0, None
+    control = state.extensions.get("control")
+    if control is not None:
+        try:
+            fired = await control.faults.before(call)  # error faults refuse the upgrade itself
+        except CFError:
+            if entry is not None:
+                entry.faulted = True
+            raise
+        delay = sum(f.delay_ms for f in fired if f.kind == SLOW_STREAM) / 1000
+        cut_after = min((f.after_events for f in fired if f.kind == CUT_STREAM), default=None)
+        if entry is not None and fired:
+            entry.faulted, entry.fault_ids = True, [f.id for f in fired]
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, receive_timeout=IDLE_SECONDS)
+    await ws.prepare(request)
+    sender = Sender(ws, session, delay, cut_after)
+    try:
+        await _converse(ws, session, sender)
+    finally:
+        await _finish(request, state, route, model, session, sender, ws, request_id)
+    return ws
+
+
+async def _converse(ws: web.WebSocketResponse, session: Session, sender: Sender) -> None:
+    await sender.send(session.opening())
+    while not sender.cut:
+        try:
+            message = await ws.receive()
+        except TimeoutError:
+            break
+        if message.type is WSMsgType.BINARY:
+            session.received += 1
+            await sender.send(session.on_binary(message.data))
+        elif message.type is WSMsgType.TEXT:
+            session.received += 1
+            replies, done = session.on_text(message.data)
+            await sender.send(replies)
+            if done:
+                break
+        else:  # CLOSE, CLOSING, CLOSED, ERROR
+            break
+    if not sender.cut and not ws.closed:
+        await sender.send(session.closing())
+
+
+async def _finish(request: web.Request, state: ServerState, route: Route, model: Model, session: Session,
+                  sender: Sender, ws: web.WebSocketResponse, request_id: str) -> None:
+    if sender.cut:
+        if request.transport is not None:
+            request.transport.abort()  # the connection drops, as a network failure would
+    elif not ws.closed:
+        await ws.close()
+    neurons = billed_neurons(state.prices.websocket_neurons(model.name, session.usage))
+    entry = describe_call(model.name, Surface.REALTIME.value, request_id, stream=True,
+                          source=state.backend.name, neurons=neurons)
+    ws[SESSION_SUMMARY] = {**session.summary(), "model": model.name, "cut": sender.cut}
+    if entry is not None:
+        entry.cut = sender.cut
+    try:
+        await charge(state, route.account_id, model, neurons, request_id=request_id)
+    except CFError as exc:  # the session crossed the free allowance: already served, recorded as refused
+        log.info("realtime session %s not charged: %s", request_id, exc.message)
+
+
+HANDLERS = {Kind.REALTIME: handle_realtime}
