@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from typing import Any
 
 import orjson
@@ -429,6 +430,140 @@ def _with_params(op: dict[str, Any], params: list[dict[str, Any]], suffix: str) 
     return {**op, "operationId": op["operationId"] + suffix, "parameters": params}
 
 
+FINETUNE = {
+    "type": "object",
+    "required": ["id", "name", "model", "created_at", "modified_at"],
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": ["string", "null"]},
+        "model": {"type": "string"},
+        "public": {"type": "boolean"},
+        "created_at": {"type": "string"},
+        "modified_at": {"type": "string"},
+    },
+}
+MARKDOWN_RESULT = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["name", "mimeType", "format", "tokens", "data"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "mimeType": {"type": "string"},
+                "format": {"const": "markdown"},
+                "tokens": {"type": "integer", "minimum": 0},
+                "data": {"type": "string"},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["name", "mimeType", "format", "error"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "mimeType": {"type": "string"},
+                "format": {"const": "error"},
+                "error": {"type": "string"},
+            },
+        },
+    ]
+}
+
+
+def _ok(result: Any, description: str = "OK") -> dict[str, Any]:
+    return {"200": {"description": description, "content": {JSON: {"schema": _envelope(result)}}},
+            **_error_responses()}
+
+
+def _finetune_paths(account: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fine-tunes (emulator/server/finetunes.py; cloudflare-python `types/ai/finetune*`)."""
+    create_body = {
+        "type": "object",
+        "required": ["model", "name"],
+        "properties": {"model": {"type": "string"}, "name": {"type": "string"},
+                       "description": {"type": "string"}, "public": {"type": "boolean"}},
+    }
+    asset_body = {
+        "type": "object",
+        "required": ["file", "file_name"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "file_name": {"type": "string", "enum": ["adapter_config.json", "adapter_model.safetensors"]},
+        },
+    }
+    finetune_id = {"name": "finetune_id", "in": "path", "required": True,
+                   "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                   "description": "The fine-tune's id or name"}
+    return {
+        f"{AI}/finetunes": {
+            "get": {"operationId": "finetunes_list", "tags": ["finetunes"], "parameters": account,
+                    "responses": _ok({"type": "array", "items": FINETUNE})},
+            "post": {"operationId": "finetunes_create", "tags": ["finetunes"], "parameters": account,
+                     "requestBody": {"required": True, "content": {JSON: {"schema": create_body}}},
+                     "responses": _ok(FINETUNE)},
+        },
+        f"{AI}/finetunes/{{finetune_id}}/finetune-assets": {
+            "post": {"operationId": "finetune_assets_create", "tags": ["finetunes"],
+                     "parameters": [*account, finetune_id],
+                     "requestBody": {"required": True,
+                                     "content": {"multipart/form-data": {"schema": asset_body}}},
+                     "responses": _ok({"type": "object", "properties": {"success": {"type": "boolean"}}})},
+        },
+        f"{AI}/finetunes/public": {
+            "get": {"operationId": "finetunes_public", "tags": ["finetunes"],
+                    "parameters": [*account,
+                                   _query("limit", {"type": "integer", "minimum": 0, "maximum": 1000}),
+                                   _query("offset", {"type": "integer", "minimum": 0, "maximum": 1000}),
+                                   _query("orderBy", {"type": "string",
+                                                      "enum": sorted(FINETUNE["properties"])})],
+                    "responses": _ok({"type": "array", "items": FINETUNE})},
+        },
+    }
+
+
+def _tomarkdown_paths(account: list[dict[str, Any]]) -> dict[str, Any]:
+    """toMarkdown (emulator/server/tomarkdown.py)."""
+    body = {
+        "type": "object",
+        "required": ["files"],
+        "properties": {
+            "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}},
+            "conversionOptions": {"type": "string", "description": "JSON: {html, pdf, image} options"},
+        },
+    }
+    supported = {"type": "object", "required": ["extension", "mimeType"],
+                 "properties": {"extension": {"type": "string"}, "mimeType": {"type": "string"}}}
+    return {
+        f"{AI}/tomarkdown/supported": {
+            "get": {"operationId": "tomarkdown_supported", "tags": ["tomarkdown"], "parameters": account,
+                    "responses": _ok({"type": "array", "items": supported})},
+        },
+        f"{AI}/tomarkdown": {
+            "post": {"operationId": "tomarkdown", "tags": ["tomarkdown"], "parameters": account,
+                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}},
+                     "responses": _ok({"type": "array", "items": MARKDOWN_RESULT})},
+        },
+    }
+
+
+def _realtime_operation(model: Model) -> dict[str, Any]:
+    """The WebSocket upgrade of a realtime model's run path (emulator/server/realtime.py)."""
+    from emulator.server.realtime import PROTOCOLS
+
+    responses: dict[str, Any] = {"101": {"description": "Switching Protocols: the WebSocket session"}}
+    return {
+        "operationId": "realtime_" + re.sub(r"[/.-]", "_", model.name.strip("@")),
+        "summary": f"{model.name} over a WebSocket (send `Upgrade: websocket`)",
+        "description": PROTOCOLS[model.name],
+        "tags": ["realtime", model.task.name],
+        "parameters": [_account_param()],
+        "x-websocket": {"server_messages": _strip(copy.deepcopy(model.output_schema))},
+        "responses": {**responses, **_error_responses()},
+    }
+
+
 def build_spec(catalog: Catalog | None = None) -> dict[str, Any]:
     """The whole description as a JSON-able dict (deterministic for a given catalog)."""
     catalog = catalog or load_catalog()
@@ -450,6 +585,8 @@ def build_spec(catalog: Catalog | None = None) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for model in sorted(catalog, key=lambda m: m.name):
         paths[f"{AI}/run/{model.name}"] = {"post": _run_operation(model)}
+        if model.flag("realtime"):
+            paths[f"{AI}/run/{model.name}"]["get"] = _realtime_operation(model)
     openai = _openai_operations(catalog)
     paths[f"{AI}/v1/chat/completions"] = {"post": _with_params(openai["chat"], account, "")}
     paths[f"{AI}/v1/embeddings"] = {"post": _with_params(openai["embeddings"], account, "")}
@@ -518,6 +655,8 @@ def build_spec(catalog: Catalog | None = None) -> dict[str, Any]:
                 "responses": _list_ok({}),
             }
         }
+    paths.update(_finetune_paths(account))
+    paths.update(_tomarkdown_paths(account))
     paths["/client/v4/graphql"] = {
         "post": {
             "operationId": "graphql",

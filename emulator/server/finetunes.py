@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from emulator.catalog import Model
 from emulator.errors import CFError
@@ -165,10 +166,10 @@ async def handle_assets(request: web.Request, route: Route, state: ServerState, 
 
 async def _read_upload(request: web.Request, folder: Path) -> tuple[Path | None, str | None]:
     """Stream the `file` part to a temporary file (refusing it past the size limit) and read `file_name`."""
-    reader = await request.multipart()
     upload: Path | None = None
     file_name: str | None = None
     try:
+        reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 continue
@@ -178,7 +179,7 @@ async def _read_upload(request: web.Request, folder: Path) -> tuple[Path | None,
                 upload = await _spool(part, folder)
             else:
                 await part.release()
-    except ValueError as exc:
+    except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart parser raises both
         if upload is not None:
             upload.unlink(missing_ok=True)
         raise _bad(f"malformed multipart body ({exc})") from None

@@ -41,6 +41,21 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 IDLE_SECONDS = 60.0  # a session with no client message for this long is closed
 
 
+# One line per realtime model for the OpenAPI description; each module's docstring has the details.
+PROTOCOLS = {
+    "@cf/deepgram/flux": "Binary linear16 audio in (query `encoding=linear16`, `sample_rate`); JSON "
+    "`Connected`, then `TurnInfo` messages (`Update`, `StartOfTurn`, `EagerEndOfTurn`, `TurnResumed`, "
+    "`EndOfTurn`); `{\"type\": \"CloseStream\"}` ends the session.",
+    "@cf/deepgram/nova-3": "Binary linear16 audio in; a JSON `Results` message per second of audio; "
+    "`Finalize` flushes, `CloseStream` flushes, sends `Metadata` and ends the session.",
+    "@cf/deepgram/aura-1": "JSON `Speak` {text} and `Flush` in; `Metadata`, binary linear16 audio and "
+    "`Flushed` out; `Clear`, `Close`.",
+    "@cf/pipecat-ai/smart-turn-v2": "Binary audio (or JSON {audio: base64, dtype}) in; "
+    "`{is_complete, probability}` per message out.",
+}
+PROTOCOLS["@cf/deepgram/aura-2-en"] = PROTOCOLS["@cf/deepgram/aura-2-es"] = PROTOCOLS["@cf/deepgram/aura-1"]
+
+
 def open_session(model: Model, query: dict[str, str], request_id: str, seed: int) -> Session:
     """The protocol of a realtime model; CFError (5006) for bad query parameters."""
     name = model.name

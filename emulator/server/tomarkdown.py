@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from emulator.call import BinaryInput, Call, Surface
@@ -159,7 +160,7 @@ async def _read_form(request: web.Request) -> tuple[list[Document], ConversionOp
                 options = _options(bytes(await part.read(decode=True)))
             else:
                 await part.release()
-    except ValueError as exc:
+    except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart parser raises both
         raise CFError("bad_input", detail=f"Error: malformed multipart body ({exc})") from None
     return documents, options
 
