@@ -191,6 +191,12 @@ async def test_sessions_in_the_request_log(emulator: Emulator) -> None:
     assert entry["neurons"] == float(round_neurons(3.6 / 60 * 700))
     assert entry["response"]["kind"] == "websocket" and entry["response"]["audio_seconds"] == 3.6
     assert entry["response"]["messages_in"] > 0 and entry["response"]["messages_out"] > 0
+    async with emulator.session.get(f"{emulator.base}/__emulator__/", params={"request": str(entry["id"])},
+                                    headers=AUTH) as response:
+        page = await response.text()
+    assert response.status == 200
+    assert "@cf/deepgram/flux" in page
+    assert f"WebSocket session: {entry['response']['messages_in']} messages in" in page  # the dashboard
 
 
 async def add_fault(emulator: Emulator, spec: dict[str, Any]) -> None:
