@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 from cloudflare import Cloudflare
 
+from emulator.accounting.pricing import round_neurons
 from emulator.call import Usage
-from emulator.pricing import round_neurons
 from tests.conftest import ACCOUNT, AUTH, Emulator, ServerFactory
 
 LORA_MODEL = "@cf/mistral/mistral-7b-instruct-v0.2-lora"

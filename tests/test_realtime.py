@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from emulator.accounting.pricing import round_neurons
 from emulator.call import Usage
-from emulator.pricing import round_neurons
 from tests.conftest import ACCOUNT, AUTH, Emulator
 
 RATE = 16000

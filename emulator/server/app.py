@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from emulator.backends.base import Backend
+from emulator.accounting.ledger import Ledger, Plan
+from emulator.accounting.pricing import load_prices
+from emulator.backends.factory import backend_for
 from emulator.catalog import load_catalog
+from emulator.control.routes import install as install_control
 from emulator.errors import CFError
-from emulator.ledger import Ledger, Plan
 from emulator.limits import read_body
-from emulator.pricing import load_prices
 from emulator.quirks import enabled
 from emulator.server import (
     catalog_api,
@@ -27,11 +28,12 @@ from emulator.server import (
 )
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
+from emulator.server.openapi import install as install_openapi
 from emulator.server.paths import WEBSOCKET, Kind, Route, parse
 from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
-from emulator.settings import Mode, Settings
+from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator")
 
@@ -57,16 +59,6 @@ HANDLERS.update(realtime.HANDLERS)
 OWN_BODY_LIMIT = frozenset({Kind.FINETUNE_ASSETS})
 
 
-def make_backend(settings: Settings) -> Backend:
-    if settings.mode is Mode.MOCK:
-        from emulator.backends.mock import MockBackend
-
-        return MockBackend(seed=settings.seed, quirks=settings.quirks)
-    from emulator.backends.factory import backend_for
-
-    return backend_for(settings)
-
-
 def make_ledger(settings: Settings) -> Ledger:
     path = settings.ledger_path or str(settings.resolved_data_dir() / "ledger.sqlite3")
     ledger = Ledger(
@@ -86,7 +78,7 @@ def build_state(settings: Settings) -> ServerState:
     return ServerState(
         settings=settings,
         catalog=load_catalog(),
-        backend=make_backend(settings),
+        backend=backend_for(settings),
         ledger=make_ledger(settings),
         prices=load_prices(),
         answers=AnswerCache(),
@@ -189,9 +181,6 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
-    from emulator.control import install as install_control
-    from emulator.openapi import install as install_openapi
-
     install_control(app)
     install_openapi(app, app[STATE].settings.control_plane)
 
@@ -200,6 +189,5 @@ async def _close(app: web.Application) -> None:
     state = app[STATE]
     await state.backend.close()
     state.ledger.close()
-    store = state.extensions.get(finetunes.STORE_KEY)
-    if store is not None:
-        store.close()
+    if state.finetunes is not None:
+        state.finetunes.close()

@@ -25,16 +25,13 @@ from emulator.server.state import ServerState
 # "You can test up to 30 LoRA adapters per account" (fine-tunes/loras page).
 MAX_FINETUNES = 30
 CHUNK = 256 * 1024
-STORE_KEY = "finetunes"
 
 
 def finetune_store(state: ServerState) -> FinetuneStore:
     """The server's one store, opened on first use in the data directory."""
-    store = state.extensions.get(STORE_KEY)
-    if store is None:
-        store = FinetuneStore(state.settings.resolved_data_dir())
-        state.extensions[STORE_KEY] = store
-    return store
+    if state.finetunes is None:
+        state.finetunes = FinetuneStore(state.settings.resolved_data_dir())
+    return state.finetunes
 
 
 def resolve_lora(state: ServerState, route: Route, model: Model, inputs: dict[str, Any], request_id: str

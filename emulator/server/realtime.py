@@ -18,23 +18,21 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from emulator.accounting.billing import billed_neurons
 from emulator.call import Call, Surface
 from emulator.catalog import Model
-from emulator.dashboard.summary import SESSION_SUMMARY
 from emulator.errors import CFError
 from emulator.fakes.seed import derive_seed
-from emulator.faults import CUT_STREAM, SLOW_STREAM
 from emulator.realtime.aura import AuraSession
 from emulator.realtime.base import Message, Session
 from emulator.realtime.flux import FluxSession
 from emulator.realtime.nova3 import Nova3Session
 from emulator.realtime.smart_turn import SmartTurnSession
-from emulator.request_log import describe_call
-from emulator.server.billing import billed_neurons
 from emulator.server.native import lookup_model
 from emulator.server.paths import Kind, Route
 from emulator.server.pipeline import admit, charge
-from emulator.server.state import ServerState
+from emulator.server.render import SESSION_SUMMARY
+from emulator.server.state import ServerState, SessionFaults
 
 log = logging.getLogger("workers_ai_emulator")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -103,28 +101,14 @@ async def handle_realtime(request: web.Request, route: Route, state: ServerState
                 request_id=request_id, path=request.path, query=query, stream=True,
                 gateway_id=route.gateway_id, headers=dict(request.headers))
     admit(state, route.account_id, model, request_id)
-    entry = describe_call(model.name, Surface.REALTIME.value, request_id, stream=True,
-                          source=state.backend.name)
-    delay, cut_after = 0.0, None
-    control = state.extensions.get("control")
-    if control is not None:
-        try:
-            fired = await control.faults.before(call)  # error faults refuse the upgrade itself
-        except CFError:
-            if entry is not None:
-                entry.faulted = True
-            raise
-        delay = sum(f.delay_ms for f in fired if f.kind == SLOW_STREAM) / 1000
-        cut_after = min((f.after_events for f in fired if f.kind == CUT_STREAM), default=None)
-        if entry is not None and fired:
-            entry.faulted, entry.fault_ids = True, [f.id for f in fired]
+    faults = SessionFaults() if state.control is None else await state.control.open_session(call)
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, receive_timeout=IDLE_SECONDS)
     await ws.prepare(request)
-    sender = Sender(ws, session, delay, cut_after)
+    sender = Sender(ws, session, faults.delay, faults.cut_after)
     try:
         await _converse(ws, session, sender)
     finally:
-        await _finish(request, state, route, model, session, sender, ws, request_id)
+        await _finish(request, state, call, session, sender, ws)
     return ws
 
 
@@ -150,23 +134,21 @@ async def _converse(ws: web.WebSocketResponse, session: Session, sender: Sender)
         await sender.send(session.closing())
 
 
-async def _finish(request: web.Request, state: ServerState, route: Route, model: Model, session: Session,
-                  sender: Sender, ws: web.WebSocketResponse, request_id: str) -> None:
+async def _finish(request: web.Request, state: ServerState, call: Call, session: Session, sender: Sender,
+                  ws: web.WebSocketResponse) -> None:
     if sender.cut:
         if request.transport is not None:
             request.transport.abort()  # the connection drops, as a network failure would
     elif not ws.closed:
         await ws.close()
-    neurons = billed_neurons(state.prices.websocket_neurons(model.name, session.usage))
-    entry = describe_call(model.name, Surface.REALTIME.value, request_id, stream=True,
-                          source=state.backend.name, neurons=neurons)
-    ws[SESSION_SUMMARY] = {**session.summary(), "model": model.name, "cut": sender.cut}
-    if entry is not None:
-        entry.cut = sender.cut
+    neurons = billed_neurons(state.prices.websocket_neurons(call.model.name, session.usage))
+    ws[SESSION_SUMMARY] = {**session.summary(), "model": call.model.name, "cut": sender.cut}
+    if state.control is not None:
+        state.control.session_closed(call, neurons=neurons, cut=sender.cut)
     try:
-        await charge(state, route.account_id, model, neurons, request_id=request_id)
+        await charge(state, call.account_id, call.model, neurons, request_id=call.request_id)
     except CFError as exc:  # the session crossed the free allowance: already served, recorded as refused
-        log.info("realtime session %s not charged: %s", request_id, exc.message)
+        log.info("realtime session %s not charged: %s", call.request_id, exc.message)
 
 
 HANDLERS = {Kind.REALTIME: handle_realtime}

@@ -20,6 +20,9 @@ JSON = "application/json"
 SSE = "text/event-stream"
 REQ_ID = "cf-ai-req-id"
 NEURONS = "cf-ai-neurons"
+# Where a realtime session's WebSocket response keeps its summary for the request log (aiohttp
+# responses are mappings); the control plane's log summary reads it.
+SESSION_SUMMARY = "session_summary"
 
 EventSource = Iterable[StreamEvent] | AsyncIterator[StreamEvent]
 # Set for the current request by the control plane when a stream fault fired (slow or cut stream):

@@ -23,14 +23,13 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
+from emulator.accounting.pricing import round_neurons
 from emulator.call import BinaryInput, Call, Surface
 from emulator.errors import CFError
 from emulator.fakes import text as text_fake
 from emulator.markdown import formats
 from emulator.markdown.convert import ConversionError, convert
 from emulator.markdown.options import ConversionOptions
-from emulator.pricing import round_neurons
-from emulator.request_log import CURRENT
 from emulator.server.paths import Kind, Route
 from emulator.server.pipeline import execute
 from emulator.server.render import NEURONS, REQ_ID, envelope, json_response
@@ -137,9 +136,8 @@ async def handle_transform(request: web.Request, route: Route, state: ServerStat
         raise CFError("incomplete_request", what="files")
     converted = await to_markdown(state, account_id=route.account_id, request_id=request_id,
                                   path=request.path, documents=documents, options=options)
-    entry = CURRENT.get()
-    if entry is not None:  # one log line for the request, with what all its image calls cost
-        entry.surface, entry.neurons, entry.request_id = Kind.TOMARKDOWN.value, converted.neurons, request_id
+    if state.control is not None:  # one log line for the request, with what all its image calls cost
+        state.control.summarised(Kind.TOMARKDOWN.value, request_id, converted.neurons)
     headers = {REQ_ID: request_id, NEURONS: round_neurons(converted.neurons)}
     return json_response(envelope(converted.results), headers=headers)
 

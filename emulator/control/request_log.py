@@ -22,9 +22,9 @@ import orjson
 from aiohttp import hdrs, web
 
 from emulator import limits
-from emulator.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
+from emulator.control.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
+from emulator.control.faults import StreamCut
 from emulator.errors import CFError
-from emulator.faults import StreamCut
 from emulator.server.paths import Kind
 from emulator.server.state import ROUTE
 

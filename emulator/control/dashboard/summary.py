@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from emulator.server.render import SESSION_SUMMARY
+
 TEXT_LIMIT = 600
 JSON_LIMIT = 300
 # Bodies larger than this are described by size only: parsing them would slow the answer.
@@ -25,10 +27,6 @@ _BITRATES_V1 = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320
 _BITRATES_V2 = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
 _RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 _TEXT_KEYS = ("response", "text", "translated_text", "summary", "description", "output_text")
-
-
-# Where a WebSocket response keeps its session's summary for the log (aiohttp responses are mappings).
-SESSION_SUMMARY = "session_summary"
 
 
 def summarize_response(response: web.StreamResponse) -> dict[str, Any]:
