@@ -63,9 +63,9 @@ async def handle_run(
     inputs = await read_inputs(request, raw)
     if batch.wants_batch(request.query, inputs):
         return await batch.handle(request, route, state, request_id, model, inputs, raw)
-    if isinstance(inputs, dict):
-        resolve_lora(state, route, model, inputs, request_id)
     validate(model, inputs, state.quirks)
+    if isinstance(inputs, dict):  # after validation: bad input is 5006 whatever `lora` names
+        resolve_lora(state, route, model, inputs, request_id)
     stream = isinstance(inputs, dict) and inputs.get("stream") is True
     call = Call(
         model=model,

@@ -169,8 +169,8 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
     name = model_name(body, route)
     model = model_for(state, name, TEXT_GENERATION)
     inputs = chat_inputs(body, model)
-    resolve_lora(state, route, model, inputs, request_id)
     validate(model, validation_view(inputs), state.quirks)
+    resolve_lora(state, route, model, inputs, request_id)
     stream = body.get("stream") is True
     surface = Surface.COMPAT_CHAT if route.kind is Kind.COMPAT_CHAT else Surface.CHAT
     call = make_call(request, route, model, inputs, surface, request_id, raw, stream)
