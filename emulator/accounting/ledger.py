@@ -787,12 +787,16 @@ class Ledger:
         rows = self._read("SELECT day FROM daily UNION SELECT day FROM refusals ORDER BY day")
         return [date.fromisoformat(r[0]) for r in rows]
 
-    def reset(self) -> None:
+    def reset(self, account: str | None = None) -> None:
+        """Forget every charge and refusal, or only one account's (a test's own account)."""
         self.drain()
         self._totals.clear()
         with self._write() as c:
             for table in ("daily", "refusals", "calls", "rate_hits"):
-                c.execute(f"DELETE FROM {table}")
+                if account is None:
+                    c.execute(f"DELETE FROM {table}")
+                else:
+                    c.execute(f"DELETE FROM {table} WHERE account = ?", (account,))
 
     def close(self) -> None:
         if self._pending:

@@ -122,7 +122,14 @@ class ControlPlane:
         if entry is not None:
             entry.neurons = neurons
 
-    def reset(self) -> None:
+    def reset(self, account: str | None = None) -> None:
+        """Everything, or only one account's usage, log entries, stubs and faults (the clock is shared)."""
+        if account is not None:
+            self.state.ledger.reset(account)
+            self.log.forget(account)
+            self.stubs.forget(account)
+            self.faults.forget(account)
+            return
         self.state.ledger.reset()
         self.log.clear()
         self.stubs.clear()

@@ -25,20 +25,12 @@ from emulator import limits
 from emulator.control.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
 from emulator.control.faults import StreamCut
 from emulator.errors import CFError
-from emulator.server.paths import Kind
+from emulator.server.routes import SURFACE_BY_KIND
 from emulator.server.state import ROUTE
 
 LOG_SIZE = 5000
 BODY_LOG_LIMIT = 64 * 1024  # larger JSON request bodies are logged as a size/type summary
 RAW_BUDGET = 8 * 1024 * 1024  # raw bytes held for lazy summaries, over all entries
-SURFACE_BY_KIND = {
-    Kind.RUN: "native",
-    Kind.CHAT: "chat",
-    Kind.EMBEDDINGS: "embeddings",
-    Kind.RESPONSES: "responses",
-    Kind.COMPAT_CHAT: "compat_chat",
-    Kind.COMPAT_EMBEDDINGS: "embeddings",
-}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,6 +42,7 @@ class LogEntry:
     method: str
     path: str
     surface: str | None = None
+    account: str | None = None
     model: str | None = None
     request_id: str | None = None
     status: int = 0
@@ -101,6 +94,7 @@ class LogEntry:
             "method": self.method,
             "path": self.path,
             "surface": self.surface,
+            "account": self.account,
             "model": self.model,
             "request_id": self.request_id,
             "body": self.body,
@@ -256,9 +250,11 @@ class RequestLog:
         if route is None:
             return
         if entry.surface is None:
-            entry.surface = SURFACE_BY_KIND.get(route.kind, route.kind.value)
+            entry.surface = SURFACE_BY_KIND[route.kind]
         if entry.model is None:
             entry.model = route.model
+        if entry.account is None and route.account_id:
+            entry.account = route.account_id
 
     def _append(self, entry: LogEntry) -> None:
         if len(self.entries) == self.entries.maxlen and self._holding and self._holding[0] is self.entries[0]:
@@ -275,6 +271,14 @@ class RequestLog:
             self._held -= oldest.held
             oldest.settle()
 
+    def forget(self, account: str) -> None:
+        """Drop one account's entries (a test resetting only its own account)."""
+        kept = [e for e in self.entries if e.account != account]
+        self.entries.clear()
+        self.entries.extend(kept)
+        self._holding = deque(e for e in self._holding if e.account != account)
+        self._held = sum(e.held for e in self._holding)
+
     def clear(self) -> None:
         self.entries.clear()
         self._holding.clear()
@@ -289,6 +293,7 @@ class RequestLog:
         model: str | None = None,
         surface: str | None = None,
         status: str | None = None,
+        account: str | None = None,
         limit: int | None = None,
     ) -> list[LogEntry]:
         out = []
@@ -298,6 +303,8 @@ class RequestLog:
             ):
                 continue
             if surface is not None and entry.surface != surface:
+                continue
+            if account is not None and entry.account != account:
                 continue
             if status is not None and not _status_matches(entry.status, status):
                 continue

@@ -21,9 +21,10 @@ from emulator.control.dashboard.views import install as install_dashboard
 from emulator.control.faults import FaultSet
 from emulator.control.plane import PLANE, ControlPlane
 from emulator.control.request_log import LOG_SIZE
-from emulator.control.scope import SpecError
+from emulator.control.scope import ACCOUNT_ID, SpecError
 from emulator.control.stubs import StubSet
 from emulator.server.answer_cache import AnswerCache
+from emulator.server.binding import connection_string
 from emulator.server.state import STATE
 from emulator.settings import Mode
 
@@ -84,11 +85,15 @@ async def health(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     answers = state.answers  # this worker's rendered-answer cache (server/answer_cache.py)
     return _json({"status": "ok", "mode": state.settings.mode.value, "version": __version__,
+                  "binding_url": connection_string(f"{request.scheme}://{request.host}"),
                   "answer_cache": {"answers": len(answers), "reused": answers.hits}})
 
 
 async def reset(request: web.Request) -> web.StreamResponse:
-    _plane(request).reset()
+    account = request.query.get("account")
+    if account is not None and not ACCOUNT_ID.match(account):
+        raise SpecError("`account` must be a 32-hex-digit account id")
+    _plane(request).reset(account)
     return _json({"success": True})
 
 
@@ -101,6 +106,7 @@ async def requests_log(request: web.Request) -> web.StreamResponse:
         model=q.get("model"),
         surface=q.get("surface"),
         status=q.get("status"),
+        account=q.get("account"),
         limit=int(limit) if limit else None,
     )
     return _json({"requests": [e.to_json() for e in entries], "count": len(entries)})
@@ -215,7 +221,9 @@ def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:
         return _json(created if isinstance(body, list) else created[0], 201)
 
     async def listing(request: web.Request) -> web.StreamResponse:
-        return _json({kind: [item.describe() for item in items(request).list()]})
+        account = request.query.get("account")
+        listed = [item for item in items(request).list() if account is None or item.scope.account == account]
+        return _json({kind: [item.describe() for item in listed]})
 
     async def clear(request: web.Request) -> web.StreamResponse:
         items(request).clear()

@@ -11,6 +11,8 @@ import orjson
 
 from emulator.call import Call, Surface
 
+ACCOUNT_ID = re.compile(r"^[0-9a-f]{32}$")
+
 
 class SpecError(ValueError):
     """A stub or fault definition the control plane cannot accept (answered as HTTP 400)."""
@@ -80,6 +82,9 @@ class Scope:
     surface: Surface | None = None
     body: dict[str, Any] | None = None  # JSON subset of the request body
     prompt: re.Pattern[str] | None = None  # searched in the prompt / last user message
+    # One account's calls only: a test that uses an account of its own (per-test isolation, one
+    # binding connection string or REST account id per test) sees only its own stubs and faults.
+    account: str | None = None
 
     @classmethod
     def parse(cls, spec: dict[str, Any]) -> Scope:
@@ -101,7 +106,10 @@ class Scope:
             pattern = re.compile(prompt) if prompt is not None else None
         except re.error as exc:
             raise SpecError(f"`prompt` is not a valid regular expression: {exc}") from None
-        return cls(model, parsed_surface, body, pattern)
+        account = spec.get("account")
+        if account is not None and not (isinstance(account, str) and ACCOUNT_ID.match(account)):
+            raise SpecError("`account` must be a 32-hex-digit account id")
+        return cls(model, parsed_surface, body, pattern, account)
 
     def matches(self, call: Call) -> bool:
         if self.model is not None and not (
@@ -109,6 +117,8 @@ class Scope:
         ):
             return False
         if self.surface is not None and call.surface is not self.surface:
+            return False
+        if self.account is not None and call.account_id != self.account:
             return False
         if self.body is None and self.prompt is None:
             return True
@@ -128,4 +138,5 @@ class Scope:
             "surface": self.surface.value if self.surface else None,
             "body": self.body,
             "prompt": self.prompt.pattern if self.prompt else None,
+            "account": self.account,
         }

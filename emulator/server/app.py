@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -15,49 +14,22 @@ from emulator.control.routes import install as install_control
 from emulator.errors import CFError
 from emulator.limits import read_body
 from emulator.quirks import enabled
-from emulator.server import (
-    catalog_api,
-    finetunes,
-    gateway,
-    graphql,
-    native,
-    openai_surface,
-    realtime,
-    relay,
-    tomarkdown,
-)
+from emulator.server import binding, edge, gateway, native, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.openapi import install as install_openapi
-from emulator.server.paths import WEBSOCKET, Kind, Route, parse
+from emulator.server.paths import Kind
 from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
+from emulator.server.router import WEBSOCKET, parse
+from emulator.server.routes import CACHEABLE_KINDS, HANDLERS, OPENAI_ERROR_KINDS
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator")
 
-Handler = Callable[[web.Request, Route, ServerState, str], Awaitable[web.StreamResponse]]
-CACHEABLE_KINDS = frozenset({Kind.RUN, Kind.CHAT, Kind.COMPAT_CHAT, Kind.EMBEDDINGS, Kind.COMPAT_EMBEDDINGS,
-                             Kind.RESPONSES})
-V1_KINDS = frozenset({Kind.CHAT, Kind.EMBEDDINGS, Kind.RESPONSES, Kind.COMPAT_CHAT, Kind.COMPAT_EMBEDDINGS})
-
-# Surface handlers by route kind; each surface module adds its own entries.
-HANDLERS: dict[Kind, Handler] = {
-    Kind.RUN: native.handle_run,
-    Kind.MODELS_SEARCH: catalog_api.handle_models_search,
-    Kind.MODELS_SCHEMA: catalog_api.handle_models_schema,
-    Kind.TASKS_SEARCH: catalog_api.handle_tasks_search,
-    Kind.AUTHORS_SEARCH: catalog_api.handle_authors_search,
-}
-HANDLERS.update(openai_surface.HANDLERS)
-HANDLERS[Kind.GRAPHQL] = graphql.handle_graphql
-HANDLERS.update(finetunes.HANDLERS)
-HANDLERS.update(tomarkdown.HANDLERS)
-HANDLERS.update(realtime.HANDLERS)
 # Routes that stream their body to disk under their own size limit instead of the server-wide one.
 OWN_BODY_LIMIT = frozenset({Kind.FINETUNE_ASSETS})
-
 
 def make_ledger(settings: Settings) -> Ledger:
     path = settings.ledger_path or str(settings.resolved_data_dir() / "ledger.sqlite3")
@@ -148,7 +120,8 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     if executed is not None and executed.plain and executed.outcome.repeatable:
         answers.remember(key, response, model=executed.call.model, surface=executed.call.surface.value,
                          neurons=executed.neurons, estimated=executed.estimated, token=token,
-                         fresh_id=not executed.outcome.rendered)
+                         fresh_id=not executed.outcome.rendered,
+                         stamped=not executed.outcome.rendered and native.stamped(executed.call.model))
     return response
 
 
@@ -161,10 +134,11 @@ def _error(request: web.Request, error: CFError) -> web.Response:
     route = request.get(ROUTE)
     openai_error = (
         route is not None
-        and route.kind in V1_KINDS
+        and route.kind in OPENAI_ERROR_KINDS
         and not enabled(state.quirks, "v1-errors-not-openai-shaped")
     )
-    return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error)
+    return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error,
+                          short_bodies=enabled(state.quirks, "flux-short-error-body"))
 
 
 def create_app(settings: Settings | None = None, *, state: ServerState | None = None) -> web.Application:
@@ -172,7 +146,9 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[STATE] = state or build_state(settings)
     _install_extensions(app)
+    edge.install(app)
     gateway.install(app)
+    binding.install(app, fallback=dispatch)  # `/` and `/binding/{account}` with an MF-Binding header
     # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     app.on_cleanup.append(_close)

@@ -17,7 +17,7 @@ from emulator.finetunes import assets, lora
 from emulator.finetunes.store import PUBLIC_PREFIX, FinetuneStore, NameTaken, public_finetunes
 from emulator.limits import read_body
 from emulator.server.inputs import parse_json
-from emulator.server.paths import Kind, Route
+from emulator.server.paths import Route
 from emulator.server.relay import forwarder
 from emulator.server.render import envelope, json_response
 from emulator.server.state import ServerState
@@ -199,10 +199,3 @@ async def _spool(part: BodyPartReader, folder: Path) -> Path:
         raise
     return path
 
-
-HANDLERS = {
-    Kind.FINETUNES_LIST: handle_list,
-    Kind.FINETUNES_CREATE: handle_create,
-    Kind.FINETUNE_ASSETS: handle_assets,
-    Kind.FINETUNES_PUBLIC: handle_public,
-}

@@ -25,10 +25,11 @@ from aiohttp import web
 
 from emulator import __version__
 from emulator.catalog import Catalog, Model, load_catalog
+from emulator.server.paths import Kind
+from emulator.server.routes import ROUTES, Section
 
 OPENAPI_PATH = "/__emulator__/openapi.json"
 ACCOUNT_PATTERN = "^[0-9a-f]{32}$"
-AI = "/client/v4/accounts/{account_id}/ai"
 JSON = "application/json"
 SSE = "text/event-stream"
 BINARY_TYPES = ("application/octet-stream", "audio/wav", "audio/mpeg", "image/png", "image/jpeg")
@@ -116,9 +117,9 @@ def _error_schemas() -> dict[str, Any]:
         "type": "object",
         "title": "Model-layer error envelope",
         "description": "Errors from Workers AI itself (carry cf-ai-req-id); key order "
-        + ", ".join(MODEL_ORDER),
+        + ", ".join(MODEL_ORDER) + " (flux-1-schnell's stop after `success`: docs/errors.md)",
         "x-key-order": MODEL_ORDER,
-        "required": ["errors", "success", "result"],
+        "required": ["errors", "success"],
         "properties": {
             "errors": {"type": "array", "minItems": 1, "items": message},
             "success": {"const": False},
@@ -430,6 +431,46 @@ def _with_params(op: dict[str, Any], params: list[dict[str, Any]], suffix: str) 
     return {**op, "operationId": op["operationId"] + suffix, "parameters": params}
 
 
+def _graphql_operation() -> dict[str, Any]:
+    return {
+        "operationId": "graphql",
+        "tags": ["accounting"],
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["query"],
+                        "properties": {"query": {"type": "string"}, "variables": {"type": "object"}},
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "GraphQL answer (`data` and/or `errors`)",
+                "content": {JSON: {"schema": {"type": "object"}}},
+            },
+            **_error_responses(),
+            # Query errors come GraphQL-shaped (`data: null, errors: [...]`), auth errors as the edge's.
+            "400": {
+                "description": "GraphQL query error or Cloudflare edge error",
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "anyOf": [
+                                {"$ref": "#/components/schemas/Error"},
+                                {"$ref": "#/components/schemas/GraphQLError"},
+                            ]
+                        }
+                    }
+                },
+            },
+        },
+    }
+
+
 FINETUNE = {
     "type": "object",
     "required": ["id", "name", "model", "created_at", "modified_at"],
@@ -477,7 +518,7 @@ def _ok(result: Any, description: str = "OK") -> dict[str, Any]:
             **_error_responses()}
 
 
-def _finetune_paths(account: list[dict[str, Any]]) -> dict[str, Any]:
+def _finetune_operations(account: list[dict[str, Any]]) -> dict[Kind, dict[str, Any]]:
     """Fine-tunes (emulator/server/finetunes.py; cloudflare-python `types/ai/finetune*`)."""
     create_body = {
         "type": "object",
@@ -496,34 +537,29 @@ def _finetune_paths(account: list[dict[str, Any]]) -> dict[str, Any]:
     finetune_id = {"name": "finetune_id", "in": "path", "required": True,
                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
                    "description": "The fine-tune's id or name"}
+    paging = [_query("limit", {"type": "integer", "minimum": 0, "maximum": 1000}),
+              _query("offset", {"type": "integer", "minimum": 0, "maximum": 1000}),
+              _query("orderBy", {"type": "string", "enum": sorted(FINETUNE["properties"])})]
+    listed = _ok({"type": "array", "items": FINETUNE})
     return {
-        f"{AI}/finetunes": {
-            "get": {"operationId": "finetunes_list", "tags": ["finetunes"], "parameters": account,
-                    "responses": _ok({"type": "array", "items": FINETUNE})},
-            "post": {"operationId": "finetunes_create", "tags": ["finetunes"], "parameters": account,
-                     "requestBody": {"required": True, "content": {JSON: {"schema": create_body}}},
-                     "responses": _ok(FINETUNE)},
-        },
-        f"{AI}/finetunes/{{finetune_id}}/finetune-assets": {
-            "post": {"operationId": "finetune_assets_create", "tags": ["finetunes"],
-                     "parameters": [*account, finetune_id],
-                     "requestBody": {"required": True,
-                                     "content": {"multipart/form-data": {"schema": asset_body}}},
-                     "responses": _ok({"type": "object", "properties": {"success": {"type": "boolean"}}})},
-        },
-        f"{AI}/finetunes/public": {
-            "get": {"operationId": "finetunes_public", "tags": ["finetunes"],
-                    "parameters": [*account,
-                                   _query("limit", {"type": "integer", "minimum": 0, "maximum": 1000}),
-                                   _query("offset", {"type": "integer", "minimum": 0, "maximum": 1000}),
-                                   _query("orderBy", {"type": "string",
-                                                      "enum": sorted(FINETUNE["properties"])})],
-                    "responses": _ok({"type": "array", "items": FINETUNE})},
-        },
+        Kind.FINETUNES_LIST: {"operationId": "finetunes_list", "tags": ["finetunes"],
+                              "parameters": account, "responses": listed},
+        Kind.FINETUNES_CREATE: {"operationId": "finetunes_create", "tags": ["finetunes"],
+                                "parameters": account,
+                                "requestBody": {"required": True, "content": {JSON: {"schema": create_body}}},
+                                "responses": _ok(FINETUNE)},
+        Kind.FINETUNE_ASSETS: {"operationId": "finetune_assets_create", "tags": ["finetunes"],
+                               "parameters": [*account, finetune_id],
+                               "requestBody": {"required": True,
+                                               "content": {"multipart/form-data": {"schema": asset_body}}},
+                               "responses": _ok({"type": "object",
+                                                 "properties": {"success": {"type": "boolean"}}})},
+        Kind.FINETUNES_PUBLIC: {"operationId": "finetunes_public", "tags": ["finetunes"],
+                                "parameters": [*account, *paging], "responses": listed},
     }
 
 
-def _tomarkdown_paths(account: list[dict[str, Any]]) -> dict[str, Any]:
+def _tomarkdown_operations(account: list[dict[str, Any]]) -> dict[Kind, dict[str, Any]]:
     """toMarkdown (emulator/server/tomarkdown.py)."""
     body = {
         "type": "object",
@@ -536,15 +572,13 @@ def _tomarkdown_paths(account: list[dict[str, Any]]) -> dict[str, Any]:
     supported = {"type": "object", "required": ["extension", "mimeType"],
                  "properties": {"extension": {"type": "string"}, "mimeType": {"type": "string"}}}
     return {
-        f"{AI}/tomarkdown/supported": {
-            "get": {"operationId": "tomarkdown_supported", "tags": ["tomarkdown"], "parameters": account,
-                    "responses": _ok({"type": "array", "items": supported})},
-        },
-        f"{AI}/tomarkdown": {
-            "post": {"operationId": "tomarkdown", "tags": ["tomarkdown"], "parameters": account,
-                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}},
-                     "responses": _ok({"type": "array", "items": MARKDOWN_RESULT})},
-        },
+        Kind.TOMARKDOWN_SUPPORTED: {"operationId": "tomarkdown_supported", "tags": ["tomarkdown"],
+                                    "parameters": account,
+                                    "responses": _ok({"type": "array", "items": supported})},
+        Kind.TOMARKDOWN: {"operationId": "tomarkdown", "tags": ["tomarkdown"], "parameters": account,
+                          "requestBody": {"required": True,
+                                          "content": {"multipart/form-data": {"schema": body}}},
+                          "responses": _ok({"type": "array", "items": MARKDOWN_RESULT})},
     }
 
 
@@ -582,120 +616,87 @@ def build_spec(catalog: Catalog | None = None) -> dict[str, Any]:
             "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"},
         },
     ]
-    paths: dict[str, Any] = {}
-    for model in sorted(catalog, key=lambda m: m.name):
-        paths[f"{AI}/run/{model.name}"] = {"post": _run_operation(model)}
-        if model.flag("realtime"):
-            paths[f"{AI}/run/{model.name}"]["get"] = _realtime_operation(model)
     openai = _openai_operations(catalog)
-    paths[f"{AI}/v1/chat/completions"] = {"post": _with_params(openai["chat"], account, "")}
-    paths[f"{AI}/v1/embeddings"] = {"post": _with_params(openai["embeddings"], account, "")}
-    paths[f"{AI}/v1/responses"] = {"post": _with_params(openai["responses"], account, "")}
-    gw = "/v1/{account_id}/{gateway_id}"
-    paths[f"{gw}/workers-ai/v1/chat/completions"] = {
-        "post": _with_params(openai["chat"], gateway, "_gateway")
-    }
-    paths[f"{gw}/workers-ai/v1/embeddings"] = {
-        "post": _with_params(openai["embeddings"], gateway, "_gateway")
-    }
     compat_chat = copy.deepcopy(openai["chat"])
     compat_chat["requestBody"]["content"][JSON]["schema"]["properties"]["model"]["enum"] = [
         "workers-ai/" + name for name in sorted(m.name for m in catalog if m.task.name == "Text Generation")
     ]
-    paths[f"{gw}/compat/chat/completions"] = {"post": _with_params(compat_chat, gateway, "_compat")}
     record = {
         "type": "object",
         "required": ["id", "name", "task"],
         "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "task": {"type": "object"}},
     }
     task_names = sorted({m.task.name for m in catalog})
-    paths[f"{AI}/models/search"] = {
-        "get": {
-            "operationId": "models_search",
-            "tags": ["catalog"],
-            "parameters": [
-                *account,
-                _query("task", {"type": "string"}, f"Task name, one of: {', '.join(task_names)}"),
-                _query("author", {"type": "string"}),
-                _query("search", {"type": "string"}),
-                _query("source", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
-                _query("hide_experimental", {"type": "boolean"}),
-                _query("include_deprecated", {"type": "boolean"}),
-                _query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}),
-                _query("per_page", {"type": "integer", "minimum": 1, "maximum": 1000}),
-            ],
-            "responses": _list_ok(record, paged=True),
-        }
+    models_search = {
+        "operationId": "models_search",
+        "tags": ["catalog"],
+        "parameters": [
+            *account,
+            _query("task", {"type": "string"}, f"Task name, one of: {', '.join(task_names)}"),
+            _query("author", {"type": "string"}),
+            _query("search", {"type": "string"}),
+            _query("source", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+            _query("hide_experimental", {"type": "boolean"}),
+            _query("include_deprecated", {"type": "boolean"}),
+            _query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}),
+            _query("per_page", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        ],
+        "responses": _list_ok(record, paged=True),
     }
-    paths[f"{AI}/models/schema"] = {
-        "get": {
-            "operationId": "models_schema",
-            "tags": ["catalog"],
-            "parameters": [
-                *account,
-                _query("model", {"type": "string", "enum": sorted(m.name for m in catalog)}, required=True),
-            ],
-            "responses": {
-                "200": {
-                    "description": "Input and output JSON Schemas",
-                    "content": {
-                        JSON: {"schema": _envelope({"type": "object", "required": ["input", "output"]})}
-                    },
-                },
-                **_error_responses(),
-            },
-        }
-    }
-    for name in ("tasks", "authors"):
-        paths[f"{AI}/{name}/search"] = {
-            "get": {
-                "operationId": f"{name}_search",
-                "tags": ["catalog"],
-                "parameters": account,
-                "responses": _list_ok({}),
-            }
-        }
-    paths.update(_finetune_paths(account))
-    paths.update(_tomarkdown_paths(account))
-    paths["/client/v4/graphql"] = {
-        "post": {
-            "operationId": "graphql",
-            "tags": ["accounting"],
-            "requestBody": {
-                "required": True,
+    models_schema = {
+        "operationId": "models_schema",
+        "tags": ["catalog"],
+        "parameters": [
+            *account,
+            _query("model", {"type": "string", "enum": sorted(m.name for m in catalog)}, required=True),
+        ],
+        "responses": {
+            "200": {
+                "description": "Input and output JSON Schemas",
                 "content": {
-                    JSON: {
-                        "schema": {
-                            "type": "object",
-                            "required": ["query"],
-                            "properties": {"query": {"type": "string"}, "variables": {"type": "object"}},
-                        }
-                    }
+                    JSON: {"schema": _envelope({"type": "object", "required": ["input", "output"]})}
                 },
             },
-            "responses": {
-                "200": {
-                    "description": "GraphQL answer (`data` and/or `errors`)",
-                    "content": {JSON: {"schema": {"type": "object"}}},
-                },
-                **_error_responses(),
-                # Query errors come GraphQL-shaped (`data: null, errors: [...]`), auth errors as the edge's.
-                "400": {
-                    "description": "GraphQL query error or Cloudflare edge error",
-                    "content": {
-                        JSON: {
-                            "schema": {
-                                "anyOf": [
-                                    {"$ref": "#/components/schemas/Error"},
-                                    {"$ref": "#/components/schemas/GraphQLError"},
-                                ]
-                            }
-                        }
-                    },
-                },
-            },
-        }
+            **_error_responses(),
+        },
     }
+
+    def listing(name: str) -> dict[str, Any]:
+        return {"operationId": f"{name}_search", "tags": ["catalog"], "parameters": account,
+                "responses": _list_ok({})}
+
+    # The operation each kind of route answers; a second path form of one reuses it under its own id.
+    operations: dict[Kind, dict[str, Any]] = {
+        Kind.CHAT: openai["chat"],
+        Kind.EMBEDDINGS: openai["embeddings"],
+        Kind.RESPONSES: openai["responses"],
+        Kind.COMPAT_CHAT: compat_chat,
+        Kind.MODELS_SEARCH: models_search,
+        Kind.MODELS_SCHEMA: models_schema,
+        Kind.TASKS_SEARCH: listing("tasks"),
+        Kind.AUTHORS_SEARCH: listing("authors"),
+        Kind.GRAPHQL: _graphql_operation(),
+        **_finetune_operations(account),
+        **_tomarkdown_operations(account),
+    }
+    with_params = {Kind.CHAT, Kind.EMBEDDINGS, Kind.RESPONSES, Kind.COMPAT_CHAT}
+    paths: dict[str, Any] = {}
+    for spec in ROUTES:
+        for form in spec.forms:
+            if form.openapi is None:
+                continue
+            if spec.kind is Kind.RUN:
+                for model in sorted(catalog, key=lambda m: m.name):
+                    item = {"post": _run_operation(model)}
+                    if model.flag("realtime"):
+                        item["get"] = _realtime_operation(model)
+                    paths[form.openapi.replace("{model}", model.name)] = item
+                continue
+            op = operations[spec.kind]
+            if spec.kind in with_params:
+                params = gateway if form.section is Section.GATEWAY else account
+                op = _with_params(op, params, form.operation_suffix)
+            paths.setdefault(form.openapi, {})[form.method.lower()] = op  # GET and POST may share a path
     paths[OPENAPI_PATH] = {
         "get": {
             "operationId": "emulator_openapi",

@@ -73,7 +73,8 @@ async def execute(state: ServerState, call: Call) -> Executed:
         exact = outcome.neurons
         estimated = False
     else:
-        exact = state.prices.neurons(call.model.name, outcome.usage)
+        exact = state.prices.neurons(call.model.name, outcome.usage,
+                                     measured=enabled(state.quirks, "billing-as-measured"))
         estimated = state.prices.rule(call.model.name).estimated
         outcome = with_body_cost(call, outcome, exact)
     if outcome.status >= 400:
@@ -107,7 +108,7 @@ async def answer_again(state: ServerState, account: str, answer: CachedAnswer, r
     if state.control is not None:
         state.control.answered_again(answer.model.name, answer.surface, request_id,
                                      source=state.backend.name, neurons=answer.neurons)
-    return answer.response(request_id)
+    return answer.response(request_id, state.clock)
 
 
 def _would_cross_wall(state: ServerState, account: str, neurons: float) -> bool:

@@ -29,7 +29,7 @@ from emulator.realtime.flux import FluxSession
 from emulator.realtime.nova3 import Nova3Session
 from emulator.realtime.smart_turn import SmartTurnSession
 from emulator.server.native import lookup_model
-from emulator.server.paths import Kind, Route
+from emulator.server.paths import Route
 from emulator.server.pipeline import admit, charge
 from emulator.server.render import SESSION_SUMMARY
 from emulator.server.state import ServerState, SessionFaults
@@ -150,5 +150,3 @@ async def _finish(request: web.Request, state: ServerState, call: Call, session:
     except CFError as exc:  # the session crossed the free allowance: already served, recorded as refused
         log.info("realtime session %s not charged: %s", call.request_id, exc.message)
 
-
-HANDLERS = {Kind.REALTIME: handle_realtime}

@@ -171,8 +171,3 @@ def _options(raw: bytes) -> ConversionOptions:
         where = "/".join(str(p) for p in first.get("loc", ()))
         raise CFError("bad_input", detail=f"Error: conversionOptions/{where}: {first.get('msg')}") from None
 
-
-HANDLERS = {
-    Kind.TOMARKDOWN_SUPPORTED: handle_supported,
-    Kind.TOMARKDOWN: handle_transform,
-}
