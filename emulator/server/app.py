@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from emulator.accounting.ledger import Ledger, Plan
 from emulator.accounting.pricing import load_prices
 from emulator.backends.factory import backend_for
 from emulator.catalog import load_catalog
+from emulator.control.routes import guarded
 from emulator.control.routes import install as install_control
 from emulator.errors import CFError
 from emulator.limits import read_body
@@ -27,9 +28,9 @@ from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator")
-
 # Routes that stream their body to disk under their own size limit instead of the server-wide one.
 OWN_BODY_LIMIT = frozenset({Kind.FINETUNE_ASSETS})
+
 
 def make_ledger(settings: Settings) -> Ledger:
     path = settings.ledger_path or str(settings.resolved_data_dir() / "ledger.sqlite3")
@@ -125,8 +126,28 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _own_body_limit(request: web.Request) -> bool:
+    try:
+        return parse(request.method, request.raw_path).kind in OWN_BODY_LIMIT
+    except CFError:
+        return False
+
+
 def _is_websocket(request: web.Request) -> bool:
     return request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+async def expect_continue(request: web.Request) -> web.Response | None:
+    """`Expect: 100-continue`: a body announced larger than the limit gets its 413 instead of an
+    invitation to send it; anything else gets `100 Continue`. Other Expect values are ignored."""
+    length = request.content_length
+    if (length is not None and length > request.app[STATE].settings.max_body_bytes
+            and not _own_body_limit(request)):
+        return _error(request, CFError("too_large"))
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size starts after the interim line
+    return None
 
 
 def _error(request: web.Request, error: CFError) -> web.Response:
@@ -150,7 +171,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     gateway.install(app)
     binding.install(app, fallback=dispatch)  # `/` and `/binding/{account}` with an MF-Binding header
     # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch, expect_handler=expect_continue)
     app.on_cleanup.append(_close)
     return app
 
@@ -158,7 +179,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
     install_control(app)
-    install_openapi(app, app[STATE].settings.control_plane)
+    install_openapi(app, app[STATE].settings.control_plane, guard=guarded)
 
 
 async def _close(app: web.Application) -> None:
