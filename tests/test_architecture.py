@@ -20,11 +20,15 @@ MAY_USE: dict[str, set[str]] = {
     "catalog": {"validation"},
     "fakes": {"validation"},
     "tasks": {"catalog", "fakes"},
+    "finetunes": {"catalog"},
+    "markdown": set(),
+    "realtime": {"catalog", "fakes"},
     "cassettes": set(),
     "accounting": {"catalog"},
     "backends": {"catalog", "fakes", "tasks", "cassettes"},
+    # Only server/app.py, the composition root, mounts the control plane.
     "server": {"catalog", "fakes", "tasks", "cassettes", "accounting", "backends",
-               "control"},  # only server/app.py, the composition root, mounts the control plane
+               "finetunes", "markdown", "realtime", "control"},
     "control": {"catalog", "fakes", "tasks", "cassettes", "accounting", "backends", "server"},
     "launch": {"server", "cassettes"},
     "docgen": {"server", "cassettes", "catalog", "pytest_plugin"},

@@ -155,7 +155,7 @@ async def answer(request: web.Request) -> web.StreamResponse:
             records, _info = search_models(state, target.query)
             return json_response({"result": records, "success": True, "errors": [], "messages": []})
         if path.startswith(binding_markdown.PREFIX):
-            return await binding_markdown.handle(request, path)
+            return await binding_markdown.handle(request, path, state, account, request_id)
         raise CFError("no_route")
     except CFError as error:
         return error_response(error, request_id, gateway=gateway)
