@@ -7,6 +7,7 @@ the hook `pipeline.execute` calls to apply faults and stubs around the backend.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientError, ClientSession, ClientTimeout, UnixConnector, web
 
 from emulator import __version__
 from emulator.call import Call, Outcome
@@ -26,8 +27,15 @@ from emulator.scope import SpecError
 from emulator.server.answer_cache import AnswerCache
 from emulator.server.render import STREAM_FILTER
 from emulator.server.state import STATE, ServerState
-from emulator.settings import Mode
+from emulator.settings import Mode, Settings
+from emulator.shared_control import (
+    WORKER_GROUP,
+    SharedFaultSet,
+    SharedStore,
+    SharedStubSet,
+)
 from emulator.stubs import StubSet
+from emulator.worker_group import WorkerGroup
 
 PREFIX = "/__emulator__"
 EXTENSION = "control"
@@ -61,14 +69,87 @@ class ControlClock:
 
 
 class ControlPlane:
-    """Stubs, faults, request log and clock of one server; `run` is what `pipeline.execute` calls."""
+    """Stubs, faults, request log and clock of one server; `run` is what `pipeline.execute` calls.
 
-    def __init__(self, state: ServerState) -> None:
+    With a worker group (`serve --workers N`), stubs, faults, clock and mode live in the group's
+    shared file (emulator/shared_control.py): `stale()` says another worker changed them, and
+    `catch_up()` loads the change before the call goes on."""
+
+    def __init__(self, state: ServerState, group: WorkerGroup | None = None) -> None:
         self.state = state
-        self.stubs = StubSet()
-        self.faults = FaultSet(default_seed=state.settings.seed)
-        self.log = RequestLog(max_body_bytes=state.settings.max_body_bytes)
+        self.group = group
+        self.store = SharedStore(group) if group is not None else None
+        self.stubs: StubSet = StubSet()
+        self.faults: FaultSet = FaultSet(default_seed=state.settings.seed)
+        self.log = RequestLog(max_body_bytes=state.settings.max_body_bytes,
+                              next_id=group.next_log_id if group is not None else None,
+                              worker=group.index if group is not None else None)
         self.clock = ControlClock()
+        self._seen = -1
+        self._epochs: dict[str, str] = {}
+        if self.store is not None:
+            self.stubs = SharedStubSet(self.store)
+            self.faults = SharedFaultSet(self.store, default_seed=state.settings.seed)
+
+    def stale(self) -> bool:
+        """Another worker changed the shared state since this one last loaded it (one shared read)."""
+        return self.store is not None and self.store.generation() != self._seen
+
+    async def catch_up(self) -> None:
+        """Load the group's stubs, faults, clock and mode; clear this worker's log and day totals
+        after another worker's reset."""
+        assert self.store is not None
+        self._seen = self.store.generation()  # first: a change committed while loading moves it again
+        snapshot = self.store.load()
+        self.stubs.load(snapshot.stubs)  # type: ignore[attr-defined]
+        self.faults.load(snapshot.faults)  # type: ignore[attr-defined]
+        meta = snapshot.meta
+        fixed = meta.get("clock")
+        if fixed:
+            self.clock.set(datetime.fromisoformat(fixed))
+        else:
+            self.clock.real()
+        for key, forget in (("log_epoch", self.log.clear), ("reset_epoch", self.state.ledger.forget_totals)):
+            value = meta.get(key, "0")
+            if self._epochs.setdefault(key, value) != value:
+                self._epochs[key] = value
+                forget()
+        settings = self.state.settings
+        mode, cassette = meta.get("mode"), meta.get("cassette", "")
+        if mode is not None and (mode, cassette) != (settings.mode.value, settings.cassette or ""):
+            update: dict[str, Any] = {"mode": Mode(mode), "cassette": cassette or settings.cassette}
+            await switch_backend(self.state, settings.model_copy(update=update))
+
+    def publish_clock(self) -> None:
+        if self.store is not None:
+            fixed = self.clock._fixed
+            self.store.set_meta({"clock": fixed.isoformat() if fixed is not None else None})
+
+    def publish_mode(self, settings: Settings) -> None:
+        if self.store is not None:
+            self.store.set_meta({"mode": settings.mode.value, "cassette": settings.cassette or ""})
+
+    async def requests(self, *, model: str | None = None, surface: str | None = None,
+                       status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The log's entries as JSON, oldest first: every worker's, merged by id."""
+        found = [e.to_json() for e in self.log.select(model=model, surface=surface, status=status,
+                                                       limit=limit)]
+        if self.group is not None:
+            query = {k: str(v) for k, v in (("model", model), ("surface", surface), ("status", status),
+                                              ("limit", limit)) if v is not None}
+            found += await ask_peers(self.group, query)
+            found.sort(key=lambda e: int(e["id"]))
+        return found[-limit:] if limit else found
+
+    async def request(self, wanted: int) -> dict[str, Any] | None:
+        """One logged request by id, from whichever worker answered it."""
+        entry = self.log.find(wanted)
+        if entry is not None:
+            return entry.to_json()
+        if self.group is not None:
+            found = await ask_peers(self.group, {"id": str(wanted)})
+            return found[0] if found else None
+        return None
 
     async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> tuple[Outcome, bool]:
         """Faults first (latency, injected errors), then a stub or the backend, then stream faults.
@@ -83,19 +164,20 @@ class ControlPlane:
         if entry is not None and fired:
             entry.faulted = True
             entry.fault_ids = [f.id for f in fired]
-        stub = self.stubs.find(call)
+        picked = self.stubs.pick(call)
         if entry is not None:
-            entry.source = "stub" if stub is not None else self.state.backend.name
-        if stub is not None:
+            entry.source = "stub" if picked is not None else self.state.backend.name
+        if picked is not None:
+            stub, answer = picked
             if entry is not None:
                 entry.stubbed, entry.stub_id = True, stub.id
-            outcome = stub.take().outcome(call, self.state.settings.seed, self.state.quirks)
+            outcome = answer.outcome(call, self.state.settings.seed, self.state.quirks)
         else:
             outcome = await handle(call)
         stream_filter = self.faults.stream_filter(fired)
         if stream_filter is not None:
             STREAM_FILTER.set(stream_filter)  # render.stream_events applies it, whatever the surface
-        return outcome, not fired and stub is None
+        return outcome, not fired and picked is None
 
     def untouched(self) -> bool:
         """No stub and no fault is set: every call gets the backend's own answer."""
@@ -112,6 +194,11 @@ class ControlPlane:
         self.stubs.clear()
         self.faults.clear()
         self.clock.real()
+        if self.store is not None:
+            with self.store.transaction() as conn:
+                self.store.set_meta({"clock": None}, conn)
+                for key in ("log_epoch", "reset_epoch"):  # other workers clear their log and totals
+                    self._epochs[key] = self.store.bump(conn, key)
 
 
 # Control routes ---------------------------------------------------------------------------------
@@ -143,6 +230,9 @@ def guarded(handler: Handler) -> Handler:
                 return _problem(
                     401, "the control plane needs `Authorization: Bearer <token>` (the server's --token)"
                 )
+        plane = request.app[STATE].extensions.get(EXTENSION)
+        if plane is not None and plane.stale():
+            await plane.catch_up()
         try:
             return await handler(request)
         except SpecError as exc:
@@ -180,21 +270,54 @@ async def requests_log(request: web.Request) -> web.StreamResponse:
     limit = q.get("limit")
     if limit is not None and (not limit.isdigit() or int(limit) < 1):
         raise SpecError("`limit` must be a positive integer")
-    entries = _plane(request).log.select(
+    entries = await _plane(request).requests(
         model=q.get("model"),
         surface=q.get("surface"),
         status=q.get("status"),
         limit=int(limit) if limit else None,
     )
-    return _json({"requests": [e.to_json() for e in entries], "count": len(entries)})
+    return _json({"requests": entries, "count": len(entries)})
 
 
 async def request_detail(request: web.Request) -> web.StreamResponse:
     wanted = int(request.match_info["id"])
-    entry = _plane(request).log.find(wanted)
+    entry = await _plane(request).request(wanted)
     if entry is None:
         return _problem(404, f"no request {wanted} in the log (it keeps the last {LOG_SIZE})")
-    return _json(entry.to_json())
+    return _json(entry)
+
+
+async def worker_log(request: web.Request) -> web.StreamResponse:
+    """This worker's own log entries, for a sibling worker merging the group's log; answered only
+    on the worker's unix socket (in the group's private run directory), never on the port."""
+    if not isinstance(request.transport.get_extra_info("sockname") if request.transport else None, str):
+        raise web.HTTPNotFound()
+    plane = _plane(request)
+    if plane.stale():
+        await plane.catch_up()
+    q = request.query
+    if "id" in q:
+        entry = plane.log.find(int(q["id"]))
+        return _json([] if entry is None else [entry.to_json()])
+    entries = plane.log.select(model=q.get("model"), surface=q.get("surface"), status=q.get("status"),
+                               limit=int(q["limit"]) if "limit" in q else None)
+    return _json([e.to_json() for e in entries])
+
+
+async def ask_peers(group: WorkerGroup, query: dict[str, str]) -> list[dict[str, Any]]:
+    """What every other worker of the group answers to `worker_log` (a worker that is gone adds nothing)."""
+    async def ask(path: str) -> list[dict[str, Any]]:
+        try:
+            async with (ClientSession(connector=UnixConnector(path=path)) as session,
+                        session.get(f"http://worker{PREFIX}/worker-log", params=query,
+                                    timeout=ClientTimeout(total=30)) as resp):
+                found: list[dict[str, Any]] = orjson.loads(await resp.read()) if resp.status == 200 else []
+                return found
+        except (OSError, ClientError, TimeoutError):
+            return []
+
+    answers = await asyncio.gather(*(ask(str(path)) for path in group.peer_sockets()))
+    return [entry for found in answers for entry in found]
 
 
 async def usage(request: web.Request) -> web.StreamResponse:
@@ -246,12 +369,21 @@ async def set_clock(request: web.Request) -> web.StreamResponse:
         clock.real()
     else:
         raise SpecError("`real` must be true")
+    _plane(request).publish_clock()
     return _json(clock.describe())
 
 
-async def set_mode(request: web.Request) -> web.StreamResponse:
+async def switch_backend(state: ServerState, settings: Settings) -> None:
+    """Serve with `settings`' mode from now on (raises whatever stops its backend from building)."""
     from emulator.server.app import make_backend
 
+    backend = make_backend(settings)
+    old, state.backend, state.settings = state.backend, backend, settings
+    state.answers = AnswerCache()  # the answers kept were the old backend's
+    await old.close()
+
+
+async def set_mode(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     body = await _read_json(request)
     if not isinstance(body, dict) or "mode" not in body or set(body) - {"mode", "cassette"}:
@@ -270,13 +402,11 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
         update["cassette"] = body["cassette"]
     settings = state.settings.model_copy(update=update)
     try:
-        backend = make_backend(settings)
+        await switch_backend(state, settings)
     # Other modes come from another module; whatever stops it from building is the caller's problem to see.
     except Exception as exc:
         return _problem(409, f"mode {mode.value!r} is not available: {type(exc).__name__}: {exc}")
-    old, state.backend, state.settings = state.backend, backend, settings
-    state.answers = AnswerCache()  # the answers kept were the old backend's
-    await old.close()
+    _plane(request).publish_mode(settings)
     return _json({"mode": mode.value, "cassette": settings.cassette})
 
 
@@ -320,8 +450,11 @@ def install(app: web.Application) -> None:
     state = app[STATE]
     if not state.settings.control_plane:
         return
-    plane = ControlPlane(state)
+    group = app.get(WORKER_GROUP)
+    plane = ControlPlane(state, group)
     state.extensions[EXTENSION] = plane
+    if group is not None:
+        app.router.add_get(f"{PREFIX}/worker-log", worker_log)
     # The ledger reads "now" through this clock, so POST clock moves the daily reset.
     state.ledger.clock = plane.clock
     state.request_log = plane.log  # the dispatcher records every Cloudflare-namespace request in it

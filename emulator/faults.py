@@ -253,11 +253,13 @@ class Fault:
             _latency_rng=random.Random(seed + 1),
         )
 
+    def applies_to(self, call: Call) -> bool:
+        """The call is one this fault counts (its scope, and a stream for a stream fault)."""
+        return (self.kind not in STREAM_KINDS or call.stream) and self.scope.matches(call)
+
     def decide(self, call: Call) -> bool:
         """Count a matching call and say whether the fault fires on it (one draw if probabilistic)."""
-        if self.kind in STREAM_KINDS and not call.stream:
-            return False
-        if not self.scope.matches(call):
+        if not self.applies_to(call):
             return False
         self.calls += 1
         if self.times is not None and self.fired >= self.times:
@@ -305,6 +307,16 @@ def reject_if_busy(call: Call) -> bool:
     return False
 
 
+def decide_among(faults: Iterable[Fault], call: Call) -> tuple[list[Fault], float]:
+    """Count `call` in each fault (in order) and draw the latency of those that fire; a capacity
+    error refused at once (`rejectIfBusy`) waits for nothing, so it draws no latency."""
+    fired = [f for f in faults if f.decide(call)]
+    error = next((f for f in fired if f.kind == "error"), None)
+    if error is not None and error.error == "capacity" and reject_if_busy(call):
+        return fired, 0.0
+    return fired, sum(f.delay_seconds() for f in fired if f.kind in ("error", LATENCY))
+
+
 class FaultSet:
     """The active faults of one server, applied in the order they were added."""
 
@@ -333,17 +345,20 @@ class FaultSet:
         self._faults.clear()
         self._ids = itertools.count(1)
 
+    def decide(self, call: Call) -> tuple[list[Fault], float]:
+        """The faults that fire on `call` and the latency they add, both drawn here."""
+        return decide_among(self._faults, call)
+
     async def before(self, call: Call) -> list[Fault]:
         """Decide which faults fire; wait their latency; raise the first error fault's CFError.
 
         A capacity fault answers 3040 at once when the body says `rejectIfBusy`; otherwise it
         answers 3040 too, but only after its `latency_ms` (a request that queued, then gave up).
         """
-        fired = [f for f in self._faults if f.decide(call)]
+        fired, delay = self.decide(call)
         error = next((f for f in fired if f.kind == "error"), None)
         if error is not None and error.error == "capacity" and reject_if_busy(call):
             raise make_error("capacity", call)
-        delay = sum(f.delay_seconds() for f in fired if f.kind in ("error", LATENCY))
         if delay > 0:
             await asyncio.sleep(delay)
         if error is not None:

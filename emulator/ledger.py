@@ -788,11 +788,16 @@ class Ledger:
         return [date.fromisoformat(r[0]) for r in rows]
 
     def reset(self) -> None:
-        self.drain()
+        # Every worker's journaled charges first: applied after the delete, they would outlive it.
+        self.catch_up()
         self._totals.clear()
         with self._write() as c:
             for table in ("daily", "refusals", "calls", "rate_hits"):
                 c.execute(f"DELETE FROM {table}")
+
+    def forget_totals(self) -> None:
+        """Read the day totals from the file again: another process reset it."""
+        self._totals.clear()
 
     def close(self) -> None:
         if self._pending:

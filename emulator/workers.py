@@ -4,8 +4,9 @@ Each worker is a whole emulator (its own event loop, answer caches and replay cu
 same data directory, so they share one ledger (each worker journals its charges in a file of its
 own and moves them into the shared SQLite file in `flock`ed transactions; see emulator/ledger.py)
 and one cassette directory (appends are `flock`ed). The kernel spreads new connections over the
-workers; the banner is printed once every worker listens. Per-process state is not shared:
-control-plane stubs, faults and the request log apply to the worker that received the control call.
+workers; the banner is printed once every worker listens. The control plane is one state for all
+of them (emulator/shared_control.py): a stub, fault, clock, mode or reset set through any worker
+applies to the next call on every worker, and the request log shows every worker's calls.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from multiprocessing.connection import Connection
 import click
 
 from emulator.settings import Settings
+from emulator.worker_group import WorkerGroup
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -33,35 +35,44 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _run_worker(settings: Settings, ready: Connection) -> None:
+async def _run_worker(settings: Settings, ready: Connection, group: WorkerGroup) -> None:
     from emulator.server.lifecycle import serve_until_stopped
 
     def report_ready(_runner: object) -> None:
         ready.send(os.getpid())
         ready.close()
 
-    await serve_until_stopped(settings, report_ready)
+    await serve_until_stopped(settings, report_ready, group)
 
 
-def _worker_main(settings: Settings, ready: Connection) -> None:
-    asyncio.run(_run_worker(settings, ready))
+def _worker_main(settings: Settings, ready: Connection, group: WorkerGroup) -> None:
+    asyncio.run(_run_worker(settings, ready, group))
 
 
 def serve_workers(settings: Settings, banner: str | None = None) -> int:
     """Run `settings.workers` servers until SIGINT/SIGTERM; returns the exit status."""
-    from emulator.cli import banner as make_banner
-
     # Resolved once here: a default temporary data dir per worker would give each its own ledger.
     settings.resolved_data_dir()
     placeholder = reserve_port(settings.host, settings.port)
     settings.port = placeholder.getsockname()[1]
     # fork: the parent has imported nothing heavy yet, and a child starts in milliseconds.
     context = multiprocessing.get_context("fork")
+    group = WorkerGroup.create(settings.workers, context)
+    try:
+        return _serve_group(settings, banner, placeholder, context, group)
+    finally:
+        group.remove()
+
+
+def _serve_group(settings: Settings, banner: str | None, placeholder: socket.socket,
+                 context: multiprocessing.context.BaseContext, group: WorkerGroup) -> int:
+    from emulator.cli import banner as make_banner
+
     children: list[multiprocessing.process.BaseProcess] = []
     waits: list[Connection] = []
-    for _ in range(settings.workers):
+    for index in range(settings.workers):
         receive, send = context.Pipe(duplex=False)
-        child = context.Process(target=_worker_main, args=(settings, send), daemon=True)
+        child = context.Process(target=_worker_main, args=(settings, send, group.member(index)), daemon=True)
         child.start()
         send.close()
         children.append(child)

@@ -22,6 +22,8 @@ from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.settings import Mode, Settings
+from emulator.shared_control import WORKER_GROUP
+from emulator.worker_group import WorkerGroup
 
 log = logging.getLogger("workers_ai_emulator")
 
@@ -86,6 +88,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     if state.request_log is None:
         return await answer(request)
+    control = state.extensions["control"]
+    if control.stale():  # another worker of `serve --workers N` changed stubs, faults, clock or mode
+        await control.catch_up()
     return await state.request_log.record(request, answer)
 
 
@@ -156,10 +161,15 @@ def _error(request: web.Request, error: CFError) -> web.Response:
     return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error)
 
 
-def create_app(settings: Settings | None = None, *, state: ServerState | None = None) -> web.Application:
+def create_app(settings: Settings | None = None, *, state: ServerState | None = None,
+               group: WorkerGroup | None = None) -> web.Application:
+    """The server's app; with `group`, one of the workers of `serve --workers N`, sharing its
+    control plane with the others (emulator/shared_control.py)."""
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[STATE] = state or build_state(settings)
+    if group is not None:
+        app[WORKER_GROUP] = group
     _install_extensions(app)
     gateway.install(app)
     # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
