@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -32,6 +32,7 @@ class Generation:
     completion_tokens: int
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "arguments": dict}]
     reasoning: str | None = None
+    limit: int | None = None  # the output-token cap the answer was generated under
 
     @property
     def usage(self) -> dict[str, int]:
@@ -52,15 +53,31 @@ def content_text(content: Any) -> str:
     return str(content)
 
 
+def item_text(item: Any) -> str:
+    """The text a Responses input item puts in the prompt: a message's content, a function call's
+    name and arguments, a function result's output."""
+    if not isinstance(item, dict):
+        return content_text(item)
+    kind = item.get("type")
+    if kind == "function_call":
+        return f"{item.get('name') or ''} {item.get('arguments') or ''}"
+    if kind == "function_call_output":
+        return content_text(item.get("output"))
+    return content_text(item.get("content"))
+
+
 def prompt_tokens(inputs: dict[str, Any]) -> int:
     if "prompt" in inputs:
         return max(1, text_fake.count_tokens(str(inputs["prompt"])))
-    if "input" in inputs:  # Responses form (gpt-oss)
+    if "input" in inputs:  # Responses form (gpt-oss); `instructions` are one more (system) turn
         items = inputs["input"]
+        instructions = inputs.get("instructions")
+        extra = (text_fake.count_tokens(instructions) + TEMPLATE_TOKENS_PER_MESSAGE
+                 if isinstance(instructions, str) and instructions else 0)
         if isinstance(items, str):
-            return max(1, text_fake.count_tokens(items))
-        return sum(text_fake.count_tokens(content_text(i.get("content") if isinstance(i, dict) else i))
-                   + TEMPLATE_TOKENS_PER_MESSAGE for i in items) or 1
+            return max(1, text_fake.count_tokens(items)) + extra
+        return (sum(text_fake.count_tokens(item_text(i)) + TEMPLATE_TOKENS_PER_MESSAGE for i in items)
+                + extra) or 1
     messages = inputs.get("messages") or []
     return sum(text_fake.count_tokens(content_text(m.get("content"))) + TEMPLATE_TOKENS_PER_MESSAGE
                for m in messages if isinstance(m, dict)) or 1
@@ -107,11 +124,20 @@ def _pick_tools(inputs: dict[str, Any], tools: list[dict[str, Any]], seed: int) 
         name = (choice.get("function") or {}).get("name") or choice.get("name")
         chosen = [t for t in tools if t["name"] == name]
         return chosen[:1] or tools[:1]
-    messages = inputs.get("messages") or []
-    last_role = messages[-1].get("role") if messages and isinstance(messages[-1], dict) else "user"
-    if choice != "required" and last_role == "tool":
+    if choice != "required" and _last_turn(inputs) == "tool":
         return []
     return [tools[seed % len(tools)]]
+
+
+def _last_turn(inputs: dict[str, Any]) -> Any:
+    """Who spoke last: a chat message's role; `tool` for a Responses `function_call_output` item."""
+    messages = inputs.get("messages") or []
+    if messages:
+        return messages[-1].get("role") if isinstance(messages[-1], dict) else "user"
+    items = inputs.get("input")
+    if isinstance(items, list) and items and isinstance(items[-1], dict):
+        return "tool" if items[-1].get("type") == "function_call_output" else items[-1].get("role", "user")
+    return "user"
 
 
 def _json_mode(inputs: dict[str, Any], seed: int) -> str | None:
@@ -139,7 +165,8 @@ def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
 def generate(call: Call, ctx: FakeContext) -> Generation:
     """The deterministic answer to a text-generation call (shared by every surface)."""
     inputs = call.json_inputs
-    limit = inputs.get("max_completion_tokens") or inputs.get("max_tokens") or default_max_tokens(call.model)
+    limit = (inputs.get("max_completion_tokens") or inputs.get("max_tokens")
+             or inputs.get("max_output_tokens") or default_max_tokens(call.model))
     limit = output_tokens(int(limit) if isinstance(limit, (int, float)) else DEFAULT_MAX_TOKENS)
     p_tokens = prompt_tokens(inputs)
     tool_calls = [{"name": t["name"],
@@ -151,14 +178,36 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
     if tool_calls:
         return Generation("", "tool_calls", p_tokens,
                           sum(text_fake.count_tokens(orjson.dumps(t).decode()) for t in tool_calls),
-                          tool_calls, reasoning)
+                          tool_calls, reasoning, limit)
     json_text = _json_mode(inputs, ctx.seed)
     if json_text is not None:
-        return Generation(json_text, "stop", p_tokens, text_fake.count_tokens(json_text), [], reasoning)
+        return Generation(json_text, "stop", p_tokens, text_fake.count_tokens(json_text), [], reasoning,
+                          limit)
     text, truncated = text_fake.prose(ctx.seed, limit)
     text, stopped = _apply_stop(text, inputs.get("stop"))
     finish = "length" if truncated and not stopped else "stop"
-    return Generation(text, finish, p_tokens, text_fake.count_tokens(text), [], reasoning)
+    return Generation(text, finish, p_tokens, text_fake.count_tokens(text), [], reasoning, limit)
+
+
+def choices_wanted(call: Call) -> int:
+    """`n` where the model's input schema declares it (frontier models, 1–128) and the answer is not
+    streamed; 1 otherwise (other models' schemas have no `n`: the serving path never sees it)."""
+    n = call.json_inputs.get("n")
+    if call.stream or isinstance(n, bool) or not isinstance(n, int) or n <= 1:
+        return 1
+    return n if declares_input(call.model, "n") else 1
+
+
+def declares_input(model: Model, key: str) -> bool:
+    """Some branch of the model's input schema lists `key` among its properties."""
+    def walk(schema: Any) -> bool:
+        if not isinstance(schema, dict):
+            return False
+        if key in (schema.get("properties") or {}):
+            return True
+        return any(walk(branch) for k in ("oneOf", "anyOf", "allOf") for branch in schema.get(k) or [])
+
+    return walk(model.input_schema)
 
 
 def is_chat_completion_model(model: Model) -> bool:
@@ -211,7 +260,15 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         return moderation.fake(call, ctx)
     gen = generate(call, ctx)
     usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
-    extras = {"generation": gen}
+    extras: dict[str, Any] = {"generation": gen}
+    wanted = choices_wanted(call)
+    if wanted > 1:
+        # n samples of one prompt: the prompt is read once, every choice's tokens are generated.
+        others = [generate(call, replace(ctx, seed=derive_seed(ctx.seed, "choice", i)))
+                  for i in range(1, wanted)]
+        extras["choices"] = [gen, *others]
+        usage = Usage(input_tokens=gen.prompt_tokens,
+                      output_tokens=gen.completion_tokens + sum(o.completion_tokens for o in others))
     if "input" in call.json_inputs and call.surface is Surface.NATIVE:
         from emulator.openai_shapes import response_for
 
@@ -226,7 +283,7 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     if is_chat_completion_model(call.model):
         from emulator.openai_shapes import chat_completion
 
-        completion = chat_completion(gen, call.model.name, ctx.seed)
+        completion = chat_completion(gen, call.model.name, ctx.seed, extras.get("choices"))
         for choice in completion["choices"]:
             # The frontier output schemas require `refusal` on the message (null when not refusing)
             # and type `tool_calls` as an array: the OpenAI surface's SGLang `tool_calls: null` goes.
