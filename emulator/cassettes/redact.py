@@ -172,6 +172,7 @@ class Redactor:
             headers=self.redact_headers(response.headers),
             body=self.redact_body(response.body) if response.body is not None else None,
             events=events,
+            cut=response.cut,
         )
 
     def redact_interaction(self, interaction: Interaction) -> Interaction:
