@@ -86,6 +86,7 @@ class ControlPlane:
                               worker=group.index if group is not None else None)
         self.clock = ControlClock()
         self._seen = -1
+        self._generation = group.generation if group is not None else None
         self._epochs: dict[str, str] = {}
         if self.store is not None:
             self.stubs = SharedStubSet(self.store)
@@ -93,7 +94,7 @@ class ControlPlane:
 
     def stale(self) -> bool:
         """Another worker changed the shared state since this one last loaded it (one shared read)."""
-        return self.store is not None and self.store.generation() != self._seen
+        return self._generation is not None and self._generation.value != self._seen
 
     async def catch_up(self) -> None:
         """Load the group's stubs, faults, clock and mode; clear this worker's log and day totals

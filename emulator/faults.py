@@ -1,8 +1,9 @@
 """Fault injection: Cloudflare's own failure modes (3040, 3007, 7009, 1000, 4006), latency, stream faults.
 
 A fault fires on matching calls chosen by `nth` (only the n-th), `every` (every k-th) and/or
-`probability` (drawn from the fault's own `random.Random(seed)`, so the same seed and the same
-sequence of calls always fail the same calls). `times` caps how often it fires.
+`probability` (the k-th draw of a fault is a pure function of its seed and k, so the same seed and
+the same sequence of calls always fail the same calls, in one process or across the workers of
+`serve --workers N`, which share only the counters). `times` caps how often it fires.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from emulator.call import Call, StreamEvent
 from emulator.errors import CATALOGUE, CFError, Layer
+from emulator.fakes.seed import derive_seed
 from emulator.scope import Scope, SpecError, request_body
 
 # Friendly names and the codes users know → catalogue kinds.
@@ -189,8 +191,8 @@ class Fault:
     after_events: int = 0
     calls: int = 0  # matching calls seen
     fired: int = 0
-    _rng: random.Random = field(default_factory=random.Random, repr=False)
-    _latency_rng: random.Random = field(default_factory=random.Random, repr=False)
+    draws: int = 0  # probability draws made
+    latency_draws: int = 0  # latency samples drawn from a distribution
 
     @classmethod
     def parse(cls, spec: Any, *, fault_id: str, default_seed: int) -> Fault:
@@ -249,8 +251,6 @@ class Fault:
             latency=latency,
             delay_ms=float(delay),
             after_events=after or 0,
-            _rng=random.Random(seed),
-            _latency_rng=random.Random(seed + 1),
         )
 
     def applies_to(self, call: Call) -> bool:
@@ -268,13 +268,21 @@ class Fault:
             return False
         if self.every is not None and self.calls % self.every:
             return False
-        if self.probability is not None and self._rng.random() >= self.probability:
-            return False
+        if self.probability is not None:
+            self.draws += 1
+            if derive_seed(self.seed, "probability", self.draws) / 2**64 >= self.probability:
+                return False
         self.fired += 1
         return True
 
     def delay_seconds(self) -> float:
-        return self.latency.sample_seconds(self._latency_rng) if self.latency else 0.0
+        if self.latency is None:
+            return 0.0
+        if self.latency.fixed_ms is not None:
+            return self.latency.fixed_ms / 1000
+        self.latency_draws += 1
+        draw = random.Random(derive_seed(self.seed, "latency", self.latency_draws))
+        return self.latency.sample_seconds(draw)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "name": self.name, "kind": self.kind, **self.scope.describe()}

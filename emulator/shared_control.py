@@ -1,25 +1,24 @@
 """One control-plane state for all the workers of a `serve --workers N` server.
 
-The parent process makes a `WorkerGroup` before it forks: a private run directory holding a SQLite
-file (the stubs, faults, clock and mode every worker obeys, with the faults' and stubs' counters)
-and each worker's unix socket, plus two counters in shared memory: the generation, moved by every
-change to that file, and the request log's ids. Before each call a worker compares the generation
-with the one it last loaded (one read of shared memory) and reloads the file only when it moved.
+The parent process makes a `WorkerGroup` before it forks (emulator/worker_group.py): a private run
+directory holding a SQLite file (the stubs, faults, clock and mode every worker obeys) and each
+worker's unix socket, and shared memory: the generation, moved by every change to that file, the
+request log's ids, and every stub's and fault's counters. Before each call a worker compares the
+generation with the one it last loaded (one read of shared memory) and reloads the file only when
+it moved.
 
 Counting is exact across workers: a call a fault applies to reads and writes that fault's counters
-and random generators (`nth`, `every`, `times`, `probability`, latency draws) in one transaction
-under a file lock, and a stub's position in its sequence moves in one `UPDATE … RETURNING`; calls
-are counted in the order they take the lock, so the same seed and the same calls fail the same
-calls as in one process. The request log stays in each worker (a call writes nothing shared);
+(calls, fired, and how many probability and latency draws were made; a draw is a pure function of
+the seed and its number) under one lock, and a stub's position in its sequence moves under the same
+lock; calls are counted in the order they take it, so the same seed and the same calls fail the
+same calls as in one process. The request log stays in each worker (a call writes nothing shared);
 reading it asks every other worker for its entries over its socket and merges them by id.
 """
 
 from __future__ import annotations
 
 import fcntl
-import marshal
 import os
-import random
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,8 +30,9 @@ from aiohttp import web
 
 from emulator.call import Call
 from emulator.faults import Fault, FaultSet, decide_among
+from emulator.scope import SpecError
 from emulator.stubs import Answer, Stub, StubSet
-from emulator.worker_group import WorkerGroup
+from emulator.worker_group import SLOT_FIELDS, SLOTS, WorkerGroup
 
 STUB, FAULT = "stub", "fault"
 
@@ -40,17 +40,28 @@ STUB, FAULT = "stub", "fault"
 WORKER_GROUP: web.AppKey[WorkerGroup] = web.AppKey("worker_group", WorkerGroup)
 
 
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A stub or fault as the shared file holds it: its id, spec, and counter slot with its tag."""
+
+    id: str
+    spec: dict[str, Any]
+    slot: int
+    tag: int
+
+
 @dataclass
 class Snapshot:
     """The shared state as one worker last loaded it."""
 
-    stubs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    faults: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    stubs: list[Item] = field(default_factory=list)
+    faults: list[Item] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
 
 
 class SharedStore:
-    """The group's SQLite file; every write happens under one file lock and moves the generation."""
+    """The group's SQLite file and counters; every write to the file happens under one file lock and
+    moves the generation."""
 
     def __init__(self, group: WorkerGroup) -> None:
         self.group = group
@@ -58,11 +69,11 @@ class SharedStore:
                                      timeout=30)
         self._conn.execute("PRAGMA synchronous = OFF")  # the file lives as long as the server
         self._lock_fd = os.open(str(group.database) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self.counter_lock = group.counter_lock
 
     @contextmanager
-    def transaction(self, *, changes: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction; with `changes`, other workers reload after it (counters alone do
-        not change what a worker holds, so they commit without moving the generation)."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, after which other workers reload."""
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -72,8 +83,7 @@ class SharedStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-            if changes:
-                self.group.generation.value += 1  # after the commit: whoever sees it reads the change
+            self.group.generation.value += 1  # after the commit: whoever sees it reads the change
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
@@ -82,41 +92,58 @@ class SharedStore:
 
     def load(self) -> Snapshot:
         snapshot = Snapshot()
-        rows = self._conn.execute("SELECT kind, id, spec FROM items ORDER BY seq").fetchall()
-        for kind, item_id, spec in rows:
-            (snapshot.stubs if kind == STUB else snapshot.faults).append((item_id, orjson.loads(spec)))
+        rows = self._conn.execute("SELECT kind, id, spec, slot, seq FROM items ORDER BY seq").fetchall()
+        for kind, item_id, spec, slot, seq in rows:
+            item = Item(item_id, orjson.loads(spec), slot, seq)
+            (snapshot.stubs if kind == STUB else snapshot.faults).append(item)
         snapshot.meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         return snapshot
 
     def next_id(self, conn: sqlite3.Connection, kind: str) -> str:
-        key = f"{kind}_ids"
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        number = int(row[0]) + 1 if row else 1
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(number)))
-        return f"{kind}-{number}"
+        return f"{kind}-{self.bump(conn, f'{kind}_ids')}"
 
-    @staticmethod
-    def insert(conn: sqlite3.Connection, kind: str, item_id: str, name: str | None, spec: Any) -> None:
-        conn.execute("INSERT INTO items (kind, id, name, spec) VALUES (?, ?, ?, ?)",
-                     (kind, item_id, name, orjson.dumps(spec).decode()))
+    def insert(self, conn: sqlite3.Connection, kind: str, item_id: str, name: str | None, spec: Any) -> Item:
+        """Store a new stub or fault and give it a counter slot, zeroed and tagged with its `seq`."""
+        used = {row[0] for row in conn.execute("SELECT slot FROM items")}
+        slot = next((n for n in range(SLOTS) if n not in used), None)
+        if slot is None:
+            raise SpecError(f"at most {SLOTS} stubs and faults can be set at once")
+        cursor = conn.execute("INSERT INTO items (kind, id, name, spec, slot) VALUES (?, ?, ?, ?, ?)",
+                              (kind, item_id, name, orjson.dumps(spec).decode(), slot))
+        tag = int(cursor.lastrowid or 0)
+        with self.counter_lock:
+            base = slot * SLOT_FIELDS
+            self.group.counters[base:base + SLOT_FIELDS] = [tag] + [0] * (SLOT_FIELDS - 1)
+        return Item(item_id, spec, slot, tag)
+
+    def read(self, item: Item) -> list[int] | None:
+        """The item's counters (call under `counter_lock`); None once its slot belongs to another."""
+        base = item.slot * SLOT_FIELDS
+        counters = self.group.counters
+        return counters[base + 1:base + SLOT_FIELDS] if counters[base] == item.tag else None
+
+    def write(self, item: Item, values: list[int]) -> None:
+        base = item.slot * SLOT_FIELDS + 1
+        self.group.counters[base:base + len(values)] = values
 
     def remove(self, kind: str, key: str) -> bool:
         with self.transaction() as conn:
-            cursor = conn.execute("DELETE FROM items WHERE kind = ? AND (id = ? OR name = ?)",
-                                  (kind, key, key))
-            return cursor.rowcount > 0
+            rows = conn.execute("DELETE FROM items WHERE kind = ? AND (id = ? OR name = ?) RETURNING slot",
+                                (kind, key, key)).fetchall()
+            self._untag([slot for (slot,) in rows])
+            return bool(rows)
 
-    def clear(self, kind: str, conn: sqlite3.Connection | None = None) -> None:
-        if conn is None:
-            with self.transaction() as own:
-                self.clear(kind, own)
-            return
-        conn.execute("DELETE FROM items WHERE kind = ?", (kind,))
-        conn.execute("DELETE FROM meta WHERE key = ?", (f"{kind}_ids",))
+    def clear(self, kind: str) -> None:
+        with self.transaction() as conn:
+            rows = conn.execute("DELETE FROM items WHERE kind = ? RETURNING slot", (kind,)).fetchall()
+            self._untag([slot for (slot,) in rows])
+            conn.execute("DELETE FROM meta WHERE key = ?", (f"{kind}_ids",))
 
-    def counters(self, kind: str) -> dict[str, tuple[int, int]]:
-        rows = self._conn.execute("SELECT id, calls, fired FROM items WHERE kind = ?", (kind,)).fetchall()
-        return {item_id: (calls, fired) for item_id, calls, fired in rows}
+    def _untag(self, slots: list[int]) -> None:
+        # A worker that has not reloaded yet finds the tag gone and counts nothing for the item.
+        with self.counter_lock:
+            for slot in slots:
+                self.group.counters[slot * SLOT_FIELDS] = 0
 
     def set_meta(self, values: dict[str, str | None], conn: sqlite3.Connection | None = None) -> None:
         if conn is None:
@@ -137,28 +164,29 @@ class SharedStore:
         return value
 
 
-def _rng_state(rng: random.Random) -> bytes:
-    return marshal.dumps(rng.getstate())
+FAULT_COUNTERS = ("calls", "fired", "draws", "latency_draws")
 
 
 class SharedFaultSet(FaultSet):
-    """The group's faults: defined in the shared file, counted there under its lock."""
+    """The group's faults: defined in the shared file, counted in shared memory."""
 
     def __init__(self, store: SharedStore, default_seed: int = 0) -> None:
         super().__init__(default_seed)
         self.store = store
+        self._items: dict[str, Item] = {}
 
     def add(self, spec: Any) -> Fault:
         with self.store.transaction() as conn:
             fault_id = self.store.next_id(conn, FAULT)
             fault = Fault.parse(spec, fault_id=fault_id, default_seed=self.default_seed)
-            self.store.insert(conn, FAULT, fault.id, fault.name, spec)
+            self._items[fault.id] = self.store.insert(conn, FAULT, fault.id, fault.name, spec)
         self._faults.append(fault)
         return fault
 
-    def load(self, specs: list[tuple[str, dict[str, Any]]]) -> None:
+    def load(self, items: list[Item]) -> None:
         seed = self.default_seed
-        self._faults = [Fault.parse(spec, fault_id=fid, default_seed=seed) for fid, spec in specs]
+        self._faults = [Fault.parse(item.spec, fault_id=item.id, default_seed=seed) for item in items]
+        self._items = {item.id: item for item in items}
 
     def remove(self, key: str) -> bool:
         super().remove(key)
@@ -169,62 +197,47 @@ class SharedFaultSet(FaultSet):
         self.store.clear(FAULT)
 
     def list(self) -> list[Fault]:
-        counts = self.store.counters(FAULT)
-        for fault in self._faults:
-            fault.calls, fault.fired = counts.get(fault.id, (fault.calls, fault.fired))
-        return super().list()
+        with self.store.counter_lock:
+            live = [f for f in self._faults if self._load(f)]
+        return live
+
+    def _load(self, fault: Fault) -> bool:
+        values = self.store.read(self._items[fault.id])
+        if values is None:
+            return False
+        fault.calls, fault.fired, fault.draws, fault.latency_draws = values[:4]
+        return True
 
     def decide(self, call: Call) -> tuple[list[Fault], float]:
         applying = [f for f in self._faults if f.applies_to(call)]
         if not applying:
             return [], 0.0
-        marks = ",".join("?" * len(applying))
-        with self.store.transaction(changes=False) as conn:
-            rows = conn.execute(f"SELECT id, calls, fired, rng, latency_rng FROM items "
-                                f"WHERE kind = 'fault' AND id IN ({marks})",
-                                [f.id for f in applying]).fetchall()
-            state = {row[0]: row[1:] for row in rows}
-            applying = [f for f in applying if f.id in state]  # removed by another worker meanwhile
-            for fault in applying:
-                fault.calls, fault.fired, rng, latency_rng = state[fault.id]
-                # Never drawn yet: the generators as the fault's seed starts them.
-                fault._rng = _restored(rng) if rng else random.Random(fault.seed)
-                fault._latency_rng = _restored(latency_rng) if latency_rng else random.Random(fault.seed + 1)
-            fired, delay = decide_among(applying, call)
-            conn.executemany(
-                "UPDATE items SET calls = ?, fired = ?, rng = ?, latency_rng = ? "
-                "WHERE kind = 'fault' AND id = ?",
-                [(f.calls, f.fired, _rng_state(f._rng) if f.probability is not None else None,
-                  _rng_state(f._latency_rng) if _draws_latency(f) else None, f.id) for f in applying])
+        with self.store.counter_lock:
+            live = [f for f in applying if self._load(f)]  # not removed by another worker meanwhile
+            fired, delay = decide_among(live, call)
+            for fault in live:
+                self.store.write(self._items[fault.id], [getattr(fault, name) for name in FAULT_COUNTERS])
         return fired, delay
 
 
-def _draws_latency(fault: Fault) -> bool:
-    return fault.latency is not None and fault.latency.fixed_ms is None
-
-
-def _restored(state: bytes) -> random.Random:
-    rng = random.Random()
-    rng.setstate(marshal.loads(state))
-    return rng
-
-
 class SharedStubSet(StubSet):
-    """The group's stubs: defined in the shared file; a stub's next answer is taken there."""
+    """The group's stubs: defined in the shared file; a stub's next answer is taken in shared memory."""
 
     def __init__(self, store: SharedStore) -> None:
         super().__init__()
         self.store = store
+        self._items: dict[str, Item] = {}
 
     def add(self, spec: Any) -> Stub:
         with self.store.transaction() as conn:
             stub = Stub.parse(spec, stub_id=self.store.next_id(conn, STUB))
-            self.store.insert(conn, STUB, stub.id, stub.name, spec)
+            self._items[stub.id] = self.store.insert(conn, STUB, stub.id, stub.name, spec)
         self._stubs.append(stub)
         return stub
 
-    def load(self, specs: list[tuple[str, dict[str, Any]]]) -> None:
-        self._stubs = [Stub.parse(spec, stub_id=sid) for sid, spec in specs]
+    def load(self, items: list[Item]) -> None:
+        self._stubs = [Stub.parse(item.spec, stub_id=item.id) for item in items]
+        self._items = {item.id: item for item in items}
 
     def remove(self, key: str) -> bool:
         super().remove(key)
@@ -235,22 +248,26 @@ class SharedStubSet(StubSet):
         self.store.clear(STUB)
 
     def list(self) -> list[Stub]:
-        counts = self.store.counters(STUB)
-        for stub in self._stubs:
-            stub.calls = counts.get(stub.id, (stub.calls, 0))[0]
-        return super().list()
+        with self.store.counter_lock:
+            live = []
+            for stub in self._stubs:
+                values = self.store.read(self._items[stub.id])
+                if values is not None:
+                    stub.calls = values[0]
+                    live.append(stub)
+        return live
 
     def pick(self, call: Call) -> tuple[Stub, Answer] | None:
         for stub in reversed(self._stubs):
             if not stub.scope.matches(call):
                 continue
-            with self.store.transaction(changes=False) as conn:
-                row = conn.execute(
-                    "UPDATE items SET calls = calls + 1 WHERE kind = 'stub' AND id = ? "
-                    "AND (? IS NULL OR calls < ?) RETURNING calls", (stub.id, stub.times, stub.times),
-                ).fetchone()
-            if row is not None:  # None: used up (by any worker) or removed meanwhile
-                stub.calls = int(row[0])
-                return stub, stub.answers[min(stub.calls - 1, len(stub.answers) - 1)]
+            item = self._items[stub.id]
+            with self.store.counter_lock:
+                values = self.store.read(item)
+                # None: removed meanwhile; at `times`: used up, by any worker.
+                if values is None or (stub.times is not None and values[0] >= stub.times):
+                    continue
+                stub.calls = values[0] + 1
+                self.store.write(item, [stub.calls])
+            return stub, stub.answers[min(stub.calls - 1, len(stub.answers) - 1)]
         return None
-

@@ -10,15 +10,18 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
-# The control plane's shared file (emulator/shared_control.py): stubs and faults with their
-# counters, and `meta` (clock, mode, id counters, reset epochs).
+# The control plane's shared file (emulator/shared_control.py): the stubs and faults, each with the
+# slot of its counters in shared memory, and `meta` (clock, mode, id counters, reset epochs).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT,
-    spec TEXT NOT NULL, calls INTEGER NOT NULL DEFAULT 0, fired INTEGER NOT NULL DEFAULT 0,
-    rng BLOB, latency_rng BLOB);
+    spec TEXT NOT NULL, slot INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
+# Counters per stub or fault: the owner's tag (its `seq`, so a reused slot is never mistaken for the
+# old item), then calls, fired, probability draws, latency draws.
+SLOT_FIELDS = 5
+SLOTS = 4096
 
 
 @dataclass
@@ -28,14 +31,18 @@ class WorkerGroup:
     run_dir: Path
     size: int
     generation: Any  # multiprocessing RawValue("Q"): moved after every committed change
-    log_ids: Any  # multiprocessing Value("Q") with its lock: the last request-log id handed out
+    log_ids: Any  # RawValue("Q"): the last request-log id handed out, under `log_lock`
+    log_lock: Any
+    counters: Any  # RawArray("q", SLOTS * SLOT_FIELDS), under `counter_lock`
+    counter_lock: Any
     index: int = 0
 
     @classmethod
     def create(cls, size: int, context: BaseContext) -> WorkerGroup:
         """Made by the parent before it forks, so every worker inherits the same shared memory."""
-        group = cls(Path(tempfile.mkdtemp(prefix="wai-emulator-")), size,
-                    context.RawValue("Q", 0), context.Value("Q", 0))
+        group = cls(Path(tempfile.mkdtemp(prefix="wai-emulator-")), size, context.RawValue("Q", 0),
+                    context.RawValue("Q", 0), context.Lock(), context.RawArray("q", SLOTS * SLOT_FIELDS),
+                    context.Lock())
         with sqlite3.connect(group.database) as conn:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(SCHEMA)
@@ -55,9 +62,10 @@ class WorkerGroup:
         return [self.socket_path(i) for i in range(self.size) if i != self.index]
 
     def next_log_id(self) -> int:
-        with self.log_ids.get_lock():
-            self.log_ids.value += 1
-            return int(self.log_ids.value)
+        with self.log_lock:
+            value = self.log_ids.value + 1
+            self.log_ids.value = value
+        return int(value)
 
     def remove(self) -> None:
         shutil.rmtree(self.run_dir, ignore_errors=True)
