@@ -186,7 +186,7 @@ def banner(settings: Settings) -> str:
     default=1,
     show_default=True,
     envvar=env("WORKERS"),
-    help="Server processes sharing the port (SO_REUSEPORT), the ledger and the cassettes.",
+    help="Server processes sharing the port (SO_REUSEPORT), the ledger, the cassettes and one control plane.",
 )
 @click.option(
     "--durable-ledger",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
@@ -37,6 +38,7 @@ from emulator.shared_control import (
 from emulator.stubs import StubSet
 from emulator.worker_group import WorkerGroup
 
+log = logging.getLogger("workers_ai_emulator.control")
 PREFIX = "/__emulator__"
 EXTENSION = "control"
 
@@ -119,7 +121,11 @@ class ControlPlane:
         mode, cassette = meta.get("mode"), meta.get("cassette", "")
         if mode is not None and (mode, cassette) != (settings.mode.value, settings.cassette or ""):
             update: dict[str, Any] = {"mode": Mode(mode), "cassette": cassette or settings.cassette}
-            await switch_backend(self.state, settings.model_copy(update=update))
+            try:
+                await switch_backend(self.state, settings.model_copy(update=update))
+            # The worker that took the switch built this backend; one that cannot keeps serving its own.
+            except Exception:
+                log.exception("this worker cannot switch to mode %r", mode)
 
     def publish_clock(self) -> None:
         if self.store is not None:
