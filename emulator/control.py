@@ -262,6 +262,9 @@ async def _read_json(request: web.Request, *, default: Any = None) -> Any:
 
 async def health(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    plane = state.extensions.get(EXTENSION)
+    if plane is not None and plane.stale():  # the mode it reports may have been switched elsewhere
+        await plane.catch_up()
     answers = state.answers  # this worker's rendered-answer cache (server/answer_cache.py)
     return _json({"status": "ok", "mode": state.settings.mode.value, "version": __version__,
                   "answer_cache": {"answers": len(answers), "reused": answers.hits}})
