@@ -43,9 +43,12 @@ class WorkerGroup:
         group = cls(Path(tempfile.mkdtemp(prefix="wai-emulator-")), size, context.RawValue("Q", 0),
                     context.RawValue("Q", 0), context.Lock(), context.RawArray("q", SLOTS * SLOT_FIELDS),
                     context.Lock())
-        with sqlite3.connect(group.database) as conn:
+        conn = sqlite3.connect(group.database)
+        try:  # closed before the fork: no worker inherits an open SQLite connection
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(SCHEMA)
+        finally:
+            conn.close()
         return group
 
     def member(self, index: int) -> WorkerGroup:

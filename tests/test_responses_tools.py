@@ -68,6 +68,15 @@ async def test_max_output_tokens_cuts_the_answer_and_marks_it_incomplete(emulato
     assert count_tokens(message["content"][0]["text"]) <= 5
 
 
+async def test_text_format_json_schema_answers_json_valid_against_it(emulator: Emulator) -> None:
+    schema = {"type": "object", "required": ["city", "temperature"], "additionalProperties": False,
+              "properties": {"city": {"type": "string"}, "temperature": {"type": "number"}}}
+    text = {"format": {"type": "json_schema", "name": "weather", "schema": schema}}
+    status, body = await responses(emulator, {"input": QUESTION, "text": text})
+    assert status == 200 and body["text"] == text
+    jsonschema.validate(orjson.loads(body["output"][-1]["content"][0]["text"]), schema)
+
+
 async def test_a_function_call_round_trip(emulator: Emulator) -> None:
     tools = [WEATHER, CLOCK]
     status, first = await responses(emulator, {"input": QUESTION, "tools": tools,

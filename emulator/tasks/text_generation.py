@@ -140,10 +140,20 @@ def _last_turn(inputs: dict[str, Any]) -> Any:
     return "user"
 
 
+def _responses_format(inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """A Responses `text.format` (`{"type": "json_schema", "name", "schema"}` or `json_object`) in
+    chat's `response_format` terms."""
+    text = inputs.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_schema", "json_object"):
+        return None
+    return {"type": fmt["type"], "json_schema": {"schema": fmt.get("schema") or {"type": "object"}}}
+
+
 def _json_mode(inputs: dict[str, Any], seed: int) -> str | None:
     fmt = inputs.get("response_format") or (
         {"type": "json_schema", "json_schema": inputs["guided_json"]} if inputs.get("guided_json") else None
-    )
+    ) or _responses_format(inputs)
     if not isinstance(fmt, dict):
         return None
     if fmt.get("type") == "json_schema":
