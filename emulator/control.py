@@ -90,9 +90,10 @@ class ControlPlane:
         self._seen = -1
         self._generation = group.generation if group is not None else None
         self._epochs: dict[str, str] = {}
+        self._shared: tuple[SharedStubSet, SharedFaultSet] | None = None
         if self.store is not None:
-            self.stubs = SharedStubSet(self.store)
-            self.faults = SharedFaultSet(self.store, default_seed=state.settings.seed)
+            self._shared = (SharedStubSet(self.store), SharedFaultSet(self.store, state.settings.seed))
+            self.stubs, self.faults = self._shared
 
     def stale(self) -> bool:
         """Another worker changed the shared state since this one last loaded it (one shared read)."""
@@ -101,11 +102,12 @@ class ControlPlane:
     async def catch_up(self) -> None:
         """Load the group's stubs, faults, clock and mode; clear this worker's log and day totals
         after another worker's reset."""
-        assert self.store is not None
+        assert self.store is not None and self._shared is not None
         self._seen = self.store.generation()  # first: a change committed while loading moves it again
         snapshot = self.store.load()
-        self.stubs.load(snapshot.stubs)  # type: ignore[attr-defined]
-        self.faults.load(snapshot.faults)  # type: ignore[attr-defined]
+        stubs, faults = self._shared
+        stubs.load(snapshot.stubs)
+        faults.load(snapshot.faults)
         meta = snapshot.meta
         fixed = meta.get("clock")
         if fixed:
