@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emulator.call import Call, Surface
 from emulator.catalog import load_catalog
-from emulator.faults import FaultSet
-from emulator.shared_control import SharedFaultSet, SharedStore, SharedStubSet
-from emulator.stubs import StubSet
-from emulator.worker_group import WorkerGroup
+from emulator.control.faults import FaultSet
+from emulator.control.shared import SharedFaultSet, SharedStore, SharedStubSet
+from emulator.control.stubs import StubSet
+from emulator.server.worker_group import WorkerGroup
 
 WORKER_CALL_US = 90.0
 FAULT = {"kind": "capacity", "model": "@cf/meta/*", "every": 1_000_000}

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from emulator.backends.upstream import Exchange, Finished, Upstream
-from emulator.call import Call, Outcome, StreamEvent
+from emulator.call import Call, Outcome, StreamCut, StreamEvent
 from emulator.cassettes import (
     Cassette,
     CassetteIndex,
@@ -36,7 +36,6 @@ from emulator.cassettes import (
     StreamBreak,
 )
 from emulator.errors import CFError
-from emulator.faults import StreamCut
 from emulator.settings import Mode, Settings
 
 FIX_HINT = (

@@ -11,11 +11,10 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from emulator.call import Call, Outcome, StreamEvent
+from emulator.call import Call, Outcome, StreamCut, StreamEvent
 from emulator.cassettes import RESPONSE_HEADER_ALLOW, SSEEvent, SSESplitter, StreamBreak, filter_headers
 from emulator.cassettes.format import is_event_stream
 from emulator.errors import CFError
-from emulator.faults import StreamCut
 from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator.upstream")

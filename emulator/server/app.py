@@ -7,23 +7,25 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from emulator.backends.base import Backend
+from emulator.accounting.ledger import Ledger, Plan
+from emulator.accounting.pricing import load_prices
+from emulator.backends.factory import backend_for
 from emulator.catalog import load_catalog
+from emulator.control.routes import install as install_control
+from emulator.control.shared import WORKER_GROUP
 from emulator.errors import CFError
-from emulator.ledger import Ledger, Plan
 from emulator.limits import read_body
-from emulator.pricing import load_prices
 from emulator.quirks import enabled
 from emulator.server import catalog_api, gateway, graphql, native, openai_surface, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
+from emulator.server.openapi import install as install_openapi
 from emulator.server.paths import Kind, Route, parse
 from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
-from emulator.settings import Mode, Settings
-from emulator.shared_control import WORKER_GROUP
-from emulator.worker_group import WorkerGroup
+from emulator.server.worker_group import WorkerGroup
+from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator")
 
@@ -42,16 +44,6 @@ HANDLERS: dict[Kind, Handler] = {
 }
 HANDLERS.update(openai_surface.HANDLERS)
 HANDLERS[Kind.GRAPHQL] = graphql.handle_graphql
-
-
-def make_backend(settings: Settings) -> Backend:
-    if settings.mode is Mode.MOCK:
-        from emulator.backends.mock import MockBackend
-
-        return MockBackend(seed=settings.seed, quirks=settings.quirks)
-    from emulator.backends.factory import backend_for
-
-    return backend_for(settings)
 
 
 def make_ledger(settings: Settings) -> Ledger:
@@ -73,7 +65,7 @@ def build_state(settings: Settings) -> ServerState:
     return ServerState(
         settings=settings,
         catalog=load_catalog(),
-        backend=make_backend(settings),
+        backend=backend_for(settings),
         ledger=make_ledger(settings),
         prices=load_prices(),
         answers=AnswerCache(),
@@ -88,9 +80,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     if state.request_log is None:
         return await answer(request)
-    control = state.extensions["control"]
-    if control.stale():  # another worker of `serve --workers N` changed stubs, faults, clock or mode
-        await control.catch_up()
+    control = state.control
+    if control is not None and control.stale():  # another worker of `serve --workers N` changed
+        await control.catch_up()  # stubs, faults, the clock or the mode
     return await state.request_log.record(request, answer)
 
 
@@ -164,7 +156,7 @@ def _error(request: web.Request, error: CFError) -> web.Response:
 def create_app(settings: Settings | None = None, *, state: ServerState | None = None,
                group: WorkerGroup | None = None) -> web.Application:
     """The server's app; with `group`, one of the workers of `serve --workers N`, sharing its
-    control plane with the others (emulator/shared_control.py)."""
+    control plane with the others (emulator/control/shared.py)."""
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[STATE] = state or build_state(settings)
@@ -180,9 +172,6 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
-    from emulator.control import install as install_control
-    from emulator.openapi import install as install_openapi
-
     install_control(app)
     install_openapi(app, app[STATE].settings.control_plane)
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from emulator.call import Call, Outcome, StreamEvent, Surface, Usage
+from emulator.call import Call, StreamEvent
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
 from emulator.fakes.from_schema import fake_from_schema
 from emulator.fakes.seed import derive_seed, rng
 from emulator.limits import output_tokens
 from emulator.quirks import enabled
-from emulator.tasks import FakeContext, register
+from emulator.tasks import FakeContext
 
 PADDING_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789" * 3
 DEFAULT_MAX_TOKENS = 256
@@ -256,49 +256,3 @@ def native_events(gen: Generation, seed: int, quirks: dict[str, bool]) -> list[S
     events.append(StreamEvent(orjson.dumps({"response": "", "usage": gen.usage}).decode()))
     events.append(StreamEvent("[DONE]"))
     return events
-
-
-@register("Text Generation")
-def fake(call: Call, ctx: FakeContext) -> Outcome:
-    if "answers" in (call.model.output_schema.get("properties") or {}):
-        from emulator.tasks import evaluation
-
-        return evaluation.fake(call, ctx)
-    from emulator.tasks import moderation
-
-    if moderation.is_guard_model(call):
-        return moderation.fake(call, ctx)
-    gen = generate(call, ctx)
-    usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
-    extras: dict[str, Any] = {"generation": gen}
-    wanted = choices_wanted(call)
-    if wanted > 1:
-        # n samples of one prompt: the prompt is read once, every choice's tokens are generated.
-        others = [generate(call, replace(ctx, seed=derive_seed(ctx.seed, "choice", i)))
-                  for i in range(1, wanted)]
-        extras["choices"] = [gen, *others]
-        usage = Usage(input_tokens=gen.prompt_tokens,
-                      output_tokens=gen.completion_tokens + sum(o.completion_tokens for o in others))
-    if "input" in call.json_inputs and call.surface is Surface.NATIVE:
-        from emulator.openai_shapes import response_for
-
-        # gpt-oss's Responses input form on run/ answers a Responses object (its catalog
-        # `Responses_Output` branch); null members are left out, as that schema types them as objects.
-        result = {k: v for k, v in response_for(call.model, call.json_inputs, gen, ctx.seed).items()
-                  if v is not None}
-        return Outcome(result=result, usage=usage, extras=extras)
-    if call.stream:
-        return Outcome(events=native_events(gen, ctx.seed, ctx.quirks), content_type="text/event-stream",
-                       usage=usage, extras=extras)
-    if is_chat_completion_model(call.model):
-        from emulator.openai_shapes import chat_completion
-
-        completion = chat_completion(gen, call.model.name, ctx.seed, extras.get("choices"))
-        for choice in completion["choices"]:
-            # The frontier output schemas require `refusal` on the message (null when not refusing)
-            # and type `tool_calls` as an array: the OpenAI surface's SGLang `tool_calls: null` goes.
-            choice["message"].setdefault("refusal", None)
-            if choice["message"].get("tool_calls", ()) is None:
-                del choice["message"]["tool_calls"]
-        return Outcome(result=completion, usage=usage, extras=extras)
-    return Outcome(result=native_result(gen), usage=usage, extras=extras)

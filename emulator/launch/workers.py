@@ -2,10 +2,10 @@
 
 Each worker is a whole emulator (its own event loop, answer caches and replay cursors) on the
 same data directory, so they share one ledger (each worker journals its charges in a file of its
-own and moves them into the shared SQLite file in `flock`ed transactions; see emulator/ledger.py)
+own and moves them into the shared SQLite file in `flock`ed transactions; see emulator/accounting/ledger.py)
 and one cassette directory (appends are `flock`ed). The kernel spreads new connections over the
 workers; the banner is printed once every worker listens. The control plane is one state for all
-of them (emulator/shared_control.py): a stub, fault, clock, mode or reset set through any worker
+of them (emulator/control/shared.py): a stub, fault, clock, mode or reset set through any worker
 applies to the next call on every worker, and the request log shows every worker's calls.
 """
 
@@ -21,8 +21,9 @@ from multiprocessing.connection import Connection
 
 import click
 
+from emulator.launch.banner import banner as make_banner
+from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
-from emulator.worker_group import WorkerGroup
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -36,7 +37,8 @@ def reserve_port(host: str, port: int) -> socket.socket:
 
 
 async def _run_worker(settings: Settings, ready: Connection, group: WorkerGroup) -> None:
-    from emulator.server.lifecycle import serve_until_stopped
+    # Imported in the child: the parent forks before the server stack is loaded.
+    from emulator.launch.lifecycle import serve_until_stopped
 
     def report_ready(_runner: object) -> None:
         ready.send(os.getpid())
@@ -66,8 +68,6 @@ def serve_workers(settings: Settings, banner: str | None = None) -> int:
 
 def _serve_group(settings: Settings, banner: str | None, placeholder: socket.socket,
                  context: multiprocessing.context.BaseContext, group: WorkerGroup) -> int:
-    from emulator.cli import banner as make_banner
-
     children: list[multiprocessing.process.BaseProcess] = []
     waits: list[Connection] = []
     for index in range(settings.workers):

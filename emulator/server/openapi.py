@@ -43,7 +43,7 @@ SSE_EVENT = {
     "required": ["data"],
     "properties": {"data": {"type": "string"}},
 }
-# The async batch answers (`?queueRequest=true`, then polls by `request_id`; emulator/batch.py) of a
+# The async batch answers (`?queueRequest=true`, then polls by `request_id`; emulator/server/batch.py) of a
 # model whose catalog says `async_queue`, whatever its own output schema lists.
 BATCH_STATUS = {
     "type": "object",

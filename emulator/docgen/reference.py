@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from emulator.settings import ENV_PREFIX
+from emulator import pytest_plugin
+from emulator.cassettes import format as cassette_format
+from emulator.errors import CFError
+from emulator.server.app import HANDLERS, create_app
+from emulator.server.paths import parse
+from emulator.server.state import STATE
+from emulator.settings import ENV_PREFIX, Settings
 
 HEADER = """# Reference
 
@@ -264,8 +270,6 @@ def env_section(main: click.Group) -> list[str]:
 
 
 def surfaces_section() -> list[str]:
-    from emulator.server.app import HANDLERS
-
     out = [
         "## Supported surfaces",
         "",
@@ -283,10 +287,6 @@ def surfaces_section() -> list[str]:
 
 def implemented(endpoint: Endpoint) -> bool:
     """Ask the emulator's own router: does this path reach a surface handler?"""
-    from emulator.errors import CFError
-    from emulator.server.app import HANDLERS
-    from emulator.server.paths import parse
-
     try:
         route = parse(endpoint.method, endpoint.probe)
     except CFError:
@@ -320,10 +320,6 @@ def endpoints_section() -> list[str]:
 
 def control_routes() -> list[tuple[str, str]]:
     """(method, path) of every `/__emulator__` route, read from a freshly built app's router."""
-    from emulator.server.app import create_app
-    from emulator.server.state import STATE
-    from emulator.settings import Settings
-
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(Settings(data_dir=Path(tmp), ledger_path=":memory:"))
         routes = []
@@ -371,16 +367,12 @@ class _Parser:
 
 
 def plugin_options() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    from emulator import pytest_plugin
-
     parser = _Parser()
     pytest_plugin.pytest_addoption(parser)  # type: ignore[arg-type]
     return parser.options
 
 
 def plugin_section() -> list[str]:
-    from emulator import pytest_plugin
-
     out = [
         "## pytest plugin",
         "",
@@ -432,8 +424,6 @@ def _rst_to_markdown(text: str) -> list[str]:
 
 
 def cassette_section() -> list[str]:
-    from emulator.cassettes import format as cassette_format
-
     doc = inspect.getdoc(cassette_format) or ""
     return [
         "## Cassette format",
@@ -445,9 +435,8 @@ def cassette_section() -> list[str]:
     ]
 
 
-def generate() -> str:
-    from emulator.cli import main
-
+def generate(main: click.Group) -> str:
+    """The reference for the command line `main` (the `workers-ai-emulator` group)."""
     parts = [
         HEADER,
         *surfaces_section(),

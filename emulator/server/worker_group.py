@@ -10,7 +10,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
-# The control plane's shared file (emulator/shared_control.py): the stubs and faults, each with the
+# The control plane's shared file (emulator/control/shared.py): the stubs and faults, each with the
 # slot of its counters in shared memory, and `meta` (clock, mode, id counters, reset epochs).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.call import Call, StreamEvent
+from emulator.call import Call, StreamCut, StreamEvent
+from emulator.control.scope import Scope, SpecError, request_body
 from emulator.errors import CATALOGUE, CFError, Layer
 from emulator.fakes.seed import derive_seed
-from emulator.scope import Scope, SpecError, request_body
 
 # Friendly names and the codes users know → catalogue kinds.
 ERROR_ALIASES: dict[str, str] = {"upstream": "upstream_unavailable", "daily": "daily_limit"}
@@ -36,10 +36,6 @@ CUT_STREAM = "cut_stream"
 STREAM_KINDS = frozenset({SLOW_STREAM, CUT_STREAM})
 # Fields catalogue templates may ask for; str.format ignores the ones a template does not use.
 TEMPLATE_DEFAULTS = {"detail": "emulated fault", "type": "string", "what": "body", "path": ""}
-
-
-class StreamCut(ConnectionResetError):
-    """Raised mid-stream: aiohttp treats it as a dropped connection and closes it without a final chunk."""
 
 
 def error_kind(value: Any) -> str:

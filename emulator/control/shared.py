@@ -1,6 +1,6 @@
 """One control-plane state for all the workers of a `serve --workers N` server.
 
-The parent process makes a `WorkerGroup` before it forks (emulator/worker_group.py): a private run
+The parent process makes a `WorkerGroup` before it forks (emulator/server/worker_group.py): a private run
 directory holding a SQLite file (the stubs, faults, clock and mode every worker obeys) and each
 worker's unix socket, and shared memory: the generation, moved by every change to that file, the
 request log's ids, and every stub's and fault's counters. Before each call a worker compares the
@@ -17,6 +17,7 @@ reading it asks every other worker for its entries over its socket and merges th
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import sqlite3
@@ -26,13 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientError, ClientSession, ClientTimeout, UnixConnector, web
 
 from emulator.call import Call
-from emulator.faults import Fault, FaultSet, decide_among
-from emulator.scope import SpecError
-from emulator.stubs import Answer, Stub, StubSet
-from emulator.worker_group import SLOT_FIELDS, SLOTS, WorkerGroup
+from emulator.control.faults import Fault, FaultSet, decide_among
+from emulator.control.scope import SpecError
+from emulator.control.stubs import Answer, Stub, StubSet
+from emulator.server.worker_group import SLOT_FIELDS, SLOTS, WorkerGroup
 
 STUB, FAULT = "stub", "fault"
 
@@ -271,3 +272,20 @@ class SharedStubSet(StubSet):
                 self.store.write(item, [stub.calls])
             return stub, stub.answers[min(stub.calls - 1, len(stub.answers) - 1)]
         return None
+
+
+async def ask_peers(group: WorkerGroup, query: dict[str, str]) -> list[dict[str, Any]]:
+    """The request-log entries every other worker of the group holds (its `worker-log` route on its
+    unix socket) for `query`; a worker that is gone adds nothing."""
+    async def ask(path: str) -> list[dict[str, Any]]:
+        try:
+            async with (ClientSession(connector=UnixConnector(path=path)) as session,
+                        session.get("http://worker/__emulator__/worker-log", params=query,
+                                    timeout=ClientTimeout(total=30)) as resp):
+                found: list[dict[str, Any]] = orjson.loads(await resp.read()) if resp.status == 200 else []
+                return found
+        except (OSError, ClientError, TimeoutError):
+            return []
+
+    answers = await asyncio.gather(*(ask(str(path)) for path in group.peer_sockets()))
+    return [entry for found in answers for entry in found]

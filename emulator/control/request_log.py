@@ -22,9 +22,9 @@ import orjson
 from aiohttp import hdrs, web
 
 from emulator import limits
-from emulator.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
+from emulator.call import StreamCut
+from emulator.control.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
 from emulator.errors import CFError
-from emulator.faults import StreamCut
 from emulator.server.paths import Kind
 from emulator.server.state import ROUTE
 
@@ -185,7 +185,7 @@ class RequestLog:
         self.entries: deque[LogEntry] = deque(maxlen=size)
         self.max_body_bytes = max_body_bytes
         self.raw_budget = raw_budget
-        # The workers of one server draw ids from one shared counter (emulator/shared_control.py).
+        # The workers of one server draw ids from one shared counter (emulator/control/shared.py).
         self._next_id = next_id or itertools.count(1).__next__
         self.worker = worker
         self._holding: deque[LogEntry] = deque()  # entries still holding raw bytes, oldest first

@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from emulator import log_redaction
+from emulator.launch import log_redaction
+from emulator.launch.allocator import keep_freed_memory
 from emulator.limits import runner_for
-from emulator.server.allocator import keep_freed_memory
 from emulator.server.app import create_app
+from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
-from emulator.worker_group import WorkerGroup
 
 
 async def serve_until_stopped(settings: Settings, on_started: Callable[[web.AppRunner], None],
