@@ -36,8 +36,6 @@ from emulator.control.stubs import Answer, Stub, StubSet
 from emulator.server.worker_group import SLOT_FIELDS, SLOTS, WorkerGroup
 
 STUB, FAULT = "stub", "fault"
-
-
 WORKER_GROUP: web.AppKey[WorkerGroup] = web.AppKey("worker_group", WorkerGroup)
 
 
