@@ -270,12 +270,3 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
     answer = openai_shapes.response_for(model, inputs, gen, call_seed(call, state.settings.seed))
     return json_response(answer, headers=answer_headers(call, executed))
 
-
-HANDLERS = {
-    Kind.CHAT: handle_chat,
-    Kind.COMPAT_CHAT: handle_chat,
-    Kind.EMBEDDINGS: handle_embeddings,
-    Kind.COMPAT_EMBEDDINGS: handle_embeddings,
-    Kind.RESPONSES: handle_responses,
-}
-
