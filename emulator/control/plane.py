@@ -4,6 +4,7 @@ calls around each model call (`ControlHooks` in emulator/server/state.py)."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from emulator.backends.factory import backend_for
 from emulator.call import Call, Outcome
 from emulator.control.faults import FaultSet
 from emulator.control.request_log import CURRENT, RequestLog, describe_call
+from emulator.control.scope import SpecError
 from emulator.control.shared import SharedFaultSet, SharedStore, SharedStubSet, ask_peers
 from emulator.control.stubs import StubSet
 from emulator.errors import CFError
@@ -25,6 +27,13 @@ from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Mode, Settings
 
 log = logging.getLogger("workers_ai_emulator.control")
+
+# The clock and `day` parameters stay inside these bounds: the ledger works with the day after "today"
+# (its reset time), which Python's dates cannot represent past 9999-12-31.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
+# Request ids and `limit` longer than this are refused before int() (which refuses 4,300 digits).
+MAX_NUMBER_DIGITS = 18
 
 
 class ControlClock:
@@ -40,10 +49,19 @@ class ControlClock:
         return self._fixed.timestamp() if self._fixed is not None else time.time()
 
     def set(self, when: datetime) -> None:
-        self._fixed = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        """Freeze the clock at `when` (naive means UTC); SpecError outside EARLIEST..LATEST."""
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        if not EARLIEST <= when <= LATEST:
+            raise SpecError(f"the clock must stay between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+        self._fixed = when
 
     def advance(self, seconds: float) -> None:
-        self._fixed = self.now() + timedelta(seconds=seconds)
+        """Move the clock by `seconds` (may be negative); SpecError past EARLIEST..LATEST."""
+        now = self.now()
+        room = (LATEST - now).total_seconds() if seconds >= 0 else (now - EARLIEST).total_seconds()
+        if not math.isfinite(seconds) or abs(seconds) > room:
+            raise SpecError(f"the clock must stay between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+        self._fixed = now + timedelta(seconds=seconds)
 
     def real(self) -> None:
         self._fixed = None
@@ -129,16 +147,22 @@ class ControlPlane:
             self.store.set_meta({"mode": settings.mode.value, "cassette": settings.cassette or ""})
 
     async def requests(self, *, model: str | None = None, surface: str | None = None,
-                       status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+                       status: str | None = None, account: str | None = None,
+                       limit: int | None = None) -> list[dict[str, Any]]:
         """The log's entries as JSON, oldest first: every worker's, merged by id."""
         found = [e.to_json() for e in self.log.select(model=model, surface=surface, status=status,
-                                                       limit=limit)]
+                                                       account=account, limit=limit)]
         if self.group is not None:
             query = {k: str(v) for k, v in (("model", model), ("surface", surface), ("status", status),
-                                              ("limit", limit)) if v is not None}
+                                              ("account", account), ("limit", limit)) if v is not None}
             found += await ask_peers(self.group, query)
             found.sort(key=lambda e: int(e["id"]))
         return found[-limit:] if limit else found
+
+    async def forget_elsewhere(self, account: str) -> None:
+        """The other workers of the group drop one account's log entries too."""
+        if self.group is not None:
+            await ask_peers(self.group, {"forget": account})
 
     async def request(self, wanted: int) -> dict[str, Any] | None:
         """One logged request by id, from whichever worker answered it."""
@@ -192,7 +216,14 @@ class ControlPlane:
         if entry is not None:
             entry.neurons = neurons
 
-    def reset(self) -> None:
+    def reset(self, account: str | None = None) -> None:
+        """Everything, or only one account's usage, log entries, stubs and faults (the clock is shared)."""
+        if account is not None:
+            self.state.ledger.reset(account)
+            self.log.forget(account)
+            self.stubs.forget(account)
+            self.faults.forget(account)
+            return
         self.state.ledger.reset()
         self.log.clear()
         self.stubs.clear()

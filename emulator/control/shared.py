@@ -195,6 +195,10 @@ class SharedFaultSet(FaultSet):
         super().clear()
         self.store.clear(FAULT)
 
+    def forget(self, account: str) -> None:
+        for fault in [f for f in self._faults if f.scope.account == account]:
+            self.remove(fault.id)
+
     def list(self) -> list[Fault]:
         with self.store.counter_lock:
             live = [f for f in self._faults if self._load(f)]
@@ -245,6 +249,10 @@ class SharedStubSet(StubSet):
     def clear(self) -> None:
         super().clear()
         self.store.clear(STUB)
+
+    def forget(self, account: str) -> None:
+        for stub in [s for s in self._stubs if s.scope.account == account]:
+            self.remove(stub.id)
 
     def list(self) -> list[Stub]:
         with self.store.counter_lock:

@@ -17,6 +17,10 @@ from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
 
 
+class ListenError(Exception):
+    """The server could not listen on its host and port (in use, not allowed, no such address)."""
+
+
 async def serve_until_stopped(settings: Settings, on_started: Callable[[web.AppRunner], None],
                               group: WorkerGroup | None = None) -> None:
     """Serve `settings` until a stop signal; `serve` and every `--workers` process start the same way
@@ -27,7 +31,12 @@ async def serve_until_stopped(settings: Settings, on_started: Callable[[web.AppR
     runner = runner_for(create_app(settings, group=group))
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        where = f"{settings.host}:{settings.port}"
+        raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     if group is not None:
         await web.UnixSite(runner, str(group.socket_path(group.index))).start()
     # The catalog, its compiled validators and the fakes' tables live as long as the process: moved

@@ -10,6 +10,7 @@ import orjson
 from emulator.call import Call, StreamEvent
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
+from emulator.fakes import tokens
 from emulator.fakes.from_schema import fake_from_schema
 from emulator.fakes.seed import derive_seed, rng
 from emulator.limits import output_tokens
@@ -18,8 +19,6 @@ from emulator.tasks import FakeContext
 
 PADDING_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789" * 3
 DEFAULT_MAX_TOKENS = 256
-# Chat templates add a few tokens per message (role markers); this keeps prompt_tokens plausible.
-TEMPLATE_TOKENS_PER_MESSAGE = 4
 
 
 @dataclass(slots=True)
@@ -40,47 +39,44 @@ class Generation:
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
 
 
-def content_text(content: Any) -> str:
-    """Message content as plain text: a string, an array of parts, or one part object."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or "")
-    if isinstance(content, list):
-        return " ".join(content_text(part) for part in content)
-    return str(content)
+def responses_messages(inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Responses body's prompt as chat messages: `instructions` as the system turn, then the input
+    items (a function call as the assistant's turn with its name and arguments, a function result as
+    a tool turn with its output)."""
+    items = inputs["input"]
+    messages: list[dict[str, Any]] = []
+    instructions = inputs.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        messages.append({"role": "system", "content": instructions})
+    for item in [{"role": "user", "content": items}] if isinstance(items, str) else items:
+        if not isinstance(item, dict):
+            messages.append({"role": "user", "content": item})
+        elif item.get("type") == "function_call":
+            call = f"{item.get('name') or ''} {item.get('arguments') or ''}"
+            messages.append({"role": "assistant", "content": call})
+        elif item.get("type") == "function_call_output":
+            messages.append({"role": "tool", "content": item.get("output")})
+        else:
+            messages.append(item)
+    return messages
 
 
-def item_text(item: Any) -> str:
-    """The text a Responses input item puts in the prompt: a message's content, a function call's
-    name and arguments, a function result's output."""
-    if not isinstance(item, dict):
-        return content_text(item)
-    kind = item.get("type")
-    if kind == "function_call":
-        return f"{item.get('name') or ''} {item.get('arguments') or ''}"
-    if kind == "function_call_output":
-        return content_text(item.get("output"))
-    return content_text(item.get("content"))
-
-
-def prompt_tokens(inputs: dict[str, Any]) -> int:
+def prompt_tokens(inputs: dict[str, Any], model: str) -> int:
+    """Prompt tokens as the model's tokenizer and chat template count them (emulator/fakes/tokens.py)."""
     if "prompt" in inputs:
-        return max(1, text_fake.count_tokens(str(inputs["prompt"])))
-    if "input" in inputs:  # Responses form (gpt-oss); `instructions` are one more (system) turn
-        items = inputs["input"]
-        instructions = inputs.get("instructions")
-        extra = (text_fake.count_tokens(instructions) + TEMPLATE_TOKENS_PER_MESSAGE
-                 if isinstance(instructions, str) and instructions else 0)
-        if isinstance(items, str):
-            return max(1, text_fake.count_tokens(items)) + extra
-        return (sum(text_fake.count_tokens(item_text(i)) + TEMPLATE_TOKENS_PER_MESSAGE for i in items)
-                + extra) or 1
+        return max(1, tokens.prompt_text_tokens(model, str(inputs["prompt"])))
+    if "input" in inputs:  # Responses form (gpt-oss)
+        return max(1, tokens.chat_prompt_tokens(model, responses_messages(inputs), inputs.get("tools")))
     messages = inputs.get("messages") or []
-    return sum(text_fake.count_tokens(content_text(m.get("content"))) + TEMPLATE_TOKENS_PER_MESSAGE
-               for m in messages if isinstance(m, dict)) or 1
+    return max(1, tokens.chat_prompt_tokens(model, messages if isinstance(messages, list) else [],
+                                            inputs.get("tools")))
+
+
+def completion_tokens(model: str, text: str, limit: int, truncated: bool) -> int:
+    """Tokens of the answer; an answer cut by the cap used exactly the cap, as a real one does."""
+    if truncated:
+        return limit
+    return min(tokens.completion_tokens(model, text), limit)
 
 
 def default_max_tokens(model: Model) -> int:
@@ -178,7 +174,8 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
     limit = (inputs.get("max_completion_tokens") or inputs.get("max_tokens")
              or inputs.get("max_output_tokens") or default_max_tokens(call.model))
     limit = output_tokens(int(limit) if isinstance(limit, (int, float)) else DEFAULT_MAX_TOKENS)
-    p_tokens = prompt_tokens(inputs)
+    name = call.model.name
+    p_tokens = prompt_tokens(inputs, name)
     tool_calls = [{"name": t["name"],
                    "arguments": _arguments(t["parameters"], derive_seed(ctx.seed, t["name"]))}
                   for t in _pick_tools(inputs, _tools(inputs), ctx.seed)]
@@ -186,17 +183,23 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
     if call.model.flag("reasoning"):
         reasoning, _ = text_fake.prose(derive_seed(ctx.seed, "reasoning"), min(48, limit))
     if tool_calls:
-        return Generation("", "tool_calls", p_tokens,
-                          sum(text_fake.count_tokens(orjson.dumps(t).decode()) for t in tool_calls),
+        spent = sum(tokens.completion_tokens(name, orjson.dumps(t).decode()) for t in tool_calls)
+        return Generation("", "tool_calls", p_tokens, spent + _reasoning_tokens(name, reasoning),
                           tool_calls, reasoning, limit)
     json_text = _json_mode(inputs, ctx.seed)
     if json_text is not None:
-        return Generation(json_text, "stop", p_tokens, text_fake.count_tokens(json_text), [], reasoning,
-                          limit)
+        return Generation(json_text, "stop", p_tokens, completion_tokens(name, json_text, limit, False), [],
+                          reasoning, limit)
     text, truncated = text_fake.prose(ctx.seed, limit)
     text, stopped = _apply_stop(text, inputs.get("stop"))
-    finish = "length" if truncated and not stopped else "stop"
-    return Generation(text, finish, p_tokens, text_fake.count_tokens(text), [], reasoning, limit)
+    truncated = truncated and not stopped
+    return Generation(text, "length" if truncated else "stop", p_tokens,
+                      completion_tokens(name, text, limit, truncated), [], reasoning, limit)
+
+
+def _reasoning_tokens(model: str, reasoning: str | None) -> int:
+    # Reasoning is generated output too: gpt-oss's 37 completion tokens for a tool call include it.
+    return tokens.completion_tokens(model, reasoning) if reasoning else 0
 
 
 def choices_wanted(call: Call) -> int:
