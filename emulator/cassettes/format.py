@@ -395,13 +395,23 @@ class RecordedRequest(_Model):
         return _http_headers(value)
 
 
+class StreamBreak(_Model):
+    """How a recorded stream ended early: the upstream connection broke after the recorded events,
+    `offset_ms` after the response started, without the stream's own end (no `[DONE]`)."""
+
+    offset_ms: float
+    reason: str  # "connection closed" or "timeout"
+
+
 class RecordedResponse(_Model):
-    """A recorded response: status, allow-listed headers, and either a body or SSE events."""
+    """A recorded response: status, allow-listed headers, and either a body or SSE events; a stream
+    that broke off mid-way also has `cut` (replay sends its events, then drops the connection)."""
 
     status: int
     headers: dict[str, str] = Field(default_factory=dict)
     body: Body | None = None
     events: list[SSEEvent] | None = None
+    cut: StreamBreak | None = None
 
     @field_validator("headers")
     @classmethod
@@ -424,6 +434,7 @@ class RecordedResponse(_Model):
         *,
         allow: Iterable[str] = RESPONSE_HEADER_ALLOW,
         events: list[SSEEvent] | None = None,
+        cut: StreamBreak | None = None,
     ) -> RecordedResponse:
         """Record a finished response, keeping its body byte-exact.
 
@@ -438,7 +449,7 @@ class RecordedResponse(_Model):
             except UnicodeDecodeError:
                 events = None
         if events is not None:
-            return cls(status=status, headers=kept, events=events)
+            return cls(status=status, headers=kept, events=events, cut=cut)
         return cls(status=status, headers=kept, body=Body.from_bytes(body, content_type, exact=True))
 
     @property

@@ -215,6 +215,7 @@ class Redactor:
             headers=self.redact_headers(response.headers),
             body=self.redact_body(response.body) if response.body is not None else None,
             events=events,
+            cut=response.cut,
         )
 
     def _redact_event(self, event: SSEEvent) -> SSEEvent:
