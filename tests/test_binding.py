@@ -99,7 +99,7 @@ async def test_errors_read_as_inference_upstream_error_messages(emulator: Emulat
 
 
 def test_descriptions_match_the_observed_binding_messages() -> None:
-    """fixtures/observed/err-4006-daily-neurons-binding-and-misc.json: the thrown binding text."""
+    """fixtures/observations/err-4006-daily-neurons-binding-and-misc.json: the thrown binding text."""
     rest = ("AiError: AiError: you have used up your daily free allocation of 10,000 neurons, please upgrade "
             "to Cloudflare's Workers Paid plan if you would like to continue usage. "
             "(0b1b6a5e-5d1e-4d2a-9c1e-1f2a3b4c5d6e)")
