@@ -268,6 +268,8 @@ async def test_every_catalog_model_answers_through_the_binding_as_over_rest(
     """Same fake, same seed: the binding's answer is REST's `result` (bare, exactly application/json),
     or REST's bytes with their content type (images, audio) that user code gets as a ReadableStream."""
     emu = await make_emulator(plan="paid")
+    # A frozen clock: per-call ids and `created` stamps (server/stamps.py) are then equal too.
+    await emu.session.post(f"{emu.base}/__emulator__/clock", json={"now": "2026-10-02T12:00:00Z"})
     for body in walk.examples(model)[:2]:
         if isinstance(body, dict) and "multipart" in body:
             continue  # the FormData form: test_form_data_input_is_sent_as_the_multipart_body
