@@ -79,6 +79,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "upstream_unreachable": ErrorSpec(7009, 502, "Upstream service unavailable: {detail}", Layer.EDGE),
     "no_cassette_match": ErrorSpec(7404, 404, "Emulator replay: {detail}"),
     "upstream_budget": ErrorSpec(7429, 429, "Emulator upstream budget exhausted: {detail}"),
+    "upstream_too_large": ErrorSpec(7413, 502, "Emulator upstream answer too large: {detail}"),
     "not_supported": ErrorSpec(5019, 405, "{detail}"),
     # OpenAI-compatible surface (codes for undocumented cases are the emulator's choice, see
     # emulator/server/openai_surface.py and docs/openai-compatible.md).

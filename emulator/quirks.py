@@ -115,6 +115,22 @@ QUIRKS: dict[str, Quirk] = {
             "fixtures/observations/headers-and-billing-observed.json "
             "(phoenix-1.0: \"NO cf-ai-neurons header\").",
         ),
+        Quirk(
+            "daily-limit-concurrent-calls-cross",
+            "on the free plan every call admitted while the day was under 10,000 neurons completes, "
+            "however many were in flight: concurrent calls can take the day past the allowance by the "
+            "cost of all of them together (300 calls at once on a 200-neuron allowance: ~177%).",
+            "only one call may cross the allowance: a call whose charge finds the wall already reached "
+            "by calls that finished while it ran is refused with 4006 and not charged (within one "
+            "process; `--workers` processes each see the others' charges at their next commit).",
+            "https://developers.cloudflare.com/workers-ai/platform/pricing/ and "
+            "fixtures/observations/headers-and-billing-observed.json: a call's "
+            "cost is only known once it finished (`cf-ai-neurons`, e.g. 1363.64 for one flux-2-klein-9b "
+            "call), so admission can only see finished calls; "
+            "fixtures/observations/err-4006-daily-neurons-binding-and-misc.json: "
+            "the block applies to requests arriving after the allowance is used up. No capture shows a "
+            "reservation of in-flight cost, nor how far real concurrent calls overshoot.",
+        ),
     ]
 }
 

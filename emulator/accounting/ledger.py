@@ -440,6 +440,14 @@ class Ledger:
         self._totals[(account, d)] = total
         return total
 
+    def pending_total(self, account: str) -> float:
+        """The account's neurons for today charged in this event-loop turn and not yet booked into
+        `day_total` (charge_async stores a turn's charges together)."""
+        if not self._pending:
+            return 0.0
+        today = self._now().date()
+        return sum(e.neurons for e, _ in self._pending if e.account == account and e.day == today)
+
     def admit(self, account: str, model: str, *, task: str, requires_paid: bool) -> Admission:
         if self.plan is Plan.PAID and not self.rate_limits:
             return ADMITTED  # nothing to check: no wall, no rate window

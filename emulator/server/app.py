@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from emulator.accounting.ledger import Ledger, Plan
 from emulator.accounting.pricing import load_prices
 from emulator.backends.factory import backend_for
 from emulator.catalog import load_catalog
+from emulator.control.routes import guarded
 from emulator.control.routes import install as install_control
 from emulator.errors import CFError
 from emulator.limits import read_body
@@ -122,6 +123,18 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def expect_continue(request: web.Request) -> web.Response | None:
+    """`Expect: 100-continue`: a body announced larger than the limit gets its 413 instead of an
+    invitation to send it; anything else gets `100 Continue`. Other Expect values are ignored."""
+    length = request.content_length
+    if length is not None and length > request.app[STATE].settings.max_body_bytes:
+        return _error(request, CFError("too_large"))
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size starts after the interim line
+    return None
+
+
 def _error(request: web.Request, error: CFError) -> web.Response:
     state = request.app[STATE]
     route = request.get(ROUTE)
@@ -143,7 +156,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     gateway.install(app)
     binding.install(app, fallback=dispatch)  # `/` and `/binding/{account}` with an MF-Binding header
     # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch, expect_handler=expect_continue)
     app.on_cleanup.append(_close)
     return app
 
@@ -151,7 +164,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
     install_control(app)
-    install_openapi(app, app[STATE].settings.control_plane)
+    install_openapi(app, app[STATE].settings.control_plane, guard=guarded)
 
 
 async def _close(app: web.Application) -> None:

@@ -91,6 +91,11 @@ def error_response(
     return json_response(body, status=error.status, headers=headers)
 
 
+# The status a streamed answer was sent with, set once its headers are out: a client that leaves
+# after that has cut an answer, not missed one (the request log reads it).
+STREAM_STATUS: web.RequestKey[int] = web.RequestKey("stream_status", int)
+
+
 def sse_frame(data: str) -> bytes:
     return b"data: " + data.encode() + b"\n\n"
 
@@ -107,6 +112,7 @@ async def stream_events(
         status=status, headers={"Content-Type": SSE, "Cache-Control": "no-cache", **headers}
     )
     await response.prepare(request)
+    request[STREAM_STATUS] = response.status
     await write_events(response, events)
     await response.write_eof()
     return response
