@@ -37,7 +37,7 @@ from emulator.server.catalog_api import search_models
 from emulator.server.edge import check_size
 from emulator.server.gateway import gateway_headers
 from emulator.server.inputs import parse_form, parse_json, validate
-from emulator.server.native import lookup_model
+from emulator.server.native import lookup_model, stamped
 from emulator.server.paths import ACCOUNT_ID, Kind, Route
 from emulator.server.pipeline import Executed, execute_request
 from emulator.server.render import (
@@ -49,6 +49,7 @@ from emulator.server.render import (
     new_request_id,
     stream_events,
 )
+from emulator.server.stamps import Stamper
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.settings import DEFAULT_ACCOUNT
 
@@ -280,7 +281,9 @@ async def render(request: web.Request, call: Call, executed: Executed) -> web.St
         return unwrap_rest(outcome.body or b"", outcome.status, headers)
     if outcome.status >= 400:
         return unwrap_rest(dumps(outcome.result), outcome.status, headers)
-    return json_response(outcome.result, status=outcome.status, headers=headers)
+    # Per-call ids and times, as on REST (server/stamps.py).
+    stamper = Stamper(request.app[STATE].clock) if stamped(call.model) else None
+    return json_response(outcome.result, status=outcome.status, headers=headers, stamper=stamper)
 
 
 def unwrap_rest(body: bytes, status: int, headers: dict[str, str]) -> web.Response:
