@@ -115,7 +115,8 @@ async def hold_rpc_socket(request: web.Request) -> web.StreamResponse:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    for ws in list(app[SOCKETS]):
+    sockets = app[SOCKETS]
+    for ws in list(sockets):
         await ws.close(code=1001, message=b"workers-ai-emulator is shutting down")
 
 

@@ -235,7 +235,7 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
     if body.get("stream") is True:
         raise CFError("responses_stream")
     # The native Responses branch of gpt-oss takes exactly `input` and `reasoning`.
-    inputs = {k: body[k] for k in ("input", "reasoning") if k in body}
+    inputs: dict[str, Any] = {k: body[k] for k in ("input", "reasoning") if k in body}
     validate(model, inputs, state.quirks)
     call = make_call(request, route, model, inputs, Surface.RESPONSES, request_id, raw)
     executed = await execute_request(request, state, call)

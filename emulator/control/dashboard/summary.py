@@ -129,7 +129,7 @@ def _text_of(result: Any) -> str | None:
         output = result.get("output")
         if isinstance(output, list):  # the Responses API: output items hold content parts
             parts = [
-                part.get("text")
+                str(part["text"])
                 for item in output
                 if isinstance(item, dict)
                 for part in item.get("content") or []

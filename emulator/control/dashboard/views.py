@@ -88,8 +88,8 @@ async def page(request: web.Request) -> web.StreamResponse:
         mode=state.settings.mode.value,
         cassette=state.settings.cassette if state.settings.mode.value != "mock" else None,
         clock=plane.clock.describe(),
-        stubs=[s.describe() for s in plane.stubs.list()],
-        faults=[f.describe() for f in plane.faults.list()],
+        stubs=[s.describe() for s in plane.stubs.all()],
+        faults=[f.describe() for f in plane.faults.all()],
     )
     return _html(view.render())
 
