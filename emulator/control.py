@@ -11,6 +11,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from emulator.settings import Mode
 from emulator.stubs import StubSet
 
 PREFIX = "/__emulator__"
+MODE_FIELDS = frozenset({"mode", "cassette", "cassette_dir", "ignore_fields"})
 EXTENSION = "control"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -254,10 +256,10 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
 
     state = request.app[STATE]
     body = await _read_json(request)
-    if not isinstance(body, dict) or "mode" not in body or set(body) - {"mode", "cassette"}:
+    if not isinstance(body, dict) or "mode" not in body or set(body) - MODE_FIELDS:
         raise SpecError(
             'send {"mode": "mock"|"replay"|"record"|"passthrough"|"replay-or-record"} '
-            'and optionally "cassette"'
+            'and optionally "cassette", "cassette_dir" and "ignore_fields"'
         )
     try:
         mode = Mode(body["mode"])
@@ -268,6 +270,16 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
         if not isinstance(body["cassette"], str) or not body["cassette"]:
             raise SpecError("`cassette` must be a non-empty name")
         update["cassette"] = body["cassette"]
+    if "cassette_dir" in body:
+        # The pytest plugin keeps each test module's cassettes beside it: one directory per module.
+        if not isinstance(body["cassette_dir"], str) or not Path(body["cassette_dir"]).is_absolute():
+            raise SpecError("`cassette_dir` must be an absolute directory path")
+        update["cassette_dir"] = Path(body["cassette_dir"])
+    if "ignore_fields" in body:
+        fields = body["ignore_fields"]
+        if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
+            raise SpecError("`ignore_fields` must be a list of field names")
+        update["ignore_fields"] = fields
     settings = state.settings.model_copy(update=update)
     try:
         backend = make_backend(settings)
@@ -277,7 +289,12 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
     old, state.backend, state.settings = state.backend, backend, settings
     state.answers = AnswerCache()  # the answers kept were the old backend's
     await old.close()
-    return _json({"mode": mode.value, "cassette": settings.cassette})
+    return _json({
+        "mode": mode.value,
+        "cassette": settings.cassette,
+        "cassette_dir": str(settings.cassette_dir) if settings.cassette_dir else None,
+        "ignore_fields": settings.ignore_fields,
+    })
 
 
 def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:

@@ -18,6 +18,13 @@ class Mode(enum.StrEnum):
     REPLAY_OR_RECORD = "replay-or-record"
 
 
+class Hints(enum.StrEnum):
+    """Whose words a replay miss uses to say how to fix it: `serve` flags or pytest options."""
+
+    SERVE = "serve"
+    PYTEST = "pytest"
+
+
 class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8787
@@ -43,6 +50,7 @@ class Settings(BaseModel):
     replay_timing: str = "fast"
     max_upstream_neurons: float | None = None
     ignore_fields: list[str] = Field(default_factory=list)  # request-body fields replay matching ignores
+    hints: Hints = Hints.SERVE
     max_body_bytes: int = 25 * 1024 * 1024
     quirks: dict[str, bool] = Field(default_factory=dict)  # quirk name → on/off (default: all on)
     control_plane: bool = True

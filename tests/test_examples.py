@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.packaging import build_wheel, fresh_venv, run
 from tests.serving import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,23 @@ def test_python_app_suite_passes() -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "5 passed" in out.stdout
     assert "Workers AI cost" in out.stdout  # the plugin's per-test cost report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_python_app_installs_the_emulator_as_a_user_would(tmp_path: Path) -> None:
+    """A copy of the example (a project of its own, pinning pydantic==2.10.6) in a fresh venv: the
+    emulator's wheel and the project's `test` extra in one pip command, as its README says."""
+    project = tmp_path / "textkit"
+    skip = shutil.ignore_patterns("__pycache__", ".pytest_cache", ".venv")
+    shutil.copytree(EXAMPLES / "python-app", project, ignore=skip)
+    wheel = build_wheel(tmp_path / "dist")
+    python = fresh_venv(tmp_path / "venv")
+    run([str(python), "-m", "pip", "install", "-q", str(wheel), f"{project}[test]"], timeout=900)
+    pydantic = run([str(python), "-c", "import pydantic; print(pydantic.VERSION)"], timeout=60)
+    assert pydantic.strip() == "2.10.6"
+    out = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], timeout=600, cwd=project)
+    assert "5 passed" in out and "Workers AI cost" in out
 
 
 def test_python_app_runs_as_a_script(tmp_path: Path) -> None:

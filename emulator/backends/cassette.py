@@ -35,12 +35,24 @@ from emulator.cassettes import (
     SSEEvent,
 )
 from emulator.errors import CFError
-from emulator.settings import Mode, Settings
+from emulator.settings import Hints, Mode, Settings
 
-FIX_HINT = (
-    "To fix: re-record the cassette (--mode record or replay-or-record), or make matching ignore a "
-    "field that changes on every run with --ignore-field NAME."
-)
+FIX_HINTS = {
+    Hints.SERVE: (
+        "To fix: re-record the cassette (--mode record or replay-or-record), or make matching ignore a "
+        "field that changes on every run with --ignore-field NAME."
+    ),
+    Hints.PYTEST: (
+        "To fix: re-record it (pytest --workers-ai-record-mode=all, or =new_episodes to add the "
+        "missing calls), or make matching ignore a field that changes on every run with "
+        "--workers-ai-ignore-field NAME or @pytest.mark.workers_ai(ignore_fields=[NAME])."
+    ),
+}
+RECORD_HINTS = {
+    Hints.SERVE: "Record it first: serve --mode record (or replay-or-record) against the real API.",
+    Hints.PYTEST: "Record it first: pytest --workers-ai-record-mode=once (needs CLOUDFLARE_API_TOKEN "
+    "and CLOUDFLARE_ACCOUNT_ID).",
+}
 
 
 # Another process re-recording a cassette is noticed within this delay.
@@ -147,15 +159,15 @@ class CassetteBackend:
             raise CFError(
                 "no_cassette_match",
                 detail=(
-                    f"cassette {name!r} does not exist ({self.store.path(name)}). Record it first: "
-                    "serve --mode record (or replay-or-record) against the real API."
+                    f"cassette {name!r} does not exist ({self.store.path(name)}). "
+                    + RECORD_HINTS[self.settings.hints]
                 ),
             )
         args = (exchange.method, exchange.path, exchange.query, exchange.body, exchange.content_type)
         try:
             played = index.play(*args, required=required)
         except NoMatch as miss:
-            raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINT}") from None
+            raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINTS[self.settings.hints]}") from None
         if played is None:
             return None
         found, final = played

@@ -150,9 +150,8 @@ def is_event_stream(content_type: str | None) -> bool:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
-    )
+    # populate_by_name (not 2.11's validate_by_name/serialize_by_alias): pydantic 2.10 is supported.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Body(_Model):
@@ -429,7 +428,7 @@ class CassetteFormatError(ValueError):
 
 def dump_cassette(cassette: Cassette) -> bytes:
     """The on-disk bytes of a cassette: UTF-8, indent 2, stable key order, trailing newline."""
-    data = cassette.model_dump(mode="json", exclude_none=True)
+    data = cassette.model_dump(mode="json", exclude_none=True, by_alias=True)
     return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
 
 
