@@ -47,8 +47,64 @@ def banner(settings: Settings) -> str:
             '      -d \'{"prompt": "Where did the phrase Hello World come from"}\'',
             "",
             "  Any 32-hex account id works; without --token any non-empty token is accepted.",
+            f"  data directory     {settings.resolved_data_dir()}  (ledger: `workers-ai-emulator usage"
+            f" --port {settings.port}`)",
+            *recording_lines(settings),
         ]
     )
+
+
+RECORDING_MODES = (Mode.RECORD, Mode.REPLAY_OR_RECORD, Mode.PASSTHROUGH)
+
+
+def cassette_path(settings: Settings) -> Path:
+    from emulator.backends.cassette import cassette_dir
+
+    return cassette_dir(settings) / f"{settings.cassette}.json"
+
+
+def recording_lines(settings: Settings) -> list[str]:
+    """Which cassette a non-mock mode reads or writes, and which credentials go upstream (never the token)."""
+    if settings.mode is Mode.MOCK:
+        return []
+    lines = []
+    if settings.mode is not Mode.PASSTHROUGH:
+        lines.append(f"  cassette           {cassette_path(settings)}")
+    if settings.mode not in RECORDING_MODES:
+        return lines
+    account = settings.upstream_account_id
+    if settings.upstream_token and account:
+        lines.append(f"  upstream           {settings.upstream} as account {account} "
+                     "(token from CLOUDFLARE_API_TOKEN)")
+        return lines
+    missing = [n for n, v in (("CLOUDFLARE_API_TOKEN", settings.upstream_token),
+                              ("CLOUDFLARE_ACCOUNT_ID", account)) if not v]
+    lines += [
+        "",
+        f"  WARNING: {' and '.join(missing)} not set: calls go to {settings.upstream} with",
+        "  each client's own token and account id (the local ones are refused there). Set both to record.",
+    ]
+    return lines
+
+
+def interactions_in(path: Path) -> int:
+    import orjson
+
+    try:
+        return len(orjson.loads(path.read_bytes()).get("interactions", []))
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def shutdown_summary(settings: Settings, before: int) -> str | None:
+    """What a recording run wrote, printed when the server stops."""
+    if settings.mode not in (Mode.RECORD, Mode.REPLAY_OR_RECORD):
+        return None
+    path = cassette_path(settings)
+    after = interactions_in(path)
+    if settings.mode is Mode.RECORD:
+        return f"recorded {after} interaction(s) into {path}" if path.is_file() else "nothing was recorded"
+    return f"recorded {max(after - before, 0)} new interaction(s) into {path} ({after} in the cassette)"
 
 
 @main.command()
@@ -297,7 +353,11 @@ async def run_server(settings: Settings) -> None:
         click.echo(banner(settings))
         sys.stdout.flush()
 
+    before = interactions_in(cassette_path(settings)) if settings.mode in RECORDING_MODES else 0
     await serve_until_stopped(settings, announce)
+    summary = shutdown_summary(settings, before)
+    if summary is not None:
+        click.echo(summary)
 
 
 @main.command("stop")

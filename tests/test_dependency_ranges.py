@@ -35,7 +35,6 @@ CORE_TESTS = [
     "tests/test_control_plane.py",
     "tests/test_native_surface.py",
     "tests/test_core_fakes.py",
-    "tests/test_validation_schema.py",
 ]
 TEST_TOOLS = ["pytest", "pytest-aiohttp", "pytest-timeout", "jsonschema", "hypothesis", "mutagen"]
 
@@ -146,6 +145,7 @@ def test_lowest_versions_of_every_dependency_in_a_fresh_venv(tmp_path: Path) -> 
     (suite / "fixtures").symlink_to(ROOT / "fixtures")
     (suite / "pytest.ini").write_text(
         "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+        "markers =\n    slow: long suites\naddopts = -m 'not slow'\ntimeout = 300\n"
     )
     out = run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *CORE_TESTS], timeout=1200, cwd=suite
