@@ -231,6 +231,20 @@ def shutdown_summary(settings: Settings, before: int) -> str | None:
     help="Request-body field replay matching ignores (dotted path, * wildcard); repeatable.",
 )
 @click.option(
+    "--extra-model",
+    "extra_models",
+    multiple=True,
+    metavar="NAME=TASK",
+    envvar=env("EXTRA_MODELS"),
+    help="Serve a model the catalog lacks, faked like its task's models (@cf/acme/chat-1=text-generation).",
+)
+@click.option(
+    "--catalog-overlay",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=env("CATALOG_OVERLAY"),
+    help="Catalog overlay from `catalog sync` (default: <data-dir>/catalog-overlay.json); re-read on change.",
+)
+@click.option(
     "--no-control-plane",
     is_flag=True,
     envvar=env("NO_CONTROL_PLANE"),
@@ -288,6 +302,8 @@ def serve(
     upstream_gateway: str,
     upstream_timeout: float,
     ignore_fields: tuple[str, ...],
+    extra_models: tuple[str, ...],
+    catalog_overlay: Path | None,
     no_control_plane: bool,
     workers: int,
     durable_ledger: bool,
@@ -326,11 +342,14 @@ def serve(
         upstream_gateway=upstream_gateway,
         upstream_timeout=upstream_timeout,
         ignore_fields=list(ignore_fields),
+        extra_models=list(extra_models),
+        catalog_overlay=catalog_overlay,
         upstream_token=os.environ.get("CLOUDFLARE_API_TOKEN"),
         upstream_account_id=os.environ.get("CLOUDFLARE_ACCOUNT_ID"),
         workers=workers,
         durable_ledger=durable_ledger,
     )
+    _check_extra_models(settings)
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         click.echo(
             f"warning: binding {host} without --token: anyone who can reach this port can use it.", err=True
@@ -340,6 +359,17 @@ def serve(
 
         sys.exit(serve_workers(settings))
     asyncio.run(run_server(settings))
+
+
+def _check_extra_models(settings: Settings) -> None:
+    from emulator.catalog import load_catalog
+    from emulator.catalog.overlay import extra_model, parse_extra_model
+
+    for spec in settings.extra_models:
+        try:
+            extra_model(load_catalog(), *parse_extra_model(spec))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--extra-model") from None
 
 
 async def run_server(settings: Settings) -> None:
@@ -421,6 +451,44 @@ def _add_accounting_commands() -> None:
 
 
 _add_accounting_commands()
+
+
+@main.group("catalog")
+def catalog_group() -> None:
+    """Keep the model catalog up to date with Cloudflare's."""
+
+
+@catalog_group.command("sync")
+@click.option("--upstream", default="https://api.cloudflare.com", show_default=True, envvar=env("UPSTREAM"),
+              help="Real API base to read the catalog from.")
+@click.option("--token", envvar="CLOUDFLARE_API_TOKEN", required=True,
+              help="A real API token (default: $CLOUDFLARE_API_TOKEN).")
+@click.option("--account-id", envvar="CLOUDFLARE_ACCOUNT_ID", required=True,
+              help="The real account id (default: $CLOUDFLARE_ACCOUNT_ID).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar=env("DATA_DIR"),
+              help="Write <data-dir>/catalog-overlay.json, which `serve --data-dir` uses.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the overlay here instead (commit it; `serve --catalog-overlay FILE`).")
+def catalog_sync(
+    upstream: str, token: str, account_id: str, data_dir: Path | None, output: Path | None
+) -> None:
+    """Pull models/search and every models/schema, write the overlay, print what was added/removed/changed."""
+    from emulator.catalog import load_catalog
+    from emulator.catalog.overlay import OVERLAY_FILE
+    from emulator.catalog.sync import CatalogClient, SyncError, sync
+
+    if (data_dir is None) == (output is None):
+        raise click.UsageError("give --data-dir DIR or --output FILE (one of them)")
+    path = output if output is not None else data_dir / OVERLAY_FILE  # type: ignore[operator]
+    try:
+        result = sync(CatalogClient(upstream, account_id, token), load_catalog(), upstream)
+    except SyncError as exc:
+        raise click.ClickException(str(exc)) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(result.overlay.to_json())
+    partial.replace(path)  # a running server never reads half a file
+    click.echo(result.report(path))
 
 
 @main.command("docs-reference")

@@ -51,6 +51,8 @@ class Settings(BaseModel):
     max_upstream_neurons: float | None = None
     ignore_fields: list[str] = Field(default_factory=list)  # request-body fields replay matching ignores
     hints: Hints = Hints.SERVE
+    catalog_overlay: Path | None = None  # default <data_dir>/catalog-overlay.json (`catalog sync`)
+    extra_models: list[str] = Field(default_factory=list)  # NAME=TASK models served besides the catalog
     max_body_bytes: int = 25 * 1024 * 1024
     quirks: dict[str, bool] = Field(default_factory=dict)  # quirk name → on/off (default: all on)
     control_plane: bool = True

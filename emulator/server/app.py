@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from emulator.backends.base import Backend
-from emulator.catalog import load_catalog
+from emulator.catalog.overlay import OVERLAY_FILE, LiveCatalog, parse_extra_model
 from emulator.errors import CFError
 from emulator.ledger import Ledger, Plan
 from emulator.limits import read_body
@@ -67,10 +67,15 @@ def make_ledger(settings: Settings) -> Ledger:
     return ledger
 
 
+def make_catalog(settings: Settings) -> LiveCatalog:
+    overlay = settings.catalog_overlay or settings.resolved_data_dir() / OVERLAY_FILE
+    return LiveCatalog(overlay, [parse_extra_model(spec) for spec in settings.extra_models])
+
+
 def build_state(settings: Settings) -> ServerState:
     return ServerState(
         settings=settings,
-        catalog=load_catalog(),
+        catalog=make_catalog(settings),
         backend=make_backend(settings),
         ledger=make_ledger(settings),
         prices=load_prices(),
