@@ -19,7 +19,44 @@ def env(name: str) -> str:
     return ENV_PREFIX + name
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Commands that keep this repository's generated files current: listed apart from the user's commands.
+MAINTAINER_COMMANDS = frozenset({"cost-table", "docs-reference"})
+
+
+class HelpGroup(click.Group):
+    """Top-level help: every command (subcommands spelled out, e.g. `catalog sync`) with its whole first
+    sentence, the user's commands first and the maintainers' apart."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        user: list[tuple[str, str]] = []
+        maintainer: list[tuple[str, str]] = []
+        for name, command in _spelled_out(self, ctx):
+            if command.hidden:
+                continue
+            row = (name, command.get_short_help_str(limit=1_000))
+            (maintainer if name.split()[0] in MAINTAINER_COMMANDS else user).append(row)
+        for title, rows in (("Commands", user), ("Maintainer commands", maintainer)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _spelled_out(group: click.Group, ctx: click.Context, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is None:
+            continue
+        if isinstance(command, click.Group):
+            found += _spelled_out(command, ctx, f"{prefix}{name} ")
+        else:
+            found.append((prefix + name, command))
+    return found
+
+
+@click.group(
+    cls=HelpGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="workers-ai-emulator")
 def main() -> None:
     """A local, deterministic emulator of the Cloudflare Workers AI REST API."""
