@@ -174,8 +174,17 @@ def cost(model: str, allowance: float, as_json: bool, **opts: Any) -> None:
         from emulator.catalog import load_catalog
 
         if load_catalog().get(model) is None:
-            raise click.UsageError(f"unknown model {model!r} (see docs/costs.md for the priced models)")
+            raise click.UsageError(
+                f"unknown model {model!r} (`workers-ai-emulator cost-table --prices` lists the priced models)"
+            )
     rule = book.rule(model).rule
+    # --cached-input-tokens splits the input of a token-priced model.
+    applies = {*RULE_UNITS[rule], *(("--cached-input-tokens",) if rule == "tokens" else ())}
+    ignored = [f"--{name.replace('_', '-')}" for name, value in opts.items()
+               if value is not None and f"--{name.replace('_', '-')}" not in applies]
+    if ignored:
+        raise click.UsageError(f"{model} is priced by {rule} ({', '.join(RULE_UNITS[rule])}): "
+                               f"{', '.join(ignored)} does not change its price")
     usage_ = _usage_from(model, rule, opts)
     e = estimate(model, usage_, prices=book, allowance=allowance)
     if as_json:

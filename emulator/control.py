@@ -297,6 +297,22 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
     })
 
 
+def _check_stub_model(request: web.Request, spec: Any) -> None:
+    """A stub for an exact model name the catalog does not have would never fire: refuse it, naming
+    the closest models (a glob such as `@cf/meta/*` is taken as written)."""
+    import difflib
+
+    model = spec.get("model") if isinstance(spec, dict) else None
+    if not isinstance(model, str) or any(ch in model for ch in "*?["):
+        return
+    catalog = request.app[STATE].catalog
+    if catalog.get(model) is not None:
+        return
+    close = difflib.get_close_matches(model, [m.name for m in catalog], n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else " (a glob like @cf/meta/* matches many)"
+    raise SpecError(f"no model {model!r} in the catalog, so this stub would never answer{hint}")
+
+
 def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:
     def items(request: web.Request) -> StubSet | FaultSet:
         plane = _plane(request)
@@ -309,6 +325,8 @@ def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:
         created: list[dict[str, Any]] = []
         try:
             for spec in specs:
+                if kind == "stubs":
+                    _check_stub_model(request, spec)
                 created.append(target.add(spec).describe())
         except SpecError:
             for done in created:  # all or nothing: a list with one bad entry adds none

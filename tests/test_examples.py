@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.packaging import build_wheel, fresh_venv, run
-from tests.serving import serve
+from tests.serving import free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -90,3 +91,31 @@ def test_node_openai_example(tmp_path: Path) -> None:
     assert lines[0].startswith("chat: ") and len(lines[0]) > 10
     assert any(line.startswith("stream: ") and len(line) > 10 for line in lines)
     assert "embeddings: 2 vectors of 384" in lines
+
+
+@pytest.mark.timeout(600)  # workerd start-up is slow on a busy machine
+def test_guide_workers_example_runs_against_the_emulator(tmp_path: Path) -> None:
+    """examples/guide-workers/start.mjs --check: the emulator, the image host stand-in and the three
+    workers in workerd, one call through each."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm are not installed: the guide workers example is not run")
+    workers = ROOT / "contract" / "workers"
+    if not (workers / "node_modules").is_dir():
+        ci = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=workers, capture_output=True, text=True, timeout=600
+        )
+        assert ci.returncode == 0, ci.stderr[-2000:]
+    emulator = str(Path(sys.executable).parent / "workers-ai-emulator")
+    env = {**os.environ, "EMULATOR": emulator, "EMULATOR_PORT": str(free_port()), "DATA_DIR": str(tmp_path)}
+    out = subprocess.run(
+        ["node", str(EXAMPLES / "guide-workers" / "start.mjs"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=500,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["image"] == 200 and seen["image_type"] == "image/png"
+    assert seen["text"] and seen["translation"] and seen["neurons"] > 0
