@@ -27,9 +27,9 @@ from typing import Any
 import orjson
 import pytest
 
-from emulator.background import BackgroundServer
+from emulator.accounting.pricing import dollars
 from emulator.client import EmulatorClient
-from emulator.pricing import dollars
+from emulator.launch.background import BackgroundServer
 from emulator.settings import ENV_PREFIX, Hints, Mode, Settings
 
 ACCOUNT_ID = "0123456789abcdef0123456789abcdef"

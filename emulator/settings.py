@@ -8,6 +8,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 ENV_PREFIX = "WORKERS_AI_EMULATOR_"
+# The account the banner's examples use, and the one a binding connection string without its own
+# account (`http://HOST:PORT/`) is charged to.
+DEFAULT_ACCOUNT = "0123456789abcdef0123456789abcdef"
 
 
 class Mode(enum.StrEnum):

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from emulator.accounting.pricing import load_prices
 from emulator.catalog import load_catalog
 from emulator.catalog.overlay import OVERLAY_FILE
-from emulator.pricing import load_prices
 from tests.conftest import Emulator, ServerFactory
 
 REAL_TOKEN = "cfut_catalog_sync_token"
@@ -186,7 +186,7 @@ async def test_every_priced_model_is_served(emulator: Emulator) -> None:
     """The pricing data and the catalog agree: a model with a price answers (none is listed retired)."""
     prices = load_prices()
     retired = set(
-        json.loads((Path(__file__).parent.parent / "emulator/data/prices.json").read_text()).get(
+        json.loads((Path(__file__).parent.parent / "emulator/accounting/data/prices.json").read_text()).get(
             "retired", []
         )
     )

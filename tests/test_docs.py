@@ -18,7 +18,7 @@ import click.testing
 import pytest
 
 from emulator.cli import main
-from emulator.reference_doc import DIRECT_ENV, UNDESCRIBED, generate
+from emulator.docgen.reference import DIRECT_ENV, UNDESCRIBED, generate
 from tests.serving import free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,10 +124,18 @@ def test_readme_tour_runs(server: str, tmp_path: Path) -> None:
 
 def test_readme_links_every_doc_and_example() -> None:
     text = README.read_text()
-    for page in ("clients", "ci", "recording", "costs", "reference", "quirks", "openai-compatible"):
+    for page in ("clients", "ci", "recording", "costs", "reference", "quirks", "openai-compatible", "errors"):
         assert f"(docs/{page}.md)" in text
     for target in re.findall(r"\]\(((?:docs|examples)/[^)#]*)", text):
         assert (ROOT / target).exists(), target
+
+
+def test_errors_doc_lists_every_error_kind() -> None:
+    from emulator.errors import CATALOGUE
+
+    text = (DOCS / "errors.md").read_text()
+    for kind, spec in CATALOGUE.items():
+        assert f"| `{kind}` | {spec.code} | {spec.status} |" in text, f"docs/errors.md lacks {kind}"
 
 
 def test_docs_links_resolve() -> None:
@@ -315,11 +323,11 @@ def test_background_reports_a_server_that_cannot_start(tmp_path: Path) -> None:
 
 
 def test_reference_md_is_generated_from_the_code() -> None:
-    text = generate()
+    text = generate(main)
     assert (DOCS / "reference.md").read_text() == text, (
         "docs/reference.md is stale: run `workers-ai-emulator docs-reference -o docs/reference.md`"
     )
-    assert UNDESCRIBED not in text, "describe the new route or surface in emulator/reference_doc.py"
+    assert UNDESCRIBED not in text, "describe the new route or surface in emulator/docgen/reference.py"
 
 
 def test_reference_lists_every_environment_variable_the_code_reads() -> None:

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from emulator.fakes.text import CHARS_PER_TOKEN, count_tokens, prose, split_tokens
+from emulator.fakes.text import (
+    CAP_SHARE_PERCENT,
+    CHARS_PER_TOKEN,
+    MAX_NATURAL_TOKENS,
+    SHORT_CAP,
+    count_tokens,
+    prose,
+    split_tokens,
+)
 
 
 @pytest.mark.parametrize(
@@ -61,22 +69,36 @@ def test_prose_natural_length_is_within_bounds() -> None:
     for seed in range(50):
         text, truncated = prose(seed, 10_000)
         assert not truncated
-        assert 20 <= count_tokens(text) <= 140
+        assert count_tokens(text) <= MAX_NATURAL_TOKENS
         assert text.endswith(".")
         assert text[0].isupper()
 
 
-def test_prose_truncates_to_max_tokens() -> None:
+@pytest.mark.parametrize("max_tokens", [SHORT_CAP, 40, 64, 256])
+def test_prose_ends_whole_under_a_cap_that_leaves_room(max_tokens: int) -> None:
+    # A real model mostly stops well inside max_tokens: under such a cap the answer is whole sentences
+    # of at most CAP_SHARE_PERCENT of it, never cut (finish_reason "stop").
+    for seed in range(200):
+        text, truncated = prose(seed, max_tokens)
+        assert not truncated, (seed, max_tokens)
+        assert text.endswith(".")
+        assert count_tokens(text) <= max_tokens * CAP_SHARE_PERCENT // 100
+
+
+@pytest.mark.parametrize("max_tokens", [1, 5, 12, SHORT_CAP - 1])
+def test_prose_is_cut_only_by_a_really_short_cap(max_tokens: int) -> None:
+    cut = sum(prose(seed, max_tokens)[1] for seed in range(100))
+    assert cut >= 50  # mostly `length`: not even one sentence fits
+
+
+def test_prose_under_a_smaller_cap_is_a_prefix() -> None:
     for seed in range(30):
         natural, _ = prose(seed, 10_000)
-        for max_tokens in (1, 5, 19, 64):
+        for max_tokens in (1, 5, 19, 40, 64):
             text, truncated = prose(seed, max_tokens)
-            if count_tokens(natural) > max_tokens:
-                assert truncated
+            assert natural.startswith(text)
+            if truncated:
                 assert count_tokens(text) == max_tokens
-                assert natural.startswith(text)
-            else:
-                assert (text, truncated) == (natural, False)
 
 
 def test_prose_non_positive_max_tokens() -> None:

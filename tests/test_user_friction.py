@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
+from emulator.accounting.pricing import dollars
 from emulator.cli import main as cli
-from emulator.pricing import dollars
 from tests.conftest import AUTH, Emulator
 
 

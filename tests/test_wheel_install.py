@@ -15,7 +15,7 @@ PROBE = r"""
 import json, sys, urllib.request
 from pathlib import Path
 import emulator
-from emulator.background import BackgroundServer
+from emulator.launch.background import BackgroundServer
 from emulator.settings import Settings
 
 assert Path(emulator.__file__).is_relative_to(sys.argv[1]), emulator.__file__
@@ -81,4 +81,8 @@ def test_wheel_ships_console_script_and_pytest_entry_point(installed: Path, tmp_
     entry_points = (dist_info / "entry_points.txt").read_text()
     assert "[pytest11]" in entry_points and "workers_ai = emulator.pytest_plugin" in entry_points
     shipped = {p.relative_to(installed / "emulator").as_posix() for p in (installed / "emulator").rglob("*")}
-    assert {"data/prices.json", "catalog/data/_extra_models.json", "dashboard/static/app.js"} <= shipped
+    assert {
+        "accounting/data/prices.json",
+        "catalog/data/_extra_models.json",
+        "control/dashboard/static/app.js",
+    } <= shipped

@@ -7,19 +7,18 @@ from typing import Any
 
 import orjson
 
-from emulator.call import Call, Outcome, StreamEvent, Surface, Usage
+from emulator.call import Call, StreamEvent
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
+from emulator.fakes import tokens
 from emulator.fakes.from_schema import fake_from_schema
 from emulator.fakes.seed import derive_seed, rng
 from emulator.limits import output_tokens
 from emulator.quirks import enabled
-from emulator.tasks import FakeContext, register
+from emulator.tasks import FakeContext
 
 PADDING_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789" * 3
 DEFAULT_MAX_TOKENS = 256
-# Chat templates add a few tokens per message (role markers); this keeps prompt_tokens plausible.
-TEMPLATE_TOKENS_PER_MESSAGE = 4
 
 
 @dataclass(slots=True)
@@ -39,31 +38,25 @@ class Generation:
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
 
 
-def content_text(content: Any) -> str:
-    """Message content as plain text: a string, an array of parts, or one part object."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or "")
-    if isinstance(content, list):
-        return " ".join(content_text(part) for part in content)
-    return str(content)
-
-
-def prompt_tokens(inputs: dict[str, Any]) -> int:
+def prompt_tokens(inputs: dict[str, Any], model: str) -> int:
+    """Prompt tokens as the model's tokenizer and chat template count them (emulator/fakes/tokens.py)."""
     if "prompt" in inputs:
-        return max(1, text_fake.count_tokens(str(inputs["prompt"])))
+        return max(1, tokens.prompt_text_tokens(model, str(inputs["prompt"])))
     if "input" in inputs:  # Responses form (gpt-oss)
         items = inputs["input"]
-        if isinstance(items, str):
-            return max(1, text_fake.count_tokens(items))
-        return sum(text_fake.count_tokens(content_text(i.get("content") if isinstance(i, dict) else i))
-                   + TEMPLATE_TOKENS_PER_MESSAGE for i in items) or 1
+        messages = [{"role": "user", "content": items}] if isinstance(items, str) else [
+            i if isinstance(i, dict) else {"role": "user", "content": i} for i in items]
+        return max(1, tokens.chat_prompt_tokens(model, messages))
     messages = inputs.get("messages") or []
-    return sum(text_fake.count_tokens(content_text(m.get("content"))) + TEMPLATE_TOKENS_PER_MESSAGE
-               for m in messages if isinstance(m, dict)) or 1
+    return max(1, tokens.chat_prompt_tokens(model, messages if isinstance(messages, list) else [],
+                                            inputs.get("tools")))
+
+
+def completion_tokens(model: str, text: str, limit: int, truncated: bool) -> int:
+    """Tokens of the answer; an answer cut by the cap used exactly the cap, as a real one does."""
+    if truncated:
+        return limit
+    return min(tokens.completion_tokens(model, text), limit)
 
 
 def default_max_tokens(model: Model) -> int:
@@ -141,7 +134,8 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
     inputs = call.json_inputs
     limit = inputs.get("max_completion_tokens") or inputs.get("max_tokens") or default_max_tokens(call.model)
     limit = output_tokens(int(limit) if isinstance(limit, (int, float)) else DEFAULT_MAX_TOKENS)
-    p_tokens = prompt_tokens(inputs)
+    name = call.model.name
+    p_tokens = prompt_tokens(inputs, name)
     tool_calls = [{"name": t["name"],
                    "arguments": _arguments(t["parameters"], derive_seed(ctx.seed, t["name"]))}
                   for t in _pick_tools(inputs, _tools(inputs), ctx.seed)]
@@ -149,16 +143,23 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
     if call.model.flag("reasoning"):
         reasoning, _ = text_fake.prose(derive_seed(ctx.seed, "reasoning"), min(48, limit))
     if tool_calls:
-        return Generation("", "tool_calls", p_tokens,
-                          sum(text_fake.count_tokens(orjson.dumps(t).decode()) for t in tool_calls),
+        spent = sum(tokens.completion_tokens(name, orjson.dumps(t).decode()) for t in tool_calls)
+        return Generation("", "tool_calls", p_tokens, spent + _reasoning_tokens(name, reasoning),
                           tool_calls, reasoning)
     json_text = _json_mode(inputs, ctx.seed)
     if json_text is not None:
-        return Generation(json_text, "stop", p_tokens, text_fake.count_tokens(json_text), [], reasoning)
+        return Generation(json_text, "stop", p_tokens, completion_tokens(name, json_text, limit, False), [],
+                          reasoning)
     text, truncated = text_fake.prose(ctx.seed, limit)
     text, stopped = _apply_stop(text, inputs.get("stop"))
-    finish = "length" if truncated and not stopped else "stop"
-    return Generation(text, finish, p_tokens, text_fake.count_tokens(text), [], reasoning)
+    truncated = truncated and not stopped
+    return Generation(text, "length" if truncated else "stop", p_tokens,
+                      completion_tokens(name, text, limit, truncated), [], reasoning)
+
+
+def _reasoning_tokens(model: str, reasoning: str | None) -> int:
+    # Reasoning is generated output too: gpt-oss's 37 completion tokens for a tool call include it.
+    return tokens.completion_tokens(model, reasoning) if reasoning else 0
 
 
 def is_chat_completion_model(model: Model) -> bool:
@@ -197,41 +198,3 @@ def native_events(gen: Generation, seed: int, quirks: dict[str, bool]) -> list[S
     events.append(StreamEvent(orjson.dumps({"response": "", "usage": gen.usage}).decode()))
     events.append(StreamEvent("[DONE]"))
     return events
-
-
-@register("Text Generation")
-def fake(call: Call, ctx: FakeContext) -> Outcome:
-    if "answers" in (call.model.output_schema.get("properties") or {}):
-        from emulator.tasks import evaluation
-
-        return evaluation.fake(call, ctx)
-    from emulator.tasks import moderation
-
-    if moderation.is_guard_model(call):
-        return moderation.fake(call, ctx)
-    gen = generate(call, ctx)
-    usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
-    extras = {"generation": gen}
-    if "input" in call.json_inputs and call.surface is Surface.NATIVE:
-        from emulator.openai_shapes import response_for
-
-        # gpt-oss's Responses input form on run/ answers a Responses object (its catalog
-        # `Responses_Output` branch); null members are left out, as that schema types them as objects.
-        result = {k: v for k, v in response_for(call.model, call.json_inputs, gen, ctx.seed).items()
-                  if v is not None}
-        return Outcome(result=result, usage=usage, extras=extras)
-    if call.stream:
-        return Outcome(events=native_events(gen, ctx.seed, ctx.quirks), content_type="text/event-stream",
-                       usage=usage, extras=extras)
-    if is_chat_completion_model(call.model):
-        from emulator.openai_shapes import chat_completion
-
-        completion = chat_completion(gen, call.model.name, ctx.seed)
-        for choice in completion["choices"]:
-            # The frontier output schemas require `refusal` on the message (null when not refusing)
-            # and type `tool_calls` as an array: the OpenAI surface's SGLang `tool_calls: null` goes.
-            choice["message"].setdefault("refusal", None)
-            if choice["message"].get("tool_calls", ()) is None:
-                del choice["message"]["tool_calls"]
-        return Outcome(result=completion, usage=usage, extras=extras)
-    return Outcome(result=native_result(gen), usage=usage, extras=extras)

@@ -1,0 +1,303 @@
+"""The control plane's routes under `/__emulator__/`: reset, request log, usage, clock, mode, stubs,
+faults, health.
+
+Like moto's `/moto-api/`, they live outside Cloudflare's namespace. `install` puts the server's
+`ControlPlane` (emulator/control/plane.py) on the server state, where the pipeline reaches it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from emulator import __version__
+from emulator.backends.factory import backend_for
+from emulator.control.dashboard.views import install as install_dashboard
+from emulator.control.faults import FaultSet
+from emulator.control.plane import PLANE, ControlPlane
+from emulator.control.request_log import LOG_SIZE
+from emulator.control.scope import ACCOUNT_ID, SpecError
+from emulator.control.stubs import StubSet
+from emulator.server.answer_cache import AnswerCache
+from emulator.server.binding import connection_string
+from emulator.server.state import STATE
+from emulator.settings import Mode
+
+PREFIX = "/__emulator__"
+MODE_FIELDS = frozenset({"mode", "cassette", "cassette_dir", "ignore_fields"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# Control routes ---------------------------------------------------------------------------------
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return _json({"success": False, "error": message}, status)
+
+
+def _plane(request: web.Request) -> ControlPlane:
+    return request.app[PLANE]
+
+
+def guarded(handler: Handler) -> Handler:
+    """With `--token`, control routes need the same token as a Bearer credential."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        expected = request.app[STATE].settings.token
+        if expected is not None:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), expected.encode()
+            ):
+                return _problem(
+                    401, "the control plane needs `Authorization: Bearer <token>` (the server's --token)"
+                )
+        try:
+            return await handler(request)
+        except SpecError as exc:
+            return _problem(400, str(exc))
+
+    return wrapper
+
+
+async def _read_json(request: web.Request, *, default: Any = None) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        if default is not None:
+            return default
+        raise SpecError("a JSON body is required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SpecError(f"the body is not valid JSON ({exc})") from None
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    answers = state.answers  # this worker's rendered-answer cache (server/answer_cache.py)
+    return _json({"status": "ok", "mode": state.settings.mode.value, "version": __version__,
+                  "binding_url": connection_string(f"{request.scheme}://{request.host}"),
+                  "answer_cache": {"answers": len(answers), "reused": answers.hits}})
+
+
+async def reset(request: web.Request) -> web.StreamResponse:
+    account = request.query.get("account")
+    if account is not None and not ACCOUNT_ID.match(account):
+        raise SpecError("`account` must be a 32-hex-digit account id")
+    _plane(request).reset(account)
+    return _json({"success": True})
+
+
+async def requests_log(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    limit = q.get("limit")
+    if limit is not None and (not limit.isdigit() or int(limit) < 1):
+        raise SpecError("`limit` must be a positive integer")
+    entries = _plane(request).log.select(
+        model=q.get("model"),
+        surface=q.get("surface"),
+        status=q.get("status"),
+        account=q.get("account"),
+        limit=int(limit) if limit else None,
+    )
+    return _json({"requests": [e.to_json() for e in entries], "count": len(entries)})
+
+
+async def request_detail(request: web.Request) -> web.StreamResponse:
+    wanted = int(request.match_info["id"])
+    entry = _plane(request).log.find(wanted)
+    if entry is None:
+        return _problem(404, f"no request {wanted} in the log (it keeps the last {LOG_SIZE})")
+    return _json(entry.to_json())
+
+
+async def usage(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    day_text = request.query.get("day")
+    try:
+        day = date.fromisoformat(day_text) if day_text else None
+    except ValueError:
+        raise SpecError(f"`day` must be a date like 2026-01-31, not {day_text!r}") from None
+    report = state.ledger.usage(account=request.query.get("account"), day=day)
+    return web.Response(text=report.model_dump_json(), content_type="application/json")
+
+
+async def usage_hourly(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    day_text = request.query.get("day")
+    try:
+        day = date.fromisoformat(day_text) if day_text else state.ledger.clock.now().date()
+    except ValueError:
+        raise SpecError(f"`day` must be a date like 2026-01-31, not {day_text!r}") from None
+    hours = state.ledger.hourly(account=request.query.get("account"), day=day)
+    return _json({"day": day.isoformat(), "hours": [{"hour": h, "neurons": n} for h, n in hours]})
+
+
+async def get_clock(request: web.Request) -> web.StreamResponse:
+    return _json(_plane(request).clock.describe())
+
+
+async def set_clock(request: web.Request) -> web.StreamResponse:
+    body = await _read_json(request)
+    clock = _plane(request).clock
+    if (
+        not isinstance(body, dict)
+        or len(set(body) & {"now", "advance_seconds", "real"}) != 1
+        or len(body) != 1
+    ):
+        raise SpecError('send exactly one of {"now": iso-datetime}, {"advance_seconds": n}, {"real": true}')
+    if "now" in body:
+        try:
+            clock.set(datetime.fromisoformat(str(body["now"]).replace("Z", "+00:00")))
+        except ValueError:
+            raise SpecError(f"`now` must be an ISO 8601 datetime, not {body['now']!r}") from None
+    elif "advance_seconds" in body:
+        seconds = body["advance_seconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise SpecError("`advance_seconds` must be a number")
+        clock.advance(float(seconds))
+    elif body["real"] is True:
+        clock.real()
+    else:
+        raise SpecError("`real` must be true")
+    return _json(clock.describe())
+
+
+async def set_mode(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    body = await _read_json(request)
+    if not isinstance(body, dict) or "mode" not in body or set(body) - MODE_FIELDS:
+        raise SpecError(
+            'send {"mode": "mock"|"replay"|"record"|"passthrough"|"replay-or-record"} '
+            'and optionally "cassette", "cassette_dir" and "ignore_fields"'
+        )
+    try:
+        mode = Mode(body["mode"])
+    except ValueError:
+        raise SpecError(f"unknown mode {body['mode']!r}; one of {[m.value for m in Mode]}") from None
+    update: dict[str, Any] = {"mode": mode}
+    if "cassette" in body:
+        if not isinstance(body["cassette"], str) or not body["cassette"]:
+            raise SpecError("`cassette` must be a non-empty name")
+        update["cassette"] = body["cassette"]
+    if "cassette_dir" in body:
+        # The pytest plugin keeps each test module's cassettes beside it: one directory per module.
+        if not isinstance(body["cassette_dir"], str) or not Path(body["cassette_dir"]).is_absolute():
+            raise SpecError("`cassette_dir` must be an absolute directory path")
+        update["cassette_dir"] = Path(body["cassette_dir"])
+    if "ignore_fields" in body:
+        fields = body["ignore_fields"]
+        if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
+            raise SpecError("`ignore_fields` must be a list of field names")
+        update["ignore_fields"] = fields
+    settings = state.settings.model_copy(update=update)
+    try:
+        backend = backend_for(settings)
+    # Other modes come from another module; whatever stops it from building is the caller's problem to see.
+    except Exception as exc:
+        return _problem(409, f"mode {mode.value!r} is not available: {type(exc).__name__}: {exc}")
+    old, state.backend, state.settings = state.backend, backend, settings
+    state.answers = AnswerCache()  # the answers kept were the old backend's
+    await old.close()
+    return _json({
+        "mode": mode.value,
+        "cassette": settings.cassette,
+        "cassette_dir": str(settings.cassette_dir) if settings.cassette_dir else None,
+        "ignore_fields": settings.ignore_fields,
+    })
+
+
+def _check_stub_model(request: web.Request, spec: Any) -> None:
+    """A stub for an exact model name the catalog does not have would never fire: refuse it, naming
+    the closest models (a glob such as `@cf/meta/*` is taken as written)."""
+    import difflib
+
+    model = spec.get("model") if isinstance(spec, dict) else None
+    if not isinstance(model, str) or any(ch in model for ch in "*?["):
+        return
+    catalog = request.app[STATE].catalog
+    if catalog.get(model) is not None:
+        return
+    close = difflib.get_close_matches(model, [m.name for m in catalog], n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else " (a glob like @cf/meta/* matches many)"
+    raise SpecError(f"no model {model!r} in the catalog, so this stub would never answer{hint}")
+
+
+def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:
+    def items(request: web.Request) -> StubSet | FaultSet:
+        plane = _plane(request)
+        return plane.stubs if kind == "stubs" else plane.faults
+
+    async def add(request: web.Request) -> web.StreamResponse:
+        body = await _read_json(request)
+        specs = body if isinstance(body, list) else [body]
+        target = items(request)
+        created: list[dict[str, Any]] = []
+        try:
+            for spec in specs:
+                if kind == "stubs":
+                    _check_stub_model(request, spec)
+                created.append(target.add(spec).describe())
+        except SpecError:
+            for done in created:  # all or nothing: a list with one bad entry adds none
+                target.remove(done["id"])
+            raise
+        return _json(created if isinstance(body, list) else created[0], 201)
+
+    async def listing(request: web.Request) -> web.StreamResponse:
+        account = request.query.get("account")
+        listed = [item for item in items(request).list() if account is None or item.scope.account == account]
+        return _json({kind: [item.describe() for item in listed]})
+
+    async def clear(request: web.Request) -> web.StreamResponse:
+        items(request).clear()
+        return _json({"success": True})
+
+    async def delete_one(request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        if not items(request).remove(key):
+            return _problem(404, f"no {kind[:-1]} with id or name {key!r}")
+        return _json({"success": True})
+
+    return add, listing, clear, delete_one
+
+
+def install(app: web.Application) -> None:
+    """Add the control routes and the request log, unless the control plane is disabled."""
+    state = app[STATE]
+    if not state.settings.control_plane:
+        return
+    plane = ControlPlane(state)
+    app[PLANE] = plane
+    state.control = plane  # the pipeline's typed seam (server/state.py `ControlHooks`)
+    # The ledger reads "now" through this clock, so POST clock moves the daily reset.
+    state.ledger.clock = plane.clock
+    state.request_log = plane.log  # the dispatcher records every Cloudflare-namespace request in it
+    router = app.router
+    router.add_get(f"{PREFIX}/health", health)
+    router.add_post(f"{PREFIX}/reset", guarded(reset))
+    router.add_get(f"{PREFIX}/requests", guarded(requests_log))
+    router.add_get(f"{PREFIX}/requests/{{id:\\d+}}", guarded(request_detail))
+    router.add_get(f"{PREFIX}/usage", guarded(usage))
+    router.add_get(f"{PREFIX}/usage/hourly", guarded(usage_hourly))
+    router.add_get(f"{PREFIX}/clock", guarded(get_clock))
+    router.add_post(f"{PREFIX}/clock", guarded(set_clock))
+    router.add_post(f"{PREFIX}/mode", guarded(set_mode))
+    for kind in ("stubs", "faults"):
+        add, listing, clear, delete_one = _collection(kind)
+        router.add_post(f"{PREFIX}/{kind}", guarded(add))
+        router.add_get(f"{PREFIX}/{kind}", guarded(listing))
+        router.add_delete(f"{PREFIX}/{kind}", guarded(clear))
+        router.add_delete(f"{PREFIX}/{kind}/{{key}}", guarded(delete_one))
+    install_dashboard(app)

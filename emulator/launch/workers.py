@@ -1,0 +1,107 @@
+"""`serve --workers N`: N forked server processes accepting on one port through SO_REUSEPORT.
+
+Each worker is a whole emulator (its own event loop, answer caches and replay cursors) on the
+same data directory, so they share one ledger (each worker journals its charges in a file of its
+own and moves them into the shared SQLite file in `flock`ed transactions; see emulator/accounting/ledger.py)
+and one cassette directory (appends are `flock`ed). The kernel spreads new connections over the
+workers; the banner is printed once every worker listens. Per-process state is not shared:
+control-plane stubs, faults and the request log apply to the worker that received the control call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from multiprocessing.connection import Connection
+
+import click
+
+from emulator.launch.banner import banner as make_banner
+from emulator.settings import Settings
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind (without listening) the port the workers will share, so `--port 0` gives all of them one
+    port; the socket joins the SO_REUSEPORT group but, not listening, never receives a connection."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+async def _run_worker(settings: Settings, ready: Connection) -> None:
+    # Imported in the child: the parent forks before the server stack is loaded.
+    from emulator.launch.lifecycle import serve_until_stopped
+
+    def report_ready(_runner: object) -> None:
+        ready.send(os.getpid())
+        ready.close()
+
+    await serve_until_stopped(settings, report_ready)
+
+
+def _worker_main(settings: Settings, ready: Connection) -> None:
+    asyncio.run(_run_worker(settings, ready))
+
+
+def serve_workers(settings: Settings, banner: str | None = None) -> int:
+    """Run `settings.workers` servers until SIGINT/SIGTERM; returns the exit status."""
+    # Resolved once here: a default temporary data dir per worker would give each its own ledger.
+    settings.resolved_data_dir()
+    placeholder = reserve_port(settings.host, settings.port)
+    settings.port = placeholder.getsockname()[1]
+    # fork: the parent has imported nothing heavy yet, and a child starts in milliseconds.
+    context = multiprocessing.get_context("fork")
+    children: list[multiprocessing.process.BaseProcess] = []
+    waits: list[Connection] = []
+    for _ in range(settings.workers):
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_worker_main, args=(settings, send), daemon=True)
+        child.start()
+        send.close()
+        children.append(child)
+        waits.append(receive)
+    try:
+        for receive in waits:
+            receive.recv()  # EOFError when a worker died before listening
+    except EOFError:
+        _stop(children)
+        placeholder.close()
+        click.echo("a worker failed to start", err=True)
+        return 1
+    placeholder.close()
+    click.echo(banner or make_banner(settings))
+    pids = ", ".join(str(c.pid) for c in children)
+    click.echo(f"  {settings.workers} workers (pids {pids}) share this port.")
+    sys.stdout.flush()
+
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stopping and all(c.is_alive() for c in children):
+        # A short join keeps the parent responsive to signals and notices a worker that died.
+        children[0].join(timeout=0.2)
+    failed = not stopping
+    _stop(children)
+    return 1 if failed else 0
+
+
+def _stop(children: list[multiprocessing.process.BaseProcess]) -> None:
+    for child in children:
+        if child.is_alive() and child.pid is not None:
+            os.kill(child.pid, signal.SIGTERM)
+    for child in children:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+            child.join()
