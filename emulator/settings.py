@@ -61,6 +61,9 @@ class Settings(BaseModel):
     control_plane: bool = True
     workers: int = 1
 
+    def resolved_cassette_dir(self) -> Path:
+        return self.cassette_dir or self.resolved_data_dir() / "cassettes"
+
     def resolved_data_dir(self) -> Path:
         if self.data_dir is None:
             import tempfile

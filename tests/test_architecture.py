@@ -20,7 +20,7 @@ MAY_USE: dict[str, set[str]] = {
     "fakes": {"validation"},
     "tasks": {"catalog", "fakes"},
     "cassettes": set(),
-    "accounting": {"catalog"},
+    "accounting": {"catalog", "client"},  # `usage --port` asks a running server through the client
     "backends": {"catalog", "fakes", "tasks", "cassettes"},
     "server": {"catalog", "fakes", "tasks", "cassettes", "accounting", "backends",
                "control"},  # only server/app.py, the composition root, mounts the control plane
@@ -29,7 +29,7 @@ MAY_USE: dict[str, set[str]] = {
     "docgen": {"server", "cassettes", "catalog", "pytest_plugin"},
     "client": set(),
     "pytest_plugin": {"launch", "client", "accounting"},
-    "cli": {"launch", "docgen", "accounting", "server"},
+    "cli": {"launch", "docgen", "accounting", "server", "catalog"},  # `catalog sync`, `--extra-model`
     "__main__": {"cli"},
 }
 # The one module of `server` allowed to import `control`: it builds the app and mounts the routes.

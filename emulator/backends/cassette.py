@@ -18,7 +18,6 @@ import gc
 import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from emulator.backends.upstream import Exchange, Finished, Upstream
 from emulator.call import Call, Outcome, StreamEvent
@@ -59,10 +58,6 @@ RECORD_HINTS = {
 FILE_CHECK_SECONDS = 0.5
 
 
-def cassette_dir(settings: Settings) -> Path:
-    return settings.cassette_dir or settings.resolved_data_dir() / "cassettes"
-
-
 def replayed_outcome(interaction: Interaction, *, real_timing: bool) -> Outcome:
     """A recorded answer as a rendered Outcome: same status, headers, bytes and SSE chunking."""
     response = interaction.response
@@ -95,7 +90,7 @@ class CassetteBackend:
         self.replays = mode in (Mode.REPLAY, Mode.REPLAY_OR_RECORD)
         self.records = mode in (Mode.RECORD, Mode.REPLAY_OR_RECORD)
         self.forwards = mode is not Mode.REPLAY
-        self.store = CassetteStore(cassette_dir(settings))
+        self.store = CassetteStore(settings.resolved_cassette_dir())
         self.upstream = Upstream(settings)
         self._indexes: dict[str, tuple[Cassette, CassetteIndex]] = {}
         self._checked: dict[str, float] = {}  # cassette name → when its file was last looked at

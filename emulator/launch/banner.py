@@ -47,9 +47,7 @@ RECORDING_MODES = (Mode.RECORD, Mode.REPLAY_OR_RECORD, Mode.PASSTHROUGH)
 
 
 def cassette_path(settings: Settings) -> Path:
-    from emulator.backends.cassette import cassette_dir
-
-    return cassette_dir(settings) / f"{settings.cassette}.json"
+    return settings.resolved_cassette_dir() / f"{settings.cassette}.json"
 
 
 def recording_lines(settings: Settings) -> list[str]:
