@@ -24,12 +24,12 @@ CASES = {
 }
 
 GOLDEN = {
-    "text": "50a2060597ea7afd5120347ae0e54b356e401b2112d02fce117e9b0305954341",
-    "embeddings": "aaeb5ee8f8b61c7d1837b0d66fd4b95a70aadb2e62a404f583a9875ca0902a78",
+    "text": "cd63c8b629ac9bf6f1d05c79deb1951de02156fa2d11631a367ff38686f68c08",
+    "embeddings": "733f785f2411a094231bb832fabe45035dbece1ccffec2190da7bbd2ee5e506f",
     "image": "0cf98652750e66d63e892ba049ca143499e78593e74881f72f8bf90dd8c9911d",
     "speech": "aa34eb90c032f4b6e9e498174b93908d0cc6273ff8527946245d4e6f5cada8ee",
     "translation": "46b057691ae8fdc90b4a8c8d3363695109da1fdc1d508f5bc08cd9619a0face1",
-    "transcription": "24991f4a30a7c4a1161d3ab7bcf68b9c6fd4cf5046a9b35656583fea244d7960",
+    "transcription": "9f50acf3a36b036c90ff173eab8f4ca0dd2e2c7f875e1b801a8aad18a9755be9",
 }
 
 
