@@ -181,6 +181,22 @@ def main() -> None:
     help="Seconds without a byte from the real API before answering 504.",
 )
 @click.option(
+    "--max-upstream-body-bytes",
+    type=click.IntRange(min=1),
+    default=64 * 1024 * 1024,
+    show_default=True,
+    envvar=env("MAX_UPSTREAM_BODY_BYTES"),
+    help="Record/passthrough: larger real answers are refused (502, code 7413), streams cut, nothing stored.",
+)
+@click.option(
+    "--max-cassette-bytes",
+    type=click.IntRange(min=1),
+    default=256 * 1024 * 1024,
+    show_default=True,
+    envvar=env("MAX_CASSETTE_BYTES"),
+    help="Replay: a larger cassette file is refused (7404) without being read.",
+)
+@click.option(
     "--ignore-field",
     "ignore_fields",
     multiple=True,
@@ -259,6 +275,8 @@ def serve(
     max_upstream_neurons: float | None,
     upstream_gateway: str,
     upstream_timeout: float,
+    max_upstream_body_bytes: int,
+    max_cassette_bytes: int,
     ignore_fields: tuple[str, ...],
     extra_models: tuple[str, ...],
     catalog_overlay: Path | None,
@@ -297,6 +315,8 @@ def serve(
         control_plane=not no_control_plane,
         upstream_gateway=upstream_gateway,
         upstream_timeout=upstream_timeout,
+        max_upstream_body_bytes=max_upstream_body_bytes,
+        max_cassette_bytes=max_cassette_bytes,
         ignore_fields=list(ignore_fields),
         extra_models=list(extra_models),
         catalog_overlay=catalog_overlay,
@@ -312,7 +332,12 @@ def serve(
         )
     if workers > 1:
         sys.exit(serve_workers(settings))
-    asyncio.run(run_server(settings))
+    from emulator.launch.lifecycle import ListenError
+
+    try:
+        asyncio.run(run_server(settings))
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _check_extra_models(settings: Settings) -> None:

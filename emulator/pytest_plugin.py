@@ -17,7 +17,7 @@ import enum
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -105,7 +105,7 @@ class WorkersAI:
 
     def __init__(self, server: BackgroundServer) -> None:
         self.server = server
-        self.base_url = server.base_url
+        self.base_url = server.base
         self.account_id = ACCOUNT_ID
         self.token = server.settings.token or TOKEN
         self.client_v4_base_url = f"{self.base_url}/client/v4"
@@ -349,10 +349,16 @@ def _switch(ai: WorkersAI, backend: Backend, current: dict[int, Backend]) -> Non
 
 
 def _interactions(path: Path) -> int:
+    """Interactions in a cassette file: one JSON document (format 1) or a header line plus one line
+    per interaction (format 2)."""
     try:
-        return len(orjson.loads(path.read_bytes()).get("interactions", []))
-    except (OSError, ValueError, AttributeError):
+        raw = path.read_bytes()
+    except OSError:
         return 0
+    try:
+        return len(orjson.loads(raw).get("interactions", []))
+    except (ValueError, AttributeError):
+        return max(sum(1 for line in raw.splitlines() if line.strip()) - 1, 0)
 
 
 @pytest.fixture
@@ -427,7 +433,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     ai = item.stash.get(FIXTURE, None)
     if report.when != "call" or ai is None:

@@ -57,6 +57,11 @@ class Settings(BaseModel):
     catalog_overlay: Path | None = None  # default <data_dir>/catalog-overlay.json (`catalog sync`)
     extra_models: list[str] = Field(default_factory=list)  # NAME=TASK models served besides the catalog
     max_body_bytes: int = 25 * 1024 * 1024
+    # Record/passthrough: an upstream answer (body, or a stream's events) larger than this is not
+    # relayed or stored; the client gets a 502 (code 7413), a stream is cut.
+    max_upstream_body_bytes: int = 64 * 1024 * 1024
+    # Replay: a cassette file larger than this is refused before it is read (7404).
+    max_cassette_bytes: int = 256 * 1024 * 1024
     quirks: dict[str, bool] = Field(default_factory=dict)  # quirk name → on/off (default: all on)
     control_plane: bool = True
     workers: int = 1

@@ -440,6 +440,14 @@ class Ledger:
         self._totals[(account, d)] = total
         return total
 
+    def pending_total(self, account: str) -> float:
+        """The account's neurons for today charged in this event-loop turn and not yet booked into
+        `day_total` (charge_async stores a turn's charges together)."""
+        if not self._pending:
+            return 0.0
+        today = self._now().date()
+        return sum(e.neurons for e, _ in self._pending if e.account == account and e.day == today)
+
     def admit(self, account: str, model: str, *, task: str, requires_paid: bool) -> Admission:
         if self.plan is Plan.PAID and not self.rate_limits:
             return ADMITTED  # nothing to check: no wall, no rate window
@@ -696,9 +704,9 @@ class Ledger:
         """
         self.catch_up()
         d = day or self._now().date()
-        where, args = "day = ?", (d.isoformat(),)
+        where, args = "day = ?", [d.isoformat()]
         if account is not None:
-            where, args = "day = ? AND account = ?", (d.isoformat(), account)
+            where, args = "day = ? AND account = ?", [d.isoformat(), account]
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT model, SUM(requests), SUM(errors), SUM(neurons), MAX(estimated)"

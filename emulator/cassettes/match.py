@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -166,7 +167,8 @@ def normalise_request(
     if isinstance(body, str):
         body = body.encode("utf-8")
     if redactor is not None:
-        path = redactor.redact_path(path)
+        # Normalised first, as recording does: a secret path segment is found once percent-decoded.
+        path = redactor.redact_path(normalise_path(path))
         if query is not None:
             query = redactor.redact_query(dict(normalise_query(query)))
         if isinstance(body, bytes):
@@ -196,7 +198,7 @@ def normalise_request(
         parsed = strip_volatile(parsed, volatile) if volatile else parsed
         canonical = _canonical_dumps(parsed)
     elif kind == "bytes":
-        canonical, parsed = raw, None
+        canonical, parsed = _without_boundary(raw, content_type), None
     else:
         canonical = b""
     return NormalisedRequest(
@@ -207,6 +209,18 @@ def normalise_request(
         body_canonical=canonical,
         body_json=parsed,
     )
+
+
+_BOUNDARY = re.compile(r'boundary="?([^";,]+)"?', re.I)
+
+
+def _without_boundary(raw: bytes, content_type: str | None) -> bytes:
+    """A multipart body with its boundary replaced by a fixed token: clients draw a random boundary
+    for every request, so the same form would otherwise never match its recording."""
+    if not content_type or "multipart/" not in content_type.lower():
+        return raw
+    found = _BOUNDARY.search(content_type)
+    return raw.replace(found[1].encode("latin-1"), b"BOUNDARY") if found else raw
 
 
 def normalise_recorded(
@@ -435,8 +449,11 @@ class CassetteIndex:
         query: QueryInput,
         body: bytes | str | Body | Any,
         content_type: str | None,
+        *,
+        redactor: Redactor | None = None,
     ) -> NormalisedRequest:
-        """Normalise an incoming request with this index's volatile fields and redactor."""
+        """Normalise an incoming request with this index's volatile fields and redactor (or `redactor`,
+        which also knows the credentials this request came with, as recording it would have)."""
         return normalise_request(
             method,
             path,
@@ -445,7 +462,7 @@ class CassetteIndex:
             content_type,
             volatile=self.volatile,
             volatile_query=self.volatile_query,
-            redactor=self.redactor,
+            redactor=redactor or self.redactor,
         )
 
     def find(
@@ -480,11 +497,12 @@ class CassetteIndex:
         content_type: str | None = None,
         *,
         required: bool = False,
+        redactor: Redactor | None = None,
     ) -> tuple[Interaction, bool] | None:
         """The next recorded interaction for this request, and whether it is the last one for its key
         (so every identical request from now on gets it again). When nothing matches: None, or with
         `required`, `NoMatch` with a diagnostic."""
-        request = self.normalise(method, path, query, body, content_type)
+        request = self.normalise(method, path, query, body, content_type, redactor=redactor)
         return self._take_required(request) if required else self._take(request)
 
     def _take_required(self, request: NormalisedRequest) -> tuple[Interaction, bool]:

@@ -3,6 +3,7 @@ calls around each model call (`ControlHooks` in emulator/server/state.py)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -11,12 +12,20 @@ from typing import Any
 from aiohttp import web
 
 from emulator.call import Call, Outcome
-from emulator.control.faults import FaultSet
+from emulator.control.faults import CUT_STREAM, SLOW_STREAM, FaultSet
 from emulator.control.request_log import CURRENT, RequestLog, describe_call
+from emulator.control.scope import SpecError
 from emulator.control.stubs import StubSet
 from emulator.errors import CFError
 from emulator.server.render import STREAM_FILTER
-from emulator.server.state import ServerState
+from emulator.server.state import ServerState, SessionFaults
+
+# The clock and `day` parameters stay inside these bounds: the ledger works with the day after "today"
+# (its reset time), which Python's dates cannot represent past 9999-12-31.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
+# Request ids and `limit` longer than this are refused before int() (which refuses 4,300 digits).
+MAX_NUMBER_DIGITS = 18
 
 
 class ControlClock:
@@ -32,10 +41,19 @@ class ControlClock:
         return self._fixed.timestamp() if self._fixed is not None else time.time()
 
     def set(self, when: datetime) -> None:
-        self._fixed = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        """Freeze the clock at `when` (naive means UTC); SpecError outside EARLIEST..LATEST."""
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        if not EARLIEST <= when <= LATEST:
+            raise SpecError(f"the clock must stay between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+        self._fixed = when
 
     def advance(self, seconds: float) -> None:
-        self._fixed = self.now() + timedelta(seconds=seconds)
+        """Move the clock by `seconds` (may be negative); SpecError past EARLIEST..LATEST."""
+        now = self.now()
+        room = (LATEST - now).total_seconds() if seconds >= 0 else (now - EARLIEST).total_seconds()
+        if not math.isfinite(seconds) or abs(seconds) > room:
+            raise SpecError(f"the clock must stay between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+        self._fixed = now + timedelta(seconds=seconds)
 
     def real(self) -> None:
         self._fixed = None
@@ -89,6 +107,33 @@ class ControlPlane:
                        neurons: float) -> None:
         """A remembered answer was served again: the request log names the call it stands for."""
         describe_call(model, surface, request_id, source=source, neurons=neurons)
+
+    async def open_session(self, call: Call) -> SessionFaults:
+        entry = describe_call(call.model.name, call.surface.value, call.request_id, stream=True,
+                              source=self.state.backend.name)
+        try:
+            fired = await self.faults.before(call)  # an error fault refuses the WebSocket upgrade
+        except CFError:
+            if entry is not None:
+                entry.faulted = True
+            raise
+        if entry is not None and fired:
+            entry.faulted, entry.fault_ids = True, [f.id for f in fired]
+        return SessionFaults(
+            delay=sum(f.delay_ms for f in fired if f.kind == SLOW_STREAM) / 1000,
+            cut_after=min((f.after_events for f in fired if f.kind == CUT_STREAM), default=None),
+        )
+
+    def session_closed(self, call: Call, *, neurons: float, cut: bool) -> None:
+        entry = describe_call(call.model.name, call.surface.value, call.request_id, stream=True,
+                              neurons=neurons)
+        if entry is not None:
+            entry.cut = cut
+
+    def summarised(self, surface: str, request_id: str, neurons: float) -> None:
+        entry = CURRENT.get()
+        if entry is not None:
+            entry.surface, entry.request_id, entry.neurons = surface, request_id, neurons
 
     def charged(self, call: Call, neurons: float) -> None:
         entry = CURRENT.get()

@@ -8,6 +8,7 @@ summarised on the spot and let go of their bytes.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import itertools
 import time
@@ -25,6 +26,7 @@ from emulator import limits
 from emulator.control.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
 from emulator.control.faults import StreamCut
 from emulator.errors import CFError
+from emulator.server.render import STREAM_STATUS
 from emulator.server.routes import SURFACE_BY_KIND
 from emulator.server.state import ROUTE
 
@@ -199,8 +201,10 @@ class RequestLog:
             if request.transport is not None:
                 request.transport.close()
             return web.StreamResponse()
-        except ConnectionResetError:
-            entry.status, entry.cut = entry.status or 499, True
+        except (ConnectionResetError, asyncio.CancelledError):
+            # The client went away (aiohttp cancels the handler): a stream keeps the status it was
+            # sent with, an answer never sent is 499 (client closed request).
+            entry.status, entry.cut = entry.status or request.get(STREAM_STATUS) or 499, True
             raise
         except web.HTTPException as exc:
             entry.status = exc.status

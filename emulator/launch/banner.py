@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
-
+from emulator.cassettes.format import load_cassette
 from emulator.settings import DEFAULT_ACCOUNT, Mode, Settings
 
 DEMO_ACCOUNT = DEFAULT_ACCOUNT
@@ -77,8 +76,8 @@ def recording_lines(settings: Settings) -> list[str]:
 
 def interactions_in(path: Path) -> int:
     try:
-        return len(orjson.loads(path.read_bytes()).get("interactions", []))
-    except (OSError, ValueError, AttributeError):
+        return len(load_cassette(path.read_bytes(), origin=str(path)).interactions)
+    except (OSError, ValueError):
         return 0
 
 

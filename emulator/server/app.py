@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from emulator.accounting.ledger import Ledger, Plan
 from emulator.accounting.pricing import load_prices
 from emulator.backends.factory import backend_for
 from emulator.catalog.overlay import OVERLAY_FILE, LiveCatalog, parse_extra_model
+from emulator.control.routes import guarded
 from emulator.control.routes import install as install_control
 from emulator.errors import CFError
 from emulator.limits import read_body
@@ -18,14 +19,17 @@ from emulator.server import binding, edge, gateway, native, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.openapi import install as install_openapi
+from emulator.server.paths import Kind
 from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
-from emulator.server.router import parse
+from emulator.server.router import WEBSOCKET, parse
 from emulator.server.routes import CACHEABLE_KINDS, HANDLERS, OPENAI_ERROR_KINDS
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator")
+# Routes that stream their body to disk under their own size limit instead of the server-wide one.
+OWN_BODY_LIMIT = frozenset({Kind.FINETUNE_ASSETS})
 
 
 def make_ledger(settings: Settings) -> Ledger:
@@ -92,11 +96,11 @@ async def answer(request: web.Request) -> web.StreamResponse:
 
 async def route_request(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    route = parse(
-        request.method, request.raw_path, allow_double_slash=enabled(state.quirks, "double-slash-path")
-    )
+    method = WEBSOCKET if _is_websocket(request) else request.method
+    route = parse(method, request.raw_path, allow_double_slash=enabled(state.quirks, "double-slash-path"))
     request[ROUTE] = route
-    check_size(request, state.settings)
+    if route.kind not in OWN_BODY_LIMIT:
+        check_size(request, state.settings)
     check_auth(request, state.settings)
     handler = HANDLERS.get(route.kind)
     if handler is None:
@@ -127,6 +131,30 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _own_body_limit(request: web.Request) -> bool:
+    try:
+        return parse(request.method, request.raw_path).kind in OWN_BODY_LIMIT
+    except CFError:
+        return False
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+async def expect_continue(request: web.Request) -> web.Response | None:
+    """`Expect: 100-continue`: a body announced larger than the limit gets its 413 instead of an
+    invitation to send it; anything else gets `100 Continue`. Other Expect values are ignored."""
+    length = request.content_length
+    if (length is not None and length > request.app[STATE].settings.max_body_bytes
+            and not _own_body_limit(request)):
+        return _error(request, CFError("too_large"))
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size starts after the interim line
+    return None
+
+
 def _error(request: web.Request, error: CFError) -> web.Response:
     state = request.app[STATE]
     route = request.get(ROUTE)
@@ -148,7 +176,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     gateway.install(app)
     binding.install(app, fallback=dispatch)  # `/` and `/binding/{account}` with an MF-Binding header
     # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch, expect_handler=expect_continue)
     app.on_cleanup.append(_close)
     return app
 
@@ -156,10 +184,12 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
     install_control(app)
-    install_openapi(app, app[STATE].settings.control_plane)
+    install_openapi(app, app[STATE].settings.control_plane, guard=guarded)
 
 
 async def _close(app: web.Application) -> None:
     state = app[STATE]
     await state.backend.close()
     state.ledger.close()
+    if state.finetunes is not None:
+        state.finetunes.close()

@@ -46,7 +46,9 @@ def check_auth(request: web.Request, settings: Settings) -> str:
 
 
 def _require(credential: str, settings: Settings) -> None:
-    if settings.token is not None and not hmac.compare_digest(credential.encode(), settings.token.encode()):
+    # surrogateescape: aiohttp hands header bytes that are not UTF-8 over as escapes; they simply differ.
+    given = credential.encode("utf-8", "surrogateescape")
+    if settings.token is not None and not hmac.compare_digest(given, settings.token.encode()):
         raise CFError("auth")
 
 

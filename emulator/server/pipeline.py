@@ -112,9 +112,19 @@ async def answer_again(state: ServerState, account: str, answer: CachedAnswer, r
 
 
 def _would_cross_wall(state: ServerState, account: str, neurons: float) -> bool:
-    # Only with the `daily-limit-crossing-call-allowed` quirk off: the fake already ran (it is
-    # pure), so the exact cost is known and a crossing call can be refused before it is charged.
+    """Whether a finished call must be refused at the free wall instead of charged. The answer is
+    computed (fakes are pure) but not sent yet, so its exact cost is known. By default nothing is
+    refused here (admission already checked the wall). With `daily-limit-crossing-call-allowed` off,
+    a call that would cross is refused; with `daily-limit-concurrent-calls-cross` off, a call is
+    refused once calls that finished while it ran reached the wall (at most one call crosses)."""
     ledger = state.ledger
-    if ledger.plan is not Plan.FREE or enabled(state.quirks, "daily-limit-crossing-call-allowed"):
+    if ledger.plan is not Plan.FREE:
         return False
-    return ledger.day_total(account) + neurons > ledger.daily_neurons
+    crossing = enabled(state.quirks, "daily-limit-crossing-call-allowed")
+    concurrent = enabled(state.quirks, "daily-limit-concurrent-calls-cross")
+    if crossing and concurrent:
+        return False
+    booked = ledger.day_total(account) + ledger.pending_total(account)
+    if not crossing:
+        return booked + neurons > ledger.daily_neurons
+    return booked >= ledger.daily_neurons

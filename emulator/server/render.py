@@ -23,6 +23,9 @@ REQ_ID = "cf-ai-req-id"
 # On a response whose body was stamped (server/stamps.py): the body with the fake's placeholders.
 UNSTAMPED = "unstamped_body"
 NEURONS = "cf-ai-neurons"
+# Where a realtime session's WebSocket response keeps its summary for the request log (aiohttp
+# responses are mappings); the control plane's log summary reads it.
+SESSION_SUMMARY = "session_summary"
 
 EventSource = Iterable[StreamEvent] | AsyncIterator[StreamEvent]
 # Set for the current request by the control plane when a stream fault fired (slow or cut stream):
@@ -91,6 +94,11 @@ def error_response(
     return json_response(body, status=error.status, headers=headers)
 
 
+# The status a streamed answer was sent with, set once its headers are out: a client that leaves
+# after that has cut an answer, not missed one (the request log reads it).
+STREAM_STATUS: web.RequestKey[int] = web.RequestKey("stream_status", int)
+
+
 def sse_frame(data: str) -> bytes:
     return b"data: " + data.encode() + b"\n\n"
 
@@ -107,6 +115,7 @@ async def stream_events(
         status=status, headers={"Content-Type": SSE, "Cache-Control": "no-cache", **headers}
     )
     await response.prepare(request)
+    request[STREAM_STATUS] = response.status
     await write_events(response, events)
     await response.write_eof()
     return response

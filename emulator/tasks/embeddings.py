@@ -8,8 +8,10 @@ import numpy as np
 
 from emulator.call import Call, Outcome, Usage
 from emulator.catalog import Model
+from emulator.fakes import text as text_fake
 from emulator.fakes import tokens
 from emulator.fakes.vectors import embed, wire_rows
+from emulator.limits import EMBEDDING_INPUT_KEYS, max_input_tokens
 from emulator.tasks import FakeContext, register
 
 # Dimensions for models whose catalog entry has no `output_dimensions` property.
@@ -34,7 +36,7 @@ def dimensions(model: Model) -> int:
 
 
 def texts_of(inputs: dict[str, Any]) -> list[str]:
-    for key in ("text", "documents", "queries", "input"):
+    for key in EMBEDDING_INPUT_KEYS:
         value = inputs.get(key)
         if isinstance(value, str):
             return [value]
@@ -88,5 +90,9 @@ def result_for(model: Model, inputs: dict[str, Any], data: Any, usage: Usage) ->
 def fake(call: Call, ctx: FakeContext) -> Outcome:
     inputs = call.json_inputs
     texts = texts_of(inputs)
+    limit = max_input_tokens(call)
+    if limit is not None:
+        # Longer texts were refused (limits.check_input_tokens) unless `truncate_inputs` asked for this.
+        texts = [t[: limit * text_fake.CHARS_PER_TOKEN] for t in texts]
     usage = usage_for(call.model, texts)
     return Outcome(result=result_for(call.model, inputs, vectors(call.model, texts, ctx), usage), usage=usage)
