@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from emulator.fakes.text import CHARS_PER_TOKEN, count_tokens, prose, split_tokens
+from emulator.fakes.text import CHARS_PER_TOKEN, compose, count_tokens, prose, sentence_table, split_tokens
 
 
 @pytest.mark.parametrize(
@@ -62,7 +63,7 @@ def test_prose_natural_length_is_within_bounds() -> None:
         text, truncated = prose(seed, 10_000)
         assert not truncated
         assert 20 <= count_tokens(text) <= 140
-        assert text.endswith(".")
+        assert text.endswith((".", "?", "!"))
         assert text[0].isupper()
 
 
@@ -111,3 +112,34 @@ def test_split_tokens_is_roughly_one_token_each() -> None:
     assert all(len(chunk) <= 4 for chunk in chunks)
     text, _ = prose(11, 200)
     assert 0.5 * count_tokens(text) <= len(split_tokens(text)) <= 2 * count_tokens(text)
+
+
+def test_compose_counts_tokens_from_the_table_as_the_count_rule_does() -> None:
+    for seed in range(200):
+        for max_tokens in (3, 40, 256):
+            answer = compose(seed, max_tokens)
+            assert answer.tokens == count_tokens(answer.text)
+            natural = compose(seed, 10_000).tokens
+            assert answer.truncated == (answer.tokens == max_tokens < natural)
+
+
+def test_compose_takes_a_target_length_in_tokens() -> None:
+    for target in (1, 50, 300, 2000):
+        answer = compose(9, 10_000, target_tokens=target)
+        assert not answer.truncated
+        # Whole sentences up to the first one that reaches the target.
+        assert target <= answer.tokens <= target + 70
+        assert answer.text.endswith((".", "?", "!"))
+    # Same seed, longer target: the shorter answer is where the longer one starts.
+    assert compose(9, 10_000, target_tokens=300).text.startswith(compose(9, 10_000, target_tokens=50).text)
+
+
+def test_prose_reads_like_sentences() -> None:
+    text, _ = prose(21, 10_000)
+    sentences = [s for s in re.split(r"(?<=[.?!]) ", text) if s]
+    assert len(sentences) >= 2
+    assert all(s[0].isupper() and 4 <= len(s.split()) <= 16 for s in sentences)
+    table = sentence_table()
+    assert len(set(table.sentences)) == len(table.sentences) == 4096
+    assert table.lengths == tuple(len(s) for s in table.sentences)
+    assert any("," in s for s in table.sentences) and any(s.endswith("?") for s in table.sentences)

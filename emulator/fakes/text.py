@@ -1,16 +1,41 @@
-"""Seeded readable prose, the documented token-count rule and stream chunking for text fakes."""
+"""Seeded readable prose from precomputed sentence tables, the documented token-count rule and stream
+chunking for text fakes.
+
+An answer is drawn, not written: each locale has a table of sentences built once from its Faker lorem
+vocabulary, and a call picks sentences from it with one numpy PCG64 generator seeded by the request.
+Every sentence's length is in the table, so the token count of an answer comes out of the draw
+(`Prose.tokens`) without reading the text again.
+"""
 
 from __future__ import annotations
 
+import importlib
 import re
+import threading
+from dataclasses import dataclass
 from functools import cache
 
-from faker import Faker
-from faker.config import AVAILABLE_LOCALES
+import numpy as np
+
+from emulator.fakes.seed import derive_seed, rng
 
 CHARS_PER_TOKEN = 4
 MIN_NATURAL_TOKENS = 20
 MAX_NATURAL_TOKENS = 120
+DEFAULT_LOCALE = "en_US"
+
+# Sentences per locale table: a power of two, so a draw is a mask of a 64-bit number. 4096 sentences
+# of ~10 words make repeats rare within one answer and cost ~15 ms to build, once per locale.
+TABLE_SIZE = 4096
+MIN_WORDS, MAX_WORDS = 4, 16
+COMMA_RATE = 0.12  # after a word inside a sentence (spaced scripts only)
+QUESTION_RATE, EXCLAMATION_RATE = 0.06, 0.03  # sentence endings other than the locale's full stop
+# Draws taken from the generator at once: enough for a natural answer (at most ~15 sentences).
+DRAW_BATCH = 24
+# The PCG64 increment every call uses; the request seed sets the state (see `_stream`).
+_INCREMENT = 0xDA3E39CB94B95BDB_9E3779B97F4A7C15 | 1
+_SPREAD = 0x9E3779B97F4A7C15_F39CC0605CEDC835
+_MASK128 = (1 << 128) - 1
 
 # A word of up to 6 letters stays whole; longer words are cut in 4-letter pieces; punctuation and
 # '_' are their own chunks; leading whitespace sticks to the chunk after it, trailing whitespace
@@ -18,48 +43,145 @@ MAX_NATURAL_TOKENS = 120
 _TOKEN_RE = re.compile(r"\s*(?:[^\W_]{1,6}(?![^\W_])|[^\W_]{1,4}|[^\w\s]|_)|\s+")
 
 
+def tokens_for_length(chars: int) -> int:
+    """Tokens of a text of `chars` characters by the emulator's documented rule: ceil(len/4)."""
+    return -(-chars // CHARS_PER_TOKEN)
+
+
 def count_tokens(text: str) -> int:
     """Tokens by the emulator's documented rule: ceil(len/4), so any non-empty text is at least 1."""
-    return -(-len(text) // CHARS_PER_TOKEN)
+    return tokens_for_length(len(text))
+
+
+@dataclass(frozen=True, slots=True)
+class SentenceTable:
+    """One locale's sentences, with their lengths, and the text put between two sentences."""
+
+    sentences: tuple[str, ...]
+    lengths: tuple[int, ...]
+    joiner: str
 
 
 @cache
-def faker_for(locale: str) -> Faker:
-    """One Faker per locale for the whole process: building one costs ~20 ms, seeding one ~5 µs."""
-    return Faker(locale if locale in AVAILABLE_LOCALES else "en_US")
+def _lorem_locale(locale: str) -> str:
+    """The locale whose Faker lorem words `locale` uses: its own, else its language's, else en_US."""
+    language = locale.split("_")[0]
+    for name in (locale, *(f"{language}_{region}" for region in ("US", "CN", "JP", language.upper()))):
+        try:
+            importlib.import_module(f"faker.providers.lorem.{name}")
+        except (ModuleNotFoundError, ValueError):
+            continue
+        return name
+    return DEFAULT_LOCALE
+
+
+def sentence_table(locale: str = DEFAULT_LOCALE) -> SentenceTable:
+    return _build_table(_lorem_locale(locale))
 
 
 @cache
-def _sentence_joiner(locale: str) -> str:
-    # Scripts written without spaces (zh, ja, th) must not get one between sentences either.
-    for provider in faker_for(locale).providers:
-        if ".lorem." in type(provider).__module__:
-            return " " if getattr(provider, "word_connector", " ") == " " else ""
-    return " "
+def _build_table(locale: str) -> SentenceTable:
+    """TABLE_SIZE sentences of the locale's lorem words, the same in every process (fixed seed)."""
+    provider = importlib.import_module(f"faker.providers.lorem.{locale}").Provider
+    words = tuple(provider.word_list)
+    connector = getattr(provider, "word_connector", " ")
+    stop = getattr(provider, "sentence_punctuation", ".")
+    spaced = connector == " "
+    gen = rng(derive_seed("sentence-table", locale))
+    counts = gen.integers(MIN_WORDS, MAX_WORDS + 1, size=TABLE_SIZE)
+    endings = gen.random(TABLE_SIZE)
+    sentences = []
+    for count, ending in zip(counts.tolist(), endings.tolist(), strict=True):
+        picks = gen.integers(len(words), size=count).tolist()
+        chosen = [words[i] for i in picks]
+        if spaced:
+            commas = gen.random(count).tolist()
+            chosen = [w + "," if 1 <= k < count - 2 and commas[k] < COMMA_RATE else w
+                      for k, w in enumerate(chosen)]
+        sentence = connector.join(chosen)
+        sentence = sentence[:1].upper() + sentence[1:]
+        if stop == "." and ending < QUESTION_RATE:
+            sentence += "?"
+        elif stop == "." and ending < QUESTION_RATE + EXCLAMATION_RATE:
+            sentence += "!"
+        else:
+            sentence += stop
+        sentences.append(sentence)
+    return SentenceTable(tuple(sentences), tuple(len(s) for s in sentences), " " if spaced else "")
 
 
-def prose(seed: int, max_tokens: int, *, locale: str = "en_US") -> tuple[str, bool]:
-    """Seeded sentences of a seed-chosen natural length, cut to `max_tokens`; returns (text, truncated)."""
+class _Streams(threading.local):
+    """One PCG64 per thread, re-seeded by each call: building a generator from a seed costs ~15 µs
+    (SeedSequence hashing), setting its state ~1.5 µs."""
+
+    def __init__(self) -> None:
+        self.bits = np.random.PCG64(0)
+
+
+_streams = _Streams()
+
+
+def _stream(seed: int) -> np.random.PCG64:
+    """This thread's generator, set to the state that `seed` fixes (the same numbers in every process:
+    PCG64's state transition and output are part of numpy's stable API)."""
+    bits = _streams.bits
+    state = {"state": (seed * _SPREAD) & _MASK128, "inc": _INCREMENT}
+    bits.state = {"bit_generator": "PCG64", "state": state, "has_uint32": 0, "uinteger": 0}
+    return bits
+
+
+@dataclass(frozen=True, slots=True)
+class Prose:
+    """A drawn answer: its text, its tokens by the count rule (from the table's lengths) and whether
+    it was cut at the token limit."""
+
+    text: str
+    tokens: int
+    truncated: bool
+
+
+def natural_tokens(seed: int) -> int:
+    """The length (tokens) an answer seeded with `seed` runs to when nothing cuts it."""
+    first = int(_stream(seed).random_raw())
+    return MIN_NATURAL_TOKENS + first % (MAX_NATURAL_TOKENS - MIN_NATURAL_TOKENS + 1)
+
+
+def compose(seed: int, max_tokens: int, *, target_tokens: int | None = None,
+            locale: str = DEFAULT_LOCALE) -> Prose:
+    """Seeded whole sentences until `target_tokens` (the seed's natural length when None) is reached,
+    cut to `max_tokens`. Generation stops once past the cut, so the result is a prefix of the uncut
+    text: a larger `max_tokens` only ever extends an answer."""
     if max_tokens <= 0:
-        return "", True
-    fake = faker_for(locale)
-    fake.seed_instance(seed)
-    target = fake.random_int(MIN_NATURAL_TOKENS, MAX_NATURAL_TOKENS)
-    # Stop generating once past the cut: the result is then a prefix of the untruncated text,
-    # so a larger max_tokens only ever extends the answer.
+        return Prose("", 0, True)
+    table = sentence_table(locale)
+    sentences, lengths, joiner = table.sentences, table.lengths, table.joiner
+    bits = _stream(seed)
+    draws = bits.random_raw(DRAW_BATCH).tolist()
+    if target_tokens is None:
+        target_tokens = MIN_NATURAL_TOKENS + draws[0] % (MAX_NATURAL_TOKENS - MIN_NATURAL_TOKENS + 1)
+    target_chars = target_tokens * CHARS_PER_TOKEN
     limit_chars = max_tokens * CHARS_PER_TOKEN
-    target_chars = target * CHARS_PER_TOKEN
-    joiner = _sentence_joiner(locale)
-    parts: list[str] = []
-    length = -len(joiner)
+    step = len(joiner)
+    picked: list[str] = []
+    length = -step
+    n = 1
     while length < target_chars and length <= limit_chars:
-        sentence = fake.sentence()
-        parts.append(sentence)
-        length += len(sentence) + len(joiner)
-    text = joiner.join(parts)
-    if len(text) > limit_chars:
-        return text[:limit_chars], True
-    return text, False
+        if n == len(draws):
+            draws += bits.random_raw(DRAW_BATCH).tolist()
+        index = draws[n] & (TABLE_SIZE - 1)
+        picked.append(sentences[index])
+        length += lengths[index] + step
+        n += 1
+    text = joiner.join(picked)
+    if length > limit_chars:
+        return Prose(text[:limit_chars], max_tokens, True)
+    return Prose(text, tokens_for_length(length), False)
+
+
+def prose(seed: int, max_tokens: int, *, locale: str = DEFAULT_LOCALE) -> tuple[str, bool]:
+    """Seeded sentences of a seed-chosen natural length, cut to `max_tokens`; returns (text, truncated)."""
+    answer = compose(seed, max_tokens, locale=locale)
+    return answer.text, answer.truncated
 
 
 def split_tokens(text: str) -> list[str]:

@@ -155,10 +155,11 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
     json_text = _json_mode(inputs, ctx.seed)
     if json_text is not None:
         return Generation(json_text, "stop", p_tokens, text_fake.count_tokens(json_text), [], reasoning)
-    text, truncated = text_fake.prose(ctx.seed, limit)
-    text, stopped = _apply_stop(text, inputs.get("stop"))
-    finish = "length" if truncated and not stopped else "stop"
-    return Generation(text, finish, p_tokens, text_fake.count_tokens(text), [], reasoning)
+    answer = text_fake.compose(ctx.seed, limit)
+    text, stopped = _apply_stop(answer.text, inputs.get("stop"))
+    finish = "length" if answer.truncated and not stopped else "stop"
+    tokens = text_fake.count_tokens(text) if stopped else answer.tokens
+    return Generation(text, finish, p_tokens, tokens, [], reasoning)
 
 
 def is_chat_completion_model(model: Model) -> bool:
