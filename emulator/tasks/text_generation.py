@@ -131,6 +131,8 @@ def _json_mode(inputs: dict[str, Any], seed: int) -> str | None:
 
 
 def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
+    if not stop:
+        return text, False
     stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if isinstance(s, str) and s]
     cut = min((text.find(s) for s in stops if s and s in text), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
@@ -139,20 +141,22 @@ def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
 def generate(call: Call, ctx: FakeContext) -> Generation:
     """The deterministic answer to a text-generation call (shared by every surface)."""
     inputs = call.json_inputs
-    limit = inputs.get("max_completion_tokens") or inputs.get("max_tokens") or default_max_tokens(call.model)
+    traits = traits_of(call.model)
+    limit = inputs.get("max_completion_tokens") or inputs.get("max_tokens") or traits.default_max_tokens
     limit = output_tokens(int(limit) if isinstance(limit, (int, float)) else DEFAULT_MAX_TOKENS)
     p_tokens = prompt_tokens(inputs)
     tool_calls = [{"name": t["name"],
                    "arguments": _arguments(t["parameters"], derive_seed(ctx.seed, t["name"]))}
-                  for t in _pick_tools(inputs, _tools(inputs), ctx.seed)]
+                  for t in _pick_tools(inputs, _tools(inputs), ctx.seed)] if "tools" in inputs else []
     reasoning = None
-    if call.model.flag("reasoning"):
+    if traits.reasoning:
         reasoning, _ = text_fake.prose(derive_seed(ctx.seed, "reasoning"), min(48, limit))
     if tool_calls:
         return Generation("", "tool_calls", p_tokens,
                           sum(text_fake.count_tokens(orjson.dumps(t).decode()) for t in tool_calls),
                           tool_calls, reasoning)
-    json_text = _json_mode(inputs, ctx.seed)
+    json_mode = "response_format" in inputs or "guided_json" in inputs
+    json_text = _json_mode(inputs, ctx.seed) if json_mode else None
     if json_text is not None:
         return Generation(json_text, "stop", p_tokens, text_fake.count_tokens(json_text), [], reasoning)
     answer = text_fake.compose(ctx.seed, limit)
@@ -160,6 +164,34 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
     finish = "length" if answer.truncated and not stopped else "stop"
     tokens = text_fake.count_tokens(text) if stopped else answer.tokens
     return Generation(text, finish, p_tokens, tokens, [], reasoning)
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """What the text fake reads from a model's catalog entry, worked out once per model."""
+
+    evaluation: bool  # answers questions about a state (output has `answers`)
+    guard: bool
+    chat_completion: bool
+    default_max_tokens: int
+    reasoning: bool
+
+
+_TRAITS: dict[str, tuple[dict[str, Any], Traits]] = {}
+
+
+def traits_of(model: Model) -> Traits:
+    """The model's traits, kept by name while its schema is the same object (catalog models are)."""
+    from emulator.tasks import moderation
+
+    kept = _TRAITS.get(model.name)
+    if kept is not None and kept[0] is model.schema:
+        return kept[1]
+    traits = Traits(evaluation="answers" in (model.output_schema.get("properties") or {}),
+                    guard=moderation.is_guard_model(model), chat_completion=is_chat_completion_model(model),
+                    default_max_tokens=default_max_tokens(model), reasoning=model.flag("reasoning"))
+    _TRAITS[model.name] = (model.schema, traits)
+    return traits
 
 
 def is_chat_completion_model(model: Model) -> bool:
@@ -202,13 +234,14 @@ def native_events(gen: Generation, seed: int, quirks: dict[str, bool]) -> list[S
 
 @register("Text Generation")
 def fake(call: Call, ctx: FakeContext) -> Outcome:
-    if "answers" in (call.model.output_schema.get("properties") or {}):
+    traits = traits_of(call.model)
+    if traits.evaluation:
         from emulator.tasks import evaluation
 
         return evaluation.fake(call, ctx)
-    from emulator.tasks import moderation
+    if traits.guard:
+        from emulator.tasks import moderation
 
-    if moderation.is_guard_model(call):
         return moderation.fake(call, ctx)
     gen = generate(call, ctx)
     usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
@@ -224,7 +257,7 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     if call.stream:
         return Outcome(events=native_events(gen, ctx.seed, ctx.quirks), content_type="text/event-stream",
                        usage=usage, extras=extras)
-    if is_chat_completion_model(call.model):
+    if traits.chat_completion:
         from emulator.openai_shapes import chat_completion
 
         completion = chat_completion(gen, call.model.name, ctx.seed)
