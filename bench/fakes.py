@@ -25,6 +25,7 @@ from run import PROMPTS, wav
 from emulator.backends.mock import call_seed
 from emulator.call import BinaryInput, Call, Surface
 from emulator.catalog import load_catalog
+from emulator.server.allocator import keep_freed_memory
 from emulator.tasks import FakeContext, fake_for
 
 CATALOG = load_catalog()
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=0, help="calls per pass (default: per scenario)")
     parser.add_argument("-r", "--repeats", type=int, default=5, help="passes; the fastest counts (default 5)")
     args = parser.parse_args()
+    keep_freed_memory()  # as `serve` does: large arrays reuse heap pages instead of faulting new ones
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
