@@ -271,7 +271,8 @@ def warm_up(server: Server, requests: list[dict[str, Any]]) -> None:
     bodies get numbers below any load point's, so no measured request was answered here."""
     for i, spec in enumerate(requests[:20]):
         data = spec.get("body", "").replace(VARY_MARKER, str(1 + i)).encode()
-        status, payload, _ = http(spec["method"], server.base + spec["path"], data)
+        # The first call may load a cassette index (10,000 interactions: seconds on a busy machine).
+        status, payload, _ = http(spec["method"], server.base + spec["path"], data, timeout=120)
         if status >= 400:
             raise RuntimeError(f"{server.name}: {spec['path']} answered {status}: {payload[:300]!r}")
 

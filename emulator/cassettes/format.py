@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -89,6 +90,9 @@ _HEX32_SEGMENT = re.compile(r"(?<=/)[0-9a-f]{32}(?=/|$)")
 _SLASHES = re.compile(r"/{2,}")
 
 
+# A pure function of a path, and a client repeats its paths (one per model): replay normalises every
+# incoming request's path, so the last few thousand are remembered.
+@functools.lru_cache(maxsize=4096)
 def normalise_path(path: str) -> str:
     """Canonical request path: percent-decoded, ``//`` collapsed, account id replaced, query dropped.
 
