@@ -657,7 +657,8 @@ def test_replay_normalises_a_json_body_as_recording_stores_it() -> None:
     redactor = Redactor(secrets=["s3cr3t"], account_ids=["0123456789abcdef0123456789abcdef"])
     path = "/client/v4/accounts/0123456789abcdef0123456789abcdef/ai/run/@cf/meta/llama-3-8b-instruct"
     bodies = [b'{"a":1}', b"null", b'"s3cr3t"', b"[1,2]",
-              b'{"api_key":"abcdefghijk","t":"Bearer abcdefghijkl"}', b"not json", b"\xff\xfe", b'{"x": "a@b.com", "seed": 4}']
+              b'{"api_key":"abcdefghijk","t":"Bearer abcdefghijkl"}', b"not json", b"\xff\xfe",
+              b'{"x": "a@b.com", "seed": 4}']
     for body in bodies:
         for content_type in ("application/json", "application/json; charset=utf-8", "text/plain", None,
                              "audio/wav", "application/vnd.api+json"):
