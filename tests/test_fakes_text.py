@@ -143,3 +143,18 @@ def test_prose_reads_like_sentences() -> None:
     assert len(set(table.sentences)) == len(table.sentences) == 4096
     assert table.lengths == tuple(len(s) for s in table.sentences)
     assert any("," in s for s in table.sentences) and any(s.endswith("?") for s in table.sentences)
+
+
+def test_reseeded_generators_repeat_per_seed_and_per_thread() -> None:
+    import threading
+
+    from emulator.fakes.seed import reseeded
+
+    first = reseeded(12345).integers(1 << 62, size=8).tolist()
+    other = reseeded(12346).integers(1 << 62, size=8).tolist()
+    seen: list[list[int]] = []
+    worker = threading.Thread(target=lambda: seen.append(reseeded(12345).integers(1 << 62, size=8).tolist()))
+    worker.start()
+    worker.join()
+    assert first != other
+    assert seen == [first] == [reseeded(12345).integers(1 << 62, size=8).tolist()]

@@ -2,7 +2,8 @@
 chunking for text fakes.
 
 An answer is drawn, not written: each locale has a table of sentences built once from its Faker lorem
-vocabulary, and a call picks sentences from it with one numpy PCG64 generator seeded by the request.
+vocabulary, and a call picks sentences from it with one numpy PCG64 generator set to the request's seed
+(`seed.reseeded`).
 Every sentence's length is in the table, so the token count of an answer comes out of the draw
 (`Prose.tokens`) without reading the text again.
 """
@@ -11,13 +12,10 @@ from __future__ import annotations
 
 import importlib
 import re
-import threading
 from dataclasses import dataclass
 from functools import cache
 
-import numpy as np
-
-from emulator.fakes.seed import derive_seed, rng
+from emulator.fakes.seed import derive_seed, reseeded, rng
 
 CHARS_PER_TOKEN = 4
 MIN_NATURAL_TOKENS = 20
@@ -32,10 +30,6 @@ COMMA_RATE = 0.12  # after a word inside a sentence (spaced scripts only)
 QUESTION_RATE, EXCLAMATION_RATE = 0.06, 0.03  # sentence endings other than the locale's full stop
 # Draws taken from the generator at once: enough for a natural answer (at most ~15 sentences).
 DRAW_BATCH = 24
-# The PCG64 increment every call uses; the request seed sets the state (see `_stream`).
-_INCREMENT = 0xDA3E39CB94B95BDB_9E3779B97F4A7C15 | 1
-_SPREAD = 0x9E3779B97F4A7C15_F39CC0605CEDC835
-_MASK128 = (1 << 128) - 1
 
 # A word of up to 6 letters stays whole; longer words are cut in 4-letter pieces; punctuation and
 # '_' are their own chunks; leading whitespace sticks to the chunk after it, trailing whitespace
@@ -110,26 +104,6 @@ def _build_table(locale: str) -> SentenceTable:
     return SentenceTable(tuple(sentences), tuple(len(s) for s in sentences), " " if spaced else "")
 
 
-class _Streams(threading.local):
-    """One PCG64 per thread, re-seeded by each call: building a generator from a seed costs ~15 µs
-    (SeedSequence hashing), setting its state ~1.5 µs."""
-
-    def __init__(self) -> None:
-        self.bits = np.random.PCG64(0)
-
-
-_streams = _Streams()
-
-
-def _stream(seed: int) -> np.random.PCG64:
-    """This thread's generator, set to the state that `seed` fixes (the same numbers in every process:
-    PCG64's state transition and output are part of numpy's stable API)."""
-    bits = _streams.bits
-    state = {"state": (seed * _SPREAD) & _MASK128, "inc": _INCREMENT}
-    bits.state = {"bit_generator": "PCG64", "state": state, "has_uint32": 0, "uinteger": 0}
-    return bits
-
-
 @dataclass(frozen=True, slots=True)
 class Prose:
     """A drawn answer: its text, its tokens by the count rule (from the table's lengths) and whether
@@ -142,7 +116,7 @@ class Prose:
 
 def natural_tokens(seed: int) -> int:
     """The length (tokens) an answer seeded with `seed` runs to when nothing cuts it."""
-    first = int(_stream(seed).random_raw())
+    first = int(reseeded(seed).bit_generator.random_raw())
     return MIN_NATURAL_TOKENS + first % (MAX_NATURAL_TOKENS - MIN_NATURAL_TOKENS + 1)
 
 
@@ -155,7 +129,7 @@ def compose(seed: int, max_tokens: int, *, target_tokens: int | None = None,
         return Prose("", 0, True)
     table = sentence_table(locale)
     sentences, lengths, joiner = table.sentences, table.lengths, table.joiner
-    bits = _stream(seed)
+    bits = reseeded(seed).bit_generator
     draws = bits.random_raw(DRAW_BATCH).tolist()
     if target_tokens is None:
         target_tokens = MIN_NATURAL_TOKENS + draws[0] % (MAX_NATURAL_TOKENS - MIN_NATURAL_TOKENS + 1)
