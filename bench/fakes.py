@@ -25,7 +25,7 @@ from run import PROMPTS, wav
 from emulator.backends.mock import call_seed
 from emulator.call import BinaryInput, Call, Surface
 from emulator.catalog import load_catalog
-from emulator.server.allocator import keep_freed_memory
+from emulator.launch.allocator import keep_freed_memory
 from emulator.tasks import FakeContext, fake_for
 
 CATALOG = load_catalog()

@@ -588,7 +588,7 @@ def run_workers(options: Options, data_dir: Path, n: int, requests: list[dict[st
 
 def ledger_requests(data_dir: Path) -> int:
     """Calls in a stopped server's ledger (opening it applies any journal left behind)."""
-    from emulator.ledger import Ledger
+    from emulator.accounting.ledger import Ledger
 
     with Ledger(data_dir / "ledger.sqlite3", plan="paid") as ledger:
         return sum(ledger.usage(day=d).requests for d in ledger.days())

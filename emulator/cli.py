@@ -9,10 +9,13 @@ from pathlib import Path
 
 import click
 
+from emulator.accounting.cli import COMMANDS as ACCOUNTING_COMMANDS
+from emulator.docgen import quirks as quirks_doc
+from emulator.launch import detach
+from emulator.launch.banner import banner
+from emulator.launch.workers import serve_workers
 from emulator.quirks import parse_quirk_flags
 from emulator.settings import ENV_PREFIX, Mode, Settings
-
-DEMO_ACCOUNT = "0123456789abcdef0123456789abcdef"
 
 
 def env(name: str) -> str:
@@ -23,32 +26,6 @@ def env(name: str) -> str:
 @click.version_option(package_name="workers-ai-emulator")
 def main() -> None:
     """A local, deterministic emulator of the Cloudflare Workers AI REST API."""
-
-
-def banner(settings: Settings) -> str:
-    base = (
-        f"http://{settings.host if settings.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{settings.port}"
-    )
-    acct = DEMO_ACCOUNT
-    token = settings.token or "any-token"
-    return "\n".join(
-        [
-            f"workers-ai-emulator {settings.mode.value} mode listening on {base}",
-            "",
-            f'  cloudflare SDK     Cloudflare(api_token="{token}", base_url="{base}/client/v4")',
-            f'  OpenAI-compatible  OpenAI(api_key="{token}",'
-            f' base_url="{base}/client/v4/accounts/{acct}/ai/v1")',
-            f"  REST base          {base}/client/v4/accounts/{acct}/ai/run/<model>",
-            f"  dashboard          {base}/__emulator__/",
-            "",
-            "  curl example:",
-            f"    curl {base}/client/v4/accounts/{acct}/ai/run/@cf/meta/llama-3-8b-instruct \\",
-            f"      -H 'Authorization: Bearer {token}' \\",
-            '      -d \'{"prompt": "Where did the phrase Hello World come from"}\'',
-            "",
-            "  Any 32-hex account id works; without --token any non-empty token is accepted.",
-        ]
-    )
 
 
 @main.command()
@@ -241,8 +218,6 @@ def serve(
 ) -> None:
     """Start the emulator and print the base URLs to paste into each kind of client."""
     if background:
-        from emulator import detach
-
         args = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
         detach.start(detach.server_argv(args), pid_file, port, ready_timeout)
         return
@@ -280,16 +255,16 @@ def serve(
             f"warning: binding {host} without --token: anyone who can reach this port can use it.", err=True
         )
     if workers > 1:
-        from emulator.workers import serve_workers
-
         sys.exit(serve_workers(settings))
     asyncio.run(run_server(settings))
 
 
 async def run_server(settings: Settings) -> None:
+    # The server stack is imported only to serve: `--help`, `stop` and the forking parent of
+    # `--workers` stay light (launch/workers.py forks before anything heavy is loaded).
     from aiohttp import web
 
-    from emulator.server.lifecycle import serve_until_stopped
+    from emulator.launch.lifecycle import serve_until_stopped
 
     def announce(runner: web.AppRunner) -> None:
         if settings.port == 0:
@@ -324,8 +299,6 @@ async def run_server(settings: Settings) -> None:
 )
 def stop_command(pid_file: Path | None, port: int, timeout: float) -> None:
     """Stop a server started with `serve --background` (SIGTERM, then SIGKILL) and remove its pid file."""
-    from emulator import detach
-
     detach.stop(pid_file or detach.default_pid_file(port), timeout)
 
 
@@ -341,8 +314,6 @@ def stop_command(pid_file: Path | None, port: int, timeout: float) -> None:
 )
 def quirks_command(markdown: bool, quirks: tuple[str, ...]) -> None:
     """List the Cloudflare quirks the emulator reproduces, with evidence and off switches."""
-    from emulator import quirks_doc
-
     if markdown:
         click.echo(quirks_doc.markdown(), nl=False)
         return
@@ -353,14 +324,8 @@ def quirks_command(markdown: bool, quirks: tuple[str, ...]) -> None:
     click.echo(quirks_doc.table(overrides))
 
 
-def _add_accounting_commands() -> None:
-    from emulator.accounting_cli import COMMANDS
-
-    for command in COMMANDS:
-        main.add_command(command)
-
-
-_add_accounting_commands()
+for _command in ACCOUNTING_COMMANDS:
+    main.add_command(_command)
 
 
 @main.command("docs-reference")
@@ -378,9 +343,10 @@ _add_accounting_commands()
 )
 def docs_reference_command(output: Path | None, check: Path | None) -> None:
     """Print docs/reference.md, generated from the code (commands, options, env vars, routes, cassettes)."""
-    from emulator.reference_doc import generate
+    # Imported to run: the generator builds an app, which `serve` itself loads only when it serves.
+    from emulator.docgen.reference import generate
 
-    text = generate()
+    text = generate(main)
     if check is not None:
         if check.read_text() != text:
             raise click.ClickException(f"{check} is stale: run workers-ai-emulator docs-reference -o {check}")
@@ -400,7 +366,8 @@ def docs_reference_command(output: Path | None, check: Path | None) -> None:
 )
 def openapi_command(output: Path | None) -> None:
     """Print the OpenAPI 3.1 description of the emulator (also served at /__emulator__/openapi.json)."""
-    from emulator.openapi import spec_bytes
+    # Imported to run, as above: the description is built from the server's route table.
+    from emulator.server.openapi import spec_bytes
 
     if output is None:
         click.echo(spec_bytes().decode())

@@ -89,7 +89,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     # Catalog API query errors (codes undocumented: emulator's choice, see server/catalog_api.py).
     "invalid_query": ErrorSpec(1001, 400, "Invalid query parameter '{name}': {detail}", Layer.EDGE),
     "missing_query": ErrorSpec(1001, 400, "Missing required query parameter '{name}'", Layer.EDGE),
-    # Async batch (reference §6; codes are the emulator's choice, see emulator/batch.py).
+    # Async batch (reference §6; codes are the emulator's choice, see emulator/server/batch.py).
     "batch_unsupported": ErrorSpec(
         5006, 400, "AiError: Bad input: Error: {model} does not support async batch requests (queueRequest)"
     ),

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from emulator.background import BackgroundServer
+from emulator.accounting.pricing import dollars
 from emulator.client import EmulatorClient
-from emulator.pricing import dollars
+from emulator.launch.background import BackgroundServer
 from emulator.settings import Mode, Settings
 
 ACCOUNT_ID = "0123456789abcdef0123456789abcdef"

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
+from emulator.accounting.ledger import FixedClock
+from emulator.accounting.pricing import round_neurons
 from emulator.cli import main as cli
-from emulator.ledger import FixedClock
-from emulator.pricing import round_neurons
 from tests.conftest import ACCOUNT, AUTH, Emulator, ServerFactory, wav_bytes
 from tests.serving import serve
 

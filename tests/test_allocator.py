@@ -14,7 +14,7 @@ import pytest
 # setting the server applies at startup. By default glibc gives the freed heap top back to the kernel.
 _FAULTS = """
 import resource, sys
-from emulator.server.allocator import keep_freed_memory
+from emulator.launch.allocator import keep_freed_memory
 if sys.argv[1] == "kept" and not keep_freed_memory():
     raise SystemExit("not glibc")
 def answer():

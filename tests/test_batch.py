@@ -6,7 +6,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from emulator.openapi import build_spec
+from emulator.server.openapi import build_spec
 from tests.conftest import AUTH, Emulator
 
 MODEL = "@cf/baai/bge-small-en-v1.5"

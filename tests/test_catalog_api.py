@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from cloudflare import BadRequestError, Cloudflare
 
+from emulator.accounting.ledger import FixedClock
 from emulator.catalog import load_catalog
-from emulator.ledger import FixedClock
 from emulator.server.catalog_api import DEFAULT_PER_PAGE, is_deprecated
 from tests.conftest import ACCOUNT, AUTH, Emulator
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from emulator.accounting.costs import block_in
 from emulator.cli import main as cli
-from emulator.costs import block_in
 
 ROOT = Path(__file__).resolve().parent.parent
 

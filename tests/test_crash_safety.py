@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from emulator.accounting.ledger import Ledger
 from emulator.cassettes import load_cassette
-from emulator.ledger import Ledger
 from tests.fake_upstream import LLAMA, FakeUpstream, burst_then_kill_9, start_recording_server
 from tests.serving import free_port, wait_ready
 

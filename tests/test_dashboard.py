@@ -11,9 +11,9 @@ from typing import Any
 import mutagen.mp3
 import pytest
 
-from emulator.dashboard.chart import fmt_neurons, hourly_svg
-from emulator.dashboard.summary import mp3_seconds
-from emulator.dashboard.views import level, percent, source_label
+from emulator.control.dashboard.chart import fmt_neurons, hourly_svg
+from emulator.control.dashboard.summary import mp3_seconds
+from emulator.control.dashboard.views import level, percent, source_label
 from emulator.fakes import audio
 from tests.conftest import TOKEN, Emulator, ServerFactory
 

@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from emulator.dashboard.chart import fmt_neurons
+from emulator.control.dashboard.chart import fmt_neurons
 from tests.conftest import TOKEN, Emulator, ServerFactory
 
 CHROMIUM = os.environ.get("WORKERS_AI_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

@@ -18,7 +18,7 @@ import click.testing
 import pytest
 
 from emulator.cli import main
-from emulator.reference_doc import DIRECT_ENV, UNDESCRIBED, generate
+from emulator.docgen.reference import DIRECT_ENV, UNDESCRIBED, generate
 from tests.serving import free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,11 +300,11 @@ def test_background_reports_a_server_that_cannot_start(tmp_path: Path) -> None:
 
 
 def test_reference_md_is_generated_from_the_code() -> None:
-    text = generate()
+    text = generate(main)
     assert (DOCS / "reference.md").read_text() == text, (
         "docs/reference.md is stale: run `workers-ai-emulator docs-reference -o docs/reference.md`"
     )
-    assert UNDESCRIBED not in text, "describe the new route or surface in emulator/reference_doc.py"
+    assert UNDESCRIBED not in text, "describe the new route or surface in emulator/docgen/reference.py"
 
 
 def test_reference_lists_every_environment_variable_the_code_reads() -> None:

@@ -1,4 +1,4 @@
-"""Tests for emulator.ledger: free-plan wall, day rollover, paid overage, limits, durability, concurrency."""
+"""Tests for the ledger: free-plan wall, day rollover, paid overage, limits, durability, concurrency."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.ledger import Admission, FixedClock, Ledger, Plan, UsageReport, next_reset
-from emulator.pricing import dollars
+from emulator.accounting.ledger import Admission, FixedClock, Ledger, Plan, UsageReport, next_reset
+from emulator.accounting.pricing import dollars
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA = "@cf/meta/llama-3.1-8b-instruct"
@@ -313,7 +313,7 @@ _WORKER = textwrap.dedent(
     """
     import os, sys, time
     from datetime import UTC, datetime
-    from emulator.ledger import FixedClock, Ledger
+    from emulator.accounting.ledger import FixedClock, Ledger
     path, n, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     ledger = Ledger(path, clock=FixedClock(datetime(2026, 3, 14, 12, tzinfo=UTC)), plan="paid")
     print(0, flush=True)

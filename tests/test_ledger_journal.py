@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator import ledger as ledger_module
-from emulator import ledger_journal
-from emulator.ledger import FixedClock, Ledger
+from emulator.accounting import journal as ledger_journal
+from emulator.accounting import ledger as ledger_module
+from emulator.accounting.ledger import FixedClock, Ledger
 
 MODEL = "@cf/meta/llama-3.1-8b-instruct"
 
@@ -139,7 +139,7 @@ async def test_the_servers_charge_is_in_the_journal_when_it_returns(
 
 async def test_a_server_ledger_checkpoints_on_its_own_thread(tmp_path: Path, clock: FixedClock,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from emulator import ledger_checkpoint
+    from emulator.accounting import checkpoint as ledger_checkpoint
 
     monkeypatch.setattr(ledger_checkpoint, "INTERVAL_SECONDS", 0.02)
     db = tmp_path / "l.sqlite3"

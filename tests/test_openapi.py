@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from emulator import cli
 from emulator.catalog import load_catalog
-from emulator.openapi import OPENAPI_PATH, build_spec
+from emulator.server.openapi import OPENAPI_PATH, build_spec
 from tests.conftest import ServerFactory
 
 

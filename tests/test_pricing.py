@@ -1,4 +1,4 @@
-"""Tests for emulator.pricing: price rules, neuron arithmetic, coverage of the catalog, rate limits."""
+"""Tests for pricing: price rules, neuron arithmetic, coverage of the catalog, rate limits."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from importlib import resources
 
 import pytest
 
+from emulator.accounting.pricing import PriceBook, dollars, load_prices, round_neurons
 from emulator.call import Usage
-from emulator.pricing import PriceBook, dollars, load_prices, round_neurons
 
 PAGE = "pricing-page-2026-08-28"
 EXTRAS = [

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from emulator.docgen.quirks import markdown
 from emulator.quirks import QUIRKS
-from emulator.quirks_doc import markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,7 @@ from schemathesis.checks import (
 from schemathesis.config import SchemathesisConfig
 
 from emulator.catalog import load_catalog
-from emulator.openapi import build_spec
+from emulator.server.openapi import build_spec
 from tests.live_server import LiveServer, live_server
 
 AUTH = {"Authorization": "Bearer fuzz-token"}

@@ -12,7 +12,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from emulator import cli, log_redaction
+from emulator import cli
+from emulator.launch import log_redaction
 from emulator.server import app as app_module
 from emulator.server.paths import Kind
 from tests.conftest import ServerFactory

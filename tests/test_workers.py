@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.ledger import Ledger
+from emulator.accounting.ledger import Ledger
 from tests.conftest import ACCOUNT
 from tests.serving import serve
 

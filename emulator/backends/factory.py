@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from emulator.backends.base import Backend
+from emulator.backends.cassette import CassetteBackend
+from emulator.backends.mock import MockBackend
 from emulator.settings import Mode, Settings
 
 
 def backend_for(settings: Settings) -> Backend:
     """The backend `settings.mode` asks for (the control plane calls this again when the mode changes)."""
     if settings.mode is Mode.MOCK:
-        from emulator.backends.mock import MockBackend
-
         return MockBackend(seed=settings.seed, quirks=settings.quirks)
-    from emulator.backends.cassette import CassetteBackend
-
     return CassetteBackend(settings, settings.mode)

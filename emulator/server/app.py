@@ -3,53 +3,29 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from emulator.backends.base import Backend
+from emulator.accounting.ledger import Ledger, Plan
+from emulator.accounting.pricing import load_prices
+from emulator.backends.factory import backend_for
 from emulator.catalog import load_catalog
+from emulator.control.routes import install as install_control
 from emulator.errors import CFError
-from emulator.ledger import Ledger, Plan
 from emulator.limits import read_body
-from emulator.pricing import load_prices
 from emulator.quirks import enabled
-from emulator.server import catalog_api, gateway, graphql, native, openai_surface, relay
+from emulator.server import gateway, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
-from emulator.server.paths import Kind, Route, parse
+from emulator.server.openapi import install as install_openapi
 from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
+from emulator.server.router import parse
+from emulator.server.routes import CACHEABLE_KINDS, HANDLERS, OPENAI_ERROR_KINDS
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
-from emulator.settings import Mode, Settings
+from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator")
-
-Handler = Callable[[web.Request, Route, ServerState, str], Awaitable[web.StreamResponse]]
-CACHEABLE_KINDS = frozenset({Kind.RUN, Kind.CHAT, Kind.COMPAT_CHAT, Kind.EMBEDDINGS, Kind.COMPAT_EMBEDDINGS,
-                             Kind.RESPONSES})
-V1_KINDS = frozenset({Kind.CHAT, Kind.EMBEDDINGS, Kind.RESPONSES, Kind.COMPAT_CHAT, Kind.COMPAT_EMBEDDINGS})
-
-# Surface handlers by route kind; each surface module adds its own entries.
-HANDLERS: dict[Kind, Handler] = {
-    Kind.RUN: native.handle_run,
-    Kind.MODELS_SEARCH: catalog_api.handle_models_search,
-    Kind.MODELS_SCHEMA: catalog_api.handle_models_schema,
-    Kind.TASKS_SEARCH: catalog_api.handle_tasks_search,
-    Kind.AUTHORS_SEARCH: catalog_api.handle_authors_search,
-}
-HANDLERS.update(openai_surface.HANDLERS)
-HANDLERS[Kind.GRAPHQL] = graphql.handle_graphql
-
-
-def make_backend(settings: Settings) -> Backend:
-    if settings.mode is Mode.MOCK:
-        from emulator.backends.mock import MockBackend
-
-        return MockBackend(seed=settings.seed, quirks=settings.quirks)
-    from emulator.backends.factory import backend_for
-
-    return backend_for(settings)
 
 
 def make_ledger(settings: Settings) -> Ledger:
@@ -71,7 +47,7 @@ def build_state(settings: Settings) -> ServerState:
     return ServerState(
         settings=settings,
         catalog=load_catalog(),
-        backend=make_backend(settings),
+        backend=backend_for(settings),
         ledger=make_ledger(settings),
         prices=load_prices(),
         answers=AnswerCache(),
@@ -150,7 +126,7 @@ def _error(request: web.Request, error: CFError) -> web.Response:
     route = request.get(ROUTE)
     openai_error = (
         route is not None
-        and route.kind in V1_KINDS
+        and route.kind in OPENAI_ERROR_KINDS
         and not enabled(state.quirks, "v1-errors-not-openai-shaped")
     )
     return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error)
@@ -170,9 +146,6 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
-    from emulator.control import install as install_control
-    from emulator.openapi import install as install_openapi
-
     install_control(app)
     install_openapi(app, app[STATE].settings.control_plane)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from emulator.accounting.pricing import round_neurons
 from emulator.call import Call, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.limits import read_body
-from emulator.pricing import round_neurons
+from emulator.server import batch
 from emulator.server.inputs import read_inputs, validate
 from emulator.server.paths import Route
 from emulator.server.pipeline import Executed, execute_request
@@ -59,8 +60,6 @@ async def handle_run(
     model = lookup_model(state, route.model)
     raw = await read_body(request)
     inputs = await read_inputs(request, raw)
-    from emulator import batch
-
     if batch.wants_batch(request.query, inputs):
         return await batch.handle(request, route, state, request_id, model, inputs, raw)
     validate(model, inputs, state.quirks)

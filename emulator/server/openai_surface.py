@@ -15,7 +15,6 @@ import numpy as np
 import orjson
 from aiohttp import web
 
-from emulator import openai_shapes
 from emulator.backends.mock import call_seed
 from emulator.call import Call, Outcome, StreamEvent, Surface
 from emulator.catalog import Model
@@ -28,6 +27,7 @@ from emulator.server.paths import Kind, Route
 from emulator.server.pipeline import execute_request
 from emulator.server.render import json_response, stream_events
 from emulator.server.state import ServerState
+from emulator.tasks import openai_shapes
 from emulator.tasks.text_generation import Generation
 
 TEXT_GENERATION = "Text Generation"
@@ -239,13 +239,4 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
     gen = generation_of(executed.outcome)
     answer = openai_shapes.response_for(model, inputs, gen, call_seed(call, state.settings.seed))
     return json_response(answer, headers=answer_headers(call, executed))
-
-
-HANDLERS = {
-    Kind.CHAT: handle_chat,
-    Kind.COMPAT_CHAT: handle_chat,
-    Kind.EMBEDDINGS: handle_embeddings,
-    Kind.COMPAT_EMBEDDINGS: handle_embeddings,
-    Kind.RESPONSES: handle_responses,
-}
 

@@ -6,14 +6,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from emulator.accounting.billing import billed_neurons, with_body_cost
+from emulator.accounting.ledger import REFUSAL_CODES, Plan
 from emulator.call import Call, Outcome
 from emulator.catalog import Model
 from emulator.errors import CFError
-from emulator.ledger import REFUSAL_CODES, Plan
 from emulator.quirks import enabled
-from emulator.request_log import describe_call
 from emulator.server.answer_cache import CachedAnswer
-from emulator.server.billing import billed_neurons, with_body_cost
 from emulator.server.state import ServerState
 
 
@@ -63,8 +62,8 @@ async def execute(state: ServerState, call: Call) -> Executed:
     client's headers always add up to the ledger; failed outcomes (status >= 400) cost nothing.
     """
     admit(state, call.account_id, call.model, call.request_id)
-    # The control plane (emulator/control.py) applies faults and stubs around the backend.
-    control = state.extensions.get("control")
+    # The control plane (emulator/control/plane.py) applies faults and stubs around the backend.
+    control = state.control
     plain = True
     if control is not None:
         outcome, plain = await control.run(call, state.backend.handle)
@@ -96,8 +95,7 @@ async def execute_request(request: web.Request, state: ServerState, call: Call) 
 
 def untouched(state: ServerState) -> bool:
     """No stub or fault can change an answer right now."""
-    control = state.extensions.get("control")
-    return control is None or control.untouched()
+    return state.control is None or state.control.untouched()
 
 
 async def answer_again(state: ServerState, account: str, answer: CachedAnswer, request_id: str
@@ -106,8 +104,9 @@ async def answer_again(state: ServerState, account: str, answer: CachedAnswer, r
     admit(state, account, answer.model, request_id)
     await charge(state, account, answer.model, answer.neurons, request_id=request_id,
                  estimated=answer.estimated)
-    describe_call(answer.model.name, answer.surface, request_id, source=state.backend.name,
-                  neurons=answer.neurons)
+    if state.control is not None:
+        state.control.answered_again(answer.model.name, answer.surface, request_id,
+                                     source=state.backend.name, neurons=answer.neurons)
     return answer.response(request_id)
 
 

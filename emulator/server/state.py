@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from aiohttp import web
 
+from emulator.accounting.ledger import Clock, Ledger
+from emulator.accounting.pricing import PriceBook
 from emulator.backends.base import Backend
+from emulator.call import Call, Outcome
 from emulator.catalog import Catalog
-from emulator.ledger import Clock, Ledger
-from emulator.pricing import PriceBook
 from emulator.server.answer_cache import AnswerCache
+from emulator.server.batch_queue import Batch
 from emulator.server.paths import Route
 from emulator.settings import Settings
 
-if TYPE_CHECKING:  # the request log imports the route keys from here
-    from emulator.request_log import RequestLog
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ControlHooks(Protocol):
+    """What the pipeline asks of the control plane (emulator/control/plane.py) around a model call."""
+
+    async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> tuple[Outcome, bool]:
+        """The outcome (a fault's, a stub's or `handle`'s), and whether it is the backend's own."""
+        ...
+
+    def untouched(self) -> bool:
+        """No stub and no fault can change an answer."""
+        ...
+
+    def charged(self, call: Call, neurons: float) -> None: ...
+
+    def answered_again(self, model: str, surface: str, request_id: str, *, source: str,
+                       neurons: float) -> None: ...
+
+
+class RequestRecorder(Protocol):
+    """The request log (emulator/control/request_log.py): runs a request's handler and logs it."""
+
+    async def record(self, request: web.Request, handler: RequestHandler) -> web.StreamResponse: ...
 
 
 @dataclass
@@ -28,10 +53,11 @@ class ServerState:
     prices: PriceBook
     # Rendered answers of repeatable calls by request (server/answer_cache.py); new with each backend.
     answers: AnswerCache
-    # Extension points filled by the control plane (stubs, faults).
-    extensions: dict[str, Any] = field(default_factory=dict)
-    # The control plane's request log, when it is on (emulator/request_log.py).
-    request_log: RequestLog | None = None
+    # The control plane (stubs, faults, clock) and its request log, when it is on.
+    control: ControlHooks | None = None
+    request_log: RequestRecorder | None = None
+    # Async batches by request id (server/batch.py).
+    batches: dict[str, Batch] = field(default_factory=dict)
 
     @property
     def quirks(self) -> dict[str, bool]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from emulator.call import Call, Outcome
 from emulator.catalog import Model
+from emulator.tasks import generic
 
 
 @dataclass(slots=True)
@@ -40,8 +41,6 @@ def fake_for(model: Model) -> Fake:
     try:
         return FAKES[model.task.name]
     except KeyError:
-        from emulator.tasks import generic
-
         return generic.fake
 
 

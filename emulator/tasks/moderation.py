@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 from emulator.call import Call, Outcome, Usage
-from emulator.catalog import Model
 from emulator.fakes import text as text_fake
 from emulator.tasks import FakeContext
 from emulator.tasks.text_generation import Generation, content_text, native_events, prompt_tokens
@@ -31,8 +30,8 @@ HAZARDS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
 )
 
 
-def is_guard_model(model: Model) -> bool:
-    return "guard" in model.name
+def is_guard_model(call: Call) -> bool:
+    return "guard" in call.model.name
 
 
 def _last_user_text(inputs: dict[str, Any]) -> str:

@@ -7,14 +7,14 @@ from typing import Any
 
 import orjson
 
-from emulator.call import Call, Outcome, StreamEvent, Surface, Usage
+from emulator.call import Call, StreamEvent
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
 from emulator.fakes.from_schema import fake_from_schema
 from emulator.fakes.seed import derive_seed, rng
 from emulator.limits import output_tokens
 from emulator.quirks import enabled
-from emulator.tasks import FakeContext, register
+from emulator.tasks import FakeContext
 
 PADDING_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789" * 3
 DEFAULT_MAX_TOKENS = 256
@@ -168,11 +168,9 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
 
 @dataclass(frozen=True, slots=True)
 class Traits:
-    """What the text fake reads from a model's catalog entry, worked out once per model."""
+    """What generation reads from a model's catalog entry, worked out once per model."""
 
-    evaluation: bool  # answers questions about a state (output has `answers`)
-    guard: bool
-    chat_completion: bool
+    chat_completion: bool  # native output is an OpenAI chat.completion object
     default_max_tokens: int
     reasoning: bool
 
@@ -182,13 +180,10 @@ _TRAITS: dict[str, tuple[dict[str, Any], Traits]] = {}
 
 def traits_of(model: Model) -> Traits:
     """The model's traits, kept by name while its schema is the same object (catalog models are)."""
-    from emulator.tasks import moderation
-
     kept = _TRAITS.get(model.name)
     if kept is not None and kept[0] is model.schema:
         return kept[1]
-    traits = Traits(evaluation="answers" in (model.output_schema.get("properties") or {}),
-                    guard=moderation.is_guard_model(model), chat_completion=is_chat_completion_model(model),
+    traits = Traits(chat_completion=is_chat_completion_model(model),
                     default_max_tokens=default_max_tokens(model), reasoning=model.flag("reasoning"))
     _TRAITS[model.name] = (model.schema, traits)
     return traits
@@ -230,42 +225,3 @@ def native_events(gen: Generation, seed: int, quirks: dict[str, bool]) -> list[S
     events.append(StreamEvent(orjson.dumps({"response": "", "usage": gen.usage}).decode()))
     events.append(StreamEvent("[DONE]"))
     return events
-
-
-@register("Text Generation")
-def fake(call: Call, ctx: FakeContext) -> Outcome:
-    traits = traits_of(call.model)
-    if traits.evaluation:
-        from emulator.tasks import evaluation
-
-        return evaluation.fake(call, ctx)
-    if traits.guard:
-        from emulator.tasks import moderation
-
-        return moderation.fake(call, ctx)
-    gen = generate(call, ctx)
-    usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
-    extras = {"generation": gen}
-    if "input" in call.json_inputs and call.surface is Surface.NATIVE:
-        from emulator.openai_shapes import response_for
-
-        # gpt-oss's Responses input form on run/ answers a Responses object (its catalog
-        # `Responses_Output` branch); null members are left out, as that schema types them as objects.
-        result = {k: v for k, v in response_for(call.model, call.json_inputs, gen, ctx.seed).items()
-                  if v is not None}
-        return Outcome(result=result, usage=usage, extras=extras)
-    if call.stream:
-        return Outcome(events=native_events(gen, ctx.seed, ctx.quirks), content_type="text/event-stream",
-                       usage=usage, extras=extras)
-    if traits.chat_completion:
-        from emulator.openai_shapes import chat_completion
-
-        completion = chat_completion(gen, call.model.name, ctx.seed)
-        for choice in completion["choices"]:
-            # The frontier output schemas require `refusal` on the message (null when not refusing)
-            # and type `tool_calls` as an array: the OpenAI surface's SGLang `tool_calls: null` goes.
-            choice["message"].setdefault("refusal", None)
-            if choice["message"].get("tool_calls", ()) is None:
-                del choice["message"]["tool_calls"]
-        return Outcome(result=completion, usage=usage, extras=extras)
-    return Outcome(result=native_result(gen), usage=usage, extras=extras)

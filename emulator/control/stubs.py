@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.call import Call, Outcome, Usage
+from emulator.control.faults import error_kind, make_error
+from emulator.control.scope import Scope, SpecError
 from emulator.errors import CFError
 from emulator.fakes import text as text_fake
 from emulator.fakes.seed import derive_seed
-from emulator.faults import error_kind, make_error
-from emulator.scope import Scope, SpecError
+from emulator.tasks.openai_shapes import chat_completion
 from emulator.tasks.text_generation import (
     Generation,
     is_chat_completion_model,
@@ -97,8 +98,6 @@ def text_outcome(
             extras=extras,
         )
     if is_chat_completion_model(call.model):
-        from emulator.openai_shapes import chat_completion
-
         return Outcome(result=chat_completion(gen, call.model.name, seed), usage=usage, extras=extras)
     return Outcome(result=native_result(gen), usage=usage, extras=extras)
 

@@ -14,7 +14,8 @@ import orjson
 from aiohttp import web
 
 from emulator import __version__
-from emulator.dashboard.chart import fmt_neurons, hourly_svg
+from emulator.control.dashboard.chart import fmt_neurons, hourly_svg
+from emulator.control.plane import PLANE
 from emulator.server.state import STATE
 
 PREFIX = "/__emulator__"
@@ -41,7 +42,7 @@ def authorized(request: web.Request) -> bool:
 
 @functools.cache
 def static_file(name: str) -> bytes:
-    return resources.files("emulator.dashboard").joinpath("static", name).read_bytes()
+    return resources.files("emulator.control.dashboard").joinpath("static", name).read_bytes()
 
 
 async def asset(request: web.Request) -> web.StreamResponse:
@@ -65,10 +66,8 @@ async def page(request: web.Request) -> web.StreamResponse:
     if not authorized(request):
         wrong = "token" in request.query
         return _html(_token_prompt(wrong), status=401)
-    from emulator.control import EXTENSION, ControlPlane
-
     state = request.app[STATE]
-    plane: ControlPlane = state.extensions[EXTENSION]
+    plane = request.app[PLANE]
     failed_only = request.query.get("failed") == "1"
     # The same objects the JSON routes serialise: GET usage, requests, stubs, faults, clock.
     usage = orjson.loads(state.ledger.usage().model_dump_json())

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.accounting.pricing import round_neurons
 from emulator.call import Call, Outcome
-from emulator.pricing import round_neurons
 
 # Models seen reporting `usage.neurons` in their output (reference §4 and the binding captures).
 USAGE_NEURONS_MODELS = frozenset({

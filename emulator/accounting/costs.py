@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from emulator.accounting.pricing import FREE_DAILY_NEURONS, PriceBook, dollars, load_prices, round_neurons
 from emulator.call import Usage
-from emulator.pricing import FREE_DAILY_NEURONS, PriceBook, dollars, load_prices, round_neurons
 
 TILE = 512 * 512  # the pricing page's image tile (same unit as tasks/text_to_image.py)
 MEGAPIXEL = 1024 * 1024

@@ -153,7 +153,7 @@ class PriceBook:
 @functools.cache
 def load_prices() -> PriceBook:
     """The packaged price book (parsed once per process)."""
-    text = (resources.files("emulator") / "data" / "prices.json").read_text(encoding="utf-8")
+    text = (resources.files("emulator.accounting") / "data" / "prices.json").read_text(encoding="utf-8")
     return PriceBook(json.loads(text))
 
 

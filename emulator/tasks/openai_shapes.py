@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from emulator.catalog import Model
 from emulator.fakes.seed import derive_seed
-
-if TYPE_CHECKING:
-    from emulator.catalog import Model
-    from emulator.tasks.text_generation import Generation
+from emulator.fakes.text import count_tokens, split_tokens
+from emulator.tasks.text_generation import Generation
 
 # Real ids are `id-<epoch ms>` and `created` is the epoch second. Bodies must be byte-identical for
 # the same request, so both come from the request seed: a plausible 2025–2028 timestamp.
@@ -118,8 +117,6 @@ def chat_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage:
     `cloudflare_usage_chunks`: usage rides on the finish chunk and a zero-usage chunk follows (as
     recorded); otherwise OpenAI's form, a trailing chunk with `choices: []` and the usage.
     """
-    from emulator.fakes.text import split_tokens
-
     ident, created = stable_id(seed), stable_created(seed)
     deltas: list[dict[str, Any]] = []
     if gen.reasoning:
@@ -175,8 +172,6 @@ def response_object(gen: Generation, model: str, seed: int, *, effort: str | Non
     reasoning_tokens = 0
     output: list[dict[str, Any]] = []
     if gen.reasoning:
-        from emulator.fakes.text import count_tokens
-
         reasoning_tokens = count_tokens(gen.reasoning)
         output.append({"id": f"rs_{derive_seed(seed, 'rs'):016x}", "type": "reasoning", "summary": [],
                        "content": [{"type": "reasoning_text", "text": gen.reasoning}]})

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
+from emulator.accounting.costs import RULE_UNITS, TABLES, estimate, image_usage, replace_block
+from emulator.accounting.ledger import Ledger, Plan, UsageReport
+from emulator.accounting.pricing import FREE_DAILY_NEURONS, load_prices
 from emulator.call import Usage
-from emulator.costs import RULE_UNITS, TABLES, estimate, image_usage, replace_block
-from emulator.ledger import Ledger, Plan, UsageReport
-from emulator.pricing import FREE_DAILY_NEURONS, load_prices
 from emulator.settings import ENV_PREFIX
 
 LEDGER_FILE = "ledger.sqlite3"
@@ -138,7 +138,7 @@ def cost(model: str, allowance: float, as_json: bool, **opts: Any) -> None:
     """Neurons and dollars of one call of MODEL, and how many such calls fit in the free allowance."""
     book = load_prices()
     if not book.has_rule(model):
-        from emulator.catalog import load_catalog
+        from emulator.catalog import load_catalog  # the catalog is read only for an unpriced name
 
         if load_catalog().get(model) is None:
             raise click.UsageError(f"unknown model {model!r} (see docs/costs.md for the priced models)")

@@ -24,10 +24,11 @@ from aiohttp import web
 
 from emulator import __version__
 from emulator.catalog import Catalog, Model, load_catalog
+from emulator.server.paths import Kind
+from emulator.server.routes import ROUTES, Section
 
 OPENAPI_PATH = "/__emulator__/openapi.json"
 ACCOUNT_PATTERN = "^[0-9a-f]{32}$"
-AI = "/client/v4/accounts/{account_id}/ai"
 JSON = "application/json"
 SSE = "text/event-stream"
 BINARY_TYPES = ("application/octet-stream", "audio/wav", "audio/mpeg", "image/png", "image/jpeg")
@@ -43,7 +44,7 @@ SSE_EVENT = {
     "required": ["data"],
     "properties": {"data": {"type": "string"}},
 }
-# The async batch answers (`?queueRequest=true`, then polls by `request_id`; emulator/batch.py) of a
+# The async batch answers (`?queueRequest=true`, then polls by `request_id`; emulator/server/batch.py) of a
 # model whose catalog says `async_queue`, whatever its own output schema lists.
 BATCH_STATUS = {
     "type": "object",
@@ -429,6 +430,46 @@ def _with_params(op: dict[str, Any], params: list[dict[str, Any]], suffix: str) 
     return {**op, "operationId": op["operationId"] + suffix, "parameters": params}
 
 
+def _graphql_operation() -> dict[str, Any]:
+    return {
+        "operationId": "graphql",
+        "tags": ["accounting"],
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["query"],
+                        "properties": {"query": {"type": "string"}, "variables": {"type": "object"}},
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "GraphQL answer (`data` and/or `errors`)",
+                "content": {JSON: {"schema": {"type": "object"}}},
+            },
+            **_error_responses(),
+            # Query errors come GraphQL-shaped (`data: null, errors: [...]`), auth errors as the edge's.
+            "400": {
+                "description": "GraphQL query error or Cloudflare edge error",
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "anyOf": [
+                                {"$ref": "#/components/schemas/Error"},
+                                {"$ref": "#/components/schemas/GraphQLError"},
+                            ]
+                        }
+                    }
+                },
+            },
+        },
+    }
+
+
 def build_spec(catalog: Catalog | None = None) -> dict[str, Any]:
     """The whole description as a JSON-able dict (deterministic for a given catalog)."""
     catalog = catalog or load_catalog()
@@ -447,116 +488,82 @@ def build_spec(catalog: Catalog | None = None) -> dict[str, Any]:
             "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"},
         },
     ]
-    paths: dict[str, Any] = {}
-    for model in sorted(catalog, key=lambda m: m.name):
-        paths[f"{AI}/run/{model.name}"] = {"post": _run_operation(model)}
     openai = _openai_operations(catalog)
-    paths[f"{AI}/v1/chat/completions"] = {"post": _with_params(openai["chat"], account, "")}
-    paths[f"{AI}/v1/embeddings"] = {"post": _with_params(openai["embeddings"], account, "")}
-    paths[f"{AI}/v1/responses"] = {"post": _with_params(openai["responses"], account, "")}
-    gw = "/v1/{account_id}/{gateway_id}"
-    paths[f"{gw}/workers-ai/v1/chat/completions"] = {
-        "post": _with_params(openai["chat"], gateway, "_gateway")
-    }
-    paths[f"{gw}/workers-ai/v1/embeddings"] = {
-        "post": _with_params(openai["embeddings"], gateway, "_gateway")
-    }
     compat_chat = copy.deepcopy(openai["chat"])
     compat_chat["requestBody"]["content"][JSON]["schema"]["properties"]["model"]["enum"] = [
         "workers-ai/" + name for name in sorted(m.name for m in catalog if m.task.name == "Text Generation")
     ]
-    paths[f"{gw}/compat/chat/completions"] = {"post": _with_params(compat_chat, gateway, "_compat")}
     record = {
         "type": "object",
         "required": ["id", "name", "task"],
         "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "task": {"type": "object"}},
     }
     task_names = sorted({m.task.name for m in catalog})
-    paths[f"{AI}/models/search"] = {
-        "get": {
-            "operationId": "models_search",
-            "tags": ["catalog"],
-            "parameters": [
-                *account,
-                _query("task", {"type": "string"}, f"Task name, one of: {', '.join(task_names)}"),
-                _query("author", {"type": "string"}),
-                _query("search", {"type": "string"}),
-                _query("source", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
-                _query("hide_experimental", {"type": "boolean"}),
-                _query("include_deprecated", {"type": "boolean"}),
-                _query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}),
-                _query("per_page", {"type": "integer", "minimum": 1, "maximum": 1000}),
-            ],
-            "responses": _list_ok(record, paged=True),
-        }
+    models_search = {
+        "operationId": "models_search",
+        "tags": ["catalog"],
+        "parameters": [
+            *account,
+            _query("task", {"type": "string"}, f"Task name, one of: {', '.join(task_names)}"),
+            _query("author", {"type": "string"}),
+            _query("search", {"type": "string"}),
+            _query("source", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+            _query("hide_experimental", {"type": "boolean"}),
+            _query("include_deprecated", {"type": "boolean"}),
+            _query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}),
+            _query("per_page", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        ],
+        "responses": _list_ok(record, paged=True),
     }
-    paths[f"{AI}/models/schema"] = {
-        "get": {
-            "operationId": "models_schema",
-            "tags": ["catalog"],
-            "parameters": [
-                *account,
-                _query("model", {"type": "string", "enum": sorted(m.name for m in catalog)}, required=True),
-            ],
-            "responses": {
-                "200": {
-                    "description": "Input and output JSON Schemas",
-                    "content": {
-                        JSON: {"schema": _envelope({"type": "object", "required": ["input", "output"]})}
-                    },
-                },
-                **_error_responses(),
-            },
-        }
-    }
-    for name in ("tasks", "authors"):
-        paths[f"{AI}/{name}/search"] = {
-            "get": {
-                "operationId": f"{name}_search",
-                "tags": ["catalog"],
-                "parameters": account,
-                "responses": _list_ok({}),
-            }
-        }
-    paths["/client/v4/graphql"] = {
-        "post": {
-            "operationId": "graphql",
-            "tags": ["accounting"],
-            "requestBody": {
-                "required": True,
+    models_schema = {
+        "operationId": "models_schema",
+        "tags": ["catalog"],
+        "parameters": [
+            *account,
+            _query("model", {"type": "string", "enum": sorted(m.name for m in catalog)}, required=True),
+        ],
+        "responses": {
+            "200": {
+                "description": "Input and output JSON Schemas",
                 "content": {
-                    JSON: {
-                        "schema": {
-                            "type": "object",
-                            "required": ["query"],
-                            "properties": {"query": {"type": "string"}, "variables": {"type": "object"}},
-                        }
-                    }
+                    JSON: {"schema": _envelope({"type": "object", "required": ["input", "output"]})}
                 },
             },
-            "responses": {
-                "200": {
-                    "description": "GraphQL answer (`data` and/or `errors`)",
-                    "content": {JSON: {"schema": {"type": "object"}}},
-                },
-                **_error_responses(),
-                # Query errors come GraphQL-shaped (`data: null, errors: [...]`), auth errors as the edge's.
-                "400": {
-                    "description": "GraphQL query error or Cloudflare edge error",
-                    "content": {
-                        JSON: {
-                            "schema": {
-                                "anyOf": [
-                                    {"$ref": "#/components/schemas/Error"},
-                                    {"$ref": "#/components/schemas/GraphQLError"},
-                                ]
-                            }
-                        }
-                    },
-                },
-            },
-        }
+            **_error_responses(),
+        },
     }
+
+    def listing(name: str) -> dict[str, Any]:
+        return {"operationId": f"{name}_search", "tags": ["catalog"], "parameters": account,
+                "responses": _list_ok({})}
+
+    # The operation each kind of route answers; a second path form of one reuses it under its own id.
+    operations: dict[Kind, dict[str, Any]] = {
+        Kind.CHAT: openai["chat"],
+        Kind.EMBEDDINGS: openai["embeddings"],
+        Kind.RESPONSES: openai["responses"],
+        Kind.COMPAT_CHAT: compat_chat,
+        Kind.MODELS_SEARCH: models_search,
+        Kind.MODELS_SCHEMA: models_schema,
+        Kind.TASKS_SEARCH: listing("tasks"),
+        Kind.AUTHORS_SEARCH: listing("authors"),
+        Kind.GRAPHQL: _graphql_operation(),
+    }
+    with_params = {Kind.CHAT, Kind.EMBEDDINGS, Kind.RESPONSES, Kind.COMPAT_CHAT}
+    paths: dict[str, Any] = {}
+    for spec in ROUTES:
+        for form in spec.forms:
+            if form.openapi is None:
+                continue
+            if spec.kind is Kind.RUN:
+                for model in sorted(catalog, key=lambda m: m.name):
+                    paths[form.openapi.replace("{model}", model.name)] = {"post": _run_operation(model)}
+                continue
+            op = operations[spec.kind]
+            if spec.kind in with_params:
+                params = gateway if form.section is Section.GATEWAY else account
+                op = _with_params(op, params, form.operation_suffix)
+            paths[form.openapi] = {form.method.lower(): op}
     paths[OPENAPI_PATH] = {
         "get": {
             "operationId": "emulator_openapi",

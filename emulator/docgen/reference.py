@@ -5,13 +5,19 @@ from __future__ import annotations
 import inspect
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from emulator.settings import ENV_PREFIX
+from emulator import pytest_plugin
+from emulator.cassettes import format as cassette_format
+from emulator.errors import CFError
+from emulator.server.app import create_app
+from emulator.server.router import parse
+from emulator.server.routes import HANDLERS, NOT_EMULATED, ROUTES, PathForm, Section
+from emulator.server.state import STATE
+from emulator.settings import ENV_PREFIX, Settings
 
 HEADER = """# Reference
 
@@ -26,8 +32,6 @@ Contents: [Supported surfaces](#supported-surfaces) ·
 [pytest plugin](#pytest-plugin) · [Cassette format](#cassette-format)
 """
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
-
 # Environment variables the code reads directly (not through a CLI option). A test checks that
 # every `os.environ.get("…")` in emulator/ is listed here.
 DIRECT_ENV: dict[str, str] = {
@@ -36,92 +40,6 @@ DIRECT_ENV: dict[str, str] = {
     "CLOUDFLARE_ACCOUNT_ID": "`serve` in record/passthrough mode: the real account id that replaces "
     "the local one in forwarded paths.",
 }
-
-SURFACES: dict[str, str] = {
-    "run": "native `POST …/ai/run/{model}` (JSON, raw bytes, multipart; SSE with `stream: true`; "
-    "`?queueRequest=true` async batch)",
-    "chat": "OpenAI `POST …/ai/v1/chat/completions` (also through AI Gateway `workers-ai/v1/…`)",
-    "embeddings": "OpenAI `POST …/ai/v1/embeddings` (also through AI Gateway)",
-    "responses": "OpenAI `POST …/ai/v1/responses` (gpt-oss models)",
-    "models_search": "catalog `GET …/ai/models/search` (task, author, search, paging)",
-    "models_schema": "catalog `GET …/ai/models/schema?model=`",
-    "tasks_search": "catalog `GET …/ai/tasks/search`",
-    "authors_search": "catalog `GET …/ai/authors/search`",
-    "graphql": "GraphQL Analytics `POST /client/v4/graphql` (`aiInferenceAdaptiveGroups` from the ledger)",
-    "compat_chat": "AI Gateway unified `POST /v1/{account}/{gateway}/compat/chat/completions`",
-    "compat_embeddings": "AI Gateway unified `POST /v1/{account}/{gateway}/compat/embeddings`",
-}
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    method: str
-    path: str  # as documented by Cloudflare
-    probe: str  # a concrete path the emulator's router is asked about
-    note: str = ""
-
-
-_AI = f"/client/v4/accounts/{ACCOUNT}/ai"
-_GW = f"/v1/{ACCOUNT}/my-gateway"
-ENDPOINTS: list[Endpoint] = [
-    Endpoint(
-        "POST",
-        "/accounts/{account_id}/ai/run/{model}",
-        f"{_AI}/run/@cf/meta/llama-3-8b-instruct",
-        "every catalog model; `?queueRequest=true` for async batch",
-    ),
-    Endpoint("POST", "/accounts/{account_id}/ai/v1/chat/completions", f"{_AI}/v1/chat/completions"),
-    Endpoint("POST", "/accounts/{account_id}/ai/v1/embeddings", f"{_AI}/v1/embeddings"),
-    Endpoint("POST", "/accounts/{account_id}/ai/v1/responses", f"{_AI}/v1/responses", "gpt-oss models only"),
-    Endpoint("GET", "/accounts/{account_id}/ai/models/search", f"{_AI}/models/search"),
-    Endpoint("GET", "/accounts/{account_id}/ai/models/schema", f"{_AI}/models/schema"),
-    Endpoint("GET", "/accounts/{account_id}/ai/tasks/search", f"{_AI}/tasks/search"),
-    Endpoint("GET", "/accounts/{account_id}/ai/authors/search", f"{_AI}/authors/search"),
-    Endpoint("GET", "/accounts/{account_id}/ai/finetunes", f"{_AI}/finetunes"),
-    Endpoint("POST", "/accounts/{account_id}/ai/finetunes", f"{_AI}/finetunes"),
-    Endpoint(
-        "POST",
-        "/accounts/{account_id}/ai/finetunes/{id}/finetune-assets",
-        f"{_AI}/finetunes/abc/finetune-assets",
-    ),
-    Endpoint("GET", "/accounts/{account_id}/ai/finetunes/public", f"{_AI}/finetunes/public"),
-    Endpoint("GET", "/accounts/{account_id}/ai/tomarkdown/supported", f"{_AI}/tomarkdown/supported"),
-    Endpoint("POST", "/accounts/{account_id}/ai/tomarkdown", f"{_AI}/tomarkdown"),
-    Endpoint("POST", "/graphql", "/client/v4/graphql", "only `aiInferenceAdaptiveGroups`"),
-    Endpoint(
-        "POST",
-        "gateway `/v1/{account_id}/{gateway_id}/workers-ai/{model}`",
-        f"{_GW}/workers-ai/@cf/meta/llama-3-8b-instruct",
-    ),
-    Endpoint(
-        "POST",
-        "gateway `/v1/{account_id}/{gateway_id}/workers-ai/run/{model}`",
-        f"{_GW}/workers-ai/run/@cf/meta/llama-3-8b-instruct",
-        "the form workers-ai-provider sends",
-    ),
-    Endpoint(
-        "POST",
-        "gateway `/v1/{account_id}/{gateway_id}/workers-ai/v1/chat/completions`",
-        f"{_GW}/workers-ai/v1/chat/completions",
-    ),
-    Endpoint(
-        "POST",
-        "gateway `/v1/{account_id}/{gateway_id}/workers-ai/v1/embeddings`",
-        f"{_GW}/workers-ai/v1/embeddings",
-    ),
-    Endpoint(
-        "POST",
-        "gateway `/v1/{account_id}/{gateway_id}/workers-ai/v1/responses`",
-        f"{_GW}/workers-ai/v1/responses",
-    ),
-    Endpoint(
-        "POST",
-        "gateway `/v1/{account_id}/{gateway_id}/compat/chat/completions`",
-        f"{_GW}/compat/chat/completions",
-        '`model: "workers-ai/@cf/…"`',
-    ),
-    Endpoint("POST", "gateway `/v1/{account_id}/{gateway_id}/compat/embeddings`", f"{_GW}/compat/embeddings"),
-]
 
 # What each control-plane route does; the routes themselves come from the router.
 CONTROL_ROUTES: dict[tuple[str, str], str] = {
@@ -264,34 +182,40 @@ def env_section(main: click.Group) -> list[str]:
 
 
 def surfaces_section() -> list[str]:
-    from emulator.server.app import HANDLERS
-
     out = [
         "## Supported surfaces",
         "",
-        "Each request path is routed (`emulator/server/paths.py`) to one of these surfaces, served by the "
-        "handler registered in `emulator/server/app.py`'s `HANDLERS`:",
+        "Each request path is routed (`emulator/server/router.py`) to one of these surfaces, served by the "
+        "handler its entry names in the route table (`emulator/server/routes.py`'s `ROUTES`):",
         "",
         "| surface | served |",
         "|---|---|",
     ]
-    for kind in HANDLERS:
-        out.append(f"| `{kind.value}` | {SURFACES.get(kind.value, UNDESCRIBED)} |")
+    for spec in ROUTES:
+        out.append(f"| `{spec.kind.value}` | {spec.description or UNDESCRIBED} |")
     out.append("")
     return out
 
 
-def implemented(endpoint: Endpoint) -> bool:
+def implemented(endpoint: PathForm) -> bool:
     """Ask the emulator's own router: does this path reach a surface handler?"""
-    from emulator.errors import CFError
-    from emulator.server.app import HANDLERS
-    from emulator.server.paths import parse
-
     try:
         route = parse(endpoint.method, endpoint.probe)
     except CFError:
         return False
     return route.kind in HANDLERS
+
+
+def endpoints() -> list[PathForm]:
+    """Every path form of the route table, and Cloudflare's paths the emulator does not serve after the
+    account paths."""
+    forms = [form for spec in ROUTES for form in spec.forms]
+    return [
+        *(f for f in forms if f.section is Section.ACCOUNT),
+        *NOT_EMULATED,
+        *(f for f in forms if f.section is Section.GLOBAL),
+        *(f for f in forms if f.section is Section.GATEWAY),
+    ]
 
 
 def endpoints_section() -> list[str]:
@@ -306,9 +230,9 @@ def endpoints_section() -> list[str]:
         "| | method | path | note |",
         "|---|---|---|---|",
     ]
-    for e in ENDPOINTS:
+    for e in endpoints():
         mark = "[x]" if implemented(e) else "[ ]"
-        path = e.path if e.path.startswith("gateway") else f"`{e.path}`"
+        path = e.documented if e.section is Section.GATEWAY else f"`{e.documented}`"
         out.append(f"| {mark} | {e.method} | {path} | {e.note} |")
     out += [
         "",
@@ -320,10 +244,6 @@ def endpoints_section() -> list[str]:
 
 def control_routes() -> list[tuple[str, str]]:
     """(method, path) of every `/__emulator__` route, read from a freshly built app's router."""
-    from emulator.server.app import create_app
-    from emulator.server.state import STATE
-    from emulator.settings import Settings
-
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(Settings(data_dir=Path(tmp), ledger_path=":memory:"))
         routes = []
@@ -371,16 +291,12 @@ class _Parser:
 
 
 def plugin_options() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    from emulator import pytest_plugin
-
     parser = _Parser()
     pytest_plugin.pytest_addoption(parser)  # type: ignore[arg-type]
     return parser.options
 
 
 def plugin_section() -> list[str]:
-    from emulator import pytest_plugin
-
     out = [
         "## pytest plugin",
         "",
@@ -432,8 +348,6 @@ def _rst_to_markdown(text: str) -> list[str]:
 
 
 def cassette_section() -> list[str]:
-    from emulator.cassettes import format as cassette_format
-
     doc = inspect.getdoc(cassette_format) or ""
     return [
         "## Cassette format",
@@ -445,9 +359,8 @@ def cassette_section() -> list[str]:
     ]
 
 
-def generate() -> str:
-    from emulator.cli import main
-
+def generate(main: click.Group) -> str:
+    """The reference for the command line `main` (the `workers-ai-emulator` group)."""
     parts = [
         HEADER,
         *surfaces_section(),

@@ -22,23 +22,15 @@ import orjson
 from aiohttp import hdrs, web
 
 from emulator import limits
-from emulator.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
+from emulator.control.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
+from emulator.control.faults import StreamCut
 from emulator.errors import CFError
-from emulator.faults import StreamCut
-from emulator.server.paths import Kind
+from emulator.server.routes import SURFACE_BY_KIND
 from emulator.server.state import ROUTE
 
 LOG_SIZE = 5000
 BODY_LOG_LIMIT = 64 * 1024  # larger JSON request bodies are logged as a size/type summary
 RAW_BUDGET = 8 * 1024 * 1024  # raw bytes held for lazy summaries, over all entries
-SURFACE_BY_KIND = {
-    Kind.RUN: "native",
-    Kind.CHAT: "chat",
-    Kind.EMBEDDINGS: "embeddings",
-    Kind.RESPONSES: "responses",
-    Kind.COMPAT_CHAT: "compat_chat",
-    Kind.COMPAT_EMBEDDINGS: "embeddings",
-}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -256,7 +248,7 @@ class RequestLog:
         if route is None:
             return
         if entry.surface is None:
-            entry.surface = SURFACE_BY_KIND.get(route.kind, route.kind.value)
+            entry.surface = SURFACE_BY_KIND[route.kind]
         if entry.model is None:
             entry.model = route.model
 

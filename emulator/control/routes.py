@@ -1,117 +1,35 @@
-"""The control plane under `/__emulator__/`: reset, request log, usage, clock, mode, stubs, faults, health.
+"""The control plane's routes under `/__emulator__/`: reset, request log, usage, clock, mode, stubs,
+faults, health.
 
-Like moto's `/moto-api/`, it lives outside Cloudflare's namespace. It also owns the request log
-(emulator/request_log.py, which the dispatcher records every Cloudflare-namespace request in) and
-the hook `pipeline.execute` calls to apply faults and stubs around the backend.
+Like moto's `/moto-api/`, they live outside Cloudflare's namespace. `install` puts the server's
+`ControlPlane` (emulator/control/plane.py) on the server state, where the pipeline reaches it.
 """
 
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from emulator import __version__
-from emulator.call import Call, Outcome
-from emulator.dashboard import install as install_dashboard
-from emulator.errors import CFError
-from emulator.faults import FaultSet
-from emulator.request_log import CURRENT, LOG_SIZE, RequestLog, describe_call
-from emulator.scope import SpecError
+from emulator.backends.factory import backend_for
+from emulator.control.dashboard.views import install as install_dashboard
+from emulator.control.faults import FaultSet
+from emulator.control.plane import PLANE, ControlPlane
+from emulator.control.request_log import LOG_SIZE
+from emulator.control.scope import SpecError
+from emulator.control.stubs import StubSet
 from emulator.server.answer_cache import AnswerCache
-from emulator.server.render import STREAM_FILTER
-from emulator.server.state import STATE, ServerState
+from emulator.server.state import STATE
 from emulator.settings import Mode
-from emulator.stubs import StubSet
 
 PREFIX = "/__emulator__"
-EXTENSION = "control"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ControlClock:
-    """The ledger's clock: real time until frozen with `set`, then moved only by `set` / `advance`."""
-
-    def __init__(self) -> None:
-        self._fixed: datetime | None = None
-
-    def now(self) -> datetime:
-        return self._fixed or datetime.now(UTC)
-
-    def timestamp(self) -> float:
-        return self._fixed.timestamp() if self._fixed is not None else time.time()
-
-    def set(self, when: datetime) -> None:
-        self._fixed = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-    def advance(self, seconds: float) -> None:
-        self._fixed = self.now() + timedelta(seconds=seconds)
-
-    def real(self) -> None:
-        self._fixed = None
-
-    def describe(self) -> dict[str, Any]:
-        return {"now": self.now().isoformat(), "real": self._fixed is None}
-
-
-class ControlPlane:
-    """Stubs, faults, request log and clock of one server; `run` is what `pipeline.execute` calls."""
-
-    def __init__(self, state: ServerState) -> None:
-        self.state = state
-        self.stubs = StubSet()
-        self.faults = FaultSet(default_seed=state.settings.seed)
-        self.log = RequestLog(max_body_bytes=state.settings.max_body_bytes)
-        self.clock = ControlClock()
-
-    async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> tuple[Outcome, bool]:
-        """Faults first (latency, injected errors), then a stub or the backend, then stream faults.
-        Also says whether the outcome is plain: the backend's own, with no fault or stub involved."""
-        entry = describe_call(call.model.name, call.surface.value, call.request_id, stream=call.stream)
-        try:
-            fired = await self.faults.before(call)
-        except CFError:
-            if entry is not None:
-                entry.faulted = True
-            raise
-        if entry is not None and fired:
-            entry.faulted = True
-            entry.fault_ids = [f.id for f in fired]
-        stub = self.stubs.find(call)
-        if entry is not None:
-            entry.source = "stub" if stub is not None else self.state.backend.name
-        if stub is not None:
-            if entry is not None:
-                entry.stubbed, entry.stub_id = True, stub.id
-            outcome = stub.take().outcome(call, self.state.settings.seed, self.state.quirks)
-        else:
-            outcome = await handle(call)
-        stream_filter = self.faults.stream_filter(fired)
-        if stream_filter is not None:
-            STREAM_FILTER.set(stream_filter)  # render.stream_events applies it, whatever the surface
-        return outcome, not fired and stub is None
-
-    def untouched(self) -> bool:
-        """No stub and no fault is set: every call gets the backend's own answer."""
-        return not self.stubs and not self.faults
-
-    def charged(self, call: Call, neurons: float) -> None:
-        entry = CURRENT.get()
-        if entry is not None:
-            entry.neurons = neurons
-
-    def reset(self) -> None:
-        self.state.ledger.reset()
-        self.log.clear()
-        self.stubs.clear()
-        self.faults.clear()
-        self.clock.real()
 
 
 # Control routes ---------------------------------------------------------------------------------
@@ -126,8 +44,7 @@ def _problem(status: int, message: str) -> web.Response:
 
 
 def _plane(request: web.Request) -> ControlPlane:
-    plane: ControlPlane = request.app[STATE].extensions[EXTENSION]
-    return plane
+    return request.app[PLANE]
 
 
 def guarded(handler: Handler) -> Handler:
@@ -250,8 +167,6 @@ async def set_clock(request: web.Request) -> web.StreamResponse:
 
 
 async def set_mode(request: web.Request) -> web.StreamResponse:
-    from emulator.server.app import make_backend
-
     state = request.app[STATE]
     body = await _read_json(request)
     if not isinstance(body, dict) or "mode" not in body or set(body) - {"mode", "cassette"}:
@@ -270,7 +185,7 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
         update["cassette"] = body["cassette"]
     settings = state.settings.model_copy(update=update)
     try:
-        backend = make_backend(settings)
+        backend = backend_for(settings)
     # Other modes come from another module; whatever stops it from building is the caller's problem to see.
     except Exception as exc:
         return _problem(409, f"mode {mode.value!r} is not available: {type(exc).__name__}: {exc}")
@@ -321,7 +236,8 @@ def install(app: web.Application) -> None:
     if not state.settings.control_plane:
         return
     plane = ControlPlane(state)
-    state.extensions[EXTENSION] = plane
+    app[PLANE] = plane
+    state.control = plane  # the pipeline's typed seam (server/state.py `ControlHooks`)
     # The ledger reads "now" through this clock, so POST clock moves the daily reset.
     state.ledger.clock = plane.clock
     state.request_log = plane.log  # the dispatcher records every Cloudflare-namespace request in it

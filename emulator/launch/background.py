@@ -39,6 +39,7 @@ class BackgroundServer:
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
+            # Loaded on the server's thread: the pytest plugin imports this module in every session.
             from emulator.server.app import create_app
 
             runner = web.AppRunner(create_app(self.settings), access_log=None, handle_signals=False)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +23,7 @@ from aiohttp import web
 from emulator.call import Call, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
+from emulator.server.batch_queue import Batch
 from emulator.server.inputs import validate
 from emulator.server.paths import Route
 from emulator.server.pipeline import execute
@@ -31,28 +31,8 @@ from emulator.server.render import REQ_ID, envelope, json_response
 from emulator.server.state import ServerState
 
 MAX_BATCH_BYTES = 10 * 1024 * 1024
-STORE_KEY = "batch"
 POLLS_QUEUED = 1
 POLLS_RUNNING = 2
-
-
-@dataclass
-class Batch:
-    request_id: str
-    model: Model
-    account_id: str
-    requests: list[dict[str, Any]]
-    polls: int = 0
-    result: dict[str, Any] | None = None
-
-
-@dataclass
-class BatchStore:
-    batches: dict[str, Batch] = field(default_factory=dict)
-
-
-def store(state: ServerState) -> BatchStore:
-    return state.extensions.setdefault(STORE_KEY, BatchStore())
 
 
 def status_of(batch: Batch, status: str) -> dict[str, str]:
@@ -79,13 +59,13 @@ async def handle(request: web.Request, route: Route, state: ServerState, request
     for item in requests:
         validate(model, {k: v for k, v in item.items() if k != "external_reference"}, state.quirks)
     batch = Batch(str(uuid.uuid4()), model, route.account_id, [dict(r) for r in requests])
-    store(state).batches[batch.request_id] = batch
+    state.batches[batch.request_id] = batch
     return json_response(envelope(status_of(batch, "queued")), headers={REQ_ID: request_id})
 
 
 async def poll(route: Route, state: ServerState, request_id: str, model: Model,
                batch_id: str) -> web.Response:
-    batch = store(state).batches.get(batch_id)
+    batch = state.batches.get(batch_id)
     if batch is None or batch.account_id != route.account_id or batch.model.name != model.name:
         raise CFError("unknown_batch", request_id=batch_id)
     batch.polls += 1

@@ -6,7 +6,7 @@ file lock, and totals are bumped in place with `INSERT … ON CONFLICT DO UPDATE
 neurons + excluded.neurons`, so no update is lost. File databases use WAL.
 
 The server charges with `charge_async`: the charges of one event-loop turn are appended together to
-this process's memory-mapped journal (emulator/ledger_journal.py) before their answers leave, so an
+this process's memory-mapped journal (emulator/accounting/journal.py) before their answers leave, so an
 answered call survives a kill -9 (with `durable=True`, an msync per batch, also an OS crash). The journal
 moves into SQLite in one transaction at most `DRAIN_SECONDS` later (or once `DRAIN_BATCH` charges
 wait), and before any read of this ledger; a ledger opened after a crash replays the journals
@@ -34,9 +34,9 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from emulator.ledger_checkpoint import Checkpointer
-from emulator.ledger_journal import Journal, JournalLine, encode_line, journals
-from emulator.pricing import NEURON_USD, PriceBook, dollars, load_prices
+from emulator.accounting.checkpoint import Checkpointer
+from emulator.accounting.journal import Journal, JournalLine, encode_line, journals
+from emulator.accounting.pricing import NEURON_USD, PriceBook, dollars, load_prices
 
 __all__ = [
     "REFUSAL_CODES",
@@ -320,7 +320,7 @@ class Ledger:
         )
         self._init_db(durable, busy_timeout)
         if background_checkpoints and self.path != MEMORY:
-            # The server: checkpoints run on a thread (emulator/ledger_checkpoint.py), not in a drain.
+            # The server: checkpoints run on a thread (emulator/accounting/checkpoint.py), not in a drain.
             self._conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._checkpointer = Checkpointer(self.path, busy_timeout=busy_timeout)
 

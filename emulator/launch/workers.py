@@ -2,7 +2,7 @@
 
 Each worker is a whole emulator (its own event loop, answer caches and replay cursors) on the
 same data directory, so they share one ledger (each worker journals its charges in a file of its
-own and moves them into the shared SQLite file in `flock`ed transactions; see emulator/ledger.py)
+own and moves them into the shared SQLite file in `flock`ed transactions; see emulator/accounting/ledger.py)
 and one cassette directory (appends are `flock`ed). The kernel spreads new connections over the
 workers; the banner is printed once every worker listens. Per-process state is not shared:
 control-plane stubs, faults and the request log apply to the worker that received the control call.
@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 
 import click
 
+from emulator.launch.banner import banner as make_banner
 from emulator.settings import Settings
 
 
@@ -34,7 +35,8 @@ def reserve_port(host: str, port: int) -> socket.socket:
 
 
 async def _run_worker(settings: Settings, ready: Connection) -> None:
-    from emulator.server.lifecycle import serve_until_stopped
+    # Imported in the child: the parent forks before the server stack is loaded.
+    from emulator.launch.lifecycle import serve_until_stopped
 
     def report_ready(_runner: object) -> None:
         ready.send(os.getpid())
@@ -49,8 +51,6 @@ def _worker_main(settings: Settings, ready: Connection) -> None:
 
 def serve_workers(settings: Settings, banner: str | None = None) -> int:
     """Run `settings.workers` servers until SIGINT/SIGTERM; returns the exit status."""
-    from emulator.cli import banner as make_banner
-
     # Resolved once here: a default temporary data dir per worker would give each its own ledger.
     settings.resolved_data_dir()
     placeholder = reserve_port(settings.host, settings.port)

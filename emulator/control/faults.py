@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.call import Call, StreamEvent
+from emulator.control.scope import Scope, SpecError, request_body
 from emulator.errors import CATALOGUE, CFError, Layer
-from emulator.scope import Scope, SpecError, request_body
 
 # Friendly names and the codes users know → catalogue kinds.
 ERROR_ALIASES: dict[str, str] = {"upstream": "upstream_unavailable", "daily": "daily_limit"}

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from emulator import log_redaction
+from emulator.launch import log_redaction
+from emulator.launch.allocator import keep_freed_memory
 from emulator.limits import runner_for
-from emulator.server.allocator import keep_freed_memory
 from emulator.server.app import create_app
 from emulator.settings import Settings
 

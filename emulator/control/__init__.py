@@ -1,0 +1,1 @@
+"""Control: the `/__emulator__/` plane (stubs, faults, scopes, request log, clock, dashboard)."""

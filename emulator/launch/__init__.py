@@ -1,0 +1,1 @@
+"""Launch: starting and stopping servers (foreground, detached, forked workers, a thread for tests)."""

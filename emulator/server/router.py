@@ -1,0 +1,97 @@
+"""Turns a raw request path into a `Route` (which surface, account, model), or a Cloudflare edge error.
+
+aiohttp's router cannot express Cloudflare's quirks (a doubled slash before `ai`, model names with
+slashes, percent-encoded or not), so the emulator parses the path itself. The fixed paths under
+`…/ai/` come from the route table (server/routes.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import unquote
+
+from emulator.errors import CFError
+from emulator.server.paths import ACCOUNT_ID, API_PREFIX, Kind, Route
+from emulator.server.routes import AI_ENDPOINTS
+
+
+def _model_from(rest: str) -> str:
+    # The cloudflare SDK sends `@cf%2Fmeta%2F…`; aiohttp may or may not have decoded it already.
+    return unquote(rest).strip("/")
+
+
+def parse(method: str, raw_path: str, *, allow_double_slash: bool = True) -> Route:
+    """Route a Cloudflare-namespace path; raises CFError with the edge's own codes otherwise."""
+    return _parse(method, raw_path, allow_double_slash)
+
+
+# Routes are immutable and clients repeat their paths: remember the last few thousand (a path that
+# fails raises, and failures are not remembered).
+@functools.lru_cache(maxsize=1024)
+def _parse(method: str, raw_path: str, allow_double_slash: bool) -> Route:
+    path = raw_path.split("?", 1)[0]
+    if path.startswith("/v1/"):
+        return _parse_gateway(method, path)
+    if path == f"{API_PREFIX}/graphql" and method == "POST":
+        return Route(Kind.GRAPHQL)
+    if not path.startswith(API_PREFIX + "/"):
+        raise CFError("no_route")
+    rest = path[len(API_PREFIX) + 1 :]
+    if not rest.startswith("accounts/"):
+        raise CFError("no_route")
+    account_id, _, tail = rest[len("accounts/") :].partition("/")
+    if not ACCOUNT_ID.match(account_id):
+        raise CFError("could_not_route", path=unquote(path))
+    doubled = False
+    if tail.startswith("/"):
+        if not allow_double_slash:
+            raise CFError("no_route")
+        doubled = True
+        tail = tail.lstrip("/")
+    if not tail.startswith("ai/"):
+        raise CFError("no_route")
+    ai_path = tail[3:]
+    if ai_path.startswith("run/") or ai_path.startswith("run%2F"):
+        if method != "POST":
+            raise CFError("method_not_allowed")
+        model = _model_from(ai_path[4:])
+        if not model:
+            raise CFError("no_route")
+        return Route(Kind.RUN, account_id, model, doubled_slash=doubled)
+    kind = AI_ENDPOINTS.get((method, ai_path.rstrip("/")))
+    if kind is None:
+        if any(p == ai_path.rstrip("/") for _, p in AI_ENDPOINTS):
+            raise CFError("method_not_allowed")
+        raise CFError("no_route")
+    return Route(kind, account_id, doubled_slash=doubled)
+
+
+def _parse_gateway(method: str, path: str) -> Route:
+    """AI Gateway forms: /v1/{account}/{gateway}/workers-ai/{model|run/model|v1/...} and /compat/..."""
+    parts = path[len("/v1/") :].split("/", 3)
+    if len(parts) < 4 or method != "POST":
+        raise CFError("no_route")
+    account_id, gateway_id, provider, rest = parts
+    if not ACCOUNT_ID.match(account_id):
+        raise CFError("could_not_route", path=unquote(path))
+    rest = rest.strip("/")
+    if provider == "compat":
+        if rest == "chat/completions":
+            return Route(Kind.COMPAT_CHAT, account_id, gateway_id=gateway_id)
+        if rest == "embeddings":
+            return Route(Kind.COMPAT_EMBEDDINGS, account_id, gateway_id=gateway_id)
+        raise CFError("no_route")
+    if provider != "workers-ai":
+        raise CFError("no_route")
+    if rest == "v1/chat/completions":
+        return Route(Kind.CHAT, account_id, gateway_id=gateway_id)
+    if rest == "v1/embeddings":
+        return Route(Kind.EMBEDDINGS, account_id, gateway_id=gateway_id)
+    if rest == "v1/responses":
+        return Route(Kind.RESPONSES, account_id, gateway_id=gateway_id)
+    if rest.startswith("run/"):
+        rest = rest[4:]
+    model = _model_from(rest)
+    if not model:
+        raise CFError("no_route")
+    return Route(Kind.RUN, account_id, model, gateway_id=gateway_id)
