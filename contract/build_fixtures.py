@@ -25,6 +25,27 @@ ROOT = Path(__file__).resolve().parent.parent
 REAL = (ROOT / ".." / "shared" / "reference" / "real-responses").resolve()
 OUT = ROOT / "fixtures" / "real"
 MEDIA = ROOT / "fixtures" / "media"
+OBSERVATIONS = ROOT / "fixtures" / "observations"
+# Captures that cannot become a replayable interaction (no status, an elided body, a binding result, a
+# quoted note), copied verbatim so the project's docs and checks can cite them; contract/test_recorded.py
+# says, for each, why it is not replayed.
+OBSERVED = (
+    "INDEX.md",
+    "binding-results-observed-2026-10.json",
+    "err-3040-capacity.json",
+    "err-4006-daily-neurons-binding-and-misc.json",
+    "err-5007-unknown-model-observations.json",
+    "err-7009-upstream-unavailable.json",
+    "err-aigateway-2005-2008-compat.json",
+    "err-rest-envelopes-notebook-2024.json",
+    "err-timeout-and-misc-uncertain.json",
+    "gateway-errors-2021-2045-2003-5017.json",
+    "headers-and-billing-observed.json",
+    "run-classify-translate-summarize-notebook.json",
+    "run-toolcalls-native-llama31-2024-07.json",
+    "v1-chat-nonstream-gemma4-toolcall-gateway-2026-05.json",
+    "v1-embeddings-base64-ignored-observation-2026-08.json",
+)
 
 # The account id and gateway id the suite uses in place of the captures' placeholders.
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -392,6 +413,9 @@ def main() -> int:
     MEDIA.mkdir(parents=True, exist_ok=True)
     (MEDIA / "tone.wav").write_bytes(tone_wav())
     (MEDIA / "small.jpg").write_bytes(small_jpeg())
+    OBSERVATIONS.mkdir(parents=True, exist_ok=True)
+    for name in OBSERVED:
+        (OBSERVATIONS / name).write_bytes((REAL / name).read_bytes())
     for built in build_all():
         cassette = Cassette(
             name=f"real/{built.name}",

@@ -19,6 +19,7 @@ class Surface(enum.StrEnum):
     EMBEDDINGS = "embeddings"  # POST …/ai/v1/embeddings
     RESPONSES = "responses"  # POST …/ai/v1/responses
     COMPAT_CHAT = "compat_chat"  # AI Gateway /compat/chat/completions
+    BINDING = "binding"  # a Worker's env.AI, through Miniflare's remote-proxy framing
 
 
 @dataclass(slots=True)

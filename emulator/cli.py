@@ -144,6 +144,22 @@ def main() -> None:
     help="Seconds without a byte from the real API before answering 504.",
 )
 @click.option(
+    "--max-upstream-body-bytes",
+    type=click.IntRange(min=1),
+    default=64 * 1024 * 1024,
+    show_default=True,
+    envvar=env("MAX_UPSTREAM_BODY_BYTES"),
+    help="Record/passthrough: larger real answers are refused (502, code 7413), streams cut, nothing stored.",
+)
+@click.option(
+    "--max-cassette-bytes",
+    type=click.IntRange(min=1),
+    default=256 * 1024 * 1024,
+    show_default=True,
+    envvar=env("MAX_CASSETTE_BYTES"),
+    help="Replay: a larger cassette file is refused (7404) without being read.",
+)
+@click.option(
     "--ignore-field",
     "ignore_fields",
     multiple=True,
@@ -208,6 +224,8 @@ def serve(
     max_upstream_neurons: float | None,
     upstream_gateway: str,
     upstream_timeout: float,
+    max_upstream_body_bytes: int,
+    max_cassette_bytes: int,
     ignore_fields: tuple[str, ...],
     no_control_plane: bool,
     workers: int,
@@ -244,6 +262,8 @@ def serve(
         control_plane=not no_control_plane,
         upstream_gateway=upstream_gateway,
         upstream_timeout=upstream_timeout,
+        max_upstream_body_bytes=max_upstream_body_bytes,
+        max_cassette_bytes=max_cassette_bytes,
         ignore_fields=list(ignore_fields),
         upstream_token=os.environ.get("CLOUDFLARE_API_TOKEN"),
         upstream_account_id=os.environ.get("CLOUDFLARE_ACCOUNT_ID"),
@@ -256,7 +276,12 @@ def serve(
         )
     if workers > 1:
         sys.exit(serve_workers(settings))
-    asyncio.run(run_server(settings))
+    from emulator.launch.lifecycle import ListenError
+
+    try:
+        asyncio.run(run_server(settings))
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 async def run_server(settings: Settings) -> None:

@@ -1,8 +1,18 @@
 """The error catalogue: every Cloudflare error code the emulator can answer, with its status and wording.
 
-Two families exist on the wire (see reference §3.2): *edge* errors (auth, routing) come as
-`{"result": null, "success": false, "errors": [...], "messages": []}` without `cf-ai-req-id`;
-*model-layer* errors come with `errors` first and `result: {}` and do carry `cf-ai-req-id`.
+Three kinds exist on the wire; each entry below says which one it is (docs/errors.md gives the evidence
+for each):
+
+- *edge* (Cloudflare's v4 API in front of Workers AI: auth, routing, an unavailable upstream):
+  `{"result": null, "success": false, "errors": [{"code", "message"}], "messages": []}`, no
+  `cf-ai-req-id` (fixtures/real/err-10000-auth.json, err-7003-could-not-route-v1.json;
+  fixtures/observations/err-rest-envelopes-notebook-2024.json for 7009).
+- *model layer* (Workers AI itself: validation, unknown model, limits, inference failures): `errors`
+  first with items `{"message", "code"}`, then `success`, `result: {}`, `messages: []`, and
+  `cf-ai-req-id` (fixtures/real/err-5006-schema-v1-content-array.json). flux-1-schnell's answers stop
+  after `success` (fixtures/real/err-5006-flux-width-height.json; the `flux-short-error-body` quirk).
+- *AI Gateway*: the AiGatewayError shape with a singular `error` array
+  (fixtures/real/err-aigateway-2008-invalid-provider.json).
 """
 
 from __future__ import annotations
@@ -63,12 +73,13 @@ CATALOGUE: dict[str, ErrorSpec] = {
     ),
     "capacity": ErrorSpec(3040, 429, "Capacity temporarily exceeded, please try again."),
     "rate_limited": ErrorSpec(3040, 429, "Capacity temporarily exceeded, please try again."),
-    "upstream_unavailable": ErrorSpec(7009, 502, "Upstream service unavailable"),
+    "upstream_unavailable": ErrorSpec(7009, 502, "Upstream service unavailable", Layer.EDGE),
     "server_error": ErrorSpec(1000, 500, "Server Error"),
     "upstream_timeout": ErrorSpec(3007, 504, "Upstream request timed out: {detail}"),
-    "upstream_unreachable": ErrorSpec(7009, 502, "Upstream service unavailable: {detail}"),
+    "upstream_unreachable": ErrorSpec(7009, 502, "Upstream service unavailable: {detail}", Layer.EDGE),
     "no_cassette_match": ErrorSpec(7404, 404, "Emulator replay: {detail}"),
     "upstream_budget": ErrorSpec(7429, 429, "Emulator upstream budget exhausted: {detail}"),
+    "upstream_too_large": ErrorSpec(7413, 502, "Emulator upstream answer too large: {detail}"),
     "not_supported": ErrorSpec(5019, 405, "{detail}"),
     # OpenAI-compatible surface (codes for undocumented cases are the emulator's choice, see
     # emulator/server/openai_surface.py and docs/openai-compatible.md).
@@ -104,6 +115,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
 }
 
 
+# Models whose model-layer error bodies end after `success` (no `result`, no `messages`).
+SHORT_BODY_MODELS = frozenset({"@cf/black-forest-labs/flux-1-schnell"})
+
+
 class CFError(Exception):
     """Raised anywhere in the request path; the error middleware renders it as Cloudflare would."""
 
@@ -113,7 +128,13 @@ class CFError(Exception):
         self.spec = spec
         self.fields = fields
         self.message = spec.template.format(**fields)
+        self.answered_by: str | None = None  # the model whose layer raised it, when known
         super().__init__(f"{spec.code}: {self.message}")
+
+    def from_model(self, model: str) -> CFError:
+        """This error, as raised by `model`'s own layer (which decides the body's shape)."""
+        self.answered_by = model
+        return self
 
     @property
     def code(self) -> int:
@@ -127,8 +148,9 @@ class CFError(Exception):
     def layer(self) -> Layer:
         return self.spec.layer
 
-    def envelope(self) -> dict[str, Any]:
-        """The v4 body, with the key order each layer really uses."""
+    def envelope(self, *, short_bodies: bool = True) -> dict[str, Any]:
+        """The v4 body, with the key order each layer really uses (`short_bodies`: the
+        `flux-short-error-body` quirk)."""
         error = {"code": self.code, "message": self.message}
         if self.layer is Layer.GATEWAY:
             return {
@@ -144,9 +166,8 @@ class CFError(Exception):
             }
         if self.layer is Layer.EDGE:
             return {"result": None, "success": False, "errors": [error], "messages": []}
-        return {
-            "errors": [{"message": self.message, "code": self.code}],
-            "success": False,
-            "result": {},
-            "messages": [],
-        }
+        body: dict[str, Any] = {"errors": [{"message": self.message, "code": self.code}], "success": False}
+        if not (short_bodies and self.answered_by in SHORT_BODY_MODELS):
+            body["result"] = {}
+            body["messages"] = []
+        return body

@@ -9,9 +9,11 @@ a body is parsed (`check_depth`), and answer with Cloudflare-shaped 4xx errors.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from emulator.call import Call
 from emulator.errors import CFError
@@ -116,6 +118,41 @@ def check_batch(call: Call) -> None:
             raise CFError(
                 "bad_input", detail=f"Error: maxItems at '/{key}' not met, {len(value)} > {MAX_BATCH_ITEMS}"
             )
+    check_input_tokens(call)
+
+
+# Where embedding models take their texts (the first of these a body has is embedded).
+EMBEDDING_INPUT_KEYS = ("text", "documents", "queries", "input")
+
+
+def max_input_tokens(call: Call) -> int | None:
+    """The most tokens one text may have: the catalog's `max_input_tokens` (bge-*-en: 512), else its
+    `context_window` (bge-m3: 60,000); None when the catalog states neither."""
+    for key in ("max_input_tokens", "context_window"):
+        value = str(call.model.prop(key) or "")
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+def check_input_tokens(call: Call) -> None:
+    """Refuse a text longer than the model takes (tokens by the emulator's rule, fakes/text.py), as
+    the catalog's limits say; `truncate_inputs: true` (bge-m3) asks for cutting instead, which the
+    embeddings fake does. Checked before any vector is computed, so the work stays bounded."""
+    from emulator.fakes.text import count_tokens
+
+    limit = max_input_tokens(call)
+    inputs = call.json_inputs
+    if limit is None or inputs.get("truncate_inputs") is True:
+        return
+    for key in EMBEDDING_INPUT_KEYS:
+        value = inputs.get(key)
+        texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        for i, text in enumerate(texts):
+            if isinstance(text, str) and count_tokens(text) > limit:
+                where = f"/{key}" if isinstance(value, str) else f"/{key}/{i}"
+                raise CFError("bad_input", detail=f"Error: the text at '{where}' is {count_tokens(text)} "
+                              f"tokens; {call.model.name} takes at most {limit} tokens per input")
 
 
 CHECKS = {
@@ -130,6 +167,32 @@ def check_call(call: Call) -> None:
     check = CHECKS.get(call.model.task.name)
     if check is not None:
         check(call)
+
+
+# The most neurons one call may be charged. The dearest real calls measured are a few thousand
+# (lucid-origin 3,904.69, flux-2-klein-9b 1,363.64); a figure above this bound, like a negative or
+# non-finite one, is not a cost but a broken upstream or a hand-edited cassette.
+MAX_CALL_NEURONS = 1_000_000.0
+
+
+def parse_neurons(value: object) -> float | None:
+    """A neuron figure from outside (the `cf-ai-neurons` header, a cassette's `neurons`): a finite
+    number from 0 to MAX_CALL_NEURONS, or None when absent or anything else (NaN, -1e308, "1e999")."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > 32:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+    elif isinstance(value, int | float):
+        number = float(value)
+    else:
+        return None
+    return number if math.isfinite(number) and 0.0 <= number <= MAX_CALL_NEURONS else None
 
 
 # Server-side connection bounds. aiohttp's default keep-alive is an hour and it has no body timeout,
@@ -158,16 +221,23 @@ async def read_body(request: web.Request) -> bytes:
         return raw
     if request.get(BODY_TIMED_OUT):
         raise CFError("body_timeout")  # already waited once (the request log reads the body again)
-    if request.content.is_eof():
-        # Already all here (the usual case for small bodies, and any second read): no timer needed.
-        raw = await request.read()
-    else:
-        try:
-            async with asyncio.timeout(BODY_READ_TIMEOUT):
-                raw = await request.read()
-        except TimeoutError:
-            request[BODY_TIMED_OUT] = True
-            raise CFError("body_timeout") from None
+    try:
+        if request.content.is_eof():
+            # Already all here (the usual case for small bodies, and any second read): no timer needed.
+            raw = await request.read()
+        else:
+            try:
+                async with asyncio.timeout(BODY_READ_TIMEOUT):
+                    raw = await request.read()
+            except TimeoutError:
+                request[BODY_TIMED_OUT] = True
+                raise CFError("body_timeout") from None
+    except RequestPayloadError:
+        # aiohttp decodes Content-Encoding itself; a body that is not what the header says fails here.
+        encoding = request.headers.get("Content-Encoding", "")
+        raise CFError(
+            "bad_input", detail=f"Error: the body could not be decoded as Content-Encoding {encoding!r:.40}"
+        ) from None
     request[BODY] = raw
     return raw
 

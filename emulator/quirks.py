@@ -15,7 +15,7 @@ class Quirk:
     name: str
     behaviour: str  # what the emulator does while the quirk is on
     when_off: str  # what it does instead
-    evidence: str  # where the behaviour was seen (shared/reference/...)
+    evidence: str  # where the behaviour was seen: a public URL or a file shipped in fixtures/
 
 
 QUIRKS: dict[str, Quirk] = {
@@ -25,55 +25,111 @@ QUIRKS: dict[str, Quirk] = {
             "double-slash-path",
             "`/client/v4/accounts/{id}//ai/...` (a doubled slash before `ai`) is served like `/ai/...`.",
             "a doubled slash is an unknown path (7000 No route for that URI).",
-            "reference/seed-guide.md §1: the guide's curl example uses `//ai` and the real edge accepts it.",
+            "the widely shared free-model guide's curl examples use `…/accounts/{AccountID}//ai/v1/…`, "
+            "and its users report that they work (no capture of the answer is shipped).",
         ),
         Quirk(
             "v1-errors-not-openai-shaped",
             'errors on `/ai/v1/*` use the v4 envelope (`errors` array), not OpenAI\'s `{"error": {...}}`.',
             "errors on `/ai/v1/*` also carry an OpenAI-style `error` object (type, code, message).",
-            "reference/workers-ai-api.md §3.4; real-responses/err-5006-schema-v1-content-array.json.",
+            "fixtures/real/err-5006-schema-v1-content-array.json "
+            "(a real 400 from `/ai/v1/chat/completions`).",
         ),
         Quirk(
             "no-role-in-first-delta",
-            "the first `chat.completion.chunk` delta has no `role` key.",
+            "the first `chat.completion.chunk` delta of a Llama-family stream has no `role` key (gpt-oss, "
+            "served by vLLM, always opens with `role: assistant` and empty content, as captured).",
             'the first delta carries `"role": "assistant"` as OpenAI sends it.',
-            "reference/workers-ai-api.md §5.2; "
-            "real-responses/gateway-compat-stream-llama31-8b.cassette.json.",
+            "fixtures/real/gateway-compat-stream-llama31-8b.json; "
+            "fixtures/real/v1-chat-stream-gpt-oss-20b-toolcall.json.",
         ),
         Quirk(
             "stream-usage-on-finish-chunk",
             "with `stream_options.include_usage`, `/ai/v1/chat/completions` streams put the real usage "
-            "on the `finish_reason` chunk, then send a second chunk with all-zero usage.",
+            "on the `finish_reason` chunk, then send a second usage chunk: all zeros for the Llama "
+            "family, the real figures again (with `prompt_tokens_details`) for gpt-oss.",
             "one trailing chunk with `choices: []` and the real usage, as OpenAI sends it.",
-            "reference/workers-ai-api.md §5.2; "
-            "real-responses/gateway-compat-stream-llama31-8b.cassette.json.",
+            "fixtures/real/gateway-compat-stream-llama31-8b.json; "
+            "fixtures/real/v1-chat-stream-gpt-oss-20b-toolcall.json.",
         ),
         Quirk(
             "embeddings-ignore-base64",
             '`/ai/v1/embeddings` ignores `encoding_format: "base64"` and answers float arrays (the '
             "OpenAI Node SDK then decodes them to all-zero vectors).",
             '`encoding_format: "base64"` answers base64 of little-endian float32, as OpenAI does.',
-            "real-responses/v1-embeddings-base64-ignored-observation-2026-08.json "
-            "(karakeep-app/karakeep#2698).",
+            "https://github.com/karakeep-app/karakeep/issues/2698 "
+            "(fixtures/observations/v1-embeddings-base64-ignored-observation-2026-08.json).",
         ),
         Quirk(
             "stream-padding",
             "native `/ai/run` SSE token events carry a random-length `p` padding field.",
             'token events are `{"response": ...}` only.',
-            "real-responses/run-stream-sse-p-padding-discord-2025-03.json.",
+            "https://www.answeroverflow.com/m/1345277827016294410 "
+            "(fixtures/real/run-stream-sse-p-padding.json).",
         ),
         Quirk(
             "validation-error-prefix",
             "5006 messages read `AiError: Bad input: Error: ...` except additional-property errors, "
             "which have no inner `Error: ` (as captured for flux-1-schnell).",
             "every 5006 message uses `AiError: Bad input: Error: ...`.",
-            "real-responses/err-5006-flux-width-height.json vs err-5006-schema-v1-content-array.json.",
+            "fixtures/real/err-5006-flux-width-height.json vs "
+            "fixtures/real/err-5006-schema-v1-content-array.json.",
+        ),
+        Quirk(
+            "flux-short-error-body",
+            "flux-1-schnell's model-layer errors are `{errors, success}` only, "
+            "without `result` and `messages`.",
+            "they carry `result: {}` and `messages: []` like every other model-layer error.",
+            "fixtures/real/err-5006-flux-width-height.json (a real flux-1-schnell 5006 body).",
         ),
         Quirk(
             "daily-limit-crossing-call-allowed",
             "on the free plan the call that crosses 10,000 neurons still succeeds; the next one gets 4006.",
             "a call whose estimated cost would cross the allowance is refused up front.",
-            "reference/workers-ai-api.md §7 (a hard stop once the day's allocation is used up).",
+            "https://developers.cloudflare.com/workers-ai/platform/pricing/ (a hard stop once the day's "
+            "allocation is used up); fixtures/observations/err-4006-daily-neurons-binding-and-misc.json.",
+        ),
+        Quirk(
+            "whisper-vtt-short-timestamps",
+            "whisper's `vtt` writes cue times as bare seconds under a minute (`00.280 --> 01.840`), "
+            "`MM:SS.mmm` past a minute and `HH:MM:SS.mmm` past an hour (the last two inferred).",
+            "cue times are always `HH:MM:SS.mmm`, as the WebVTT specification requires.",
+            "a real whisper answer compared field by field in this project's issue 20 (cues `00.280 --> "
+            "01.840` for the first five words of fixtures/real/run-whisper-rest-envelope.json's clip); no "
+            "public capture of a `vtt` past one minute was found.",
+        ),
+        Quirk(
+            "billing-as-measured",
+            "models whose live calls were billed differently from the pricing page's arithmetic are "
+            "billed as measured (flux-1-schnell: tiles*4.80 + tiles*steps*9.60, 172.80 at 1024x1024 "
+            "with 4 steps; docs/costs.md lists every case).",
+            "every model is billed by the pricing page's rule (flux-1-schnell 1024x1024, 4 steps: 57.60).",
+            "fixtures/observations/headers-and-billing-observed.json (a measured 172.80 where the page gives "
+            "57.60).",
+        ),
+        Quirk(
+            "no-neurons-header",
+            "answers of models seen without a `cf-ai-neurons` header (Leonardo phoenix-1.0) carry none; "
+            "the call is still charged to the ledger.",
+            "every successful answer carries `cf-ai-neurons`.",
+            "fixtures/observations/headers-and-billing-observed.json "
+            "(phoenix-1.0: \"NO cf-ai-neurons header\").",
+        ),
+        Quirk(
+            "daily-limit-concurrent-calls-cross",
+            "on the free plan every call admitted while the day was under 10,000 neurons completes, "
+            "however many were in flight: concurrent calls can take the day past the allowance by the "
+            "cost of all of them together (300 calls at once on a 200-neuron allowance: ~177%).",
+            "only one call may cross the allowance: a call whose charge finds the wall already reached "
+            "by calls that finished while it ran is refused with 4006 and not charged (within one "
+            "process; `--workers` processes each see the others' charges at their next commit).",
+            "https://developers.cloudflare.com/workers-ai/platform/pricing/ and "
+            "fixtures/observations/headers-and-billing-observed.json: a call's "
+            "cost is only known once it finished (`cf-ai-neurons`, e.g. 1363.64 for one flux-2-klein-9b "
+            "call), so admission can only see finished calls; "
+            "fixtures/observations/err-4006-daily-neurons-binding-and-misc.json: "
+            "the block applies to requests arriving after the allowance is used up. No capture shows a "
+            "reservation of in-flight cost, nor how far real concurrent calls overshoot.",
         ),
     ]
 }

@@ -8,6 +8,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 ENV_PREFIX = "WORKERS_AI_EMULATOR_"
+# The account the banner's examples use, and the one a binding connection string without its own
+# account (`http://HOST:PORT/`) is charged to.
+DEFAULT_ACCOUNT = "0123456789abcdef0123456789abcdef"
 
 
 class Mode(enum.StrEnum):
@@ -44,6 +47,11 @@ class Settings(BaseModel):
     max_upstream_neurons: float | None = None
     ignore_fields: list[str] = Field(default_factory=list)  # request-body fields replay matching ignores
     max_body_bytes: int = 25 * 1024 * 1024
+    # Record/passthrough: an upstream answer (body, or a stream's events) larger than this is not
+    # relayed or stored; the client gets a 502 (code 7413), a stream is cut.
+    max_upstream_body_bytes: int = 64 * 1024 * 1024
+    # Replay: a cassette file larger than this is refused before it is read (7404).
+    max_cassette_bytes: int = 256 * 1024 * 1024
     quirks: dict[str, bool] = Field(default_factory=dict)  # quirk name → on/off (default: all on)
     control_plane: bool = True
     workers: int = 1

@@ -207,6 +207,13 @@ class FakeUpstream:
             return web.Response(
                 status=429, body=ERR_4006, content_type="application/json", headers=self._ids(None)
             )
+        if prompt == "echo-token-escaped":
+            # An upstream that quotes the credential it received, its first letter JSON-escaped.
+            token = request.headers["Authorization"].removeprefix("Bearer ")
+            escaped = f"\\u{ord(token[0]):04x}" + token[1:]
+            body_text = ('{"result":{"response":"you sent ' + escaped
+                         + '"},"success":true,"errors":[],"messages":[]}')
+            return web.Response(body=body_text, content_type="application/json", headers=self._ids())
         if prompt == "slow":
             await asyncio.sleep(self.slow_seconds)
         if body.get("stream") is True:

@@ -206,8 +206,11 @@ def test_on_disk_json_is_pretty_stable_utf8_and_without_nulls() -> None:
 
 def test_unknown_format_version_is_rejected() -> None:
     raw = orjson.loads(dump_cassette(Cassette(name="v")))
-    raw["format_version"] = 2
-    with pytest.raises(CassetteFormatError, match="version-1"):
+    raw["format_version"] = 3
+    with pytest.raises(CassetteFormatError, match="format_version"):
+        load_cassette(orjson.dumps(raw))
+    raw["format_version"] = 2  # version 2 is JSON Lines, never one document
+    with pytest.raises(CassetteFormatError, match="JSON Lines"):
         load_cassette(orjson.dumps(raw))
 
 

@@ -19,6 +19,7 @@ import pytest
 from mutagen.mp3 import MP3
 from PIL import Image
 
+from emulator.accounting.ledger import FixedClock
 from emulator.catalog import Model, load_catalog
 from emulator.fakes import audio, images
 from emulator.fakes.from_schema import invalid_input_examples, valid_input_examples
@@ -163,6 +164,7 @@ async def test_model_answers_schema_valid_deterministic_fakes(make_emulator: Ser
                                                              model: Model) -> None:
     # Paid plan: frontier models require Workers Paid (5035 on the free plan).
     emulator = await make_emulator(plan="paid")
+    emulator.state.clock = FixedClock()  # per-call ids and times (server/stamps.py) then repeat too
     bodies = examples(model)
     assert bodies, f"{model.name}: no valid example generated"
     for body in bodies:

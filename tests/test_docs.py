@@ -124,10 +124,18 @@ def test_readme_tour_runs(server: str, tmp_path: Path) -> None:
 
 def test_readme_links_every_doc_and_example() -> None:
     text = README.read_text()
-    for page in ("clients", "ci", "recording", "costs", "reference", "quirks", "openai-compatible"):
+    for page in ("clients", "ci", "recording", "costs", "reference", "quirks", "openai-compatible", "errors"):
         assert f"(docs/{page}.md)" in text
     for target in re.findall(r"\]\(((?:docs|examples)/[^)#]*)", text):
         assert (ROOT / target).exists(), target
+
+
+def test_errors_doc_lists_every_error_kind() -> None:
+    from emulator.errors import CATALOGUE
+
+    text = (DOCS / "errors.md").read_text()
+    for kind, spec in CATALOGUE.items():
+        assert f"| `{kind}` | {spec.code} | {spec.status} |" in text, f"docs/errors.md lacks {kind}"
 
 
 def test_docs_links_resolve() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from emulator.accounting.ledger import FixedClock
 from tests.conftest import ACCOUNT, AUTH, TOKEN, Emulator, parse_sse
 
 LLAMA31 = "@cf/meta/llama-3.1-8b-instruct"
@@ -48,6 +49,7 @@ async def test_native_run_via_gateway(emulator: Emulator, tail: str) -> None:
 
 
 async def test_provider_openai_paths_via_gateway(emulator: Emulator) -> None:
+    emulator.state.clock = FixedClock()  # both answers get the same per-call id and time
     body = {"model": LLAMA31, "messages": HELLO, "max_tokens": 20}
     status, raw, headers = await post(gw(emulator, "workers-ai/v1/chat/completions"), emulator, body)
     assert status == 200
@@ -64,6 +66,7 @@ async def test_provider_openai_paths_via_gateway(emulator: Emulator) -> None:
 
 
 async def test_compat_chat_stream_like_the_recording(emulator: Emulator) -> None:
+    emulator.state.clock = FixedClock()  # both answers get the same per-call id and time
     # The body of real-responses/gateway-compat-stream-llama31-8b.cassette.json.
     body = {
         "model": f"workers-ai/{LLAMA31}",

@@ -440,6 +440,14 @@ class Ledger:
         self._totals[(account, d)] = total
         return total
 
+    def pending_total(self, account: str) -> float:
+        """The account's neurons for today charged in this event-loop turn and not yet booked into
+        `day_total` (charge_async stores a turn's charges together)."""
+        if not self._pending:
+            return 0.0
+        today = self._now().date()
+        return sum(e.neurons for e, _ in self._pending if e.account == account and e.day == today)
+
     def admit(self, account: str, model: str, *, task: str, requires_paid: bool) -> Admission:
         if self.plan is Plan.PAID and not self.rate_limits:
             return ADMITTED  # nothing to check: no wall, no rate window
@@ -787,12 +795,16 @@ class Ledger:
         rows = self._read("SELECT day FROM daily UNION SELECT day FROM refusals ORDER BY day")
         return [date.fromisoformat(r[0]) for r in rows]
 
-    def reset(self) -> None:
+    def reset(self, account: str | None = None) -> None:
+        """Forget every charge and refusal, or only one account's (a test's own account)."""
         self.drain()
         self._totals.clear()
         with self._write() as c:
             for table in ("daily", "refusals", "calls", "rate_hits"):
-                c.execute(f"DELETE FROM {table}")
+                if account is None:
+                    c.execute(f"DELETE FROM {table}")
+                else:
+                    c.execute(f"DELETE FROM {table} WHERE account = ?", (account,))
 
     def close(self) -> None:
         if self._pending:

@@ -73,6 +73,12 @@ class PriceBook:
         self._rules: dict[str, PriceRule] = {
             name: _rule_from(name, raw) for name, raw in doc.get("models", {}).items()
         }
+        # Where a live call was billed differently from the page's arithmetic: the measured rates (same
+        # rule kind), used while the `billing-as-measured` quirk is on (docs/costs.md lists each case).
+        self._measured: dict[str, PriceRule] = {
+            name: _rule_from(name, {**raw, **raw["measured"]})
+            for name, raw in doc.get("models", {}).items() if "measured" in raw
+        }
         self._default = _rule_from("*", doc["default_rule"])
         limits = doc.get("rate_limits", {})
         self._task_rpm: dict[str, int] = {k: int(v) for k, v in limits.get("tasks", {}).items()}
@@ -85,15 +91,25 @@ class PriceBook:
     def has_rule(self, model: str) -> bool:
         return model in self._rules
 
-    def rule(self, model: str) -> PriceRule:
-        """The model's rule; an unknown model gets the generic token rule (marked estimated)."""
+    @property
+    def measured_models(self) -> list[str]:
+        return sorted(self._measured)
+
+    def measured_rule(self, model: str) -> PriceRule | None:
+        return self._measured.get(model)
+
+    def rule(self, model: str, *, measured: bool = False) -> PriceRule:
+        """The model's rule (its measured one when asked and known); an unknown model gets the generic
+        token rule (marked estimated)."""
+        if measured and model in self._measured:
+            return self._measured[model]
         found = self._rules.get(model)
         if found is not None:
             return found
         d = self._default
         return PriceRule(model, d.rule, d.rates, d.source, d.estimated_from, d.note)
 
-    def neurons(self, model: str, usage: Usage) -> float:
+    def neurons(self, model: str, usage: Usage, *, measured: bool = False) -> float:
         """Exact (unrounded) neurons for one call.
 
         Units: tokens and images per million; tiles are 512×512 tiles as reported in `usage`
@@ -102,7 +118,7 @@ class PriceBook:
         `input_tokens` served from cache (OpenAI `prompt_tokens_details.cached_tokens` convention):
         it is billed at the cached rate, or at the input rate when the model lists none.
         """
-        r = self.rule(model)
+        r = self.rule(model, measured=measured)
         rate = r.rates.get
         kind = r.rule
         if kind == "tokens":
@@ -118,7 +134,8 @@ class PriceBook:
         elif kind == "images":
             n = usage.images * rate("per_m_images", 0.0) / _MILLION
         elif kind == "tiles_steps":
-            n = usage.output_tiles * rate("per_tile", 0.0) + usage.steps * rate("per_step", 0.0)
+            n = (usage.output_tiles * rate("per_tile", 0.0) + usage.steps * rate("per_step", 0.0)
+                 + usage.output_tiles * usage.steps * rate("per_tile_step", 0.0))
         elif kind == "flux2_dev":
             n = usage.steps * (
                 usage.input_tiles * rate("per_input_tile_step", 0.0)

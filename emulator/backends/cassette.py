@@ -34,7 +34,9 @@ from emulator.cassettes import (
     Redactor,
     SSEEvent,
 )
+from emulator.cassettes.store import Identity
 from emulator.errors import CFError
+from emulator.limits import parse_neurons
 from emulator.settings import Mode, Settings
 
 FIX_HINT = (
@@ -83,10 +85,13 @@ class CassetteBackend:
         self.replays = mode in (Mode.REPLAY, Mode.REPLAY_OR_RECORD)
         self.records = mode in (Mode.RECORD, Mode.REPLAY_OR_RECORD)
         self.forwards = mode is not Mode.REPLAY
-        self.store = CassetteStore(cassette_dir(settings))
+        self.store = CassetteStore(cassette_dir(settings), max_bytes=settings.max_cassette_bytes)
         self.upstream = Upstream(settings)
-        self._indexes: dict[str, tuple[Cassette, CassetteIndex]] = {}
+        # cassette name → (identity of the file it was built from, replay index)
+        self._indexes: dict[str, tuple[Identity, CassetteIndex]] = {}
         self._checked: dict[str, float] = {}  # cassette name → when its file was last looked at
+        self._failed: dict[str, tuple[Identity, str]] = {}  # a file that did not load, and why
+        self._loading: dict[str, asyncio.Lock] = {}
         self._fresh: set[str] = set()  # cassettes already started in this run (record mode)
         self._write_lock = threading.Lock()
 
@@ -104,27 +109,72 @@ class CassetteBackend:
         # Read on every call: the control plane may switch cassettes between tests.
         return self.settings.cassette
 
-    def index(self, name: str) -> CassetteIndex | None:
-        """The replay index of a cassette, rebuilt only when its file changed; None when it has no file.
+    def _fresh_index(self, name: str) -> CassetteIndex | None:
+        """The loaded index when it is known to match the file; None when the file must be (re)read.
 
         The file is looked at (stat) at most every FILE_CHECK_SECONDS per cassette: replaying is on
         every request's path, and this process's own recordings update the index directly."""
         cached = self._indexes.get(name)
+        if cached is None:
+            return None
         now = time.monotonic()
-        if cached is not None and now - self._checked.get(name, 0.0) < FILE_CHECK_SECONDS:
+        if now - self._checked.get(name, 0.0) < FILE_CHECK_SECONDS:
             return cached[1]
-        self._checked[name] = now
         try:
-            if not self.store.exists(name):
+            identity = self.store.identity(name)
+        except InvalidCassetteName:
+            return None
+        if identity != cached[0]:
+            return None
+        self._checked[name] = now
+        return cached[1]
+
+    async def index(self, name: str) -> CassetteIndex | None:
+        """The replay index of a cassette, rebuilt only when its file changed; None when it has no file.
+
+        Reading and indexing happen on a thread, never on the event loop, one load per cassette at a
+        time. A file that failed to load is not read again until it changes (its identity): every
+        request meanwhile gets the same 7404 at the cost of a stat."""
+        fresh = self._fresh_index(name)
+        if fresh is not None:
+            return fresh
+        async with self._loading.setdefault(name, asyncio.Lock()):
+            fresh = self._fresh_index(name)
+            if fresh is not None:
+                return fresh
+            try:
+                identity = self.store.identity(name)
+            except InvalidCassetteName as exc:
+                raise CFError("no_cassette_match", detail=str(exc)) from None
+            if identity is None:
                 self._indexes.pop(name, None)
                 return None
-            cassette = self.store.load(name)
-        except InvalidCassetteName as exc:
-            raise CFError("no_cassette_match", detail=str(exc)) from None
-        except ValueError as exc:  # CassetteFormatError: a hand-edited file that no longer parses
-            raise CFError("no_cassette_match", detail=str(exc)) from None
+            failed = self._failed.get(name)
+            if failed is not None and failed[0] == identity:
+                raise CFError("no_cassette_match", detail=failed[1])
+            try:
+                index = await asyncio.to_thread(self._build_index, name)
+            except (InvalidCassetteName, ValueError) as exc:  # CassetteFormatError, CassetteTooLarge
+                self._failed[name] = (identity, str(exc))
+                raise CFError("no_cassette_match", detail=str(exc)) from None
+            except FileNotFoundError:
+                self._indexes.pop(name, None)
+                return None
+            self._failed.pop(name, None)
+            self._checked[name] = time.monotonic()
+        # A cassette of thousands of interactions is hundreds of thousands of long-lived objects:
+        # left to the collector, every full collection walks them all (0.35 s pauses with 10,000
+        # interactions). Frozen, they are skipped; they are still freed by reference counting.
+        gc.freeze()
+        return index
+
+    def _build_index(self, name: str) -> CassetteIndex:
+        """Load the file and index it (on a worker thread): the index keeps the identity it was
+        built from, so a later change of the file is noticed."""
+        identity = self.store.identity(name)
+        cassette = self.store.load(name)
         cached = self._indexes.get(name)
-        if cached is not None and cached[0] is cassette:
+        if cached is not None and cached[0] == identity:
             return cached[1]
         # The store shares its cached object; the index appends to its own copy in replay-or-record.
         index = CassetteIndex(
@@ -132,15 +182,12 @@ class CassetteBackend:
             volatile=frozenset(self.settings.ignore_fields),
             redactor=self.redactor(),
         )
-        self._indexes[name] = (cassette, index)
-        # A cassette of thousands of interactions is hundreds of thousands of long-lived objects:
-        # left to the collector, every full collection walks them all (0.35 s pauses with 10,000
-        # interactions). Frozen, they are skipped; they are still freed by reference counting.
-        gc.freeze()
+        assert identity is not None
+        self._indexes[name] = (identity, index)
         return index
 
-    def _replay(self, exchange: Exchange, name: str, *, required: bool) -> Outcome | None:
-        index = self.index(name)
+    async def _replay(self, exchange: Exchange, name: str, *, required: bool) -> Outcome | None:
+        index = await self.index(name)
         if index is None:
             if not required:
                 return None
@@ -153,7 +200,8 @@ class CassetteBackend:
             )
         args = (exchange.method, exchange.path, exchange.query, exchange.body, exchange.content_type)
         try:
-            played = index.play(*args, required=required)
+            # Redacted with this request's own credentials, exactly as recording it would have been.
+            played = index.play(*args, required=required, redactor=self.redactor(exchange))
         except NoMatch as miss:
             raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINT}") from None
         if played is None:
@@ -174,36 +222,39 @@ class CassetteBackend:
                 exchange.method, exchange.path, exchange.query, exchange.headers.items(), exchange.body
             )
             response = RecordedResponse.build(status, headers.items(), body, events=events)
-            neurons = headers.get("cf-ai-neurons")
             interaction = Interaction(
                 request=redactor.redact_request(request),
                 response=redactor.redact_response(response),
-                neurons=float(neurons) if neurons and _is_number(neurons) else None,
+                neurons=parse_neurons(headers.get("cf-ai-neurons")),
             )
             # fsync takes milliseconds: keep it off the event loop.
-            written = await asyncio.to_thread(self._write, name, interaction)
+            before, after = await asyncio.to_thread(self._write, name, interaction)
             if self.replays:
-                self._remember(name, written, interaction)
+                self._remember(name, before, after, interaction)
 
         return finished
 
-    def _write(self, name: str, interaction: Interaction) -> Cassette:
+    def _write(self, name: str, interaction: Interaction) -> tuple[Identity | None, Identity]:
         with self._write_lock:
             if self.mode is Mode.RECORD and name not in self._fresh:
                 self._fresh.add(name)
-                cassette = Cassette(name=name, source="recorded", interactions=[interaction])
-                self.store.save(cassette)
-                return cassette
+                before = self.store.identity(name)
+                self.store.save(Cassette(name=name, source="recorded", interactions=[interaction]))
+                after = self.store.identity(name)
+                assert after is not None
+                return before, after
             return self.store.append(name, interaction)
 
-    def _remember(self, name: str, written: Cassette, interaction: Interaction) -> None:
-        # Keep the live index (and its replay cursors) instead of rebuilding it from the new file.
+    def _remember(
+        self, name: str, before: Identity | None, after: Identity, interaction: Interaction
+    ) -> None:
+        # Keep the live index (and its replay cursors) instead of reading the file again, when the
+        # file was exactly what the index was built from; otherwise the next replay reloads it.
         cached = self._indexes.get(name)
-        if cached is None:
-            self.index(name)
+        if cached is None or cached[0] != before:
             return
         cached[1].add(interaction)
-        self._indexes[name] = (written, cached[1])
+        self._indexes[name] = (after, cached[1])
 
     # Backend -----------------------------------------------------------------------------------
     async def handle(self, call: Call) -> Outcome:
@@ -213,7 +264,7 @@ class CassetteBackend:
         """Answer one original request according to the mode."""
         name = self._name()
         if self.replays:
-            outcome = self._replay(exchange, name, required=not self.records)
+            outcome = await self._replay(exchange, name, required=not self.records)
             if outcome is not None:
                 return outcome
         return await self.upstream.forward(exchange, self._recorder(exchange, name) if self.records else None)
@@ -223,18 +274,10 @@ class CassetteBackend:
         cassette, gives a new index); forwarded ones are never kept."""
         if not self.replays:
             return None
-        try:
-            return self.index(self._name())
-        except CFError:
-            return None
+        # Only an index already loaded and still matching its file: loading is the handler's job
+        # (on a thread), and a changed file must not keep serving the old answers.
+        return self._fresh_index(self._name())
 
     async def close(self) -> None:
         await self.upstream.close()
 
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True

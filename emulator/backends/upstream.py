@@ -15,6 +15,7 @@ from emulator.call import Call, Outcome, StreamEvent
 from emulator.cassettes import RESPONSE_HEADER_ALLOW, SSEEvent, SSESplitter, filter_headers
 from emulator.cassettes.format import is_event_stream
 from emulator.errors import CFError
+from emulator.limits import parse_neurons
 from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator.upstream")
@@ -72,16 +73,6 @@ class Exchange:
             found.append(token.strip() if scheme.lower() == "bearer" else value.strip())
         found += [self.headers.get(h, "") for h in ("X-Auth-Key", "X-Auth-Email", "X-Auth-User-Service-Key")]
         return [s for s in found if s]
-
-
-def parse_neurons(value: str | None) -> float | None:
-    """The `cf-ai-neurons` header as a number (None when absent or unreadable)."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
 
 
 class Upstream:
@@ -159,6 +150,9 @@ class Upstream:
         started = time.monotonic()
         kept = filter_headers(response.headers.items(), RESPONSE_HEADER_ALLOW)
         neurons = parse_neurons(response.headers.get(NEURONS))
+        if neurons is None and NEURONS in response.headers:
+            # NaN, negative or absurd: not counted, so it can neither switch the budget off nor be billed.
+            log.warning("ignored unreadable %s: %.40r from %s", NEURONS, response.headers[NEURONS], url)
         if response.status < 400 and neurons is not None:
             self.spent += neurons
         content_type = response.headers.get("Content-Type", "")
@@ -173,7 +167,7 @@ class Upstream:
             events = self._relay_stream(response, started, finished, url)
             return Outcome(events=events, **common)  # type: ignore[arg-type]
         try:
-            body = await response.read()
+            body = await self._read_capped(response, url)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise CFError("upstream_timeout", detail=self._describe(url, exc)) from None
         except (aiohttp.ClientError, OSError) as exc:
@@ -184,14 +178,43 @@ class Upstream:
             await finished(response.status, response.headers, body, None)
         return Outcome(body=body, **common)  # type: ignore[arg-type]
 
+    async def _read_capped(self, response: aiohttp.ClientResponse, url: URL) -> bytes:
+        """The whole (decoded) body, read chunk by chunk so that an answer past
+        --max-upstream-body-bytes, a gzip bomb included, is refused before it is held in memory."""
+        cap = self.settings.max_upstream_body_bytes
+        declared = response.content_length
+        if declared is not None and declared > cap and not response.headers.get("Content-Encoding"):
+            raise self._too_large(url, declared)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > cap:
+                raise self._too_large(url, size)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, url: URL, size: int) -> CFError:
+        cap = self.settings.max_upstream_body_bytes
+        log.warning("upstream answer from %s refused: over %d bytes", url.with_query(None), cap)
+        return CFError("upstream_too_large", detail=(
+            f"the answer from {url.with_query(None)} is over {cap:,} bytes ({size:,} read); "
+            "raise --max-upstream-body-bytes to relay and record it"))
+
     async def _relay_stream(
         self, response: aiohttp.ClientResponse, started: float, finished: Finished | None, url: URL
     ) -> AsyncIterator[StreamEvent]:
         """Yield each SSE event the moment its last byte arrives; report the whole stream when it ends."""
         splitter = SSESplitter()
         headers: CIMultiDictProxy[str] = response.headers
+        cap, size = self.settings.max_upstream_body_bytes, 0
         try:
             async for chunk in response.content.iter_any():
+                size += len(chunk)
+                if size > cap:
+                    # The status line is already sent: the client sees a cut stream, nothing is recorded.
+                    log.warning("upstream stream from %s cut: over %d bytes", url.with_query(None), cap)
+                    return
                 for event in splitter.feed(chunk, (time.monotonic() - started) * 1000):
                     yield StreamEvent(event.data, raw=event.raw.encode("utf-8"))
             complete_before = len(splitter.events)

@@ -1,11 +1,22 @@
-"""Cassette file format (version 1): the pydantic models and their on-disk JSON encoding.
+"""Cassette file format: the pydantic models and their two on-disk encodings.
 
-A cassette is one JSON file holding recorded request/response pairs ("interactions") that the
-emulator can replay. The file is UTF-8, pretty-printed with a two-space indent, and written in a
-stable key order (model fields in declaration order, header and query keys sorted), so that
-re-recording the same traffic gives a small, readable diff. Fields whose value is null are omitted.
+A cassette is one file holding recorded request/response pairs ("interactions") that the emulator
+can replay. Two encodings are read; keys are written in a stable order (model fields in declaration
+order, header and query keys sorted) and fields whose value is null are omitted.
 
-Example::
+- **Version 2, JSON Lines** (what recording writes, `dump_cassette_lines`): the first line is the
+  header ``{"format_version":2,"name":…,"created_at":…,"source":…}``, then one compact JSON
+  interaction per line. Recording appends one line per call, so its cost does not grow with the
+  cassette. A last line without its newline (a writer killed mid-append) is ignored on load.
+- **Version 1, one pretty JSON document** (`dump_cassette`; the shipped fixtures and hand-written
+  cassettes): UTF-8, two-space indent, interactions in an ``interactions`` list. Recording into a
+  version-1 cassette rewrites it once as version 2.
+
+Both keep the ``.json`` file name, so existing paths keep working. Every field is validated on load
+(statuses 200-599, header names and values that HTTP can carry, finite non-negative neurons and
+offsets): a hand-edited cassette with anything else is refused with a message naming the field.
+
+Version-1 example::
 
     {
       "format_version": 1,
@@ -34,7 +45,7 @@ Example::
 
 Fields:
 
-- ``format_version``: always ``1``; any other value is rejected on load.
+- ``format_version``: ``1`` (one document) or ``2`` (JSON Lines); any other value is rejected.
 - ``source``: ``"recorded"`` for live recordings, or
   ``"converted from shared/reference/real-responses/<file>"``.
 - ``request.path``: normalised — the account id is replaced by ``{account_id}``, percent-encoding is
@@ -66,7 +77,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
+import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -76,7 +89,10 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-FORMAT_VERSION = 1
+from emulator.limits import MAX_CALL_NEURONS, parse_neurons
+
+FORMAT_VERSION = 2  # what recording writes; version 1 is read too
+LEGACY_FORMAT_VERSION = 1
 
 REQUEST_HEADER_ALLOW: tuple[str, ...] = ("content-type", "accept", "cf-aig-*", "x-session-affinity")
 RESPONSE_HEADER_ALLOW: tuple[str, ...] = ("content-type", "cf-ai-req-id", "cf-ai-neurons", "cf-aig-*")
@@ -157,6 +173,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
     )
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_VALUE = re.compile(r"^[^\x00-\x08\x0a-\x1f\x7f]*$")  # no control characters but tab
+MAX_OFFSET_MS = 3_600_000.0  # one hour between a stream's start and one of its events
+
+
+def _http_headers(value: dict[str, str]) -> dict[str, str]:
+    for name, text in value.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"header name {name!r:.60} is not an HTTP token")
+        if not _HEADER_VALUE.match(text):
+            raise ValueError(f"header {name!r:.60} has a control character (CR, LF, NUL …) in its value")
+    return value
 
 
 class Body(_Model):
@@ -252,6 +282,13 @@ class SSEEvent(_Model):
     data: str
     offset_ms: float = 0.0
     raw: str
+
+    @field_validator("offset_ms")
+    @classmethod
+    def _offset(cls, value: float) -> float:
+        if not (math.isfinite(value) and 0.0 <= value <= MAX_OFFSET_MS):
+            raise ValueError(f"offset_ms must be a number from 0 to {MAX_OFFSET_MS:.0f}, not {value!r}")
+        return value
 
     @classmethod
     def from_raw(cls, raw: str, offset_ms: float = 0.0) -> SSEEvent:
@@ -356,6 +393,11 @@ class RecordedRequest(_Model):
     def _sorted(cls, value: dict[str, str]) -> dict[str, str]:
         return dict(sorted(value.items()))
 
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return _http_headers(value)
+
 
 class RecordedResponse(_Model):
     """A recorded response: status, allow-listed headers, and either a body or SSE events."""
@@ -368,7 +410,14 @@ class RecordedResponse(_Model):
     @field_validator("headers")
     @classmethod
     def _sorted(cls, value: dict[str, str]) -> dict[str, str]:
-        return dict(sorted((k.lower(), v) for k, v in value.items()))
+        return _http_headers(dict(sorted((k.lower(), v) for k, v in value.items())))
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: int) -> int:
+        if not 200 <= value <= 599:
+            raise ValueError(f"status must be a final HTTP status from 200 to 599, not {value}")
+        return value
 
     @classmethod
     def build(
@@ -416,11 +465,18 @@ class Interaction(_Model):
     recorded_at: datetime = Field(default_factory=utcnow)
     neurons: float | None = None
 
+    @field_validator("neurons")
+    @classmethod
+    def _neurons(cls, value: float | None) -> float | None:
+        if value is not None and parse_neurons(value) is None:
+            raise ValueError(f"neurons must be a number from 0 to {MAX_CALL_NEURONS:g}, not {value!r}")
+        return value
+
 
 class Cassette(_Model):
     """A named, versioned list of interactions: the unit stored in one file."""
 
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[1, 2] = FORMAT_VERSION
     name: str
     created_at: datetime = Field(default_factory=utcnow)
     source: str | None = None
@@ -432,14 +488,75 @@ class CassetteFormatError(ValueError):
 
 
 def dump_cassette(cassette: Cassette) -> bytes:
-    """The on-disk bytes of a cassette: UTF-8, indent 2, stable key order, trailing newline."""
+    """Version 1: one pretty document (UTF-8, indent 2, stable key order, trailing newline)."""
     data = cassette.model_dump(mode="json", exclude_none=True)
+    data["format_version"] = LEGACY_FORMAT_VERSION
     return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
 
 
+def header_line(cassette: Cassette) -> bytes:
+    """The first line of a version-2 file: the cassette without its interactions."""
+    data = cassette.model_dump(mode="json", exclude_none=True, exclude={"interactions"})
+    data["format_version"] = FORMAT_VERSION
+    return orjson.dumps(data) + b"\n"
+
+
+def interaction_line(interaction: Interaction) -> bytes:
+    """One interaction as a version-2 line (what an append writes)."""
+    return orjson.dumps(interaction.model_dump(mode="json", exclude_none=True)) + b"\n"
+
+
+def dump_cassette_lines(cassette: Cassette) -> bytes:
+    """Version 2: the header line, then one line per interaction."""
+    return header_line(cassette) + b"".join(interaction_line(i) for i in cassette.interactions)
+
+
+def is_lines_format(head: bytes) -> bool:
+    """Whether a file's first bytes are a version-2 header line."""
+    first = head.lstrip()[:40].replace(b" ", b"")
+    return first.startswith(b'{"format_version":2') and b"\n" in head
+
+
 def load_cassette(data: bytes | str, *, origin: str = "<cassette>") -> Cassette:
-    """Parse on-disk bytes into a `Cassette`, naming `origin` in the error when it is invalid."""
+    """Parse on-disk bytes (either version) into a `Cassette`, naming `origin` and the line or field
+    in the error when it is invalid."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if is_lines_format(raw[:4096]):
+        return _load_lines(raw, origin)
     try:
-        return Cassette.model_validate_json(data)
+        cassette = Cassette.model_validate_json(raw)
     except ValueError as exc:
-        raise CassetteFormatError(f"{origin}: not a valid version-{FORMAT_VERSION} cassette: {exc}") from exc
+        raise CassetteFormatError(f"{origin}: not a valid cassette: {_short_error(exc)}") from None
+    if cassette.format_version != LEGACY_FORMAT_VERSION:
+        raise CassetteFormatError(f"{origin}: a version-{FORMAT_VERSION} cassette must be JSON Lines")
+    return cassette
+
+
+def _load_lines(raw: bytes, origin: str) -> Cassette:
+    lines = raw.split(b"\n")
+    torn = lines.pop()  # after the last newline: empty, or a line an interrupted append left
+    try:
+        header = orjson.loads(lines[0])
+        if not isinstance(header, dict) or "interactions" in header:
+            raise ValueError("the first line must be the cassette header, without interactions")
+        cassette = Cassette.model_validate(header)
+        cassette.interactions = [
+            Interaction.model_validate_json(line) for line in lines[1:] if line.strip()
+        ]
+    except ValueError as exc:
+        raise CassetteFormatError(f"{origin}: not a valid cassette: {_short_error(exc)}") from None
+    if torn.strip():
+        # A complete last line whose newline was not written yet still counts; a torn one does not.
+        with contextlib.suppress(ValueError):
+            cassette.interactions.append(Interaction.model_validate_json(torn))
+    return cassette
+
+
+def _short_error(exc: ValueError) -> str:
+    """A validation error without the offending input echoed (a symlinked or binary file must not
+    have its bytes shown in an HTTP answer), at most a few lines."""
+    lines = [_ERROR_DETAIL.sub("", line).strip() for line in str(exc).splitlines()]
+    return " ".join(line for line in lines[:8] if line and not line.startswith("For further"))[:600]
+
+
+_ERROR_DETAIL = re.compile(r"\s*\[type=.*$")  # pydantic's "[type=…, input_value=<the input>, …]"

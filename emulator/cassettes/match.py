@@ -169,7 +169,8 @@ def normalise_request(
         body = body.encode("utf-8")
     parsed: Any = _NOT_JSON
     if redactor is not None:
-        path = redactor.redact_path(path)
+        # Normalised first, as recording does: a secret path segment is found once percent-decoded.
+        path = redactor.redact_path(normalise_path(path))
         if query is not None:
             query = redactor.redact_query(dict(normalise_query(query)))
         if isinstance(body, bytes) and body and is_json_type(content_type):
@@ -446,8 +447,11 @@ class CassetteIndex:
         query: QueryInput,
         body: bytes | str | Body | Any,
         content_type: str | None,
+        *,
+        redactor: Redactor | None = None,
     ) -> NormalisedRequest:
-        """Normalise an incoming request with this index's volatile fields and redactor."""
+        """Normalise an incoming request with this index's volatile fields and redactor (or `redactor`,
+        which also knows the credentials this request came with, as recording it would have)."""
         return normalise_request(
             method,
             path,
@@ -456,7 +460,7 @@ class CassetteIndex:
             content_type,
             volatile=self.volatile,
             volatile_query=self.volatile_query,
-            redactor=self.redactor,
+            redactor=redactor or self.redactor,
         )
 
     def find(
@@ -491,11 +495,12 @@ class CassetteIndex:
         content_type: str | None = None,
         *,
         required: bool = False,
+        redactor: Redactor | None = None,
     ) -> tuple[Interaction, bool] | None:
         """The next recorded interaction for this request, and whether it is the last one for its key
         (so every identical request from now on gets it again). When nothing matches: None, or with
         `required`, `NoMatch` with a diagnostic."""
-        request = self.normalise(method, path, query, body, content_type)
+        request = self.normalise(method, path, query, body, content_type, redactor=redactor)
         return self._take_required(request) if required else self._take(request)
 
     def _take_required(self, request: NormalisedRequest) -> tuple[Interaction, bool]:

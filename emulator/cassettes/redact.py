@@ -2,7 +2,12 @@
 
 What is replaced:
 
-- every explicitly given secret, anywhere, becomes ``REDACTED``;
+- every explicitly given secret becomes ``REDACTED``. A secret of at least `MIN_SECRET_LENGTH`
+  characters is replaced wherever it occurs; a shorter one (``Bearer t``) only where it is a whole
+  value: a JSON string, an object key, a query value, a path segment or a whole text body. Replacing
+  a one-letter token everywhere would rewrite every ``t`` in the cassette (``"success": REDACTEDrue``);
+- a secret hidden by JSON escaping (``"\u0074oken…"``) in a body kept as exact text is found by
+  parsing the text; such a body is then stored as its redacted JSON document instead;
 - credential-shaped values also become ``REDACTED``: tokens after ``Bearer``, 37-character hex
   Cloudflare global API keys, and any string value of a field or query parameter whose name marks it
   as a credential (``token``, ``api_key``, ``authorization``, ``password``, ``secret``, …);
@@ -22,9 +27,20 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from emulator.cassettes.format import Body, Interaction, RecordedRequest, RecordedResponse, SSEEvent
+import orjson
+
+from emulator.cassettes.format import (
+    Body,
+    Interaction,
+    RecordedRequest,
+    RecordedResponse,
+    SSEEvent,
+    sse_data,
+)
 
 REDACTED = "REDACTED"
+# Shorter secrets are redacted only where they are a whole value (see the module docstring).
+MIN_SECRET_LENGTH = 8
 REDACTED_EMAIL = "redacted@example.com"
 
 DROPPED_HEADERS = frozenset(
@@ -82,6 +98,7 @@ _NAMED_VALUE = re.compile(
 # redacts every string of every incoming request, and most prompts have none.
 _MAYBE_CREDENTIAL = re.compile(r"[@:=/]|[0-9a-f]{37}|(?i:bearer)")
 _REMEMBERED_PATHS = 4096
+_NONE = object()
 
 
 def _field_is_sensitive(name: str) -> bool:
@@ -98,7 +115,9 @@ class Redactor:
         placeholder_account: str = "{account_id}",
     ) -> None:
         # Longest first so a secret that contains another is replaced whole.
-        self.secrets: tuple[str, ...] = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        every = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets: tuple[str, ...] = tuple(s for s in every if len(s) >= MIN_SECRET_LENGTH)
+        self.whole_secrets: frozenset[str] = frozenset(every)
         self.account_ids: tuple[str, ...] = tuple(
             sorted({a for a in account_ids if a}, key=len, reverse=True)
         )
@@ -109,6 +128,8 @@ class Redactor:
 
     def redact_text(self, s: str) -> str:
         """Replace every secret, credential-shaped token, account id and email in `s`."""
+        if s in self.whole_secrets:
+            return REDACTED
         for secret in self.secrets:
             s = s.replace(secret, REDACTED)
         for account in self.account_ids:
@@ -149,7 +170,10 @@ class Redactor:
         if redacted is None:
             if len(self._paths) >= _REMEMBERED_PATHS:
                 self._paths.clear()
-            redacted = _ACCOUNT_SEGMENT.sub(self.placeholder_account, self.redact_text(path))
+            parts = path
+            if self.whole_secrets:
+                parts = "/".join(REDACTED if part in self.whole_secrets else part for part in path.split("/"))
+            redacted = _ACCOUNT_SEGMENT.sub(self.placeholder_account, self.redact_text(parts))
             self._paths[path] = redacted
         return redacted
 
@@ -165,8 +189,28 @@ class Redactor:
         if body.encoding == "json":
             return Body(encoding="json", json=self.redact_json(body.json_))
         if body.encoding == "text":
-            return Body(encoding="text", text=self.redact_text(body.text or ""))
+            text = body.text or ""
+            redacted = self.redact_text(text)
+            hidden = self._escaped_secret(text, redacted)
+            return Body(encoding="json", json=hidden) if hidden is not _NONE else Body(encoding="text",
+                                                                                      text=redacted)
         return body
+
+    def _escaped_secret(self, text: str, redacted: str) -> Any:
+        """The redacted document of a JSON text whose decoded strings still hold a secret after text
+        redaction (JSON escapes hid it), else `_NONE`."""
+        if text.lstrip()[:1] not in ("{", "[", '"'):
+            return _NONE
+        try:
+            document = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return _NONE
+        cleaned = self.redact_json(document)
+        try:
+            after_text = orjson.loads(redacted)
+        except orjson.JSONDecodeError:
+            return cleaned
+        return cleaned if cleaned != after_text else _NONE
 
     def redact_request(self, request: RecordedRequest) -> RecordedRequest:
         """A redacted copy of a recorded request."""
@@ -181,9 +225,7 @@ class Redactor:
     def redact_response(self, response: RecordedResponse) -> RecordedResponse:
         """A redacted copy of a recorded response (SSE events keep `data` consistent with `raw`)."""
         events = (
-            [SSEEvent.from_raw(self.redact_text(e.raw), e.offset_ms) for e in response.events]
-            if response.events is not None
-            else None
+            [self._redact_event(e) for e in response.events] if response.events is not None else None
         )
         return RecordedResponse(
             status=response.status,
@@ -191,6 +233,14 @@ class Redactor:
             body=self.redact_body(response.body) if response.body is not None else None,
             events=events,
         )
+
+    def _redact_event(self, event: SSEEvent) -> SSEEvent:
+        redacted = self.redact_text(event.raw)
+        hidden = self._escaped_secret(event.data, sse_data(redacted))
+        if hidden is not _NONE:
+            # The event's JSON hid a secret behind escapes: it is kept as its redacted document.
+            redacted = "data: " + orjson.dumps(hidden).decode() + "\n\n"
+        return SSEEvent.from_raw(redacted, event.offset_ms)
 
     def redact_interaction(self, interaction: Interaction) -> Interaction:
         """A redacted copy of a whole interaction: what `CassetteStore.append` callers should store."""

@@ -1,4 +1,4 @@
-"""Cassette persistence: one JSON file per cassette, with locked appends and atomic, durable writes."""
+"""Cassette persistence: one file per cassette, with locked O(1) appends and atomic, durable rewrites."""
 
 from __future__ import annotations
 
@@ -10,11 +10,24 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from emulator.cassettes.format import Cassette, Interaction, dump_cassette, load_cassette
+from emulator.cassettes.format import (
+    Cassette,
+    CassetteFormatError,
+    Interaction,
+    dump_cassette_lines,
+    interaction_line,
+    is_lines_format,
+    load_cassette,
+)
+
+Identity = tuple[int, int, int]
+# A cassette file larger than this is refused before it is read (`--max-cassette-bytes`).
+DEFAULT_MAX_CASSETTE_BYTES = 256 * 1024 * 1024
 
 
-def _identity(stat: os.stat_result) -> tuple[int, int, int]:
-    # os.replace gives a new inode, so this changes even if mtime granularity hides a rewrite.
+def _identity(stat: os.stat_result) -> Identity:
+    # os.replace gives a new inode and an append a new size, so this changes even if mtime
+    # granularity hides a write.
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
@@ -22,19 +35,30 @@ class InvalidCassetteName(ValueError):
     """A cassette name that would escape the store directory or is otherwise unusable."""
 
 
+class CassetteTooLarge(CassetteFormatError):
+    """A cassette file over the store's size bound (refused before reading it)."""
+
+
 class CassetteStore:
     """Cassettes stored as ``<directory>/<name>.json``; names may contain ``/`` for subfolders.
 
     Writers serialise on an exclusive ``flock`` of ``<name>.lock``. That works across processes and
-    across threads, because each call opens its own file description. A file is never modified in
-    place: a complete new version is written to a temporary file in the same directory, fsynced, moved
-    over the old one with ``os.replace`` and the directory is fsynced. Readers, even ones killed
-    mid-write, therefore only ever see the old or the new content.
+    across threads, because each call opens its own file description. Recording appends one line
+    (format version 2) and fsyncs it: its cost does not depend on the cassette's size. A reader, or a
+    writer killed mid-append, can meet a last line without its newline; loading ignores it and the
+    next append cuts it off first. Whole rewrites (`save`, and converting a version-1 file on its first
+    append) go to a temporary file that is fsynced, moved over the old one with ``os.replace``, and
+    the directory fsynced, so readers only ever see the old or the new content.
+
+    Loading refuses files over `max_bytes` and symlinks that lead out of the directory.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_CASSETTE_BYTES
+    ) -> None:
         self.directory = Path(directory)
-        self._cache: dict[str, tuple[tuple[int, int, int], Cassette]] = {}
+        self.max_bytes = max_bytes
+        self._cache: dict[str, tuple[Identity, Cassette]] = {}
         self._cache_lock = threading.Lock()
 
     def path(self, name: str) -> Path:
@@ -53,20 +77,48 @@ class CassetteStore:
         """Whether the cassette file exists."""
         return self.path(name).is_file()
 
+    def identity(self, name: str) -> Identity | None:
+        """What changes whenever the cassette's file does (inode, mtime, size); None when it has no
+        file. Raises InvalidCassetteName for a name or symlink that leads out of the directory."""
+        path = self.path(name)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        if path.is_symlink() or any(parent.is_symlink() for parent in path.parents):
+            self._check_inside(name, path)
+        return _identity(stat)
+
+    def _check_inside(self, name: str, path: Path) -> None:
+        try:
+            path.resolve().relative_to(self.directory.resolve())
+        except ValueError:
+            raise InvalidCassetteName(
+                f"cassette {name!r} is a symlink that leads out of the cassette directory; refused"
+            ) from None
+
     def load(self, name: str) -> Cassette:
         """Load a cassette, reusing the cached copy while the file's inode, mtime and size are unchanged.
 
-        The cached object is shared between callers; copy it before mutating.
+        Refuses a file over `max_bytes` (CassetteTooLarge) without reading it. The cached object is
+        shared between callers; copy it before mutating.
         """
         path = self.path(name)
-        stat = path.stat()
+        identity = self.identity(name)
+        if identity is None:
+            raise FileNotFoundError(str(path))
         with self._cache_lock:
             cached = self._cache.get(name)
-            if cached and cached[0] == _identity(stat):
+            if cached and cached[0] == identity:
                 return cached[1]
+        if identity[2] > self.max_bytes:
+            raise CassetteTooLarge(
+                f"{path}: {identity[2]:,} bytes is over the {self.max_bytes:,}-byte cassette limit "
+                "(--max-cassette-bytes); refused without reading it"
+            )
         cassette = load_cassette(path.read_bytes(), origin=str(path))
         with self._cache_lock:
-            self._cache[name] = (_identity(stat), cassette)
+            self._cache[name] = (identity, cassette)
         return cassette
 
     def names(self) -> list[str]:
@@ -84,21 +136,51 @@ class CassetteStore:
         with self._locked(cassette.name):
             return self._write(cassette)
 
-    def append(self, name: str, interaction: Interaction, *, source: str | None = "recorded") -> Cassette:
-        """Append one interaction, creating the cassette if needed; returns the cassette as written.
+    def append(
+        self, name: str, interaction: Interaction, *, source: str | None = "recorded"
+    ) -> tuple[Identity | None, Identity]:
+        """Append one interaction, creating the cassette if needed; returns the file's identity just
+        before and just after this append (equal `before` to what a reader loaded means the reader
+        can add the interaction itself instead of reading the file again).
 
-        The current file is re-read under the lock, so appends from other threads or processes
-        since this store last loaded it are kept.
+        A version-2 file gets one line appended (other writers' lines, under the same lock, are
+        kept). A version-1 file is rewritten once as version 2 with the new interaction.
         """
         with self._locked(name):
             path = self.path(name)
-            if path.exists():
-                cassette = load_cassette(path.read_bytes(), origin=str(path))
+            before = self.identity(name)
+            if before is None:
+                self._write(Cassette(name=name, source=source, interactions=[interaction]))
             else:
-                cassette = Cassette(name=name, source=source)
-            cassette.interactions.append(interaction)
-            self._write(cassette)
-            return cassette
+                with open(path, "rb") as fh:
+                    head = fh.read(4096)
+                if is_lines_format(head):
+                    self._append_line(path, interaction_line(interaction))
+                else:
+                    cassette = load_cassette(path.read_bytes(), origin=str(path))
+                    cassette.interactions.append(interaction)
+                    self._write(cassette)
+            after = _identity(path.stat())
+            with self._cache_lock:
+                cached = self._cache.get(name)
+                if cached is not None and cached[0] == before:
+                    cached[1].interactions.append(interaction)
+                    self._cache[name] = (after, cached[1])
+            return before, after
+
+    @staticmethod
+    def _append_line(path: Path, line: bytes) -> None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A writer killed mid-append left a torn last line: cut it off before appending.
+                os.ftruncate(fd, _after_last_newline(fd, size))
+            os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[None]:
@@ -115,7 +197,7 @@ class CassetteStore:
     def _write(self, cassette: Cassette) -> Path:
         path = self.path(cassette.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = dump_cassette(cassette)
+        data = dump_cassette_lines(cassette)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             # mkstemp creates 0600 files; cassettes are meant to be shared and committed.
@@ -139,3 +221,16 @@ class CassetteStore:
         with self._cache_lock:
             self._cache[cassette.name] = (_identity(stat), cassette)
         return path
+
+
+def _after_last_newline(fd: int, size: int, block: int = 65536) -> int:
+    """The offset just past the file's last newline (0 if it has none), read backwards in blocks."""
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        chunk = os.pread(fd, end - start, start)
+        found = chunk.rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0

@@ -158,6 +158,7 @@ FAULT_KEYS = frozenset(
         "error",
         "model",
         "surface",
+        "account",
         "body",
         "prompt",
         "nth",
@@ -328,6 +329,10 @@ class FaultSet:
         before = len(self._faults)
         self._faults = [f for f in self._faults if key not in (f.id, f.name)]
         return len(self._faults) != before
+
+    def forget(self, account: str) -> None:
+        """Remove the faults scoped to one account."""
+        self._faults = [f for f in self._faults if f.scope.account != account]
 
     def clear(self) -> None:
         self._faults.clear()

@@ -3,6 +3,7 @@ calls around each model call (`ControlHooks` in emulator/server/state.py)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,18 @@ from aiohttp import web
 from emulator.call import Call, Outcome
 from emulator.control.faults import FaultSet
 from emulator.control.request_log import CURRENT, RequestLog, describe_call
+from emulator.control.scope import SpecError
 from emulator.control.stubs import StubSet
 from emulator.errors import CFError
 from emulator.server.render import STREAM_FILTER
 from emulator.server.state import ServerState
+
+# The clock and `day` parameters stay inside these bounds: the ledger works with the day after "today"
+# (its reset time), which Python's dates cannot represent past 9999-12-31.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
+# Request ids and `limit` longer than this are refused before int() (which refuses 4,300 digits).
+MAX_NUMBER_DIGITS = 18
 
 
 class ControlClock:
@@ -32,10 +41,19 @@ class ControlClock:
         return self._fixed.timestamp() if self._fixed is not None else time.time()
 
     def set(self, when: datetime) -> None:
-        self._fixed = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        """Freeze the clock at `when` (naive means UTC); SpecError outside EARLIEST..LATEST."""
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        if not EARLIEST <= when <= LATEST:
+            raise SpecError(f"the clock must stay between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+        self._fixed = when
 
     def advance(self, seconds: float) -> None:
-        self._fixed = self.now() + timedelta(seconds=seconds)
+        """Move the clock by `seconds` (may be negative); SpecError past EARLIEST..LATEST."""
+        now = self.now()
+        room = (LATEST - now).total_seconds() if seconds >= 0 else (now - EARLIEST).total_seconds()
+        if not math.isfinite(seconds) or abs(seconds) > room:
+            raise SpecError(f"the clock must stay between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+        self._fixed = now + timedelta(seconds=seconds)
 
     def real(self) -> None:
         self._fixed = None
@@ -95,7 +113,14 @@ class ControlPlane:
         if entry is not None:
             entry.neurons = neurons
 
-    def reset(self) -> None:
+    def reset(self, account: str | None = None) -> None:
+        """Everything, or only one account's usage, log entries, stubs and faults (the clock is shared)."""
+        if account is not None:
+            self.state.ledger.reset(account)
+            self.log.forget(account)
+            self.stubs.forget(account)
+            self.faults.forget(account)
+            return
         self.state.ledger.reset()
         self.log.clear()
         self.stubs.clear()

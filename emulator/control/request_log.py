@@ -8,6 +8,7 @@ summarised on the spot and let go of their bytes.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import itertools
 import time
@@ -25,6 +26,7 @@ from emulator import limits
 from emulator.control.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
 from emulator.control.faults import StreamCut
 from emulator.errors import CFError
+from emulator.server.render import STREAM_STATUS
 from emulator.server.routes import SURFACE_BY_KIND
 from emulator.server.state import ROUTE
 
@@ -42,6 +44,7 @@ class LogEntry:
     method: str
     path: str
     surface: str | None = None
+    account: str | None = None
     model: str | None = None
     request_id: str | None = None
     status: int = 0
@@ -93,6 +96,7 @@ class LogEntry:
             "method": self.method,
             "path": self.path,
             "surface": self.surface,
+            "account": self.account,
             "model": self.model,
             "request_id": self.request_id,
             "body": self.body,
@@ -197,8 +201,10 @@ class RequestLog:
             if request.transport is not None:
                 request.transport.close()
             return web.StreamResponse()
-        except ConnectionResetError:
-            entry.status, entry.cut = entry.status or 499, True
+        except (ConnectionResetError, asyncio.CancelledError):
+            # The client went away (aiohttp cancels the handler): a stream keeps the status it was
+            # sent with, an answer never sent is 499 (client closed request).
+            entry.status, entry.cut = entry.status or request.get(STREAM_STATUS) or 499, True
             raise
         except web.HTTPException as exc:
             entry.status = exc.status
@@ -251,6 +257,8 @@ class RequestLog:
             entry.surface = SURFACE_BY_KIND[route.kind]
         if entry.model is None:
             entry.model = route.model
+        if entry.account is None and route.account_id:
+            entry.account = route.account_id
 
     def _append(self, entry: LogEntry) -> None:
         if len(self.entries) == self.entries.maxlen and self._holding and self._holding[0] is self.entries[0]:
@@ -267,6 +275,14 @@ class RequestLog:
             self._held -= oldest.held
             oldest.settle()
 
+    def forget(self, account: str) -> None:
+        """Drop one account's entries (a test resetting only its own account)."""
+        kept = [e for e in self.entries if e.account != account]
+        self.entries.clear()
+        self.entries.extend(kept)
+        self._holding = deque(e for e in self._holding if e.account != account)
+        self._held = sum(e.held for e in self._holding)
+
     def clear(self) -> None:
         self.entries.clear()
         self._holding.clear()
@@ -281,6 +297,7 @@ class RequestLog:
         model: str | None = None,
         surface: str | None = None,
         status: str | None = None,
+        account: str | None = None,
         limit: int | None = None,
     ) -> list[LogEntry]:
         out = []
@@ -290,6 +307,8 @@ class RequestLog:
             ):
                 continue
             if surface is not None and entry.surface != surface:
+                continue
+            if account is not None and entry.account != account:
                 continue
             if status is not None and not _status_matches(entry.status, status):
                 continue

@@ -19,11 +19,14 @@ from emulator import __version__
 from emulator.backends.factory import backend_for
 from emulator.control.dashboard.views import install as install_dashboard
 from emulator.control.faults import FaultSet
-from emulator.control.plane import PLANE, ControlPlane
+from emulator.control.plane import EARLIEST, LATEST, MAX_NUMBER_DIGITS, PLANE, ControlPlane
 from emulator.control.request_log import LOG_SIZE
-from emulator.control.scope import SpecError
+from emulator.control.scope import ACCOUNT_ID, SpecError
 from emulator.control.stubs import StubSet
+from emulator.errors import CFError
+from emulator.limits import read_body
 from emulator.server.answer_cache import AnswerCache
+from emulator.server.binding import connection_string
 from emulator.server.state import STATE
 from emulator.settings import Mode
 
@@ -54,8 +57,9 @@ def guarded(handler: Handler) -> Handler:
         expected = request.app[STATE].settings.token
         if expected is not None:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            # surrogateescape: a header that is not UTF-8 arrives with escaped bytes, never a 500.
             if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), expected.encode()
+                given.strip().encode("utf-8", "surrogateescape"), expected.encode()
             ):
                 return _problem(
                     401, "the control plane needs `Authorization: Bearer <token>` (the server's --token)"
@@ -69,7 +73,10 @@ def guarded(handler: Handler) -> Handler:
 
 
 async def _read_json(request: web.Request, *, default: Any = None) -> Any:
-    raw = await request.read()
+    try:
+        raw = await read_body(request)
+    except CFError as exc:  # a body that cannot be decoded, or one that trickles in too slowly
+        raise SpecError(exc.message) from None
     if not raw.strip():
         if default is not None:
             return default
@@ -84,54 +91,69 @@ async def health(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     answers = state.answers  # this worker's rendered-answer cache (server/answer_cache.py)
     return _json({"status": "ok", "mode": state.settings.mode.value, "version": __version__,
+                  "binding_url": connection_string(f"{request.scheme}://{request.host}"),
                   "answer_cache": {"answers": len(answers), "reused": answers.hits}})
 
 
 async def reset(request: web.Request) -> web.StreamResponse:
-    _plane(request).reset()
+    account = request.query.get("account")
+    if account is not None and not ACCOUNT_ID.match(account):
+        raise SpecError("`account` must be a 32-hex-digit account id")
+    _plane(request).reset(account)
     return _json({"success": True})
 
 
 async def requests_log(request: web.Request) -> web.StreamResponse:
     q = request.query
     limit = q.get("limit")
-    if limit is not None and (not limit.isdigit() or int(limit) < 1):
+    if limit is not None and (not _is_number_text(limit) or int(limit) < 1):
         raise SpecError("`limit` must be a positive integer")
     entries = _plane(request).log.select(
         model=q.get("model"),
         surface=q.get("surface"),
         status=q.get("status"),
+        account=q.get("account"),
         limit=int(limit) if limit else None,
     )
     return _json({"requests": [e.to_json() for e in entries], "count": len(entries)})
 
 
+def _is_number_text(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= MAX_NUMBER_DIGITS
+
+
+def _day(text: str | None, default: date | None) -> date | None:
+    """A `day` query parameter: an ISO date inside the clock's range."""
+    if not text:
+        return default
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise SpecError(f"`day` must be a date like 2026-01-31, not {text[:40]!r}") from None
+    if not EARLIEST.date() <= day <= LATEST.date():
+        raise SpecError(f"`day` must be between {EARLIEST.date()} and {LATEST.date()}")
+    return day
+
+
 async def request_detail(request: web.Request) -> web.StreamResponse:
-    wanted = int(request.match_info["id"])
-    entry = _plane(request).log.find(wanted)
+    text = request.match_info["id"]
+    entry = _plane(request).log.find(int(text)) if _is_number_text(text) else None
     if entry is None:
-        return _problem(404, f"no request {wanted} in the log (it keeps the last {LOG_SIZE})")
+        return _problem(404, f"no request {text[:40]} in the log (it keeps the last {LOG_SIZE})")
     return _json(entry.to_json())
 
 
 async def usage(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    day_text = request.query.get("day")
-    try:
-        day = date.fromisoformat(day_text) if day_text else None
-    except ValueError:
-        raise SpecError(f"`day` must be a date like 2026-01-31, not {day_text!r}") from None
+    day = _day(request.query.get("day"), None)
     report = state.ledger.usage(account=request.query.get("account"), day=day)
     return web.Response(text=report.model_dump_json(), content_type="application/json")
 
 
 async def usage_hourly(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    day_text = request.query.get("day")
-    try:
-        day = date.fromisoformat(day_text) if day_text else state.ledger.clock.now().date()
-    except ValueError:
-        raise SpecError(f"`day` must be a date like 2026-01-31, not {day_text!r}") from None
+    day = _day(request.query.get("day"), state.ledger.clock.now().date())
+    assert day is not None
     hours = state.ledger.hourly(account=request.query.get("account"), day=day)
     return _json({"day": day.isoformat(), "hours": [{"hour": h, "neurons": n} for h, n in hours]})
 
@@ -150,15 +172,25 @@ async def set_clock(request: web.Request) -> web.StreamResponse:
     ):
         raise SpecError('send exactly one of {"now": iso-datetime}, {"advance_seconds": n}, {"real": true}')
     if "now" in body:
+        now = body["now"]
         try:
-            clock.set(datetime.fromisoformat(str(body["now"]).replace("Z", "+00:00")))
+            when = datetime.fromisoformat(now.replace("Z", "+00:00")) if isinstance(now, str) else None
         except ValueError:
-            raise SpecError(f"`now` must be an ISO 8601 datetime, not {body['now']!r}") from None
+            when = None
+        if when is None:
+            raise SpecError(f"`now` must be an ISO 8601 datetime string, not {now!r:.60}")
+        try:
+            clock.set(when)
+        except OverflowError:  # a year-1 or year-9999 time with an offset cannot be moved to UTC
+            raise SpecError(f"`now` is out of range: {now!r:.60}") from None
     elif "advance_seconds" in body:
         seconds = body["advance_seconds"]
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise SpecError("`advance_seconds` must be a number")
-        clock.advance(float(seconds))
+        try:
+            clock.advance(float(seconds))
+        except OverflowError:  # an integer too large for a float
+            raise SpecError("`advance_seconds` is out of range") from None
     elif body["real"] is True:
         clock.real()
     else:
@@ -215,7 +247,9 @@ def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:
         return _json(created if isinstance(body, list) else created[0], 201)
 
     async def listing(request: web.Request) -> web.StreamResponse:
-        return _json({kind: [item.describe() for item in items(request).list()]})
+        account = request.query.get("account")
+        listed = [item for item in items(request).list() if account is None or item.scope.account == account]
+        return _json({kind: [item.describe() for item in listed]})
 
     async def clear(request: web.Request) -> web.StreamResponse:
         items(request).clear()

@@ -8,12 +8,35 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import re2
 
 from emulator.call import Call, Surface
+
+ACCOUNT_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class SpecError(ValueError):
     """A stub or fault definition the control plane cannot accept (answered as HTTP 400)."""
+
+
+# Prompt patterns are RE2 (google-re2): matching takes time linear in the prompt whatever the
+# pattern, so no stub can stall the event loop the way `(a+)+$` does under backtracking engines.
+# RE2 has no backreferences or lookaround; such a pattern is refused when the stub is added.
+MAX_PATTERN_LENGTH = 2000
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is answered as a 400, not logged by the C++ side
+
+
+def compile_prompt(pattern: str) -> Any:
+    """A stub's `prompt` regular expression, compiled by RE2; SpecError when RE2 cannot take it."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise SpecError(f"`prompt` is longer than {MAX_PATTERN_LENGTH} characters")
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        first = exc.args[0] if exc.args else exc
+        reason = first.decode("utf-8", "replace") if isinstance(first, bytes) else first
+        raise SpecError(f"`prompt` is not a valid RE2 regular expression: {reason}") from None
 
 
 def json_subset(pattern: Any, value: Any) -> bool:
@@ -79,7 +102,10 @@ class Scope:
     model: str | None = None  # exact name or glob (`@cf/meta/*`)
     surface: Surface | None = None
     body: dict[str, Any] | None = None  # JSON subset of the request body
-    prompt: re.Pattern[str] | None = None  # searched in the prompt / last user message
+    prompt: Any = None  # an RE2 pattern (compile_prompt), searched in the prompt / last user message
+    # One account's calls only: a test that uses an account of its own (per-test isolation, one
+    # binding connection string or REST account id per test) sees only its own stubs and faults.
+    account: str | None = None
 
     @classmethod
     def parse(cls, spec: dict[str, Any]) -> Scope:
@@ -97,11 +123,11 @@ class Scope:
         prompt = spec.get("prompt")
         if prompt is not None and not isinstance(prompt, str):
             raise SpecError("`prompt` must be a regular expression string")
-        try:
-            pattern = re.compile(prompt) if prompt is not None else None
-        except re.error as exc:
-            raise SpecError(f"`prompt` is not a valid regular expression: {exc}") from None
-        return cls(model, parsed_surface, body, pattern)
+        pattern = compile_prompt(prompt) if prompt is not None else None
+        account = spec.get("account")
+        if account is not None and not (isinstance(account, str) and ACCOUNT_ID.match(account)):
+            raise SpecError("`account` must be a 32-hex-digit account id")
+        return cls(model, parsed_surface, body, pattern, account)
 
     def matches(self, call: Call) -> bool:
         if self.model is not None and not (
@@ -109,6 +135,8 @@ class Scope:
         ):
             return False
         if self.surface is not None and call.surface is not self.surface:
+            return False
+        if self.account is not None and call.account_id != self.account:
             return False
         if self.body is None and self.prompt is None:
             return True
@@ -128,4 +156,5 @@ class Scope:
             "surface": self.surface.value if self.surface else None,
             "body": self.body,
             "prompt": self.prompt.pattern if self.prompt else None,
+            "account": self.account,
         }

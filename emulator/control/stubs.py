@@ -15,7 +15,7 @@ from emulator.call import Call, Outcome, Usage
 from emulator.control.faults import error_kind, make_error
 from emulator.control.scope import Scope, SpecError
 from emulator.errors import CFError
-from emulator.fakes import text as text_fake
+from emulator.fakes import tokens
 from emulator.fakes.seed import derive_seed
 from emulator.tasks.openai_shapes import chat_completion
 from emulator.tasks.text_generation import (
@@ -28,7 +28,8 @@ from emulator.tasks.text_generation import (
 
 TEXT_GENERATION = "Text Generation"
 ANSWER_KEYS = frozenset({"text", "result", "error", "finish_reason"})
-STUB_KEYS = frozenset({"id", "name", "model", "surface", "body", "prompt", "results", "times"}) | ANSWER_KEYS
+STUB_KEYS = frozenset({"id", "name", "model", "surface", "account", "body", "prompt", "results",
+                       "times"}) | ANSWER_KEYS
 
 
 @dataclass(slots=True)
@@ -86,7 +87,8 @@ def text_outcome(
     call: Call, text: str, finish_reason: str, emulator_seed: int, quirks: dict[str, bool]
 ) -> Outcome:
     """What the text-generation fake would answer had the model said `text`."""
-    gen = Generation(text, finish_reason, prompt_tokens(call.json_inputs), text_fake.count_tokens(text))
+    gen = Generation(text, finish_reason, prompt_tokens(call.json_inputs, call.model.name),
+                     tokens.completion_tokens(call.model.name, text))
     seed = derive_seed(emulator_seed, call.model.name, text)
     usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
     extras = {"generation": gen}
@@ -178,6 +180,10 @@ class StubSet:
         before = len(self._stubs)
         self._stubs = [s for s in self._stubs if key not in (s.id, s.name)]
         return len(self._stubs) != before
+
+    def forget(self, account: str) -> None:
+        """Remove the stubs scoped to one account."""
+        self._stubs = [s for s in self._stubs if s.scope.account != account]
 
     def clear(self) -> None:
         self._stubs.clear()

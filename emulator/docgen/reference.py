@@ -43,14 +43,15 @@ DIRECT_ENV: dict[str, str] = {
 
 # What each control-plane route does; the routes themselves come from the router.
 CONTROL_ROUTES: dict[tuple[str, str], str] = {
-    ("GET", "/__emulator__/health"): '`{"status": "ok", "mode", "version"}`; open even with `--token`; '
-    "wait on it in CI",
+    ("GET", "/__emulator__/health"): '`{"status": "ok", "mode", "version", "binding_url"}`; open even with '
+    "`--token`; wait on it in CI; `binding_url` is Miniflare's `ai.remoteProxyConnectionString`",
     (
         "POST",
         "/__emulator__/reset",
-    ): "clear the ledger, request log, stubs and faults; clock back to real time",
+    ): "clear the ledger, request log, stubs and faults; clock back to real time; `?account=` clears only "
+    "that account's usage, log entries, stubs and faults",
     ("GET", "/__emulator__/requests"): "request log (last 5,000 calls); `?model=` glob, `?surface=`, "
-    "`?status=` (`429`, `4xx`, `error`, `ok`), `?limit=`",
+    "`?status=` (`429`, `4xx`, `error`, `ok`), `?account=`, `?limit=`",
     ("GET", "/__emulator__/requests/{id}"): "one logged request with its response summary",
     ("GET", "/__emulator__/usage"): "the ledger's usage report; `?day=YYYY-MM-DD`, `?account=`",
     ("GET", "/__emulator__/usage/hourly"): "neurons per hour of the day (JSON)",
@@ -62,13 +63,14 @@ CONTROL_ROUTES: dict[tuple[str, str], str] = {
     (
         "POST",
         "/__emulator__/stubs",
-    ): "add fixed answers (`text`, `result`, `error`, `results`) for matching calls",
-    ("GET", "/__emulator__/stubs"): "list stubs",
+    ): "add fixed answers (`text`, `result`, `error`, `results`) for matching calls (`model`, `surface`, "
+    "`account`, `body`, `prompt`)",
+    ("GET", "/__emulator__/stubs"): "list stubs; `?account=` only that account's",
     ("DELETE", "/__emulator__/stubs"): "remove every stub",
     ("DELETE", "/__emulator__/stubs/{key}"): "remove one stub by id or name",
     ("POST", "/__emulator__/faults"): "inject failures (`capacity`, `timeout`, `upstream`, `server_error`, "
     "`daily_limit`, a code, `latency`, `slow_stream`, `cut_stream`)",
-    ("GET", "/__emulator__/faults"): "list faults",
+    ("GET", "/__emulator__/faults"): "list faults; `?account=` only that account's",
     ("DELETE", "/__emulator__/faults"): "remove every fault",
     ("DELETE", "/__emulator__/faults/{key}"): "remove one fault by id or name",
     ("GET", "/__emulator__/"): "the usage dashboard (HTML)",

@@ -1,5 +1,5 @@
-"""Seeded readable prose from precomputed sentence tables, the documented token-count rule and stream
-chunking for text fakes.
+"""Seeded readable prose from precomputed sentence tables, its length rule (answers end under the
+caller's cap) and stream chunking.
 
 An answer is drawn, not written: each locale has a table of sentences built once from its Faker lorem
 vocabulary, and a call picks sentences from it with one numpy PCG64 generator set to the request's seed
@@ -21,11 +21,16 @@ CHARS_PER_TOKEN = 4
 MIN_NATURAL_TOKENS = 20
 MAX_NATURAL_TOKENS = 120
 DEFAULT_LOCALE = "en_US"
+# Caps of at least SHORT_CAP tokens leave room for a whole answer, which then aims at CAP_SHARE_PERCENT
+# of it.
+SHORT_CAP = 24
+CAP_SHARE_PERCENT = 75
 
 # Sentences per locale table: a power of two, so a draw is a mask of a 64-bit number. 4096 sentences
-# of ~10 words make repeats rare within one answer and cost ~15 ms to build, once per locale.
+# of ~6 words make repeats rare within one answer and cost ~10 ms to build, once per locale.
 TABLE_SIZE = 4096
-MIN_WORDS, MAX_WORDS = 4, 16
+# Faker's own sentences are 4-8 words: a first sentence (always kept) then fits a 24-token cap's share.
+MIN_WORDS, MAX_WORDS = 4, 8
 COMMA_RATE = 0.12  # after a word inside a sentence (spaced scripts only)
 QUESTION_RATE, EXCLAMATION_RATE = 0.06, 0.03  # sentence endings other than the locale's full stop
 # Draws taken from the generator at once: enough for a natural answer (at most ~15 sentences).
@@ -43,7 +48,8 @@ def tokens_for_length(chars: int) -> int:
 
 
 def count_tokens(text: str) -> int:
-    """Tokens by the emulator's documented rule: ceil(len/4), so any non-empty text is at least 1."""
+    """The length rule fake text is drawn and cut by: ceil(len/4), so any non-empty text is at least 1.
+    Usage figures of the text tasks come from fakes/tokens.py (each family's tokenizer and template)."""
     return tokens_for_length(len(text))
 
 
@@ -114,17 +120,23 @@ class Prose:
     truncated: bool
 
 
-def natural_tokens(seed: int) -> int:
-    """The length (tokens) an answer seeded with `seed` runs to when nothing cuts it."""
-    first = int(reseeded(seed).bit_generator.random_raw())
-    return MIN_NATURAL_TOKENS + first % (MAX_NATURAL_TOKENS - MIN_NATURAL_TOKENS + 1)
+def natural_tokens(drawn: int, max_tokens: int) -> int:
+    """How long an answer sets out to be: the seed's natural length, kept under a cap the caller set.
+
+    A real model mostly finishes its thought well inside `max_tokens`, so under a cap of at least
+    SHORT_CAP the answer aims for at most CAP_SHARE of it and ends with `stop`; only a really short cap
+    cuts the answer (`length`).
+    """
+    if max_tokens >= SHORT_CAP:
+        return max(1, min(drawn, max_tokens * CAP_SHARE_PERCENT // 100))
+    return drawn
 
 
 def compose(seed: int, max_tokens: int, *, target_tokens: int | None = None,
             locale: str = DEFAULT_LOCALE) -> Prose:
-    """Seeded whole sentences until `target_tokens` (the seed's natural length when None) is reached,
-    cut to `max_tokens`. Generation stops once past the cut, so the result is a prefix of the uncut
-    text: a larger `max_tokens` only ever extends an answer."""
+    """Seeded whole sentences up to `target_tokens` (by default the seed's natural length under the cap,
+    `natural_tokens`): the first sentence always, then each next one that still fits the target; cut
+    only where they overrun `max_tokens`. A smaller cap gives a prefix of the larger cap's answer."""
     if max_tokens <= 0:
         return Prose("", 0, True)
     table = sentence_table(locale)
@@ -132,19 +144,23 @@ def compose(seed: int, max_tokens: int, *, target_tokens: int | None = None,
     bits = reseeded(seed).bit_generator
     draws = bits.random_raw(DRAW_BATCH).tolist()
     if target_tokens is None:
-        target_tokens = MIN_NATURAL_TOKENS + draws[0] % (MAX_NATURAL_TOKENS - MIN_NATURAL_TOKENS + 1)
+        drawn = MIN_NATURAL_TOKENS + draws[0] % (MAX_NATURAL_TOKENS - MIN_NATURAL_TOKENS + 1)
+        target_tokens = natural_tokens(drawn, max_tokens)
     target_chars = target_tokens * CHARS_PER_TOKEN
     limit_chars = max_tokens * CHARS_PER_TOKEN
     step = len(joiner)
-    picked: list[str] = []
-    length = -step
-    n = 1
-    while length < target_chars and length <= limit_chars:
+    index = draws[1] & (TABLE_SIZE - 1)
+    picked = [sentences[index]]
+    length = lengths[index]
+    n = 2
+    while True:
         if n == len(draws):
             draws += bits.random_raw(DRAW_BATCH).tolist()
         index = draws[n] & (TABLE_SIZE - 1)
+        if length + step + lengths[index] > target_chars:
+            break
         picked.append(sentences[index])
-        length += lengths[index] + step
+        length += step + lengths[index]
         n += 1
     text = joiner.join(picked)
     if length > limit_chars:
@@ -153,7 +169,8 @@ def compose(seed: int, max_tokens: int, *, target_tokens: int | None = None,
 
 
 def prose(seed: int, max_tokens: int, *, locale: str = DEFAULT_LOCALE) -> tuple[str, bool]:
-    """Seeded sentences of a seed-chosen natural length, cut to `max_tokens`; returns (text, truncated)."""
+    """Seeded whole sentences up to a seed-drawn length (natural_tokens), cut only where they overrun
+    `max_tokens`; returns (text, truncated)."""
     answer = compose(seed, max_tokens, locale=locale)
     return answer.text, answer.truncated
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from emulator.settings import Settings
+from emulator.settings import DEFAULT_ACCOUNT, Settings
 
-DEMO_ACCOUNT = "0123456789abcdef0123456789abcdef"
+DEMO_ACCOUNT = DEFAULT_ACCOUNT
 
 
 def banner(settings: Settings) -> str:
@@ -22,6 +22,8 @@ def banner(settings: Settings) -> str:
             f' base_url="{base}/client/v4/accounts/{acct}/ai/v1")',
             f"  REST base          {base}/client/v4/accounts/{acct}/ai/run/<model>",
             f"  dashboard          {base}/__emulator__/",
+            f"  env.AI binding     Miniflare ai.remoteProxyConnectionString: {base}/",
+            f"                     (one account per test: {base}/binding/<32-hex account id>)",
             "",
             "  curl example:",
             f"    curl {base}/client/v4/accounts/{acct}/ai/run/@cf/meta/llama-3-8b-instruct \\",

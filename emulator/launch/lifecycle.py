@@ -16,6 +16,10 @@ from emulator.server.app import create_app
 from emulator.settings import Settings
 
 
+class ListenError(Exception):
+    """The server could not listen on its host and port (in use, not allowed, no such address)."""
+
+
 async def serve_until_stopped(settings: Settings, on_started: Callable[[web.AppRunner], None]) -> None:
     """Serve `settings` until a stop signal; `serve` and every `--workers` process start the same way
     (redacted logs, slow-client limits), only what they do once listening differs."""
@@ -24,7 +28,12 @@ async def serve_until_stopped(settings: Settings, on_started: Callable[[web.AppR
     runner = runner_for(create_app(settings))
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        where = f"{settings.host}:{settings.port}"
+        raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     # The catalog, its compiled validators and the fakes' tables live as long as the process: moved
     # out of the collector's sight, a full collection no longer walks them (a pause of milliseconds
     # that showed up in the p99 of every request caught behind it).

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
-from emulator.cassettes.redact import Redactor
+from emulator.cassettes.redact import REDACTED, Redactor
 
 LOGGERS = ("workers_ai_emulator", "aiohttp")
+# A credential header quoted in a log line, e.g. aiohttp's parse errors echo the offending raw line
+# (`b'Cookie: session=…\x01'`): its value is dropped up to the end of the quoted line.
+_CREDENTIAL_HEADER_LINE = re.compile(
+    r"(?i)\b(cookie|set-cookie|authorization|proxy-authorization|x-auth-key|x-auth-email"
+    r"|x-auth-user-service-key|cf-aig-authorization)(\s*:\s*)[^'\"\r\n]*"
+)
+
+
+def redact_log_text(redactor: Redactor, text: str) -> str:
+    """A log line or traceback with credential headers and every secret the redactor knows removed."""
+    text = _CREDENTIAL_HEADER_LINE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    return redactor.redact_text(text)
 
 
 class RedactingFilter(logging.Filter):
@@ -20,15 +33,15 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], ConnectionResetError):
             return False  # a client that went away mid-answer (aborted stream) is not a server error
-        record.msg = self.redactor.redact_text(record.getMessage())
+        record.msg = redact_log_text(self.redactor, record.getMessage())
         record.args = None
         if record.exc_info:
             # Format the traceback now, redacted, so a handler never prints the raw one.
             text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = self.redactor.redact_text(text)
+            record.exc_text = redact_log_text(self.redactor, text)
             record.exc_info = None
         if record.stack_info:
-            record.stack_info = self.redactor.redact_text(record.stack_info)
+            record.stack_info = redact_log_text(self.redactor, record.stack_info)
         return True
 
 

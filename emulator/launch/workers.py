@@ -6,16 +6,24 @@ own and moves them into the shared SQLite file in `flock`ed transactions; see em
 and one cassette directory (appends are `flock`ed). The kernel spreads new connections over the
 workers; the banner is printed once every worker listens. Per-process state is not shared:
 control-plane stubs, faults and the request log apply to the worker that received the control call.
+
+Workers never outlive the parent: each asks the kernel for SIGTERM when its parent dies (even by
+kill -9), so no orphan keeps answering on the port. A port another process already holds is refused
+with one line before any worker starts (SO_REUSEPORT alone would let a second group share it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import signal
 import socket
 import sys
+import threading
+import time
 from multiprocessing.connection import Connection
 
 import click
@@ -23,15 +31,59 @@ import click
 from emulator.launch.banner import banner as make_banner
 from emulator.settings import Settings
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+class PortInUse(OSError):
+    """The port is already held by another process (SO_REUSEPORT would silently share it)."""
+
+
+def _check_port_free(family: socket.AddressFamily, host: str, port: int) -> None:
+    # Without SO_REUSEPORT this bind fails while anything listens on the port, including an older
+    # `serve --workers` group, which a SO_REUSEPORT bind would silently join.
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are fine
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
 
 def reserve_port(host: str, port: int) -> socket.socket:
     """Bind (without listening) the port the workers will share, so `--port 0` gives all of them one
-    port; the socket joins the SO_REUSEPORT group but, not listening, never receives a connection."""
+    port; the socket joins the SO_REUSEPORT group but, not listening, never receives a connection.
+    Raises PortInUse when another process holds the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if port:
+        _check_port_free(family, host, port)
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this worker receive SIGTERM when the `serve` process that forked it dies, even by kill -9
+    (Linux PR_SET_PDEATHSIG); elsewhere a thread watches for the parent to change."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        armed = False
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _run_worker(settings: Settings, ready: Connection) -> None:
@@ -45,7 +97,8 @@ async def _run_worker(settings: Settings, ready: Connection) -> None:
     await serve_until_stopped(settings, report_ready)
 
 
-def _worker_main(settings: Settings, ready: Connection) -> None:
+def _worker_main(settings: Settings, ready: Connection, parent: int) -> None:
+    die_with_parent(parent)
     asyncio.run(_run_worker(settings, ready))
 
 
@@ -53,7 +106,11 @@ def serve_workers(settings: Settings, banner: str | None = None) -> int:
     """Run `settings.workers` servers until SIGINT/SIGTERM; returns the exit status."""
     # Resolved once here: a default temporary data dir per worker would give each its own ledger.
     settings.resolved_data_dir()
-    placeholder = reserve_port(settings.host, settings.port)
+    try:
+        placeholder = reserve_port(settings.host, settings.port)
+    except PortInUse as exc:
+        click.echo(f"Error: {exc.strerror}", err=True)
+        return 1
     settings.port = placeholder.getsockname()[1]
     # fork: the parent has imported nothing heavy yet, and a child starts in milliseconds.
     context = multiprocessing.get_context("fork")
@@ -61,7 +118,7 @@ def serve_workers(settings: Settings, banner: str | None = None) -> int:
     waits: list[Connection] = []
     for _ in range(settings.workers):
         receive, send = context.Pipe(duplex=False)
-        child = context.Process(target=_worker_main, args=(settings, send), daemon=True)
+        child = context.Process(target=_worker_main, args=(settings, send, os.getpid()), daemon=True)
         child.start()
         send.close()
         children.append(child)

@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from emulator.accounting.ledger import Clock
 from emulator.catalog import Model
 from emulator.lru import SizedLRU
-from emulator.server.render import REQ_ID
+from emulator.server.edge import CF_RAY
+from emulator.server.render import REQ_ID, UNSTAMPED
+from emulator.server.stamps import Stamper
 
 MAX_ENTRIES = 16384  # a large cassette (10,000 interactions) fits whole
 MAX_BYTES = 64 * 1024 * 1024
 MAX_ENTRY_BYTES = 2 * 1024 * 1024  # one 1024² PNG fits; a 2048² one is rebuilt from the fake's cache
 # Headers aiohttp sets on every response itself, and the one header that is new on every call.
-_PER_RESPONSE = frozenset({REQ_ID, hdrs.CONTENT_LENGTH, hdrs.DATE, hdrs.SERVER})
+_PER_RESPONSE = frozenset({REQ_ID, CF_RAY, hdrs.CONTENT_LENGTH, hdrs.DATE, hdrs.SERVER})
 
 Key = tuple[str, str, str, str, bytes]
 
@@ -41,12 +44,14 @@ class CachedAnswer:
     body: bytes
     token: object
     fresh_id: bool  # a new cf-ai-req-id each time (mock); replayed answers keep what was recorded
+    stamped: bool  # ids and timestamps in the body are per call (server/stamps.py)
 
-    def response(self, request_id: str) -> web.Response:
+    def response(self, request_id: str, clock: Clock) -> web.Response:
         headers = self.headers.copy()  # aiohttp keeps a CIMultiDict it is given: each answer its own
         if self.fresh_id:
             headers[REQ_ID] = request_id
-        return web.Response(body=self.body, status=self.status, headers=headers)
+        body = Stamper(clock).stamp(self.body) if self.stamped else self.body
+        return web.Response(body=body, status=self.status, headers=headers)
 
 
 def request_key(request: web.Request, raw: bytes) -> Key:
@@ -70,16 +75,17 @@ class AnswerCache:
         return answer
 
     def remember(self, key: Key, response: web.StreamResponse, *, model: Model, surface: str,
-                 neurons: float, estimated: bool, token: object, fresh_id: bool = True) -> None:
+                 neurons: float, estimated: bool, token: object, fresh_id: bool = True,
+                 stamped: bool = False) -> None:
         if type(response) is not web.Response or response.status != 200:
             return  # a stream, or an error (errors may depend on the day's usage)
-        body = response.body
+        body = response.get(UNSTAMPED, response.body)
         if not isinstance(body, bytes) or len(body) + len(key[4]) > MAX_ENTRY_BYTES:
             return
         per_response = _PER_RESPONSE if fresh_id else _PER_RESPONSE - {REQ_ID}
         headers = CIMultiDict((k, v) for k, v in response.headers.items() if k not in per_response)
         answer = CachedAnswer(model, surface, neurons, estimated, response.status, headers, body, token,
-                              fresh_id)
+                              fresh_id, stamped)
         self._answers.put(key, answer, len(body) + len(key[4]))
 
     def __len__(self) -> int:

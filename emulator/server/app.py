@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from emulator.accounting.ledger import Ledger, Plan
 from emulator.accounting.pricing import load_prices
 from emulator.backends.factory import backend_for
 from emulator.catalog import load_catalog
+from emulator.control.routes import guarded
 from emulator.control.routes import install as install_control
 from emulator.errors import CFError
 from emulator.limits import read_body
 from emulator.quirks import enabled
-from emulator.server import gateway, relay
+from emulator.server import binding, edge, gateway, native, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.openapi import install as install_openapi
@@ -117,8 +118,21 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     if executed is not None and executed.plain and executed.outcome.repeatable:
         answers.remember(key, response, model=executed.call.model, surface=executed.call.surface.value,
                          neurons=executed.neurons, estimated=executed.estimated, token=token,
-                         fresh_id=not executed.outcome.rendered)
+                         fresh_id=not executed.outcome.rendered,
+                         stamped=not executed.outcome.rendered and native.stamped(executed.call.model))
     return response
+
+
+async def expect_continue(request: web.Request) -> web.Response | None:
+    """`Expect: 100-continue`: a body announced larger than the limit gets its 413 instead of an
+    invitation to send it; anything else gets `100 Continue`. Other Expect values are ignored."""
+    length = request.content_length
+    if length is not None and length > request.app[STATE].settings.max_body_bytes:
+        return _error(request, CFError("too_large"))
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size starts after the interim line
+    return None
 
 
 def _error(request: web.Request, error: CFError) -> web.Response:
@@ -129,7 +143,8 @@ def _error(request: web.Request, error: CFError) -> web.Response:
         and route.kind in OPENAI_ERROR_KINDS
         and not enabled(state.quirks, "v1-errors-not-openai-shaped")
     )
-    return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error)
+    return error_response(error, request_id=request.get(REQUEST_ID), openai_error=openai_error,
+                          short_bodies=enabled(state.quirks, "flux-short-error-body"))
 
 
 def create_app(settings: Settings | None = None, *, state: ServerState | None = None) -> web.Application:
@@ -137,9 +152,11 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[STATE] = state or build_state(settings)
     _install_extensions(app)
+    edge.install(app)
     gateway.install(app)
+    binding.install(app, fallback=dispatch)  # `/` and `/binding/{account}` with an MF-Binding header
     # [\s\S] and not `.`: a path with an encoded newline must reach `dispatch` too, not aiohttp's text 404.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch, expect_handler=expect_continue)
     app.on_cleanup.append(_close)
     return app
 
@@ -147,7 +164,7 @@ def create_app(settings: Settings | None = None, *, state: ServerState | None = 
 def _install_extensions(app: web.Application) -> None:
     """Routes outside Cloudflare's namespace (control plane, dashboard) go before the catch-all."""
     install_control(app)
-    install_openapi(app, app[STATE].settings.control_plane)
+    install_openapi(app, app[STATE].settings.control_plane, guard=guarded)
 
 
 async def _close(app: web.Application) -> None:

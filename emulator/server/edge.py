@@ -1,16 +1,19 @@
-"""Edge checks Cloudflare's API gateway makes before Workers AI sees a request: credentials, body size."""
+"""The edge in front of Workers AI: the checks it makes (credentials, body size) and the headers it adds."""
 
 from __future__ import annotations
 
 import hmac
+import os
+import random
 import re
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from emulator.errors import CFError
 from emulator.settings import Settings
 
 _SPACE = re.compile(r"\s")
+CF_RAY = "cf-ray"
 
 
 def check_auth(request: web.Request, settings: Settings) -> str:
@@ -43,7 +46,9 @@ def check_auth(request: web.Request, settings: Settings) -> str:
 
 
 def _require(credential: str, settings: Settings) -> None:
-    if settings.token is not None and not hmac.compare_digest(credential.encode(), settings.token.encode()):
+    # surrogateescape: aiohttp hands header bytes that are not UTF-8 over as escapes; they simply differ.
+    given = credential.encode("utf-8", "surrogateescape")
+    if settings.token is not None and not hmac.compare_digest(given, settings.token.encode()):
         raise CFError("auth")
 
 
@@ -51,3 +56,25 @@ def check_size(request: web.Request, settings: Settings) -> None:
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         raise CFError("too_large")
+
+
+# Every answer that leaves Cloudflare's edge, errors included, names the edge: `Server: cloudflare` and
+# a `cf-ray` of 16 hex digits and the IATA code of the data centre that answered (fixtures/real/
+# README.md, "Headers"). The emulator answers from one made-up colo.
+SERVER = "cloudflare"
+COLO = "SJC"
+_rays = random.Random(os.urandom(16))
+os.register_at_fork(after_in_child=lambda: _rays.seed(os.urandom(16)))
+
+
+def new_ray() -> str:
+    return f"{_rays.getrandbits(64):016x}-{COLO}"
+
+
+async def _edge_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[hdrs.SERVER] = SERVER
+    response.headers.setdefault(CF_RAY, new_ray())
+
+
+def install(app: web.Application) -> None:
+    app.on_response_prepare.append(_edge_headers)

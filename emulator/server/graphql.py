@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from emulator.limits import read_body
 from emulator.server.paths import Route
 from emulator.server.render import json_response
 from emulator.server.state import ServerState
@@ -390,7 +391,7 @@ def _bad_request(state: ServerState, message: str) -> web.Response:
 
 async def handle_graphql(request: web.Request, route: Route, state: ServerState, request_id: str
                          ) -> web.StreamResponse:
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:

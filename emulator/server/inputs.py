@@ -59,10 +59,14 @@ def _non_object(value: list[Any]) -> dict[str, Any]:
 
 async def _read_form(request: web.Request, raw: bytes) -> dict[str, Any]:
     """Parse the multipart body from the bytes already read (the request stream is consumed by then)."""
+    return parse_form(request.headers.get("Content-Type", ""), raw)
+
+
+def parse_form(header: str, raw: bytes) -> dict[str, Any]:
+    """The fields of a multipart body whose Content-Type header is `header`."""
     import email.parser
     import email.policy
 
-    header = request.headers.get("Content-Type", "")
     if "boundary=" not in header:
         raise CFError("bad_input", detail="Error: multipart body without a boundary")
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -127,4 +131,4 @@ def validate(model: Model, inputs: dict[str, Any] | BinaryInput, quirks: dict[st
         return
     if not message.startswith("Error: ") and not enabled(quirks, "validation-error-prefix"):
         message = "Error: " + message
-    raise CFError("bad_input", detail=message)
+    raise CFError("bad_input", detail=message).from_model(model.name)

@@ -9,13 +9,15 @@ from emulator.call import Call, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.limits import read_body
+from emulator.quirks import enabled
 from emulator.server import batch
 from emulator.server.inputs import read_inputs, validate
 from emulator.server.paths import Route
 from emulator.server.pipeline import Executed, execute_request
 from emulator.server.relay import render_rendered
 from emulator.server.render import NEURONS, REQ_ID, envelope, json_response, stream_events
-from emulator.server.state import ServerState
+from emulator.server.stamps import Stamper
+from emulator.server.state import STATE, ServerState
 
 
 def lookup_model(state: ServerState, name: str) -> Model:
@@ -25,10 +27,25 @@ def lookup_model(state: ServerState, name: str) -> Model:
     return model
 
 
-def answer_headers(call: Call, executed: Executed) -> dict[str, str]:
-    headers = {REQ_ID: call.request_id, NEURONS: round_neurons(executed.neurons)}
+# Models whose real answers carry no `cf-ai-neurons` header (fixtures/observations/headers-and-billing-
+# observed.json: "phoenix-1.0 ... NO cf-ai-neurons header"), while the `no-neurons-header` quirk is on.
+NO_NEURONS_HEADER = frozenset({"@cf/leonardo/phoenix-1.0"})
+
+
+def answer_headers(call: Call, executed: Executed, quirks: dict[str, bool] | None = None) -> dict[str, str]:
+    headers = {REQ_ID: call.request_id}
+    if call.model.name not in NO_NEURONS_HEADER or not enabled(quirks or {}, "no-neurons-header"):
+        headers[NEURONS] = round_neurons(executed.neurons)
     headers.update(executed.outcome.headers)
     return headers
+
+
+# Answers whose body carries per-call ids and timestamps (chat.completion and Responses objects).
+STAMPED_TASKS = frozenset({"Text Generation"})
+
+
+def stamped(model: Model) -> bool:
+    return model.task.name in STAMPED_TASKS
 
 
 async def render_native(request: web.Request, call: Call, executed: Executed) -> web.StreamResponse:
@@ -36,7 +53,7 @@ async def render_native(request: web.Request, call: Call, executed: Executed) ->
     if outcome.rendered and (outcome.body is not None or outcome.events is not None):
         # Replayed or relayed from the real API: status, headers and bytes exactly as Cloudflare sent them.
         return await render_rendered(request, outcome)
-    headers = answer_headers(call, executed)
+    headers = answer_headers(call, executed, request.app[STATE].quirks)
     if outcome.events is not None:
         return await stream_events(request, outcome.events, headers=headers, status=outcome.status)
     if outcome.body is not None:
@@ -46,10 +63,12 @@ async def render_native(request: web.Request, call: Call, executed: Executed) ->
             headers=headers,
             content_type=outcome.content_type.split(";")[0],
         )
+    stamper = Stamper(request.app[STATE].clock) if not outcome.rendered and stamped(call.model) else None
     return json_response(
         envelope(outcome.result) if not outcome.rendered else outcome.result,
         status=outcome.status,
         headers=headers,
+        stamper=stamper,
     )
 
 

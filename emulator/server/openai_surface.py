@@ -26,6 +26,7 @@ from emulator.server.native import answer_headers, lookup_model, render_native
 from emulator.server.paths import Kind, Route
 from emulator.server.pipeline import execute_request
 from emulator.server.render import json_response, stream_events
+from emulator.server.stamps import Stamper
 from emulator.server.state import ServerState
 from emulator.tasks import openai_shapes
 from emulator.tasks.text_generation import Generation
@@ -177,7 +178,7 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)
     seed = call_seed(call, state.settings.seed)
-    headers = answer_headers(call, executed)
+    headers = answer_headers(call, executed, state.quirks)
     if stream:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -185,13 +186,15 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
             gen, model.name, seed, include_usage=include_usage,
             role_in_first_delta=not enabled(state.quirks, "no-role-in-first-delta"),
             cloudflare_usage_chunks=enabled(state.quirks, "stream-usage-on-finish-chunk"))
-        events = [StreamEvent(orjson.dumps(chunk).decode()) for chunk in chunks] + [StreamEvent("[DONE]")]
+        stamper = Stamper(state.clock)
+        events = [StreamEvent(stamper.stamp_text(orjson.dumps(chunk).decode())) for chunk in chunks]
+        events.append(StreamEvent("[DONE]"))
         return await stream_events(request, events, headers=headers)
     completion = openai_shapes.chat_completion(gen, model.name, seed)
     n = inputs.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-        completion["choices"] = openai_shapes.chat_completion_choices(gen, seed, n)
-    return json_response(completion, headers=headers)
+        completion["choices"] = openai_shapes.chat_completion_choices(gen, seed, n, model.name)
+    return json_response(completion, headers=headers, stamper=Stamper(state.clock))
 
 
 def encode_base64(vector: list[float]) -> str:
@@ -217,7 +220,7 @@ async def handle_embeddings(request: web.Request, route: Route, state: ServerSta
     if body.get("encoding_format") == "base64" and not enabled(state.quirks, "embeddings-ignore-base64"):
         vectors = [encode_base64(v) for v in vectors]
     answer = openai_shapes.embedding_list(vectors, model.name, executed.outcome.usage.input_tokens)
-    return json_response(answer, headers=answer_headers(call, executed))
+    return json_response(answer, headers=answer_headers(call, executed, state.quirks))
 
 
 async def handle_responses(request: web.Request, route: Route, state: ServerState, request_id: str
@@ -238,5 +241,6 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)
     answer = openai_shapes.response_for(model, inputs, gen, call_seed(call, state.settings.seed))
-    return json_response(answer, headers=answer_headers(call, executed))
+    headers = answer_headers(call, executed, state.quirks)
+    return json_response(answer, headers=headers, stamper=Stamper(state.clock))
 

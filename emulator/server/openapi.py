@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -26,6 +27,8 @@ from emulator import __version__
 from emulator.catalog import Catalog, Model, load_catalog
 from emulator.server.paths import Kind
 from emulator.server.routes import ROUTES, Section
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 OPENAPI_PATH = "/__emulator__/openapi.json"
 ACCOUNT_PATTERN = "^[0-9a-f]{32}$"
@@ -116,9 +119,9 @@ def _error_schemas() -> dict[str, Any]:
         "type": "object",
         "title": "Model-layer error envelope",
         "description": "Errors from Workers AI itself (carry cf-ai-req-id); key order "
-        + ", ".join(MODEL_ORDER),
+        + ", ".join(MODEL_ORDER) + " (flux-1-schnell's stop after `success`: docs/errors.md)",
         "x-key-order": MODEL_ORDER,
-        "required": ["errors", "success", "result"],
+        "required": ["errors", "success"],
         "properties": {
             "errors": {"type": "array", "minItems": 1, "items": message},
             "success": {"const": False},
@@ -601,7 +604,10 @@ async def serve_openapi(_request: web.Request) -> web.Response:
     return web.Response(body=spec_bytes(), content_type=JSON)
 
 
-def install(app: web.Application, control_plane: bool) -> None:
-    """Serve the description under the control plane's prefix (off with --no-control-plane)."""
+def install(app: web.Application, control_plane: bool,
+            guard: Callable[[Handler], Handler] = lambda handler: handler) -> None:
+    """Serve the description under the control plane's prefix (off with --no-control-plane), behind
+    `guard` (the control plane's: with --token, only that token reads it, like every control route
+    but health)."""
     if control_plane:
-        app.router.add_get(OPENAPI_PATH, serve_openapi)
+        app.router.add_get(OPENAPI_PATH, guard(serve_openapi))

@@ -23,6 +23,7 @@ class Kind(enum.StrEnum):
     GRAPHQL = "graphql"
     COMPAT_CHAT = "compat_chat"
     COMPAT_EMBEDDINGS = "compat_embeddings"
+    BINDING = "binding"  # env.AI through Miniflare's remote proxy (server/binding.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,8 @@ async def execute(state: ServerState, call: Call) -> Executed:
         exact = outcome.neurons
         estimated = False
     else:
-        exact = state.prices.neurons(call.model.name, outcome.usage)
+        exact = state.prices.neurons(call.model.name, outcome.usage,
+                                     measured=enabled(state.quirks, "billing-as-measured"))
         estimated = state.prices.rule(call.model.name).estimated
         outcome = with_body_cost(call, outcome, exact)
     if outcome.status >= 400:
@@ -107,13 +108,23 @@ async def answer_again(state: ServerState, account: str, answer: CachedAnswer, r
     if state.control is not None:
         state.control.answered_again(answer.model.name, answer.surface, request_id,
                                      source=state.backend.name, neurons=answer.neurons)
-    return answer.response(request_id)
+    return answer.response(request_id, state.clock)
 
 
 def _would_cross_wall(state: ServerState, account: str, neurons: float) -> bool:
-    # Only with the `daily-limit-crossing-call-allowed` quirk off: the fake already ran (it is
-    # pure), so the exact cost is known and a crossing call can be refused before it is charged.
+    """Whether a finished call must be refused at the free wall instead of charged. The answer is
+    computed (fakes are pure) but not sent yet, so its exact cost is known. By default nothing is
+    refused here (admission already checked the wall). With `daily-limit-crossing-call-allowed` off,
+    a call that would cross is refused; with `daily-limit-concurrent-calls-cross` off, a call is
+    refused once calls that finished while it ran reached the wall (at most one call crosses)."""
     ledger = state.ledger
-    if ledger.plan is not Plan.FREE or enabled(state.quirks, "daily-limit-crossing-call-allowed"):
+    if ledger.plan is not Plan.FREE:
         return False
-    return ledger.day_total(account) + neurons > ledger.daily_neurons
+    crossing = enabled(state.quirks, "daily-limit-crossing-call-allowed")
+    concurrent = enabled(state.quirks, "daily-limit-concurrent-calls-cross")
+    if crossing and concurrent:
+        return False
+    booked = ledger.day_total(account) + ledger.pending_total(account)
+    if not crossing:
+        return booked + neurons > ledger.daily_neurons
+    return booked >= ledger.daily_neurons

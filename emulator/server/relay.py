@@ -10,8 +10,9 @@ from multidict import CIMultiDict
 
 from emulator.backends.upstream import Exchange
 from emulator.call import Outcome
+from emulator.limits import read_body
 from emulator.server.paths import Kind, Route
-from emulator.server.render import write_events
+from emulator.server.render import STREAM_STATUS, write_events
 from emulator.server.state import ServerState
 
 # Catalog API and GraphQL have no model, so no Call: in replay/record/passthrough they go straight
@@ -40,7 +41,7 @@ async def forward_request(request: web.Request, route: Route, state: ServerState
         request.path,
         dict(request.query),
         CIMultiDict(request.headers),
-        await request.read(),
+        await read_body(request),
         route.account_id,
     )
     return await render_rendered(request, await exchange(original))
@@ -55,6 +56,7 @@ async def render_rendered(request: web.Request, outcome: Outcome) -> web.StreamR
         return web.Response(status=outcome.status, headers=headers, body=outcome.body or b"")
     response = web.StreamResponse(status=outcome.status, headers=headers)
     await response.prepare(request)
+    request[STREAM_STATUS] = response.status
     await write_events(response, outcome.events)
     await response.write_eof()
     return response

@@ -15,10 +15,13 @@ from aiohttp import web
 
 from emulator.call import StreamEvent
 from emulator.errors import CFError, Layer
+from emulator.server.stamps import Stamper
 
 JSON = "application/json"
 SSE = "text/event-stream"
 REQ_ID = "cf-ai-req-id"
+# On a response whose body was stamped (server/stamps.py): the body with the fake's placeholders.
+UNSTAMPED = "unstamped_body"
 NEURONS = "cf-ai-neurons"
 
 EventSource = Iterable[StreamEvent] | AsyncIterator[StreamEvent]
@@ -45,16 +48,23 @@ def new_request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=dumps(body), status=status, content_type=JSON, headers=headers)
+def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None,
+                  stamper: Stamper | None = None) -> web.Response:
+    """`body` as JSON; with a stamper, its placeholder ids and timestamps become this call's."""
+    data = dumps(body)
+    if stamper is None:
+        return web.Response(body=data, status=status, content_type=JSON, headers=headers)
+    response = web.Response(body=stamper.stamp(data), status=status, content_type=JSON, headers=headers)
+    response[UNSTAMPED] = data  # what the answer cache keeps: each later call is stamped afresh
+    return response
 
 
 def envelope(result: Any) -> dict[str, Any]:
     return {"result": result, "success": True, "errors": [], "messages": []}
 
 
-def error_body(error: CFError, *, openai_error: bool = False) -> dict[str, Any]:
-    body = error.envelope()
+def error_body(error: CFError, *, openai_error: bool = False, short_bodies: bool = True) -> dict[str, Any]:
+    body = error.envelope(short_bodies=short_bodies)
     if openai_error and error.layer is not Layer.GATEWAY:  # the gateway shape already has its own `error`
         # Only when the `v1-errors-not-openai-shaped` quirk is off: what OpenAI SDKs look for.
         body["error"] = {
@@ -72,11 +82,18 @@ def error_response(
     request_id: str | None = None,
     openai_error: bool = False,
     extra_headers: dict[str, str] | None = None,
+    short_bodies: bool = True,
 ) -> web.Response:
     headers: dict[str, str] = dict(extra_headers or {})
     if error.layer is Layer.MODEL and request_id:
         headers[REQ_ID] = request_id
-    return json_response(error_body(error, openai_error=openai_error), status=error.status, headers=headers)
+    body = error_body(error, openai_error=openai_error, short_bodies=short_bodies)
+    return json_response(body, status=error.status, headers=headers)
+
+
+# The status a streamed answer was sent with, set once its headers are out: a client that leaves
+# after that has cut an answer, not missed one (the request log reads it).
+STREAM_STATUS: web.RequestKey[int] = web.RequestKey("stream_status", int)
 
 
 def sse_frame(data: str) -> bytes:
@@ -95,6 +112,7 @@ async def stream_events(
         status=status, headers={"Content-Type": SSE, "Cache-Control": "no-cache", **headers}
     )
     await response.prepare(request)
+    request[STREAM_STATUS] = response.status
     await write_events(response, events)
     await response.write_eof()
     return response

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from emulator.server import catalog_api, graphql, native, openai_surface
+from emulator.server import binding, catalog_api, graphql, native, openai_surface
 from emulator.server.paths import Kind, Route
 from emulator.server.state import ServerState
 
@@ -149,6 +149,15 @@ ROUTES: tuple[RouteSpec, ...] = (
         "AI Gateway unified `POST /v1/{account}/{gateway}/compat/embeddings`",
         (_gateway("compat/embeddings"),),
         surface="embeddings", cacheable=True, openai_errors=True,
+    ),
+    # Reached by its own aiohttp routes (binding.install: `/` and `/binding/{account}` carrying
+    # `MF-Binding`), not by the router: no Cloudflare credentials, no Cloudflare path, and failures in
+    # the shape the binding client reads. No path forms: it is not one of Cloudflare's REST endpoints.
+    RouteSpec(
+        Kind.BINDING, binding.handle_route,
+        "a Worker's `env.AI` through Miniflare's AI binding: `/` (default account) and `/binding/{account}` "
+        "with `MF-Binding: AI` (emulator/server/binding.py, docs/workers.md)",
+        (),
     ),
 )
 

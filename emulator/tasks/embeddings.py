@@ -9,7 +9,9 @@ import numpy as np
 from emulator.call import Call, Outcome, Usage
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
+from emulator.fakes import tokens
 from emulator.fakes.vectors import embed, wire_rows
+from emulator.limits import EMBEDDING_INPUT_KEYS, max_input_tokens
 from emulator.tasks import FakeContext, register
 
 # Dimensions for models whose catalog entry has no `output_dimensions` property.
@@ -34,7 +36,7 @@ def dimensions(model: Model) -> int:
 
 
 def texts_of(inputs: dict[str, Any]) -> list[str]:
-    for key in ("text", "documents", "queries", "input"):
+    for key in EMBEDDING_INPUT_KEYS:
         value = inputs.get(key)
         if isinstance(value, str):
             return [value]
@@ -48,16 +50,49 @@ def vectors(model: Model, texts: list[str], ctx: FakeContext) -> np.ndarray:
     return wire_rows(embed(texts, dimensions(model), salt=ctx.emulator_seed))
 
 
-def usage_for(texts: list[str]) -> Usage:
-    return Usage(input_tokens=sum(text_fake.count_tokens(t) for t in texts))
+def usage_for(model: Model, texts: list[str]) -> Usage:
+    return Usage(input_tokens=tokens.encoder_tokens(model.name, texts))
+
+
+# Answer shapes as observed (fixtures/observations/binding-results-observed-2026-10.json): bge-m3 answers
+# `{data, shape, pooling: "cls", response: null}` (billing appends `meta`); the bge-*-en models add the
+# pooling they used and a `usage`; the rest answer their schema's `{data, shape}` (usage added by
+# billing where the model reports neurons).
+CLS_POOLING_MODELS = frozenset({"@cf/baai/bge-m3"})
+
+
+def _declares_pooling(model: Model) -> bool:
+    return "pooling" in (model.input_schema.get("oneOf") or [{}])[0].get("properties", {})
+
+
+def _data_first(model: Model) -> bool:
+    """Key order: the captured bge-m3 answer and the newer schemas list `data` before `shape`."""
+    if model.name in CLS_POOLING_MODELS:
+        return True
+    props = list(model.output_schema.get("properties") or {})
+    return bool(props) and props[0] == "data"
+
+
+def result_for(model: Model, inputs: dict[str, Any], data: Any, usage: Usage) -> dict[str, Any]:
+    shape = [len(data), dimensions(model)]
+    result: dict[str, Any] = {"data": data, "shape": shape} if _data_first(model) else {
+        "shape": shape, "data": data}
+    if model.name in CLS_POOLING_MODELS:
+        result["pooling"] = "cls"
+        result["response"] = None
+    elif _declares_pooling(model):
+        result["pooling"] = inputs.get("pooling", "mean")
+        result["usage"] = {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens}
+    return result
 
 
 @register("Text Embeddings")
 def fake(call: Call, ctx: FakeContext) -> Outcome:
     inputs = call.json_inputs
     texts = texts_of(inputs)
-    data = vectors(call.model, texts, ctx)
-    result: dict[str, Any] = {"shape": [len(data), dimensions(call.model)], "data": data}
-    if "pooling" in (call.model.input_schema.get("oneOf") or [{}])[0].get("properties", {}):
-        result["pooling"] = inputs.get("pooling", "mean")
-    return Outcome(result=result, usage=usage_for(texts))
+    limit = max_input_tokens(call)
+    if limit is not None:
+        # Longer texts were refused (limits.check_input_tokens) unless `truncate_inputs` asked for this.
+        texts = [t[: limit * text_fake.CHARS_PER_TOKEN] for t in texts]
+    usage = usage_for(call.model, texts)
+    return Outcome(result=result_for(call.model, inputs, vectors(call.model, texts, ctx), usage), usage=usage)

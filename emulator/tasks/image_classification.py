@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from emulator.call import Call, Outcome, Usage
 from emulator.fakes.seed import rng
 from emulator.tasks import FakeContext, register
@@ -26,5 +28,8 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     gen = rng(ctx.seed)
     picks = gen.choice(len(LABELS), size=TOP, replace=False)
     raw = sorted(gen.dirichlet([2.0] + [0.5] * (TOP - 1)) * 0.95, reverse=True)
-    result = [{"label": LABELS[int(i)], "score": float(s)} for i, s in zip(picks, raw, strict=True)]
+    # Scores are float32 widened to double, as in the real answers
+    # (fixtures/real/run-resnet50-rest-envelope.json).
+    result = [{"label": LABELS[int(i)], "score": float(np.float32(s))}
+              for i, s in zip(picks, raw, strict=True)]
     return Outcome(result=result, usage=Usage(images=1))

@@ -12,9 +12,10 @@ import re
 from typing import Any
 
 from emulator.call import Call, Outcome, Usage
-from emulator.fakes import text as text_fake
+from emulator.fakes import tokens
+from emulator.fakes.tokens import content_text
 from emulator.tasks import FakeContext
-from emulator.tasks.text_generation import Generation, content_text, native_events, prompt_tokens
+from emulator.tasks.text_generation import Generation, native_events, prompt_tokens
 
 # Hazard words → (Llama Guard 3 category, Llama Guard 1 category).
 HAZARDS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
@@ -54,8 +55,8 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     guard3 = "llama-guard-3" in call.model.name
     codes = [s if guard3 else o for s, o in hits]
     text = "safe" if not hits else "unsafe\n" + ",".join(codes)
-    p_tokens = prompt_tokens(inputs)
-    gen = Generation(text, "stop", p_tokens, text_fake.count_tokens(text))
+    p_tokens = prompt_tokens(inputs, call.model.name)
+    gen = Generation(text, "stop", p_tokens, tokens.completion_tokens(call.model.name, text))
     usage = Usage(input_tokens=p_tokens, output_tokens=gen.completion_tokens)
     extras = {"generation": gen}  # the OpenAI surface and streams show the verdict as text
     if call.stream:

@@ -8,12 +8,13 @@ from typing import Any
 import orjson
 
 from emulator.catalog import Model
+from emulator.fakes import tokens
 from emulator.fakes.seed import derive_seed
-from emulator.fakes.text import count_tokens, split_tokens
+from emulator.fakes.text import split_tokens
 from emulator.tasks.text_generation import Generation
 
-# Real ids are `id-<epoch ms>` and `created` is the epoch second. Bodies must be byte-identical for
-# the same request, so both come from the request seed: a plausible 2025–2028 timestamp.
+# Real ids are `id-<epoch ms>` and `created` is the epoch second of the call. The fakes are pure, so they
+# write seed-derived placeholders of that shape, and server/stamps.py replaces them per call.
 EPOCH_BASE = 1_735_689_600  # 2025-01-01T00:00:00Z
 EPOCH_SPAN = 3 * 365 * 86_400
 
@@ -26,22 +27,28 @@ def stable_id(seed: int) -> str:
     return f"id-{stable_created(seed) * 1000 + seed % 1000}"
 
 
-def tool_call_id(seed: int, index: int) -> str:
-    return f"chatcmpl-tool-{derive_seed(seed, 'tool', index):016x}"
+def tool_call_id(seed: int, index: int, model: str) -> str:
+    """`chatcmpl-tool-` and hex: 32 digits from vLLM (gpt-oss, fixtures/real/v1-chat-stream-gpt-oss-20b-
+    toolcall.json), 16 elsewhere (gemma-4, fixtures/observations/v1-chat-nonstream-gemma4-toolcall-
+    gateway-2026-05.json). A placeholder: server/stamps.py gives each call random ones."""
+    digits = derive_seed(seed, "tool", index)
+    if model in VLLM_MODELS:
+        return f"chatcmpl-tool-{digits:016x}{derive_seed(seed, 'tool2', index):016x}"
+    return f"chatcmpl-tool-{digits:016x}"
 
 
-def openai_tool_calls(gen: Generation, seed: int) -> list[dict[str, Any]]:
-    return [{"id": tool_call_id(seed, i), "type": "function",
+def openai_tool_calls(gen: Generation, seed: int, model: str) -> list[dict[str, Any]]:
+    return [{"id": tool_call_id(seed, i, model), "type": "function",
              "function": {"name": t["name"], "arguments": orjson.dumps(t["arguments"]).decode()}}
             for i, t in enumerate(gen.tool_calls)]
 
 
-def chat_message(gen: Generation, seed: int) -> dict[str, Any]:
+def chat_message(gen: Generation, seed: int, model: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": gen.text if not gen.tool_calls else None}
     if gen.reasoning is not None:
         message["reasoning_content"] = gen.reasoning
     if gen.tool_calls:
-        message["tool_calls"] = openai_tool_calls(gen, seed)
+        message["tool_calls"] = openai_tool_calls(gen, seed, model)
     return message
 
 
@@ -57,7 +64,7 @@ VLLM_MODELS = frozenset({"@cf/openai/gpt-oss-20b", "@cf/openai/gpt-oss-120b"})
 
 
 def chat_completion(gen: Generation, model: str, seed: int) -> dict[str, Any]:
-    message = chat_message(gen, seed)
+    message = chat_message(gen, seed, model)
     choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None,
                               "finish_reason": gen.finish_reason}
     usage: dict[str, Any] = gen.usage
@@ -77,9 +84,9 @@ def chat_completion(gen: Generation, model: str, seed: int) -> dict[str, Any]:
     }
 
 
-def chat_completion_choices(gen: Generation, seed: int, n: int) -> list[dict[str, Any]]:
+def chat_completion_choices(gen: Generation, seed: int, n: int, model: str) -> list[dict[str, Any]]:
     """`n` choices of one generation (the fake has one answer per request; extra choices repeat it)."""
-    return [{"index": i, "message": chat_message(gen, seed), "logprobs": None,
+    return [{"index": i, "message": chat_message(gen, seed, model), "logprobs": None,
              "finish_reason": gen.finish_reason} for i in range(max(1, n))]
 
 
@@ -110,6 +117,56 @@ def _final_chunk(ident: str, created: int, model: str, finish: str, usage: dict[
     return chunk
 
 
+# vLLM's end-of-turn token ids in the o200k harmony vocabulary: <|return|> ends an answer, <|call|> a tool
+# call (the captured `stop_reason: 200012`); a cut answer has none.
+VLLM_STOP_REASON = {"stop": 200002, "tool_calls": 200012}
+
+
+def _vllm_choice(delta: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None, **extra, "token_ids": None}
+
+
+def vllm_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage: bool,
+                       cloudflare_usage_chunks: bool) -> list[dict[str, Any]]:
+    """gpt-oss's stream as captured (fixtures/real/v1-chat-stream-gpt-oss-20b-toolcall.json): a first
+    chunk with the role and empty content; every choice with `logprobs`, `finish_reason` and `token_ids`
+    null; reasoning opened by an empty piece; a `stop_reason` chunk; then two usage chunks that both
+    carry the real figures (the first ordered prompt, total, completion)."""
+    ident, created = stable_id(seed), stable_created(seed)
+    first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+             "finish_reason": None}
+    chunks = [{"id": ident, "created": created, "model": model, "object": "chat.completion.chunk",
+               "choices": [first]}]
+    deltas: list[dict[str, Any]] = []
+    if gen.reasoning:
+        deltas.append({"reasoning_content": ""})
+        deltas += [{"reasoning_content": piece} for piece in split_tokens(gen.reasoning)]
+    deltas += [{"content": piece} for piece in split_tokens(gen.text)]
+    for index, call in enumerate(openai_tool_calls(gen, seed, model)):
+        function = call["function"]
+        deltas.append({"tool_calls": [{"id": call["id"], "type": "function", "index": index,
+                                       "function": {"name": function["name"], "arguments": ""}}]})
+        deltas += [{"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                   for piece in argument_fragments(function["arguments"])]
+    chunks += [{"id": ident, "created": created, "model": model, "object": "chat.completion.chunk",
+                "choices": [_vllm_choice(delta)]} for delta in deltas]
+    chunks.append({"id": ident, "created": created, "model": model, "object": "chat.completion.chunk",
+                   "choices": [_vllm_choice({}, stop_reason=VLLM_STOP_REASON.get(gen.finish_reason))]})
+    usage = gen.usage
+    if not include_usage:
+        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, None))
+    elif cloudflare_usage_chunks:
+        ordered = {k: usage[k] for k in ("prompt_tokens", "total_tokens", "completion_tokens")}
+        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, ordered))
+        chunks.append(_final_chunk(ident, created, model, gen.finish_reason,
+                                   {**usage, "prompt_tokens_details": {"cached_tokens": 0}}))
+    else:
+        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, None))
+        chunks.append({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                       "choices": [], "usage": usage})
+    return chunks
+
+
 def chat_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage: bool,
                        role_in_first_delta: bool, cloudflare_usage_chunks: bool) -> list[dict[str, Any]]:
     """The `chat.completion.chunk` objects of one streamed answer, in order (without `[DONE]`).
@@ -117,12 +174,15 @@ def chat_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage:
     `cloudflare_usage_chunks`: usage rides on the finish chunk and a zero-usage chunk follows (as
     recorded); otherwise OpenAI's form, a trailing chunk with `choices: []` and the usage.
     """
+    if model in VLLM_MODELS:
+        return vllm_stream_chunks(gen, model, seed, include_usage=include_usage,
+                                  cloudflare_usage_chunks=cloudflare_usage_chunks)
     ident, created = stable_id(seed), stable_created(seed)
     deltas: list[dict[str, Any]] = []
     if gen.reasoning:
         deltas += [{"reasoning_content": piece} for piece in split_tokens(gen.reasoning)]
     deltas += [{"content": piece} for piece in split_tokens(gen.text)]
-    for index, call in enumerate(openai_tool_calls(gen, seed)):
+    for index, call in enumerate(openai_tool_calls(gen, seed, model)):
         function = call["function"]
         deltas.append({"tool_calls": [{"id": call["id"], "type": "function", "index": index,
                                        "function": {"name": function["name"], "arguments": ""}}]})
@@ -137,10 +197,7 @@ def chat_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage:
     if not include_usage:
         chunks.append(_final_chunk(ident, created, model, gen.finish_reason, None))
     elif cloudflare_usage_chunks:
-        usage = gen.usage
-        if model in VLLM_MODELS:
-            usage = {k: usage[k] for k in ("prompt_tokens", "total_tokens", "completion_tokens")}
-        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, usage))
+        chunks.append(_final_chunk(ident, created, model, gen.finish_reason, gen.usage))
         chunks.append(_final_chunk(ident, created, model, gen.finish_reason, dict(ZERO_USAGE)))
     else:
         chunks.append(_final_chunk(ident, created, model, gen.finish_reason, None))
@@ -172,7 +229,7 @@ def response_object(gen: Generation, model: str, seed: int, *, effort: str | Non
     reasoning_tokens = 0
     output: list[dict[str, Any]] = []
     if gen.reasoning:
-        reasoning_tokens = count_tokens(gen.reasoning)
+        reasoning_tokens = tokens.completion_tokens(model, gen.reasoning)
         output.append({"id": f"rs_{derive_seed(seed, 'rs'):016x}", "type": "reasoning", "summary": [],
                        "content": [{"type": "reasoning_text", "text": gen.reasoning}]})
     output.append({"id": f"msg_{derive_seed(seed, 'msg'):016x}", "type": "message", "status": "completed",

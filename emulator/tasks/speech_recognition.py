@@ -13,6 +13,7 @@ from emulator.errors import CFError
 from emulator.fakes import audio
 from emulator.fakes import text as text_fake
 from emulator.fakes.seed import derive_seed
+from emulator.quirks import enabled
 from emulator.tasks import FakeContext, register
 
 WORDS_PER_SECOND = 2.5  # conversational speech
@@ -47,7 +48,20 @@ def duration_of(call: Call) -> float:
         raise CFError("bad_input", detail=f"Error: {exc}") from None
 
 
+def _f32(value: float) -> float:
+    # Real whisper timings are float32 artefacts (0.2800000011920929); numpy float32 reproduces them.
+    return float(np.float32(value))
+
+
+# Speech starts a little after the clip does (the captured answer's first word starts at 0.28 s).
+LEAD_SECONDS = 0.28
+# Cloudflare's cues hold five words (the captured answer's first cue is its first five words).
+WORDS_PER_CUE = 5
+
+
 def words_for(duration: float, seed: int) -> list[dict[str, Any]]:
+    """Words with contiguous timings, as Cloudflare's whisper answers them (each `end` is the next
+    `start`): the speech from LEAD_SECONDS to the end of the clip, shared out by word length."""
     count = max(1, round(duration * WORDS_PER_SECOND)) if duration > 0.2 else 0
     if count == 0:
         return []
@@ -55,28 +69,42 @@ def words_for(duration: float, seed: int) -> list[dict[str, Any]]:
     tokens = [w for w in text.split() if w][:count]
     while len(tokens) < count:
         tokens += tokens[: count - len(tokens)] or ["hello"]
-    step = duration / count
-    # Real whisper timings are float32 artefacts (0.2800000011920929): float32 arrays widened back.
-    index = np.arange(count, dtype=np.float64)
-    starts = (index * step).astype(np.float32).tolist()
-    ends = np.minimum(duration, (index + 0.85) * step).astype(np.float32).tolist()
-    return [{"word": w, "start": s, "end": e} for w, s, e in zip(tokens, starts, ends, strict=True)]
+    lead = min(LEAD_SECONDS, duration / 10)
+    weights = [len(w) + 1 for w in tokens]
+    scale = (duration - lead) / sum(weights)
+    bounds = [lead]
+    for weight in weights:
+        bounds.append(bounds[-1] + weight * scale)
+    # Centiseconds, as whisper's timings are, then the float32 artefacts of the real answers.
+    marks = [_f32(round(b, 2)) for b in bounds]
+    return [{"word": w, "start": marks[i], "end": marks[i + 1]} for i, w in enumerate(tokens)]
 
 
-def _ts(seconds: float) -> str:
+def cue_time(seconds: float, short: bool) -> str:
+    """A cue timestamp. Cloudflare writes bare seconds under a minute (`00.280`); past a minute the
+    minutes and past an hour the hours are put in front (`01:05.120`, `01:00:05.120`: inferred, no
+    capture that long was found). Without the `whisper-vtt-short-timestamps` quirk: `00:00:00.280`."""
     ms = round(seconds * 1000)
     h, rem = divmod(ms, 3_600_000)
     m, rem = divmod(rem, 60_000)
     s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+    if not short:
+        return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+    if h:
+        return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+    if m:
+        return f"{m:02d}:{s:02d}.{ms:03d}"
+    return f"{s:02d}.{ms:03d}"
 
 
-def vtt_for(words: list[dict[str, Any]], per_cue: int = 8) -> str:
-    lines = ["WEBVTT", ""]
+def vtt_for(words: list[dict[str, Any]], *, short: bool = True, per_cue: int = WORDS_PER_CUE) -> str:
+    """`WEBVTT`, then one cue per `per_cue` words, blank-line separated, with no trailing newline."""
+    blocks = ["WEBVTT"]
     for i in range(0, len(words), per_cue):
         cue = words[i : i + per_cue]
-        lines += [f"{_ts(cue[0]['start'])} --> {_ts(cue[-1]['end'])}", " ".join(w["word"] for w in cue), ""]
-    return "\n".join(lines)
+        times = f"{cue_time(cue[0]['start'], short)} --> {cue_time(cue[-1]['end'], short)}"
+        blocks.append(times + "\n" + " ".join(w["word"] for w in cue))
+    return "\n\n".join(blocks)
 
 
 def deepgram_result(words: list[dict[str, Any]], duration: float, seed: int) -> dict[str, Any]:
@@ -97,6 +125,7 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     duration = duration_of(call)
     words = words_for(duration, ctx.seed)
     text = " ".join(w["word"] for w in words)
+    vtt = vtt_for(words, short=enabled(ctx.quirks, "whisper-vtt-short-timestamps"))
     usage = Usage(audio_seconds=duration)
     result: dict[str, Any]
     if "nova-3" in call.model.name:
@@ -125,8 +154,9 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
             ]
             if words
             else [],
-            "vtt": vtt_for(words),
+            "vtt": vtt,
         }
     else:
-        result = {"text": text, "word_count": len(words), "words": words, "vtt": vtt_for(words)}
+        # Key order of Cloudflare's whisper answer: text, word_count, vtt, words.
+        result = {"text": text, "word_count": len(words), "vtt": vtt, "words": words}
     return Outcome(result=result, usage=usage)

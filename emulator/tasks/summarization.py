@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from emulator.call import Call, Outcome, Usage
 from emulator.fakes import text as text_fake
+from emulator.fakes import tokens as tokenizer
 from emulator.tasks import FakeContext, register
 
 DEFAULT_MAX_LENGTH = 1024
@@ -26,5 +27,6 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         summary = candidate
     if not summary:
         summary, _ = text_fake.prose(ctx.seed, budget)
-    usage = Usage(input_tokens=text_fake.count_tokens(source), output_tokens=text_fake.count_tokens(summary))
+    usage = Usage(input_tokens=tokenizer.encoder_tokens(call.model.name, [source]),
+                  output_tokens=tokenizer.completion_tokens(call.model.name, summary))
     return Outcome(result={"summary": summary}, usage=usage)

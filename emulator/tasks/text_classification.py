@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from emulator.call import Call, Outcome, Usage
 from emulator.fakes import text as text_fake
+from emulator.fakes import tokens as tokenizer
 from emulator.fakes.seed import derive_seed, rng
 from emulator.tasks import FakeContext, register
 
@@ -54,6 +57,9 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         ranked, tokens = rerank(inputs, ctx.seed)
         return Outcome(result={"response": ranked}, usage=Usage(input_tokens=tokens))
     text = str(inputs.get("text", ""))
-    positive = float(rng(ctx.seed).uniform(0.0005, 0.9995))
-    result = [{"label": LABELS[0], "score": 1.0 - positive}, {"label": LABELS[1], "score": positive}]
-    return Outcome(result=result, usage=Usage(input_tokens=text_fake.count_tokens(text)))
+    # float32 softmax outputs widened to double, as in the real answer (fixtures/real/run-classify-translate-
+    # notebook.json).
+    positive = np.float32(rng(ctx.seed).uniform(0.0005, 0.9995))
+    result = [{"label": LABELS[0], "score": float(np.float32(1.0) - positive)},
+              {"label": LABELS[1], "score": float(positive)}]
+    return Outcome(result=result, usage=Usage(input_tokens=tokenizer.encoder_tokens(call.model.name, [text])))

@@ -10,6 +10,7 @@ import orjson
 from emulator.call import Call, StreamEvent
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
+from emulator.fakes import tokens
 from emulator.fakes.from_schema import fake_from_schema
 from emulator.fakes.seed import derive_seed, rng
 from emulator.limits import output_tokens
@@ -18,8 +19,6 @@ from emulator.tasks import FakeContext
 
 PADDING_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789" * 3
 DEFAULT_MAX_TOKENS = 256
-# Chat templates add a few tokens per message (role markers); this keeps prompt_tokens plausible.
-TEMPLATE_TOKENS_PER_MESSAGE = 4
 
 
 @dataclass(slots=True)
@@ -39,31 +38,25 @@ class Generation:
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
 
 
-def content_text(content: Any) -> str:
-    """Message content as plain text: a string, an array of parts, or one part object."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or "")
-    if isinstance(content, list):
-        return " ".join(content_text(part) for part in content)
-    return str(content)
-
-
-def prompt_tokens(inputs: dict[str, Any]) -> int:
+def prompt_tokens(inputs: dict[str, Any], model: str) -> int:
+    """Prompt tokens as the model's tokenizer and chat template count them (emulator/fakes/tokens.py)."""
     if "prompt" in inputs:
-        return max(1, text_fake.count_tokens(str(inputs["prompt"])))
+        return max(1, tokens.prompt_text_tokens(model, str(inputs["prompt"])))
     if "input" in inputs:  # Responses form (gpt-oss)
         items = inputs["input"]
-        if isinstance(items, str):
-            return max(1, text_fake.count_tokens(items))
-        return sum(text_fake.count_tokens(content_text(i.get("content") if isinstance(i, dict) else i))
-                   + TEMPLATE_TOKENS_PER_MESSAGE for i in items) or 1
+        messages = [{"role": "user", "content": items}] if isinstance(items, str) else [
+            i if isinstance(i, dict) else {"role": "user", "content": i} for i in items]
+        return max(1, tokens.chat_prompt_tokens(model, messages))
     messages = inputs.get("messages") or []
-    return sum(text_fake.count_tokens(content_text(m.get("content"))) + TEMPLATE_TOKENS_PER_MESSAGE
-               for m in messages if isinstance(m, dict)) or 1
+    return max(1, tokens.chat_prompt_tokens(model, messages if isinstance(messages, list) else [],
+                                            inputs.get("tools")))
+
+
+def completion_tokens(model: str, text: str, limit: int, truncated: bool) -> int:
+    """Tokens of the answer; an answer cut by the cap used exactly the cap, as a real one does."""
+    if truncated:
+        return limit
+    return min(tokens.completion_tokens(model, text), limit)
 
 
 def default_max_tokens(model: Model) -> int:
@@ -144,7 +137,8 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
     traits = traits_of(call.model)
     limit = inputs.get("max_completion_tokens") or inputs.get("max_tokens") or traits.default_max_tokens
     limit = output_tokens(int(limit) if isinstance(limit, (int, float)) else DEFAULT_MAX_TOKENS)
-    p_tokens = prompt_tokens(inputs)
+    name = call.model.name
+    p_tokens = prompt_tokens(inputs, name)
     tool_calls = [{"name": t["name"],
                    "arguments": _arguments(t["parameters"], derive_seed(ctx.seed, t["name"]))}
                   for t in _pick_tools(inputs, _tools(inputs), ctx.seed)] if "tools" in inputs else []
@@ -152,18 +146,24 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
     if traits.reasoning:
         reasoning, _ = text_fake.prose(derive_seed(ctx.seed, "reasoning"), min(48, limit))
     if tool_calls:
-        return Generation("", "tool_calls", p_tokens,
-                          sum(text_fake.count_tokens(orjson.dumps(t).decode()) for t in tool_calls),
+        spent = sum(tokens.completion_tokens(name, orjson.dumps(t).decode()) for t in tool_calls)
+        return Generation("", "tool_calls", p_tokens, spent + _reasoning_tokens(name, reasoning),
                           tool_calls, reasoning)
     json_mode = "response_format" in inputs or "guided_json" in inputs
     json_text = _json_mode(inputs, ctx.seed) if json_mode else None
     if json_text is not None:
-        return Generation(json_text, "stop", p_tokens, text_fake.count_tokens(json_text), [], reasoning)
-    answer = text_fake.compose(ctx.seed, limit)
-    text, stopped = _apply_stop(answer.text, inputs.get("stop"))
-    finish = "length" if answer.truncated and not stopped else "stop"
-    tokens = text_fake.count_tokens(text) if stopped else answer.tokens
-    return Generation(text, finish, p_tokens, tokens, [], reasoning)
+        return Generation(json_text, "stop", p_tokens, completion_tokens(name, json_text, limit, False), [],
+                          reasoning)
+    text, truncated = text_fake.prose(ctx.seed, limit)
+    text, stopped = _apply_stop(text, inputs.get("stop"))
+    truncated = truncated and not stopped
+    return Generation(text, "length" if truncated else "stop", p_tokens,
+                      completion_tokens(name, text, limit, truncated), [], reasoning)
+
+
+def _reasoning_tokens(model: str, reasoning: str | None) -> int:
+    # Reasoning is generated output too: gpt-oss's 37 completion tokens for a tool call include it.
+    return tokens.completion_tokens(model, reasoning) if reasoning else 0
 
 
 @dataclass(frozen=True, slots=True)

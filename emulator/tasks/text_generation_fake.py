@@ -18,7 +18,7 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     gen = generate(call, ctx)
     usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
     extras = {"generation": gen}
-    if "input" in call.json_inputs and call.surface is Surface.NATIVE:
+    if "input" in call.json_inputs and call.surface in (Surface.NATIVE, Surface.BINDING):
         # gpt-oss's Responses input form on run/ answers a Responses object (its catalog
         # `Responses_Output` branch); null members are left out, as that schema types them as objects.
         result = {k: v for k, v in response_for(call.model, call.json_inputs, gen, ctx.seed).items()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from emulator.call import Call, Outcome, Usage
 from emulator.errors import CFError
-from emulator.fakes import text as text_fake
+from emulator.fakes import tokens as tokenizer
 from emulator.fakes.translation import translate, translate_indic
 from emulator.tasks import FakeContext, register
 
@@ -18,8 +18,8 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         target = inputs.get("target_language", "hin_Deva")
         out = [translate_indic(t, target, ctx.seed) for t in items]
         usage = Usage(
-            input_tokens=sum(text_fake.count_tokens(t) for t in items),
-            output_tokens=sum(text_fake.count_tokens(t) for t in out),
+            input_tokens=tokenizer.encoder_tokens(call.model.name, [str(t) for t in items]),
+            output_tokens=tokenizer.encoder_tokens(call.model.name, out),
         )
         return Outcome(result={"translations": out}, usage=usage)
     text = inputs["text"]
@@ -29,5 +29,6 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         translated = translate(text, source, target, ctx.seed)
     except ValueError as exc:
         raise CFError("bad_input", detail=f"Error: {exc}") from None
-    usage = Usage(input_tokens=text_fake.count_tokens(text), output_tokens=text_fake.count_tokens(translated))
+    usage = Usage(input_tokens=tokenizer.encoder_tokens(call.model.name, [text]),
+                  output_tokens=tokenizer.encoder_tokens(call.model.name, [translated]))
     return Outcome(result={"translated_text": translated}, usage=usage)

@@ -345,7 +345,7 @@ def model_row(m: dict[str, Any]) -> str:
 
 
 def _scope(item: dict[str, Any]) -> str:
-    bits = [f"{k}={item[k]}" for k in ("model", "surface", "prompt") if item.get(k)]
+    bits = [f"{k}={item[k]}" for k in ("model", "surface", "account", "prompt") if item.get(k)]
     if item.get("body"):
         bits.append("body=" + orjson.dumps(item["body"]).decode()[:80])
     return " ".join(bits) or "every call"
