@@ -78,6 +78,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -105,6 +106,9 @@ _HEX32_SEGMENT = re.compile(r"(?<=/)[0-9a-f]{32}(?=/|$)")
 _SLASHES = re.compile(r"/{2,}")
 
 
+# A pure function of a path, and a client repeats its paths (one per model): replay normalises every
+# incoming request's path, so the last few thousand are remembered.
+@functools.lru_cache(maxsize=4096)
 def normalise_path(path: str) -> str:
     """Canonical request path: percent-decoded, ``//`` collapsed, account id replaced, query dropped.
 
