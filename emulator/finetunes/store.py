@@ -102,7 +102,7 @@ class FinetuneStore:
             return int(self._db.execute("SELECT COUNT(*) FROM finetunes WHERE account = ?",
                                         (account,)).fetchone()[0])
 
-    def list(self, account: str) -> list[Finetune]:
+    def listing(self, account: str) -> list[Finetune]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM finetunes WHERE account = ? ORDER BY created_at, id",
                                     (account,)).fetchall()

@@ -59,7 +59,7 @@ def _string(body: dict[str, Any], key: str, *, required: bool) -> str | None:
 
 async def handle_list(request: web.Request, route: Route, state: ServerState, request_id: str
                       ) -> web.StreamResponse:
-    rows = [f.listing() for f in finetune_store(state).list(route.account_id)]
+    rows = [f.listing() for f in finetune_store(state).listing(route.account_id)]
     return json_response(envelope(rows))
 
 

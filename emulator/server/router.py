@@ -62,8 +62,8 @@ def _parse(method: str, raw_path: str, allow_double_slash: bool) -> Route:
         model = _model_from(ai_path[4:])
         if not model:
             raise CFError("no_route")
-        kind = Kind.REALTIME if method == WEBSOCKET else Kind.RUN
-        return Route(kind, account_id, model, doubled_slash=doubled)
+        run_kind = Kind.REALTIME if method == WEBSOCKET else Kind.RUN
+        return Route(run_kind, account_id, model, doubled_slash=doubled)
     assets = FINETUNE_ASSETS.match(ai_path)
     if assets is not None:
         if method != "POST":

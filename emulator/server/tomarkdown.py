@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from emulator.accounting.pricing import round_neurons
 from emulator.call import BinaryInput, Call, Surface
+from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.fakes import text as text_fake
 from emulator.markdown import formats
@@ -105,9 +106,11 @@ async def _describe(state: ServerState, account_id: str, request_id: str, path: 
     detector = state.catalog.get(DETECTION_MODEL)
     describer = state.catalog.get(DESCRIPTION_MODEL)
     assert detector is not None and describer is not None, "the catalog ships both image models"
-    common: dict[str, Any] = {"account_id": account_id, "request_id": request_id, "path": path,
-                              "surface": Surface.NATIVE}
-    detected = await execute(state, Call(model=detector, inputs=BinaryInput(document.data, mime), **common))
+    def call(model: Model, inputs: dict[str, Any] | BinaryInput) -> Call:
+        return Call(model=model, inputs=inputs, surface=Surface.NATIVE, account_id=account_id,
+                    request_id=request_id, path=path)
+
+    detected = await execute(state, call(detector, BinaryInput(document.data, mime)))
     labels = [str(o.get("label")) for o in detected.outcome.result or [] if isinstance(o, dict)]
     prompt = DESCRIPTION_PROMPT
     if labels:
@@ -118,7 +121,7 @@ async def _describe(state: ServerState, account_id: str, request_id: str, path: 
     data_uri = f"data:{mime};base64," + base64.b64encode(document.data).decode()
     messages = [{"role": "user", "content": [{"type": "text", "text": prompt},
                                               {"type": "image_url", "image_url": {"url": data_uri}}]}]
-    described = await execute(state, Call(model=describer, inputs={"messages": messages}, **common))
+    described = await execute(state, call(describer, {"messages": messages}))
     result = described.outcome.result if isinstance(described.outcome.result, dict) else {}
     return str(result.get("response") or "").strip(), detected.neurons + described.neurons
 
