@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from emulator.launch.background import BackgroundServer
+from emulator.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -60,64 +61,12 @@ class Target:
         return httpx.Client(timeout=120.0, trust_env=False)
 
 
-class LocalServer:
-    """The emulator app served on 127.0.0.1 from a background thread with its own event loop.
-
-    Equivalent to ``workers-ai-emulator serve --port 0 ...`` (same `create_app`, same Settings); in-process so
-    that a suite can start one server per cassette in milliseconds.
-    """
+class LocalServer(BackgroundServer):
+    """The emulator with these settings on 127.0.0.1 and a free port: ``workers-ai-emulator serve --port 0
+    ...`` in-process, so that a suite can start one server per cassette in milliseconds."""
 
     def __init__(self, **settings: Any) -> None:
-        from emulator.settings import Settings
-
-        self.settings = Settings(host="127.0.0.1", port=0, **settings)
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="contract-emulator", daemon=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LocalServer:
-        self._thread.start()
-        self._ready.wait(60)
-        if self._error is not None:
-            raise RuntimeError(f"emulator did not start: {self._error!r}") from self._error
-        return self
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
-
-    async def _serve(self) -> None:
-        from aiohttp import web
-
-        from emulator.server.app import create_app
-
-        try:
-            app = create_app(self.settings)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = runner.addresses[0][1]
-            self._stop = asyncio.Event()
-        except BaseException as exc:  # surfaced by start()
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(15)
+        super().__init__(Settings(host="127.0.0.1", port=0, **settings))
 
 
 def real_credentials() -> tuple[str, str] | None:

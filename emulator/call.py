@@ -20,6 +20,7 @@ class Surface(enum.StrEnum):
     RESPONSES = "responses"  # POST …/ai/v1/responses
     COMPAT_CHAT = "compat_chat"  # AI Gateway /compat/chat/completions
     BINDING = "binding"  # a Worker's env.AI, through Miniflare's remote-proxy framing
+    REALTIME = "realtime"  # WebSocket upgrade of …/ai/run/{model}
 
 
 @dataclass(slots=True)

@@ -62,6 +62,13 @@ CATALOGUE: dict[str, ErrorSpec] = {
         5035, 403, "This model requires a Workers Paid plan. See pricing for details."
     ),
     "lora_unsupported": ErrorSpec(5005, 405, "The model {model} does not support LoRa inference"),
+    "finetune_incomplete": ErrorSpec(
+        3039, 400, "Finetune is missing required files (model.safetensors and config.json)"
+    ),
+    # Fine-tunes (emulator/finetunes/lora.py: real wording from cloudflare-docs#14757, status inferred).
+    "finetune_not_found": ErrorSpec(
+        3037, 404, "AiError: AiError: Finetune {finetune} not found ({request_id})"
+    ),
     "invalid_model_id": ErrorSpec(3042, 404, "The model name is invalid"),
     "timeout": ErrorSpec(3007, 408, "AiError: AiError: Request timeout ({request_id})"),
     "aborted": ErrorSpec(3008, 408, "Request was aborted"),
@@ -106,6 +113,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
     ),
     "batch_too_large": ErrorSpec(3006, 413, "Request is too large: async batch payloads must be under 10 MB"),
     "unknown_batch": ErrorSpec(404, 404, "AiError: No async batch request with request_id '{request_id}'"),
+    "not_realtime": ErrorSpec(
+        5006, 400,
+        "AiError: Bad input: Error: {model} has no realtime (WebSocket) interface; use POST /ai/run",
+    ),
     "websocket_only": ErrorSpec(
         5006,
         400,

@@ -8,7 +8,7 @@ background thread and is reset before every test that uses the fixture; a test w
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -47,7 +47,7 @@ class WorkersAI:
 
     def __init__(self, server: BackgroundServer) -> None:
         self.server = server
-        self.base_url = server.base_url
+        self.base_url = server.base
         self.account_id = ACCOUNT_ID
         self.token = server.settings.token or TOKEN
         self.client_v4_base_url = f"{self.base_url}/client/v4"
@@ -233,7 +233,8 @@ def workers_ai(
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     ai = item.stash.get(FIXTURE, None)
     if report.when != "call" or ai is None:

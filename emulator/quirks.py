@@ -154,3 +154,48 @@ def enabled(overrides: dict[str, bool], name: str) -> bool:
     if name not in QUIRKS:
         raise KeyError(name)
     return overrides.get(name, True)
+
+
+@dataclass(frozen=True, slots=True)
+class Inference:
+    """A behaviour Cloudflare does not document, which the emulator had to choose (no switch)."""
+
+    surface: str
+    behaviour: str
+    basis: str  # what the choice follows
+
+
+INFERENCES: tuple[Inference, ...] = (
+    Inference("fine-tunes", "an unknown fine-tune in `lora` (or in a finetune-assets path) answers 3037 "
+              "`AiError: AiError: Finetune <id> not found (<request id>)` with HTTP 404.",
+              "the wording and code are real (cloudflare/cloudflare-docs#14757, #23272); "
+              "the status is not shown"),
+    Inference("fine-tunes", "creating a fine-tune checks the model (5007 unknown, 5005 without `lora`), a "
+              "unique name per account, the reserved `cf-public-` prefix and the 30-per-account limit; "
+              "asset uploads check the file name, `adapter_config.json` (JSON, `r` <= 32, `model_type` "
+              "mistral/gemma/llama) and the safetensors header, refuse a second upload of the same file "
+              "and files of 500 MB or more; refusals are 5006 (3006 for size).",
+              "the limits on https://developers.cloudflare.com/workers-ai/features/fine-tunes/loras/; the "
+              "codes and wording are the emulator's"),
+    Inference("fine-tunes", "a fine-tune applies only to the model it was created for (5006 otherwise); "
+              "the `cf-public-*` adapters apply to the two Mistral models the public-LoRA page lists; "
+              "`finetune-assets` answers `{\"success\": true}` in the v4 envelope.",
+              "the public-LoRA page; the SDK reads `success` from the body"),
+    Inference("toMarkdown", "`tokens` is a number (the documented REST and binding examples); the SDK's "
+              "type says string. Each result carries an `id`. An unrecognised file is a per-file error "
+              "`Unsupported file type: <name>`; a request without `files` answers 3003.",
+              "https://developers.cloudflare.com/workers-ai/features/markdown-conversion/usage/rest-api/"),
+    Inference("toMarkdown", "the Markdown layout of XML (an outline), CSV and spreadsheets (tables under a "
+              "heading per sheet) and the image description prompt.",
+              "only HTML pre-processing and the PDF layout are documented (how-it-works page)"),
+    Inference("realtime", "flux sends a first `Connected` message and `\"type\": \"TurnInfo\"` on turn "
+              "messages; nova-3 speaks Deepgram's live `/v1/listen` messages (`Results`, `Metadata`, "
+              "`Finalize`, `CloseStream`); aura sends `Metadata`, binary linear16 audio, `Flushed`, "
+              "`Cleared`; smart-turn answers `{is_complete, probability}` per audio message.",
+              "Deepgram's own WebSocket APIs, which Cloudflare serves; Cloudflare documents only flux's "
+              "events and fields (catalog) and aura's Speak/Flush (changelog 2025-08-27)"),
+    Inference("realtime", "a session is charged when it ends, at the pricing page's WebSocket rate where "
+              "one is listed (nova-3 836.36 neurons per audio minute); the emulator's WebSocket "
+              "sessions take linear16 audio only.",
+              "the pricing page lists per-minute WebSocket prices, not when they are counted"),
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -119,6 +120,8 @@ class FakeUpstream:
         app.router.add_post("/v1/{account}/{gateway}/workers-ai/{model:.+}", self.run)
         app.router.add_post("/client/v4/accounts/{account}/ai/v1/chat/completions", self.chat)
         app.router.add_get("/client/v4/accounts/{account}/ai/models/search", self.models_search)
+        app.router.add_get("/client/v4/accounts/{account}/ai/finetunes", self.finetunes)
+        app.router.add_post("/client/v4/accounts/{account}/ai/tomarkdown", self.tomarkdown)
         return app
 
     async def start(self) -> str:
@@ -308,6 +311,27 @@ class FakeUpstream:
             content_type="application/json",
             headers={"cf-ray": "8f0e1d2c3b4a5968-AMS"},
         )
+
+
+    async def finetunes(self, request: web.Request) -> web.StreamResponse:
+        """The account's fine-tunes as the real API would list them (one, made upstream)."""
+        refused = await self._seen(request)
+        if refused is not None:
+            return refused
+        row = {"id": "0f0e0d0c-0000-4000-8000-00000000abcd", "name": "real-lora", "description": "",
+               "model": "@cf/mistral/mistral-7b-instruct-v0.2-lora", "created_at": "2026-01-02T03:04:05.000Z",
+               "modified_at": "2026-01-02T03:04:05.000Z"}
+        return web.json_response({"result": [row], "success": True, "errors": [], "messages": []})
+
+    async def tomarkdown(self, request: web.Request) -> web.StreamResponse:
+        """One markdown result per uploaded part, named after it."""
+        refused = await self._seen(request)
+        if refused is not None:
+            return refused
+        names = re.findall(rb'filename="([^"]*)"', self.requests[-1].body)  # `_seen` consumed the body
+        results = [{"id": "upstream", "name": name.decode(), "mimeType": "text/html", "format": "markdown",
+                    "tokens": 3, "data": "# converted upstream\n"} for name in names]
+        return web.json_response({"result": results, "success": True, "errors": [], "messages": []})
 
 
 def start_recording_server(

@@ -138,8 +138,8 @@ async def test_models_search_and_to_markdown(emulator: Emulator) -> None:
     body = json.dumps({"files": files})
     resp = await emulator.session.post(f"{emulator.base}/", data=body, headers=headers)
     html, pdf = (await resp.json())["result"]
-    assert html["format"] == "markdown" and html["data"].startswith("# Hi")
-    assert pdf["format"] == "error" and "application/pdf" in pdf["error"]
+    assert html["format"] == "markdown" and html["data"] == "# Hi\n\nx\n"  # the REST endpoint's converter
+    assert pdf["format"] == "error" and pdf["mimeType"] == "application/pdf"  # "%PDF-1.4" alone is no PDF
 
 
 async def test_per_account_connection_strings_keep_stubs_faults_log_and_usage_apart(

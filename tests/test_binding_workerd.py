@@ -54,7 +54,7 @@ def test_a_worker_in_workerd_gets_every_kind_of_answer(tmp_path: Path) -> None:
     assert answers["gateway"]["aiGatewayLogId"]
     assert "@cf/meta/m2m100-1.2b" in answers["models"]["names"]
     page, pdf = answers["markdown"]["results"]
-    assert page["data"] == "# Title\nBody" and pdf["format"] == "error"
+    assert page["data"] == "# Title\n\nBody\n" and pdf["format"] == "error"
     assert answers["unknownModel"]["error"] == {"name": "InferenceUpstreamError",
                                                 "message": "5007: No such model @cf/does/not-exist or task"}
     assert answers["badInput"]["error"]["message"].startswith("5006: Error: oneOf at '/' not met")

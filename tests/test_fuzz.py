@@ -18,7 +18,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.live_server import LiveServer, live_server
+from emulator.launch.background import BackgroundServer
+from tests.live_server import live_server
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 AI = f"/client/v4/accounts/{ACCOUNT}/ai"
@@ -214,7 +215,7 @@ def assert_cloudflare_shaped(response: requests.Response) -> None:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
+def server() -> Iterator[BackgroundServer]:
     with TemporaryDirectory() as data_dir, live_server(data_dir=data_dir, plan="paid") as live:
         yield live
 
@@ -234,7 +235,7 @@ FUZZ = settings(
 
 
 def _send(
-    http: requests.Session, server: LiveServer, method: str, path: str, body: bytes, ctype: str | None
+    http: requests.Session, server: BackgroundServer, method: str, path: str, body: bytes, ctype: str | None
 ) -> requests.Response:
     headers = dict(AUTH)
     if ctype is not None:
@@ -246,7 +247,7 @@ def _send(
 @FUZZ
 @given(data=st.data())
 def test_hostile_bodies(
-    server: LiveServer, http: requests.Session, method: str, path: str, valid: Any, data: st.DataObject
+    server: BackgroundServer, http: requests.Session, method: str, path: str, valid: Any, data: st.DataObject
 ) -> None:
     body, ctype = data.draw(hostile_bodies(valid))
     assert_cloudflare_shaped(_send(http, server, method, path, body, ctype))
@@ -256,7 +257,7 @@ def test_hostile_bodies(
 @FUZZ
 @given(data=st.data())
 def test_control_plane_survives_hostile_bodies(
-    server: LiveServer, http: requests.Session, method: str, path: str, data: st.DataObject
+    server: BackgroundServer, http: requests.Session, method: str, path: str, data: st.DataObject
 ) -> None:
     body, ctype = data.draw(hostile_bodies({"model": "x", "response": {"result": {}}}))
     if path.endswith(("/reset", "/mode")):
@@ -290,7 +291,8 @@ def test_control_plane_survives_hostile_bodies(
     )
 )
 def test_hostile_query_strings(
-    server: LiveServer, http: requests.Session, method: str, path: str, valid: Any, query: dict[str, str]
+    server: BackgroundServer, http: requests.Session, method: str, path: str, valid: Any,
+    query: dict[str, str],
 ) -> None:
     body = orjson.dumps(valid) if valid is not None else b""
     response = http.request(
@@ -307,7 +309,7 @@ def test_hostile_query_strings(
 @pytest.mark.parametrize("depth", [10_000, 1025, 300, 129])
 @pytest.mark.parametrize(("method", "path", "valid"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
 def test_deep_nesting_is_a_clean_400(
-    server: LiveServer, http: requests.Session, method: str, path: str, valid: Any, depth: int
+    server: BackgroundServer, http: requests.Session, method: str, path: str, valid: Any, depth: int
 ) -> None:
     response = _send(http, server, method, path, _nest(depth, b"["), "application/json")
     assert_cloudflare_shaped(response)
@@ -317,7 +319,7 @@ def test_deep_nesting_is_a_clean_400(
 
 @pytest.mark.parametrize("value", [b"[" * 120 + b"]" * 120, b'{"a":' * 120 + b"1" + b"}" * 120])
 def test_nesting_under_the_limit_reaches_the_validator(
-    server: LiveServer, http: requests.Session, value: bytes
+    server: BackgroundServer, http: requests.Session, value: bytes
 ) -> None:
     """Regression: 1000-deep arrays used to crash request fingerprinting (orjson dumps only 254 levels)."""
     body = b'{"prompt": "hi", "x": ' + value + b"}"
@@ -332,7 +334,7 @@ def test_nesting_under_the_limit_reaches_the_validator(
 @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_hostile_bodies_long(
-    server: LiveServer, http: requests.Session, method: str, path: str, valid: Any, data: st.DataObject
+    server: BackgroundServer, http: requests.Session, method: str, path: str, valid: Any, data: st.DataObject
 ) -> None:
     body, ctype = data.draw(hostile_bodies(valid))
     assert_cloudflare_shaped(_send(http, server, method, path, body, ctype))

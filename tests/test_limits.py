@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from emulator import limits
-from tests.live_server import LiveServer, live_server
+from emulator.launch.background import BackgroundServer
+from tests.live_server import live_server
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 AI = f"/client/v4/accounts/{ACCOUNT}/ai"
@@ -22,7 +23,7 @@ AUTH = {"Authorization": "Bearer limits-token"}
 
 
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BackgroundServer]:
     # Short timeouts so slow and idle clients are dealt with inside a test's time.
     monkeypatch.setattr(limits, "KEEPALIVE_TIMEOUT", 1.0)
     monkeypatch.setattr(limits, "BODY_READ_TIMEOUT", 1.0)
@@ -30,7 +31,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServ
         yield live
 
 
-def _port(server: LiveServer) -> int:
+def _port(server: BackgroundServer) -> int:
     return int(server.base.rsplit(":", 1)[1])
 
 
@@ -40,7 +41,7 @@ def _error(response: requests.Response) -> tuple[int, int]:
     return response.status_code, body["errors"][0]["code"]
 
 
-def test_body_over_the_limit_with_content_length_is_3006(server: LiveServer) -> None:
+def test_body_over_the_limit_with_content_length_is_3006(server: BackgroundServer) -> None:
     response = requests.post(
         server.base + AI + "/run/@cf/meta/llama-3.1-8b-instruct",
         headers=AUTH,
@@ -51,7 +52,7 @@ def test_body_over_the_limit_with_content_length_is_3006(server: LiveServer) -> 
     assert list(response.json()) == ["result", "success", "errors", "messages"]
 
 
-def test_chunked_body_over_the_limit_is_3006_not_a_bare_413(server: LiveServer) -> None:
+def test_chunked_body_over_the_limit_is_3006_not_a_bare_413(server: BackgroundServer) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"prompt": "'
         for _ in range(100):
@@ -68,7 +69,7 @@ def test_chunked_body_over_the_limit_is_3006_not_a_bare_413(server: LiveServer) 
     assert _error(response) == (413, 3006)
 
 
-def test_flux2_multipart_pixels_are_bounded(server: LiveServer) -> None:
+def test_flux2_multipart_pixels_are_bounded(server: BackgroundServer) -> None:
     files = {"prompt": (None, "cat"), "width": (None, "100000"), "height": (None, "100000")}
     response = requests.post(
         server.base + AI + "/run/@cf/black-forest-labs/flux-2-klein-4b", headers=AUTH, files=files, timeout=30
@@ -78,7 +79,7 @@ def test_flux2_multipart_pixels_are_bounded(server: LiveServer) -> None:
     assert "exceeds the maximum" in response.json()["errors"][0]["message"]
 
 
-def test_largest_allowed_picture_still_renders(server: LiveServer) -> None:
+def test_largest_allowed_picture_still_renders(server: BackgroundServer) -> None:
     response = requests.post(
         server.base + AI + "/run/@cf/stabilityai/stable-diffusion-xl-base-1.0",
         headers=AUTH,
@@ -102,7 +103,7 @@ def _wav_claiming(seconds: int) -> bytes:
     return head + b"data" + struct.pack("<I", len(data)) + data
 
 
-def test_audio_longer_than_two_hours_is_refused(server: LiveServer) -> None:
+def test_audio_longer_than_two_hours_is_refused(server: BackgroundServer) -> None:
     response = requests.post(
         server.base + AI + "/run/@cf/openai/whisper",
         headers={**AUTH, "Content-Type": "audio/wav"},
@@ -113,14 +114,14 @@ def test_audio_longer_than_two_hours_is_refused(server: LiveServer) -> None:
     assert "maximum is 7200 seconds" in response.json()["errors"][0]["message"]
 
 
-def test_embedding_batch_is_bounded_even_without_schema_bound(server: LiveServer) -> None:
+def test_embedding_batch_is_bounded_even_without_schema_bound(server: BackgroundServer) -> None:
     url = server.base + AI + "/run/@cf/google/embeddinggemma-300m"
     assert requests.post(url, headers=AUTH, json={"text": ["x"] * 100}, timeout=30).status_code == 200
     response = requests.post(url, headers=AUTH, json={"text": ["x"] * 101}, timeout=30)
     assert _error(response) == (400, 5006)
 
 
-def test_huge_max_tokens_is_capped_and_fast(server: LiveServer) -> None:
+def test_huge_max_tokens_is_capped_and_fast(server: BackgroundServer) -> None:
     started = time.monotonic()
     response = requests.post(
         server.base + AI + "/run/@cf/meta/llama-3.1-8b-instruct",
@@ -143,7 +144,7 @@ async def _task_count() -> int:
     return len(asyncio.all_tasks())
 
 
-def _settle(server: LiveServer, fds: int, tasks: int, timeout: float = 10.0) -> tuple[int, int]:
+def _settle(server: BackgroundServer, fds: int, tasks: int, timeout: float = 10.0) -> tuple[int, int]:
     """Wait until the server is back to (at most) the given fd and task counts."""
     deadline = time.monotonic() + timeout
     now_fds, now_tasks = _fds(), server.call(_task_count())
@@ -153,7 +154,7 @@ def _settle(server: LiveServer, fds: int, tasks: int, timeout: float = 10.0) -> 
     return now_fds, now_tasks
 
 
-def test_slowloris_body_gets_408_and_leaks_nothing(server: LiveServer) -> None:
+def test_slowloris_body_gets_408_and_leaks_nothing(server: BackgroundServer) -> None:
     fds, tasks = _fds(), server.call(_task_count())
     with socket.create_connection(("127.0.0.1", _port(server)), timeout=10) as sock:
         sock.sendall(
@@ -184,7 +185,7 @@ def test_slowloris_body_gets_408_and_leaks_nothing(server: LiveServer) -> None:
     assert _settle(server, fds, tasks) <= (fds, tasks)
 
 
-def test_idle_connections_are_closed_and_leak_nothing(server: LiveServer) -> None:
+def test_idle_connections_are_closed_and_leak_nothing(server: BackgroundServer) -> None:
     fds, tasks = _fds(), server.call(_task_count())
     socks = [socket.create_connection(("127.0.0.1", _port(server)), timeout=5) for _ in range(50)]
     try:
@@ -204,7 +205,7 @@ def test_idle_connections_are_closed_and_leak_nothing(server: LiveServer) -> Non
     assert _settle(server, fds, tasks) <= (fds, tasks)
 
 
-def test_client_abort_mid_stream_cancels_the_handler(server: LiveServer) -> None:
+def test_client_abort_mid_stream_cancels_the_handler(server: BackgroundServer) -> None:
     requests.post(
         server.base + "/__emulator__/faults", json={"kind": "slow_stream", "delay_ms": 200}, timeout=10
     ).raise_for_status()

@@ -174,6 +174,40 @@ async def test_record_then_replay_offline_gives_identical_answers(
     assert [i.neurons for i in interactions if i.response.status >= 400] == [None, None]
 
 
+async def test_finetunes_and_tomarkdown_are_recorded_and_replayed(
+    upstream: FakeUpstream, make_emulator: ServerFactory, tmp_path: Path
+) -> None:
+    """Fine-tunes live on the real account in record mode, and toMarkdown is converted there: both are
+    forwarded, recorded, and replayed offline byte for byte."""
+    def requests(emu: Emulator) -> list[tuple[str, str, dict[str, Any]]]:
+        form = {"files": ("page.html", b"<h1>x</h1>", "text/html")}
+        return [("GET", f"{emu.ai}/finetunes", {}), ("POST", f"{emu.ai}/tomarkdown", {"files": form})]
+
+    async def run(emu: Emulator) -> list[Answer]:
+        out = []
+        for method, url, kwargs in requests(emu):
+            if "files" in kwargs:
+                import aiohttp
+
+                data = aiohttp.FormData()
+                name, body, kind = kwargs["files"]["files"]
+                data.add_field("files", body, filename=name, content_type=kind)
+                out.append(await send(emu, method, url, data=data))
+            else:
+                out.append(await send(emu, method, url))
+        return out
+
+    recorder = await make_emulator(**real_settings(upstream, tmp_path, "record"))
+    recorded = await run(recorder)
+    assert [a.status for a in recorded] == [200, 200]
+    assert recorded[0].json()["result"][0]["name"] == "real-lora"  # the upstream's, not a local store's
+    assert recorded[1].json()["result"][0]["data"] == "# converted upstream\n"
+    await upstream.stop()
+    replayer = await make_emulator(**real_settings(upstream, tmp_path, "replay"))
+    replayed = await run(replayer)
+    assert [(a.status, a.body) for a in replayed] == [(a.status, a.body) for a in recorded]
+
+
 async def test_cassettes_hold_no_secret(
     upstream: FakeUpstream, make_emulator: ServerFactory, tmp_path: Path
 ) -> None:

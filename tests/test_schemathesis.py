@@ -23,8 +23,9 @@ from schemathesis.checks import (
 from schemathesis.config import SchemathesisConfig
 
 from emulator.catalog import load_catalog
+from emulator.launch.background import BackgroundServer
 from emulator.server.openapi import build_spec
-from tests.live_server import LiveServer, live_server
+from tests.live_server import live_server
 
 AUTH = {"Authorization": "Bearer fuzz-token"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -64,13 +65,13 @@ FULL = schemathesis.openapi.from_dict(SPEC, config=CONFIG)
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
+def server() -> Iterator[BackgroundServer]:
     # Paid plan with a huge allowance: the fuzzer must reach the fakes, not the daily 4006 wall.
     with TemporaryDirectory() as data_dir, live_server(data_dir=data_dir, plan="paid") as live:
         yield live
 
 
-def _check(case: schemathesis.Case, server: LiveServer) -> None:
+def _check(case: schemathesis.Case, server: BackgroundServer) -> None:
     case.call_and_validate(base_url=server.base, headers=AUTH, checks=CHECKS, timeout=60)
 
 
@@ -78,12 +79,12 @@ def _check(case: schemathesis.Case, server: LiveServer) -> None:
 @settings(
     max_examples=QUICK_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
 )
-def test_quick(case: schemathesis.Case, server: LiveServer) -> None:
+def test_quick(case: schemathesis.Case, server: BackgroundServer) -> None:
     _check(case, server)
 
 
 @pytest.mark.slow
 @FULL.parametrize()
 @settings(max_examples=LONG_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_full(case: schemathesis.Case, server: LiveServer) -> None:
+def test_full(case: schemathesis.Case, server: BackgroundServer) -> None:
     _check(case, server)

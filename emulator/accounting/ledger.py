@@ -704,9 +704,9 @@ class Ledger:
         """
         self.catch_up()
         d = day or self._now().date()
-        where, args = "day = ?", (d.isoformat(),)
+        where, args = "day = ?", [d.isoformat()]
         if account is not None:
-            where, args = "day = ? AND account = ?", (d.isoformat(), account)
+            where, args = "day = ? AND account = ?", [d.isoformat(), account]
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT model, SUM(requests), SUM(errors), SUM(neurons), MAX(estimated)"

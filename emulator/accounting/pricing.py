@@ -160,6 +160,14 @@ class PriceBook:
         n += usage.requests * rate("per_request", 0.0)
         return max(0.0, n)
 
+    def websocket_neurons(self, model: str, usage: Usage) -> float:
+        """A WebSocket session's neurons: the model's WebSocket rate per audio minute where the
+        pricing page lists one (nova-3: 836.36 instead of 472.73), else the model's own rule."""
+        per_minute = self.rule(model).rates.get("websocket_per_minute")
+        if per_minute is None:
+            return self.neurons(model, usage)
+        return max(0.0, usage.audio_seconds / 60.0 * per_minute)
+
     def rate_limit_rpm(self, model: str, task: str) -> int | None:
         """Requests per minute for (account, model): a per-model exception, else the task's, else None."""
         if model in self._model_rpm:

@@ -82,7 +82,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, unquote
 
 import orjson
@@ -90,8 +90,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from emulator.limits import MAX_CALL_NEURONS, parse_neurons
 
-FORMAT_VERSION = 2  # what recording writes; version 1 is read too
-LEGACY_FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 2  # what recording writes; version 1 is read too
+LEGACY_FORMAT_VERSION: Final = 1
 
 REQUEST_HEADER_ALLOW: tuple[str, ...] = ("content-type", "accept", "cf-aig-*", "x-session-affinity")
 RESPONSE_HEADER_ALLOW: tuple[str, ...] = ("content-type", "cf-ai-req-id", "cf-ai-neurons", "cf-aig-*")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -197,7 +198,7 @@ def normalise_request(
         parsed = strip_volatile(parsed, volatile) if volatile else parsed
         canonical = _canonical_dumps(parsed)
     elif kind == "bytes":
-        canonical, parsed = raw, None
+        canonical, parsed = _without_boundary(raw, content_type), None
     else:
         canonical = b""
     return NormalisedRequest(
@@ -208,6 +209,18 @@ def normalise_request(
         body_canonical=canonical,
         body_json=parsed,
     )
+
+
+_BOUNDARY = re.compile(r'boundary="?([^";,]+)"?', re.I)
+
+
+def _without_boundary(raw: bytes, content_type: str | None) -> bytes:
+    """A multipart body with its boundary replaced by a fixed token: clients draw a random boundary
+    for every request, so the same form would otherwise never match its recording."""
+    if not content_type or "multipart/" not in content_type.lower():
+        return raw
+    found = _BOUNDARY.search(content_type)
+    return raw.replace(found[1].encode("latin-1"), b"BOUNDARY") if found else raw
 
 
 def normalise_recorded(

@@ -108,7 +108,7 @@ class Model:
         """Content types the output schema declares (binary branches and JSON)."""
         out = self.output_schema
         branches = out.get("oneOf") or [out]
-        types = [b.get("contentType") for b in branches if isinstance(b, dict) and b.get("contentType")]
+        types = [str(b["contentType"]) for b in branches if isinstance(b, dict) and b.get("contentType")]
         if out.get("contentType") and out["contentType"] not in types:
             types.insert(0, out["contentType"])
         return types or ["application/json"]

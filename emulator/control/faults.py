@@ -335,7 +335,7 @@ class FaultSet:
         self._faults.append(fault)
         return fault
 
-    def list(self) -> list[Fault]:
+    def all(self) -> list[Fault]:
         return list(self._faults)
 
     def __len__(self) -> int:

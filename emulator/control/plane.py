@@ -14,7 +14,7 @@ from aiohttp import web
 
 from emulator.backends.factory import backend_for
 from emulator.call import Call, Outcome
-from emulator.control.faults import FaultSet
+from emulator.control.faults import CUT_STREAM, SLOW_STREAM, FaultSet
 from emulator.control.request_log import CURRENT, RequestLog, describe_call
 from emulator.control.scope import SpecError
 from emulator.control.shared import SharedFaultSet, SharedStore, SharedStubSet, ask_peers
@@ -22,7 +22,7 @@ from emulator.control.stubs import StubSet
 from emulator.errors import CFError
 from emulator.server.answer_cache import AnswerCache
 from emulator.server.render import STREAM_FILTER
-from emulator.server.state import ServerState
+from emulator.server.state import ServerState, SessionFaults
 from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Mode, Settings
 
@@ -210,6 +210,33 @@ class ControlPlane:
                        neurons: float) -> None:
         """A remembered answer was served again: the request log names the call it stands for."""
         describe_call(model, surface, request_id, source=source, neurons=neurons)
+
+    async def open_session(self, call: Call) -> SessionFaults:
+        entry = describe_call(call.model.name, call.surface.value, call.request_id, stream=True,
+                              source=self.state.backend.name)
+        try:
+            fired = await self.faults.before(call)  # an error fault refuses the WebSocket upgrade
+        except CFError:
+            if entry is not None:
+                entry.faulted = True
+            raise
+        if entry is not None and fired:
+            entry.faulted, entry.fault_ids = True, [f.id for f in fired]
+        return SessionFaults(
+            delay=sum(f.delay_ms for f in fired if f.kind == SLOW_STREAM) / 1000,
+            cut_after=min((f.after_events for f in fired if f.kind == CUT_STREAM), default=None),
+        )
+
+    def session_closed(self, call: Call, *, neurons: float, cut: bool) -> None:
+        entry = describe_call(call.model.name, call.surface.value, call.request_id, stream=True,
+                              neurons=neurons)
+        if entry is not None:
+            entry.cut = cut
+
+    def summarised(self, surface: str, request_id: str, neurons: float) -> None:
+        entry = CURRENT.get()
+        if entry is not None:
+            entry.surface, entry.request_id, entry.neurons = surface, request_id, neurons
 
     def charged(self, call: Call, neurons: float) -> None:
         entry = CURRENT.get()

@@ -277,7 +277,7 @@ def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:
 
     async def listing(request: web.Request) -> web.StreamResponse:
         account = request.query.get("account")
-        listed = [item for item in items(request).list() if account is None or item.scope.account == account]
+        listed = [item for item in items(request).all() if account is None or item.scope.account == account]
         return _json({kind: [item.describe() for item in listed]})
 
     async def clear(request: web.Request) -> web.StreamResponse:

@@ -170,7 +170,7 @@ class StubSet:
         self._stubs.append(stub)
         return stub
 
-    def list(self) -> list[Stub]:
+    def all(self) -> list[Stub]:
         return list(self._stubs)
 
     def __len__(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.quirks import QUIRKS, enabled
+from emulator.quirks import INFERENCES, QUIRKS, enabled
 
 DOC_PATH = "docs/quirks.md"
 
@@ -22,6 +22,12 @@ def markdown() -> str:
     for quirk in QUIRKS.values():
         lines += [f"## `{quirk.name}`", "", f"- **On (default):** {quirk.behaviour}",
                   f"- **Off:** {quirk.when_off}", f"- **Evidence:** {quirk.evidence}", ""]
+    lines += ["## Undocumented behaviour the emulator infers", "",
+              "Where Cloudflare documents no answer, the emulator follows the documented behaviour nearest",
+              "to it. These choices have no switch; each says what it follows.", ""]
+    for inference in INFERENCES:
+        lines.append(f"- **{inference.surface}:** {inference.behaviour} _Basis:_ {inference.basis}.")
+    lines.append("")
     return "\n".join(lines)
 
 

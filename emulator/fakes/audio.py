@@ -244,6 +244,11 @@ def _samples(seconds: float, seed: int, sample_rate: int) -> np.ndarray:
     return np.clip(signal, -32768, 32767).astype("<i2")
 
 
+def pcm(seconds: float, seed: int, sample_rate: int = 24000) -> bytes:
+    """Raw 16-bit little-endian mono PCM (linear16) of `seconds`, fixed by `seed`."""
+    return _samples(seconds, seed, sample_rate).tobytes()
+
+
 def wav(seconds: float, seed: int, sample_rate: int = 16000) -> bytes:
     """16-bit mono PCM WAV of `seconds` (rounded to whole samples), fixed by `seed`."""
     pcm = _samples(seconds, seed, sample_rate).tobytes()

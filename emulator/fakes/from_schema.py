@@ -28,7 +28,7 @@ import base64
 import copy
 import math
 import re
-import re._parser as sre_parse  # the stdlib regex parser: turns a pattern into a generator plan
+import re._parser as sre_parse  # type: ignore[import-not-found]  # the stdlib regex parser: a pattern's plan
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -363,8 +363,9 @@ class _Generator:
                 if ex_min is True and float(minimum).is_integer()
                 else math.ceil(minimum)
             )
-        if _num_or_none(ex_min) is not None:
-            candidate = math.floor(ex_min) + 1
+        ex_min_bound, ex_max_bound = _num_or_none(ex_min), _num_or_none(ex_max)
+        if ex_min_bound is not None:
+            candidate = math.floor(ex_min_bound) + 1
             low = candidate if low is None else max(low, candidate)
         if maximum is not None:
             high = (
@@ -372,8 +373,8 @@ class _Generator:
                 if ex_max is True and float(maximum).is_integer()
                 else math.floor(maximum)
             )
-        if _num_or_none(ex_max) is not None:
-            candidate = math.ceil(ex_max) - 1
+        if ex_max_bound is not None:
+            candidate = math.ceil(ex_max_bound) - 1
             high = candidate if high is None else min(high, candidate)
         if low is None and high is None:
             low, high = 0, 100
@@ -394,10 +395,11 @@ class _Generator:
         low, high = minimum, maximum
         low_open = ex_min is True
         high_open = ex_max is True
-        if _num_or_none(ex_min) is not None and (low is None or ex_min >= low):
-            low, low_open = ex_min, True
-        if _num_or_none(ex_max) is not None and (high is None or ex_max <= high):
-            high, high_open = ex_max, True
+        ex_min_bound, ex_max_bound = _num_or_none(ex_min), _num_or_none(ex_max)
+        if ex_min_bound is not None and (low is None or ex_min_bound >= low):
+            low, low_open = ex_min_bound, True
+        if ex_max_bound is not None and (high is None or ex_max_bound <= high):
+            high, high_open = ex_max_bound, True
         if low is None and high is None:
             low, high = 0.0, 1.0
         elif low is None:
@@ -408,8 +410,8 @@ class _Generator:
         value = round(float(low) + float(self.rng.random()) * (float(high) - float(low)), 4)
 
         def inside(v: float) -> bool:
-            above = v > low if low_open else v >= low  # type: ignore[operator]
-            below = v < high if high_open else v <= high  # type: ignore[operator]
+            above = v > low if low_open else v >= low
+            below = v < high if high_open else v <= high
             return above and below
 
         for candidate in (value, (float(low) + float(high)) / 2, float(low), float(high)):

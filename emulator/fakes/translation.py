@@ -286,7 +286,7 @@ def _assigned(lo: int, hi: int, categories: str) -> tuple[str, ...]:
     return tuple(
         chr(cp)
         for cp in range(lo, hi + 1)
-        if unicodedata.category(chr(cp)) in categories.split() and unicodedata.name(chr(cp), "")
+        if unicodedata.category(chr(cp)) in categories.split() and unicodedata.name(chr(cp), "") != ""
     )
 
 

@@ -124,7 +124,7 @@ def serve_workers(settings: Settings, banner: str | None = None) -> int:
 
 
 def _serve_group(settings: Settings, banner: str | None, placeholder: socket.socket,
-                 context: multiprocessing.context.BaseContext, group: WorkerGroup) -> int:
+                 context: multiprocessing.context.ForkContext, group: WorkerGroup) -> int:
     children: list[multiprocessing.process.BaseProcess] = []
     waits: list[Connection] = []
     for index in range(settings.workers):

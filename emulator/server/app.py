@@ -20,15 +20,18 @@ from emulator.server import binding, edge, gateway, native, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.openapi import install as install_openapi
+from emulator.server.paths import Kind
 from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
-from emulator.server.router import parse
+from emulator.server.router import WEBSOCKET, parse
 from emulator.server.routes import CACHEABLE_KINDS, HANDLERS, OPENAI_ERROR_KINDS
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator")
+# Routes that stream their body to disk under their own size limit instead of the server-wide one.
+OWN_BODY_LIMIT = frozenset({Kind.FINETUNE_ASSETS})
 
 
 def make_ledger(settings: Settings) -> Ledger:
@@ -93,11 +96,11 @@ async def answer(request: web.Request) -> web.StreamResponse:
 
 async def route_request(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    route = parse(
-        request.method, request.raw_path, allow_double_slash=enabled(state.quirks, "double-slash-path")
-    )
+    method = WEBSOCKET if _is_websocket(request) else request.method
+    route = parse(method, request.raw_path, allow_double_slash=enabled(state.quirks, "double-slash-path"))
     request[ROUTE] = route
-    check_size(request, state.settings)
+    if route.kind not in OWN_BODY_LIMIT:
+        check_size(request, state.settings)
     check_auth(request, state.settings)
     handler = HANDLERS.get(route.kind)
     if handler is None:
@@ -128,11 +131,23 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _own_body_limit(request: web.Request) -> bool:
+    try:
+        return parse(request.method, request.raw_path).kind in OWN_BODY_LIMIT
+    except CFError:
+        return False
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket"
+
+
 async def expect_continue(request: web.Request) -> web.Response | None:
     """`Expect: 100-continue`: a body announced larger than the limit gets its 413 instead of an
     invitation to send it; anything else gets `100 Continue`. Other Expect values are ignored."""
     length = request.content_length
-    if length is not None and length > request.app[STATE].settings.max_body_bytes:
+    if (length is not None and length > request.app[STATE].settings.max_body_bytes
+            and not _own_body_limit(request)):
         return _error(request, CFError("too_large"))
     if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -181,3 +196,5 @@ async def _close(app: web.Application) -> None:
     state = app[STATE]
     await state.backend.close()
     state.ledger.close()
+    if state.finetunes is not None:
+        state.finetunes.close()

@@ -115,7 +115,8 @@ async def hold_rpc_socket(request: web.Request) -> web.StreamResponse:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    for ws in list(app[SOCKETS]):
+    sockets = app[SOCKETS]
+    for ws in list(sockets):
         await ws.close(code=1001, message=b"workers-ai-emulator is shutting down")
 
 
@@ -154,7 +155,7 @@ async def answer(request: web.Request) -> web.StreamResponse:
             records, _info = search_models(state, target.query)
             return json_response({"result": records, "success": True, "errors": [], "messages": []})
         if path.startswith(binding_markdown.PREFIX):
-            return await binding_markdown.handle(request, path)
+            return await binding_markdown.handle(request, path, state, account, request_id)
         raise CFError("no_route")
     except CFError as error:
         return error_response(error, request_id, gateway=gateway)

@@ -1,101 +1,55 @@
-"""`env.AI.toMarkdown()` through the binding: plain-text formats converted, every other file refused.
+"""`env.AI.toMarkdown()` through the binding: the same conversions as `POST …/ai/tomarkdown`.
 
 The binding client (cloudflare/workerd, src/cloudflare/internal/to-markdown-api.ts) posts
 `{files: [{name, mimeType, data: base64}], options}` to `/to-everything/markdown/transformer` and
 reads `{result: [ConversionResponse]}`; `supported()` reads `{result: [{mimeType, extension}]}` from
-`/to-everything/markdown/supported`. Cloudflare answers a file it cannot convert with a result of
-`format: "error"` rather than failing the whole request; the emulator does the same for every format
-it does not convert (PDF, images, Office documents …), with its own wording.
+`/to-everything/markdown/supported`. Both are answered by emulator/server/tomarkdown.py's
+`to_markdown` and emulator/markdown/formats.py, so a Worker gets the REST endpoint's answers.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import csv
-import hashlib
-import html
-import io
-import re
 from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import ValidationError
 
 from emulator.errors import CFError
-from emulator.fakes.text import count_tokens
 from emulator.limits import read_body
+from emulator.markdown import formats
+from emulator.markdown.options import ConversionOptions
 from emulator.server.render import json_response
+from emulator.server.state import ServerState
+from emulator.server.tomarkdown import Document, to_markdown
 
 PREFIX = "/to-everything/markdown"
-SUPPORTED = {
-    "text/plain": "txt",
-    "text/markdown": "md",
-    "text/html": "html",
-    "text/csv": "csv",
-    "application/json": "json",
-}
-TAG = re.compile(r"<[^>]+>")
-DROPPED = re.compile(r"<(script|style)\b.*?</\1>", re.S | re.I)
-HEADING = re.compile(r"<h([1-6])[^>]*>(.*?)</h\1>", re.S | re.I)
-BLANKS = re.compile(r"\n{3,}")
 
 
-def _html_to_markdown(text: str) -> str:
-    text = DROPPED.sub("", text)
-    text = HEADING.sub(lambda m: "\n" + "#" * int(m.group(1)) + " " + m.group(2).strip() + "\n", text)
-    text = re.sub(r"<(br|/p|/div|/li)\s*/?>", "\n", text, flags=re.I)
-    text = re.sub(r"<li[^>]*>", "- ", text, flags=re.I)
-    return BLANKS.sub("\n\n", html.unescape(TAG.sub("", text))).strip()
-
-
-def _csv_to_markdown(text: str) -> str:
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows:
-        return ""
-    width = max(len(r) for r in rows)
-    rows = [r + [""] * (width - len(r)) for r in rows]
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * width]
-    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(lines)
-
-
-def convert(mime_type: str, data: bytes) -> str | None:
-    """The Markdown for a format the emulator converts, None for any other."""
-    kind = mime_type.split(";")[0].strip().lower()
-    if kind not in SUPPORTED:
-        return None
-    text = data.decode("utf-8", "replace")
-    if kind == "text/html":
-        return _html_to_markdown(text)
-    if kind == "text/csv":
-        return _csv_to_markdown(text)
-    if kind == "application/json":
-        return "```json\n" + text.strip() + "\n```"
-    return text
-
-
-def conversion(file: Any) -> dict[str, Any]:
+def document(file: Any) -> Document:
     if not isinstance(file, dict):
         raise CFError("bad_input", detail="Error: each file is {name, mimeType, data}")
-    name, mime_type = str(file.get("name", "")), str(file.get("mimeType", ""))
     try:
         data = base64.b64decode(str(file.get("data", "")), validate=True)
     except (binascii.Error, ValueError):
         raise CFError("invalid_base64", type="string") from None
-    file_id = hashlib.sha256(name.encode() + b"\0" + data).hexdigest()[:32]
-    markdown = convert(mime_type, data)
-    if markdown is None:
-        return {"id": file_id, "name": name, "mimeType": mime_type, "format": "error",
-                "error": f"workers-ai-emulator does not convert {mime_type or 'this file type'} to Markdown "
-                         f"(it converts {', '.join(sorted(SUPPORTED))})"}
-    return {"id": file_id, "name": name, "mimeType": mime_type, "format": "markdown",
-            "tokens": count_tokens(markdown), "data": markdown}
+    return Document(str(file.get("name", "")), data, str(file.get("mimeType", "")))
 
 
-async def handle(request: web.Request, path: str) -> web.Response:
+def options_of(body: dict[str, Any]) -> ConversionOptions:
+    raw = body.get("options", body.get("conversionOptions")) or {}
+    try:
+        return ConversionOptions.model_validate(raw)
+    except ValidationError as exc:
+        raise CFError("bad_input", detail=f"Error: conversionOptions: {exc.errors()[0].get('msg')}") from None
+
+
+async def handle(request: web.Request, path: str, state: ServerState, account: str,
+                 request_id: str) -> web.Response:
     if path == PREFIX + "/supported":
-        return _envelope([{"mimeType": m, "extension": e} for m, e in SUPPORTED.items()])
+        return _envelope(formats.supported())
     if path != PREFIX + "/transformer" or request.method != "POST":
         raise CFError("no_route")
     try:
@@ -105,7 +59,9 @@ async def handle(request: web.Request, path: str) -> web.Response:
     files = body.get("files") if isinstance(body, dict) else None
     if not isinstance(files, list):
         raise CFError("bad_input", detail="Error: required properties at '/' are 'files'")
-    return _envelope([conversion(f) for f in files])
+    converted = await to_markdown(state, account_id=account, request_id=request_id, path=request.path,
+                                  documents=[document(f) for f in files], options=options_of(body))
+    return _envelope(converted.results)
 
 
 def _envelope(result: Any) -> web.Response:

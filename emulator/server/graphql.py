@@ -15,6 +15,7 @@ successful answer carries `"errors": null`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -261,6 +262,29 @@ def _parse_when(name: str, value: Any, path: list[str | int]) -> date | datetime
         raise GraphQLError(f"error parsing args: invalid value {value!r} for filter {name}", path) from None
 
 
+def _all_of(checks: list[Callable[[Row], bool]]) -> Callable[[Row], bool]:
+    return lambda row: all(check(row) for check in checks)
+
+
+def _model_is(model: Any) -> Callable[[Row], bool]:
+    return lambda row: row.model == model
+
+
+def _model_in(models: frozenset[Any]) -> Callable[[Row], bool]:
+    return lambda row: row.model in models
+
+
+def _when_is(compare: Callable[[Any, Any], bool], when: date | datetime) -> Callable[[Row], bool]:
+    """A date filter compares datetimes with the row's timestamp and dates with its day."""
+    if isinstance(when, datetime):
+        return lambda row: compare(row.ts, when)
+    return lambda row: compare(row.ts.date(), when)
+
+
+def _sort_value(name: str, pair: tuple[dict[str, Any], dict[str, Any]]) -> Any:
+    return pair[0].get(name, "")
+
+
 def _row_filter(filt: Any, path: list[str | int]) -> Callable[[Row], bool]:
     if filt is None:
         return lambda row: True
@@ -270,13 +294,13 @@ def _row_filter(filt: Any, path: list[str | int]) -> Callable[[Row], bool]:
     for key, value in filt.items():
         if key == "AND" and isinstance(value, list):
             subs = [_row_filter(v, path) for v in value]
-            checks.append(lambda row, subs=subs: all(s(row) for s in subs))
+            checks.append(_all_of(subs))
             continue
         if key == "modelId":
-            checks.append(lambda row, v=value: row.model == v)
+            checks.append(_model_is(value))
             continue
         if key == "modelId_in" and isinstance(value, list):
-            checks.append(lambda row, v=frozenset(value): row.model in v)
+            checks.append(_model_in(frozenset(value)))
             continue
         base, _, op = key.partition("_")
         suffix = f"_{op}" if op else ""
@@ -284,11 +308,8 @@ def _row_filter(filt: Any, path: list[str | int]) -> Callable[[Row], bool]:
             raise GraphQLError(f"error parsing args: unknown filter field \"{key}\"", path)
         when = _parse_when(base, value, path)
         compare = DATE_FILTERS[suffix]
-        if isinstance(when, datetime):
-            checks.append(lambda row, w=when, c=compare: c(row.ts, w))
-        else:
-            checks.append(lambda row, w=when, c=compare: c(row.ts.date(), w))
-    return lambda row: all(check(row) for check in checks)
+        checks.append(_when_is(compare, when))
+    return _all_of(checks)
 
 
 def _groups(state: ServerState, account: str, node: Field, path: list[str | int]) -> list[dict[str, Any]]:
@@ -325,7 +346,7 @@ def _groups(state: ServerState, account: str, node: Field, path: list[str | int]
         out.append((facts, item))
     for order in reversed(_order_by(node.args.get("orderBy"), path)):
         name, descending = order
-        out.sort(key=lambda pair, n=name: pair[0].get(n, ""), reverse=descending)
+        out.sort(key=functools.partial(_sort_value, name), reverse=descending)
     return [item for _, item in out[:limit]]
 
 

@@ -11,6 +11,7 @@ from emulator.errors import CFError
 from emulator.limits import read_body
 from emulator.quirks import enabled
 from emulator.server import batch
+from emulator.server.finetunes import resolve_lora
 from emulator.server.inputs import read_inputs, validate
 from emulator.server.paths import Route
 from emulator.server.pipeline import Executed, execute_request
@@ -82,6 +83,8 @@ async def handle_run(
     if batch.wants_batch(request.query, inputs):
         return await batch.handle(request, route, state, request_id, model, inputs, raw)
     validate(model, inputs, state.quirks)
+    if isinstance(inputs, dict):  # after validation: bad input is 5006 whatever `lora` names
+        resolve_lora(state, route, model, inputs, request_id)
     stream = isinstance(inputs, dict) and inputs.get("stream") is True
     call = Call(
         model=model,

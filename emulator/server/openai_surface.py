@@ -21,6 +21,7 @@ from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.limits import read_body
 from emulator.quirks import enabled
+from emulator.server.finetunes import resolve_lora
 from emulator.server.inputs import parse_json, validate
 from emulator.server.native import answer_headers, lookup_model, render_native
 from emulator.server.paths import Kind, Route
@@ -170,6 +171,7 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
     model = model_for(state, name, TEXT_GENERATION)
     inputs = chat_inputs(body, model)
     validate(model, validation_view(inputs), state.quirks)
+    resolve_lora(state, route, model, inputs, request_id)
     stream = body.get("stream") is True
     surface = Surface.COMPAT_CHAT if route.kind is Kind.COMPAT_CHAT else Surface.CHAT
     call = make_call(request, route, model, inputs, surface, request_id, raw, stream)
@@ -262,7 +264,7 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
         raise CFError("responses_model", model=name)
     if body.get("stream") is True:
         raise CFError("responses_stream")
-    inputs = {k: body[k] for k in RESPONSES_KEYS if k in body}
+    inputs: dict[str, Any] = {k: body[k] for k in RESPONSES_KEYS if k in body}
     check_responses_inputs(inputs)
     validate(model, inputs, state.quirks)
     call = make_call(request, route, model, inputs, Surface.RESPONSES, request_id, raw)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -473,6 +474,133 @@ def _graphql_operation() -> dict[str, Any]:
     }
 
 
+FINETUNE = {
+    "type": "object",
+    "required": ["id", "name", "model", "created_at", "modified_at"],
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": ["string", "null"]},
+        "model": {"type": "string"},
+        "public": {"type": "boolean"},
+        "created_at": {"type": "string"},
+        "modified_at": {"type": "string"},
+    },
+}
+MARKDOWN_RESULT = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["name", "mimeType", "format", "tokens", "data"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "mimeType": {"type": "string"},
+                "format": {"const": "markdown"},
+                "tokens": {"type": "integer", "minimum": 0},
+                "data": {"type": "string"},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["name", "mimeType", "format", "error"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "mimeType": {"type": "string"},
+                "format": {"const": "error"},
+                "error": {"type": "string"},
+            },
+        },
+    ]
+}
+
+
+def _ok(result: Any, description: str = "OK") -> dict[str, Any]:
+    return {"200": {"description": description, "content": {JSON: {"schema": _envelope(result)}}},
+            **_error_responses()}
+
+
+def _finetune_operations(account: list[dict[str, Any]]) -> dict[Kind, dict[str, Any]]:
+    """Fine-tunes (emulator/server/finetunes.py; cloudflare-python `types/ai/finetune*`)."""
+    create_body = {
+        "type": "object",
+        "required": ["model", "name"],
+        "properties": {"model": {"type": "string"}, "name": {"type": "string"},
+                       "description": {"type": "string"}, "public": {"type": "boolean"}},
+    }
+    asset_body = {
+        "type": "object",
+        "required": ["file", "file_name"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "file_name": {"type": "string", "enum": ["adapter_config.json", "adapter_model.safetensors"]},
+        },
+    }
+    finetune_id = {"name": "finetune_id", "in": "path", "required": True,
+                   "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                   "description": "The fine-tune's id or name"}
+    paging = [_query("limit", {"type": "integer", "minimum": 0, "maximum": 1000}),
+              _query("offset", {"type": "integer", "minimum": 0, "maximum": 1000}),
+              _query("orderBy", {"type": "string", "enum": sorted(FINETUNE["properties"])})]
+    listed = _ok({"type": "array", "items": FINETUNE})
+    return {
+        Kind.FINETUNES_LIST: {"operationId": "finetunes_list", "tags": ["finetunes"],
+                              "parameters": account, "responses": listed},
+        Kind.FINETUNES_CREATE: {"operationId": "finetunes_create", "tags": ["finetunes"],
+                                "parameters": account,
+                                "requestBody": {"required": True, "content": {JSON: {"schema": create_body}}},
+                                "responses": _ok(FINETUNE)},
+        Kind.FINETUNE_ASSETS: {"operationId": "finetune_assets_create", "tags": ["finetunes"],
+                               "parameters": [*account, finetune_id],
+                               "requestBody": {"required": True,
+                                               "content": {"multipart/form-data": {"schema": asset_body}}},
+                               "responses": _ok({"type": "object",
+                                                 "properties": {"success": {"type": "boolean"}}})},
+        Kind.FINETUNES_PUBLIC: {"operationId": "finetunes_public", "tags": ["finetunes"],
+                                "parameters": [*account, *paging], "responses": listed},
+    }
+
+
+def _tomarkdown_operations(account: list[dict[str, Any]]) -> dict[Kind, dict[str, Any]]:
+    """toMarkdown (emulator/server/tomarkdown.py)."""
+    body = {
+        "type": "object",
+        "required": ["files"],
+        "properties": {
+            "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}},
+            "conversionOptions": {"type": "string", "description": "JSON: {html, pdf, image} options"},
+        },
+    }
+    supported = {"type": "object", "required": ["extension", "mimeType"],
+                 "properties": {"extension": {"type": "string"}, "mimeType": {"type": "string"}}}
+    return {
+        Kind.TOMARKDOWN_SUPPORTED: {"operationId": "tomarkdown_supported", "tags": ["tomarkdown"],
+                                    "parameters": account,
+                                    "responses": _ok({"type": "array", "items": supported})},
+        Kind.TOMARKDOWN: {"operationId": "tomarkdown", "tags": ["tomarkdown"], "parameters": account,
+                          "requestBody": {"required": True,
+                                          "content": {"multipart/form-data": {"schema": body}}},
+                          "responses": _ok({"type": "array", "items": MARKDOWN_RESULT})},
+    }
+
+
+def _realtime_operation(model: Model) -> dict[str, Any]:
+    """The WebSocket upgrade of a realtime model's run path (emulator/server/realtime.py)."""
+    from emulator.server.realtime import PROTOCOLS
+
+    responses: dict[str, Any] = {"101": {"description": "Switching Protocols: the WebSocket session"}}
+    return {
+        "operationId": "realtime_" + re.sub(r"[/.-]", "_", model.name.strip("@")),
+        "summary": f"{model.name} over a WebSocket (send `Upgrade: websocket`)",
+        "description": PROTOCOLS[model.name],
+        "tags": ["realtime", model.task.name],
+        "parameters": [_account_param()],
+        "x-websocket": {"server_messages": _strip(copy.deepcopy(model.output_schema))},
+        "responses": {**responses, **_error_responses()},
+    }
+
+
 def build_spec(catalog: Catalog | None = None) -> dict[str, Any]:
     """The whole description as a JSON-able dict (deterministic for a given catalog)."""
     catalog = catalog or load_catalog()
@@ -551,6 +679,8 @@ def build_spec(catalog: Catalog | None = None) -> dict[str, Any]:
         Kind.TASKS_SEARCH: listing("tasks"),
         Kind.AUTHORS_SEARCH: listing("authors"),
         Kind.GRAPHQL: _graphql_operation(),
+        **_finetune_operations(account),
+        **_tomarkdown_operations(account),
     }
     with_params = {Kind.CHAT, Kind.EMBEDDINGS, Kind.RESPONSES, Kind.COMPAT_CHAT}
     paths: dict[str, Any] = {}
@@ -560,13 +690,16 @@ def build_spec(catalog: Catalog | None = None) -> dict[str, Any]:
                 continue
             if spec.kind is Kind.RUN:
                 for model in sorted(catalog, key=lambda m: m.name):
-                    paths[form.openapi.replace("{model}", model.name)] = {"post": _run_operation(model)}
+                    item = {"post": _run_operation(model)}
+                    if model.flag("realtime"):
+                        item["get"] = _realtime_operation(model)
+                    paths[form.openapi.replace("{model}", model.name)] = item
                 continue
             op = operations[spec.kind]
             if spec.kind in with_params:
                 params = gateway if form.section is Section.GATEWAY else account
                 op = _with_params(op, params, form.operation_suffix)
-            paths[form.openapi] = {form.method.lower(): op}
+            paths.setdefault(form.openapi, {})[form.method.lower()] = op  # GET and POST may share a path
     paths[OPENAPI_PATH] = {
         "get": {
             "operationId": "emulator_openapi",

@@ -24,6 +24,13 @@ class Kind(enum.StrEnum):
     COMPAT_CHAT = "compat_chat"
     COMPAT_EMBEDDINGS = "compat_embeddings"
     BINDING = "binding"  # env.AI through Miniflare's remote proxy (server/binding.py)
+    FINETUNES_LIST = "finetunes_list"
+    FINETUNES_CREATE = "finetunes_create"
+    FINETUNE_ASSETS = "finetune_assets"
+    FINETUNES_PUBLIC = "finetunes_public"
+    TOMARKDOWN_SUPPORTED = "tomarkdown_supported"
+    TOMARKDOWN = "tomarkdown"
+    REALTIME = "realtime"  # a WebSocket upgrade of run/{model} (server/realtime.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +40,7 @@ class Route:
     model: str | None = None
     gateway_id: str | None = None
     doubled_slash: bool = False
+    resource: str | None = None  # the fine-tune id or name of `finetunes/{id}/finetune-assets`
 
     @property
     def via_gateway(self) -> bool:

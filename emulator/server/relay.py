@@ -15,10 +15,13 @@ from emulator.server.paths import Kind, Route
 from emulator.server.render import STREAM_STATUS, write_events
 from emulator.server.state import ServerState
 
-# Catalog API and GraphQL have no model, so no Call: in replay/record/passthrough they go straight
-# to the backend's `exchange` (recorded and replayed like model calls, never charged).
+# Catalog API, GraphQL, fine-tunes and toMarkdown have no single model, so no Call: in
+# replay/record/passthrough they go straight to the backend's `exchange` (recorded and replayed like
+# model calls, never charged here: the real API bills toMarkdown's image models itself).
 FORWARDED_KINDS = frozenset(
-    {Kind.MODELS_SEARCH, Kind.MODELS_SCHEMA, Kind.TASKS_SEARCH, Kind.AUTHORS_SEARCH, Kind.GRAPHQL}
+    {Kind.MODELS_SEARCH, Kind.MODELS_SCHEMA, Kind.TASKS_SEARCH, Kind.AUTHORS_SEARCH, Kind.GRAPHQL,
+     Kind.FINETUNES_LIST, Kind.FINETUNES_CREATE, Kind.FINETUNE_ASSETS, Kind.FINETUNES_PUBLIC,
+     Kind.TOMARKDOWN_SUPPORTED, Kind.TOMARKDOWN}
 )
 
 

@@ -8,11 +8,16 @@ slashes, percent-encoded or not), so the emulator parses the path itself. The fi
 from __future__ import annotations
 
 import functools
+import re
 from urllib.parse import unquote
 
 from emulator.errors import CFError
 from emulator.server.paths import ACCOUNT_ID, API_PREFIX, Kind, Route
 from emulator.server.routes import AI_ENDPOINTS
+
+# A WebSocket upgrade (GET with `Upgrade: websocket`) reaches `parse` as this method.
+WEBSOCKET = "WEBSOCKET"
+FINETUNE_ASSETS = re.compile(r"^finetunes/([^/]+)/finetune-assets/?$")
 
 
 def _model_from(rest: str) -> str:
@@ -52,12 +57,18 @@ def _parse(method: str, raw_path: str, allow_double_slash: bool) -> Route:
         raise CFError("no_route")
     ai_path = tail[3:]
     if ai_path.startswith("run/") or ai_path.startswith("run%2F"):
-        if method != "POST":
+        if method not in ("POST", WEBSOCKET):
             raise CFError("method_not_allowed")
         model = _model_from(ai_path[4:])
         if not model:
             raise CFError("no_route")
-        return Route(Kind.RUN, account_id, model, doubled_slash=doubled)
+        kind = Kind.REALTIME if method == WEBSOCKET else Kind.RUN
+        return Route(kind, account_id, model, doubled_slash=doubled)
+    assets = FINETUNE_ASSETS.match(ai_path)
+    if assets is not None:
+        if method != "POST":
+            raise CFError("method_not_allowed")
+        return Route(Kind.FINETUNE_ASSETS, account_id, doubled_slash=doubled, resource=unquote(assets[1]))
     kind = AI_ENDPOINTS.get((method, ai_path.rstrip("/")))
     if kind is None:
         if any(p == ai_path.rstrip("/") for _, p in AI_ENDPOINTS):

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from emulator.server import binding, catalog_api, graphql, native, openai_surface
+from emulator.server import (
+    binding,
+    catalog_api,
+    finetunes,
+    graphql,
+    native,
+    openai_surface,
+    realtime,
+    tomarkdown,
+)
 from emulator.server.paths import Kind, Route
 from emulator.server.state import ServerState
 
@@ -150,6 +159,47 @@ ROUTES: tuple[RouteSpec, ...] = (
         (_gateway("compat/embeddings"),),
         surface="embeddings", cacheable=True, openai_errors=True,
     ),
+    RouteSpec(
+        Kind.FINETUNES_LIST, finetunes.handle_list,
+        "fine-tunes `GET …/ai/finetunes` (per account, kept in the data directory)",
+        (_ai("GET", "finetunes"),), ai_path="finetunes",
+    ),
+    RouteSpec(
+        Kind.FINETUNES_CREATE, finetunes.handle_create,
+        "fine-tunes `POST …/ai/finetunes` (models whose catalog marks `lora`)",
+        (_ai("POST", "finetunes"),), ai_path="finetunes",
+    ),
+    RouteSpec(
+        Kind.FINETUNE_ASSETS, finetunes.handle_assets,
+        "fine-tunes `POST …/ai/finetunes/{id}/finetune-assets` (multipart `file` + `file_name`; "
+        "adapter checks)",
+        (PathForm("POST", "/accounts/{account_id}/ai/finetunes/{id}/finetune-assets",
+                  f"{_AI}/finetunes/abc/finetune-assets",
+                  openapi=f"{AI}/finetunes/{{finetune_id}}/finetune-assets"),),
+    ),
+    RouteSpec(
+        Kind.FINETUNES_PUBLIC, finetunes.handle_public,
+        "fine-tunes `GET …/ai/finetunes/public` (the `cf-public-*` adapters)",
+        (_ai("GET", "finetunes/public"),), ai_path="finetunes/public",
+    ),
+    RouteSpec(
+        Kind.TOMARKDOWN_SUPPORTED, tomarkdown.handle_supported, "toMarkdown `GET …/ai/tomarkdown/supported`",
+        (_ai("GET", "tomarkdown/supported"),), ai_path="tomarkdown/supported",
+    ),
+    RouteSpec(
+        Kind.TOMARKDOWN, tomarkdown.handle_transform,
+        "toMarkdown `POST …/ai/tomarkdown` (multipart `files`; images through the image models)",
+        (_ai("POST", "tomarkdown"),), ai_path="tomarkdown",
+    ),
+    # A GET with `Upgrade: websocket` on `run/{model}` (server/router.py's WEBSOCKET method); its
+    # OpenAPI operations are the `get` of each realtime model's run path (server/openapi.py).
+    RouteSpec(
+        Kind.REALTIME, realtime.handle_realtime,
+        "WebSocket upgrade of `…/ai/run/{model}` for the realtime models (flux, nova-3, aura-1, "
+        "aura-2-en/es, smart-turn-v2)",
+        (PathForm("WEBSOCKET", "/accounts/{account_id}/ai/run/{model} (WebSocket upgrade)",
+                  f"{_AI}/run/@cf/deepgram/flux", "flux, nova-3, aura, smart-turn"),),
+    ),
     # Reached by its own aiohttp routes (binding.install: `/` and `/binding/{account}` carrying
     # `MF-Binding`), not by the router: no Cloudflare credentials, no Cloudflare path, and failures in
     # the shape the binding client reads. No path forms: it is not one of Cloudflare's REST endpoints.
@@ -162,14 +212,7 @@ ROUTES: tuple[RouteSpec, ...] = (
 )
 
 # Cloudflare's Workers AI endpoints the emulator does not serve (listed `[ ]` in docs/reference.md).
-NOT_EMULATED: tuple[PathForm, ...] = (
-    _ai("GET", "finetunes", openapi=False),
-    _ai("POST", "finetunes", openapi=False),
-    _ai("POST", "finetunes/{id}/finetune-assets", probe="finetunes/abc/finetune-assets", openapi=False),
-    _ai("GET", "finetunes/public", openapi=False),
-    _ai("GET", "tomarkdown/supported", openapi=False),
-    _ai("POST", "tomarkdown", openapi=False),
-)
+NOT_EMULATED: tuple[PathForm, ...] = ()
 
 ROUTE_BY_KIND: dict[Kind, RouteSpec] = {spec.kind: spec for spec in ROUTES}
 HANDLERS: dict[Kind, Handler] = {spec.kind: spec.handler for spec in ROUTES}

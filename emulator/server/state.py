@@ -13,12 +13,21 @@ from emulator.accounting.pricing import PriceBook
 from emulator.backends.base import Backend
 from emulator.call import Call, Outcome
 from emulator.catalog import Catalog
+from emulator.finetunes.store import FinetuneStore
 from emulator.server.answer_cache import AnswerCache
 from emulator.server.batch_queue import Batch
 from emulator.server.paths import Route
 from emulator.settings import Settings
 
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFaults:
+    """The stream faults that fired for a realtime session (server/realtime.py applies them)."""
+
+    delay: float = 0.0  # seconds before every server message
+    cut_after: int | None = None  # messages sent before the connection drops
 
 
 class ControlHooks(Protocol):
@@ -45,6 +54,16 @@ class ControlHooks(Protocol):
         """Load what the other workers changed, before this worker answers a call."""
         ...
 
+    async def open_session(self, call: Call) -> SessionFaults:
+        """A realtime session is about to start: its faults (an error fault raises its CFError)."""
+        ...
+
+    def session_closed(self, call: Call, *, neurons: float, cut: bool) -> None: ...
+
+    def summarised(self, surface: str, request_id: str, neurons: float) -> None:
+        """A request that made several model calls (toMarkdown): its one log line and total cost."""
+        ...
+
 
 class RequestRecorder(Protocol):
     """The request log (emulator/control/request_log.py): runs a request's handler and logs it."""
@@ -66,6 +85,8 @@ class ServerState:
     request_log: RequestRecorder | None = None
     # Async batches by request id (server/batch.py).
     batches: dict[str, Batch] = field(default_factory=dict)
+    # The accounts' fine-tunes, opened in the data directory on first use (server/finetunes.py).
+    finetunes: FinetuneStore | None = None
 
     @property
     def quirks(self) -> dict[str, bool]:

@@ -46,7 +46,8 @@ def answer(question: Any, seed: int) -> dict[str, Any]:
 
 def fake(call: Call, ctx: FakeContext) -> Outcome:
     inputs = call.json_inputs
-    questions = inputs.get("questions") if isinstance(inputs.get("questions"), dict) else {}
+    given = inputs.get("questions")
+    questions: dict[str, Any] = given if isinstance(given, dict) else {}
     answers = {qid: answer(q, derive_seed(ctx.seed, qid)) for qid, q in questions.items()}
     input_tokens = text_fake.count_tokens(orjson.dumps(inputs.get("state", "")).decode()) + sum(
         text_fake.count_tokens(orjson.dumps(q).decode()) for q in questions.values())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from emulator.call import Call, Outcome, Usage
 from emulator.fakes.seed import rng
 from emulator.tasks import FakeContext, register
@@ -19,7 +21,7 @@ LABELS = (
 def fake(call: Call, ctx: FakeContext) -> Outcome:
     _, width, height = require_image(call)
     gen = rng(ctx.seed)
-    found = []
+    found: list[dict[str, Any]] = []
     for _ in range(int(gen.integers(1, 6))):
         x0, x1 = sorted(float(v) for v in gen.uniform(0, width, size=2))
         y0, y1 = sorted(float(v) for v in gen.uniform(0, height, size=2))

@@ -225,7 +225,8 @@ def embedding_list(vectors: list[Any], model: str, prompt_tokens: int) -> dict[s
 
 def response_for(model: Model, inputs: dict[str, Any], gen: Generation, seed: int) -> dict[str, Any]:
     """The Responses object for a call's Responses inputs (`input`, `instructions`, `tools`, …)."""
-    reasoning = inputs.get("reasoning") if isinstance(inputs.get("reasoning"), dict) else {}
+    given = inputs.get("reasoning")
+    reasoning: dict[str, Any] = given if isinstance(given, dict) else {}
     declared = model.prop("reasoning_effort")
     default_effort = declared.get("default_effort", "medium") if isinstance(declared, dict) else "medium"
     return response_object(gen, model.name, seed, inputs, effort=reasoning.get("effort") or default_effort,

@@ -96,7 +96,8 @@ def _tools(inputs: dict[str, Any]) -> list[dict[str, Any]]:
     for tool in inputs.get("tools") or []:
         if not isinstance(tool, dict):
             continue
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+        nested = tool.get("function")
+        fn = nested if isinstance(nested, dict) else tool
         if isinstance(fn.get("name"), str):
             tools.append({"name": fn["name"], "parameters": fn.get("parameters") or {"type": "object"}})
     return tools

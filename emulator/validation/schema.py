@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import orjson
 
@@ -121,7 +121,7 @@ def _is_array(x: object) -> bool:
     return isinstance(x, (list, tuple))
 
 
-def _is_number(x: object) -> bool:
+def _is_number(x: object) -> TypeGuard[int | float]:
     # type() rather than isinstance so that bool (a subclass of int) is never a number
     t = type(x)
     return t is int or t is float
@@ -178,7 +178,7 @@ def json_type(instance: object) -> str:
 
 
 def _is_byte_array(x: Sequence[object]) -> bool:
-    return bool(x) and all(type(v) is int and 0 <= v <= 255 for v in x)  # type: ignore[operator]
+    return bool(x) and all(type(v) is int and 0 <= v <= 255 for v in x)
 
 
 def _actual_types(instance: object) -> str:
@@ -284,7 +284,7 @@ def _bound_part(keyword: str, limit: float, exclusive: bool, lower: bool) -> _Pa
         def ok(x: object) -> bool:
             if not _is_number(x):
                 return True
-            return x > limit if exclusive else x >= limit  # type: ignore[operator]
+            return x > limit if exclusive else x >= limit
 
     else:
         sign = ">=" if exclusive else ">"
@@ -292,7 +292,7 @@ def _bound_part(keyword: str, limit: float, exclusive: bool, lower: bool) -> _Pa
         def ok(x: object) -> bool:
             if not _is_number(x):
                 return True
-            return x < limit if exclusive else x <= limit  # type: ignore[operator]
+            return x < limit if exclusive else x <= limit
 
     def collect(x: object, path: str, out: list[str]) -> None:
         if not ok(x):

@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from emulator.server.render import SESSION_SUMMARY
+
 TEXT_LIMIT = 600
 JSON_LIMIT = 300
 # Bodies larger than this are described by size only: parsing them would slow the answer.
@@ -29,6 +31,8 @@ _TEXT_KEYS = ("response", "text", "translated_text", "summary", "description", "
 
 def summarize_response(response: web.StreamResponse) -> dict[str, Any]:
     """What the dashboard's detail view shows about an answer; cheap, and bounded in size."""
+    if isinstance(response, web.WebSocketResponse):  # a realtime session (server/realtime.py)
+        return {"kind": "websocket", **response.get(SESSION_SUMMARY, {})}
     body = response.body if isinstance(response, web.Response) else None
     if not isinstance(body, bytes):
         return {"kind": "stream", "content_type": response.content_type}
@@ -125,7 +129,7 @@ def _text_of(result: Any) -> str | None:
         output = result.get("output")
         if isinstance(output, list):  # the Responses API: output items hold content parts
             parts = [
-                part.get("text")
+                str(part["text"])
                 for item in output
                 if isinstance(item, dict)
                 for part in item.get("content") or []

@@ -89,8 +89,8 @@ async def page(request: web.Request) -> web.StreamResponse:
         mode=state.settings.mode.value,
         cassette=state.settings.cassette if state.settings.mode.value != "mock" else None,
         clock=plane.clock.describe(),
-        stubs=[s.describe() for s in plane.stubs.list()],
-        faults=[f.describe() for f in plane.faults.list()],
+        stubs=[s.describe() for s in plane.stubs.all()],
+        faults=[f.describe() for f in plane.faults.all()],
     )
     return _html(view.render())
 
@@ -410,6 +410,9 @@ def response_html(r: dict[str, Any] | None) -> str:
            + (f", {r['bytes']:,} bytes" if r.get("bytes") is not None else "") + "</p>"]
     if r.get("kind") == "stream":
         out.append("<p>Streamed answer (server-sent events); its text is not kept in the log.</p>")
+    if r.get("kind") == "websocket":
+        out.append(f'<p class="websocket">WebSocket session: {r.get("messages_in", 0)} messages in, '
+                   f'{r.get("messages_out", 0)} out{", cut by a fault" if r.get("cut") else ""}</p>')
     for err in r.get("errors") or []:
         out.append(f'<p class="error-line"><strong>Error {escape(str(err.get("code")))}</strong>: '
                    f"{escape(str(err.get('message')))}</p>")

@@ -221,6 +221,10 @@
     const out = [el("p", { className: "hint" },
       (r.content_type || "") + (r.bytes !== undefined && r.bytes !== null ? `, ${r.bytes.toLocaleString("en-US")} bytes` : ""))];
     if (r.kind === "stream") out.push(el("p", {}, "Streamed answer (server-sent events); its text is not kept in the log."));
+    if (r.kind === "websocket") {
+      out.push(el("p", { className: "websocket" }, `WebSocket session: ${r.messages_in || 0} messages in, ` +
+        `${r.messages_out || 0} out${r.cut ? ", cut by a fault" : ""}`));
+    }
     for (const err of r.errors || []) {
       out.push(el("p", { className: "error-line" }, el("strong", {}, `Error ${err.code}`), `: ${err.message}`));
     }

@@ -1,0 +1,1 @@
+"""Realtime (WebSocket) sessions of the models whose catalog marks `realtime`: one module per protocol."""

@@ -1,0 +1,173 @@
+"""toMarkdown: `GET …/ai/tomarkdown/supported` and `POST …/ai/tomarkdown` (multipart `files`, one or many).
+
+Each file gets its own result (`[{id, name, mimeType, format: "markdown", tokens, data}]`, or
+`format: "error"` with `error` for a file that cannot be converted), as the REST page shows
+(https://developers.cloudflare.com/workers-ai/features/markdown-conversion/usage/rest-api/). Documents
+are converted for real (emulator/markdown/convert.py, off the event loop). Images go through the two
+models Cloudflare documents for them, `@cf/facebook/detr-resnet-50` then `@cf/google/gemma-3-12b-it`,
+as ordinary calls: admitted, faultable, charged and logged as those models are.
+
+`to_markdown` is the one entry point; the env.AI binding's `toMarkdown()` calls it with the same documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from pydantic import ValidationError
+
+from emulator.accounting.pricing import round_neurons
+from emulator.call import BinaryInput, Call, Surface
+from emulator.errors import CFError
+from emulator.fakes import text as text_fake
+from emulator.markdown import formats
+from emulator.markdown.convert import ConversionError, convert
+from emulator.markdown.options import ConversionOptions
+from emulator.server.paths import Kind, Route
+from emulator.server.pipeline import execute
+from emulator.server.render import NEURONS, REQ_ID, envelope, json_response
+from emulator.server.state import ServerState
+
+DETECTION_MODEL = "@cf/facebook/detr-resnet-50"
+DESCRIPTION_MODEL = "@cf/google/gemma-3-12b-it"
+FILE_FIELDS = ("files", "files[]")  # curl -F files=@…; the cloudflare SDK sends `files[]`
+DESCRIPTION_PROMPT = "Describe this image in detail."
+LANGUAGES = {"en": "English", "it": "Italian", "de": "German", "es": "Spanish", "fr": "French",
+             "pt": "Portuguese"}
+ID_NAMESPACE = uuid.UUID("0b7cf5e2-2a53-4b5e-9d43-3f4f1f1f7a10")
+
+
+@dataclass(slots=True)
+class Document:
+    name: str
+    data: bytes
+    content_type: str = ""
+
+
+@dataclass(slots=True)
+class Converted:
+    results: list[dict[str, Any]]
+    neurons: float  # what the image models cost, summed
+
+
+async def to_markdown(state: ServerState, *, account_id: str, request_id: str, path: str,
+                      documents: list[Document], options: ConversionOptions) -> Converted:
+    results = []
+    neurons = 0.0
+    for document in documents:
+        result, cost = await _one(state, account_id, request_id, path, document, options)
+        results.append(result)
+        neurons += cost
+    return Converted(results, neurons)
+
+
+def _id(document: Document) -> str:
+    digest = hashlib.sha256(document.name.encode() + b"\0" + document.data).hexdigest()
+    return str(uuid.uuid5(ID_NAMESPACE, digest))
+
+
+async def _one(state: ServerState, account_id: str, request_id: str, path: str, document: Document,
+               options: ConversionOptions) -> tuple[dict[str, Any], float]:
+    found = formats.detect(document.name, document.content_type, document.data)
+    mime = found.mime_type if found else (document.content_type or "application/octet-stream")
+    head = {"id": _id(document), "name": document.name, "mimeType": mime}
+    if found is None:
+        return {**head, "format": "error", "error": f"Unsupported file type: {document.name}"}, 0.0
+    cost = 0.0
+    try:
+        if found.kind is formats.Kind.IMAGE:
+            markdown, cost = await _describe(state, account_id, request_id, path, document, mime, options)
+        else:
+            markdown = await asyncio.to_thread(convert, found.kind, document.name, document.data, options)
+    except ConversionError as exc:
+        return {**head, "format": "error", "error": str(exc)}, cost
+    except CFError as exc:  # an image model refused (daily allowance, injected fault…)
+        return {**head, "format": "error", "error": exc.message}, cost
+    # `tokens` is a number in the documented examples (the SDK's type says string; either parses).
+    return {**head, "format": "markdown", "tokens": text_fake.count_tokens(markdown), "data": markdown}, cost
+
+
+async def _describe(state: ServerState, account_id: str, request_id: str, path: str, document: Document,
+                    mime: str, options: ConversionOptions) -> tuple[str, float]:
+    from emulator.tasks._media import image_size
+
+    try:
+        await asyncio.to_thread(image_size, document.data)
+    except CFError:
+        raise ConversionError(f"{document.name} is not a readable image") from None
+    detector = state.catalog.get(DETECTION_MODEL)
+    describer = state.catalog.get(DESCRIPTION_MODEL)
+    assert detector is not None and describer is not None, "the catalog ships both image models"
+    common = {"account_id": account_id, "request_id": request_id, "path": path, "surface": Surface.NATIVE}
+    detected = await execute(state, Call(model=detector, inputs=BinaryInput(document.data, mime), **common))
+    labels = [str(o.get("label")) for o in detected.outcome.result or [] if isinstance(o, dict)]
+    prompt = DESCRIPTION_PROMPT
+    if labels:
+        prompt += " Objects detected in it: " + ", ".join(dict.fromkeys(labels)) + "."
+    language = options.image.descriptionLanguage
+    if language and language != "en":
+        prompt += f" Answer in {LANGUAGES[language]}."
+    data_uri = f"data:{mime};base64," + base64.b64encode(document.data).decode()
+    messages = [{"role": "user", "content": [{"type": "text", "text": prompt},
+                                              {"type": "image_url", "image_url": {"url": data_uri}}]}]
+    described = await execute(state, Call(model=describer, inputs={"messages": messages}, **common))
+    result = described.outcome.result if isinstance(described.outcome.result, dict) else {}
+    return str(result.get("response") or "").strip(), detected.neurons + described.neurons
+
+
+async def handle_supported(request: web.Request, route: Route, state: ServerState, request_id: str
+                           ) -> web.StreamResponse:
+    return json_response(envelope(formats.supported()))
+
+
+async def handle_transform(request: web.Request, route: Route, state: ServerState, request_id: str
+                           ) -> web.StreamResponse:
+    if not (request.content_type or "").startswith("multipart/"):
+        raise CFError("incomplete_request", what="a multipart/form-data body with `files`")
+    documents, options = await _read_form(request)
+    if not documents:
+        raise CFError("incomplete_request", what="files")
+    converted = await to_markdown(state, account_id=route.account_id, request_id=request_id,
+                                  path=request.path, documents=documents, options=options)
+    if state.control is not None:  # one log line for the request, with what all its image calls cost
+        state.control.summarised(Kind.TOMARKDOWN.value, request_id, converted.neurons)
+    headers = {REQ_ID: request_id, NEURONS: round_neurons(converted.neurons)}
+    return json_response(envelope(converted.results), headers=headers)
+
+
+async def _read_form(request: web.Request) -> tuple[list[Document], ConversionOptions]:
+    documents: list[Document] = []
+    options = ConversionOptions()
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name in FILE_FIELDS:
+                data = bytes(await part.read(decode=True))
+                name = part.filename or f"file{len(documents) + 1}"
+                documents.append(Document(name, data, part.headers.get("Content-Type", "")))
+            elif part.name == "conversionOptions":
+                options = _options(bytes(await part.read(decode=True)))
+            else:
+                await part.release()
+    except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart parser raises both
+        raise CFError("bad_input", detail=f"Error: malformed multipart body ({exc})") from None
+    return documents, options
+
+
+def _options(raw: bytes) -> ConversionOptions:
+    try:
+        return ConversionOptions.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "/".join(str(p) for p in first.get("loc", ()))
+        raise CFError("bad_input", detail=f"Error: conversionOptions/{where}: {first.get('msg')}") from None
+
