@@ -12,7 +12,7 @@ import click
 from emulator.accounting.cli import COMMANDS as ACCOUNTING_COMMANDS
 from emulator.docgen import quirks as quirks_doc
 from emulator.launch import detach
-from emulator.launch.banner import banner
+from emulator.launch.banner import RECORDING_MODES, banner, cassette_path, interactions_in, shutdown_summary
 from emulator.launch.workers import serve_workers
 from emulator.quirks import parse_quirk_flags
 from emulator.settings import ENV_PREFIX, Mode, Settings
@@ -22,7 +22,44 @@ def env(name: str) -> str:
     return ENV_PREFIX + name
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Commands that keep this repository's generated files current: listed apart from the user's commands.
+MAINTAINER_COMMANDS = frozenset({"cost-table", "docs-reference"})
+
+
+class HelpGroup(click.Group):
+    """Top-level help: every command (subcommands spelled out, e.g. `catalog sync`) with its whole first
+    sentence, the user's commands first and the maintainers' apart."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        user: list[tuple[str, str]] = []
+        maintainer: list[tuple[str, str]] = []
+        for name, command in _spelled_out(self, ctx):
+            if command.hidden:
+                continue
+            row = (name, command.get_short_help_str(limit=1_000))
+            (maintainer if name.split()[0] in MAINTAINER_COMMANDS else user).append(row)
+        for title, rows in (("Commands", user), ("Maintainer commands", maintainer)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _spelled_out(group: click.Group, ctx: click.Context, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is None:
+            continue
+        if isinstance(command, click.Group):
+            found += _spelled_out(command, ctx, f"{prefix}{name} ")
+        else:
+            found.append((prefix + name, command))
+    return found
+
+
+@click.group(
+    cls=HelpGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="workers-ai-emulator")
 def main() -> None:
     """A local, deterministic emulator of the Cloudflare Workers AI REST API."""
@@ -168,6 +205,20 @@ def main() -> None:
     help="Request-body field replay matching ignores (dotted path, * wildcard); repeatable.",
 )
 @click.option(
+    "--extra-model",
+    "extra_models",
+    multiple=True,
+    metavar="NAME=TASK",
+    envvar=env("EXTRA_MODELS"),
+    help="Serve a model the catalog lacks, faked like its task's models (@cf/acme/chat-1=text-generation).",
+)
+@click.option(
+    "--catalog-overlay",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=env("CATALOG_OVERLAY"),
+    help="Catalog overlay from `catalog sync` (default: <data-dir>/catalog-overlay.json); re-read on change.",
+)
+@click.option(
     "--no-control-plane",
     is_flag=True,
     envvar=env("NO_CONTROL_PLANE"),
@@ -227,6 +278,8 @@ def serve(
     max_upstream_body_bytes: int,
     max_cassette_bytes: int,
     ignore_fields: tuple[str, ...],
+    extra_models: tuple[str, ...],
+    catalog_overlay: Path | None,
     no_control_plane: bool,
     workers: int,
     durable_ledger: bool,
@@ -265,11 +318,14 @@ def serve(
         max_upstream_body_bytes=max_upstream_body_bytes,
         max_cassette_bytes=max_cassette_bytes,
         ignore_fields=list(ignore_fields),
+        extra_models=list(extra_models),
+        catalog_overlay=catalog_overlay,
         upstream_token=os.environ.get("CLOUDFLARE_API_TOKEN"),
         upstream_account_id=os.environ.get("CLOUDFLARE_ACCOUNT_ID"),
         workers=workers,
         durable_ledger=durable_ledger,
     )
+    _check_extra_models(settings)
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         click.echo(
             f"warning: binding {host} without --token: anyone who can reach this port can use it.", err=True
@@ -282,6 +338,17 @@ def serve(
         asyncio.run(run_server(settings))
     except ListenError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _check_extra_models(settings: Settings) -> None:
+    from emulator.catalog import load_catalog
+    from emulator.catalog.overlay import extra_model, parse_extra_model
+
+    for spec in settings.extra_models:
+        try:
+            extra_model(load_catalog(), *parse_extra_model(spec))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--extra-model") from None
 
 
 async def run_server(settings: Settings) -> None:
@@ -297,7 +364,11 @@ async def run_server(settings: Settings) -> None:
         click.echo(banner(settings))
         sys.stdout.flush()
 
+    before = interactions_in(cassette_path(settings)) if settings.mode in RECORDING_MODES else 0
     await serve_until_stopped(settings, announce)
+    summary = shutdown_summary(settings, before)
+    if summary is not None:
+        click.echo(summary)
 
 
 @main.command("stop")
@@ -351,6 +422,44 @@ def quirks_command(markdown: bool, quirks: tuple[str, ...]) -> None:
 
 for _command in ACCOUNTING_COMMANDS:
     main.add_command(_command)
+
+
+@main.group("catalog")
+def catalog_group() -> None:
+    """Keep the model catalog up to date with Cloudflare's."""
+
+
+@catalog_group.command("sync")
+@click.option("--upstream", default="https://api.cloudflare.com", show_default=True, envvar=env("UPSTREAM"),
+              help="Real API base to read the catalog from.")
+@click.option("--token", envvar="CLOUDFLARE_API_TOKEN", required=True,
+              help="A real API token (default: $CLOUDFLARE_API_TOKEN).")
+@click.option("--account-id", envvar="CLOUDFLARE_ACCOUNT_ID", required=True,
+              help="The real account id (default: $CLOUDFLARE_ACCOUNT_ID).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar=env("DATA_DIR"),
+              help="Write <data-dir>/catalog-overlay.json, which `serve --data-dir` uses.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the overlay here instead (commit it; `serve --catalog-overlay FILE`).")
+def catalog_sync(
+    upstream: str, token: str, account_id: str, data_dir: Path | None, output: Path | None
+) -> None:
+    """Pull models/search and every models/schema, write the overlay, print what was added/removed/changed."""
+    from emulator.catalog import load_catalog
+    from emulator.catalog.overlay import OVERLAY_FILE
+    from emulator.catalog.sync import CatalogClient, SyncError, sync
+
+    if (data_dir is None) == (output is None):
+        raise click.UsageError("give --data-dir DIR or --output FILE (one of them)")
+    path = output if output is not None else data_dir / OVERLAY_FILE  # type: ignore[operator]
+    try:
+        result = sync(CatalogClient(upstream, account_id, token), load_catalog(), upstream)
+    except SyncError as exc:
+        raise click.ClickException(str(exc)) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(result.overlay.to_json())
+    partial.replace(path)  # a running server never reads half a file
+    click.echo(result.report(path))
 
 
 @main.command("docs-reference")

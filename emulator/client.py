@@ -90,10 +90,21 @@ class EmulatorClient:
         result: dict[str, Any] = self._call("POST", "clock", body)
         return result
 
-    def set_mode(self, mode: str, *, cassette: str | None = None) -> dict[str, Any]:
+    def set_mode(
+        self,
+        mode: str,
+        *,
+        cassette: str | None = None,
+        cassette_dir: str | None = None,
+        ignore_fields: list[str] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"mode": mode}
         if cassette is not None:
             body["cassette"] = cassette
+        if cassette_dir is not None:
+            body["cassette_dir"] = cassette_dir
+        if ignore_fields is not None:
+            body["ignore_fields"] = ignore_fields
         result: dict[str, Any] = self._call("POST", "mode", body)
         return result
 

@@ -1,12 +1,21 @@
-"""pytest plugin: a `workers_ai` fixture on a real emulator, stubs and faults, a cost report, a budget gate.
+"""pytest plugin: a `workers_ai` fixture on a real emulator, stubs and faults, cassettes, a cost report,
+a budget gate.
 
 Registered through the `pytest11` entry point `workers_ai`. One emulator per session runs in a
 background thread and is reset before every test that uses the fixture; a test whose
 `@pytest.mark.workers_ai(...)` asks for different server settings gets a dedicated server.
+
+Cassettes follow pytest-recording's conventions: each test's recording sits beside the test file,
+`cassettes/<module>/<test>.json` (`@pytest.mark.workers_ai(cassette="name")` names or shares one),
+and the record modes are `none`, `once`, `new_episodes` and `all`. A test whose cassette exists
+replays it; one without a cassette gets the deterministic fakes.
 """
 
 from __future__ import annotations
 
+import enum
+import os
+import re
 from collections import defaultdict
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -15,19 +24,66 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from emulator.accounting.pricing import dollars
 from emulator.client import EmulatorClient
 from emulator.launch.background import BackgroundServer
-from emulator.settings import Mode, Settings
+from emulator.settings import ENV_PREFIX, Hints, Mode, Settings
 
 ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
 TOKEN = "workers-ai-test-token"
 # Marker keywords that change the server (a differing value means a dedicated server for the test).
-SERVER_KEYS = frozenset({"mode", "cassette", "plan", "daily_neurons", "seed", "rate_limits", "quirks"})
-MARKER_KEYS = SERVER_KEYS | {"budget"}
-RECORD_MODES = {"new": Mode.REPLAY_OR_RECORD, "all": Mode.RECORD}
+SERVER_KEYS = frozenset({"plan", "daily_neurons", "seed", "rate_limits", "quirks"})
+# Marker keywords that choose the test's backend and cassette (switched on the server, no new server).
+BACKEND_KEYS = frozenset({"mode", "cassette", "record_mode", "ignore_fields"})
+MARKER_KEYS = SERVER_KEYS | BACKEND_KEYS | {"budget"}
+FORWARDING = frozenset({Mode.RECORD, Mode.REPLAY_OR_RECORD, Mode.PASSTHROUGH})
+
+
+class RecordMode(enum.StrEnum):
+    """pytest-recording's record modes, in the emulator's backend modes."""
+
+    NONE = "none"  # replay only: a call the cassette lacks fails
+    ONCE = "once"  # record a cassette that does not exist yet; replay one that does
+    NEW_EPISODES = "new_episodes"  # replay what the cassette has, record the rest into it
+    ALL = "all"  # record everything again, replacing the cassette
+
+    def mode(self, cassette_exists: bool) -> Mode:
+        if self is RecordMode.ONCE:
+            return Mode.REPLAY if cassette_exists else Mode.RECORD
+        return {
+            RecordMode.NONE: Mode.REPLAY,
+            RecordMode.NEW_EPISODES: Mode.REPLAY_OR_RECORD,
+            RecordMode.ALL: Mode.RECORD,
+        }[self]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What one test's server answers from: a mode, and the cassette it replays or records."""
+
+    mode: Mode
+    cassette_dir: Path
+    cassette: str
+    ignore_fields: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path:
+        return self.cassette_dir / f"{self.cassette}.json"
+
+    @property
+    def uses_cassette(self) -> bool:
+        return self.mode not in (Mode.MOCK, Mode.PASSTHROUGH)
+
+
+@dataclass
+class Recorded:
+    """A cassette this session wrote, for the summary at the end."""
+
+    path: Path
+    interactions: int
 
 
 @dataclass
@@ -40,6 +96,8 @@ class TestCost:
 
 COSTS = pytest.StashKey[list[TestCost]]()
 FIXTURE = pytest.StashKey["WorkersAI"]()
+RECORDED = pytest.StashKey[dict[Path, Recorded]]()
+CURRENT = pytest.StashKey[dict[int, Backend]]()  # id(server) → the backend it was switched to
 
 
 class WorkersAI:
@@ -61,7 +119,9 @@ class WorkersAI:
         try:
             import cloudflare
         except ImportError:
-            pytest.skip("workers_ai.cloudflare needs the `cloudflare` package (pip install cloudflare)")
+            pytest.fail(
+                "workers_ai.cloudflare needs the `cloudflare` package: pip install cloudflare", pytrace=False
+            )
         return cloudflare.Cloudflare(api_token=self.token, base_url=self.client_v4_base_url, max_retries=0)
 
     @cached_property
@@ -70,7 +130,7 @@ class WorkersAI:
         try:
             import openai
         except ImportError:
-            pytest.skip("workers_ai.openai needs the `openai` package (pip install openai)")
+            pytest.fail("workers_ai.openai needs the `openai` package: pip install openai", pytrace=False)
         return openai.OpenAI(api_key=self.token, base_url=self.openai_base_url, max_retries=0)
 
     def stub(self, **spec: Any) -> dict[str, Any]:
@@ -122,18 +182,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--workers-ai-mode",
         choices=[m.value for m in Mode],
         default=None,
-        help="Backend mode of the emulator (default: mock).",
+        help="Backend mode of every test's emulator (default: a test replays its cassette when it "
+        "has one, and gets the fakes otherwise).",
+    )
+    group.addoption(
+        "--workers-ai-record-mode",
+        choices=[m.value for m in RecordMode],
+        default=None,
+        help="Cassettes as pytest-recording does: none (replay only), once (record missing "
+        "cassettes), new_episodes (record calls a cassette lacks), all (record everything again).",
     )
     group.addoption(
         "--workers-ai-record",
-        nargs="?",
-        const="new",
-        choices=sorted(RECORD_MODES),
+        action="store_const",
+        const=RecordMode.NEW_EPISODES.value,
+        dest="workers_ai_record",
         default=None,
-        help="Record real calls: `new` (default) replays what the cassette has and records the "
-        "rest (replay-or-record); `all` records everything.",
+        help="Shorthand for --workers-ai-record-mode=new_episodes.",
     )
-    group.addoption("--workers-ai-cassette-dir", default=None, help="Directory of cassettes.")
+    group.addoption(
+        "--workers-ai-cassette-dir",
+        default=None,
+        help="Keep cassettes in DIR/<module>/<test>.json (default: cassettes/<module>/ beside each "
+        "test file).",
+    )
+    group.addoption(
+        "--workers-ai-ignore-field",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="Request-body field replay matching ignores (dotted path, * wildcard); repeatable.",
+    )
+    group.addoption(
+        "--workers-ai-upstream",
+        default=os.environ.get(ENV_PREFIX + "UPSTREAM", "https://api.cloudflare.com"),
+        help="Real API base that recording forwards to (default: https://api.cloudflare.com).",
+    )
     group.addoption(
         "--workers-ai-report",
         type=int,
@@ -153,25 +237,73 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "workers_ai(mode=None, cassette=None, plan=None, daily_neurons=None, seed=None, budget=None): "
-        "emulator settings for this test (a dedicated server when they differ) and its neuron budget",
+        "workers_ai(cassette=None, record_mode=None, ignore_fields=None, mode=None, plan=None, "
+        "daily_neurons=None, seed=None, budget=None): this test's cassette and record mode, emulator "
+        "settings (a dedicated server when they differ) and its neuron budget",
     )
     config.stash[COSTS] = []
+    config.stash[RECORDED] = {}
+    config.stash[CURRENT] = {}
+
+
+def _record_mode(config: pytest.Config, kwargs: dict[str, Any]) -> RecordMode | None:
+    value = kwargs.get("record_mode") or config.getoption("--workers-ai-record-mode")
+    value = value or config.getoption("workers_ai_record")
+    if value is None:
+        return None
+    try:
+        return RecordMode(value)
+    except ValueError:
+        pytest.fail(
+            f"@pytest.mark.workers_ai(record_mode={value!r}): one of {[m.value for m in RecordMode]}",
+            pytrace=False,
+        )
+
+
+def _upstream_credentials() -> tuple[str | None, str | None]:
+    return os.environ.get("CLOUDFLARE_API_TOKEN") or None, os.environ.get("CLOUDFLARE_ACCOUNT_ID") or None
 
 
 def session_settings(config: pytest.Config, data_dir: Path) -> Settings:
-    mode = config.getoption("--workers-ai-mode") or "mock"
-    record = config.getoption("--workers-ai-record")
-    if record is not None:
-        mode = RECORD_MODES[record].value
-    cassette_dir = config.getoption("--workers-ai-cassette-dir")
+    token, account = _upstream_credentials()
     return Settings(
         port=0,
         data_dir=data_dir,
         token=TOKEN,
-        mode=Mode(mode),
-        cassette_dir=Path(cassette_dir) if cassette_dir else None,
+        mode=Mode.MOCK,
+        upstream=config.getoption("--workers-ai-upstream"),
+        upstream_token=token,
+        upstream_account_id=account,
+        ignore_fields=list(config.getoption("--workers-ai-ignore-field")),
+        hints=Hints.PYTEST,
     )
+
+
+def cassette_name(item: pytest.Item) -> str:
+    """`test_name` or `TestClass.test_name`, parameters kept, made safe as a file name."""
+    cls = getattr(item, "cls", None)
+    parts = [cls.__name__] if cls is not None else []
+    parts.append(item.name)
+    return re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "-", ".".join(parts))
+
+
+def backend_for_test(item: pytest.Item, kwargs: dict[str, Any]) -> Backend:
+    """The mode and cassette of one test, from its marker and the command line."""
+    config = item.config
+    module = item.path.stem
+    root = config.getoption("--workers-ai-cassette-dir")
+    directory = (Path(root).resolve() / module) if root else item.path.parent / "cassettes" / module
+    ignore = tuple(config.getoption("--workers-ai-ignore-field")) + tuple(kwargs.get("ignore_fields") or ())
+    backend = Backend(Mode.MOCK, directory, kwargs.get("cassette") or cassette_name(item), ignore)
+    explicit = kwargs.get("mode") or config.getoption("--workers-ai-mode")
+    record = _record_mode(config, kwargs)
+    if explicit:
+        mode = Mode(explicit)
+    elif record is not None:
+        mode = record.mode(backend.path.is_file())
+    else:
+        mode = Mode.REPLAY if backend.path.is_file() else Mode.MOCK
+    return Backend(mode, directory, backend.cassette, ignore)
 
 
 def _start(settings: Settings) -> BackgroundServer:
@@ -204,15 +336,50 @@ def _marker_kwargs(item: pytest.Item) -> dict[str, Any]:
     return kwargs
 
 
+def _switch(ai: WorkersAI, backend: Backend, current: dict[int, Backend]) -> None:
+    """Point the server at this test's backend (skipped when it already is)."""
+    if current.get(id(ai.server)) == backend:
+        return
+    ai.control.set_mode(
+        backend.mode.value,
+        cassette=backend.cassette,
+        cassette_dir=str(backend.cassette_dir),
+        ignore_fields=list(backend.ignore_fields),
+    )
+    current[id(ai.server)] = backend
+
+
+def _interactions(path: Path) -> int:
+    """Interactions in a cassette file: one JSON document (format 1) or a header line plus one line
+    per interaction (format 2)."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return 0
+    try:
+        return len(orjson.loads(raw).get("interactions", []))
+    except (ValueError, AttributeError):
+        return max(sum(1 for line in raw.splitlines() if line.strip()) - 1, 0)
+
+
 @pytest.fixture
 def workers_ai(
     request: pytest.FixtureRequest, workers_ai_server: BackgroundServer, tmp_path: Path
 ) -> Iterator[WorkersAI]:
-    """A reset emulator for this test (dedicated if the test's marker changes server settings)."""
-    overrides = {k: v for k, v in _marker_kwargs(request.node).items() if k in SERVER_KEYS}
+    """A reset emulator for this test (dedicated if the test's marker changes server settings), answering
+    from the test's cassette when it has one (or records it), from the fakes otherwise."""
+    kwargs = _marker_kwargs(request.node)
+    backend = backend_for_test(request.node, kwargs)
+    if backend.mode in FORWARDING and not workers_ai_server.settings.upstream_token:
+        pytest.fail(
+            f"workers_ai: {backend.mode.value} mode calls the real API "
+            f"({workers_ai_server.settings.upstream}), which needs CLOUDFLARE_API_TOKEN and "
+            "CLOUDFLARE_ACCOUNT_ID in the environment (the local token and account id are not "
+            "accepted there).",
+            pytrace=False,
+        )
+    overrides = {k: v for k, v in kwargs.items() if k in SERVER_KEYS}
     base = workers_ai_server.settings
-    if overrides.get("mode") is not None:
-        overrides["mode"] = Mode(overrides["mode"])
     overrides = {k: v for k, v in overrides.items() if v is not None and getattr(base, k) != v}
     dedicated = None
     if overrides:
@@ -223,13 +390,47 @@ def workers_ai(
     ai = WorkersAI(dedicated or workers_ai_server)
     if dedicated is None:
         ai.reset()
+    current = request.config.stash[CURRENT]
+    _switch(ai, backend, current)
+    before = backend.path.stat().st_mtime_ns if backend.path.is_file() else None
     request.node.stash[FIXTURE] = ai
     try:
         yield ai
     finally:
         ai.close()
         if dedicated is not None:
+            current.pop(id(dedicated), None)
             dedicated.stop()
+        written = backend.path.is_file() and backend.path.stat().st_mtime_ns != before
+        if backend.mode in FORWARDING and written:
+            recorded = request.config.stash[RECORDED]
+            recorded[backend.path] = Recorded(backend.path, _interactions(backend.path))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Under a record mode: where cassettes go, and which real credentials recording uses."""
+    record = config.getoption("--workers-ai-record-mode") or config.getoption("workers_ai_record")
+    explicit = config.getoption("--workers-ai-mode")
+    if record is None and explicit not in (m.value for m in FORWARDING):
+        return []
+    root = config.getoption("--workers-ai-cassette-dir")
+    where = (
+        f"{Path(root).resolve()}/<module>/<test>.json"
+        if root
+        else "cassettes/<module>/<test>.json beside each test file"
+    )
+    token, account = _upstream_credentials()
+    lines = [f"workers_ai: {record or explicit} mode, cassettes in {where}"]
+    upstream = config.getoption("--workers-ai-upstream")
+    if token and account:
+        lines.append(
+            f"workers_ai: real calls go to {upstream} as account {account} (token from CLOUDFLARE_API_TOKEN)"
+        )
+    else:
+        named = (("CLOUDFLARE_API_TOKEN", token), ("CLOUDFLARE_ACCOUNT_ID", account))
+        missing = " and ".join(name for name, value in named if not value)
+        lines.append(f"workers_ai: WARNING: {missing} not set: tests that must record will fail")
+    return lines
 
 
 @pytest.hookimpl(wrapper=True)
@@ -250,14 +451,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         report.outcome = "failed"
         report.longrepr = (
             f"Workers AI budget exceeded: this test spent {cost.neurons:,.2f} neurons "
-            f"(${dollars(cost.neurons):.4f}) in {cost.requests} request(s); "
+            f"(${_usd(dollars(cost.neurons))}) in {cost.requests} request(s); "
             f"budget {budget:,.2f} neurons. By model: "
             + ", ".join(f"{m} {n:,.2f}" for m, n in sorted(cost.by_model.items(), key=lambda kv: -kv[1]))
         )
     return report
 
 
+def _usd(value: float) -> str:
+    """Dollars with enough digits for one test's cost (a few neurons are millionths of a dollar)."""
+    return f"{value:.7f}"
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    _recorded_summary(terminalreporter, config)
     costs = config.stash.get(COSTS, [])
     top = config.getoption("--workers-ai-report")
     if not costs or not top:
@@ -265,16 +472,30 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr = terminalreporter
     total = sum(c.neurons for c in costs)
     tr.write_sep("=", "Workers AI cost (emulated neurons, $0.011 per 1,000)")
-    tr.write_line(f"{'neurons':>12} {'dollars':>10}  test")
+    tr.write_line(f"{'neurons':>12} {'dollars':>11}  test")
     for cost in sorted(costs, key=lambda c: -c.neurons)[:top]:
-        tr.write_line(f"{cost.neurons:>12,.2f} {dollars(cost.neurons):>10.4f}  {cost.nodeid}")
+        tr.write_line(f"{cost.neurons:>12,.2f} {_usd(dollars(cost.neurons)):>11}  {cost.nodeid}")
     by_model: dict[str, float] = defaultdict(float)
     for cost in costs:
         for model, neurons in cost.by_model.items():
             by_model[model] += neurons
     if by_model:
         tr.write_line("")
-        tr.write_line(f"{'neurons':>12} {'dollars':>10}  model")
+        tr.write_line(f"{'neurons':>12} {'dollars':>11}  model")
         for model, neurons in sorted(by_model.items(), key=lambda kv: -kv[1])[:top]:
-            tr.write_line(f"{neurons:>12,.2f} {dollars(neurons):>10.4f}  {model}")
-    tr.write_line(f"total: {total:,.2f} neurons = ${dollars(total):.4f} over {len(costs)} test(s)")
+            tr.write_line(f"{neurons:>12,.2f} {_usd(dollars(neurons)):>11}  {model}")
+    tr.write_line(f"total: {total:,.2f} neurons = ${_usd(dollars(total))} over {len(costs)} test(s)")
+
+
+def _recorded_summary(tr: Any, config: pytest.Config) -> None:
+    recorded = config.stash.get(RECORDED, {})
+    if not recorded:
+        return
+    tr.write_sep("=", "Workers AI cassettes recorded")
+    for item in sorted(recorded.values(), key=lambda r: str(r.path)):
+        try:
+            shown = item.path.relative_to(config.rootpath)
+        except ValueError:
+            shown = item.path
+        tr.write_line(f"{item.interactions:>5} interaction(s)  {shown}")
+    tr.write_line(f"{len(recorded)} cassette(s) written; they replay on the next run (commit them)")

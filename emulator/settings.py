@@ -21,6 +21,13 @@ class Mode(enum.StrEnum):
     REPLAY_OR_RECORD = "replay-or-record"
 
 
+class Hints(enum.StrEnum):
+    """Whose words a replay miss uses to say how to fix it: `serve` flags or pytest options."""
+
+    SERVE = "serve"
+    PYTEST = "pytest"
+
+
 class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8787
@@ -46,6 +53,9 @@ class Settings(BaseModel):
     replay_timing: str = "fast"
     max_upstream_neurons: float | None = None
     ignore_fields: list[str] = Field(default_factory=list)  # request-body fields replay matching ignores
+    hints: Hints = Hints.SERVE
+    catalog_overlay: Path | None = None  # default <data_dir>/catalog-overlay.json (`catalog sync`)
+    extra_models: list[str] = Field(default_factory=list)  # NAME=TASK models served besides the catalog
     max_body_bytes: int = 25 * 1024 * 1024
     # Record/passthrough: an upstream answer (body, or a stream's events) larger than this is not
     # relayed or stored; the client gets a 502 (code 7413), a stream is cut.
@@ -55,6 +65,9 @@ class Settings(BaseModel):
     quirks: dict[str, bool] = Field(default_factory=dict)  # quirk name → on/off (default: all on)
     control_plane: bool = True
     workers: int = 1
+
+    def resolved_cassette_dir(self) -> Path:
+        return self.cassette_dir or self.resolved_data_dir() / "cassettes"
 
     def resolved_data_dir(self) -> Path:
         if self.data_dir is None:

@@ -24,7 +24,7 @@ MAY_USE: dict[str, set[str]] = {
     "markdown": set(),
     "realtime": {"catalog", "fakes"},
     "cassettes": set(),
-    "accounting": {"catalog"},
+    "accounting": {"catalog", "client"},  # `usage --port` asks a running server through the client
     "backends": {"catalog", "fakes", "tasks", "cassettes"},
     # Only server/app.py, the composition root, mounts the control plane.
     "server": {"catalog", "fakes", "tasks", "cassettes", "accounting", "backends",
@@ -34,7 +34,7 @@ MAY_USE: dict[str, set[str]] = {
     "docgen": {"server", "cassettes", "catalog", "pytest_plugin"},
     "client": set(),
     "pytest_plugin": {"launch", "client", "accounting"},
-    "cli": {"launch", "docgen", "accounting", "server"},
+    "cli": {"launch", "docgen", "accounting", "server", "catalog"},  # `catalog sync`, `--extra-model`
     "__main__": {"cli"},
 }
 # The one module of `server` allowed to import `control`: it builds the app and mounts the routes.

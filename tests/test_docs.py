@@ -258,8 +258,23 @@ def test_ci_pytest_block(tmp_path: Path) -> None:
 def test_ci_github_actions_job_is_valid_yaml() -> None:
     yaml = pytest.importorskip("yaml")
     job = yaml.safe_load(blocks(DOCS / "ci.md", "yaml")[0])["jobs"]["test"]
-    runs = [step.get("run", "") for step in job["steps"]]
-    assert any("serve --background" in r for r in runs) and any(r.endswith("stop --port 8787") for r in runs)
+    uses = {step.get("uses", "").split("@")[0]: step for step in job["steps"]}
+    start, report = uses["<owner>/workers-ai-emulator"], uses["<owner>/workers-ai-emulator/report"]
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert set(start["with"]) <= set(action["inputs"])
+    report_action = yaml.safe_load((ROOT / "report" / "action.yml").read_text())
+    assert set(report["with"]) <= set(report_action["inputs"]) and report["if"] == "always()"
+    env = next(step["env"] for step in job["steps"] if step.get("name") == "Test")
+    outputs = {v.split("outputs.")[1].rstrip(" }") for v in env.values() if "outputs." in v}
+    assert outputs <= set(action["outputs"])
+
+
+def test_top_level_help_spells_out_commands_and_sets_maintainer_ones_apart() -> None:
+    out = click.testing.CliRunner().invoke(main, ["--help"], terminal_width=200).output
+    user, maintainer = out.split("Maintainer commands:")
+    assert "catalog sync" in user and "cost-table" in maintainer and "docs-reference" in maintainer
+    assert "cost-table" not in user
+    assert "..." not in out.split("Commands:")[1]  # no description cut short
 
 
 def test_background_refuses_a_second_server_on_the_same_pid_file(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import serve
+from tests.packaging import build_wheel, fresh_venv, run
+from tests.serving import free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -27,6 +29,23 @@ def test_python_app_suite_passes() -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "5 passed" in out.stdout
     assert "Workers AI cost" in out.stdout  # the plugin's per-test cost report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_python_app_installs_the_emulator_as_a_user_would(tmp_path: Path) -> None:
+    """A copy of the example (a project of its own, pinning pydantic==2.10.6) in a fresh venv: the
+    emulator's wheel and the project's `test` extra in one pip command, as its README says."""
+    project = tmp_path / "textkit"
+    skip = shutil.ignore_patterns("__pycache__", ".pytest_cache", ".venv")
+    shutil.copytree(EXAMPLES / "python-app", project, ignore=skip)
+    wheel = build_wheel(tmp_path / "dist")
+    python = fresh_venv(tmp_path / "venv")
+    run([str(python), "-m", "pip", "install", "-q", str(wheel), f"{project}[test]"], timeout=900)
+    pydantic = run([str(python), "-c", "import pydantic; print(pydantic.VERSION)"], timeout=60)
+    assert pydantic.strip() == "2.10.6"
+    out = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], timeout=600, cwd=project)
+    assert "5 passed" in out and "Workers AI cost" in out
 
 
 def test_python_app_runs_as_a_script(tmp_path: Path) -> None:
@@ -72,3 +91,31 @@ def test_node_openai_example(tmp_path: Path) -> None:
     assert lines[0].startswith("chat: ") and len(lines[0]) > 10
     assert any(line.startswith("stream: ") and len(line) > 10 for line in lines)
     assert "embeddings: 2 vectors of 384" in lines
+
+
+@pytest.mark.timeout(600)  # workerd start-up is slow on a busy machine
+def test_guide_workers_example_runs_against_the_emulator(tmp_path: Path) -> None:
+    """examples/guide-workers/start.mjs --check: the emulator, the image host stand-in and the three
+    workers in workerd, one call through each."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm are not installed: the guide workers example is not run")
+    workers = ROOT / "contract" / "workers"
+    if not (workers / "node_modules").is_dir():
+        ci = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=workers, capture_output=True, text=True, timeout=600
+        )
+        assert ci.returncode == 0, ci.stderr[-2000:]
+    emulator = str(Path(sys.executable).parent / "workers-ai-emulator")
+    env = {**os.environ, "EMULATOR": emulator, "EMULATOR_PORT": str(free_port()), "DATA_DIR": str(tmp_path)}
+    out = subprocess.run(
+        ["node", str(EXAMPLES / "guide-workers" / "start.mjs"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=500,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["image"] == 200 and seen["image_type"] == "image/png"
+    assert seen["text"] and seen["translation"] and seen["neurons"] > 0

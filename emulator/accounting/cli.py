@@ -23,8 +23,8 @@ def _ledger_path(data_dir: Path | None, ledger: Path | None) -> Path:
         raise click.UsageError("give --data-dir or --ledger, not both")
     path = ledger if ledger is not None else (data_dir / LEDGER_FILE if data_dir is not None else None)
     if path is None:
-        raise click.UsageError(f"say which server: --data-dir DIR (as given to `serve`), --ledger PATH, "
-                               f"or set {ENV_PREFIX}DATA_DIR")
+        raise click.UsageError(f"say which server: --port PORT (a running one), --data-dir DIR (as given to "
+                               f"`serve`, printed in its banner), --ledger PATH, or set {ENV_PREFIX}DATA_DIR")
     if not path.is_file():
         raise click.UsageError(f"no ledger at {path} (start `workers-ai-emulator serve --data-dir …` first)")
     return path
@@ -39,17 +39,17 @@ def _neurons(value: float) -> str:
 
 
 def render_usage(report: UsageReport, days: list[date]) -> str:
-    rows = [("model", "requests", "neurons", "dollars", "refused", "price", "overage")]
+    rows = [("model", "requests", "errors", "neurons", "dollars", "refused", "price", "overage")]
     for m in report.models:
         refused = ", ".join(f"{count}×{code}" for code, count in sorted(m.refusals.items())) or "0"
         billed = report.plan is Plan.PAID and m.overage_neurons > 0
         overage = f"{_neurons(m.overage_neurons)} ({_money(m.overage_dollars)})" if billed else "—"
-        rows.append((m.model, str(m.requests), _neurons(m.neurons), _money(m.dollars), refused,
+        rows.append((m.model, str(m.requests), str(m.errors), _neurons(m.neurons), _money(m.dollars), refused,
                      "estimated" if m.estimated else "listed", overage))
-    rows.append(("TOTAL", str(report.requests), _neurons(report.neurons), _money(report.dollars),
-                 str(report.refused), "estimated" if report.estimated else "", ""))
+    rows.append(("TOTAL", str(report.requests), str(report.errors), _neurons(report.neurons),
+                 _money(report.dollars), str(report.refused), "estimated" if report.estimated else "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    right = {1, 2, 3}
+    right = {1, 2, 3, 4}
     out = [f"Workers AI usage on {report.day.isoformat()} (UTC) — account {report.account or 'all'}, "
            f"{report.plan.value} plan, {_neurons(report.daily_neurons)} free neurons a day"]
     for i, row in enumerate(rows):
@@ -66,38 +66,71 @@ def render_usage(report: UsageReport, days: list[date]) -> str:
     else:
         out.append("free plan: nothing is billed; calls after the allowance are refused with 4006")
     if report.estimated:
-        out.append("'estimated': no published price for that model; priced like a sibling (docs/costs.md)")
+        out.append("'estimated': no published price for that model; priced like a sibling "
+                   "(`workers-ai-emulator cost MODEL` names it)")
     if report.day not in days and days:
         recent = ", ".join(d.isoformat() for d in days[-10:])
         out.append(f"no usage on that day; days in the ledger: {recent}")
     return "\n".join(out) + "\n"
 
 
+def _remote_report(host: str, port: int, token: str | None, day: datetime | None,
+                   account: str | None) -> UsageReport:
+    """The usage report of a running server, from its control plane."""
+    from emulator.client import EmulatorClient, EmulatorError
+
+    client = EmulatorClient(f"http://{host}:{port}", token=token, timeout=10)
+    try:
+        raw = client.usage(day=day.date().isoformat() if day else None, account=account)
+    except EmulatorError as exc:
+        raise click.ClickException(f"the server on port {port} refused the usage report: {exc}") from None
+    except OSError as exc:
+        raise click.ClickException(f"no emulator answers on {host}:{port} ({exc})") from None
+    return UsageReport.model_validate(raw)
+
+
 @click.command()
 @click.option("--day", type=click.DateTime(formats=["%Y-%m-%d"]), help="UTC day (default: today).")
 @click.option("--json", "as_json", is_flag=True, help="Print the usage report as JSON.")
+@click.option("--port", type=int, help="Ask the server running on this port (its control plane).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --port: the server's address.")
+@click.option("--token", envvar=ENV_PREFIX + "TOKEN", help="With --port: the server's --token, if any.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), envvar=ENV_PREFIX + "DATA_DIR",
-              help="The --data-dir the server runs (or ran) with.")
+              help="The --data-dir the server runs (or ran) with (its banner prints it).")
 @click.option("--ledger", type=click.Path(path_type=Path, dir_okay=False), help="The ledger file itself.")
 @click.option("--account", help="Only this account id (default: all accounts).")
 @click.option("--plan", type=click.Choice([p.value for p in Plan]),
               help="Report as this plan (default: the plan the server ran with).")
 @click.option("--daily-neurons", type=float, help="Allowance to report against (default: the server's).")
-def usage(day: datetime | None, as_json: bool, data_dir: Path | None, ledger: Path | None,
-          account: str | None, plan: str | None, daily_neurons: float | None) -> None:
-    """Per-model neurons and dollars of one UTC day, read from a running or stopped server's ledger."""
-    path = _ledger_path(data_dir, ledger)
-    with Ledger(path) as book:
-        stored = book.stored_settings()
-        book.plan = Plan(plan or stored.get("plan", Plan.FREE.value))
-        book.daily_neurons = daily_neurons if daily_neurons is not None else float(
-            stored.get("daily_neurons", FREE_DAILY_NEURONS))
-        report = book.usage(account=account, day=day.date() if day else datetime.now(UTC).date())
-        days = book.days()
+@click.option("--max-neurons", type=float, metavar="N",
+              help="Exit with status 1 when the day's neurons exceed N (a CI budget).")
+def usage(day: datetime | None, as_json: bool, port: int | None, host: str, token: str | None,
+          data_dir: Path | None, ledger: Path | None, account: str | None, plan: str | None,
+          daily_neurons: float | None, max_neurons: float | None) -> None:
+    """Per-model requests, errors, neurons and dollars of one UTC day, from a running server (--port)
+    or a ledger on disk (--data-dir); --max-neurons fails a CI job over budget."""
+    if port is not None:
+        if data_dir is not None or ledger is not None:
+            raise click.UsageError("give --port, or --data-dir / --ledger, not both")
+        report = _remote_report(host, port, token, day, account)
+        days: list[date] = []
+    else:
+        path = _ledger_path(data_dir, ledger)
+        with Ledger(path) as book:
+            stored = book.stored_settings()
+            book.plan = Plan(plan or stored.get("plan", Plan.FREE.value))
+            book.daily_neurons = daily_neurons if daily_neurons is not None else float(
+                stored.get("daily_neurons", FREE_DAILY_NEURONS))
+            report = book.usage(account=account, day=day.date() if day else datetime.now(UTC).date())
+            days = book.days()
     if as_json:
         click.echo(report.model_dump_json(indent=2))
     else:
         click.echo(render_usage(report, days), nl=False)
+    if max_neurons is not None and report.neurons > max_neurons:
+        click.echo(f"over budget: {report.neurons:,.2f} neurons spent, more than --max-neurons "
+                   f"{max_neurons:,.2f}", err=True)
+        raise SystemExit(1)
 
 
 def _usage_from(model: str, rule: str, opts: dict[str, Any]) -> Usage:
@@ -141,8 +174,17 @@ def cost(model: str, allowance: float, as_json: bool, **opts: Any) -> None:
         from emulator.catalog import load_catalog  # the catalog is read only for an unpriced name
 
         if load_catalog().get(model) is None:
-            raise click.UsageError(f"unknown model {model!r} (see docs/costs.md for the priced models)")
+            raise click.UsageError(
+                f"unknown model {model!r} (`workers-ai-emulator cost-table --prices` lists the priced models)"
+            )
     rule = book.rule(model).rule
+    # --cached-input-tokens splits the input of a token-priced model.
+    applies = {*RULE_UNITS[rule], *(("--cached-input-tokens",) if rule == "tokens" else ())}
+    ignored = [f"--{name.replace('_', '-')}" for name, value in opts.items()
+               if value is not None and f"--{name.replace('_', '-')}" not in applies]
+    if ignored:
+        raise click.UsageError(f"{model} is priced by {rule} ({', '.join(RULE_UNITS[rule])}): "
+                               f"{', '.join(ignored)} does not change its price")
     usage_ = _usage_from(model, rule, opts)
     e = estimate(model, usage_, prices=book, allowance=allowance)
     if as_json:

@@ -190,4 +190,5 @@ def round_neurons(n: float) -> str:
 
 
 def dollars(neurons: float) -> float:
-    return neurons * NEURON_USD
+    # Rounded to 1e-10 dollars: 8.8 neurons are $9.68e-05, not the product's 9.680000000000001e-05.
+    return round(neurons * NEURON_USD, 10)

@@ -18,7 +18,6 @@ import gc
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 
 from emulator.backends.upstream import Exchange, Finished, Upstream
 from emulator.call import Call, Outcome, StreamCut, StreamEvent
@@ -38,20 +37,28 @@ from emulator.cassettes import (
 from emulator.cassettes.store import Identity
 from emulator.errors import CFError
 from emulator.limits import parse_neurons
-from emulator.settings import Mode, Settings
+from emulator.settings import Hints, Mode, Settings
 
-FIX_HINT = (
-    "To fix: re-record the cassette (--mode record or replay-or-record), or make matching ignore a "
-    "field that changes on every run with --ignore-field NAME."
-)
+FIX_HINTS = {
+    Hints.SERVE: (
+        "To fix: re-record the cassette (--mode record or replay-or-record), or make matching ignore a "
+        "field that changes on every run with --ignore-field NAME."
+    ),
+    Hints.PYTEST: (
+        "To fix: re-record it (pytest --workers-ai-record-mode=all, or =new_episodes to add the "
+        "missing calls), or make matching ignore a field that changes on every run with "
+        "--workers-ai-ignore-field NAME or @pytest.mark.workers_ai(ignore_fields=[NAME])."
+    ),
+}
+RECORD_HINTS = {
+    Hints.SERVE: "Record it first: serve --mode record (or replay-or-record) against the real API.",
+    Hints.PYTEST: "Record it first: pytest --workers-ai-record-mode=once (needs CLOUDFLARE_API_TOKEN "
+    "and CLOUDFLARE_ACCOUNT_ID).",
+}
 
 
 # Another process re-recording a cassette is noticed within this delay.
 FILE_CHECK_SECONDS = 0.5
-
-
-def cassette_dir(settings: Settings) -> Path:
-    return settings.cassette_dir or settings.resolved_data_dir() / "cassettes"
 
 
 def replayed_outcome(interaction: Interaction, *, real_timing: bool) -> Outcome:
@@ -98,7 +105,7 @@ class CassetteBackend:
         self.replays = mode in (Mode.REPLAY, Mode.REPLAY_OR_RECORD)
         self.records = mode in (Mode.RECORD, Mode.REPLAY_OR_RECORD)
         self.forwards = mode is not Mode.REPLAY
-        self.store = CassetteStore(cassette_dir(settings), max_bytes=settings.max_cassette_bytes)
+        self.store = CassetteStore(settings.resolved_cassette_dir(), max_bytes=settings.max_cassette_bytes)
         self.upstream = Upstream(settings)
         # cassette name → (identity of the file it was built from, replay index)
         self._indexes: dict[str, tuple[Identity, CassetteIndex]] = {}
@@ -207,8 +214,8 @@ class CassetteBackend:
             raise CFError(
                 "no_cassette_match",
                 detail=(
-                    f"cassette {name!r} does not exist ({self.store.path(name)}). Record it first: "
-                    "serve --mode record (or replay-or-record) against the real API."
+                    f"cassette {name!r} does not exist ({self.store.path(name)}). "
+                    + RECORD_HINTS[self.settings.hints]
                 ),
             )
         args = (exchange.method, exchange.path, exchange.query, exchange.body, exchange.content_type)
@@ -216,7 +223,7 @@ class CassetteBackend:
             # Redacted with this request's own credentials, exactly as recording it would have been.
             played = index.play(*args, required=required, redactor=self.redactor(exchange))
         except NoMatch as miss:
-            raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINT}") from None
+            raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINTS[self.settings.hints]}") from None
         if played is None:
             return None
         found, final = played

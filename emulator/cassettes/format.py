@@ -78,6 +78,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -105,6 +106,9 @@ _HEX32_SEGMENT = re.compile(r"(?<=/)[0-9a-f]{32}(?=/|$)")
 _SLASHES = re.compile(r"/{2,}")
 
 
+# A pure function of a path, and a client repeats its paths (one per model): replay normalises every
+# incoming request's path, so the last few thousand are remembered.
+@functools.lru_cache(maxsize=4096)
 def normalise_path(path: str) -> str:
     """Canonical request path: percent-decoded, ``//`` collapsed, account id replaced, query dropped.
 
@@ -166,9 +170,8 @@ def is_event_stream(content_type: str | None) -> bool:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
-    )
+    # populate_by_name (not 2.11's validate_by_name/serialize_by_alias): pydantic 2.10 is supported.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -496,21 +499,21 @@ class CassetteFormatError(ValueError):
 
 def dump_cassette(cassette: Cassette) -> bytes:
     """Version 1: one pretty document (UTF-8, indent 2, stable key order, trailing newline)."""
-    data = cassette.model_dump(mode="json", exclude_none=True)
+    data = cassette.model_dump(mode="json", exclude_none=True, by_alias=True)
     data["format_version"] = LEGACY_FORMAT_VERSION
     return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 def header_line(cassette: Cassette) -> bytes:
     """The first line of a version-2 file: the cassette without its interactions."""
-    data = cassette.model_dump(mode="json", exclude_none=True, exclude={"interactions"})
+    data = cassette.model_dump(mode="json", exclude_none=True, exclude={"interactions"}, by_alias=True)
     data["format_version"] = FORMAT_VERSION
     return orjson.dumps(data) + b"\n"
 
 
 def interaction_line(interaction: Interaction) -> bytes:
     """One interaction as a version-2 line (what an append writes)."""
-    return orjson.dumps(interaction.model_dump(mode="json", exclude_none=True)) + b"\n"
+    return orjson.dumps(interaction.model_dump(mode="json", exclude_none=True, by_alias=True)) + b"\n"
 
 
 def dump_cassette_lines(cassette: Cassette) -> bytes:

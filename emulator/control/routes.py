@@ -9,9 +9,11 @@ Like moto's `/moto-api/`, they live outside Cloudflare's namespace. `install` pu
 
 from __future__ import annotations
 
+import difflib
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -32,6 +34,7 @@ from emulator.server.state import STATE
 from emulator.settings import Mode
 
 PREFIX = "/__emulator__"
+MODE_FIELDS = frozenset({"mode", "cassette", "cassette_dir", "ignore_fields"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -232,10 +235,10 @@ async def set_clock(request: web.Request) -> web.StreamResponse:
 async def set_mode(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     body = await _read_json(request)
-    if not isinstance(body, dict) or "mode" not in body or set(body) - {"mode", "cassette"}:
+    if not isinstance(body, dict) or "mode" not in body or set(body) - MODE_FIELDS:
         raise SpecError(
             'send {"mode": "mock"|"replay"|"record"|"passthrough"|"replay-or-record"} '
-            'and optionally "cassette"'
+            'and optionally "cassette", "cassette_dir" and "ignore_fields"'
         )
     try:
         mode = Mode(body["mode"])
@@ -246,6 +249,16 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
         if not isinstance(body["cassette"], str) or not body["cassette"]:
             raise SpecError("`cassette` must be a non-empty name")
         update["cassette"] = body["cassette"]
+    if "cassette_dir" in body:
+        # The pytest plugin keeps each test module's cassettes beside it: one directory per module.
+        if not isinstance(body["cassette_dir"], str) or not Path(body["cassette_dir"]).is_absolute():
+            raise SpecError("`cassette_dir` must be an absolute directory path")
+        update["cassette_dir"] = Path(body["cassette_dir"])
+    if "ignore_fields" in body:
+        fields = body["ignore_fields"]
+        if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
+            raise SpecError("`ignore_fields` must be a list of field names")
+        update["ignore_fields"] = fields
     settings = state.settings.model_copy(update=update)
     try:
         await switch_backend(state, settings)
@@ -253,7 +266,26 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         return _problem(409, f"mode {mode.value!r} is not available: {type(exc).__name__}: {exc}")
     _plane(request).publish_mode(settings)
-    return _json({"mode": mode.value, "cassette": settings.cassette})
+    return _json({
+        "mode": mode.value,
+        "cassette": settings.cassette,
+        "cassette_dir": str(settings.cassette_dir) if settings.cassette_dir else None,
+        "ignore_fields": settings.ignore_fields,
+    })
+
+
+def _check_stub_model(request: web.Request, spec: Any) -> None:
+    """A stub for an exact model name the catalog does not have would never fire: refuse it, naming
+    the closest models (a glob such as `@cf/meta/*` is taken as written)."""
+    model = spec.get("model") if isinstance(spec, dict) else None
+    if not isinstance(model, str) or any(ch in model for ch in "*?["):
+        return
+    catalog = request.app[STATE].catalog
+    if catalog.get(model) is not None:
+        return
+    close = difflib.get_close_matches(model, [m.name for m in catalog], n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else " (a glob like @cf/meta/* matches many)"
+    raise SpecError(f"no model {model!r} in the catalog, so this stub would never answer{hint}")
 
 
 def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:
@@ -268,6 +300,8 @@ def _collection(kind: str) -> tuple[Handler, Handler, Handler, Handler]:
         created: list[dict[str, Any]] = []
         try:
             for spec in specs:
+                if kind == "stubs":
+                    _check_stub_model(request, spec)
                 created.append(target.add(spec).describe())
         except SpecError:
             for done in created:  # all or nothing: a list with one bad entry adds none

@@ -18,6 +18,7 @@ reading it asks every other worker for its entries over its socket and merges th
 from __future__ import annotations
 
 import asyncio
+import builtins
 import fcntl
 import os
 import sqlite3
@@ -211,7 +212,7 @@ class SharedFaultSet(FaultSet):
         fault.calls, fault.fired, fault.draws, fault.latency_draws = values[:4]
         return True
 
-    def decide(self, call: Call) -> tuple[list[Fault], float]:
+    def decide(self, call: Call) -> tuple[builtins.list[Fault], float]:
         applying = [f for f in self._faults if f.applies_to(call)]
         if not applying:
             return [], 0.0

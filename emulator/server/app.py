@@ -9,7 +9,7 @@ from aiohttp import HttpVersion11, web
 from emulator.accounting.ledger import Ledger, Plan
 from emulator.accounting.pricing import load_prices
 from emulator.backends.factory import backend_for
-from emulator.catalog import load_catalog
+from emulator.catalog.overlay import OVERLAY_FILE, LiveCatalog, parse_extra_model
 from emulator.control.routes import guarded
 from emulator.control.routes import install as install_control
 from emulator.control.shared import WORKER_GROUP
@@ -49,10 +49,15 @@ def make_ledger(settings: Settings) -> Ledger:
     return ledger
 
 
+def make_catalog(settings: Settings) -> LiveCatalog:
+    overlay = settings.catalog_overlay or settings.resolved_data_dir() / OVERLAY_FILE
+    return LiveCatalog(overlay, [parse_extra_model(spec) for spec in settings.extra_models])
+
+
 def build_state(settings: Settings) -> ServerState:
     return ServerState(
         settings=settings,
-        catalog=load_catalog(),
+        catalog=make_catalog(settings),
         backend=backend_for(settings),
         ledger=make_ledger(settings),
         prices=load_prices(),

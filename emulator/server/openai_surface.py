@@ -264,7 +264,7 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
         raise CFError("responses_model", model=name)
     if body.get("stream") is True:
         raise CFError("responses_stream")
-    inputs: dict[str, Any] = {k: body[k] for k in RESPONSES_KEYS if k in body}
+    inputs = {k: body[k] for k in RESPONSES_KEYS if k in body}
     check_responses_inputs(inputs)
     validate(model, inputs, state.quirks)
     call = make_call(request, route, model, inputs, Surface.RESPONSES, request_id, raw)

@@ -46,14 +46,6 @@ class ControlHooks(Protocol):
     def answered_again(self, model: str, surface: str, request_id: str, *, source: str,
                        neurons: float) -> None: ...
 
-    def stale(self) -> bool:
-        """Another worker of `serve --workers N` changed stubs, faults, the clock or the mode."""
-        ...
-
-    async def catch_up(self) -> None:
-        """Load what the other workers changed, before this worker answers a call."""
-        ...
-
     async def open_session(self, call: Call) -> SessionFaults:
         """A realtime session is about to start: its faults (an error fault raises its CFError)."""
         ...
@@ -62,6 +54,14 @@ class ControlHooks(Protocol):
 
     def summarised(self, surface: str, request_id: str, neurons: float) -> None:
         """A request that made several model calls (toMarkdown): its one log line and total cost."""
+        ...
+
+    def stale(self) -> bool:
+        """Another worker of `serve --workers N` changed stubs, faults, the clock or the mode."""
+        ...
+
+    async def catch_up(self) -> None:
+        """Load what the other workers changed, before this worker answers a call."""
         ...
 
 

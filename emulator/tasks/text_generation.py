@@ -164,6 +164,8 @@ def _json_mode(inputs: dict[str, Any], seed: int) -> str | None:
 
 
 def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
+    if not stop:
+        return text, False
     stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if isinstance(s, str) and s]
     cut = min((text.find(s) for s in stops if s and s in text), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
@@ -172,16 +174,17 @@ def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
 def generate(call: Call, ctx: FakeContext) -> Generation:
     """The deterministic answer to a text-generation call (shared by every surface)."""
     inputs = call.json_inputs
+    traits = traits_of(call.model)
     limit = (inputs.get("max_completion_tokens") or inputs.get("max_tokens")
-             or inputs.get("max_output_tokens") or default_max_tokens(call.model))
+             or inputs.get("max_output_tokens") or traits.default_max_tokens)
     limit = output_tokens(int(limit) if isinstance(limit, (int, float)) else DEFAULT_MAX_TOKENS)
     name = call.model.name
     p_tokens = prompt_tokens(inputs, name)
     tool_calls = [{"name": t["name"],
                    "arguments": _arguments(t["parameters"], derive_seed(ctx.seed, t["name"]))}
-                  for t in _pick_tools(inputs, _tools(inputs), ctx.seed)]
+                  for t in _pick_tools(inputs, _tools(inputs), ctx.seed)] if "tools" in inputs else []
     reasoning = None
-    if call.model.flag("reasoning"):
+    if traits.reasoning:
         reasoning, _ = text_fake.prose(derive_seed(ctx.seed, "reasoning"), min(48, limit))
     if tool_calls:
         spent = sum(tokens.completion_tokens(name, orjson.dumps(t).decode()) for t in tool_calls)
@@ -222,6 +225,29 @@ def declares_input(model: Model, key: str) -> bool:
         return any(walk(branch) for k in ("oneOf", "anyOf", "allOf") for branch in schema.get(k) or [])
 
     return walk(model.input_schema)
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """What generation reads from a model's catalog entry, worked out once per model."""
+
+    chat_completion: bool  # native output is an OpenAI chat.completion object
+    default_max_tokens: int
+    reasoning: bool
+
+
+_TRAITS: dict[str, tuple[dict[str, Any], Traits]] = {}
+
+
+def traits_of(model: Model) -> Traits:
+    """The model's traits, kept by name while its schema is the same object (catalog models are)."""
+    kept = _TRAITS.get(model.name)
+    if kept is not None and kept[0] is model.schema:
+        return kept[1]
+    traits = Traits(chat_completion=is_chat_completion_model(model),
+                    default_max_tokens=default_max_tokens(model), reasoning=model.flag("reasoning"))
+    _TRAITS[model.name] = (model.schema, traits)
+    return traits
 
 
 def is_chat_completion_model(model: Model) -> bool:

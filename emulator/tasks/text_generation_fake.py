@@ -13,9 +13,9 @@ from emulator.tasks.openai_shapes import chat_completion, response_for
 from emulator.tasks.text_generation import (
     choices_wanted,
     generate,
-    is_chat_completion_model,
     native_events,
     native_result,
+    traits_of,
 )
 
 
@@ -45,7 +45,7 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     if call.stream:
         return Outcome(events=native_events(gen, ctx.seed, ctx.quirks), content_type="text/event-stream",
                        usage=usage, extras=extras)
-    if is_chat_completion_model(call.model):
+    if traits_of(call.model).chat_completion:
         completion = chat_completion(gen, call.model.name, ctx.seed, extras.get("choices"))
         for choice in completion["choices"]:
             # The frontier output schemas require `refusal` on the message (null when not refusing)

@@ -1,0 +1,97 @@
+"""Costs from any CI: `usage --port` asks a running `serve`, `--max-neurons` fails the job over budget,
+the banner prints the data directory, and record mode says what it will use and what it wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN, FakeUpstream
+from tests.serving import serve
+
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+AUTH = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return resp.read()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "emulator", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_usage_by_port_with_errors_column_and_budget_exit_code(tmp_path: Path) -> None:
+    with serve(data_dir=tmp_path / "data") as (base, proc):
+        url = f"{base}/client/v4/accounts/{ACCOUNT}/ai/run/{LLAMA}"
+        for i in range(3):
+            post(url, json.dumps({"prompt": f"question {i}"}).encode(), AUTH)
+        with pytest.raises(urllib.error.HTTPError):  # 400: `prompt` must be a string
+            post(url, b'{"prompt": 5}', AUTH)
+        port = base.rsplit(":", 1)[1]
+        table = cli("usage", "--port", port)
+        assert table.returncode == 0, table.stderr
+        report = json.loads(cli("usage", "--port", port, "--json").stdout)
+        over = cli("usage", "--port", port, "--max-neurons", "0.5")
+        under = cli("usage", "--port", port, "--max-neurons", "100000")
+    header, row = (
+        table.stdout.splitlines()[1],
+        next(line for line in table.stdout.splitlines() if line.startswith(LLAMA)),
+    )
+    assert header.split()[:4] == ["model", "requests", "errors", "neurons"]
+    assert row.split()[1:3] == [str(report["requests"]), str(report["errors"])]
+    assert report["requests"] >= 3 and report["neurons"] > 0.5
+    assert over.returncode == 1 and "over budget" in over.stderr and "--max-neurons 0.50" in over.stderr
+    assert under.returncode == 0
+    banner = proc.stdout.read() if proc.stdout else ""
+    assert f"data directory     {tmp_path / 'data'}" in banner and f"usage --port {port}" in banner
+
+
+def test_usage_port_without_a_server_says_so() -> None:
+    from tests.serving import free_port
+
+    out = cli("usage", "--port", str(free_port()))
+    assert out.returncode == 1 and "no emulator answers on 127.0.0.1:" in out.stderr
+
+
+async def test_record_banner_names_cassette_and_account_then_summarises(tmp_path: Path) -> None:
+    upstream = FakeUpstream()
+    await upstream.start()
+    try:
+        env = {"CLOUDFLARE_API_TOKEN": REAL_TOKEN, "CLOUDFLARE_ACCOUNT_ID": REAL_ACCOUNT}
+        args = ("--mode", "replay-or-record", "--upstream", upstream.base, "--cassette", "ci")
+
+        def run() -> str:
+            with serve(*args, env=env, data_dir=tmp_path) as (base, proc):
+                url = f"{base}/client/v4/accounts/{ACCOUNT}/ai/run/{LLAMA}"
+                post(url, json.dumps({"prompt": "hello"}).encode(), AUTH)
+            return proc.stdout.read() if proc.stdout else ""
+
+        out = await asyncio.to_thread(run)
+    finally:
+        await upstream.stop()
+    cassette = tmp_path / "cassettes" / "ci.json"
+    assert f"cassette           {cassette}" in out
+    assert f"upstream           {upstream.base} as account {REAL_ACCOUNT}" in out
+    assert REAL_TOKEN not in out
+    assert f"recorded 1 new interaction(s) into {cassette} (1 in the cassette)" in out
+
+
+def test_record_banner_warns_without_credentials(tmp_path: Path) -> None:
+    env = {"CLOUDFLARE_API_TOKEN": "", "CLOUDFLARE_ACCOUNT_ID": ""}
+    with serve("--mode", "record", env=env, data_dir=tmp_path) as (_, proc):
+        pass
+    out = proc.stdout.read() if proc.stdout else ""
+    assert "WARNING: CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID not set" in out
+    assert "nothing was recorded" in out
