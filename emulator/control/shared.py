@@ -200,7 +200,7 @@ class SharedFaultSet(FaultSet):
         for fault in [f for f in self._faults if f.scope.account == account]:
             self.remove(fault.id)
 
-    def list(self) -> list[Fault]:
+    def all(self) -> list[Fault]:
         with self.store.counter_lock:
             live = [f for f in self._faults if self._load(f)]
         return live
@@ -255,7 +255,7 @@ class SharedStubSet(StubSet):
         for stub in [s for s in self._stubs if s.scope.account == account]:
             self.remove(stub.id)
 
-    def list(self) -> list[Stub]:
+    def all(self) -> list[Stub]:
         with self.store.counter_lock:
             live = []
             for stub in self._stubs:
