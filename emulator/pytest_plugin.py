@@ -281,7 +281,8 @@ def session_settings(config: pytest.Config, data_dir: Path) -> Settings:
 
 def cassette_name(item: pytest.Item) -> str:
     """`test_name` or `TestClass.test_name`, parameters kept, made safe as a file name."""
-    parts = [item.cls.__name__] if getattr(item, "cls", None) is not None else []
+    cls = getattr(item, "cls", None)
+    parts = [cls.__name__] if cls is not None else []
     parts.append(item.name)
     return re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "-", ".".join(parts))
 

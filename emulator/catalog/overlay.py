@@ -150,18 +150,18 @@ class LiveCatalog(Catalog):
         return self._current
 
     # The Catalog interface -------------------------------------------------------------------
-    @property  # type: ignore[override]
-    def models(self) -> dict[str, Model]:
+    @property
+    def models(self) -> dict[str, Model]:  # type: ignore[override]
         return self.current.models
 
-    @property  # type: ignore[override]
-    def tasks(self) -> dict[str, Task]:
+    @property
+    def tasks(self) -> dict[str, Task]:  # type: ignore[override]
         return self.current.tasks
 
     def __len__(self) -> int:
         return len(self.current)
 
-    def __iter__(self) -> Iterator[Model]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Model]:
         return iter(self.current)
 
     def get(self, name: str) -> Model | None:
