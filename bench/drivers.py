@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Any
 
 LOADGEN = Path(__file__).with_name("loadgen.py")
+VARY_MARKER = "@@N@@"
 
 # wrk reads the requests from a file (one `METHOD<TAB>PATH<TAB>BODY` per line) and rotates through them
-# (a single request is sent as wrk's static request); `done` prints the exact percentiles as one JSON
-# line, so nothing is parsed from wrk's human output.
+# (a single fixed request is sent as wrk's static request). In a body, every VARY_MARKER becomes a number
+# unique to that request (`vary_base` + 16 × its sequence number + the thread), so a varied load never
+# sends the same bytes twice. `done` prints the exact percentiles as one JSON line, so nothing is parsed
+# from wrk's human output.
 WRK_SCRIPT = r"""
 local path = os.getenv("BENCH_REQUESTS")
+local base = tonumber(os.getenv("BENCH_VARY_BASE") or "0")
+local marker = "@@N@@"
 local lines = {}
 for line in io.lines(path) do lines[#lines + 1] = line end
 local headers = {["Authorization"] = "Bearer bench", ["Content-Type"] = "application/json"}
@@ -28,23 +33,49 @@ local function parse(line)
   if body == "" then body = nil end
   return method, target, body
 end
-if #lines == 1 then
-  -- One request: leave `request` undefined so wrk sends a prebuilt buffer (no Lua call per request),
-  -- which keeps the load generator's own CPU as small as it can be.
+local function split(body)
+  -- The body cut at every marker, or nil when it has none.
+  if body == nil or not body:find(marker, 1, true) then return nil end
+  local parts, from = {}, 1
+  while true do
+    local at = body:find(marker, from, true)
+    if not at then parts[#parts + 1] = body:sub(from); return parts end
+    parts[#parts + 1] = body:sub(from, at - 1)
+    from = at + #marker
+  end
+end
+local next_tid = 0
+setup = function(thread)
+  thread:set("tid", next_tid)
+  next_tid = next_tid + 1
+end
+if #lines == 1 and not split(select(3, parse(lines[1]))) then
+  -- One fixed request: leave `request` undefined so wrk sends a prebuilt buffer (no Lua call per
+  -- request), which keeps the load generator's own CPU as small as it can be.
   wrk.method, wrk.path, wrk.body = parse(lines[1])
   for k, v in pairs(headers) do wrk.headers[k] = v end
 else
-  local reqs = {}
-  local i = 0
+  local fixed, templates = {}, {}
+  local i, n = 0, 0
   init = function(args)
-    for n, line in ipairs(lines) do
+    for k, line in ipairs(lines) do
       local method, target, body = parse(line)
-      reqs[n] = wrk.format(method, target, headers, body)
+      local parts = split(body)
+      if parts then
+        templates[k] = {method, target, parts}
+      else
+        fixed[k] = wrk.format(method, target, headers, body)
+      end
     end
   end
   request = function()
-    i = i % #reqs + 1
-    return reqs[i]
+    i = i % #lines + 1
+    local t = templates[i]
+    if t == nil then return fixed[i] end
+    -- Every marker becomes a number no other request of this run (any thread) carries.
+    n = n + 1
+    local number = string.format("%d", base + n * 16 + (tid or 0))
+    return wrk.format(t[1], t[2], headers, table.concat(t[3], number))
   end
 end
 done = function(summary, latency, requests)
@@ -63,14 +94,29 @@ class Load:
     elapsed: float
     p50_ms: float
     p99_ms: float
+    server_cpu_s: float = 0.0  # CPU time the server process used meanwhile (user + system)
 
     @property
     def rps(self) -> float:
         return self.requests / self.elapsed if self.elapsed else 0.0
 
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU per answered request: steadier than req/s when other work shares the machine."""
+        return self.server_cpu_s / self.requests * 1e6 if self.requests else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         return {"rps": round(self.rps, 1), "p50_ms": round(self.p50_ms, 3), "p99_ms": round(self.p99_ms, 3),
-                "requests": self.requests, "errors": self.errors}
+                "requests": self.requests, "errors": self.errors, "cpu_us": round(self.cpu_us, 1)}
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and all its threads so far (Linux /proc), else 0."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -97,15 +143,18 @@ def pinned(cmd: list[str], cpu: int | None) -> list[str]:
 
 
 def drive(tool: str, port: int, requests: list[dict[str, Any]], *, concurrency: int, duration: float,
-          cpu: int | None, threads: int = 1) -> Load:
-    """Closed-loop load: `concurrency` keep-alive connections for `duration` seconds."""
+          cpu: int | None, threads: int = 1, vary_base: int = 0) -> Load:
+    """Closed-loop load: `concurrency` keep-alive connections for `duration` seconds. Bodies holding
+    VARY_MARKER get a number of their own on every request, starting above `vary_base`."""
     if tool == "wrk":
-        return _wrk(port, requests, concurrency=concurrency, duration=duration, cpu=cpu, threads=threads)
-    return _python(port, requests, concurrency=concurrency, duration=duration, cpu=cpu, procs=threads)
+        return _wrk(port, requests, concurrency=concurrency, duration=duration, cpu=cpu, threads=threads,
+                    vary_base=vary_base)
+    return _python(port, requests, concurrency=concurrency, duration=duration, cpu=cpu, procs=threads,
+                   vary_base=vary_base)
 
 
 def _wrk(port: int, requests: list[dict[str, Any]], *, concurrency: int, duration: float, cpu: int | None,
-         threads: int) -> Load:
+         threads: int, vary_base: int) -> Load:
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script, lines = Path(tmp) / "bench.lua", Path(tmp) / "requests.tsv"
         script.write_text(WRK_SCRIPT)
@@ -116,19 +165,21 @@ def _wrk(port: int, requests: list[dict[str, Any]], *, concurrency: int, duratio
                       "-d", f"{seconds}s", "--timeout", "10s", "-s", str(script),
                       f"http://127.0.0.1:{port}"], cpu)
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 30,
-                             env={**os.environ, "BENCH_REQUESTS": str(lines)})
+                             env={**os.environ, "BENCH_REQUESTS": str(lines),
+                                  "BENCH_VARY_BASE": str(vary_base)})
     line = next(x for x in out.stdout.splitlines() if x.startswith("JSON "))
     data = json.loads(line[5:])
     return Load(data["requests"], data["errors"], data["elapsed"], data["p50"] * 1000, data["p99"] * 1000)
 
 
 def _python(port: int, requests: list[dict[str, Any]], *, concurrency: int, duration: float, cpu: int | None,
-            procs: int) -> Load:
+            procs: int, vary_base: int) -> Load:
     procs = max(1, min(procs, concurrency))
     shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
     children = []
-    for share in shares:
+    for tid, share in enumerate(shares):
         job = {"host": "127.0.0.1", "port": port, "concurrency": share, "duration": duration,
+               "vary_base": vary_base + tid, "marker": VARY_MARKER,
                "requests": [{"method": r["method"], "path": r["path"], "body": r.get("body", ""),
                              "headers": {"Authorization": "Bearer bench", "Content-Type": "application/json"}}
                             for r in requests]}

@@ -24,6 +24,10 @@ class Job:
     concurrency: int
     duration: float
     max_requests: int = 0  # 0 = until the duration is over
+    # Every `marker` in a body becomes vary_base + 16 × the request's sequence number: no two requests
+    # of a varied load carry the same bytes (several processes get bases 1 apart).
+    vary_base: int = 0
+    marker: str = "@@N@@"
 
 
 @dataclass(slots=True)
@@ -33,26 +37,40 @@ class Tally:
     next_index: int = 0
 
 
-def encode(job: Job) -> list[bytes]:
-    """Each request as the exact bytes written on the socket."""
-    out = []
+Wire = bytes | tuple[bytes, list[bytes]]  # fixed bytes, or (head without Content-Length, body parts)
+
+
+def encode(job: Job) -> list[Wire]:
+    """Each request as the exact bytes written on the socket, or as a template when its body varies."""
+    out: list[Wire] = []
+    marker = job.marker.encode()
     for spec in job.requests:
         body = spec.get("body", "").encode()
         headers = {"Host": f"{job.host}:{job.port}", **spec.get("headers", {})}
-        if body or spec.get("method", "GET") == "POST":
-            headers["Content-Length"] = str(len(body))
         head = f"{spec.get('method', 'GET')} {spec['path']} HTTP/1.1\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        out.append(head.encode() + body)
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        if marker in body:
+            out.append((head.encode(), body.split(marker)))
+            continue
+        if body or spec.get("method", "GET") == "POST":
+            head += f"Content-Length: {len(body)}\r\n"
+        out.append((head + "\r\n").encode() + body)
     return out
+
+
+def fill(template: tuple[bytes, list[bytes]], number: int) -> bytes:
+    head, parts = template
+    body = str(number).encode().join(parts)
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 class Connection(asyncio.Protocol):
     """One keep-alive connection that sends the next request as soon as the previous answer ends."""
 
-    def __init__(self, wire: list[bytes], tally: Tally, deadline: float, limit: int,
+    def __init__(self, wire: list[Wire], tally: Tally, deadline: float, limit: int, vary_base: int,
                  done: asyncio.Future[None]) -> None:
         self.wire, self.tally, self.deadline, self.limit, self.done = wire, tally, deadline, limit, done
+        self.vary_base = vary_base
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.started = 0.0
@@ -70,6 +88,8 @@ class Connection(asyncio.Protocol):
             return
         request = self.wire[tally.next_index % len(self.wire)]
         tally.next_index += 1
+        if isinstance(request, tuple):
+            request = fill(request, self.vary_base + 16 * tally.next_index)
         self.started = time.perf_counter()
         assert self.transport is not None
         self.transport.write(request)
@@ -115,7 +135,8 @@ async def run(job: Job) -> dict[str, Any]:
     futures = []
     for _ in range(job.concurrency):
         done: asyncio.Future[None] = loop.create_future()
-        await loop.create_connection(lambda d=done: Connection(wire, tally, deadline, job.max_requests, d),
+        await loop.create_connection(lambda d=done: Connection(wire, tally, deadline, job.max_requests,
+                                                                   job.vary_base, d),
                                      job.host, job.port)
         futures.append(done)
     await asyncio.gather(*futures)

@@ -78,6 +78,11 @@ class Usage:
     requests: int = 1
 
 
+class StreamCut(ConnectionResetError):
+    """Raised mid-stream (a cut_stream fault, an upstream stream that broke off, its replay): aiohttp
+    treats it as a dropped connection and closes it without a final chunk."""
+
+
 @dataclass(slots=True)
 class StreamEvent:
     """One server-sent event as it goes on the wire (`data` is the text after `data: `)."""

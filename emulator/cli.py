@@ -230,7 +230,7 @@ def main() -> None:
     default=1,
     show_default=True,
     envvar=env("WORKERS"),
-    help="Server processes sharing the port (SO_REUSEPORT), the ledger and the cassettes.",
+    help="Server processes sharing the port (SO_REUSEPORT), the ledger, the cassettes and one control plane.",
 )
 @click.option(
     "--durable-ledger",

@@ -42,6 +42,10 @@ SSE_EVENTS = [
     "[DONE]",
 ]
 
+# Prompts whose stream breaks off after BROKEN_AFTER events (tests of recorded broken streams).
+BROKEN_STREAMS = ("cut-stream", "stall-stream")
+BROKEN_AFTER = 4
+
 # run-whisper-rest-envelope-2024-03.json (shortened), sent pretty-printed so byte-exact replay is tested.
 WHISPER_RESULT = {
     "result": {
@@ -219,6 +223,8 @@ class FakeUpstream:
             return web.Response(body=body_text, content_type="application/json", headers=self._ids())
         if prompt == "slow":
             await asyncio.sleep(self.slow_seconds)
+        if body.get("stream") is True and prompt in BROKEN_STREAMS:
+            return await self._broken_stream(request, str(prompt))
         if body.get("stream") is True:
             return await self._stream(request)
         self.counter += 1
@@ -242,6 +248,21 @@ class FakeUpstream:
             await response.write(f"data: {data}\n\n".encode())
             await asyncio.sleep(self.event_gap)
         await response.write_eof()
+        return response
+
+    async def _broken_stream(self, request: web.Request, how: str) -> web.StreamResponse:
+        """The first BROKEN_AFTER events, then the connection is dropped (`cut-stream`) or goes
+        silent (`stall-stream`, until the reader's timeout gives up): never the stream's end."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **self._ids()})
+        await response.prepare(request)
+        for data in SSE_EVENTS[:BROKEN_AFTER]:
+            await response.write(f"data: {data}\n\n".encode())
+            await asyncio.sleep(self.event_gap)
+        await response.write(b'data: {"response":" half an ev')  # an event that never completes
+        if how == "stall-stream":
+            await asyncio.sleep(self.slow_seconds)
+        assert request.transport is not None
+        request.transport.abort()
         return response
 
     async def chat(self, request: web.Request) -> web.StreamResponse:

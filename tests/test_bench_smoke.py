@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,3 +41,46 @@ def test_bench_reports_the_embeddings_floor_beside_the_emulator(tmp_path: Path) 
     # Both measured over HTTP in the same run: the emulator's answer and the bare floor handler's.
     assert latency["p50_ms"] > 0 and latency["floor_p50_ms"] > 0
     assert "floor" in proc.stdout
+
+
+def test_bench_prints_the_varied_table_before_the_repeated_one(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--duration", "0.3", "--rounds", "1",
+         "--scenarios", "text-repeated,text", "--concurrency", "16", "--loadgen", "python", "--no-pin",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    assert 0 <= proc.stdout.index("Varied requests") < proc.stdout.index("One request repeated")
+    summary = json.loads(out.read_text())
+    tables = {r["scenario"]: r["table"] for r in summary["rows"]}
+    assert tables == {"baseline": "baseline", "text": "varied", "text-repeated": "repeated"}
+    names = [t["target"] for t in summary["targets"]]
+    assert names[0].startswith("varied text") and any(n.startswith("repeated text") for n in names)
+
+
+async def test_the_load_generator_never_sends_the_same_varied_body_twice(aiohttp_server: Any) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from loadgen import Job, run
+
+    seen: list[bytes] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(await request.read())
+        return web.Response(body=b"{}", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", record)
+    server = await aiohttp_server(app)
+    templates = [{"method": "POST", "path": "/a", "body": '{"prompt":"one @@N@@","seed":@@N@@}'},
+                 {"method": "POST", "path": "/b", "body": '{"fixed":true}'}]
+    result = await run(Job(host="127.0.0.1", port=server.port, requests=templates, concurrency=4,
+                           duration=10.0, max_requests=200, vary_base=1000))
+    varied = [b for b in seen if b != b'{"fixed":true}']
+    assert result["requests"] == len(seen) >= 200 and len(varied) >= 100
+    assert len(set(varied)) == len(varied)
+    # The marker is filled in everywhere with the same number, and the body stays valid JSON.
+    for raw in varied:
+        value = json.loads(raw)
+        assert value["prompt"] == f"one {value['seed']}" and value["seed"] > 1000

@@ -99,7 +99,7 @@ async def test_errors_read_as_inference_upstream_error_messages(emulator: Emulat
 
 
 def test_descriptions_match_the_observed_binding_messages() -> None:
-    """fixtures/observed/err-4006-daily-neurons-binding-and-misc.json: the thrown binding text."""
+    """fixtures/observations/err-4006-daily-neurons-binding-and-misc.json: the thrown binding text."""
     rest = ("AiError: AiError: you have used up your daily free allocation of 10,000 neurons, please upgrade "
             "to Cloudflare's Workers Paid plan if you would like to continue usage. "
             "(0b1b6a5e-5d1e-4d2a-9c1e-1f2a3b4c5d6e)")
@@ -268,6 +268,8 @@ async def test_every_catalog_model_answers_through_the_binding_as_over_rest(
     """Same fake, same seed: the binding's answer is REST's `result` (bare, exactly application/json),
     or REST's bytes with their content type (images, audio) that user code gets as a ReadableStream."""
     emu = await make_emulator(plan="paid")
+    # A frozen clock: per-call ids and `created` stamps (server/stamps.py) are then equal too.
+    await emu.session.post(f"{emu.base}/__emulator__/clock", json={"now": "2026-10-02T12:00:00Z"})
     for body in walk.examples(model)[:2]:
         if isinstance(body, dict) and "multipart" in body:
             continue  # the FormData form: test_form_data_input_is_sent_as_the_multipart_body

@@ -55,7 +55,9 @@ def test_vitest_pool_workers_project_passes_offline_with_stubs_and_faults(tmp_pa
 def wrangler_dev(*args: str, env: dict[str, str]) -> Iterator[str]:
     """`npx wrangler dev …` in the example project on a free port; yields its URL once it answers."""
     port = free_port()
-    proc = subprocess.Popen(["npx", "wrangler", "dev", *args, "--port", str(port), "--ip", "127.0.0.1"],
+    # A free inspector port too: wrangler's default (9229) may be taken by another process.
+    proc = subprocess.Popen(["npx", "wrangler", "dev", *args, "--port", str(port), "--ip", "127.0.0.1",
+                             "--inspector-port", str(free_port())],
                             cwd=VITEST, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"

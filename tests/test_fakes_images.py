@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emulator.fakes.images import image_info, jpeg, png
+from emulator.fakes.images import _image, image_info, jpeg, png
 
 
 @pytest.mark.parametrize(("width", "height"), [(256, 256), (512, 384), (300, 1000), (1, 1), (2048, 256)])
@@ -88,3 +88,13 @@ NOT_IMAGES = [
 @pytest.mark.parametrize("data", NOT_IMAGES)
 def test_image_info_rejects_non_images(data: bytes) -> None:
     assert image_info(data) is None
+
+
+@pytest.mark.parametrize(("width", "height", "seed"), [(1024, 1024, 5), (1, 1, 3), (7, 300, 2), (300, 7, 9)])
+def test_png_holds_the_same_picture_as_the_jpeg_of_its_seed(width: int, height: int, seed: int) -> None:
+    # The PNG is encoded by the emulator itself (Up filter + zlib): Pillow must read it back exactly,
+    # and it must be the picture the JPEG path (Pillow's encoder) starts from.
+    decoded = np.asarray(Image.open(io.BytesIO(png(width, height, seed))).convert("RGB"))
+    assert decoded.shape == (height, width, 3)
+    assert (decoded == np.asarray(_image(width, height, seed))).all()
+    assert len(np.unique(decoded.reshape(-1, 3), axis=0)) > 1 or width * height == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,10 @@ from emulator.fakes.text import (
     CHARS_PER_TOKEN,
     MAX_NATURAL_TOKENS,
     SHORT_CAP,
+    compose,
     count_tokens,
     prose,
+    sentence_table,
     split_tokens,
 )
 
@@ -70,7 +73,7 @@ def test_prose_natural_length_is_within_bounds() -> None:
         text, truncated = prose(seed, 10_000)
         assert not truncated
         assert count_tokens(text) <= MAX_NATURAL_TOKENS
-        assert text.endswith(".")
+        assert text.endswith((".", "?", "!"))
         assert text[0].isupper()
 
 
@@ -81,7 +84,7 @@ def test_prose_ends_whole_under_a_cap_that_leaves_room(max_tokens: int) -> None:
     for seed in range(200):
         text, truncated = prose(seed, max_tokens)
         assert not truncated, (seed, max_tokens)
-        assert text.endswith(".")
+        assert text.endswith((".", "?", "!"))
         assert count_tokens(text) <= max_tokens * CAP_SHARE_PERCENT // 100
 
 
@@ -133,3 +136,49 @@ def test_split_tokens_is_roughly_one_token_each() -> None:
     assert all(len(chunk) <= 4 for chunk in chunks)
     text, _ = prose(11, 200)
     assert 0.5 * count_tokens(text) <= len(split_tokens(text)) <= 2 * count_tokens(text)
+
+
+def test_compose_counts_tokens_from_the_table_as_the_count_rule_does() -> None:
+    for seed in range(200):
+        for max_tokens in (3, 40, 256):
+            answer = compose(seed, max_tokens)
+            assert answer.tokens == count_tokens(answer.text)
+            natural = compose(seed, 10_000).tokens
+            assert answer.truncated == (answer.tokens == max_tokens < natural)
+
+
+def test_compose_takes_a_target_length_in_tokens() -> None:
+    for target in (1, 50, 300, 2000):
+        answer = compose(9, 10_000, target_tokens=target)
+        assert not answer.truncated
+        # Whole sentences while they fit the target (the first one always): within a sentence of it.
+        assert answer.tokens <= max(target, 19) and answer.tokens >= target - 19
+        assert answer.text.endswith((".", "?", "!"))
+    # Same seed, longer target: the shorter answer is where the longer one starts.
+    assert compose(9, 10_000, target_tokens=300).text.startswith(compose(9, 10_000, target_tokens=50).text)
+
+
+def test_prose_reads_like_sentences() -> None:
+    text, _ = prose(21, 10_000)
+    sentences = [s for s in re.split(r"(?<=[.?!]) ", text) if s]
+    assert len(sentences) >= 2
+    assert all(s[0].isupper() and 4 <= len(s.split()) <= 8 for s in sentences)
+    table = sentence_table()
+    assert len(set(table.sentences)) == len(table.sentences) == 4096
+    assert table.lengths == tuple(len(s) for s in table.sentences)
+    assert any("," in s for s in table.sentences) and any(s.endswith("?") for s in table.sentences)
+
+
+def test_reseeded_generators_repeat_per_seed_and_per_thread() -> None:
+    import threading
+
+    from emulator.fakes.seed import reseeded
+
+    first = reseeded(12345).integers(1 << 62, size=8).tolist()
+    other = reseeded(12346).integers(1 << 62, size=8).tolist()
+    seen: list[list[int]] = []
+    worker = threading.Thread(target=lambda: seen.append(reseeded(12345).integers(1 << 62, size=8).tolist()))
+    worker.start()
+    worker.join()
+    assert first != other
+    assert seen == [first] == [reseeded(12345).integers(1 << 62, size=8).tolist()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import pytest
@@ -210,3 +211,25 @@ async def test_get_on_run_is_not_a_500(emulator: Emulator) -> None:
     resp = await emulator.session.get(emulator.run_url(LLAMA), headers=AUTH)
     assert resp.status in (400, 405)
     assert (await resp.json())["success"] is False
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "audio/mpeg, application/json"])
+async def test_melotts_answers_json_base64_unless_asked_for_audio_only(emulator: Emulator,
+                                                                      accept: str | None) -> None:
+    """A REST client sending no Accept (Node fetch sends `*/*`) gets `{result: {audio: <base64 MP3>}}`."""
+    headers = {"Accept": accept} if accept else {}
+    resp = await emulator.run("@cf/myshell-ai/melotts", {"prompt": "Good morning", "lang": "en"},
+                              headers=headers)
+    assert resp.status == 200 and resp.content_type == "application/json"
+    body = await resp.json()
+    mp3 = base64.b64decode(body["result"]["audio"])
+    assert mp3[:3] == b"ID3" or mp3[0] == 0xFF
+
+
+async def test_melotts_answers_raw_mpeg_when_accept_asks_only_for_it(emulator: Emulator) -> None:
+    inputs = {"prompt": "Good morning", "lang": "en"}
+    raw = await emulator.run("@cf/myshell-ai/melotts", inputs, headers={"Accept": "audio/mpeg"})
+    audio = await raw.read()
+    assert raw.status == 200 and raw.content_type == "audio/mpeg"
+    again = await emulator.run("@cf/myshell-ai/melotts", inputs)  # the same inputs, no Accept: JSON again
+    assert base64.b64decode((await again.json())["result"]["audio"]) == audio

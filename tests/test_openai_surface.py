@@ -123,9 +123,24 @@ async def test_knobs_change_the_answer_and_stop_cuts_it(emulator: Emulator) -> N
     assert stopped["choices"][0]["finish_reason"] == "stop"
 
 
-async def test_n_choices_where_the_model_accepts_n(emulator: Emulator) -> None:
-    _, body, _ = await chat(emulator, model="@cf/zai-org/glm-4.7-flash", messages=HELLO, n=2)
-    assert [c["index"] for c in body["choices"]] == [0, 1]
+async def test_n_distinct_choices_billed_for_every_choice(emulator: Emulator) -> None:
+    glm = "@cf/zai-org/glm-4.7-flash"
+    _, one, one_headers = await chat(emulator, model=glm, messages=HELLO)
+    _, body, headers = await chat(emulator, model=glm, messages=HELLO, n=3)
+    assert [c["index"] for c in body["choices"]] == [0, 1, 2]
+    texts = [c["message"]["content"] for c in body["choices"]]
+    assert len(set(texts)) == 3 and all(texts)
+    usage = body["usage"]
+    assert usage["prompt_tokens"] == one["usage"]["prompt_tokens"]  # the prompt is read once
+    assert usage["completion_tokens"] > one["usage"]["completion_tokens"]
+    assert float(headers["cf-ai-neurons"]) > float(one_headers["cf-ai-neurons"])
+    _, again, _ = await chat(emulator, model=glm, messages=HELLO, n=3)
+    assert again["choices"] == body["choices"]  # deterministic (ids and times are stamped per call)
+    # The native run/ of a model whose schema has `n` answers the same choices.
+    resp = await emulator.run(glm, {"model": glm, "messages": HELLO, "n": 3})  # its schema lists `model`
+    native = (await resp.json())["result"]
+    assert [c["message"]["content"] for c in native["choices"]] == texts
+    # Models whose schema has no `n` never see it: one choice, billed once.
     _, older, _ = await chat(emulator, model=LLAMA3, messages=HELLO, n=2)
     assert len(older["choices"]) == 1
 

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
 from emulator.cassettes import load_cassette
 from tests.conftest import ACCOUNT, Emulator, ServerFactory, wav_bytes
 from tests.fake_upstream import (
+    BROKEN_AFTER,
     LLAMA,
     REAL_ACCOUNT,
     REAL_TOKEN,
@@ -339,6 +341,49 @@ async def test_stream_is_relayed_event_by_event(
     # Recorded once complete, with the same events.
     events = load_cassette(cassette_file(tmp_path).read_bytes()).interactions[0].response.events or []
     assert [e.data for e in events] == SSE_EVENTS
+
+
+async def read_stream(emu: Emulator, prompt: str) -> tuple[bytes, bool, float]:
+    """The bytes of a streamed answer, whether the connection broke before its end, and how long it took."""
+    received = b""
+    start = time.monotonic()
+    async with emu.session.post(emu.run_url(LLAMA), json={"prompt": prompt, "stream": True},
+                                headers=HEADERS) as resp:
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        try:
+            async for chunk in resp.content.iter_any():
+                received += chunk
+        except aiohttp.ClientPayloadError:
+            return received, True, time.monotonic() - start
+    return received, False, time.monotonic() - start
+
+
+@pytest.mark.parametrize(("prompt", "reason"),
+                         [("cut-stream", "connection closed"), ("stall-stream", "timeout")])
+async def test_a_broken_stream_is_recorded_cut_and_replays_broken(
+    upstream: FakeUpstream, make_emulator: ServerFactory, tmp_path: Path, prompt: str, reason: str
+) -> None:
+    upstream.slow_seconds = 5.0  # the stalled stream stays silent longer than the recorder waits
+    recorder = await make_emulator(**real_settings(upstream, tmp_path, "record", upstream_timeout=0.4))
+    received, broke, _ = await read_stream(recorder, prompt)
+    whole_events = b"".join(f"data: {e}\n\n".encode() for e in SSE_EVENTS[:BROKEN_AFTER])
+    assert broke and received == whole_events  # the client saw the same break, live
+    [interaction] = load_cassette(cassette_file(tmp_path).read_bytes()).interactions
+    response = interaction.response
+    assert [e.data for e in response.events or []] == SSE_EVENTS[:BROKEN_AFTER]
+    assert response.cut is not None and response.cut.reason == reason
+    assert response.cut.offset_ms >= (response.events or [])[-1].offset_ms
+    log = await recorder.session.get(f"{recorder.base}/__emulator__/requests")
+    [entry] = (await log.json())["requests"]
+    assert entry["cut"] and entry["status"] == 200
+    # Offline: the same events, then the same abrupt end; with real timing, at the recorded moment.
+    for timing in ("fast", "real"):
+        replayer = await make_emulator(**real_settings(None, tmp_path, "replay", replay_timing=timing))
+        replayed, broke, took = await read_stream(replayer, prompt)
+        assert broke and replayed == received
+        if timing == "real":
+            assert took >= response.cut.offset_ms / 1000 * 0.9
+    assert len(upstream.requests) == 1
 
 
 async def test_replay_timing_real_and_fast(

@@ -17,10 +17,10 @@ import asyncio
 import gc
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from emulator.backends.upstream import Exchange, Finished, Upstream
-from emulator.call import Call, Outcome, StreamEvent
+from emulator.call import Call, Outcome, StreamCut, StreamEvent
 from emulator.cassettes import (
     Cassette,
     CassetteIndex,
@@ -32,6 +32,7 @@ from emulator.cassettes import (
     RecordedResponse,
     Redactor,
     SSEEvent,
+    StreamBreak,
 )
 from emulator.cassettes.store import Identity
 from emulator.errors import CFError
@@ -78,8 +79,20 @@ def replayed_outcome(interaction: Interaction, *, real_timing: bool) -> Outcome:
             delay = max(0.0, (event.offset_ms - previous) / 1000) if real_timing else 0.0
             previous = event.offset_ms
             events.append(StreamEvent(event.data, delay=delay, raw=event.raw.encode("utf-8")))
+        if response.cut is not None:
+            wait = max(0.0, (response.cut.offset_ms - previous) / 1000) if real_timing else 0.0
+            return Outcome(events=_then_cut(events, response.cut, wait), **common)  # type: ignore[arg-type]
         return Outcome(events=events, **common)  # type: ignore[arg-type]
     return Outcome(body=response.body_bytes(), **common)  # type: ignore[arg-type]
+
+
+async def _then_cut(events: list[StreamEvent], cut: StreamBreak, wait: float) -> AsyncIterator[StreamEvent]:
+    """A recorded broken stream: its events, then (after the recorded wait) the connection drops."""
+    for event in events:
+        yield event
+    if wait:
+        await asyncio.sleep(wait)
+    raise StreamCut(f"replaying a recorded stream that broke off ({cut.reason})")
 
 
 class CassetteBackend:
@@ -221,14 +234,13 @@ class CassetteBackend:
 
     # Record ------------------------------------------------------------------------------------
     def _recorder(self, exchange: Exchange, name: str) -> Finished:
-        async def finished(
-            status: int, headers: Mapping[str, str], body: bytes, events: list[SSEEvent] | None
-        ) -> None:
+        async def finished(status: int, headers: Mapping[str, str], body: bytes,
+                           events: list[SSEEvent] | None, cut: StreamBreak | None) -> None:
             redactor = self.redactor(exchange)
             request = RecordedRequest.build(
                 exchange.method, exchange.path, exchange.query, exchange.headers.items(), exchange.body
             )
-            response = RecordedResponse.build(status, headers.items(), body, events=events)
+            response = RecordedResponse.build(status, headers.items(), body, events=events, cut=cut)
             interaction = Interaction(
                 request=redactor.redact_request(request),
                 response=redactor.redact_response(response),

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from emulator.call import BinaryInput, Call, Outcome
+from emulator.call import BinaryInput, Call, Outcome, Surface
 from emulator.fakes.seed import derive_seed
 from emulator.limits import check_call
 from emulator.lru import SizedLRU
@@ -48,19 +48,29 @@ def call_seed(call: Call, emulator_seed: int) -> int:
     return derive_seed(emulator_seed, call.model.name, fingerprint_inputs(call.inputs))
 
 
+CacheKey = tuple[int, bool, Surface, str]
+
+
+def cache_key(call: Call, seed: int) -> CacheKey:
+    """What an outcome depends on besides the seed: streaming, the surface (gpt-oss's Responses
+    input answers a Responses object on `run/` only) and Accept (melotts answers raw audio/mpeg
+    when asked for it)."""
+    headers = call.headers
+    return seed, call.stream, call.surface, headers.get("Accept") or headers.get("accept") or ""
+
+
 class MockBackend:
     name = "mock"
 
     def __init__(self, *, seed: int = 0, quirks: dict[str, bool] | None = None) -> None:
         self.seed = seed
         self.quirks = quirks or {}
-        self._cache: SizedLRU[tuple[int, bool], Outcome] = SizedLRU(max_entries=CACHE_SIZE,
-                                                                     max_bytes=CACHE_BYTES)
+        self._cache: SizedLRU[CacheKey, Outcome] = SizedLRU(max_entries=CACHE_SIZE, max_bytes=CACHE_BYTES)
 
     async def handle(self, call: Call) -> Outcome:
         check_call(call)  # before any work: the fakes' cost grows with pixels, audio length, batch size
         seed = call_seed(call, self.seed)
-        key = (seed, call.stream)
+        key = cache_key(call, seed)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -72,7 +82,7 @@ class MockBackend:
             self._remember(key, outcome)
         return outcome
 
-    def _remember(self, key: tuple[int, bool], outcome: Outcome) -> None:
+    def _remember(self, key: CacheKey, outcome: Outcome) -> None:
         size = approx_size(outcome)
         if size > CACHE_BYTES // 8:
             return  # one huge answer would evict everything else for little gain

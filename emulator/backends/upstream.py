@@ -11,8 +11,8 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from emulator.call import Call, Outcome, StreamEvent
-from emulator.cassettes import RESPONSE_HEADER_ALLOW, SSEEvent, SSESplitter, filter_headers
+from emulator.call import Call, Outcome, StreamCut, StreamEvent
+from emulator.cassettes import RESPONSE_HEADER_ALLOW, SSEEvent, SSESplitter, StreamBreak, filter_headers
 from emulator.cassettes.format import is_event_stream
 from emulator.errors import CFError
 from emulator.limits import parse_neurons
@@ -38,8 +38,10 @@ HOP_HEADERS = frozenset(
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-auth-key", "x-auth-email", "x-auth-user-service-key"})
 NEURONS = "cf-ai-neurons"
 
-# Called once a relayed answer is complete: (status, response headers, body, SSE events or None).
-Finished = Callable[[int, Mapping[str, str], bytes, list[SSEEvent] | None], Awaitable[None]]
+# Called once a relayed answer is over: (status, response headers, body, SSE events or None, and how
+# the stream broke off if it did).
+Finished = Callable[[int, Mapping[str, str], bytes, list[SSEEvent] | None, StreamBreak | None],
+                    Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -175,7 +177,7 @@ class Upstream:
         finally:
             response.release()
         if finished is not None:
-            await finished(response.status, response.headers, body, None)
+            await finished(response.status, response.headers, body, None, None)
         return Outcome(body=body, **common)  # type: ignore[arg-type]
 
     async def _read_capped(self, response: aiohttp.ClientResponse, url: URL) -> bytes:
@@ -204,9 +206,13 @@ class Upstream:
     async def _relay_stream(
         self, response: aiohttp.ClientResponse, started: float, finished: Finished | None, url: URL
     ) -> AsyncIterator[StreamEvent]:
-        """Yield each SSE event the moment its last byte arrives; report the whole stream when it ends."""
+        """Yield each SSE event the moment its last byte arrives; report the whole stream when it ends.
+
+        A stream that breaks off (connection closed before its end, read timeout) is reported with the
+        events received whole and how it broke, then this client's stream is cut the same way."""
         splitter = SSESplitter()
         headers: CIMultiDictProxy[str] = response.headers
+        broke: StreamBreak | None = None
         cap, size = self.settings.max_upstream_body_bytes, 0
         try:
             async for chunk in response.content.iter_any():
@@ -222,13 +228,17 @@ class Upstream:
             for event in events[complete_before:]:
                 yield StreamEvent(event.data, raw=event.raw.encode("utf-8"))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            # The status line is already sent, so the client sees a cut stream; it is not recorded.
             log.warning("upstream stream from %s broke off: %s", url, exc)
-            return
+            # A half-received event never reached the client: only whole events are kept.
+            events = list(splitter.events)
+            broke = StreamBreak(offset_ms=round((time.monotonic() - started) * 1000, 3),
+                                reason="timeout" if isinstance(exc, TimeoutError) else "connection closed")
         finally:
             response.release()
         if finished is not None:
-            await finished(response.status, headers, b"", events)
+            await finished(response.status, headers, b"", events, broke)
+        if broke is not None:
+            raise StreamCut(f"the upstream stream broke off ({broke.reason})")
 
     def _describe(self, url: URL, exc: BaseException) -> str:
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):

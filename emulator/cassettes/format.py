@@ -78,6 +78,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -105,6 +106,9 @@ _HEX32_SEGMENT = re.compile(r"(?<=/)[0-9a-f]{32}(?=/|$)")
 _SLASHES = re.compile(r"/{2,}")
 
 
+# A pure function of a path, and a client repeats its paths (one per model): replay normalises every
+# incoming request's path, so the last few thousand are remembered.
+@functools.lru_cache(maxsize=4096)
 def normalise_path(path: str) -> str:
     """Canonical request path: percent-decoded, ``//`` collapsed, account id replaced, query dropped.
 
@@ -394,13 +398,23 @@ class RecordedRequest(_Model):
         return _http_headers(value)
 
 
+class StreamBreak(_Model):
+    """How a recorded stream ended early: the upstream connection broke after the recorded events,
+    `offset_ms` after the response started, without the stream's own end (no `[DONE]`)."""
+
+    offset_ms: float
+    reason: str  # "connection closed" or "timeout"
+
+
 class RecordedResponse(_Model):
-    """A recorded response: status, allow-listed headers, and either a body or SSE events."""
+    """A recorded response: status, allow-listed headers, and either a body or SSE events; a stream
+    that broke off mid-way also has `cut` (replay sends its events, then drops the connection)."""
 
     status: int
     headers: dict[str, str] = Field(default_factory=dict)
     body: Body | None = None
     events: list[SSEEvent] | None = None
+    cut: StreamBreak | None = None
 
     @field_validator("headers")
     @classmethod
@@ -423,6 +437,7 @@ class RecordedResponse(_Model):
         *,
         allow: Iterable[str] = RESPONSE_HEADER_ALLOW,
         events: list[SSEEvent] | None = None,
+        cut: StreamBreak | None = None,
     ) -> RecordedResponse:
         """Record a finished response, keeping its body byte-exact.
 
@@ -437,7 +452,7 @@ class RecordedResponse(_Model):
             except UnicodeDecodeError:
                 events = None
         if events is not None:
-            return cls(status=status, headers=kept, events=events)
+            return cls(status=status, headers=kept, events=events, cut=cut)
         return cls(status=status, headers=kept, body=Body.from_bytes(body, content_type, exact=True))
 
     @property

@@ -34,6 +34,7 @@ from emulator.cassettes.format import (
     Cassette,
     Interaction,
     RecordedRequest,
+    is_json_type,
     normalise_path,
 )
 from emulator.cassettes.redact import Redactor
@@ -47,9 +48,10 @@ def normalise_query(
     query: QueryInput, volatile_query: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, str], ...]:
     """Sorted (key, value) pairs without volatile keys; accepts a mapping, pairs, or a raw query string."""
-    if query is None:
-        pairs: Iterable[tuple[str, str]] = ()
-    elif isinstance(query, str):
+    if not query:  # None, "" or empty: most requests have no query
+        return ()
+    pairs: Iterable[tuple[str, str]]
+    if isinstance(query, str):
         pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
     elif isinstance(query, Mapping):
         pairs = query.items()
@@ -166,17 +168,26 @@ def normalise_request(
     """
     if isinstance(body, str):
         body = body.encode("utf-8")
+    parsed: Any = _NOT_JSON
     if redactor is not None:
         # Normalised first, as recording does: a secret path segment is found once percent-decoded.
         path = redactor.redact_path(normalise_path(path))
         if query is not None:
             query = redactor.redact_query(dict(normalise_query(query)))
-        if isinstance(body, bytes):
-            body = Body.from_request_bytes(body, content_type)
-        body = redactor.redact_body(body) if isinstance(body, Body) else redactor.redact_json(body)
+        if isinstance(body, bytes) and body and is_json_type(content_type):
+            # What Body.from_request_bytes and redact_body give a JSON body, without building two Body
+            # models: replay normalises every incoming request this way.
+            parsed = _parse_json(body)
+            if parsed is not _NOT_JSON:
+                parsed = redactor.redact_json(parsed)
+        if parsed is _NOT_JSON:
+            if isinstance(body, bytes):
+                body = Body.from_request_bytes(body, content_type)
+            body = redactor.redact_body(body) if isinstance(body, Body) else redactor.redact_json(body)
 
-    parsed: Any
-    if body is None or (isinstance(body, bytes) and not body):
+    if parsed is not _NOT_JSON:
+        kind = "json"
+    elif body is None or (isinstance(body, bytes) and not body):
         kind, parsed = "empty", None
     elif isinstance(body, Body):
         if body.encoding == "empty":

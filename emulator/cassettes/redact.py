@@ -93,6 +93,11 @@ _NAMED_VALUE = re.compile(
 )
 
 
+# What each pattern above cannot match without: '@' (email), ':' or '=' (named value), '/' (accounts/),
+# 37 hex digits (global key) or "bearer". Text with none of them skips the five substitutions: replay
+# redacts every string of every incoming request, and most prompts have none.
+_MAYBE_CREDENTIAL = re.compile(r"[@:=/]|[0-9a-f]{37}|(?i:bearer)")
+_REMEMBERED_PATHS = 4096
 _NONE = object()
 
 
@@ -117,6 +122,9 @@ class Redactor:
             sorted({a for a in account_ids if a}, key=len, reverse=True)
         )
         self.placeholder_account = placeholder_account
+        # Redacted paths by path: replay redacts every incoming request's path, and a client repeats
+        # its paths (one per model). Bounded; cleared when full.
+        self._paths: dict[str, str] = {}
 
     def redact_text(self, s: str) -> str:
         """Replace every secret, credential-shaped token, account id and email in `s`."""
@@ -126,6 +134,8 @@ class Redactor:
             s = s.replace(secret, REDACTED)
         for account in self.account_ids:
             s = s.replace(account, self.placeholder_account)
+        if not _MAYBE_CREDENTIAL.search(s):
+            return s
         s = _BEARER.sub(lambda m: m.group(1) + REDACTED, s)
         s = _NAMED_VALUE.sub(lambda m: m.group("name") + m.group("sep") + REDACTED, s)
         s = _GLOBAL_KEY.sub(REDACTED, s)
@@ -156,9 +166,16 @@ class Redactor:
 
     def redact_path(self, path: str) -> str:
         """A URL path (optionally with a query string) with account ids and secrets replaced."""
-        if self.whole_secrets:
-            path = "/".join(REDACTED if part in self.whole_secrets else part for part in path.split("/"))
-        return _ACCOUNT_SEGMENT.sub(self.placeholder_account, self.redact_text(path))
+        redacted = self._paths.get(path)
+        if redacted is None:
+            if len(self._paths) >= _REMEMBERED_PATHS:
+                self._paths.clear()
+            parts = path
+            if self.whole_secrets:
+                parts = "/".join(REDACTED if part in self.whole_secrets else part for part in path.split("/"))
+            redacted = _ACCOUNT_SEGMENT.sub(self.placeholder_account, self.redact_text(parts))
+            self._paths[path] = redacted
+        return redacted
 
     def redact_query(self, query: Mapping[str, str]) -> dict[str, str]:
         """Query parameters with credential-named values replaced and the rest redacted as text."""
@@ -215,6 +232,7 @@ class Redactor:
             headers=self.redact_headers(response.headers),
             body=self.redact_body(response.body) if response.body is not None else None,
             events=events,
+            cut=response.cut,
         )
 
     def _redact_event(self, event: SSEEvent) -> SSEEvent:

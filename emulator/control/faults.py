@@ -1,8 +1,9 @@
 """Fault injection: Cloudflare's own failure modes (3040, 3007, 7009, 1000, 4006), latency, stream faults.
 
 A fault fires on matching calls chosen by `nth` (only the n-th), `every` (every k-th) and/or
-`probability` (drawn from the fault's own `random.Random(seed)`, so the same seed and the same
-sequence of calls always fail the same calls). `times` caps how often it fires.
+`probability` (the k-th draw of a fault is a pure function of its seed and k, so the same seed and
+the same sequence of calls always fail the same calls, in one process or across the workers of
+`serve --workers N`, which share only the counters). `times` caps how often it fires.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from emulator.call import Call, StreamEvent
+from emulator.call import Call, StreamCut, StreamEvent
 from emulator.control.scope import Scope, SpecError, request_body
 from emulator.errors import CATALOGUE, CFError, Layer
+from emulator.fakes.seed import derive_seed
 
 # Friendly names and the codes users know → catalogue kinds.
 ERROR_ALIASES: dict[str, str] = {"upstream": "upstream_unavailable", "daily": "daily_limit"}
@@ -34,10 +36,6 @@ CUT_STREAM = "cut_stream"
 STREAM_KINDS = frozenset({SLOW_STREAM, CUT_STREAM})
 # Fields catalogue templates may ask for; str.format ignores the ones a template does not use.
 TEMPLATE_DEFAULTS = {"detail": "emulated fault", "type": "string", "what": "body", "path": ""}
-
-
-class StreamCut(ConnectionResetError):
-    """Raised mid-stream: aiohttp treats it as a dropped connection and closes it without a final chunk."""
 
 
 def error_kind(value: Any) -> str:
@@ -190,8 +188,8 @@ class Fault:
     after_events: int = 0
     calls: int = 0  # matching calls seen
     fired: int = 0
-    _rng: random.Random = field(default_factory=random.Random, repr=False)
-    _latency_rng: random.Random = field(default_factory=random.Random, repr=False)
+    draws: int = 0  # probability draws made
+    latency_draws: int = 0  # latency samples drawn from a distribution
 
     @classmethod
     def parse(cls, spec: Any, *, fault_id: str, default_seed: int) -> Fault:
@@ -250,15 +248,15 @@ class Fault:
             latency=latency,
             delay_ms=float(delay),
             after_events=after or 0,
-            _rng=random.Random(seed),
-            _latency_rng=random.Random(seed + 1),
         )
+
+    def applies_to(self, call: Call) -> bool:
+        """The call is one this fault counts (its scope, and a stream for a stream fault)."""
+        return (self.kind not in STREAM_KINDS or call.stream) and self.scope.matches(call)
 
     def decide(self, call: Call) -> bool:
         """Count a matching call and say whether the fault fires on it (one draw if probabilistic)."""
-        if self.kind in STREAM_KINDS and not call.stream:
-            return False
-        if not self.scope.matches(call):
+        if not self.applies_to(call):
             return False
         self.calls += 1
         if self.times is not None and self.fired >= self.times:
@@ -267,13 +265,21 @@ class Fault:
             return False
         if self.every is not None and self.calls % self.every:
             return False
-        if self.probability is not None and self._rng.random() >= self.probability:
-            return False
+        if self.probability is not None:
+            self.draws += 1
+            if derive_seed(self.seed, "probability", self.draws) / 2**64 >= self.probability:
+                return False
         self.fired += 1
         return True
 
     def delay_seconds(self) -> float:
-        return self.latency.sample_seconds(self._latency_rng) if self.latency else 0.0
+        if self.latency is None:
+            return 0.0
+        if self.latency.fixed_ms is not None:
+            return self.latency.fixed_ms / 1000
+        self.latency_draws += 1
+        draw = random.Random(derive_seed(self.seed, "latency", self.latency_draws))
+        return self.latency.sample_seconds(draw)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "name": self.name, "kind": self.kind, **self.scope.describe()}
@@ -304,6 +310,16 @@ def reject_if_busy(call: Call) -> bool:
         if isinstance(options, dict) and options.get("rejectIfBusy") is True:
             return True
     return False
+
+
+def decide_among(faults: Iterable[Fault], call: Call) -> tuple[list[Fault], float]:
+    """Count `call` in each fault (in order) and draw the latency of those that fire; a capacity
+    error refused at once (`rejectIfBusy`) waits for nothing, so it draws no latency."""
+    fired = [f for f in faults if f.decide(call)]
+    error = next((f for f in fired if f.kind == "error"), None)
+    if error is not None and error.error == "capacity" and reject_if_busy(call):
+        return fired, 0.0
+    return fired, sum(f.delay_seconds() for f in fired if f.kind in ("error", LATENCY))
 
 
 class FaultSet:
@@ -338,17 +354,20 @@ class FaultSet:
         self._faults.clear()
         self._ids = itertools.count(1)
 
+    def decide(self, call: Call) -> tuple[list[Fault], float]:
+        """The faults that fire on `call` and the latency they add, both drawn here."""
+        return decide_among(self._faults, call)
+
     async def before(self, call: Call) -> list[Fault]:
         """Decide which faults fire; wait their latency; raise the first error fault's CFError.
 
         A capacity fault answers 3040 at once when the body says `rejectIfBusy`; otherwise it
         answers 3040 too, but only after its `latency_ms` (a request that queued, then gave up).
         """
-        fired = [f for f in self._faults if f.decide(call)]
+        fired, delay = self.decide(call)
         error = next((f for f in fired if f.kind == "error"), None)
         if error is not None and error.error == "capacity" and reject_if_busy(call):
             raise make_error("capacity", call)
-        delay = sum(f.delay_seconds() for f in fired if f.kind in ("error", LATENCY))
         if delay > 0:
             await asyncio.sleep(delay)
         if error is not None:

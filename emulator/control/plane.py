@@ -3,6 +3,7 @@ calls around each model call (`ControlHooks` in emulator/server/state.py)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -11,14 +12,21 @@ from typing import Any
 
 from aiohttp import web
 
+from emulator.backends.factory import backend_for
 from emulator.call import Call, Outcome
 from emulator.control.faults import CUT_STREAM, SLOW_STREAM, FaultSet
 from emulator.control.request_log import CURRENT, RequestLog, describe_call
 from emulator.control.scope import SpecError
+from emulator.control.shared import SharedFaultSet, SharedStore, SharedStubSet, ask_peers
 from emulator.control.stubs import StubSet
 from emulator.errors import CFError
+from emulator.server.answer_cache import AnswerCache
 from emulator.server.render import STREAM_FILTER
 from emulator.server.state import ServerState, SessionFaults
+from emulator.server.worker_group import WorkerGroup
+from emulator.settings import Mode, Settings
+
+log = logging.getLogger("workers_ai_emulator.control")
 
 # The clock and `day` parameters stay inside these bounds: the ledger works with the day after "today"
 # (its reset time), which Python's dates cannot represent past 9999-12-31.
@@ -62,15 +70,109 @@ class ControlClock:
         return {"now": self.now().isoformat(), "real": self._fixed is None}
 
 
-class ControlPlane:
-    """Stubs, faults, request log and clock of one server; `run` is what `pipeline.execute` calls."""
+async def switch_backend(state: ServerState, settings: Settings) -> None:
+    """Serve with `settings`' mode from now on (raises whatever stops its backend from building)."""
+    backend = backend_for(settings)
+    old, state.backend, state.settings = state.backend, backend, settings
+    state.answers = AnswerCache()  # the answers kept were the old backend's
+    await old.close()
 
-    def __init__(self, state: ServerState) -> None:
+
+class ControlPlane:
+    """Stubs, faults, request log and clock of one server; `run` is what `pipeline.execute` calls.
+
+    With a worker group (`serve --workers N`), stubs, faults, clock and mode live in the group's
+    shared file (emulator/control/shared.py): `stale()` says another worker changed them, and
+    `catch_up()` loads the change before the call goes on."""
+
+    def __init__(self, state: ServerState, group: WorkerGroup | None = None) -> None:
         self.state = state
-        self.stubs = StubSet()
-        self.faults = FaultSet(default_seed=state.settings.seed)
-        self.log = RequestLog(max_body_bytes=state.settings.max_body_bytes)
+        self.group = group
+        self.store = SharedStore(group) if group is not None else None
+        self.stubs: StubSet = StubSet()
+        self.faults: FaultSet = FaultSet(default_seed=state.settings.seed)
+        self.log = RequestLog(max_body_bytes=state.settings.max_body_bytes,
+                              next_id=group.next_log_id if group is not None else None,
+                              worker=group.index if group is not None else None)
         self.clock = ControlClock()
+        self._seen = -1
+        self._generation = group.generation if group is not None else None
+        self._epochs: dict[str, str] = {}
+        self._shared: tuple[SharedStubSet, SharedFaultSet] | None = None
+        if self.store is not None:
+            self._shared = (SharedStubSet(self.store), SharedFaultSet(self.store, state.settings.seed))
+            self.stubs, self.faults = self._shared
+
+    def stale(self) -> bool:
+        """Another worker changed the shared state since this one last loaded it (one shared read)."""
+        return self._generation is not None and self._generation.value != self._seen
+
+    async def catch_up(self) -> None:
+        """Load the group's stubs, faults, clock and mode; clear this worker's log and day totals
+        after another worker's reset."""
+        assert self.store is not None and self._shared is not None
+        self._seen = self.store.generation()  # first: a change committed while loading moves it again
+        snapshot = self.store.load()
+        stubs, faults = self._shared
+        stubs.load(snapshot.stubs)
+        faults.load(snapshot.faults)
+        meta = snapshot.meta
+        fixed = meta.get("clock")
+        if fixed:
+            self.clock.set(datetime.fromisoformat(fixed))
+        else:
+            self.clock.real()
+        for key, forget in (("log_epoch", self.log.clear), ("reset_epoch", self.state.ledger.forget_totals)):
+            value = meta.get(key, "0")
+            if self._epochs.setdefault(key, value) != value:
+                self._epochs[key] = value
+                forget()
+        settings = self.state.settings
+        mode, cassette = meta.get("mode"), meta.get("cassette", "")
+        if mode is not None and (mode, cassette) != (settings.mode.value, settings.cassette or ""):
+            update: dict[str, Any] = {"mode": Mode(mode), "cassette": cassette or settings.cassette}
+            try:
+                await switch_backend(self.state, settings.model_copy(update=update))
+            # The worker that took the switch built this backend; one that cannot keeps serving its own.
+            except Exception:
+                log.exception("this worker cannot switch to mode %r", mode)
+
+    def publish_clock(self) -> None:
+        if self.store is not None:
+            fixed = self.clock._fixed
+            self.store.set_meta({"clock": fixed.isoformat() if fixed is not None else None})
+
+    def publish_mode(self, settings: Settings) -> None:
+        if self.store is not None:
+            self.store.set_meta({"mode": settings.mode.value, "cassette": settings.cassette or ""})
+
+    async def requests(self, *, model: str | None = None, surface: str | None = None,
+                       status: str | None = None, account: str | None = None,
+                       limit: int | None = None) -> list[dict[str, Any]]:
+        """The log's entries as JSON, oldest first: every worker's, merged by id."""
+        found = [e.to_json() for e in self.log.select(model=model, surface=surface, status=status,
+                                                       account=account, limit=limit)]
+        if self.group is not None:
+            query = {k: str(v) for k, v in (("model", model), ("surface", surface), ("status", status),
+                                              ("account", account), ("limit", limit)) if v is not None}
+            found += await ask_peers(self.group, query)
+            found.sort(key=lambda e: int(e["id"]))
+        return found[-limit:] if limit else found
+
+    async def forget_elsewhere(self, account: str) -> None:
+        """The other workers of the group drop one account's log entries too."""
+        if self.group is not None:
+            await ask_peers(self.group, {"forget": account})
+
+    async def request(self, wanted: int) -> dict[str, Any] | None:
+        """One logged request by id, from whichever worker answered it."""
+        entry = self.log.find(wanted)
+        if entry is not None:
+            return entry.to_json()
+        if self.group is not None:
+            found = await ask_peers(self.group, {"id": str(wanted)})
+            return found[0] if found else None
+        return None
 
     async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> tuple[Outcome, bool]:
         """Faults first (latency, injected errors), then a stub or the backend, then stream faults.
@@ -85,19 +187,20 @@ class ControlPlane:
         if entry is not None and fired:
             entry.faulted = True
             entry.fault_ids = [f.id for f in fired]
-        stub = self.stubs.find(call)
+        picked = self.stubs.pick(call)
         if entry is not None:
-            entry.source = "stub" if stub is not None else self.state.backend.name
-        if stub is not None:
+            entry.source = "stub" if picked is not None else self.state.backend.name
+        if picked is not None:
+            stub, answer = picked
             if entry is not None:
                 entry.stubbed, entry.stub_id = True, stub.id
-            outcome = stub.take().outcome(call, self.state.settings.seed, self.state.quirks)
+            outcome = answer.outcome(call, self.state.settings.seed, self.state.quirks)
         else:
             outcome = await handle(call)
         stream_filter = self.faults.stream_filter(fired)
         if stream_filter is not None:
             STREAM_FILTER.set(stream_filter)  # render.stream_events applies it, whatever the surface
-        return outcome, not fired and stub is None
+        return outcome, not fired and picked is None
 
     def untouched(self) -> bool:
         """No stub and no fault is set: every call gets the backend's own answer."""
@@ -153,6 +256,11 @@ class ControlPlane:
         self.stubs.clear()
         self.faults.clear()
         self.clock.real()
+        if self.store is not None:
+            with self.store.transaction() as conn:
+                self.store.set_meta({"clock": None}, conn)
+                for key in ("log_epoch", "reset_epoch"):  # other workers clear their log and totals
+                    self._epochs[key] = self.store.bump(conn, key)
 
 
 # Where the control routes and the dashboard find the plane of the app they serve.

@@ -23,8 +23,8 @@ import orjson
 from aiohttp import hdrs, web
 
 from emulator import limits
+from emulator.call import StreamCut
 from emulator.control.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
-from emulator.control.faults import StreamCut
 from emulator.errors import CFError
 from emulator.server.render import STREAM_STATUS
 from emulator.server.routes import SURFACE_BY_KIND
@@ -58,6 +58,7 @@ class LogEntry:
     stub_id: str | None = None
     fault_ids: list[str] | tuple[()] = ()
     source: str | None = None  # "stub" or the backend's mode (mock, replay, record, …)
+    worker: int | None = None  # which worker of `serve --workers N` answered (0-based)
     started: float = 0.0
     # Summarised on first read (`body`, `response`); until then the raw bytes they come from.
     request_raw: bytes | None = None
@@ -111,6 +112,7 @@ class LogEntry:
             "stub_id": self.stub_id,
             "fault_ids": list(self.fault_ids),
             "source": self.source,
+            "worker": self.worker,
             "response": complete(self.response),
         }
 
@@ -174,18 +176,21 @@ def _status_matches(actual: int, wanted: str) -> bool:
 class RequestLog:
     """The last LOG_SIZE requests of one server, oldest first."""
 
-    def __init__(self, *, max_body_bytes: int, size: int = LOG_SIZE, raw_budget: int = RAW_BUDGET) -> None:
+    def __init__(self, *, max_body_bytes: int, size: int = LOG_SIZE, raw_budget: int = RAW_BUDGET,
+                 next_id: Callable[[], int] | None = None, worker: int | None = None) -> None:
         self.entries: deque[LogEntry] = deque(maxlen=size)
         self.max_body_bytes = max_body_bytes
         self.raw_budget = raw_budget
-        self._ids = itertools.count(1)
+        # The workers of one server draw ids from one shared counter (emulator/control/shared.py).
+        self._next_id = next_id or itertools.count(1).__next__
+        self.worker = worker
         self._holding: deque[LogEntry] = deque()  # entries still holding raw bytes, oldest first
         self._held = 0
 
     async def record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Run `handler` for `request` and log it with the status the client finally got."""
-        entry = LogEntry(id=next(self._ids), wall=time.time(), method=request.method, path=request.path,
-                         started=time.perf_counter())
+        entry = LogEntry(id=self._next_id(), wall=time.time(), method=request.method, path=request.path,
+                         started=time.perf_counter(), worker=self.worker)
         token = CURRENT.set(entry)
         try:
             response = await handler(request)

@@ -2,11 +2,14 @@
 faults, health.
 
 Like moto's `/moto-api/`, they live outside Cloudflare's namespace. `install` puts the server's
-`ControlPlane` (emulator/control/plane.py) on the server state, where the pipeline reaches it.
+`ControlPlane` (emulator/control/plane.py) on the server state, where the pipeline reaches it. With
+`serve --workers N`, every route first catches up with what other workers changed
+(emulator/control/shared.py), and the request log is every worker's.
 """
 
 from __future__ import annotations
 
+import difflib
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -17,16 +20,15 @@ import orjson
 from aiohttp import web
 
 from emulator import __version__
-from emulator.backends.factory import backend_for
 from emulator.control.dashboard.views import install as install_dashboard
 from emulator.control.faults import FaultSet
-from emulator.control.plane import EARLIEST, LATEST, MAX_NUMBER_DIGITS, PLANE, ControlPlane
+from emulator.control.plane import EARLIEST, LATEST, MAX_NUMBER_DIGITS, PLANE, ControlPlane, switch_backend
 from emulator.control.request_log import LOG_SIZE
 from emulator.control.scope import ACCOUNT_ID, SpecError
+from emulator.control.shared import WORKER_GROUP
 from emulator.control.stubs import StubSet
 from emulator.errors import CFError
 from emulator.limits import read_body
-from emulator.server.answer_cache import AnswerCache
 from emulator.server.binding import connection_string
 from emulator.server.state import STATE
 from emulator.settings import Mode
@@ -66,6 +68,9 @@ def guarded(handler: Handler) -> Handler:
                 return _problem(
                     401, "the control plane needs `Authorization: Bearer <token>` (the server's --token)"
                 )
+        plane = request.app[PLANE]
+        if plane.stale():
+            await plane.catch_up()
         try:
             return await handler(request)
         except SpecError as exc:
@@ -91,6 +96,9 @@ async def _read_json(request: web.Request, *, default: Any = None) -> Any:
 
 async def health(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    plane = request.app.get(PLANE)
+    if plane is not None and plane.stale():  # the mode it reports may have been switched elsewhere
+        await plane.catch_up()
     answers = state.answers  # this worker's rendered-answer cache (server/answer_cache.py)
     return _json({"status": "ok", "mode": state.settings.mode.value, "version": __version__,
                   "binding_url": connection_string(f"{request.scheme}://{request.host}"),
@@ -102,6 +110,8 @@ async def reset(request: web.Request) -> web.StreamResponse:
     if account is not None and not ACCOUNT_ID.match(account):
         raise SpecError("`account` must be a 32-hex-digit account id")
     _plane(request).reset(account)
+    if account is not None:
+        await _plane(request).forget_elsewhere(account)
     return _json({"success": True})
 
 
@@ -110,14 +120,14 @@ async def requests_log(request: web.Request) -> web.StreamResponse:
     limit = q.get("limit")
     if limit is not None and (not _is_number_text(limit) or int(limit) < 1):
         raise SpecError("`limit` must be a positive integer")
-    entries = _plane(request).log.select(
+    entries = await _plane(request).requests(
         model=q.get("model"),
         surface=q.get("surface"),
         status=q.get("status"),
         account=q.get("account"),
         limit=int(limit) if limit else None,
     )
-    return _json({"requests": [e.to_json() for e in entries], "count": len(entries)})
+    return _json({"requests": entries, "count": len(entries)})
 
 
 def _is_number_text(text: str) -> bool:
@@ -139,10 +149,31 @@ def _day(text: str | None, default: date | None) -> date | None:
 
 async def request_detail(request: web.Request) -> web.StreamResponse:
     text = request.match_info["id"]
-    entry = _plane(request).log.find(int(text)) if _is_number_text(text) else None
+    entry = await _plane(request).request(int(text)) if _is_number_text(text) else None
     if entry is None:
         return _problem(404, f"no request {text[:40]} in the log (it keeps the last {LOG_SIZE})")
-    return _json(entry.to_json())
+    return _json(entry)
+
+
+async def worker_log(request: web.Request) -> web.StreamResponse:
+    """This worker's own log entries, for a sibling worker merging the group's log (or, with
+    `forget`, dropping one account's); answered only on the worker's unix socket (in the group's
+    private run directory), never on the port."""
+    if not isinstance(request.transport.get_extra_info("sockname") if request.transport else None, str):
+        raise web.HTTPNotFound()
+    plane = _plane(request)
+    if plane.stale():
+        await plane.catch_up()
+    q = request.query
+    if "forget" in q:
+        plane.log.forget(q["forget"])
+        return _json([])
+    if "id" in q:
+        entry = plane.log.find(int(q["id"]))
+        return _json([] if entry is None else [entry.to_json()])
+    entries = plane.log.select(model=q.get("model"), surface=q.get("surface"), status=q.get("status"),
+                               account=q.get("account"), limit=int(q["limit"]) if "limit" in q else None)
+    return _json([e.to_json() for e in entries])
 
 
 async def usage(request: web.Request) -> web.StreamResponse:
@@ -197,6 +228,7 @@ async def set_clock(request: web.Request) -> web.StreamResponse:
         clock.real()
     else:
         raise SpecError("`real` must be true")
+    _plane(request).publish_clock()
     return _json(clock.describe())
 
 
@@ -229,13 +261,11 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
         update["ignore_fields"] = fields
     settings = state.settings.model_copy(update=update)
     try:
-        backend = backend_for(settings)
+        await switch_backend(state, settings)
     # Other modes come from another module; whatever stops it from building is the caller's problem to see.
     except Exception as exc:
         return _problem(409, f"mode {mode.value!r} is not available: {type(exc).__name__}: {exc}")
-    old, state.backend, state.settings = state.backend, backend, settings
-    state.answers = AnswerCache()  # the answers kept were the old backend's
-    await old.close()
+    _plane(request).publish_mode(settings)
     return _json({
         "mode": mode.value,
         "cassette": settings.cassette,
@@ -247,8 +277,6 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
 def _check_stub_model(request: web.Request, spec: Any) -> None:
     """A stub for an exact model name the catalog does not have would never fire: refuse it, naming
     the closest models (a glob such as `@cf/meta/*` is taken as written)."""
-    import difflib
-
     model = spec.get("model") if isinstance(spec, dict) else None
     if not isinstance(model, str) or any(ch in model for ch in "*?["):
         return
@@ -304,8 +332,11 @@ def install(app: web.Application) -> None:
     state = app[STATE]
     if not state.settings.control_plane:
         return
-    plane = ControlPlane(state)
+    group = app.get(WORKER_GROUP)
+    plane = ControlPlane(state, group)
     app[PLANE] = plane
+    if group is not None:
+        app.router.add_get(f"{PREFIX}/worker-log", worker_log)
     state.control = plane  # the pipeline's typed seam (server/state.py `ControlHooks`)
     # The ledger reads "now" through this clock, so POST clock moves the daily reset.
     state.ledger.clock = plane.clock

@@ -195,8 +195,11 @@ class StubSet:
                 return stub
         return None
 
-    def answer(self, call: Call, emulator_seed: int, quirks: dict[str, bool]) -> Outcome | None:
+    def pick(self, call: Call) -> tuple[Stub, Answer] | None:
+        """The stub that answers `call` and the answer it gives (counted as taken)."""
         stub = self.find(call)
-        if stub is None:
-            return None
-        return stub.take().outcome(call, emulator_seed, quirks)
+        return None if stub is None else (stub, stub.take())
+
+    def answer(self, call: Call, emulator_seed: int, quirks: dict[str, bool]) -> Outcome | None:
+        picked = self.pick(call)
+        return None if picked is None else picked[1].outcome(call, emulator_seed, quirks)

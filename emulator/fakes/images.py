@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -13,54 +14,75 @@ from emulator.fakes.seed import rng
 _MAX_SIDE = 16384
 
 
-def _planes(width: int, height: int, seed: int) -> np.ndarray:
-    """(3, height, width) uint8 R/G/B planes: a seeded two-axis gradient plus seeded bands and boxes.
+def _pixels(width: int, height: int, seed: int) -> np.ndarray:
+    """(height, width * 3) uint8 interleaved RGB rows: a seeded two-axis gradient plus seeded bands
+    and boxes.
 
-    Planar layout keeps every numpy loop running along a long contiguous row; an interleaved
-    (h, w, 3) array makes numpy iterate in threes and is several times slower.
+    Each channel is row_ramp[y] + col_ramp[x]. Rows are gathered from a table of the distinct ones,
+    each one contiguous copy: adding the ramps per channel along a stride of 3, or broadcasting over
+    a (h, w, 3) array (numpy then iterates in threes), is several times slower.
     """
     if not (0 < width <= _MAX_SIDE and 0 < height <= _MAX_SIDE):
         raise ValueError(f"image size out of range: {width}x{height}")
     gen = rng(seed)
     xs = np.linspace(0.0, 1.0, width, dtype=np.float32)
     ys = np.linspace(0.0, 1.0, height, dtype=np.float32)
-    # Each channel is row_ramp[y] + col_ramp[x], two small ramps broadcast into the plane; both stay
-    # within 0..127 so the uint8 sum never wraps.
+    # Both ramps stay within 0..127 so the uint8 sum never wraps.
     ends = gen.integers(0, 128, size=(4, 3, 1)).astype(np.float32)
-    cols = (ends[0] + (ends[1] - ends[0]) * xs).astype(np.uint8)
-    rows = (ends[2] + (ends[3] - ends[2]) * ys).astype(np.uint8)
-    planes = np.add(rows[:, :, None], cols[:, None, :])
+    cols = (ends[0] + (ends[1] - ends[0]) * xs).astype(np.uint8)  # (3, width)
+    rows = (ends[2] + (ends[3] - ends[2]) * ys).astype(np.uint8)  # (3, height)
+    # Row ramps are monotonic and take at most 128 values each, so the rows come in runs of equal
+    # ones: each run's row is built once, then copied down the run.
+    changes = np.any(rows[:, 1:] != rows[:, :-1], axis=0)
+    run = np.concatenate(([0], np.cumsum(changes)))
+    starts = np.concatenate(([0], np.flatnonzero(changes) + 1))
+    pixels = (np.tile(rows.T[starts], (1, width)) + cols.T.reshape(-1))[run]
     for _ in range(int(gen.integers(2, 5))):
-        colour = gen.integers(0, 256, size=(3, 1, 1)).astype(np.uint8)
+        colour = gen.integers(0, 256, size=(3, 1, 1)).astype(np.uint8).reshape(3)
         if gen.random() < 0.5:
             # A horizontal or vertical band across the whole picture.
             horizontal = gen.random() < 0.5
             lo, hi = sorted(gen.integers(0, height if horizontal else width, size=2).tolist())
             thickness = max(1, (hi - lo) // 3)
             if horizontal:
-                planes[:, lo : lo + thickness, :] = colour
+                pixels[lo : lo + thickness, :] = np.tile(colour, width)
             else:
-                planes[:, :, lo : lo + thickness] = colour
+                stop = min(width, lo + thickness)
+                pixels[:, lo * 3 : stop * 3] = np.tile(colour, stop - lo)
         else:
             x0, x1 = sorted(gen.integers(0, width + 1, size=2).tolist())
             y0, y1 = sorted(gen.integers(0, height + 1, size=2).tolist())
-            box = planes[:, y0:y1, x0:x1]
+            box = pixels[y0:y1, x0 * 3 : x1 * 3]
             box //= 2
-            box += colour // 2
-    return planes
+            box += np.tile(colour // 2, x1 - x0)
+    return pixels
 
 
 def _image(width: int, height: int, seed: int) -> Image.Image:
-    planes = _planes(width, height, seed)
-    return Image.merge("RGB", [Image.fromarray(plane, "L") for plane in planes])
+    return Image.fromarray(_pixels(width, height, seed).reshape(height, width, 3))  # uint8 (h, w, 3): RGB
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
 def png(width: int, height: int, seed: int) -> bytes:
-    """A width×height RGB PNG whose picture is fixed by `seed` (no metadata, so bytes are stable)."""
-    buffer = io.BytesIO()
-    # Level 1 keeps a 1024² encode well under 30 ms; smooth gradients still compress well.
-    _image(width, height, seed).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    """A width×height RGB PNG whose picture is fixed by `seed` (no metadata, so bytes are stable).
+
+    Encoded here rather than by Pillow: every row but the first carries PNG's Up filter (the
+    difference to the row above), computed by numpy in one pass, and zlib level 1 deflates the
+    result. Gradients make those differences nearly constant, so a 1024² picture compresses to
+    ~20 KB in a third of the time Pillow's per-row adaptive filtering took.
+    """
+    pixels = _pixels(width, height, seed)
+    rows = np.empty((height, width * 3 + 1), dtype=np.uint8)
+    rows[:, 0] = 2  # Up
+    rows[0, 0] = 0  # None: the first row has nothing above it
+    rows[0, 1:] = pixels[0]
+    np.subtract(pixels[1:], pixels[:-1], out=rows[1:, 1:])
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return b"".join((b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header),
+                     _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)), _chunk(b"IEND", b"")))
 
 
 def jpeg(width: int, height: int, seed: int, quality: int = 85) -> bytes:

@@ -1,19 +1,40 @@
-"""Seeded readable prose, its length rule (answers end under the caller's cap) and stream chunking."""
+"""Seeded readable prose from precomputed sentence tables, its length rule (answers end under the
+caller's cap) and stream chunking.
+
+An answer is drawn, not written: each locale has a table of sentences built once from its Faker lorem
+vocabulary, and a call picks sentences from it with one numpy PCG64 generator set to the request's seed
+(`seed.reseeded`).
+Every sentence's length is in the table, so the token count of an answer comes out of the draw
+(`Prose.tokens`) without reading the text again.
+"""
 
 from __future__ import annotations
 
+import importlib
 import re
+from dataclasses import dataclass
 from functools import cache
 
-from faker import Faker
-from faker.config import AVAILABLE_LOCALES
+from emulator.fakes.seed import derive_seed, reseeded, rng
 
 CHARS_PER_TOKEN = 4
 MIN_NATURAL_TOKENS = 20
 MAX_NATURAL_TOKENS = 120
-# Caps of at least SHORT_CAP tokens leave room for a whole answer, which then aims at CAP_SHARE_PERCENT of it.
+DEFAULT_LOCALE = "en_US"
+# Caps of at least SHORT_CAP tokens leave room for a whole answer, which then aims at CAP_SHARE_PERCENT
+# of it.
 SHORT_CAP = 24
 CAP_SHARE_PERCENT = 75
+
+# Sentences per locale table: a power of two, so a draw is a mask of a 64-bit number. 4096 sentences
+# of ~6 words make repeats rare within one answer and cost ~10 ms to build, once per locale.
+TABLE_SIZE = 4096
+# Faker's own sentences are 4-8 words: a first sentence (always kept) then fits a 24-token cap's share.
+MIN_WORDS, MAX_WORDS = 4, 8
+COMMA_RATE = 0.12  # after a word inside a sentence (spaced scripts only)
+QUESTION_RATE, EXCLAMATION_RATE = 0.06, 0.03  # sentence endings other than the locale's full stop
+# Draws taken from the generator at once: enough for a natural answer (at most ~15 sentences).
+DRAW_BATCH = 24
 
 # A word of up to 6 letters stays whole; longer words are cut in 4-letter pieces; punctuation and
 # '_' are their own chunks; leading whitespace sticks to the chunk after it, trailing whitespace
@@ -21,25 +42,82 @@ CAP_SHARE_PERCENT = 75
 _TOKEN_RE = re.compile(r"\s*(?:[^\W_]{1,6}(?![^\W_])|[^\W_]{1,4}|[^\w\s]|_)|\s+")
 
 
+def tokens_for_length(chars: int) -> int:
+    """Tokens of a text of `chars` characters by the emulator's documented rule: ceil(len/4)."""
+    return -(-chars // CHARS_PER_TOKEN)
+
+
 def count_tokens(text: str) -> int:
     """The length rule fake text is drawn and cut by: ceil(len/4), so any non-empty text is at least 1.
     Usage figures of the text tasks come from fakes/tokens.py (each family's tokenizer and template)."""
-    return -(-len(text) // CHARS_PER_TOKEN)
+    return tokens_for_length(len(text))
+
+
+@dataclass(frozen=True, slots=True)
+class SentenceTable:
+    """One locale's sentences, with their lengths, and the text put between two sentences."""
+
+    sentences: tuple[str, ...]
+    lengths: tuple[int, ...]
+    joiner: str
 
 
 @cache
-def faker_for(locale: str) -> Faker:
-    """One Faker per locale for the whole process: building one costs ~20 ms, seeding one ~5 µs."""
-    return Faker(locale if locale in AVAILABLE_LOCALES else "en_US")
+def _lorem_locale(locale: str) -> str:
+    """The locale whose Faker lorem words `locale` uses: its own, else its language's, else en_US."""
+    language = locale.split("_")[0]
+    for name in (locale, *(f"{language}_{region}" for region in ("US", "CN", "JP", language.upper()))):
+        try:
+            importlib.import_module(f"faker.providers.lorem.{name}")
+        except (ModuleNotFoundError, ValueError):
+            continue
+        return name
+    return DEFAULT_LOCALE
+
+
+def sentence_table(locale: str = DEFAULT_LOCALE) -> SentenceTable:
+    return _build_table(_lorem_locale(locale))
 
 
 @cache
-def _sentence_joiner(locale: str) -> str:
-    # Scripts written without spaces (zh, ja, th) must not get one between sentences either.
-    for provider in faker_for(locale).providers:
-        if ".lorem." in type(provider).__module__:
-            return " " if getattr(provider, "word_connector", " ") == " " else ""
-    return " "
+def _build_table(locale: str) -> SentenceTable:
+    """TABLE_SIZE sentences of the locale's lorem words, the same in every process (fixed seed)."""
+    provider = importlib.import_module(f"faker.providers.lorem.{locale}").Provider
+    words = tuple(provider.word_list)
+    connector = getattr(provider, "word_connector", " ")
+    stop = getattr(provider, "sentence_punctuation", ".")
+    spaced = connector == " "
+    gen = rng(derive_seed("sentence-table", locale))
+    counts = gen.integers(MIN_WORDS, MAX_WORDS + 1, size=TABLE_SIZE)
+    endings = gen.random(TABLE_SIZE)
+    sentences = []
+    for count, ending in zip(counts.tolist(), endings.tolist(), strict=True):
+        picks = gen.integers(len(words), size=count).tolist()
+        chosen = [words[i] for i in picks]
+        if spaced:
+            commas = gen.random(count).tolist()
+            chosen = [w + "," if 1 <= k < count - 2 and commas[k] < COMMA_RATE else w
+                      for k, w in enumerate(chosen)]
+        sentence = connector.join(chosen)
+        sentence = sentence[:1].upper() + sentence[1:]
+        if stop == "." and ending < QUESTION_RATE:
+            sentence += "?"
+        elif stop == "." and ending < QUESTION_RATE + EXCLAMATION_RATE:
+            sentence += "!"
+        else:
+            sentence += stop
+        sentences.append(sentence)
+    return SentenceTable(tuple(sentences), tuple(len(s) for s in sentences), " " if spaced else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Prose:
+    """A drawn answer: its text, its tokens by the count rule (from the table's lengths) and whether
+    it was cut at the token limit."""
+
+    text: str
+    tokens: int
+    truncated: bool
 
 
 def natural_tokens(drawn: int, max_tokens: int) -> int:
@@ -54,26 +132,47 @@ def natural_tokens(drawn: int, max_tokens: int) -> int:
     return drawn
 
 
-def prose(seed: int, max_tokens: int, *, locale: str = "en_US") -> tuple[str, bool]:
-    """Seeded whole sentences up to a seed-drawn length (natural_tokens), cut only where they overrun
-    `max_tokens`; returns (text, truncated). A smaller cap gives a prefix of the larger cap's answer."""
+def compose(seed: int, max_tokens: int, *, target_tokens: int | None = None,
+            locale: str = DEFAULT_LOCALE) -> Prose:
+    """Seeded whole sentences up to `target_tokens` (by default the seed's natural length under the cap,
+    `natural_tokens`): the first sentence always, then each next one that still fits the target; cut
+    only where they overrun `max_tokens`. A smaller cap gives a prefix of the larger cap's answer."""
     if max_tokens <= 0:
-        return "", True
-    fake = faker_for(locale)
-    fake.seed_instance(seed)
-    target_chars = natural_tokens(fake.random_int(MIN_NATURAL_TOKENS, MAX_NATURAL_TOKENS), max_tokens) * (
-        CHARS_PER_TOKEN)
+        return Prose("", 0, True)
+    table = sentence_table(locale)
+    sentences, lengths, joiner = table.sentences, table.lengths, table.joiner
+    bits = reseeded(seed).bit_generator
+    draws = bits.random_raw(DRAW_BATCH).tolist()
+    if target_tokens is None:
+        drawn = MIN_NATURAL_TOKENS + draws[0] % (MAX_NATURAL_TOKENS - MIN_NATURAL_TOKENS + 1)
+        target_tokens = natural_tokens(drawn, max_tokens)
+    target_chars = target_tokens * CHARS_PER_TOKEN
     limit_chars = max_tokens * CHARS_PER_TOKEN
-    joiner = _sentence_joiner(locale)
-    text = fake.sentence()  # at least one sentence, even when it overruns the cap
+    step = len(joiner)
+    index = draws[1] & (TABLE_SIZE - 1)
+    picked = [sentences[index]]
+    length = lengths[index]
+    n = 2
     while True:
-        longer = text + joiner + fake.sentence()
-        if len(longer) > target_chars:
+        if n == len(draws):
+            draws += bits.random_raw(DRAW_BATCH).tolist()
+        index = draws[n] & (TABLE_SIZE - 1)
+        if length + step + lengths[index] > target_chars:
             break
-        text = longer
-    if len(text) > limit_chars:
-        return text[:limit_chars], True
-    return text, False
+        picked.append(sentences[index])
+        length += step + lengths[index]
+        n += 1
+    text = joiner.join(picked)
+    if length > limit_chars:
+        return Prose(text[:limit_chars], max_tokens, True)
+    return Prose(text, tokens_for_length(length), False)
+
+
+def prose(seed: int, max_tokens: int, *, locale: str = DEFAULT_LOCALE) -> tuple[str, bool]:
+    """Seeded whole sentences up to a seed-drawn length (natural_tokens), cut only where they overrun
+    `max_tokens`; returns (text, truncated)."""
+    answer = compose(seed, max_tokens, locale=locale)
+    return answer.text, answer.truncated
 
 
 def split_tokens(text: str) -> list[str]:

@@ -10,7 +10,7 @@ from functools import cache
 
 import numpy as np
 
-from emulator.fakes.seed import derive_seed, rng
+from emulator.fakes.seed import derive_seed, reseeded, rng
 
 # The 33 codes of the free-model guide → the Faker locale whose own data supplies the words.
 # 'ms' borrows Indonesian (same script, close vocabulary); 'sr' borrows Croatian and is
@@ -389,7 +389,7 @@ def translate(text: str, source_lang: str, target_lang: str, seed: int) -> str:
     target = _resolve(target_lang)
     if not text:
         return ""
-    gen = rng(derive_seed("translate", text, source, target, seed))
+    gen = reseeded(derive_seed("translate", text, source, target, seed))
     ratio = _DENSITY.get(target, 1.0) / _DENSITY.get(source, 1.0)
     length = max(1, round(len(text.strip() or text) * ratio * float(gen.uniform(0.9, 1.1))))
     tail = text.rstrip()[-1:]
@@ -418,7 +418,7 @@ def translate_indic(text: str, target: str, seed: int) -> str:
         raise ValueError(f"unsupported language: {target}")
     if not text:
         return ""
-    gen = rng(derive_seed("translate-indic", text, target, seed))
+    gen = reseeded(derive_seed("translate-indic", text, target, seed))
     length = max(1, round(len(text.strip() or text) * float(gen.uniform(0.9, 1.1))))
     pool = _word_pool("en") if target == "eng_Latn" else _pseudo_words(script)
     stop = "।" if script in ("Devanagari", "Bengali") else "."

@@ -8,6 +8,7 @@ file that exists is a complete upload.
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 import threading
 import uuid
@@ -130,7 +131,7 @@ class FinetuneStore:
     def has_asset(self, account: str, finetune_id: str, file_name: str) -> bool:
         return self.asset_path(account, finetune_id, file_name).is_file()
 
-    def missing_assets(self, account: str, finetune_id: str) -> list[str]:
+    def missing_assets(self, account: str, finetune_id: str) -> builtins.list[str]:
         return [name for name in REQUIRED_ASSETS if not self.has_asset(account, finetune_id, name)]
 
 

@@ -4,8 +4,9 @@ Each worker is a whole emulator (its own event loop, answer caches and replay cu
 same data directory, so they share one ledger (each worker journals its charges in a file of its
 own and moves them into the shared SQLite file in `flock`ed transactions; see emulator/accounting/ledger.py)
 and one cassette directory (appends are `flock`ed). The kernel spreads new connections over the
-workers; the banner is printed once every worker listens. Per-process state is not shared:
-control-plane stubs, faults and the request log apply to the worker that received the control call.
+workers; the banner is printed once every worker listens. The control plane is one state for all
+of them (emulator/control/shared.py): a stub, fault, clock, mode or reset set through any worker
+applies to the next call on every worker, and the request log shows every worker's calls.
 
 Workers never outlive the parent: each asks the kernel for SIGTERM when its parent dies (even by
 kill -9), so no orphan keeps answering on the port. A port another process already holds is refused
@@ -29,6 +30,7 @@ from multiprocessing.connection import Connection
 import click
 
 from emulator.launch.banner import banner as make_banner
+from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -86,7 +88,7 @@ def _watch_parent(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-async def _run_worker(settings: Settings, ready: Connection) -> None:
+async def _run_worker(settings: Settings, ready: Connection, group: WorkerGroup) -> None:
     # Imported in the child: the parent forks before the server stack is loaded.
     from emulator.launch.lifecycle import serve_until_stopped
 
@@ -94,12 +96,12 @@ async def _run_worker(settings: Settings, ready: Connection) -> None:
         ready.send(os.getpid())
         ready.close()
 
-    await serve_until_stopped(settings, report_ready)
+    await serve_until_stopped(settings, report_ready, group)
 
 
-def _worker_main(settings: Settings, ready: Connection, parent: int) -> None:
+def _worker_main(settings: Settings, ready: Connection, parent: int, group: WorkerGroup) -> None:
     die_with_parent(parent)
-    asyncio.run(_run_worker(settings, ready))
+    asyncio.run(_run_worker(settings, ready, group))
 
 
 def serve_workers(settings: Settings, banner: str | None = None) -> int:
@@ -114,11 +116,21 @@ def serve_workers(settings: Settings, banner: str | None = None) -> int:
     settings.port = placeholder.getsockname()[1]
     # fork: the parent has imported nothing heavy yet, and a child starts in milliseconds.
     context = multiprocessing.get_context("fork")
+    group = WorkerGroup.create(settings.workers, context)
+    try:
+        return _serve_group(settings, banner, placeholder, context, group)
+    finally:
+        group.remove()
+
+
+def _serve_group(settings: Settings, banner: str | None, placeholder: socket.socket,
+                 context: multiprocessing.context.ForkContext, group: WorkerGroup) -> int:
     children: list[multiprocessing.process.BaseProcess] = []
     waits: list[Connection] = []
-    for _ in range(settings.workers):
+    for index in range(settings.workers):
         receive, send = context.Pipe(duplex=False)
-        child = context.Process(target=_worker_main, args=(settings, send, os.getpid()), daemon=True)
+        child = context.Process(target=_worker_main, args=(settings, send, os.getpid(), group.member(index)),
+                                daemon=True)
         child.start()
         send.close()
         children.append(child)

@@ -136,7 +136,7 @@ def _bounded(rows: Iterable[Sequence[Any]]) -> tuple[list[Sequence[Any]], bool]:
 
 def _trim(rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
     """Drop trailing empty cells and empty rows (spreadsheets report their whole used range)."""
-    out = []
+    out: list[Sequence[Any]] = []
     for row in rows:
         values = list(row)
         while values and values[-1] in (None, ""):

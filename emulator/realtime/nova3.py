@@ -64,7 +64,7 @@ class Nova3Session(Session):
         tokens = [w for w in prose.split() if w][:count]
         duration = now - self.window_start
         step = duration / count if count else 0.0
-        words = []
+        words: list[dict[str, Any]] = []
         for i, token in enumerate(tokens):
             words.append({"word": token.strip(".,;:!?").lower(),
                           "start": round(self.window_start + i * step, 3),

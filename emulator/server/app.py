@@ -12,6 +12,7 @@ from emulator.backends.factory import backend_for
 from emulator.catalog.overlay import OVERLAY_FILE, LiveCatalog, parse_extra_model
 from emulator.control.routes import guarded
 from emulator.control.routes import install as install_control
+from emulator.control.shared import WORKER_GROUP
 from emulator.errors import CFError
 from emulator.limits import read_body
 from emulator.quirks import enabled
@@ -25,6 +26,7 @@ from emulator.server.render import error_response, new_request_id
 from emulator.server.router import WEBSOCKET, parse
 from emulator.server.routes import CACHEABLE_KINDS, HANDLERS, OPENAI_ERROR_KINDS
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
+from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator")
@@ -71,6 +73,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     if state.request_log is None:
         return await answer(request)
+    control = state.control
+    if control is not None and control.stale():  # another worker of `serve --workers N` changed
+        await control.catch_up()  # stubs, faults, the clock or the mode
     return await state.request_log.record(request, answer)
 
 
@@ -167,10 +172,15 @@ def _error(request: web.Request, error: CFError) -> web.Response:
                           short_bodies=enabled(state.quirks, "flux-short-error-body"))
 
 
-def create_app(settings: Settings | None = None, *, state: ServerState | None = None) -> web.Application:
+def create_app(settings: Settings | None = None, *, state: ServerState | None = None,
+               group: WorkerGroup | None = None) -> web.Application:
+    """The server's app; with `group`, one of the workers of `serve --workers N`, sharing its
+    control plane with the others (emulator/control/shared.py)."""
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[STATE] = state or build_state(settings)
+    if group is not None:
+        app[WORKER_GROUP] = group
     _install_extensions(app)
     edge.install(app)
     gateway.install(app)

@@ -28,11 +28,10 @@ import orjson
 from aiohttp import WSMsgType, web
 from yarl import URL
 
-from emulator.accounting.pricing import round_neurons
 from emulator.call import BinaryInput, Call, Surface
 from emulator.errors import CFError, Layer
 from emulator.limits import read_body
-from emulator.server import binding_markdown
+from emulator.server import binding_markdown, native
 from emulator.server.catalog_api import search_models
 from emulator.server.edge import check_size
 from emulator.server.gateway import gateway_headers
@@ -42,13 +41,13 @@ from emulator.server.paths import ACCOUNT_ID, Kind, Route
 from emulator.server.pipeline import Executed, execute_request
 from emulator.server.render import (
     JSON,
-    NEURONS,
     REQ_ID,
     dumps,
     json_response,
     new_request_id,
     stream_events,
 )
+from emulator.server.stamps import Stamper
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.settings import DEFAULT_ACCOUNT
 
@@ -256,8 +255,12 @@ async def run(request: web.Request, state: ServerState, account: str, target: UR
     return await render(request, call, executed)
 
 
-def answer_headers(call: Call, executed: Executed) -> dict[str, str]:
-    headers = {REQ_ID: call.request_id, NEURONS: round_neurons(executed.neurons)}
+def answer_headers(call: Call, executed: Executed, quirks: dict[str, bool]) -> dict[str, str]:
+    """REST's answer headers (cf-ai-req-id, cf-ai-neurons), the gateway's ids on the gateway form;
+    the body's own content type is set where the body is."""
+    headers = {k: v for k, v in native.answer_headers(call, executed, quirks).items()
+               if k.lower() != "content-type"}
+    headers[REQ_ID] = call.request_id  # this call's id, also over a recorded answer
     if call.gateway_id:
         headers.update(gateway_headers())
     return headers
@@ -267,10 +270,8 @@ async def render(request: web.Request, call: Call, executed: Executed) -> web.St
     """The answer as the binding client reads it: bare result objects as exactly `application/json`,
     images, audio and SSE streams as bytes (user code gets a ReadableStream)."""
     outcome = executed.outcome
-    headers = answer_headers(call, executed)
-    if outcome.rendered:
-        headers.update({k: v for k, v in outcome.headers.items() if k.lower() != "content-type"})
-        headers[REQ_ID] = call.request_id
+    state = request.app[STATE]
+    headers = answer_headers(call, executed, state.quirks)
     if outcome.events is not None:
         return await stream_events(request, outcome.events, headers=headers, status=outcome.status)
     content_type = outcome.content_type.split(";")[0].strip() or "application/octet-stream"
@@ -281,7 +282,9 @@ async def render(request: web.Request, call: Call, executed: Executed) -> web.St
         return unwrap_rest(outcome.body or b"", outcome.status, headers)
     if outcome.status >= 400:
         return unwrap_rest(dumps(outcome.result), outcome.status, headers)
-    return json_response(outcome.result, status=outcome.status, headers=headers)
+    # This call's ids and timestamps in place of the fake's placeholders, as over REST (server/stamps.py).
+    stamper = Stamper(state.clock) if native.stamped(call.model) else None
+    return json_response(outcome.result, status=outcome.status, headers=headers, stamper=stamper)
 
 
 def unwrap_rest(body: bytes, status: int, headers: dict[str, str]) -> web.Response:

@@ -192,10 +192,7 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
         events = [StreamEvent(stamper.stamp_text(orjson.dumps(chunk).decode())) for chunk in chunks]
         events.append(StreamEvent("[DONE]"))
         return await stream_events(request, events, headers=headers)
-    completion = openai_shapes.chat_completion(gen, model.name, seed)
-    n = inputs.get("n")
-    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-        completion["choices"] = openai_shapes.chat_completion_choices(gen, seed, n, model.name)
+    completion = openai_shapes.chat_completion(gen, model.name, seed, executed.outcome.extras.get("choices"))
     return json_response(completion, headers=headers, stamper=Stamper(state.clock))
 
 
@@ -225,6 +222,39 @@ async def handle_embeddings(request: web.Request, route: Route, state: ServerSta
     return json_response(answer, headers=answer_headers(call, executed, state.quirks))
 
 
+# Responses request fields the model sees or the answer echoes; the catalog's Responses branch
+# declares only `input` and `reasoning` and lets the others through, as the serving engine takes them.
+RESPONSES_KEYS = ("input", "reasoning", "instructions", "tools", "tool_choice", "max_output_tokens",
+                  "temperature", "top_p", "parallel_tool_calls", "previous_response_id", "metadata", "text",
+                  "truncation", "user", "max_tool_calls", "top_logprobs", "service_tier")
+
+
+def check_responses_inputs(inputs: dict[str, Any]) -> None:
+    """What the serving engine refuses in a Responses body before the model runs: mistyped
+    `instructions`/`tools`/`max_output_tokens`, a function tool without a name, and a
+    `function_call_output` whose `call_id` no earlier `function_call` item carries."""
+    for key, expected in (("instructions", "string"), ("tools", "array"), ("max_output_tokens", "integer")):
+        value = inputs.get(key)
+        kind = _json_type(value)
+        if value is not None and not (kind == expected or (expected == "integer" and kind == "number"
+                                                             and isinstance(value, int))):
+            raise CFError("bad_input", detail=_mismatch(f"/{key}", value, expected))
+    for index, tool in enumerate(inputs.get("tools") or []):
+        if not isinstance(tool, dict):
+            raise CFError("bad_input", detail=_mismatch(f"/tools/{index}", tool, "object"))
+        if tool.get("type", "function") == "function" and not isinstance(tool.get("name"), str):
+            raise CFError("bad_input", detail=f"Error: required properties at '/tools/{index}' are 'name'")
+    items = inputs.get("input")
+    calls: set[Any] = set()
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call":
+            calls.add(item.get("call_id"))
+        elif item.get("type") == "function_call_output" and item.get("call_id") not in calls:
+            raise CFError("bad_input", detail=f"Error: No call message found for {item.get('call_id')}")
+
+
 async def handle_responses(request: web.Request, route: Route, state: ServerState, request_id: str
                            ) -> web.StreamResponse:
     raw, body = await read_openai_body(request)
@@ -234,8 +264,8 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
         raise CFError("responses_model", model=name)
     if body.get("stream") is True:
         raise CFError("responses_stream")
-    # The native Responses branch of gpt-oss takes exactly `input` and `reasoning`.
-    inputs: dict[str, Any] = {k: body[k] for k in ("input", "reasoning") if k in body}
+    inputs = {k: body[k] for k in RESPONSES_KEYS if k in body}
+    check_responses_inputs(inputs)
     validate(model, inputs, state.quirks)
     call = make_call(request, route, model, inputs, Surface.RESPONSES, request_id, raw)
     executed = await execute_request(request, state, call)

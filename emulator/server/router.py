@@ -69,12 +69,12 @@ def _parse(method: str, raw_path: str, allow_double_slash: bool) -> Route:
         if method != "POST":
             raise CFError("method_not_allowed")
         return Route(Kind.FINETUNE_ASSETS, account_id, doubled_slash=doubled, resource=unquote(assets[1]))
-    kind = AI_ENDPOINTS.get((method, ai_path.rstrip("/")))
-    if kind is None:
+    endpoint = AI_ENDPOINTS.get((method, ai_path.rstrip("/")))
+    if endpoint is None:
         if any(p == ai_path.rstrip("/") for _, p in AI_ENDPOINTS):
             raise CFError("method_not_allowed")
         raise CFError("no_route")
-    return Route(kind, account_id, doubled_slash=doubled)
+    return Route(endpoint, account_id, doubled_slash=doubled)
 
 
 def _parse_gateway(method: str, path: str) -> Route:

@@ -56,6 +56,14 @@ class ControlHooks(Protocol):
         """A request that made several model calls (toMarkdown): its one log line and total cost."""
         ...
 
+    def stale(self) -> bool:
+        """Another worker of `serve --workers N` changed stubs, faults, the clock or the mode."""
+        ...
+
+    async def catch_up(self) -> None:
+        """Load what the other workers changed, before this worker answers a call."""
+        ...
+
 
 class RequestRecorder(Protocol):
     """The request log (emulator/control/request_log.py): runs a request's handler and logs it."""

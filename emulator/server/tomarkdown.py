@@ -105,7 +105,8 @@ async def _describe(state: ServerState, account_id: str, request_id: str, path: 
     detector = state.catalog.get(DETECTION_MODEL)
     describer = state.catalog.get(DESCRIPTION_MODEL)
     assert detector is not None and describer is not None, "the catalog ships both image models"
-    common = {"account_id": account_id, "request_id": request_id, "path": path, "surface": Surface.NATIVE}
+    common: dict[str, Any] = {"account_id": account_id, "request_id": request_id, "path": path,
+                              "surface": Surface.NATIVE}
     detected = await execute(state, Call(model=detector, inputs=BinaryInput(document.data, mime), **common))
     labels = [str(o.get("label")) for o in detected.outcome.result or [] if isinstance(o, dict)]
     prompt = DESCRIPTION_PROMPT

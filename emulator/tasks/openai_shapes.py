@@ -63,31 +63,40 @@ SGLANG_MATCHED_STOP = {
 VLLM_MODELS = frozenset({"@cf/openai/gpt-oss-20b", "@cf/openai/gpt-oss-120b"})
 
 
-def chat_completion(gen: Generation, model: str, seed: int) -> dict[str, Any]:
-    message = chat_message(gen, seed, model)
-    choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None,
-                              "finish_reason": gen.finish_reason}
+def chat_completion(gen: Generation, model: str, seed: int, choices: list[Generation] | None = None
+                    ) -> dict[str, Any]:
+    """One chat.completion; with `choices` (n > 1), one choice per generation, each with its own
+    tool-call ids, and usage counting the prompt once and every choice's tokens."""
+    gens = choices or [gen]
+    rendered = [_choice(g, model, derive_seed(seed, "choice", i) if i else seed, i)
+                for i, g in enumerate(gens)]
     usage: dict[str, Any] = gen.usage
+    if len(gens) > 1:
+        completion_tokens = sum(g.completion_tokens for g in gens)
+        usage = {"prompt_tokens": gen.prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": gen.prompt_tokens + completion_tokens}
     if model in SGLANG_MATCHED_STOP:
-        message.setdefault("tool_calls", None)
-        choice["message"] = dict(sorted(message.items()))
-        choice["matched_stop"] = SGLANG_MATCHED_STOP[model]
-        choice = dict(sorted(choice.items()))
         usage = {**usage, "prompt_tokens_details": {"cached_tokens": 0}}
     return {
         "id": stable_id(seed),
         "object": "chat.completion",
         "created": stable_created(seed),
         "model": model,
-        "choices": [choice],
+        "choices": rendered,
         "usage": usage,
     }
 
 
-def chat_completion_choices(gen: Generation, seed: int, n: int, model: str) -> list[dict[str, Any]]:
-    """`n` choices of one generation (the fake has one answer per request; extra choices repeat it)."""
-    return [{"index": i, "message": chat_message(gen, seed, model), "logprobs": None,
-             "finish_reason": gen.finish_reason} for i in range(max(1, n))]
+def _choice(gen: Generation, model: str, seed: int, index: int) -> dict[str, Any]:
+    message = chat_message(gen, seed, model)
+    choice: dict[str, Any] = {"index": index, "message": message, "logprobs": None,
+                              "finish_reason": gen.finish_reason}
+    if model in SGLANG_MATCHED_STOP:
+        message.setdefault("tool_calls", None)
+        choice["message"] = dict(sorted(message.items()))
+        choice["matched_stop"] = SGLANG_MATCHED_STOP[model]
+        choice = dict(sorted(choice.items()))
+    return choice
 
 
 # The recorded zero-usage chunk Cloudflare sends after the real one (reference §5.2).
@@ -215,44 +224,103 @@ def embedding_list(vectors: list[Any], model: str, prompt_tokens: int) -> dict[s
 
 
 def response_for(model: Model, inputs: dict[str, Any], gen: Generation, seed: int) -> dict[str, Any]:
-    """The Responses object for a call's `input`/`reasoning` inputs, with the model's default effort."""
+    """The Responses object for a call's Responses inputs (`input`, `instructions`, `tools`, …)."""
     given = inputs.get("reasoning")
     reasoning: dict[str, Any] = given if isinstance(given, dict) else {}
     declared = model.prop("reasoning_effort")
     default_effort = declared.get("default_effort", "medium") if isinstance(declared, dict) else "medium"
-    return response_object(gen, model.name, seed, effort=reasoning.get("effort") or default_effort,
+    return response_object(gen, model.name, seed, inputs, effort=reasoning.get("effort") or default_effort,
                            summary=reasoning.get("summary"))
 
 
-def response_object(gen: Generation, model: str, seed: int, *, effort: str | None,
+def _hex_id(seed: int, *labels: Any) -> str:
+    """32 hex digits, like the serving engine's `random_uuid()` (uuid4().hex), from the request seed."""
+    return f"{derive_seed(seed, *labels, 'hi'):016x}{derive_seed(seed, *labels, 'lo'):016x}"
+
+
+def function_call_items(gen: Generation, seed: int) -> list[dict[str, Any]]:
+    """vLLM's Responses `function_call` items for the generation's tool calls: `call_<id>` and
+    `fc_<id>` share one id, `arguments` is a JSON string, `status` is left unset (null)."""
+    items = []
+    for index, call in enumerate(gen.tool_calls):
+        ident = _hex_id(seed, "fc", index)
+        items.append({"arguments": orjson.dumps(call["arguments"]).decode(), "call_id": f"call_{ident}",
+                      "name": call["name"], "type": "function_call", "id": f"fc_{ident}", "status": None})
+    return items
+
+
+def echoed_tools(tools: Any) -> list[Any]:
+    """Function tools as the engine echoes them (OpenAI's FunctionTool with every field); others as sent."""
+    echoed: list[Any] = []
+    for tool in tools if isinstance(tools, list) else []:
+        if isinstance(tool, dict) and tool.get("type", "function") == "function" and "name" in tool:
+            echoed.append({"name": tool["name"], "parameters": tool.get("parameters"),
+                           "strict": tool.get("strict"), "type": "function",
+                           "description": tool.get("description")})
+        else:
+            echoed.append(tool)
+    return echoed
+
+
+# What the Responses object reports when the request leaves a knob out. temperature and top_p are
+# gpt-oss's generation defaults; the rest are vLLM's `ResponsesRequest` defaults (inferred, see
+# docs/openai-compatible.md).
+RESPONSE_DEFAULTS: dict[str, Any] = {
+    "metadata": None, "parallel_tool_calls": True, "temperature": 1.0, "tool_choice": "auto", "top_p": 1.0,
+    "background": False, "max_tool_calls": None, "previous_response_id": None, "prompt": None,
+    "service_tier": "auto", "text": None, "top_logprobs": None, "truncation": "disabled", "user": None,
+}
+
+
+def response_object(gen: Generation, model: str, seed: int, inputs: dict[str, Any], *, effort: str | None,
                     summary: str | None) -> dict[str, Any]:
-    """An OpenAI Responses API object (status completed): a reasoning item, then the message."""
+    """The Responses object vLLM serves gpt-oss with (its field order): a reasoning item, then the
+    message or one `function_call` item per tool call."""
     reasoning_tokens = 0
     output: list[dict[str, Any]] = []
     if gen.reasoning:
         reasoning_tokens = tokens.completion_tokens(model, gen.reasoning)
         output.append({"id": f"rs_{derive_seed(seed, 'rs'):016x}", "type": "reasoning", "summary": [],
                        "content": [{"type": "reasoning_text", "text": gen.reasoning}]})
-    output.append({"id": f"msg_{derive_seed(seed, 'msg'):016x}", "type": "message", "status": "completed",
-                   "role": "assistant",
-                   "content": [{"type": "output_text", "text": gen.text, "annotations": []}]})
+    if gen.tool_calls:
+        output += function_call_items(gen, seed)
+    else:
+        output.append({"id": f"msg_{derive_seed(seed, 'msg'):016x}", "type": "message", "status": "completed",
+                       "role": "assistant",
+                       "content": [{"type": "output_text", "text": gen.text, "annotations": []}]})
     output_tokens = gen.completion_tokens + reasoning_tokens
+    given = {key: inputs[key] for key in RESPONSE_DEFAULTS if inputs.get(key) is not None}
+    knobs = {**RESPONSE_DEFAULTS, **given}
+    truncated = gen.finish_reason == "length"
+    limit = inputs.get("max_output_tokens")
     return {
         "id": f"resp_{derive_seed(seed, 'resp'):016x}",
-        "object": "response",
         "created_at": stable_created(seed),
-        "status": "completed",
-        "error": None,
-        "incomplete_details": None,
-        "instructions": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if truncated else None,
+        "instructions": inputs.get("instructions"),
+        "metadata": knobs["metadata"],
         "model": model,
+        "object": "response",
         "output": output,
-        "parallel_tool_calls": True,
+        "parallel_tool_calls": knobs["parallel_tool_calls"],
+        "temperature": knobs["temperature"],
+        "tool_choice": knobs["tool_choice"],
+        "tools": echoed_tools(inputs.get("tools")),
+        "top_p": knobs["top_p"],
+        "background": knobs["background"],
+        "max_output_tokens": limit if isinstance(limit, int) else gen.limit,
+        "max_tool_calls": knobs["max_tool_calls"],
+        "previous_response_id": knobs["previous_response_id"],
+        "prompt": knobs["prompt"],
         "reasoning": {"effort": effort, "summary": summary},
-        "tool_choice": "auto",
-        "tools": [],
+        "service_tier": knobs["service_tier"],
+        "status": "incomplete" if truncated else "completed",
+        "text": knobs["text"],
+        "top_logprobs": knobs["top_logprobs"],
+        "truncation": knobs["truncation"],
         "usage": {"input_tokens": gen.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
                   "output_tokens": output_tokens,
                   "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
                   "total_tokens": gen.prompt_tokens + output_tokens},
+        "user": knobs["user"],
     }

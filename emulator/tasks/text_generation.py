@@ -31,6 +31,7 @@ class Generation:
     completion_tokens: int
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "arguments": dict}]
     reasoning: str | None = None
+    limit: int | None = None  # the output-token cap the answer was generated under
 
     @property
     def usage(self) -> dict[str, int]:
@@ -38,15 +39,34 @@ class Generation:
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
 
 
+def responses_messages(inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Responses body's prompt as chat messages: `instructions` as the system turn, then the input
+    items (a function call as the assistant's turn with its name and arguments, a function result as
+    a tool turn with its output)."""
+    items = inputs["input"]
+    messages: list[dict[str, Any]] = []
+    instructions = inputs.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        messages.append({"role": "system", "content": instructions})
+    for item in [{"role": "user", "content": items}] if isinstance(items, str) else items:
+        if not isinstance(item, dict):
+            messages.append({"role": "user", "content": item})
+        elif item.get("type") == "function_call":
+            call = f"{item.get('name') or ''} {item.get('arguments') or ''}"
+            messages.append({"role": "assistant", "content": call})
+        elif item.get("type") == "function_call_output":
+            messages.append({"role": "tool", "content": item.get("output")})
+        else:
+            messages.append(item)
+    return messages
+
+
 def prompt_tokens(inputs: dict[str, Any], model: str) -> int:
     """Prompt tokens as the model's tokenizer and chat template count them (emulator/fakes/tokens.py)."""
     if "prompt" in inputs:
         return max(1, tokens.prompt_text_tokens(model, str(inputs["prompt"])))
     if "input" in inputs:  # Responses form (gpt-oss)
-        items = inputs["input"]
-        messages = [{"role": "user", "content": items}] if isinstance(items, str) else [
-            i if isinstance(i, dict) else {"role": "user", "content": i} for i in items]
-        return max(1, tokens.chat_prompt_tokens(model, messages))
+        return max(1, tokens.chat_prompt_tokens(model, responses_messages(inputs), inputs.get("tools")))
     messages = inputs.get("messages") or []
     return max(1, tokens.chat_prompt_tokens(model, messages if isinstance(messages, list) else [],
                                             inputs.get("tools")))
@@ -101,17 +121,36 @@ def _pick_tools(inputs: dict[str, Any], tools: list[dict[str, Any]], seed: int) 
         name = (choice.get("function") or {}).get("name") or choice.get("name")
         chosen = [t for t in tools if t["name"] == name]
         return chosen[:1] or tools[:1]
-    messages = inputs.get("messages") or []
-    last_role = messages[-1].get("role") if messages and isinstance(messages[-1], dict) else "user"
-    if choice != "required" and last_role == "tool":
+    if choice != "required" and _last_turn(inputs) == "tool":
         return []
     return [tools[seed % len(tools)]]
+
+
+def _last_turn(inputs: dict[str, Any]) -> Any:
+    """Who spoke last: a chat message's role; `tool` for a Responses `function_call_output` item."""
+    messages = inputs.get("messages") or []
+    if messages:
+        return messages[-1].get("role") if isinstance(messages[-1], dict) else "user"
+    items = inputs.get("input")
+    if isinstance(items, list) and items and isinstance(items[-1], dict):
+        return "tool" if items[-1].get("type") == "function_call_output" else items[-1].get("role", "user")
+    return "user"
+
+
+def _responses_format(inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """A Responses `text.format` (`{"type": "json_schema", "name", "schema"}` or `json_object`) in
+    chat's `response_format` terms."""
+    text = inputs.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_schema", "json_object"):
+        return None
+    return {"type": fmt["type"], "json_schema": {"schema": fmt.get("schema") or {"type": "object"}}}
 
 
 def _json_mode(inputs: dict[str, Any], seed: int) -> str | None:
     fmt = inputs.get("response_format") or (
         {"type": "json_schema", "json_schema": inputs["guided_json"]} if inputs.get("guided_json") else None
-    )
+    ) or _responses_format(inputs)
     if not isinstance(fmt, dict):
         return None
     if fmt.get("type") == "json_schema":
@@ -125,6 +164,8 @@ def _json_mode(inputs: dict[str, Any], seed: int) -> str | None:
 
 
 def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
+    if not stop:
+        return text, False
     stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if isinstance(s, str) and s]
     cut = min((text.find(s) for s in stops if s and s in text), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
@@ -133,34 +174,80 @@ def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
 def generate(call: Call, ctx: FakeContext) -> Generation:
     """The deterministic answer to a text-generation call (shared by every surface)."""
     inputs = call.json_inputs
-    limit = inputs.get("max_completion_tokens") or inputs.get("max_tokens") or default_max_tokens(call.model)
+    traits = traits_of(call.model)
+    limit = (inputs.get("max_completion_tokens") or inputs.get("max_tokens")
+             or inputs.get("max_output_tokens") or traits.default_max_tokens)
     limit = output_tokens(int(limit) if isinstance(limit, (int, float)) else DEFAULT_MAX_TOKENS)
     name = call.model.name
     p_tokens = prompt_tokens(inputs, name)
     tool_calls = [{"name": t["name"],
                    "arguments": _arguments(t["parameters"], derive_seed(ctx.seed, t["name"]))}
-                  for t in _pick_tools(inputs, _tools(inputs), ctx.seed)]
+                  for t in _pick_tools(inputs, _tools(inputs), ctx.seed)] if "tools" in inputs else []
     reasoning = None
-    if call.model.flag("reasoning"):
+    if traits.reasoning:
         reasoning, _ = text_fake.prose(derive_seed(ctx.seed, "reasoning"), min(48, limit))
     if tool_calls:
         spent = sum(tokens.completion_tokens(name, orjson.dumps(t).decode()) for t in tool_calls)
         return Generation("", "tool_calls", p_tokens, spent + _reasoning_tokens(name, reasoning),
-                          tool_calls, reasoning)
+                          tool_calls, reasoning, limit)
     json_text = _json_mode(inputs, ctx.seed)
     if json_text is not None:
         return Generation(json_text, "stop", p_tokens, completion_tokens(name, json_text, limit, False), [],
-                          reasoning)
+                          reasoning, limit)
     text, truncated = text_fake.prose(ctx.seed, limit)
     text, stopped = _apply_stop(text, inputs.get("stop"))
     truncated = truncated and not stopped
     return Generation(text, "length" if truncated else "stop", p_tokens,
-                      completion_tokens(name, text, limit, truncated), [], reasoning)
+                      completion_tokens(name, text, limit, truncated), [], reasoning, limit)
 
 
 def _reasoning_tokens(model: str, reasoning: str | None) -> int:
     # Reasoning is generated output too: gpt-oss's 37 completion tokens for a tool call include it.
     return tokens.completion_tokens(model, reasoning) if reasoning else 0
+
+
+def choices_wanted(call: Call) -> int:
+    """`n` where the model's input schema declares it (frontier models, 1–128) and the answer is not
+    streamed; 1 otherwise (other models' schemas have no `n`: the serving path never sees it)."""
+    n = call.json_inputs.get("n")
+    if call.stream or isinstance(n, bool) or not isinstance(n, int) or n <= 1:
+        return 1
+    return n if declares_input(call.model, "n") else 1
+
+
+def declares_input(model: Model, key: str) -> bool:
+    """Some branch of the model's input schema lists `key` among its properties."""
+    def walk(schema: Any) -> bool:
+        if not isinstance(schema, dict):
+            return False
+        if key in (schema.get("properties") or {}):
+            return True
+        return any(walk(branch) for k in ("oneOf", "anyOf", "allOf") for branch in schema.get(k) or [])
+
+    return walk(model.input_schema)
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """What generation reads from a model's catalog entry, worked out once per model."""
+
+    chat_completion: bool  # native output is an OpenAI chat.completion object
+    default_max_tokens: int
+    reasoning: bool
+
+
+_TRAITS: dict[str, tuple[dict[str, Any], Traits]] = {}
+
+
+def traits_of(model: Model) -> Traits:
+    """The model's traits, kept by name while its schema is the same object (catalog models are)."""
+    kept = _TRAITS.get(model.name)
+    if kept is not None and kept[0] is model.schema:
+        return kept[1]
+    traits = Traits(chat_completion=is_chat_completion_model(model),
+                    default_max_tokens=default_max_tokens(model), reasoning=model.flag("reasoning"))
+    _TRAITS[model.name] = (model.schema, traits)
+    return traits
 
 
 def is_chat_completion_model(model: Model) -> bool:

@@ -3,10 +3,20 @@ generation) and in which shape (native, Chat Completions or Responses object, na
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from emulator.call import Call, Outcome, Surface, Usage
+from emulator.fakes.seed import derive_seed
 from emulator.tasks import FakeContext, evaluation, moderation, register
 from emulator.tasks.openai_shapes import chat_completion, response_for
-from emulator.tasks.text_generation import generate, is_chat_completion_model, native_events, native_result
+from emulator.tasks.text_generation import (
+    choices_wanted,
+    generate,
+    native_events,
+    native_result,
+    traits_of,
+)
 
 
 @register("Text Generation")
@@ -17,7 +27,15 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         return moderation.fake(call, ctx)
     gen = generate(call, ctx)
     usage = Usage(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens)
-    extras = {"generation": gen}
+    extras: dict[str, Any] = {"generation": gen}
+    wanted = choices_wanted(call)
+    if wanted > 1:
+        # n samples of one prompt: the prompt is read once, every choice's tokens are generated.
+        others = [generate(call, replace(ctx, seed=derive_seed(ctx.seed, "choice", i)))
+                  for i in range(1, wanted)]
+        extras["choices"] = [gen, *others]
+        usage = Usage(input_tokens=gen.prompt_tokens,
+                      output_tokens=gen.completion_tokens + sum(o.completion_tokens for o in others))
     if "input" in call.json_inputs and call.surface in (Surface.NATIVE, Surface.BINDING):
         # gpt-oss's Responses input form on run/ answers a Responses object (its catalog
         # `Responses_Output` branch); null members are left out, as that schema types them as objects.
@@ -27,8 +45,8 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     if call.stream:
         return Outcome(events=native_events(gen, ctx.seed, ctx.quirks), content_type="text/event-stream",
                        usage=usage, extras=extras)
-    if is_chat_completion_model(call.model):
-        completion = chat_completion(gen, call.model.name, ctx.seed)
+    if traits_of(call.model).chat_completion:
+        completion = chat_completion(gen, call.model.name, ctx.seed, extras.get("choices"))
         for choice in completion["choices"]:
             # The frontier output schemas require `refusal` on the message (null when not refusing)
             # and type `tool_calls` as an array: the OpenAI surface's SGLang `tool_calls: null` goes.

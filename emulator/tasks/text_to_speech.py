@@ -1,7 +1,10 @@
 """Text-to-Speech: real decodable MP3 whose length follows the text (~15 characters a second).
 
-aura-1/aura-2 answer raw `audio/mpeg`; melotts answers JSON `{audio: <base64 MP3>}` (its output schema
-also lists raw `audio/mpeg`, served when the request's Accept header asks only for `audio/mpeg`).
+aura-1/aura-2 answer raw `audio/mpeg`; melotts answers JSON `{audio: <base64 MP3>}`. Evidence for
+melotts: a public REST client that sends no Accept header (so Node's fetch sends `*/*`) decodes
+`result.audio` from the v4 envelope and tests that as "the real API format"; Workers binding code
+reads `.audio` too. Its output schema also lists raw `audio/mpeg`: the emulator serves that when the
+Accept header asks for `audio/mpeg` and not JSON (inferred: no recording of that case exists).
 Usage counts characters (aura is billed per 1k characters).
 """
 

@@ -71,12 +71,13 @@ async def page(request: web.Request) -> web.StreamResponse:
     failed_only = request.query.get("failed") == "1"
     # The same objects the JSON routes serialise: GET usage, requests, stubs, faults, clock.
     usage = orjson.loads(state.ledger.usage().model_dump_json())
-    entries = [e.to_json() for e in plane.log.select(status="error" if failed_only else None, limit=LATEST)]
+    if plane.stale():
+        await plane.catch_up()
+    entries = await plane.requests(status="error" if failed_only else None, limit=LATEST)
     detail = None
     wanted = request.query.get("request", "")
     if wanted.isdigit():
-        entry = plane.log.find(int(wanted))
-        detail = entry.to_json() if entry is not None else None
+        detail = await plane.request(int(wanted))
     view = View(
         token=request.query.get("token"),
         usage=usage,
