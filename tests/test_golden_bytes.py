@@ -24,12 +24,12 @@ CASES = {
 }
 
 GOLDEN = {
-    "text": "cd63c8b629ac9bf6f1d05c79deb1951de02156fa2d11631a367ff38686f68c08",
+    "text": "14e7ef254a2acec2e3693e0662c7f5d7a8bbcb46607b32764ebbac25c702b144",
     "embeddings": "733f785f2411a094231bb832fabe45035dbece1ccffec2190da7bbd2ee5e506f",
-    "image": "0cf98652750e66d63e892ba049ca143499e78593e74881f72f8bf90dd8c9911d",
+    "image": "4df2a9fe5a151fda0b5cdf76ce5051f8b339b6e84f2d14fa157d0cba1a793c4c",
     "speech": "aa34eb90c032f4b6e9e498174b93908d0cc6273ff8527946245d4e6f5cada8ee",
-    "translation": "46b057691ae8fdc90b4a8c8d3363695109da1fdc1d508f5bc08cd9619a0face1",
-    "transcription": "9f50acf3a36b036c90ff173eab8f4ca0dd2e2c7f875e1b801a8aad18a9755be9",
+    "translation": "66b84fd3e1b56c68d4c61235e4c657bf06a2d0f05326384c5d593cd45d45dcb6",
+    "transcription": "005a26a04f00081de82998ab18f412b8d3e4d80a2cb89645c8429edaa03334bd",
 }
 
 

@@ -22,7 +22,7 @@ assert Path(emulator.__file__).is_relative_to(sys.argv[1]), emulator.__file__
 server = BackgroundServer(Settings(port=0, data_dir=Path(sys.argv[2]))).start()
 try:
     def get(path, body=None):
-        req = urllib.request.Request(server.base_url + path, data=body, headers={"Authorization": "Bearer t"})
+        req = urllib.request.Request(server.base + path, data=body, headers={"Authorization": "Bearer t"})
         with urllib.request.urlopen(req) as resp:
             return resp.status, resp.read()
     acct = "/client/v4/accounts/0123456789abcdef0123456789abcdef/ai"
