@@ -18,7 +18,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.live_server import LiveServer, live_server
+from emulator.launch.background import BackgroundServer
+from tests.live_server import live_server
 from tests.rawhttp import request
 
 TOKEN = "fuzz-header-token-42"
@@ -54,7 +55,7 @@ LONG = settings(max_examples=500, deadline=None, suppress_health_check=list(Heal
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
     data_dir: Path = tmp_path_factory.mktemp("fuzz-headers")
     with live_server(data_dir=data_dir, token=TOKEN) as live:
         yield live
@@ -94,7 +95,7 @@ def encoded_bodies(draw: st.DrawFn, plain: bytes) -> tuple[bytes, bytes]:
 Headers = list[tuple[bytes, bytes]]
 
 
-def _send(server: LiveServer, method: str, path: str, headers: Headers, body: bytes) -> None:
+def _send(server: BackgroundServer, method: str, path: str, headers: Headers, body: bytes) -> None:
     answer = request(server.base, method, path, headers, body)
     assert_no_server_error(answer.status, answer.body)
 
@@ -103,7 +104,7 @@ def _send(server: LiveServer, method: str, path: str, headers: Headers, body: by
 @FUZZ
 @given(data=st.data())
 def test_hostile_headers(
-    server: LiveServer, method: str, path: str, body: bytes, data: st.DataObject
+    server: BackgroundServer, method: str, path: str, body: bytes, data: st.DataObject
 ) -> None:
     headers = data.draw(header_sets())
     if not any(name == b"Content-Encoding" for name, _ in headers):
@@ -115,7 +116,7 @@ def test_hostile_headers(
 @FUZZ
 @given(data=st.data())
 def test_hostile_body_encodings(
-    server: LiveServer, method: str, path: str, body: bytes, data: st.DataObject
+    server: BackgroundServer, method: str, path: str, body: bytes, data: st.DataObject
 ) -> None:
     encoding, packed = data.draw(encoded_bodies(body))
     headers = [(b"Authorization", b"Bearer " + TOKEN.encode()), (b"Content-Type", b"application/json"),
@@ -132,7 +133,7 @@ CONTROL_GETS = ["/__emulator__/usage", "/__emulator__/usage/hourly", "/__emulato
                 "/__emulator__/", "/__emulator__/requests/{n}"]
 
 
-def _control_still_answers(server: LiveServer) -> None:
+def _control_still_answers(server: BackgroundServer) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     for path in ("/__emulator__/usage", "/__emulator__/usage/hourly", "/__emulator__/"):
         answer = requests.get(server.base + path, headers=auth, timeout=30)
@@ -143,7 +144,8 @@ def _control_still_answers(server: LiveServer) -> None:
 @CONTROL_FUZZ
 @given(params=st.dictionaries(st.sampled_from(["day", "limit", "account", "model", "status", "surface"]),
                               NUMBERISH, max_size=4), ident=NUMBERISH)
-def test_hostile_control_queries(server: LiveServer, path: str, params: dict[str, str], ident: str) -> None:
+def test_hostile_control_queries(server: BackgroundServer, path: str, params: dict[str, str],
+                                 ident: str) -> None:
     target = path.replace("{n}", requests.utils.quote(ident, safe="") or "0")
     answer = requests.get(server.base + target, params=params, headers={"Authorization": f"Bearer {TOKEN}"},
                           timeout=30)
@@ -161,7 +163,7 @@ CLOCK_VALUES = st.one_of(
 @CONTROL_FUZZ
 @given(key=st.sampled_from(["now", "advance_seconds", "real"]), value=CLOCK_VALUES, twice=st.booleans())
 def test_hostile_clock_moves_leave_usage_and_dashboard_working(
-    server: LiveServer, key: str, value: object, twice: bool
+    server: BackgroundServer, key: str, value: object, twice: bool
 ) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     try:
@@ -180,7 +182,7 @@ def test_hostile_clock_moves_leave_usage_and_dashboard_working(
 @LONG
 @given(data=st.data())
 def test_hostile_headers_long(
-    server: LiveServer, method: str, path: str, body: bytes, data: st.DataObject
+    server: BackgroundServer, method: str, path: str, body: bytes, data: st.DataObject
 ) -> None:
     _send(server, method, path, data.draw(header_sets()), body)
 
@@ -188,7 +190,7 @@ def test_hostile_headers_long(
 @pytest.mark.slow
 @LONG
 @given(key=st.sampled_from(["now", "advance_seconds"]), value=CLOCK_VALUES)
-def test_hostile_clock_moves_long(server: LiveServer, key: str, value: object) -> None:
+def test_hostile_clock_moves_long(server: BackgroundServer, key: str, value: object) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     try:
         answer = requests.post(server.base + "/__emulator__/clock", data=json.dumps({key: value}),

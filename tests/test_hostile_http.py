@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live_server import LiveServer, live_server
+from emulator.launch.background import BackgroundServer
+from tests.live_server import live_server
 from tests.rawhttp import request
 from tests.serving import serve
 
@@ -28,7 +29,7 @@ ROUTES = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
     data_dir: Path = tmp_path_factory.mktemp("hostile")
     with live_server(data_dir=data_dir, token=TOKEN) as live:
         yield live
@@ -46,7 +47,7 @@ def assert_cloudflare_4xx(status: int, body: object, code: int | None = None) ->
 @pytest.mark.parametrize("auth", [True, False], ids=["with-token", "without-auth"])
 @pytest.mark.parametrize("encoding", [b"gzip", b"deflate", b"br", b"x-nonsense"])
 def test_a_body_that_is_not_its_content_encoding_is_a_clean_4xx(
-    server: LiveServer, path: str, auth: bool, encoding: bytes
+    server: BackgroundServer, path: str, auth: bool, encoding: bytes
 ) -> None:
     headers = [(b"Content-Type", b"application/json"), (b"Content-Encoding", encoding)]
     if auth:
@@ -64,7 +65,7 @@ def test_a_body_that_is_not_its_content_encoding_is_a_clean_4xx(
     assert_cloudflare_4xx(answer.status, answer.json())
 
 
-def test_a_real_gzip_body_is_decoded(server: LiveServer) -> None:
+def test_a_real_gzip_body_is_decoded(server: BackgroundServer) -> None:
     headers = [(b"Content-Type", b"application/json"), (b"Content-Encoding", b"gzip"),
                (b"Authorization", f"Bearer {TOKEN}".encode())]
     answer = request(server.base, "POST", RUN, headers, gzip.compress(b'{"prompt": "hi"}'))
@@ -83,7 +84,7 @@ def test_a_real_gzip_body_is_decoded(server: LiveServer) -> None:
     ids=["bearer-ff", "bearer-bad-utf8", "auth-key-ff", "auth-email-ff", "gateway-ff"],
 )
 def test_non_utf8_credentials_are_refused_not_crashed(
-    server: LiveServer, headers: list[tuple[bytes, bytes]]
+    server: BackgroundServer, headers: list[tuple[bytes, bytes]]
 ) -> None:
     for path in (RUN, f"/v1/{ACCOUNT}/gw/workers-ai/@cf/meta/llama-3.1-8b-instruct"):
         answer = request(server.base, "POST", path, [(b"Content-Type", b"application/json"), *headers],
@@ -91,7 +92,7 @@ def test_non_utf8_credentials_are_refused_not_crashed(
         assert_cloudflare_4xx(answer.status, answer.json())
 
 
-def test_non_utf8_control_plane_token_is_a_401(server: LiveServer) -> None:
+def test_non_utf8_control_plane_token_is_a_401(server: BackgroundServer) -> None:
     answer = request(server.base, "GET", "/__emulator__/requests", [(b"Authorization", b"Bearer \xff")])
     assert answer.status == 401, answer
 
@@ -119,7 +120,7 @@ BIG = "9" * 5000
          "advance-minus-1e300", "advance-10e400"],
 )
 def test_control_plane_out_of_range_values_are_400s(
-    server: LiveServer, method: str, path: str, body: object, status: int
+    server: BackgroundServer, method: str, path: str, body: object, status: int
 ) -> None:
     answer = requests.request(method, server.base + path, json=body, headers=AUTH, timeout=30)
     assert answer.status_code == status, answer.text[:300]
@@ -129,7 +130,7 @@ def test_control_plane_out_of_range_values_are_400s(
         assert requests.get(server.base + after, headers=AUTH, timeout=30).status_code == 200, after
 
 
-def test_clock_at_the_last_allowed_moment_keeps_usage_and_dashboard_working(server: LiveServer) -> None:
+def test_clock_at_the_last_allowed_moment_keeps_usage_and_dashboard_working(server: BackgroundServer) -> None:
     try:
         moved = requests.post(server.base + "/__emulator__/clock", json={"now": "9998-12-31T23:00:00Z"},
                               headers=AUTH, timeout=30)
@@ -144,13 +145,13 @@ def test_clock_at_the_last_allowed_moment_keeps_usage_and_dashboard_working(serv
         requests.post(server.base + "/__emulator__/clock", json={"real": True}, headers=AUTH, timeout=30)
 
 
-def test_openapi_needs_the_token_like_every_control_route_but_health(server: LiveServer) -> None:
+def test_openapi_needs_the_token_like_every_control_route_but_health(server: BackgroundServer) -> None:
     assert requests.get(server.base + "/__emulator__/openapi.json", timeout=30).status_code == 401
     assert requests.get(server.base + "/__emulator__/openapi.json", headers=AUTH, timeout=60).ok
     assert requests.get(server.base + "/__emulator__/health", timeout=30).ok
 
 
-def test_expect_continue_with_an_oversized_length_gets_413_without_100(server: LiveServer) -> None:
+def test_expect_continue_with_an_oversized_length_gets_413_without_100(server: BackgroundServer) -> None:
     headers = [(b"Authorization", f"Bearer {TOKEN}".encode()), (b"Content-Type", b"application/json"),
                (b"Expect", b"100-continue")]
     answer = request(server.base, "POST", RUN, headers, send_body=False, content_length=30_000_000)
@@ -159,7 +160,7 @@ def test_expect_continue_with_an_oversized_length_gets_413_without_100(server: L
     assert answer.status == 413
 
 
-def test_expect_continue_with_an_allowed_length_gets_100_then_the_answer(server: LiveServer) -> None:
+def test_expect_continue_with_an_allowed_length_gets_100_then_the_answer(server: BackgroundServer) -> None:
     body = b'{"prompt": "hi"}'
     headers = [(b"Authorization", f"Bearer {TOKEN}".encode()), (b"Content-Type", b"application/json"),
                (b"Expect", b"100-continue")]
