@@ -47,7 +47,7 @@ Fields:
 
 - ``format_version``: ``1`` (one document) or ``2`` (JSON Lines); any other value is rejected.
 - ``source``: ``"recorded"`` for live recordings, or
-  ``"converted from shared/reference/real-responses/<file>"``.
+  ``"converted from …"``, naming the real capture a shipped fixture was built from.
 - ``request.path``: normalised — the account id is replaced by ``{account_id}``, percent-encoding is
   undone (``%40cf%2Fmeta`` becomes ``@cf/meta``) and ``//`` is collapsed. The query string lives in
   ``request.query``.

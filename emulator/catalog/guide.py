@@ -1,4 +1,4 @@
-"""The models the free-model guide (shared/reference/seed-guide.md) sends users to, grouped by use."""
+"""The models the free-model guide (docs/guide.md) sends users to, grouped by use."""
 
 from __future__ import annotations
 
