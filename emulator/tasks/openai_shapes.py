@@ -135,6 +135,18 @@ def _vllm_choice(delta: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None, **extra, "token_ids": None}
 
 
+def _tool_call_deltas(gen: Generation, model: str, seed: int) -> list[dict[str, Any]]:
+    """Each tool call streamed as OpenAI does: its id and name first, then its arguments in fragments."""
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(openai_tool_calls(gen, seed, model)):
+        function = call["function"]
+        deltas.append({"tool_calls": [{"id": call["id"], "type": "function", "index": index,
+                                       "function": {"name": function["name"], "arguments": ""}}]})
+        deltas += [{"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                   for piece in argument_fragments(function["arguments"])]
+    return deltas
+
+
 def vllm_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage: bool,
                        cloudflare_usage_chunks: bool) -> list[dict[str, Any]]:
     """gpt-oss's stream as captured (fixtures/real/v1-chat-stream-gpt-oss-20b-toolcall.json): a first
@@ -151,12 +163,7 @@ def vllm_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage:
         deltas.append({"reasoning_content": ""})
         deltas += [{"reasoning_content": piece} for piece in split_tokens(gen.reasoning)]
     deltas += [{"content": piece} for piece in split_tokens(gen.text)]
-    for index, call in enumerate(openai_tool_calls(gen, seed, model)):
-        function = call["function"]
-        deltas.append({"tool_calls": [{"id": call["id"], "type": "function", "index": index,
-                                       "function": {"name": function["name"], "arguments": ""}}]})
-        deltas += [{"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-                   for piece in argument_fragments(function["arguments"])]
+    deltas += _tool_call_deltas(gen, model, seed)
     chunks += [{"id": ident, "created": created, "model": model, "object": "chat.completion.chunk",
                 "choices": [_vllm_choice(delta)]} for delta in deltas]
     chunks.append({"id": ident, "created": created, "model": model, "object": "chat.completion.chunk",
@@ -191,12 +198,7 @@ def chat_stream_chunks(gen: Generation, model: str, seed: int, *, include_usage:
     if gen.reasoning:
         deltas += [{"reasoning_content": piece} for piece in split_tokens(gen.reasoning)]
     deltas += [{"content": piece} for piece in split_tokens(gen.text)]
-    for index, call in enumerate(openai_tool_calls(gen, seed, model)):
-        function = call["function"]
-        deltas.append({"tool_calls": [{"id": call["id"], "type": "function", "index": index,
-                                       "function": {"name": function["name"], "arguments": ""}}]})
-        deltas += [{"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-                   for piece in argument_fragments(function["arguments"])]
+    deltas += _tool_call_deltas(gen, model, seed)
     if role_in_first_delta:
         if deltas:
             deltas[0] = {"role": "assistant", **deltas[0]}
