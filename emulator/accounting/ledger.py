@@ -126,6 +126,11 @@ class Clock(Protocol):
         """`now()` as UNIX time; every charge reads it, so a clock can skip the datetime."""
         ...
 
+    @property
+    def frozen(self) -> bool:
+        """True while the clock stands still (so per-call stamps repeat and a snapshot can pin them)."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -133,6 +138,10 @@ class SystemClock:
 
     def timestamp(self) -> float:
         return _time.time()
+
+    @property
+    def frozen(self) -> bool:
+        return False
 
 
 class FixedClock:
@@ -146,6 +155,10 @@ class FixedClock:
 
     def timestamp(self) -> float:
         return self._now.timestamp()
+
+    @property
+    def frozen(self) -> bool:
+        return True
 
     def set(self, when: datetime) -> None:
         self._now = _aware(when)

@@ -48,6 +48,10 @@ class ControlClock:
     def timestamp(self) -> float:
         return self._fixed.timestamp() if self._fixed is not None else time.time()
 
+    @property
+    def frozen(self) -> bool:
+        return self._fixed is not None
+
     def set(self, when: datetime) -> None:
         """Freeze the clock at `when` (naive means UTC); SpecError outside EARLIEST..LATEST."""
         when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

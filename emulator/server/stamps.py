@@ -7,6 +7,8 @@ and `created` (epoch seconds) from the time of the call, and tool-call ids of ra
 call, in a rendered body or in each event of a stream, from the server's clock (which the control
 plane can freeze, so a snapshot still pins them). The hex ids are a hash of the placeholder and the
 clock's time: new on every call while the clock moves, the same for the same request under a frozen one.
+Two calls in the same millisecond of a moving clock still get distinct ids: the second takes the next
+millisecond, the way `uuid.uuid1` bumps its clock sequence, so an id stays a key a client can index by.
 Only keys outside JSON strings are touched: a quote escaped inside generated text is never matched.
 """
 
@@ -14,12 +16,28 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 
 from emulator.accounting.ledger import Clock
 
 _ID = re.compile(rb'(?<!\\)"id":"id-\d{13}"')
 _CREATED = re.compile(rb'(?<!\\)"(created|created_at)":\d{10}(?=[,}])')
 _HEX_ID = re.compile(rb'(?<!\\)"(chatcmpl-tool-|resp_|rs_|msg_)([0-9a-f]{16,32})"')
+
+
+_last_ms = 0
+_last_ms_lock = threading.Lock()
+
+
+def _call_ms(clock: Clock, now: float) -> int:
+    """The millisecond an `id-<ms>` names: the clock's, made unique per process while the clock moves."""
+    global _last_ms
+    ms = int(now * 1000)
+    if clock.frozen:
+        return ms
+    with _last_ms_lock:
+        ms = _last_ms = max(ms, _last_ms + 1)
+    return ms
 
 
 class Stamper:
@@ -29,7 +47,7 @@ class Stamper:
 
     def __init__(self, clock: Clock) -> None:
         now = clock.timestamp()
-        self.ident = b'"id":"id-%d"' % int(now * 1000)
+        self.ident = b'"id":"id-%d"' % _call_ms(clock, now)
         self.created = b"%d" % int(now)
         self._now = repr(now).encode()
         self._hex: dict[bytes, bytes] = {}
