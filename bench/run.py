@@ -38,8 +38,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from baseline import EMBEDDINGS_FLOOR_PATH
 from drivers import VARY_MARKER, Load, drive, percentile, pick, pinned, process_cpu_s
 
+from emulator.settings import DEFAULT_ACCOUNT
+
 ROOT = Path(__file__).resolve().parent
-ACCOUNT = "0123456789abcdef0123456789abcdef"
+ACCOUNT = DEFAULT_ACCOUNT
 AI = f"/client/v4/accounts/{ACCOUNT}/ai"
 HEADERS = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
 TEXT_MODEL = "@cf/meta/llama-3-8b-instruct"

@@ -20,6 +20,7 @@ from typing import Any
 
 from emulator.cassettes import Cassette, Interaction, RecordedRequest, RecordedResponse, dump_cassette
 from emulator.cassettes.format import SSEEvent, split_sse
+from emulator.settings import DEFAULT_ACCOUNT
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL = (ROOT / ".." / "shared" / "reference" / "real-responses").resolve()
@@ -48,7 +49,7 @@ OBSERVED = (
 )
 
 # The account id and gateway id the suite uses in place of the captures' placeholders.
-ACCOUNT = "0123456789abcdef0123456789abcdef"
+ACCOUNT = DEFAULT_ACCOUNT
 GATEWAY = "contract-gw"
 RECORDED_AT = "2026-01-01T00:00:00Z"  # fixed so re-running the script gives identical files
 

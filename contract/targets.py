@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 
 from emulator.launch.background import BackgroundServer
-from emulator.settings import Settings
+from emulator.settings import DEFAULT_ACCOUNT, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 RECORDED_CASSETTE = "recorded/contract"  # what `--target real --record` writes, relative to fixtures/
 
-LOCAL_ACCOUNT = "0123456789abcdef0123456789abcdef"
+LOCAL_ACCOUNT = DEFAULT_ACCOUNT
 LOCAL_TOKEN = "contract-token"  # the local server runs with --token, so a wrong token is a real 10000
 WRONG_TOKEN = "contract-wrong-token"
 LOCAL_GATEWAY = "contract-gw"

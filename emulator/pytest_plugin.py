@@ -30,9 +30,9 @@ import pytest
 from emulator.accounting.pricing import dollars
 from emulator.client import EmulatorClient
 from emulator.launch.background import BackgroundServer
-from emulator.settings import ENV_PREFIX, Hints, Mode, Settings
+from emulator.settings import DEFAULT_ACCOUNT, ENV_PREFIX, Hints, Mode, Settings
 
-ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
+ACCOUNT_ID = DEFAULT_ACCOUNT
 TOKEN = "workers-ai-test-token"
 # Marker keywords that change the server (a differing value means a dedicated server for the test).
 SERVER_KEYS = frozenset({"plan", "daily_neurons", "seed", "rate_limits", "quirks"})

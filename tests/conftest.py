@@ -16,9 +16,9 @@ from aiohttp import web
 
 from emulator.server.app import create_app
 from emulator.server.state import STATE, ServerState
-from emulator.settings import Settings
+from emulator.settings import DEFAULT_ACCOUNT, Settings
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
+ACCOUNT = DEFAULT_ACCOUNT  # the account of every test that needs no account of its own
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

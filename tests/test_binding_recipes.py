@@ -23,7 +23,8 @@ from tests.serving import free_port, serve
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 VITEST = EXAMPLES / "vitest-pool-workers"
 EMULATOR_BIN = str(Path(sys.executable).with_name("workers-ai-emulator"))
-ACCOUNT = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
+# An account of this test's own, so its stubs, faults and usage are apart from the default account's.
+OWN_ACCOUNT = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
 
 
 def test_vitest_pool_workers_project_passes_offline_with_stubs_and_faults(tmp_path: Path) -> None:
@@ -102,12 +103,13 @@ def test_wrangler_dev_answers_env_ai_from_the_emulator(tmp_path: Path) -> None:
     stand_in = "node_modules/workers-ai-emulator/binding-worker/wrangler.jsonc"
     with serve(data_dir=tmp_path / "data") as (base, _), wrangler_dev(
         "--env", "emulator", "-c", "wrangler.jsonc", "-c", stand_in,
-        env=wrangler_env(tmp_path, f"{base}/binding/{ACCOUNT}")
+        env=wrangler_env(tmp_path, f"{base}/binding/{OWN_ACCOUNT}")
     ) as url:
         summary = post(f"{url}/summarize", {"text": "Workers AI runs models."})
         text = post(f"{url}/provider", {"mode": "text", "prompt": "hi"})
         streamed = post(f"{url}/provider", {"mode": "stream", "prompt": "hi"})
-        with urllib.request.urlopen(f"{base}/__emulator__/requests?account={ACCOUNT}", timeout=10) as resp:
+        log_url = f"{base}/__emulator__/requests?account={OWN_ACCOUNT}"
+        with urllib.request.urlopen(log_url, timeout=10) as resp:
             log = json.loads(resp.read())
     assert isinstance(summary["summary"], str) and summary["summary"]
     assert text["text"] and streamed["text"] and streamed["chunks"] > 1
@@ -120,7 +122,7 @@ def test_node_script_env_ai_with_wranglers_miniflare_options(tmp_path: Path) -> 
     it, given the binding connection string, and `getBindings()`."""
     npm_ci(VITEST, marker="wrangler")
     with serve(data_dir=tmp_path) as (base, _):
-        seen = node_script("options", f"{base}/binding/{ACCOUNT}")
+        seen = node_script("options", f"{base}/binding/{OWN_ACCOUNT}")
     check_node_env_ai(seen)
 
 
@@ -129,7 +131,7 @@ def test_get_platform_proxy_with_the_stand_in_worker(tmp_path: Path) -> None:
     npm_ci(VITEST, marker="wrangler")
     stand_in = "node_modules/workers-ai-emulator/binding-worker/wrangler.jsonc"
     with serve(data_dir=tmp_path / "data") as (base, _):
-        env = wrangler_env(tmp_path, f"{base}/binding/{ACCOUNT}")
+        env = wrangler_env(tmp_path, f"{base}/binding/{OWN_ACCOUNT}")
         with wrangler_dev("-c", stand_in, env=env):
             seen = node_script("proxy", env=env)
     check_node_env_ai(seen, rpc=True)

@@ -15,7 +15,8 @@ from tests.serving import serve
 PROJECT = Path(__file__).resolve().parent.parent / "examples" / "miniflare-binding"
 ALL_CASES = ["text", "chat", "stream", "embeddings", "image", "raw", "audio", "gateway", "models", "markdown",
              "unknownModel", "badInput"]
-ACCOUNT = "5eed5eed5eed5eed5eed5eed5eed5eed"
+# An account of this test's own, so its stubs, faults and usage are apart from the default account's.
+OWN_ACCOUNT = "5eed5eed5eed5eed5eed5eed5eed5eed"
 
 
 def run_worker(connection: str, *cases: str) -> dict[str, Any]:
@@ -67,14 +68,14 @@ def test_stubs_faults_and_usage_stay_in_one_tests_account(tmp_path: Path) -> Non
     """A per-test account in the connection string keeps its stubs, faults, log and usage apart."""
     npm_ci(PROJECT, marker="miniflare")
     with serve(data_dir=tmp_path) as (base, _):
-        control(base, "/stubs", {"account": ACCOUNT, "model": "@cf/meta/llama-3.1-8b-instruct",
+        control(base, "/stubs", {"account": OWN_ACCOUNT, "model": "@cf/meta/llama-3.1-8b-instruct",
                                  "text": "Stubbed hello"})
-        control(base, "/faults", {"account": ACCOUNT, "model": "@cf/does/*", "kind": "capacity"})
-        control(base, "/faults", {"account": ACCOUNT, "model": "@cf/baai/*", "kind": "capacity"})
-        mine = run_worker(f"{base}/binding/{ACCOUNT}", "text", "embeddings", "stream")
+        control(base, "/faults", {"account": OWN_ACCOUNT, "model": "@cf/does/*", "kind": "capacity"})
+        control(base, "/faults", {"account": OWN_ACCOUNT, "model": "@cf/baai/*", "kind": "capacity"})
+        mine = run_worker(f"{base}/binding/{OWN_ACCOUNT}", "text", "embeddings", "stream")
         default = run_worker(f"{base}/", "text")
-        log = control(base, f"/requests?account={ACCOUNT}")
-        usage = control(base, f"/usage?account={ACCOUNT}")
+        log = control(base, f"/requests?account={OWN_ACCOUNT}")
+        usage = control(base, f"/usage?account={OWN_ACCOUNT}")
     assert mine["text"]["result"]["response"] == "Stubbed hello"
     pieces = [json.loads(line[6:]).get("response", "") for line in mine["stream"]["text"].split("\n\n")
               if line.startswith("data: {")]
@@ -82,7 +83,7 @@ def test_stubs_faults_and_usage_stay_in_one_tests_account(tmp_path: Path) -> Non
     capacity = "3040: Capacity temporarily exceeded, please try again."
     assert mine["embeddings"]["error"] == {"name": "InferenceUpstreamError", "message": capacity}
     assert default["text"]["result"]["response"] != "Stubbed hello"
-    assert {e["account"] for e in log["requests"]} == {ACCOUNT} and log["count"] == 3
+    assert {e["account"] for e in log["requests"]} == {OWN_ACCOUNT} and log["count"] == 3
     assert usage["neurons"] > 0
 
 
@@ -90,7 +91,7 @@ def test_binding_with_several_server_workers(tmp_path: Path) -> None:
     """`serve --workers 2`: every worker answers the binding; the ledger they share has every charge."""
     npm_ci(PROJECT, marker="miniflare")
     with serve("--workers", "2", data_dir=tmp_path) as (base, _):
-        answers = run_worker(f"{base}/binding/{ACCOUNT}", "text", "stream", "image", "embeddings")
-        usage = control(base, f"/usage?account={ACCOUNT}")
+        answers = run_worker(f"{base}/binding/{OWN_ACCOUNT}", "text", "stream", "image", "embeddings")
+        usage = control(base, f"/usage?account={OWN_ACCOUNT}")
     assert all("error" not in a for a in answers.values()), answers
     assert usage["requests"] == 4 and usage["neurons"] > 0

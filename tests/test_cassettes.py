@@ -39,9 +39,9 @@ from emulator.cassettes import (
     request_key,
 )
 from emulator.cassettes.match import normalise_request
+from tests.conftest import ACCOUNT
 
 REPO = Path(__file__).resolve().parents[1]
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 TOKEN = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-Ab"  # 40 chars, Cloudflare API token shape
 GLOBAL_KEY = "0123456789abcdef0123456789abcdef01234"  # 37 hex chars
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) + b"\xff\xfe\x00IEND\xaeB`\x82"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ACCOUNT
 from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN, FakeUpstream
 from tests.serving import serve
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 AUTH = {"Authorization": "Bearer t", "Content-Type": "application/json"}
 
 

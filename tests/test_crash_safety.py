@@ -17,10 +17,10 @@ import pytest
 
 from emulator.accounting.ledger import Ledger
 from emulator.cassettes import load_cassette
+from tests.conftest import ACCOUNT
 from tests.fake_upstream import LLAMA, FakeUpstream, burst_then_kill_9, start_recording_server
 from tests.serving import free_port, wait_ready
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 HEADERS = {"Authorization": "Bearer client-token"}
 
 

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.launch.background import BackgroundServer
+from tests.conftest import ACCOUNT
 from tests.live_server import live_server
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 AI = f"/client/v4/accounts/{ACCOUNT}/ai"
 GATEWAY = f"/v1/{ACCOUNT}/my-gateway"
 AUTH = {"Authorization": "Bearer fuzz-token"}

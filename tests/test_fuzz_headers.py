@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.launch.background import BackgroundServer
+from tests.conftest import ACCOUNT
 from tests.live_server import live_server
 from tests.rawhttp import request
 
 TOKEN = "fuzz-header-token-42"
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 AI = f"/client/v4/accounts/{ACCOUNT}/ai"
 EXAMPLES = int(os.environ.get("WORKERS_AI_FUZZ_EXAMPLES", "10"))
 ROUTES = [

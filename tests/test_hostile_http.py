@@ -11,13 +11,13 @@ import pytest
 import requests
 
 from emulator.launch.background import BackgroundServer
+from tests.conftest import ACCOUNT
 from tests.live_server import live_server
 from tests.rawhttp import request
 from tests.serving import serve
 
 TOKEN = "hostile-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 RUN = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
 ROUTES = [
     RUN,

@@ -15,9 +15,9 @@ import requests
 
 from emulator import limits
 from emulator.launch.background import BackgroundServer
+from tests.conftest import ACCOUNT
 from tests.live_server import live_server
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 AI = f"/client/v4/accounts/{ACCOUNT}/ai"
 AUTH = {"Authorization": "Bearer limits-token"}
 

@@ -26,10 +26,9 @@ from emulator.cassettes import (
     load_cassette,
     normalise_request,
 )
-from tests.conftest import Emulator, ServerFactory
+from tests.conftest import ACCOUNT, Emulator, ServerFactory
 from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN, FakeUpstream
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 PATH = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
 
 TOKENS = st.text(alphabet=string.ascii_letters + string.digits + "._~+/=-", min_size=1, max_size=40)

@@ -16,10 +16,9 @@ from emulator import cli
 from emulator.launch import log_redaction
 from emulator.server import app as app_module
 from emulator.server.paths import Kind
-from tests.conftest import ServerFactory
+from tests.conftest import ACCOUNT, ServerFactory
 from tests.serving import serve
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 SECRET_TOKEN = "sekret-token-4f1d9a7be2c0"
 WRONG_TOKEN = "wrong-token-77aa99cc33ee"
 GLOBAL_KEY = "0123456789abcdef0123456789abcdef01234"

@@ -15,10 +15,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import wav_bytes
+from tests.conftest import ACCOUNT, wav_bytes
 from tests.serving import serve
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 AUTH = {"Authorization": "Bearer soak-token"}
 SECONDS = float(os.environ.get("WORKERS_AI_SOAK_SECONDS", "180"))
 CONCURRENCY = 16

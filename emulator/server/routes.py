@@ -26,11 +26,12 @@ from emulator.server import (
 )
 from emulator.server.paths import Kind, Route
 from emulator.server.state import ServerState
+from emulator.settings import DEFAULT_ACCOUNT
 
 Handler = Callable[[web.Request, Route, ServerState, str], Awaitable[web.StreamResponse]]
 
 # A placeholder account for the probe paths (any 32-hex id routes).
-ACCOUNT = "0123456789abcdef0123456789abcdef"
+ACCOUNT = DEFAULT_ACCOUNT
 _AI = f"/client/v4/accounts/{ACCOUNT}/ai"
 _GW = f"/v1/{ACCOUNT}/my-gateway"
 AI = "/client/v4/accounts/{account_id}/ai"  # OpenAPI path templates
