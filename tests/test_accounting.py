@@ -343,3 +343,23 @@ async def test_graphql_ai_inference_adaptive_groups(emulator: Emulator) -> None:
     assert resp.status == 200 and (await resp.json())["errors"]
     noauth = await emulator.session.post(url, json={"query": query})
     assert noauth.status in (400, 401, 403)
+
+
+async def test_graphql_answers_queries_it_cannot_run_with_a_graphql_error(emulator: Emulator) -> None:
+    """Syntax errors, other operations, fragments, directives, a body of many tokens and a value
+    nested past Python's recursion limit: each an HTTP 200 with `data: null` and one message."""
+    url = f"{emulator.base}/client/v4/graphql"
+    cases = {
+        "{ viewer { accounts(": "syntax error: ",
+        "mutation { viewer { x } }": "only queries are supported, not 'mutation'",
+        "{ viewer { x } } { viewer { y } }": "only one operation per request is supported",
+        "{ viewer { ...Usage } }": "fragments are not supported by the emulator",
+        "{ viewer @include(if: true) { x } }": "directives are not supported by the emulator",
+        "{ viewer { " + "x " * 6000 + "} }": "syntax error: Document contains more than 5000 tokens",
+        "{ viewer(x: " + "[" * 3000 + "]" * 3000 + ") { x } }": "syntax error: ",
+    }
+    for query, message in cases.items():
+        resp = await emulator.session.post(url, json={"query": query}, headers=AUTH)
+        assert resp.status == 200, query[:40]
+        body = await resp.json()
+        assert body["data"] is None and body["errors"][0]["message"].startswith(message), body
