@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from emulator.call import Call
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 
 # Deeper JSON is refused at parse time: orjson parses up to 1024 levels but serialises only 254, and
 # the validator and request fingerprinting recurse once per level.
@@ -51,7 +51,7 @@ def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
 def check_depth(value: Any) -> None:
     if isinstance(value, (dict, list)) and json_depth(value) > MAX_JSON_DEPTH:
         raise CFError(
-            "bad_input", detail=f"Error: request body is nested deeper than {MAX_JSON_DEPTH} levels"
+            ErrorKind.BAD_INPUT, detail=f"Error: request body is nested deeper than {MAX_JSON_DEPTH} levels"
         )
 
 
@@ -88,7 +88,8 @@ def check_image(call: Call) -> None:
     w, h = width if width is not None else height or 0, height if height is not None else width or 0
     if w * h > limit:
         raise CFError(
-            "bad_input", detail=f"Error: image of {w}x{h} pixels exceeds the maximum of {limit} pixels"
+            ErrorKind.BAD_INPUT,
+            detail=f"Error: image of {w}x{h} pixels exceeds the maximum of {limit} pixels"
         )
 
 
@@ -106,7 +107,7 @@ def check_audio(call: Call) -> None:
         return  # the fake answers that with its own 5006
     if seconds > MAX_AUDIO_SECONDS:
         raise CFError(
-            "bad_input",
+            ErrorKind.BAD_INPUT,
             detail=f"Error: audio is {seconds:.0f} seconds long; the maximum is "
             f"{MAX_AUDIO_SECONDS:.0f} seconds",
         )
@@ -116,7 +117,8 @@ def check_batch(call: Call) -> None:
     for key, value in call.json_inputs.items():
         if isinstance(value, list) and len(value) > MAX_BATCH_ITEMS:
             raise CFError(
-                "bad_input", detail=f"Error: maxItems at '/{key}' not met, {len(value)} > {MAX_BATCH_ITEMS}"
+                ErrorKind.BAD_INPUT,
+                detail=f"Error: maxItems at '/{key}' not met, {len(value)} > {MAX_BATCH_ITEMS}"
             )
     check_input_tokens(call)
 
@@ -151,8 +153,10 @@ def check_input_tokens(call: Call) -> None:
         for i, text in enumerate(texts):
             if isinstance(text, str) and count_tokens(text) > limit:
                 where = f"/{key}" if isinstance(value, str) else f"/{key}/{i}"
-                raise CFError("bad_input", detail=f"Error: the text at '{where}' is {count_tokens(text)} "
-                              f"tokens; {call.model.name} takes at most {limit} tokens per input")
+                raise CFError(
+                    ErrorKind.BAD_INPUT,
+                    detail=f"Error: the text at '{where}' is {count_tokens(text)} "
+                           f"tokens; {call.model.name} takes at most {limit} tokens per input")
 
 
 CHECKS = {
@@ -220,7 +224,7 @@ async def read_body(request: web.Request) -> bytes:
     if raw is not None:
         return raw
     if request.get(BODY_TIMED_OUT):
-        raise CFError("body_timeout")  # already waited once (the request log reads the body again)
+        raise CFError(ErrorKind.BODY_TIMEOUT)  # already waited once (the request log reads the body again)
     try:
         if request.content.is_eof():
             # Already all here (the usual case for small bodies, and any second read): no timer needed.
@@ -231,12 +235,13 @@ async def read_body(request: web.Request) -> bytes:
                     raw = await request.read()
             except TimeoutError:
                 request[BODY_TIMED_OUT] = True
-                raise CFError("body_timeout") from None
+                raise CFError(ErrorKind.BODY_TIMEOUT) from None
     except RequestPayloadError:
         # aiohttp decodes Content-Encoding itself; a body that is not what the header says fails here.
         encoding = request.headers.get("Content-Encoding", "")
         raise CFError(
-            "bad_input", detail=f"Error: the body could not be decoded as Content-Encoding {encoding!r:.40}"
+            ErrorKind.BAD_INPUT,
+            detail=f"Error: the body could not be decoded as Content-Encoding {encoding!r:.40}"
         ) from None
     request[BODY] = raw
     return raw

@@ -37,6 +37,7 @@ from pydantic import BaseModel
 from emulator.accounting.checkpoint import Checkpointer
 from emulator.accounting.journal import Journal, JournalLine, encode_line, journals
 from emulator.accounting.pricing import NEURON_USD, PriceBook, dollars, load_prices
+from emulator.errors import ErrorKind
 
 __all__ = [
     "REFUSAL_CODES",
@@ -55,7 +56,9 @@ __all__ = [
 MEMORY = ":memory:"
 RATE_WINDOW_SECONDS = 60.0
 # Reason → Workers AI error code the server answers with (reference §3, §7, §8).
-REFUSAL_CODES: dict[str, int] = {"daily_limit": 4006, "requires_paid": 5035, "rate_limited": 3040}
+REFUSAL_CODES: dict[ErrorKind, int] = {
+    ErrorKind.DAILY_LIMIT: 4006, ErrorKind.REQUIRES_PAID: 5035, ErrorKind.RATE_LIMITED: 3040,
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS daily (
@@ -175,7 +178,7 @@ class Plan(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Admission:
     allowed: bool
-    reason: str | None = None  # "daily_limit" | "requires_paid" | "rate_limited"
+    reason: ErrorKind | None = None  # DAILY_LIMIT, REQUIRES_PAID or RATE_LIMITED
 
     @property
     def code(self) -> int | None:
@@ -467,13 +470,13 @@ class Ledger:
         now = self._now()
         if self.plan is Plan.FREE:
             if requires_paid:
-                return Admission(False, "requires_paid")
+                return Admission(False, ErrorKind.REQUIRES_PAID)
             if self._wall_reached(self.day_total(account, now.date())):
-                return Admission(False, "daily_limit")
+                return Admission(False, ErrorKind.DAILY_LIMIT)
         if self.rate_limits:
             rpm = self.prices.rate_limit_rpm(model, task)
             if rpm is not None and not self._take_rate_slot(account, model, now, rpm):
-                return Admission(False, "rate_limited")
+                return Admission(False, ErrorKind.RATE_LIMITED)
         return ADMITTED
 
     def _take_rate_slot(self, account: str, model: str, now: datetime, rpm: int) -> bool:

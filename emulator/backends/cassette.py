@@ -35,7 +35,7 @@ from emulator.cassettes import (
     StreamBreak,
 )
 from emulator.cassettes.store import Identity
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.limits import parse_neurons
 from emulator.settings import Hints, Mode, Settings
 
@@ -165,18 +165,18 @@ class CassetteBackend:
             try:
                 identity = self.store.identity(name)
             except InvalidCassetteName as exc:
-                raise CFError("no_cassette_match", detail=str(exc)) from None
+                raise CFError(ErrorKind.NO_CASSETTE_MATCH, detail=str(exc)) from None
             if identity is None:
                 self._indexes.pop(name, None)
                 return None
             failed = self._failed.get(name)
             if failed is not None and failed[0] == identity:
-                raise CFError("no_cassette_match", detail=failed[1])
+                raise CFError(ErrorKind.NO_CASSETTE_MATCH, detail=failed[1])
             try:
                 index = await asyncio.to_thread(self._build_index, name)
             except (InvalidCassetteName, ValueError) as exc:  # CassetteFormatError, CassetteTooLarge
                 self._failed[name] = (identity, str(exc))
-                raise CFError("no_cassette_match", detail=str(exc)) from None
+                raise CFError(ErrorKind.NO_CASSETTE_MATCH, detail=str(exc)) from None
             except FileNotFoundError:
                 self._indexes.pop(name, None)
                 return None
@@ -212,7 +212,7 @@ class CassetteBackend:
             if not required:
                 return None
             raise CFError(
-                "no_cassette_match",
+                ErrorKind.NO_CASSETTE_MATCH,
                 detail=(
                     f"cassette {name!r} does not exist ({self.store.path(name)}). "
                     + RECORD_HINTS[self.settings.hints]
@@ -223,7 +223,9 @@ class CassetteBackend:
             # Redacted with this request's own credentials, exactly as recording it would have been.
             played = index.play(*args, required=required, redactor=self.redactor(exchange))
         except NoMatch as miss:
-            raise CFError("no_cassette_match", detail=f"{miss}\n{FIX_HINTS[self.settings.hints]}") from None
+            raise CFError(
+                ErrorKind.NO_CASSETTE_MATCH,
+                detail=f"{miss}\n{FIX_HINTS[self.settings.hints]}") from None
         if played is None:
             return None
         found, final = played

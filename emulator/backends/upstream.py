@@ -14,7 +14,7 @@ from yarl import URL
 from emulator.call import Call, Outcome, StreamCut, StreamEvent
 from emulator.cassettes import RESPONSE_HEADER_ALLOW, SSEEvent, SSESplitter, StreamBreak, filter_headers
 from emulator.cassettes.format import is_event_stream
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.limits import parse_neurons
 from emulator.settings import Settings
 
@@ -125,7 +125,7 @@ class Upstream:
         cap = self.settings.max_upstream_neurons
         if cap is not None and self.spent >= cap:
             raise CFError(
-                "upstream_budget",
+                ErrorKind.UPSTREAM_BUDGET,
                 detail=(
                     f"{self.spent:.2f} real neurons spent in this run reached "
                     f"--max-upstream-neurons {cap:g}; the request was not sent to the real API"
@@ -146,9 +146,9 @@ class Upstream:
                 allow_redirects=False,
             )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise CFError("upstream_timeout", detail=self._describe(url, exc)) from None
+            raise CFError(ErrorKind.UPSTREAM_TIMEOUT, detail=self._describe(url, exc)) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise CFError("upstream_unreachable", detail=self._describe(url, exc)) from None
+            raise CFError(ErrorKind.UPSTREAM_UNREACHABLE, detail=self._describe(url, exc)) from None
         started = time.monotonic()
         kept = filter_headers(response.headers.items(), RESPONSE_HEADER_ALLOW)
         neurons = parse_neurons(response.headers.get(NEURONS))
@@ -171,9 +171,9 @@ class Upstream:
         try:
             body = await self._read_capped(response, url)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise CFError("upstream_timeout", detail=self._describe(url, exc)) from None
+            raise CFError(ErrorKind.UPSTREAM_TIMEOUT, detail=self._describe(url, exc)) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise CFError("upstream_unreachable", detail=self._describe(url, exc)) from None
+            raise CFError(ErrorKind.UPSTREAM_UNREACHABLE, detail=self._describe(url, exc)) from None
         finally:
             response.release()
         if finished is not None:
@@ -199,7 +199,7 @@ class Upstream:
     def _too_large(self, url: URL, size: int) -> CFError:
         cap = self.settings.max_upstream_body_bytes
         log.warning("upstream answer from %s refused: over %d bytes", url.with_query(None), cap)
-        return CFError("upstream_too_large", detail=(
+        return CFError(ErrorKind.UPSTREAM_TOO_LARGE, detail=(
             f"the answer from {url.with_query(None)} is over {cap:,} bytes ({size:,} read); "
             "raise --max-upstream-body-bytes to relay and record it"))
 

@@ -17,18 +17,21 @@ from typing import Any
 
 from emulator.call import Call, StreamCut, StreamEvent
 from emulator.control.scope import Scope, SpecError, request_body
-from emulator.errors import CATALOGUE, CFError, Layer
+from emulator.errors import CATALOGUE, CFError, ErrorKind, Layer
 from emulator.fakes.seed import derive_seed
 
 # Friendly names and the codes users know → catalogue kinds.
-ERROR_ALIASES: dict[str, str] = {"upstream": "upstream_unavailable", "daily": "daily_limit"}
-PREFERRED_BY_CODE: dict[int, str] = {
-    3040: "capacity",
-    3007: "timeout",
-    7009: "upstream_unavailable",
-    1000: "server_error",
-    4006: "daily_limit",
-    3008: "aborted",
+ERROR_ALIASES: dict[str, ErrorKind] = {
+    "upstream": ErrorKind.UPSTREAM_UNAVAILABLE,
+    "daily": ErrorKind.DAILY_LIMIT,
+}
+PREFERRED_BY_CODE: dict[int, ErrorKind] = {
+    3040: ErrorKind.CAPACITY,
+    3007: ErrorKind.TIMEOUT,
+    7009: ErrorKind.UPSTREAM_UNAVAILABLE,
+    1000: ErrorKind.SERVER_ERROR,
+    4006: ErrorKind.DAILY_LIMIT,
+    3008: ErrorKind.ABORTED,
 }
 LATENCY = "latency"
 SLOW_STREAM = "slow_stream"
@@ -38,16 +41,18 @@ STREAM_KINDS = frozenset({SLOW_STREAM, CUT_STREAM})
 TEMPLATE_DEFAULTS = {"detail": "emulated fault", "type": "string", "what": "body", "path": ""}
 
 
-def error_kind(value: Any) -> str:
+def error_kind(value: Any) -> ErrorKind:
     """A catalogue kind from a kind name (`capacity`, `upstream`, …) or a Cloudflare code (3040, "7009")."""
     if isinstance(value, str) and not value.isdigit():
-        kind = ERROR_ALIASES.get(value, value)
-        if kind not in CATALOGUE:
+        if value in ERROR_ALIASES:
+            return ERROR_ALIASES[value]
+        try:
+            return ErrorKind(value)
+        except ValueError:
             raise SpecError(
                 f"unknown error kind {value!r}; use a code (3040, 3007, 7009, 1000, 4006, …) "
-                f"or one of {sorted(PREFERRED_BY_CODE.values())}"
-            )
-        return kind
+                f"or one of {sorted(kind.value for kind in PREFERRED_BY_CODE.values())}"
+            ) from None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise SpecError(f"`error` must be a Cloudflare error code or kind, not {value!r}")
     code = int(value)
@@ -60,7 +65,7 @@ def error_kind(value: Any) -> str:
     raise SpecError(f"no Cloudflare error with code {code} in the emulator's catalogue")
 
 
-def make_error(kind: str, call: Call) -> CFError:
+def make_error(kind: ErrorKind, call: Call) -> CFError:
     return CFError(
         kind,
         **{**TEMPLATE_DEFAULTS, "request_id": call.request_id, "model": call.model.name, "path": call.path},
@@ -176,7 +181,7 @@ class Fault:
     id: str
     kind: str  # "error", LATENCY, SLOW_STREAM or CUT_STREAM
     scope: Scope
-    error: str | None = None  # catalogue kind for kind == "error"
+    error: ErrorKind | None = None  # for kind == "error"
     name: str | None = None
     nth: int | None = None
     every: int | None = None
@@ -317,7 +322,7 @@ def decide_among(faults: Iterable[Fault], call: Call) -> tuple[list[Fault], floa
     error refused at once (`rejectIfBusy`) waits for nothing, so it draws no latency."""
     fired = [f for f in faults if f.decide(call)]
     error = next((f for f in fired if f.kind == "error"), None)
-    if error is not None and error.error == "capacity" and reject_if_busy(call):
+    if error is not None and error.error is ErrorKind.CAPACITY and reject_if_busy(call):
         return fired, 0.0
     return fired, sum(f.delay_seconds() for f in fired if f.kind in ("error", LATENCY))
 
@@ -366,8 +371,8 @@ class FaultSet:
         """
         fired, delay = self.decide(call)
         error = next((f for f in fired if f.kind == "error"), None)
-        if error is not None and error.error == "capacity" and reject_if_busy(call):
-            raise make_error("capacity", call)
+        if error is not None and error.error is ErrorKind.CAPACITY and reject_if_busy(call):
+            raise make_error(ErrorKind.CAPACITY, call)
         if delay > 0:
             await asyncio.sleep(delay)
         if error is not None:

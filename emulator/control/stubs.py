@@ -14,7 +14,7 @@ from typing import Any
 from emulator.call import Call, Outcome, Usage
 from emulator.control.faults import error_kind, make_error
 from emulator.control.scope import Scope, SpecError
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes import tokens
 from emulator.fakes.seed import derive_seed
 from emulator.tasks.openai_shapes import chat_completion
@@ -38,7 +38,7 @@ class Answer:
 
     text: str | None = None
     result: Any = None
-    error: str | None = None  # catalogue kind
+    error: ErrorKind | None = None
     finish_reason: str = "stop"
     has_result: bool = False
 
@@ -76,7 +76,7 @@ class Answer:
             return Outcome(result=self.result)
         if call.model.task.name != TEXT_GENERATION:
             raise CFError(
-                "bad_input",
+                ErrorKind.BAD_INPUT,
                 detail=f"Emulator stub: `text` answers only fit Text Generation models; "
                 f"{call.model.name} is {call.model.task.name} (use `result`)",
             )

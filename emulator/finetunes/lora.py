@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.finetunes.store import PUBLIC_MODELS, Finetune, FinetuneStore, public_finetunes
 
 
@@ -26,21 +26,25 @@ def resolve(store: FinetuneStore, account: str, model: Model, inputs: dict[str, 
     if "lora" not in inputs:
         return None
     if not model.flag("lora"):
-        raise CFError("lora_unsupported", model=model.name)
+        raise CFError(ErrorKind.LORA_UNSUPPORTED, model=model.name)
     value = inputs["lora"]
     if not isinstance(value, str) or not value:
         kind = "null" if value is None else type(value).__name__
-        raise CFError("bad_input", detail=f"Error: Type mismatch of '/lora', '{kind}' not in 'string'")
+        raise CFError(
+            ErrorKind.BAD_INPUT,
+            detail=f"Error: Type mismatch of '/lora', '{kind}' not in 'string'")
     finetune = _public(value, model) or store.find(account, value)
     if finetune is None:
-        raise CFError("finetune_not_found", finetune=value, request_id=request_id)
+        raise CFError(ErrorKind.FINETUNE_NOT_FOUND, finetune=value, request_id=request_id)
     if not finetune.public:
         if finetune.model != model.name:
             # Undocumented: an adapter trained for one base model cannot apply to another.
-            raise CFError("bad_input", detail=f"Error: finetune {value} was created for {finetune.model},"
-                                              f" not {model.name}")
+            raise CFError(
+                ErrorKind.BAD_INPUT,
+                detail=f"Error: finetune {value} was created for {finetune.model},"
+                       f" not {model.name}")
         if store.missing_assets(account, finetune.id):
-            raise CFError("finetune_incomplete")
+            raise CFError(ErrorKind.FINETUNE_INCOMPLETE)
     inputs["lora"] = finetune.id
     return finetune
 

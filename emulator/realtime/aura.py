@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes import audio
 from emulator.fakes.seed import derive_seed
 from emulator.realtime.base import Message, Session, control_message, dumps, linear16_only, query_int
@@ -31,7 +31,7 @@ class AuraSession(Session):
         speaker = model.input_schema.get("properties", {}).get("speaker", {})
         self.speaker = query.get("speaker", speaker.get("default", "luna"))
         if speaker.get("enum") and self.speaker not in speaker["enum"]:
-            raise CFError("bad_input",
+            raise CFError(ErrorKind.BAD_INPUT,
                           detail=f"Error: speaker {self.speaker!r} is not one of {model.name}'s voices")
         self.model_name = f"{model.name.rsplit('/', 1)[-1]}-{self.speaker}"
         self.buffer = ""

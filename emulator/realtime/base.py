@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 
 from emulator.call import Usage
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 
 # A server message: JSON text or a binary frame.
 Message = str | bytes
@@ -30,7 +30,7 @@ def query_int(query: dict[str, str], key: str, default: int, *, low: int = 1, hi
     if raw is None:
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise CFError("bad_input", detail=f"Error: {key} must be an integer between {low} and {high}")
+        raise CFError(ErrorKind.BAD_INPUT, detail=f"Error: {key} must be an integer between {low} and {high}")
     return int(raw)
 
 
@@ -43,7 +43,7 @@ def query_float(query: dict[str, str], key: str, default: float, low: float, hig
     except ValueError:
         value = float("nan")
     if not low <= value <= high:
-        raise CFError("bad_input", detail=f"Error: {key} must be a number between {low} and {high}")
+        raise CFError(ErrorKind.BAD_INPUT, detail=f"Error: {key} must be a number between {low} and {high}")
     return value
 
 
@@ -51,8 +51,10 @@ def linear16_only(query: dict[str, str], model: str) -> None:
     encoding = query.get("encoding", "linear16")
     if encoding != "linear16":
         # The emulator speaks raw PCM only; the catalog lists more encodings for some models.
-        raise CFError("bad_input", detail=f"Error: the emulator's {model} WebSocket takes encoding=linear16"
-                                          f" (16-bit little-endian PCM), not {encoding!r}")
+        raise CFError(
+            ErrorKind.BAD_INPUT,
+            detail=f"Error: the emulator's {model} WebSocket takes encoding=linear16"
+                   f" (16-bit little-endian PCM), not {encoding!r}")
 
 
 @dataclass

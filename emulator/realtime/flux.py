@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes import text as text_fake
 from emulator.fakes.seed import derive_seed
 from emulator.realtime.base import (
@@ -43,9 +43,9 @@ class FluxSession(Session):
     def __init__(self, request_id: str, seed: int, query: dict[str, str]) -> None:
         super().__init__(request_id, seed)
         if "sample_rate" not in query:
-            raise CFError("bad_input", detail="Error: required properties at '/' are 'sample_rate'")
+            raise CFError(ErrorKind.BAD_INPUT, detail="Error: required properties at '/' are 'sample_rate'")
         if "encoding" not in query:
-            raise CFError("bad_input", detail="Error: required properties at '/' are 'encoding'")
+            raise CFError(ErrorKind.BAD_INPUT, detail="Error: required properties at '/' are 'encoding'")
         linear16_only(query, "flux")
         self.frames = PcmFrames(query_int(query, "sample_rate", 16000, low=8000))
         self.eot_threshold = query_float(query, "eot_threshold", 0.7, 0.5, 0.9)

@@ -14,7 +14,7 @@ import binascii
 
 import numpy as np
 
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.realtime.base import Message, Session, control_message, dumps
 
 SAMPLE_RATE = 16000
@@ -28,7 +28,7 @@ class SmartTurnSession(Session):
         super().__init__(request_id, seed)
         self.dtype = query.get("dtype", "uint8")
         if self.dtype not in DTYPES:
-            raise CFError("bad_input", detail="Error: dtype must be one of uint8, float32, float64")
+            raise CFError(ErrorKind.BAD_INPUT, detail="Error: dtype must be one of uint8, float32, float64")
 
     def on_binary(self, data: bytes) -> list[Message]:
         return [self._predict(data, self.dtype)]

@@ -13,7 +13,7 @@ from emulator.catalog.overlay import OVERLAY_FILE, LiveCatalog, parse_extra_mode
 from emulator.control.routes import guarded
 from emulator.control.routes import install as install_control
 from emulator.control.shared import WORKER_GROUP
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.limits import read_body
 from emulator.quirks import enabled
 from emulator.server import binding, edge, gateway, native, relay
@@ -86,17 +86,17 @@ async def answer(request: web.Request) -> web.StreamResponse:
     except CFError as error:
         return _error(request, error)
     except web.HTTPRequestEntityTooLarge:
-        return _error(request, CFError("too_large"))
+        return _error(request, CFError(ErrorKind.TOO_LARGE))
     except web.HTTPException:
         raise
     except (ConnectionResetError, TimeoutError):
         raise
     except RecursionError:
         # Input nested deeper than any code path can walk: the client's fault, not a server error.
-        return _error(request, CFError("bad_input", detail="Error: input is nested too deeply"))
+        return _error(request, CFError(ErrorKind.BAD_INPUT, detail="Error: input is nested too deeply"))
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return _error(request, CFError("server_error"))
+        return _error(request, CFError(ErrorKind.SERVER_ERROR))
 
 
 async def route_request(request: web.Request) -> web.StreamResponse:
@@ -109,7 +109,7 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     check_auth(request, state.settings)
     handler = HANDLERS.get(route.kind)
     if handler is None:
-        raise CFError("no_route")
+        raise CFError(ErrorKind.NO_ROUTE)
     request_id = new_request_id()
     request[REQUEST_ID] = request_id
     if relay.forwards(state, route):  # replay/record/passthrough: catalog and GraphQL go to the real API
@@ -153,7 +153,7 @@ async def expect_continue(request: web.Request) -> web.Response | None:
     length = request.content_length
     if (length is not None and length > request.app[STATE].settings.max_body_bytes
             and not _own_body_limit(request)):
-        return _error(request, CFError("too_large"))
+        return _error(request, CFError(ErrorKind.TOO_LARGE))
     if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the answer's own size starts after the interim line

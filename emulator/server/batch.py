@@ -22,7 +22,7 @@ from aiohttp import web
 
 from emulator.call import Call, Surface
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.server.batch_queue import Batch
 from emulator.server.inputs import validate
 from emulator.server.paths import Route
@@ -50,12 +50,12 @@ async def handle(request: web.Request, route: Route, state: ServerState, request
     if isinstance(inputs, dict) and set(inputs) == {"request_id"}:
         return await poll(route, state, request_id, model, str(inputs["request_id"]))
     if not model.supports_batch:
-        raise CFError("batch_unsupported", model=model.name)
+        raise CFError(ErrorKind.BATCH_UNSUPPORTED, model=model.name)
     if len(raw) >= MAX_BATCH_BYTES:
-        raise CFError("batch_too_large")
+        raise CFError(ErrorKind.BATCH_TOO_LARGE)
     requests = inputs.get("requests") if isinstance(inputs, dict) else None
     if not isinstance(requests, list) or not requests or not all(isinstance(r, dict) for r in requests):
-        raise CFError("bad_input", detail="Error: required properties at '/' are 'requests'")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: required properties at '/' are 'requests'")
     for item in requests:
         validate(model, {k: v for k, v in item.items() if k != "external_reference"}, state.quirks)
     batch = Batch(str(uuid.uuid4()), model, route.account_id, [dict(r) for r in requests])
@@ -67,7 +67,7 @@ async def poll(route: Route, state: ServerState, request_id: str, model: Model,
                batch_id: str) -> web.Response:
     batch = state.batches.get(batch_id)
     if batch is None or batch.account_id != route.account_id or batch.model.name != model.name:
-        raise CFError("unknown_batch", request_id=batch_id)
+        raise CFError(ErrorKind.UNKNOWN_BATCH, request_id=batch_id)
     batch.polls += 1
     headers = {REQ_ID: request_id}
     if batch.result is None and batch.polls <= POLLS_RUNNING:

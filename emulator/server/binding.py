@@ -29,7 +29,7 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from emulator.call import BinaryInput, Call, Surface
-from emulator.errors import CFError, Layer
+from emulator.errors import CFError, ErrorKind, Layer
 from emulator.limits import read_body
 from emulator.server import binding_markdown, native
 from emulator.server.catalog_api import search_models
@@ -132,7 +132,7 @@ def account_of(request: web.Request) -> str:
     if account is None:
         return DEFAULT_ACCOUNT
     if not ACCOUNT_ID.match(account):
-        raise CFError("could_not_route", path=request.path)
+        raise CFError(ErrorKind.COULD_NOT_ROUTE, path=request.path)
     return account
 
 
@@ -155,16 +155,16 @@ async def answer(request: web.Request) -> web.StreamResponse:
             return json_response({"result": records, "success": True, "errors": [], "messages": []})
         if path.startswith(binding_markdown.PREFIX):
             return await binding_markdown.handle(request, path, state, account, request_id)
-        raise CFError("no_route")
+        raise CFError(ErrorKind.NO_ROUTE)
     except CFError as error:
         return error_response(error, request_id, gateway=gateway)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(CFError("too_large"), request_id, gateway=gateway)
+        return error_response(CFError(ErrorKind.TOO_LARGE), request_id, gateway=gateway)
     except (web.HTTPException, ConnectionResetError, TimeoutError):
         raise
     except Exception:
         log.exception("unexpected error on a binding request (%s)", request.headers.get(URL_HEADER))
-        return error_response(CFError("server_error"), request_id, gateway=gateway)
+        return error_response(CFError(ErrorKind.SERVER_ERROR), request_id, gateway=gateway)
 
 
 def inner_headers(request: web.Request) -> dict[str, str]:
@@ -180,7 +180,7 @@ def model_id(headers: dict[str, str]) -> str:
     """`cf-consn-model-id`, without the `prefix:` the binding's `prefix` option puts before it."""
     name = headers.get("cf-consn-model-id", "").strip()
     if not name:
-        raise CFError("incomplete_request", what="cf-consn-model-id header")
+        raise CFError(ErrorKind.INCOMPLETE_REQUEST, what="cf-consn-model-id header")
     prefix, sep, rest = name.partition(":")
     return rest if sep and not prefix.startswith("@") else name
 
@@ -199,20 +199,20 @@ async def read_call_inputs(
         try:
             extra = orjson.loads(target.query["userInputs"] or "{}")
         except orjson.JSONDecodeError:
-            raise CFError("bad_input", detail="Error: userInputs is not valid JSON") from None
+            raise CFError(ErrorKind.BAD_INPUT, detail="Error: userInputs is not valid JSON") from None
         if not isinstance(extra, dict):
-            raise CFError("bad_input", detail="Error: userInputs must be a JSON object")
+            raise CFError(ErrorKind.BAD_INPUT, detail="Error: userInputs must be a JSON object")
         options = {k: v for k, v in target.query.items() if k not in STREAM_FORM_KEYS}
         query = {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in extra.items()}
         form = parse_form(content_type, raw) if content_type.startswith("multipart/") else None
         return BinaryInput(raw, content_type, form=form), options, query, raw, content_type
     body = parse_json(raw) if raw.strip() else {}
     if not isinstance(body, dict):
-        raise CFError("bad_input", detail="Error: Type mismatch of '/', 'object' not in 'array'")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: Type mismatch of '/', 'object' not in 'array'")
     inputs = body.get("inputs")
     options = body.get("options") or {}
     if not isinstance(inputs, dict):
-        raise CFError("bad_input", detail="Error: Type mismatch of '/', 'object' not in 'null'")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: Type mismatch of '/', 'object' not in 'null'")
     if not isinstance(options, dict):
         options = {}
     return inputs, options, {}, dumps(inputs), JSON

@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.limits import read_body
 from emulator.markdown import formats
 from emulator.markdown.options import ConversionOptions
@@ -30,11 +30,11 @@ PREFIX = "/to-everything/markdown"
 
 def document(file: Any) -> Document:
     if not isinstance(file, dict):
-        raise CFError("bad_input", detail="Error: each file is {name, mimeType, data}")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: each file is {name, mimeType, data}")
     try:
         data = base64.b64decode(str(file.get("data", "")), validate=True)
     except (binascii.Error, ValueError):
-        raise CFError("invalid_base64", type="string") from None
+        raise CFError(ErrorKind.INVALID_BASE64, type="string") from None
     return Document(str(file.get("name", "")), data, str(file.get("mimeType", "")))
 
 
@@ -43,7 +43,9 @@ def options_of(body: dict[str, Any]) -> ConversionOptions:
     try:
         return ConversionOptions.model_validate(raw)
     except ValidationError as exc:
-        raise CFError("bad_input", detail=f"Error: conversionOptions: {exc.errors()[0].get('msg')}") from None
+        raise CFError(
+            ErrorKind.BAD_INPUT,
+            detail=f"Error: conversionOptions: {exc.errors()[0].get('msg')}") from None
 
 
 async def handle(request: web.Request, path: str, state: ServerState, account: str,
@@ -51,14 +53,14 @@ async def handle(request: web.Request, path: str, state: ServerState, account: s
     if path == PREFIX + "/supported":
         return _envelope(formats.supported())
     if path != PREFIX + "/transformer" or request.method != "POST":
-        raise CFError("no_route")
+        raise CFError(ErrorKind.NO_ROUTE)
     try:
         body = orjson.loads(await read_body(request))
     except orjson.JSONDecodeError:
-        raise CFError("invalid_json", detail="toMarkdown body") from None
+        raise CFError(ErrorKind.INVALID_JSON, detail="toMarkdown body") from None
     files = body.get("files") if isinstance(body, dict) else None
     if not isinstance(files, list):
-        raise CFError("bad_input", detail="Error: required properties at '/' are 'files'")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: required properties at '/' are 'files'")
     converted = await to_markdown(state, account_id=account, request_id=request_id, path=request.path,
                                   documents=[document(f) for f in files], options=options_of(body))
     return _envelope(converted.results)

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.server.paths import Route
 from emulator.server.render import json_response
 from emulator.server.state import ServerState
@@ -39,7 +39,7 @@ FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
 
 def _bad(name: str, detail: str) -> CFError:
-    return CFError("invalid_query", name=name, detail=detail)
+    return CFError(ErrorKind.INVALID_QUERY, name=name, detail=detail)
 
 
 def _int_param(query: Any, name: str, default: int, lo: int, hi: int) -> int:
@@ -149,10 +149,10 @@ async def handle_models_schema(request: web.Request, route: Route, state: Server
                                request_id: str) -> web.StreamResponse:
     name = (request.query.get("model") or "").strip()
     if not name:
-        raise CFError("missing_query", name="model")
+        raise CFError(ErrorKind.MISSING_QUERY, name="model")
     model = state.catalog.get(name)
     if model is None:
-        raise CFError("no_such_model", model=name)
+        raise CFError(ErrorKind.NO_SUCH_MODEL, model=name)
     return _envelope({"input": model.input_schema, "output": model.output_schema})
 
 

@@ -9,7 +9,7 @@ import re
 
 from aiohttp import hdrs, web
 
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.settings import Settings
 
 _SPACE = re.compile(r"\s")
@@ -31,31 +31,31 @@ def check_auth(request: web.Request, settings: Settings) -> str:
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token or _SPACE.search(token):
-            raise CFError("malformed_auth")
+            raise CFError(ErrorKind.MALFORMED_AUTH)
         _require(token, settings)
         return token
     email, key = headers.get("X-Auth-Email"), headers.get("X-Auth-Key")
     if key is not None or email is not None:
         if not email:
-            raise CFError("missing_auth")
+            raise CFError(ErrorKind.MISSING_AUTH)
         if not key:
-            raise CFError("missing_key")
+            raise CFError(ErrorKind.MISSING_KEY)
         _require(key, settings)
         return key
-    raise CFError("missing_auth")
+    raise CFError(ErrorKind.MISSING_AUTH)
 
 
 def _require(credential: str, settings: Settings) -> None:
     # surrogateescape: aiohttp hands header bytes that are not UTF-8 over as escapes; they simply differ.
     given = credential.encode("utf-8", "surrogateescape")
     if settings.token is not None and not hmac.compare_digest(given, settings.token.encode()):
-        raise CFError("auth")
+        raise CFError(ErrorKind.AUTH)
 
 
 def check_size(request: web.Request, settings: Settings) -> None:
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
-        raise CFError("too_large")
+        raise CFError(ErrorKind.TOO_LARGE)
 
 
 # Every answer that leaves Cloudflare's edge, errors included, names the edge: `Server: cloudflare` and

@@ -12,7 +12,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.finetunes import assets, lora
 from emulator.finetunes.store import PUBLIC_PREFIX, FinetuneStore, NameTaken, public_finetunes
 from emulator.limits import read_body
@@ -43,7 +43,7 @@ def resolve_lora(state: ServerState, route: Route, model: Model, inputs: dict[st
 
 
 def _bad(detail: str) -> CFError:
-    return CFError("bad_input", detail=f"Error: {detail}")
+    return CFError(ErrorKind.BAD_INPUT, detail=f"Error: {detail}")
 
 
 def _string(body: dict[str, Any], key: str, *, required: bool) -> str | None:
@@ -69,7 +69,7 @@ async def handle_public(request: web.Request, route: Route, state: ServerState, 
     order = request.query.get("orderBy")
     if order:
         if order not in rows[0]:
-            raise CFError("invalid_query", name="orderBy", detail=f"no column {order!r}")
+            raise CFError(ErrorKind.INVALID_QUERY, name="orderBy", detail=f"no column {order!r}")
         rows.sort(key=lambda row: str(row[order]))
     offset = _count(request, "offset", 0)
     limit = _count(request, "limit", len(rows))
@@ -83,9 +83,9 @@ def _count(request: web.Request, name: str, default: int) -> int:
     try:
         value = int(float(raw))
     except ValueError:
-        raise CFError("invalid_query", name=name, detail="not a number") from None
+        raise CFError(ErrorKind.INVALID_QUERY, name=name, detail="not a number") from None
     if value < 0:
-        raise CFError("invalid_query", name=name, detail="must be >= 0")
+        raise CFError(ErrorKind.INVALID_QUERY, name=name, detail="must be >= 0")
     return value
 
 
@@ -108,9 +108,9 @@ async def handle_create(request: web.Request, route: Route, state: ServerState, 
         raise _bad(f"the {PUBLIC_PREFIX} prefix is reserved for Cloudflare's public adapters")
     model = state.catalog.get(model_name)
     if model is None:
-        raise CFError("no_such_model", model=model_name)
+        raise CFError(ErrorKind.NO_SUCH_MODEL, model=model_name)
     if not model.flag("lora"):
-        raise CFError("lora_unsupported", model=model_name)
+        raise CFError(ErrorKind.LORA_UNSUPPORTED, model=model_name)
     store = finetune_store(state)
     if store.count(route.account_id) >= MAX_FINETUNES:
         raise _bad(f"an account can hold at most {MAX_FINETUNES} finetunes")
@@ -128,7 +128,7 @@ async def handle_assets(request: web.Request, route: Route, state: ServerState, 
     assert route.resource is not None
     finetune = store.find(route.account_id, route.resource)
     if finetune is None:
-        raise CFError("finetune_not_found", finetune=route.resource, request_id=request_id)
+        raise CFError(ErrorKind.FINETUNE_NOT_FOUND, finetune=route.resource, request_id=request_id)
     if not (request.content_type or "").startswith("multipart/"):
         raise _bad("finetune-assets takes a multipart/form-data body with `file` and `file_name`")
     folder = store.asset_dir(route.account_id, finetune.id)
@@ -192,7 +192,7 @@ async def _spool(part: BodyPartReader, folder: Path) -> Path:
             while chunk := await part.read_chunk(CHUNK):
                 size += len(chunk)
                 if size >= assets.MAX_ASSET_BYTES:
-                    raise CFError("too_large")
+                    raise CFError(ErrorKind.TOO_LARGE)
                 fh.write(chunk)
     except BaseException:
         path.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from emulator.call import BinaryInput
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.limits import check_depth
 from emulator.quirks import enabled
 
@@ -25,7 +25,7 @@ def parse_json(raw: bytes) -> Any:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise CFError("invalid_json", detail=str(exc).split(":", 1)[0]) from None
+        raise CFError(ErrorKind.INVALID_JSON, detail=str(exc).split(":", 1)[0]) from None
     check_depth(value)
     return value
 
@@ -54,7 +54,7 @@ async def read_inputs(request: web.Request, raw: bytes) -> dict[str, Any] | Bina
 
 
 def _non_object(value: list[Any]) -> dict[str, Any]:
-    raise CFError("bad_input", detail="Error: Type mismatch of '/', 'object' not in 'array'")
+    raise CFError(ErrorKind.BAD_INPUT, detail="Error: Type mismatch of '/', 'object' not in 'array'")
 
 
 async def _read_form(request: web.Request, raw: bytes) -> dict[str, Any]:
@@ -68,11 +68,11 @@ def parse_form(header: str, raw: bytes) -> dict[str, Any]:
     import email.policy
 
     if "boundary=" not in header:
-        raise CFError("bad_input", detail="Error: multipart body without a boundary")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: multipart body without a boundary")
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + header.encode("latin-1") + b"\r\n\r\n" + raw)
     if not message.is_multipart():
-        raise CFError("bad_input", detail="Error: malformed multipart body")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: malformed multipart body")
     form: dict[str, Any] = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
@@ -131,4 +131,4 @@ def validate(model: Model, inputs: dict[str, Any] | BinaryInput, quirks: dict[st
         return
     if not message.startswith("Error: ") and not enabled(quirks, "validation-error-prefix"):
         message = "Error: " + message
-    raise CFError("bad_input", detail=message).from_model(model.name)
+    raise CFError(ErrorKind.BAD_INPUT, detail=message).from_model(model.name)

@@ -7,7 +7,7 @@ from aiohttp import web
 from emulator.accounting.pricing import round_neurons
 from emulator.call import Call, Surface
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.limits import read_body
 from emulator.quirks import enabled
 from emulator.server import batch
@@ -24,7 +24,7 @@ from emulator.server.state import STATE, ServerState
 def lookup_model(state: ServerState, name: str) -> Model:
     model = state.catalog.get(name)
     if model is None:
-        raise CFError("no_such_model", model=name)
+        raise CFError(ErrorKind.NO_SUCH_MODEL, model=name)
     return model
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from emulator.backends.mock import call_seed
 from emulator.call import Call, Outcome, StreamEvent, Surface
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.limits import read_body
 from emulator.quirks import enabled
 from emulator.server.finetunes import resolve_lora
@@ -65,7 +65,7 @@ async def read_openai_body(request: web.Request) -> tuple[bytes, dict[str, Any]]
     raw = await read_body(request)
     body = parse_json(raw) if raw.strip() else {}
     if not isinstance(body, dict):
-        raise CFError("bad_input", detail=_mismatch("/", body, "object"))
+        raise CFError(ErrorKind.BAD_INPUT, detail=_mismatch("/", body, "object"))
     return raw, body
 
 
@@ -73,13 +73,13 @@ def model_name(body: dict[str, Any], route: Route) -> str:
     """The Workers AI model id; gateway `/compat` names carry a `workers-ai/` provider prefix."""
     name = body.get("model")
     if name is None:
-        raise CFError("missing_model")
+        raise CFError(ErrorKind.MISSING_MODEL)
     if not isinstance(name, str):
-        raise CFError("bad_input", detail=_mismatch("/model", name, "string"))
+        raise CFError(ErrorKind.BAD_INPUT, detail=_mismatch("/model", name, "string"))
     if route.kind in (Kind.COMPAT_CHAT, Kind.COMPAT_EMBEDDINGS):
         provider, _, rest = name.partition("/")
         if provider != GATEWAY_PROVIDER or not rest:
-            raise CFError("invalid_provider")
+            raise CFError(ErrorKind.INVALID_PROVIDER)
         return rest
     return name
 
@@ -88,7 +88,7 @@ def model_for(state: ServerState, name: str, task: str) -> Model:
     model = lookup_model(state, name)
     if model.task.name != task:
         # The wrong task is answered like an unknown one: "No such model X or task".
-        raise CFError("no_such_model", model=name)
+        raise CFError(ErrorKind.NO_SUCH_MODEL, model=name)
     return model
 
 
@@ -238,12 +238,14 @@ def check_responses_inputs(inputs: dict[str, Any]) -> None:
         kind = _json_type(value)
         if value is not None and not (kind == expected or (expected == "integer" and kind == "number"
                                                              and isinstance(value, int))):
-            raise CFError("bad_input", detail=_mismatch(f"/{key}", value, expected))
+            raise CFError(ErrorKind.BAD_INPUT, detail=_mismatch(f"/{key}", value, expected))
     for index, tool in enumerate(inputs.get("tools") or []):
         if not isinstance(tool, dict):
-            raise CFError("bad_input", detail=_mismatch(f"/tools/{index}", tool, "object"))
+            raise CFError(ErrorKind.BAD_INPUT, detail=_mismatch(f"/tools/{index}", tool, "object"))
         if tool.get("type", "function") == "function" and not isinstance(tool.get("name"), str):
-            raise CFError("bad_input", detail=f"Error: required properties at '/tools/{index}' are 'name'")
+            raise CFError(
+                ErrorKind.BAD_INPUT,
+                detail=f"Error: required properties at '/tools/{index}' are 'name'")
     items = inputs.get("input")
     calls: set[Any] = set()
     for item in items if isinstance(items, list) else []:
@@ -252,7 +254,9 @@ def check_responses_inputs(inputs: dict[str, Any]) -> None:
         if item.get("type") == "function_call":
             calls.add(item.get("call_id"))
         elif item.get("type") == "function_call_output" and item.get("call_id") not in calls:
-            raise CFError("bad_input", detail=f"Error: No call message found for {item.get('call_id')}")
+            raise CFError(
+                ErrorKind.BAD_INPUT,
+                detail=f"Error: No call message found for {item.get('call_id')}")
 
 
 async def handle_responses(request: web.Request, route: Route, state: ServerState, request_id: str
@@ -261,9 +265,9 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
     name = model_name(body, route)
     model = model_for(state, name, TEXT_GENERATION)
     if model.name not in RESPONSES_MODELS:
-        raise CFError("responses_model", model=name)
+        raise CFError(ErrorKind.RESPONSES_MODEL, model=name)
     if body.get("stream") is True:
-        raise CFError("responses_stream")
+        raise CFError(ErrorKind.RESPONSES_STREAM)
     inputs = {k: body[k] for k in RESPONSES_KEYS if k in body}
     check_responses_inputs(inputs)
     validate(model, inputs, state.quirks)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from emulator.accounting.billing import billed_neurons, with_body_cost
-from emulator.accounting.ledger import REFUSAL_CODES, Plan
+from emulator.accounting.ledger import Plan
 from emulator.call import Call, Outcome
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.quirks import enabled
 from emulator.server.answer_cache import CachedAnswer
 from emulator.server.state import ServerState
@@ -25,8 +25,6 @@ class Executed:
     plain: bool = True  # the backend's own outcome: no stub answered, no fault fired
 
 
-# Ledger refusal reasons are also the error-catalogue kinds they are answered with.
-REFUSALS = frozenset(REFUSAL_CODES)
 # Set by a surface handler on a request whose answer is a pure function of it (answer_cache.py).
 EXECUTED: web.RequestKey[Executed] = web.RequestKey("executed", Executed)
 
@@ -35,12 +33,12 @@ def admit(state: ServerState, account: str, model: Model, request_id: str) -> No
     admission = state.ledger.admit(account, model.name, task=model.task.name,
                                    requires_paid=model.requires_paid)
     if not admission.allowed:
-        refuse(state, account, model, request_id, admission.reason or "daily_limit")
+        refuse(state, account, model, request_id, admission.reason or ErrorKind.DAILY_LIMIT)
 
 
-def refuse(state: ServerState, account: str, model: Model, request_id: str, reason: str) -> None:
+def refuse(state: ServerState, account: str, model: Model, request_id: str, reason: ErrorKind) -> None:
     """Count the refusal in the day's usage and raise the Cloudflare error for it."""
-    error = CFError(reason if reason in REFUSALS else "daily_limit", request_id=request_id)
+    error = CFError(reason, request_id=request_id)
     state.ledger.record_refusal(account, model.name, error.code)
     raise error
 
@@ -50,7 +48,7 @@ async def charge(state: ServerState, account: str, model: Model, neurons: float,
     """Charge an answered call (refused instead if it would cross the free wall and the quirk that
     lets it through is off); the answer may leave only after this returns."""
     if _would_cross_wall(state, account, neurons):
-        refuse(state, account, model, request_id, "daily_limit")
+        refuse(state, account, model, request_id, ErrorKind.DAILY_LIMIT)
     await state.ledger.charge_async(account, model.name, neurons, status=status, estimated=estimated,
                                     source=state.backend.name)
 

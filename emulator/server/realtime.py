@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 from emulator.accounting.billing import billed_neurons
 from emulator.call import Call, Surface
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes.seed import derive_seed
 from emulator.realtime.aura import AuraSession
 from emulator.realtime.base import Message, Session
@@ -65,7 +65,7 @@ def open_session(model: Model, query: dict[str, str], request_id: str, seed: int
         return AuraSession(request_id, seed, query, model)
     if name == "@cf/pipecat-ai/smart-turn-v2":
         return SmartTurnSession(request_id, seed, query)
-    raise CFError("not_realtime", model=name)
+    raise CFError(ErrorKind.NOT_REALTIME, model=name)
 
 
 class Sender:
@@ -94,7 +94,7 @@ async def handle_realtime(request: web.Request, route: Route, state: ServerState
     assert route.model is not None
     model = lookup_model(state, route.model)
     if not model.flag("realtime"):
-        raise CFError("not_realtime", model=model.name)
+        raise CFError(ErrorKind.NOT_REALTIME, model=model.name)
     query = dict(request.query)
     session = open_session(model, query, request_id, derive_seed(state.settings.seed, model.name, query))
     call = Call(model=model, inputs=query, surface=Surface.REALTIME, account_id=route.account_id,

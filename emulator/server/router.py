@@ -11,7 +11,7 @@ import functools
 import re
 from urllib.parse import unquote
 
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.server.paths import ACCOUNT_ID, API_PREFIX, Kind, Route
 from emulator.server.routes import AI_ENDPOINTS
 
@@ -40,40 +40,40 @@ def _parse(method: str, raw_path: str, allow_double_slash: bool) -> Route:
     if path == f"{API_PREFIX}/graphql" and method == "POST":
         return Route(Kind.GRAPHQL)
     if not path.startswith(API_PREFIX + "/"):
-        raise CFError("no_route")
+        raise CFError(ErrorKind.NO_ROUTE)
     rest = path[len(API_PREFIX) + 1 :]
     if not rest.startswith("accounts/"):
-        raise CFError("no_route")
+        raise CFError(ErrorKind.NO_ROUTE)
     account_id, _, tail = rest[len("accounts/") :].partition("/")
     if not ACCOUNT_ID.match(account_id):
-        raise CFError("could_not_route", path=unquote(path))
+        raise CFError(ErrorKind.COULD_NOT_ROUTE, path=unquote(path))
     doubled = False
     if tail.startswith("/"):
         if not allow_double_slash:
-            raise CFError("no_route")
+            raise CFError(ErrorKind.NO_ROUTE)
         doubled = True
         tail = tail.lstrip("/")
     if not tail.startswith("ai/"):
-        raise CFError("no_route")
+        raise CFError(ErrorKind.NO_ROUTE)
     ai_path = tail[3:]
     if ai_path.startswith("run/") or ai_path.startswith("run%2F"):
         if method not in ("POST", WEBSOCKET):
-            raise CFError("method_not_allowed")
+            raise CFError(ErrorKind.METHOD_NOT_ALLOWED)
         model = _model_from(ai_path[4:])
         if not model:
-            raise CFError("no_route")
+            raise CFError(ErrorKind.NO_ROUTE)
         run_kind = Kind.REALTIME if method == WEBSOCKET else Kind.RUN
         return Route(run_kind, account_id, model, doubled_slash=doubled)
     assets = FINETUNE_ASSETS.match(ai_path)
     if assets is not None:
         if method != "POST":
-            raise CFError("method_not_allowed")
+            raise CFError(ErrorKind.METHOD_NOT_ALLOWED)
         return Route(Kind.FINETUNE_ASSETS, account_id, doubled_slash=doubled, resource=unquote(assets[1]))
     endpoint = AI_ENDPOINTS.get((method, ai_path.rstrip("/")))
     if endpoint is None:
         if any(p == ai_path.rstrip("/") for _, p in AI_ENDPOINTS):
-            raise CFError("method_not_allowed")
-        raise CFError("no_route")
+            raise CFError(ErrorKind.METHOD_NOT_ALLOWED)
+        raise CFError(ErrorKind.NO_ROUTE)
     return Route(endpoint, account_id, doubled_slash=doubled)
 
 
@@ -81,19 +81,19 @@ def _parse_gateway(method: str, path: str) -> Route:
     """AI Gateway forms: /v1/{account}/{gateway}/workers-ai/{model|run/model|v1/...} and /compat/..."""
     parts = path[len("/v1/") :].split("/", 3)
     if len(parts) < 4 or method != "POST":
-        raise CFError("no_route")
+        raise CFError(ErrorKind.NO_ROUTE)
     account_id, gateway_id, provider, rest = parts
     if not ACCOUNT_ID.match(account_id):
-        raise CFError("could_not_route", path=unquote(path))
+        raise CFError(ErrorKind.COULD_NOT_ROUTE, path=unquote(path))
     rest = rest.strip("/")
     if provider == "compat":
         if rest == "chat/completions":
             return Route(Kind.COMPAT_CHAT, account_id, gateway_id=gateway_id)
         if rest == "embeddings":
             return Route(Kind.COMPAT_EMBEDDINGS, account_id, gateway_id=gateway_id)
-        raise CFError("no_route")
+        raise CFError(ErrorKind.NO_ROUTE)
     if provider != "workers-ai":
-        raise CFError("no_route")
+        raise CFError(ErrorKind.NO_ROUTE)
     if rest == "v1/chat/completions":
         return Route(Kind.CHAT, account_id, gateway_id=gateway_id)
     if rest == "v1/embeddings":
@@ -104,5 +104,5 @@ def _parse_gateway(method: str, path: str) -> Route:
         rest = rest[4:]
     model = _model_from(rest)
     if not model:
-        raise CFError("no_route")
+        raise CFError(ErrorKind.NO_ROUTE)
     return Route(Kind.RUN, account_id, model, gateway_id=gateway_id)

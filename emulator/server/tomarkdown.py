@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from emulator.accounting.pricing import round_neurons
 from emulator.call import BinaryInput, Call, Surface
 from emulator.catalog import Model
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes import text as text_fake
 from emulator.markdown import formats
 from emulator.markdown.convert import ConversionError, convert
@@ -134,10 +134,10 @@ async def handle_supported(request: web.Request, route: Route, state: ServerStat
 async def handle_transform(request: web.Request, route: Route, state: ServerState, request_id: str
                            ) -> web.StreamResponse:
     if not (request.content_type or "").startswith("multipart/"):
-        raise CFError("incomplete_request", what="a multipart/form-data body with `files`")
+        raise CFError(ErrorKind.INCOMPLETE_REQUEST, what="a multipart/form-data body with `files`")
     documents, options = await _read_form(request)
     if not documents:
-        raise CFError("incomplete_request", what="files")
+        raise CFError(ErrorKind.INCOMPLETE_REQUEST, what="files")
     converted = await to_markdown(state, account_id=route.account_id, request_id=request_id,
                                   path=request.path, documents=documents, options=options)
     if state.control is not None:  # one log line for the request, with what all its image calls cost
@@ -163,7 +163,7 @@ async def _read_form(request: web.Request) -> tuple[list[Document], ConversionOp
             else:
                 await part.release()
     except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart parser raises both
-        raise CFError("bad_input", detail=f"Error: malformed multipart body ({exc})") from None
+        raise CFError(ErrorKind.BAD_INPUT, detail=f"Error: malformed multipart body ({exc})") from None
     return documents, options
 
 
@@ -173,5 +173,7 @@ def _options(raw: bytes) -> ConversionOptions:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = "/".join(str(p) for p in first.get("loc", ()))
-        raise CFError("bad_input", detail=f"Error: conversionOptions/{where}: {first.get('msg')}") from None
+        raise CFError(
+            ErrorKind.BAD_INPUT,
+            detail=f"Error: conversionOptions/{where}: {first.get('msg')}") from None
 

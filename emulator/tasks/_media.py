@@ -7,7 +7,7 @@ import binascii
 from typing import Any
 
 from emulator.call import Call
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes import images
 
 
@@ -17,7 +17,7 @@ def _decode_string(value: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise CFError("invalid_base64", type="string") from None
+        raise CFError(ErrorKind.INVALID_BASE64, type="string") from None
 
 
 def image_bytes(call: Call, key: str = "image") -> bytes | None:
@@ -29,26 +29,28 @@ def image_bytes(call: Call, key: str = "image") -> bytes | None:
         return None
     if isinstance(value, list):
         if not all(isinstance(b, (int, float)) and 0 <= b <= 255 for b in value):
-            raise CFError("bad_input", detail=f"Error: {key} must be an array of integers between 0 and 255")
+            raise CFError(
+                ErrorKind.BAD_INPUT,
+                detail=f"Error: {key} must be an array of integers between 0 and 255")
         return bytes(int(b) for b in value)
     if isinstance(value, str):
         if value.startswith(("http://", "https://")):
             return None  # a URL the emulator will not fetch (no network): treated as an unseen image
         return _decode_string(value)
-    raise CFError("bad_input", detail=f"Error: unsupported {key} value")
+    raise CFError(ErrorKind.BAD_INPUT, detail=f"Error: unsupported {key} value")
 
 
 def image_size(data: bytes) -> tuple[int, int]:
     """(width, height) of uploaded image bytes; 5006 when the bytes are not an image."""
     info = images.image_info(data)
     if info is None:
-        raise CFError("bad_input", detail="Error: input is not a decodable image")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: input is not a decodable image")
     return info[1], info[2]
 
 
 def require_image(call: Call, key: str = "image") -> tuple[bytes, int, int]:
     data = image_bytes(call, key)
     if not data:
-        raise CFError("bad_input", detail=f"Error: required properties at '/' are '{key}'")
+        raise CFError(ErrorKind.BAD_INPUT, detail=f"Error: required properties at '/' are '{key}'")
     width, height = image_size(data)
     return data, width, height

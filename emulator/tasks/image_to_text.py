@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.call import Call, Outcome, Usage
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes import text as text_fake
 from emulator.fakes.seed import derive_seed, rng
 from emulator.tasks import FakeContext, register
@@ -30,7 +30,7 @@ def _limit(inputs: dict[str, Any], default: int) -> int:
 def describe(call: Call, ctx: FakeContext) -> Outcome:
     data = image_bytes(call)
     if not data:
-        raise CFError("bad_input", detail="Error: required properties at '/' are 'image'")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: required properties at '/' are 'image'")
     image_size(data)
     inputs = call.json_inputs
     text, _ = text_fake.prose(ctx.seed, min(_limit(inputs, DEFAULT_MAX_TOKENS), 96))
@@ -46,7 +46,7 @@ def moondream(call: Call, ctx: FakeContext) -> Outcome:
     if data:
         image_size(data)
     elif task != "query" and not str(inputs.get("image", "")).startswith(("http://", "https://")):
-        raise CFError("bad_input", detail=f"Error: the '{task}' task requires 'image'")
+        raise CFError(ErrorKind.BAD_INPUT, detail=f"Error: the '{task}' task requires 'image'")
     gen = rng(ctx.seed)
     limit = _limit(inputs, MOONDREAM_MAX_TOKENS)
     result: dict[str, Any] = {"finish_reason": "stop"}

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from emulator.call import Call, Outcome, Usage
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes import audio
 from emulator.fakes import text as text_fake
 from emulator.fakes.seed import derive_seed
@@ -30,13 +30,15 @@ def audio_bytes(call: Call) -> tuple[bytes, str | None]:
         value = value.get("body")
     if isinstance(value, list):
         if not all(isinstance(b, int) and 0 <= b <= 255 for b in value):
-            raise CFError("bad_input", detail="Error: audio must be an array of integers between 0 and 255")
+            raise CFError(
+                ErrorKind.BAD_INPUT,
+                detail="Error: audio must be an array of integers between 0 and 255")
         return bytes(value), None
     if isinstance(value, str):
         try:
             return base64.b64decode(value, validate=True), None
         except (binascii.Error, ValueError):
-            raise CFError("invalid_base64", type="string") from None
+            raise CFError(ErrorKind.INVALID_BASE64, type="string") from None
     return b"", None
 
 
@@ -45,7 +47,7 @@ def duration_of(call: Call) -> float:
     try:
         return audio.duration_seconds(data, content_type)
     except audio.NotAudio as exc:
-        raise CFError("bad_input", detail=f"Error: {exc}") from None
+        raise CFError(ErrorKind.BAD_INPUT, detail=f"Error: {exc}") from None
 
 
 def _f32(value: float) -> float:
@@ -121,7 +123,7 @@ def deepgram_result(words: list[dict[str, Any]], duration: float, seed: int) -> 
 @register("Automatic Speech Recognition")
 def fake(call: Call, ctx: FakeContext) -> Outcome:
     if call.model.name in WEBSOCKET_ONLY:
-        raise CFError("websocket_only", model=call.model.name)
+        raise CFError(ErrorKind.WEBSOCKET_ONLY, model=call.model.name)
     duration = duration_of(call)
     words = words_for(duration, ctx.seed)
     text = " ".join(w["word"] for w in words)

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from emulator.call import Call, Outcome, Usage
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes import images
 from emulator.tasks import FakeContext, register
 
@@ -39,9 +39,9 @@ def _requirements(call: Call, inputs: dict[str, Any]) -> None:
     name = call.model.name
     has_image = bool(inputs.get("image") or inputs.get("image_b64"))
     if name.endswith("-img2img") and not has_image:
-        raise CFError("bad_input", detail="Error: required properties at '/' are 'prompt,image'")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: required properties at '/' are 'prompt,image'")
     if name.endswith("-inpainting") and not (has_image and inputs.get("mask")):
-        raise CFError("bad_input", detail="Error: required properties at '/' are 'prompt,image,mask'")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: required properties at '/' are 'prompt,image,mask'")
 
 
 def _form_inputs(call: Call) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 
 from emulator.call import Call, Outcome, Usage
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes import audio
 from emulator.tasks import FakeContext, register
 
@@ -25,7 +25,7 @@ def spoken_text(call: Call) -> str:
     inputs = call.json_inputs
     value = inputs.get("text", inputs.get("prompt"))
     if not isinstance(value, str) or not value.strip():
-        raise CFError("bad_input", detail="Error: required properties at '/' are 'text'")
+        raise CFError(ErrorKind.BAD_INPUT, detail="Error: required properties at '/' are 'text'")
     return value
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from emulator.call import Call, Outcome, Usage
-from emulator.errors import CFError
+from emulator.errors import CFError, ErrorKind
 from emulator.fakes import tokens as tokenizer
 from emulator.fakes.translation import translate, translate_indic
 from emulator.tasks import FakeContext, register
@@ -28,7 +28,7 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     try:
         translated = translate(text, source, target, ctx.seed)
     except ValueError as exc:
-        raise CFError("bad_input", detail=f"Error: {exc}") from None
+        raise CFError(ErrorKind.BAD_INPUT, detail=f"Error: {exc}") from None
     usage = Usage(input_tokens=tokenizer.encoder_tokens(call.model.name, [text]),
                   output_tokens=tokenizer.encoder_tokens(call.model.name, [translated]))
     return Outcome(result={"translated_text": translated}, usage=usage)
