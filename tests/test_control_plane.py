@@ -161,6 +161,138 @@ async def test_bad_stub_specs_get_400(emulator: Emulator, spec: dict[str, Any]) 
     assert body["error"]
 
 
+FAULT_FIELDS = ("['account', 'after_events', 'body', 'delay_ms', 'error', 'every', 'id', 'kind', "
+                "'latency_ms', 'model', 'name', 'nth', 'probability', 'prompt', 'seed', 'surface', 'times']")
+STUB_FIELDS = ("['account', 'body', 'error', 'finish_reason', 'id', 'model', 'name', 'prompt', 'result', "
+               "'results', 'surface', 'text', 'times']")
+
+
+@pytest.mark.parametrize(
+    ("path", "spec", "message"),
+    [
+        ('faults', [1],
+         'a fault is a JSON object, e.g. {"kind": "capacity", "model": "@cf/meta/*"}'),
+        ('faults', {'kind': 'capacity', 'bogus': 1},
+         "unknown fault field(s) ['bogus']; known: " + FAULT_FIELDS),
+        ('faults', {'model': '@cf/meta/*'},
+         'a fault needs `kind` (capacity, timeout, upstream, server_error, daily_limit, latency, '
+         'slow_stream, cut_stream) or `error` (a Cloudflare code)'),
+        ('faults', {'kind': 'nope'},
+         "unknown error kind 'nope'; use a code (3040, 3007, 7009, 1000, 4006, …) or one of "
+         "['aborted', 'capacity', 'daily_limit', 'server_error', 'timeout', 'upstream_unavailable']"),
+        ('faults', {'error': [1]},
+         '`error` must be a Cloudflare error code or kind, not [1]'),
+        ('faults', {'kind': True},
+         '`error` must be a Cloudflare error code or kind, not True'),
+        ('faults', {'error': 99999},
+         "no Cloudflare error with code 99999 in the emulator's catalogue"),
+        ('faults', {'kind': 'capacity', 'probability': 2},
+         '`probability` must be a number between 0 and 1'),
+        ('faults', {'kind': 'capacity', 'seed': 'x'},
+         '`seed` must be an integer'),
+        ('faults', {'kind': 'capacity', 'latency_ms': -1},
+         'latency must be >= 0 ms'),
+        ('faults', {'kind': 'capacity', 'latency_ms': 'x'},
+         '`latency_ms` must be a number or {"distribution": "uniform"|"normal", …}'),
+        ('faults', {'kind': 'latency', 'latency_ms': {'distribution': 'uniform', 'max_ms': 'x'}},
+         'latency bounds must be numbers'),
+        ('faults', {'kind': 'latency', 'latency_ms': {'distribution': 'uniform', 'max_ms': -1}},
+         'latency values must be >= 0'),
+        ('faults', {'kind': 'latency', 'latency_ms': {'distribution': 'uniform'}},
+         'a uniform latency needs `max_ms` (and optionally `min_ms`)'),
+        ('faults', {'kind': 'latency', 'latency_ms': {'distribution': 'uniform', 'min_ms': 9, 'max_ms': 1}},
+         '`min_ms` is larger than `max_ms`'),
+        ('faults', {'kind': 'latency', 'latency_ms': {'distribution': 'normal'}},
+         'a normal latency needs `mean_ms` (and `stddev_ms`, optional bounds)'),
+        ('faults', {'kind': 'latency', 'latency_ms': {'distribution': 'zipf'}},
+         'unknown latency distribution \'zipf\'; use "uniform" or "normal"'),
+        ('faults', {'kind': 'latency', 'latency_ms': {}},
+         'unknown latency distribution None; use "uniform" or "normal"'),
+        ('faults', {'kind': 'latency'},
+         'a latency fault needs `latency_ms` (a number or a distribution)'),
+        ('faults', {'kind': 'slow_stream', 'delay_ms': -1},
+         '`delay_ms` must be a number >= 0'),
+        ('faults', {'kind': 'slow_stream'},
+         'a slow_stream fault needs `delay_ms` (the extra delay before every event)'),
+        ('faults', {'kind': 'cut_stream', 'after_events': -1},
+         '`after_events` must be an integer >= 0'),
+        ('faults', {'kind': 'cut_stream'},
+         'a cut_stream fault needs `after_events` (events sent before the connection drops)'),
+        ('faults', {'kind': 'capacity', 'name': 5},
+         '`name` must be a string'),
+        ('faults', {'kind': 'capacity', 'nth': 0},
+         '`nth` must be an integer >= 1'),
+        ('faults', {'kind': 'capacity', 'every': 'x'},
+         '`every` must be an integer >= 1'),
+        ('faults', {'kind': 'capacity', 'times': True},
+         '`times` must be an integer >= 1'),
+        ('faults', {'kind': 'capacity', 'model': 5},
+         '`model` must be a model name or a glob'),
+        ('faults', {'kind': 'capacity', 'surface': 'fax'},
+         "unknown surface 'fax'; one of ['native', 'chat', 'embeddings', 'responses', "
+         "'compat_chat', 'binding', 'realtime']"),
+        ('faults', {'kind': 'capacity', 'body': [1]},
+         '`body` must be a JSON object (matched as a subset of the request body)'),
+        ('faults', {'kind': 'capacity', 'prompt': 5},
+         '`prompt` must be a regular expression string'),
+        ('faults', {'kind': 'capacity', 'prompt': '('},
+         '`prompt` is not a valid RE2 regular expression: missing ): ('),
+        ('faults', {'kind': 'capacity', 'prompt': '(a)\\1'},
+         '`prompt` is not a valid RE2 regular expression: invalid escape sequence: \\1'),
+        ('faults', {'kind': 'capacity', 'account': 'xyz'},
+         '`account` must be a 32-hex-digit account id'),
+        ('faults', {'kind': 'latency', 'latency_ms': {'distribution': ['uniform'], 'max_ms': 3}},
+         'unknown latency distribution [\'uniform\']; use "uniform" or "normal"'),
+        ('faults', {'kind': 3040.0},
+         '`error` must be a Cloudflare error code or kind, not 3040.0'),
+        ('faults', {'kind': 'capacity', 'surface': ['x']},
+         "unknown surface ['x']; one of ['native', 'chat', 'embeddings', 'responses', "
+         "'compat_chat', 'binding', 'realtime']"),
+        ('stubs', [1],
+         'a stub is a JSON object, e.g. {"model": "@cf/meta/*", "text": "Hi"}'),
+        ('stubs', {'text': 'x', 'bogus': 1},
+         "unknown stub field(s) ['bogus']; known: " + STUB_FIELDS),
+        ('stubs', {'results': [{'text': 'a'}], 'text': 'b'},
+         'give either `results` (a sequence) or one of `text`/`result`/`error`'),
+        ('stubs', {'results': []},
+         '`results` must be a non-empty list of answers'),
+        ('stubs', {'results': [1]},
+         'an answer is {"text": …}, {"result": …} or {"error": code}'),
+        ('stubs', {'model': '@cf/meta/*'},
+         'an answer needs exactly one of `text`, `result` or `error`'),
+        ('stubs', {'text': 5},
+         '`text` must be a string'),
+        ('stubs', {'text': 'a', 'finish_reason': 'x'},
+         '`finish_reason` must be "stop" or "length"'),
+        ('stubs', {'error': 99999},
+         "no Cloudflare error with code 99999 in the emulator's catalogue"),
+        ('stubs', {'error': 'nope'},
+         "unknown error kind 'nope'; use a code (3040, 3007, 7009, 1000, 4006, …) or one of "
+         "['aborted', 'capacity', 'daily_limit', 'server_error', 'timeout', 'upstream_unavailable']"),
+        ('stubs', {'error': None},
+         '`error` must be a Cloudflare error code or kind, not None'),
+        ('stubs', {'text': 'a', 'times': 0},
+         '`times` must be an integer >= 1'),
+        ('stubs', {'text': 'a', 'name': 5},
+         '`name` must be a string'),
+        ('stubs', {'text': 'a', 'surface': 'fax'},
+         "unknown surface 'fax'; one of ['native', 'chat', 'embeddings', 'responses', "
+         "'compat_chat', 'binding', 'realtime']"),
+        ('stubs', {'text': 'a', 'prompt': '('},
+         '`prompt` is not a valid RE2 regular expression: missing ): ('),
+        ('stubs', {'error': True},
+         '`error` must be a Cloudflare error code or kind, not True'),
+    ],
+)
+async def test_refused_specs_are_answered_in_the_control_planes_own_words(
+    emulator: Emulator, path: str, spec: Any, message: str
+) -> None:
+    """Each refusal of a fault or stub spec (pydantic models) is one sentence naming the field, the
+    same wording whichever check refused it: a validator of ours or one of pydantic's own types."""
+    body = await ctl(emulator, "POST", path, spec, expect=400)
+    assert body["error"] == message
+
+
 async def test_bad_json_and_unknown_ids_get_4xx(emulator: Emulator) -> None:
     async with emulator.session.post(f"{emulator.base}/__emulator__/faults", data=b"{nope") as r:
         assert r.status == 400

@@ -9,14 +9,17 @@ the same sequence of calls always fail the same calls, in one process or across 
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from emulator.call import Call, StreamCut, StreamEvent
-from emulator.control.scope import Scope, SpecError, request_body
+from emulator.control.scope import Scope, ScopeSpec, SpecError, SpecModel, request_body
 from emulator.errors import CATALOGUE, CFError, ErrorKind, Layer
 from emulator.fakes.seed import derive_seed
 
@@ -33,9 +36,18 @@ PREFERRED_BY_CODE: dict[int, ErrorKind] = {
     4006: ErrorKind.DAILY_LIMIT,
     3008: ErrorKind.ABORTED,
 }
-LATENCY = "latency"
-SLOW_STREAM = "slow_stream"
-CUT_STREAM = "cut_stream"
+
+
+class FaultKind(enum.StrEnum):
+    ERROR = "error"  # a Cloudflare error from the catalogue (`Fault.error`)
+    LATENCY = "latency"
+    SLOW_STREAM = "slow_stream"
+    CUT_STREAM = "cut_stream"
+
+
+LATENCY = FaultKind.LATENCY
+SLOW_STREAM = FaultKind.SLOW_STREAM
+CUT_STREAM = FaultKind.CUT_STREAM
 STREAM_KINDS = frozenset({SLOW_STREAM, CUT_STREAM})
 # Fields catalogue templates may ask for; str.format ignores the ones a template does not use.
 TEMPLATE_DEFAULTS = {"detail": "emulated fault", "type": "string", "what": "body", "path": ""}
@@ -72,56 +84,69 @@ def make_error(kind: ErrorKind, call: Call) -> CFError:
     )
 
 
-@dataclass(slots=True)
-class Latency:
-    """A fixed delay, or one drawn from a uniform / normal distribution clamped to [min_ms, max_ms]."""
+class Distribution(enum.StrEnum):
+    UNIFORM = "uniform"
+    NORMAL = "normal"
+
+
+def _distribution(value: Any) -> Distribution:
+    try:
+        return Distribution(value)
+    except ValueError:
+        raise SpecError(f'unknown latency distribution {value!r}; use "uniform" or "normal"') from None
+
+
+class Latency(SpecModel):
+    """A fixed delay (`latency_ms: 40`), or one drawn from a uniform / normal distribution clamped to
+    [min_ms, max_ms]. Bounds given as numeric strings are taken, and fields beside them ignored."""
+
+    model_config = ConfigDict(strict=False, extra="ignore")
+    MESSAGES: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("min_ms", "max_ms", "mean_ms", "stddev_ms"), "latency bounds must be numbers"
+    )
 
     fixed_ms: float | None = None
-    distribution: str | None = None
     min_ms: float = 0.0
     max_ms: float | None = None
     mean_ms: float = 0.0
     stddev_ms: float = 0.0
+    distribution: Annotated[Distribution | None, BeforeValidator(_distribution)] = None
 
+    @model_validator(mode="before")
     @classmethod
-    def parse(cls, value: Any) -> Latency | None:
-        if value is None:
-            return None
+    def _number_or_distribution(cls, value: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if value < 0:
                 raise SpecError("latency must be >= 0 ms")
-            return cls(fixed_ms=float(value))
+            return {"fixed_ms": value}
         if not isinstance(value, dict):
             raise SpecError('`latency_ms` must be a number or {"distribution": "uniform"|"normal", …}')
-        dist = value.get("distribution")
-        try:
-            nums = {k: float(value[k]) for k in ("min_ms", "max_ms", "mean_ms", "stddev_ms") if k in value}
-        except (TypeError, ValueError):
-            raise SpecError("latency bounds must be numbers") from None
-        if any(v < 0 for v in nums.values()):
+        return {"distribution": None, **{k: v for k, v in value.items() if k != "fixed_ms"}}
+
+    @field_validator("max_ms", mode="before")
+    @classmethod
+    def _given_max(cls, value: Any) -> Any:
+        if value is None:
+            raise SpecError("latency bounds must be numbers")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Latency:
+        if any(v is not None and v < 0 for v in (self.min_ms, self.max_ms, self.mean_ms, self.stddev_ms)):
             raise SpecError("latency values must be >= 0")
-        if dist == "uniform":
-            if "max_ms" not in nums:
+        if self.distribution is Distribution.UNIFORM:
+            if self.max_ms is None:
                 raise SpecError("a uniform latency needs `max_ms` (and optionally `min_ms`)")
-            if nums.get("min_ms", 0.0) > nums["max_ms"]:
+            if self.min_ms > self.max_ms:
                 raise SpecError("`min_ms` is larger than `max_ms`")
-            return cls(distribution="uniform", min_ms=nums.get("min_ms", 0.0), max_ms=nums["max_ms"])
-        if dist == "normal":
-            if "mean_ms" not in nums:
-                raise SpecError("a normal latency needs `mean_ms` (and `stddev_ms`, optional bounds)")
-            return cls(
-                distribution="normal",
-                mean_ms=nums["mean_ms"],
-                stddev_ms=nums.get("stddev_ms", 0.0),
-                min_ms=nums.get("min_ms", 0.0),
-                max_ms=nums.get("max_ms"),
-            )
-        raise SpecError(f'unknown latency distribution {dist!r}; use "uniform" or "normal"')
+        if self.distribution is Distribution.NORMAL and "mean_ms" not in self.model_fields_set:
+            raise SpecError("a normal latency needs `mean_ms` (and `stddev_ms`, optional bounds)")
+        return self
 
     def sample_seconds(self, rng: random.Random) -> float:
         if self.fixed_ms is not None:
             return self.fixed_ms / 1000
-        if self.distribution == "uniform":
+        if self.distribution is Distribution.UNIFORM:
             ms = rng.uniform(self.min_ms, self.max_ms or self.min_ms)
         else:
             ms = rng.gauss(self.mean_ms, self.stddev_ms)
@@ -133,7 +158,7 @@ class Latency:
     def describe(self) -> Any:
         if self.fixed_ms is not None:
             return self.fixed_ms
-        if self.distribution == "uniform":
+        if self.distribution is Distribution.UNIFORM:
             return {"distribution": "uniform", "min_ms": self.min_ms, "max_ms": self.max_ms}
         return {
             "distribution": "normal",
@@ -144,42 +169,89 @@ class Latency:
         }
 
 
-def _positive_int(spec: dict[str, Any], key: str, minimum: int = 1) -> int | None:
-    value = spec.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(f"`{key}` must be an integer >= {minimum}")
-    return value
+def _fault_kind(spec: dict[str, Any]) -> tuple[FaultKind, ErrorKind | None]:
+    """`kind` (a fault kind, an error kind or a code) or else `error`, as (fault kind, catalogue kind)."""
+    raw = spec.get("kind", spec.get("error"))
+    if raw is None:
+        raise SpecError(
+            "a fault needs `kind` (capacity, timeout, upstream, server_error, daily_limit, "
+            "latency, slow_stream, cut_stream) or `error` (a Cloudflare code)"
+        )
+    if raw in (LATENCY, SLOW_STREAM, CUT_STREAM):
+        return FaultKind(raw), None
+    return FaultKind.ERROR, error_kind(raw)
 
 
-FAULT_KEYS = frozenset(
-    {
-        "id",
-        "name",
-        "kind",
-        "error",
-        "model",
-        "surface",
-        "account",
-        "body",
-        "prompt",
-        "nth",
-        "every",
-        "probability",
-        "seed",
-        "times",
-        "latency_ms",
-        "delay_ms",
-        "after_events",
+def _present(message: str) -> Callable[[Any], Any]:
+    """A before-validator refusing an explicit null for a field whose absence means a default."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            raise SpecError(message)
+        return value
+
+    return check
+
+
+SEED_MESSAGE = "`seed` must be an integer"
+DELAY_MESSAGE = "`delay_ms` must be a number >= 0"
+
+
+class FaultSpec(ScopeSpec):
+    """A fault as POSTed to /__emulator__/faults (docs/reference.md lists its fields)."""
+
+    WHAT: ClassVar[str] = "fault"
+    NOT_AN_OBJECT: ClassVar[str] = (
+        'a fault is a JSON object, e.g. {"kind": "capacity", "model": "@cf/meta/*"}'
+    )
+    MESSAGES: ClassVar[dict[str, str]] = {
+        **ScopeSpec.MESSAGES,
+        "probability": "`probability` must be a number between 0 and 1",
+        "seed": SEED_MESSAGE,
+        "delay_ms": DELAY_MESSAGE,
+        "after_events": "`after_events` must be an integer >= 0",
+        "name": "`name` must be a string",
+        "nth": "`nth` must be an integer >= 1",
+        "every": "`every` must be an integer >= 1",
+        "times": "`times` must be an integer >= 1",
     }
-)
+
+    id: Any = None  # accepted and ignored: the server names its faults
+    kind: FaultKind
+    error: ErrorKind | None = None  # the catalogue kind of an ERROR fault
+    probability: float | None = Field(default=None, ge=0, le=1)
+    seed: Annotated[int | None, BeforeValidator(_present(SEED_MESSAGE))] = None  # None: the server's seed
+    latency_ms: Latency | None = None
+    delay_ms: Annotated[float, BeforeValidator(_present(DELAY_MESSAGE))] = Field(default=0.0, ge=0)
+    after_events: int | None = Field(default=None, ge=0)
+    name: str | None = None
+    nth: int | None = Field(default=None, ge=1)
+    every: int | None = Field(default=None, ge=1)
+    times: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind(cls, spec: Any) -> Any:
+        kind, error = _fault_kind(spec)
+        return {**spec, "kind": kind, "error": error}
+
+    @model_validator(mode="after")
+    def _what_the_kind_needs(self) -> FaultSpec:
+        if self.kind is FaultKind.LATENCY and self.latency_ms is None:
+            raise SpecError("a latency fault needs `latency_ms` (a number or a distribution)")
+        if self.kind is FaultKind.SLOW_STREAM and not self.delay_ms:
+            raise SpecError("a slow_stream fault needs `delay_ms` (the extra delay before every event)")
+        if self.kind is FaultKind.CUT_STREAM and self.after_events is None:
+            raise SpecError(
+                "a cut_stream fault needs `after_events` (events sent before the connection drops)"
+            )
+        return self
 
 
 @dataclass(slots=True)
 class Fault:
     id: str
-    kind: str  # "error", LATENCY, SLOW_STREAM or CUT_STREAM
+    kind: FaultKind
     scope: Scope
     error: ErrorKind | None = None  # for kind == "error"
     name: str | None = None
@@ -198,61 +270,21 @@ class Fault:
 
     @classmethod
     def parse(cls, spec: Any, *, fault_id: str, default_seed: int) -> Fault:
-        if not isinstance(spec, dict):
-            raise SpecError('a fault is a JSON object, e.g. {"kind": "capacity", "model": "@cf/meta/*"}')
-        unknown = set(spec) - FAULT_KEYS
-        if unknown:
-            raise SpecError(f"unknown fault field(s) {sorted(unknown)}; known: {sorted(FAULT_KEYS)}")
-        raw_kind = spec.get("kind", spec.get("error"))
-        if raw_kind is None:
-            raise SpecError(
-                "a fault needs `kind` (capacity, timeout, upstream, server_error, daily_limit, "
-                "latency, slow_stream, cut_stream) or `error` (a Cloudflare code)"
-            )
-        if raw_kind in (LATENCY, SLOW_STREAM, CUT_STREAM):
-            kind, error = str(raw_kind), None
-        else:
-            kind, error = "error", error_kind(raw_kind)
-        probability = spec.get("probability")
-        if probability is not None and (
-            isinstance(probability, bool)
-            or not isinstance(probability, (int, float))
-            or not 0 <= probability <= 1
-        ):
-            raise SpecError("`probability` must be a number between 0 and 1")
-        seed = spec.get("seed", default_seed)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise SpecError("`seed` must be an integer")
-        latency = Latency.parse(spec.get("latency_ms"))
-        if kind == LATENCY and latency is None:
-            raise SpecError("a latency fault needs `latency_ms` (a number or a distribution)")
-        delay = spec.get("delay_ms", 0.0)
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-            raise SpecError("`delay_ms` must be a number >= 0")
-        if kind == SLOW_STREAM and not delay:
-            raise SpecError("a slow_stream fault needs `delay_ms` (the extra delay before every event)")
-        after = _positive_int(spec, "after_events", minimum=0)
-        if kind == CUT_STREAM and after is None:
-            raise SpecError(
-                "a cut_stream fault needs `after_events` (events sent before the connection drops)"
-            )
-        name = spec.get("name")
-        if name is not None and not isinstance(name, str):
-            raise SpecError("`name` must be a string")
+        parsed = FaultSpec.parse(spec)
         return cls(
             id=fault_id,
-            kind=kind,
-            scope=Scope.parse(spec),
-            error=error,
-            name=name,
-            nth=_positive_int(spec, "nth"),
-            every=_positive_int(spec, "every"),
-            probability=float(probability) if probability is not None else None,
-            seed=seed,
-            times=_positive_int(spec, "times"),
-            latency=latency,
-            delay_ms=float(delay),
-            after_events=after or 0,
+            kind=parsed.kind,
+            scope=parsed.scope(),
+            error=parsed.error,
+            name=parsed.name,
+            nth=parsed.nth,
+            every=parsed.every,
+            probability=parsed.probability,
+            seed=default_seed if parsed.seed is None else parsed.seed,
+            times=parsed.times,
+            latency=parsed.latency_ms,
+            delay_ms=parsed.delay_ms,
+            after_events=parsed.after_events or 0,
         )
 
     def applies_to(self, call: Call) -> bool:
@@ -321,10 +353,10 @@ def decide_among(faults: Iterable[Fault], call: Call) -> tuple[list[Fault], floa
     """Count `call` in each fault (in order) and draw the latency of those that fire; a capacity
     error refused at once (`rejectIfBusy`) waits for nothing, so it draws no latency."""
     fired = [f for f in faults if f.decide(call)]
-    error = next((f for f in fired if f.kind == "error"), None)
+    error = next((f for f in fired if f.kind is FaultKind.ERROR), None)
     if error is not None and error.error is ErrorKind.CAPACITY and reject_if_busy(call):
         return fired, 0.0
-    return fired, sum(f.delay_seconds() for f in fired if f.kind in ("error", LATENCY))
+    return fired, sum(f.delay_seconds() for f in fired if f.kind in (FaultKind.ERROR, LATENCY))
 
 
 class FaultSet:
@@ -370,7 +402,7 @@ class FaultSet:
         answers 3040 too, but only after its `latency_ms` (a request that queued, then gave up).
         """
         fired, delay = self.decide(call)
-        error = next((f for f in fired if f.kind == "error"), None)
+        error = next((f for f in fired if f.kind is FaultKind.ERROR), None)
         if error is not None and error.error is ErrorKind.CAPACITY and reject_if_busy(call):
             raise make_error(ErrorKind.CAPACITY, call)
         if delay > 0:

@@ -5,18 +5,80 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Self
 
 import orjson
 import re2
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from emulator.call import Call, Surface
 
-ACCOUNT_ID = re.compile(r"^[0-9a-f]{32}$")
+ACCOUNT_PATTERN = r"^[0-9a-f]{32}$"
+ACCOUNT_ID = re.compile(ACCOUNT_PATTERN)
 
 
 class SpecError(ValueError):
     """A stub or fault definition the control plane cannot accept (answered as HTTP 400)."""
+
+
+class SpecModel(BaseModel):
+    """A control-plane spec (a fault, a stub, a stubbed answer, a latency) parsed by pydantic.
+
+    A refusal is one SpecError in the control plane's own wording: a validator raises SpecError with
+    its message (pydantic keeps the exception), and a value pydantic's own types or constraints refuse
+    is answered with `MESSAGES[field]`. Unknown fields are named before anything else is checked.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    WHAT: ClassVar[str] = "spec"  # "unknown {WHAT} field(s) …"
+    NOT_AN_OBJECT: ClassVar[str] = "a spec is a JSON object"
+    MESSAGES: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def known_fields(cls) -> frozenset[str]:
+        return frozenset(cls.model_fields)
+
+    @classmethod
+    def parse(cls, spec: Any) -> Self:
+        if not isinstance(spec, dict):
+            raise SpecError(cls.NOT_AN_OBJECT)
+        if cls.model_config.get("extra") == "forbid":
+            unknown = set(spec) - cls.known_fields()
+            if unknown:
+                raise SpecError(
+                    f"unknown {cls.WHAT} field(s) {sorted(unknown)}; known: {sorted(cls.known_fields())}"
+                )
+        try:
+            return cls.model_validate(spec)
+        except ValidationError as exc:
+            raise SpecError(cls.wording(exc.errors()[0])) from None
+
+    @classmethod
+    def wording(cls, error: ErrorDetails) -> str:
+        """The message for pydantic's first error: a SpecError's own, else the refused field's."""
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, SpecError):
+            return str(cause)
+        names = [part for part in error["loc"] if isinstance(part, str)]
+        model: type[SpecModel] = cls
+        # Down through nested specs: a stub's `results`, a fault's `latency_ms`.
+        while len(names) > 1 and (nested := _nested_spec(model, names[0])) is not None:
+            model, names = nested, names[1:]
+        return model.MESSAGES.get(names[0], error["msg"]) if names else error["msg"]
+
+
+def _nested_spec(model: type[SpecModel], name: str) -> type[SpecModel] | None:
+    """The spec model a field holds (`Answer` for `list[Answer] | None`), if any."""
+    field = model.model_fields.get(name)
+    pending = [field.annotation] if field is not None else []
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, SpecModel):
+            return annotation
+        pending += getattr(annotation, "__args__", ())
+    return None
 
 
 # Prompt patterns are RE2 (google-re2): matching takes time linear in the prompt whatever the
@@ -97,6 +159,40 @@ def request_body(call: Call) -> dict[str, Any]:
     return call.json_inputs
 
 
+def _surface(value: Any) -> Surface | None:
+    try:
+        return None if value is None else Surface(value)
+    except ValueError:
+        raise SpecError(f"unknown surface {value!r}; one of {[s.value for s in Surface]}") from None
+
+
+def _prompt_pattern(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SpecError("`prompt` must be a regular expression string")
+    return compile_prompt(value)
+
+
+class ScopeSpec(SpecModel):
+    """The fields of a fault or a stub that choose the calls it applies to."""
+
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "model": "`model` must be a model name or a glob",
+        "body": "`body` must be a JSON object (matched as a subset of the request body)",
+        "account": "`account` must be a 32-hex-digit account id",
+    }
+
+    model: str | None = None
+    surface: Annotated[Surface | None, BeforeValidator(_surface)] = None
+    body: dict[str, Any] | None = None
+    prompt: Annotated[Any, BeforeValidator(_prompt_pattern)] = None  # compiled by RE2
+    account: str | None = Field(default=None, pattern=ACCOUNT_PATTERN)
+
+    def scope(self) -> Scope:
+        return Scope(self.model, self.surface, self.body, self.prompt, self.account)
+
+
 @dataclass(slots=True)
 class Scope:
     model: str | None = None  # exact name or glob (`@cf/meta/*`)
@@ -106,28 +202,6 @@ class Scope:
     # One account's calls only: a test that uses an account of its own (per-test isolation, one
     # binding connection string or REST account id per test) sees only its own stubs and faults.
     account: str | None = None
-
-    @classmethod
-    def parse(cls, spec: dict[str, Any]) -> Scope:
-        model = spec.get("model")
-        if model is not None and not isinstance(model, str):
-            raise SpecError("`model` must be a model name or a glob")
-        surface = spec.get("surface")
-        try:
-            parsed_surface = Surface(surface) if surface is not None else None
-        except ValueError:
-            raise SpecError(f"unknown surface {surface!r}; one of {[s.value for s in Surface]}") from None
-        body = spec.get("body")
-        if body is not None and not isinstance(body, dict):
-            raise SpecError("`body` must be a JSON object (matched as a subset of the request body)")
-        prompt = spec.get("prompt")
-        if prompt is not None and not isinstance(prompt, str):
-            raise SpecError("`prompt` must be a regular expression string")
-        pattern = compile_prompt(prompt) if prompt is not None else None
-        account = spec.get("account")
-        if account is not None and not (isinstance(account, str) and ACCOUNT_ID.match(account)):
-            raise SpecError("`account` must be a 32-hex-digit account id")
-        return cls(model, parsed_surface, body, pattern, account)
 
     def matches(self, call: Call) -> bool:
         if self.model is not None and not (

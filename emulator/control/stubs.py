@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from emulator.call import Call, Outcome, Usage
 from emulator.control.faults import error_kind, make_error
-from emulator.control.scope import Scope, SpecError
+from emulator.control.scope import Scope, ScopeSpec, SpecError, SpecModel
 from emulator.errors import CFError, ErrorKind
 from emulator.fakes import tokens
 from emulator.fakes.seed import derive_seed
@@ -28,39 +30,47 @@ from emulator.tasks.text_generation import (
 
 TEXT_GENERATION = "Text Generation"
 ANSWER_KEYS = frozenset({"text", "result", "error", "finish_reason"})
-STUB_KEYS = frozenset({"id", "name", "model", "surface", "account", "body", "prompt", "results",
-                       "times"}) | ANSWER_KEYS
 
 
-@dataclass(slots=True)
-class Answer:
-    """One stubbed answer: exactly one of text, result or error."""
+class Answer(SpecModel):
+    """One stubbed answer: exactly one of text, result or error (fields beside them are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    NOT_AN_OBJECT: ClassVar[str] = 'an answer is {"text": …}, {"result": …} or {"error": code}'
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "text": "`text` must be a string",
+        "finish_reason": '`finish_reason` must be "stop" or "length"',
+    }
 
     text: str | None = None
     result: Any = None
     error: ErrorKind | None = None
-    finish_reason: str = "stop"
-    has_result: bool = False
+    finish_reason: Literal["stop", "length"] = "stop"
 
+    @model_validator(mode="before")
     @classmethod
-    def parse(cls, spec: Any) -> Answer:
+    def _exactly_one(cls, spec: Any) -> Any:
         if not isinstance(spec, dict):
-            raise SpecError('an answer is {"text": …}, {"result": …} or {"error": code}')
-        given = [k for k in ("text", "result", "error") if k in spec]
-        if len(given) != 1:
+            raise SpecError(cls.NOT_AN_OBJECT)
+        if len([k for k in ("text", "result", "error") if k in spec]) != 1:
             raise SpecError("an answer needs exactly one of `text`, `result` or `error`")
-        if "text" in spec and not isinstance(spec["text"], str):
+        return spec
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _text_given(cls, value: Any) -> Any:
+        if value is None:
             raise SpecError("`text` must be a string")
-        finish = spec.get("finish_reason", "stop")
-        if finish not in ("stop", "length"):
-            raise SpecError('`finish_reason` must be "stop" or "length"')
-        return cls(
-            text=spec.get("text"),
-            result=spec.get("result"),
-            error=error_kind(spec["error"]) if "error" in spec else None,
-            finish_reason=finish,
-            has_result="result" in spec,
-        )
+        return value
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _error_kind(cls, value: Any) -> ErrorKind:
+        return error_kind(value)
+
+    @property
+    def has_result(self) -> bool:
+        return "result" in self.model_fields_set
 
     def describe(self) -> dict[str, Any]:
         if self.error is not None:
@@ -104,6 +114,40 @@ def text_outcome(
     return Outcome(result=native_result(gen), usage=usage, extras=extras)
 
 
+class StubSpec(ScopeSpec):
+    """A stub as POSTed to /__emulator__/stubs: one answer (`text`, `result` or `error`) or `results`."""
+
+    WHAT: ClassVar[str] = "stub"
+    NOT_AN_OBJECT: ClassVar[str] = 'a stub is a JSON object, e.g. {"model": "@cf/meta/*", "text": "Hi"}'
+    MESSAGES: ClassVar[dict[str, str]] = {
+        **ScopeSpec.MESSAGES,
+        "results": "`results` must be a non-empty list of answers",
+        "times": "`times` must be an integer >= 1",
+        "name": "`name` must be a string",
+    }
+
+    id: Any = None  # accepted and ignored: the server names its stubs
+    results: list[Answer] = Field(min_length=1)
+    times: int | None = Field(default=None, ge=1)
+    name: str | None = None
+
+    @classmethod
+    def known_fields(cls) -> frozenset[str]:
+        return super().known_fields() | ANSWER_KEYS
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_answer_or_results(cls, spec: Any) -> Any:
+        """A single answer given at the top level is a sequence of one."""
+        answer = {k: spec[k] for k in ANSWER_KEYS if k in spec}
+        rest = {k: v for k, v in spec.items() if k not in ANSWER_KEYS}
+        if "results" not in spec:
+            return {**rest, "results": [answer]}
+        if set(answer) - {"finish_reason"}:
+            raise SpecError("give either `results` (a sequence) or one of `text`/`result`/`error`")
+        return rest
+
+
 @dataclass(slots=True)
 class Stub:
     id: str
@@ -115,27 +159,8 @@ class Stub:
 
     @classmethod
     def parse(cls, spec: Any, *, stub_id: str) -> Stub:
-        if not isinstance(spec, dict):
-            raise SpecError('a stub is a JSON object, e.g. {"model": "@cf/meta/*", "text": "Hi"}')
-        unknown = set(spec) - STUB_KEYS
-        if unknown:
-            raise SpecError(f"unknown stub field(s) {sorted(unknown)}; known: {sorted(STUB_KEYS)}")
-        if "results" in spec:
-            if ANSWER_KEYS & set(spec) - {"finish_reason"}:
-                raise SpecError("give either `results` (a sequence) or one of `text`/`result`/`error`")
-            seq = spec["results"]
-            if not isinstance(seq, list) or not seq:
-                raise SpecError("`results` must be a non-empty list of answers")
-            answers = [Answer.parse(item) for item in seq]
-        else:
-            answers = [Answer.parse({k: spec[k] for k in ANSWER_KEYS if k in spec})]
-        times = spec.get("times")
-        if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
-            raise SpecError("`times` must be an integer >= 1")
-        name = spec.get("name")
-        if name is not None and not isinstance(name, str):
-            raise SpecError("`name` must be a string")
-        return cls(stub_id, Scope.parse(spec), answers, name, times)
+        parsed = StubSpec.parse(spec)
+        return cls(stub_id, parsed.scope(), parsed.results, parsed.name, parsed.times)
 
     def take(self) -> Answer:
         """The next answer of the sequence; the last one repeats."""
