@@ -15,7 +15,7 @@ from emulator.launch import detach
 from emulator.launch.banner import RECORDING_MODES, banner, cassette_path, interactions_in, shutdown_summary
 from emulator.launch.workers import serve_workers
 from emulator.quirks import parse_quirk_flags
-from emulator.settings import ENV_PREFIX, Mode, Settings
+from emulator.settings import ENV_PREFIX, Mode, Plan, Settings
 
 
 def env(name: str) -> str:
@@ -103,8 +103,8 @@ def main() -> None:
 )
 @click.option(
     "--plan",
-    type=click.Choice(["free", "paid"]),
-    default="free",
+    type=click.Choice([p.value for p in Plan]),
+    default=Plan.FREE.value,
     show_default=True,
     envvar=env("PLAN"),
     help="free: 4006 after the daily allowance; paid: bill the overage.",
@@ -303,7 +303,7 @@ def serve(
         data_dir=data_dir,
         token=token,
         mode=Mode(mode),
-        plan=plan,
+        plan=Plan(plan),
         daily_neurons=daily_neurons,
         rate_limits=rate_limits,
         quirks=quirk_map,

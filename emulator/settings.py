@@ -13,6 +13,14 @@ ENV_PREFIX = "WORKERS_AI_EMULATOR_"
 DEFAULT_ACCOUNT = "0123456789abcdef0123456789abcdef"
 
 
+class Plan(enum.StrEnum):
+    """The Workers AI plan the ledger bills by: FREE refuses past the daily allocation (4006),
+    PAID bills the neurons past it."""
+
+    FREE = "free"
+    PAID = "paid"
+
+
 class Mode(enum.StrEnum):
     MOCK = "mock"
     REPLAY = "replay"
@@ -35,7 +43,7 @@ class Settings(BaseModel):
     data_dir: Path | None = None  # None: a fresh temporary directory per server
     token: str | None = None  # when set, only this API token (or X-Auth-Key) is accepted
     mode: Mode = Mode.MOCK
-    plan: str = "free"
+    plan: Plan = Plan.FREE
     daily_neurons: float = 10_000
     rate_limits: bool = False
     ledger_path: str | None = None  # ":memory:" or a file; default <data_dir>/ledger.sqlite3

@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -38,6 +37,7 @@ from emulator.accounting.checkpoint import Checkpointer
 from emulator.accounting.journal import Journal, JournalLine, encode_line, journals
 from emulator.accounting.pricing import NEURON_USD, PriceBook, dollars, load_prices
 from emulator.errors import ErrorKind
+from emulator.settings import Plan
 
 __all__ = [
     "REFUSAL_CODES",
@@ -168,11 +168,6 @@ class FixedClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now = self._now + delta
-
-
-class Plan(StrEnum):
-    FREE = "free"
-    PAID = "paid"
 
 
 @dataclass(frozen=True, slots=True)
