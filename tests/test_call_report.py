@@ -4,18 +4,36 @@ every surface, over real HTTP."""
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from emulator.server.tomarkdown import DESCRIPTION_MODEL
-from tests.conftest import AUTH, Emulator, parse_sse
+from tests.conftest import AUTH, Emulator, ServerFactory, parse_sse
+from tests.fake_upstream import LLAMA as RECORDED_LLAMA
+from tests.fake_upstream import SSE_EVENTS, FakeUpstream
+from tests.test_batch import MODEL as BATCH_MODEL
+from tests.test_batch import post as batch_post
+from tests.test_binding import ENDPOINT, framed
 from tests.test_binding import run as binding_run
 from tests.test_control_plane import LLAMA, chat, ctl
+from tests.test_record_replay import read_stream, real_settings
 from tests.test_tomarkdown import png_bytes, transform
 
 HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    fake = FakeUpstream()
+    await fake.start()
+    yield fake
+    await fake.stop()
 
 
 async def fault(emulator: Emulator, spec: dict[str, Any]) -> str:
@@ -117,7 +135,46 @@ async def test_a_refused_image_call_marks_the_tomarkdown_line_faulted(emulator: 
     assert entry["surface"] == "tomarkdown" and entry["faulted"] and entry["model"] == DESCRIPTION_MODEL
 
 
+async def test_a_binding_tomarkdown_logs_one_line_with_all_its_image_calls(emulator: Emulator) -> None:
+    image = base64.b64encode(png_bytes()).decode()
+    files = [{"name": f"{n}.png", "mimeType": "image/png", "data": image} for n in ("a", "b")]
+    headers = framed(f"{ENDPOINT}/to-everything/markdown/transformer", {"content-type": "application/json"})
+    r = await emulator.session.post(f"{emulator.base}/", data=json.dumps({"files": files}), headers=headers)
+    assert [f["format"] for f in (await r.json())["result"]] == ["markdown", "markdown"]
+    entry = await only_entry(emulator)
+    assert entry["surface"] == "binding" and entry["model"] == DESCRIPTION_MODEL
+    usage = await ctl(emulator, "GET", "usage")
+    assert usage["neurons"] > 0 and entry["neurons"] == pytest.approx(usage["neurons"])
+
+
 async def test_native_calls_without_a_control_plane_answer_as_before(make_emulator: Any) -> None:
     emu = await make_emulator(control_plane=False)
     r = await emu.session.post(emu.run_url(LLAMA), json={"prompt": "x", "stream": True}, headers=AUTH)
     assert parse_sse(await r.text())[-1] == "[DONE]"
+
+
+async def test_a_replayed_stream_is_cut_by_a_stream_fault_and_logged(
+    upstream: FakeUpstream, make_emulator: ServerFactory, tmp_path: Path
+) -> None:
+    recorder = await make_emulator(**real_settings(upstream, tmp_path, "record"))
+    received, broke, _ = await read_stream(recorder, "Hi")
+    assert not broke and received.count(b"data: ") == len(SSE_EVENTS)
+    replayer = await make_emulator(**real_settings(upstream, tmp_path, "replay"))
+    fault_id = await fault(replayer, {"kind": "cut_stream", "after_events": 2})
+    received, broke, _ = await read_stream(replayer, "Hi")
+    assert broke and received.count(b"data: ") == 2
+    [entry] = (await ctl(replayer, "GET", "requests"))["requests"]
+    assert entry["source"] == "replay" and entry["model"] == RECORDED_LLAMA and entry["stream"]
+    assert entry["cut"] and entry["fault_ids"] == [fault_id]
+
+
+async def test_the_batch_poll_that_runs_a_batch_names_its_last_call(emulator: Emulator) -> None:
+    status, body = await batch_post(emulator, BATCH_MODEL, {"requests": [{"text": "one"}, {"text": "two"}]})
+    batch_id = body["result"]["request_id"]
+    while "responses" not in body["result"]:
+        status, body = await batch_post(emulator, BATCH_MODEL, {"request_id": batch_id})
+        assert status == 200
+    log = (await ctl(emulator, "GET", "requests"))["requests"]
+    assert log[-1]["request_id"] == f"{batch_id}/1" and log[-1]["model"] == BATCH_MODEL
+    assert log[-1]["neurons"] > 0 and log[-1]["source"] == "mock"
+    assert all(e["request_id"] != f"{batch_id}/1" for e in log[:-1])
