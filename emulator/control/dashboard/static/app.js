@@ -12,6 +12,7 @@
   let openId = params.get("request");
   let busy = false;
   let stopped = false;
+  let noticeUntil = 0; // a notice (reset done) stays this long before "Live" shows again
   let latestAsk = 0; // an answer to an older ask (before a click or a filter change) is dropped
   const shown = {}; // part name → the HTML last swapped in
 
@@ -61,7 +62,7 @@
     busy = true;
     try {
       await refresh();
-      setLive("Live: refreshes every second.");
+      if (Date.now() >= noticeUntil) setLive("Live: refreshes every second.");
     } catch (err) {
       if (err instanceof AuthError) {
         stopped = true;
@@ -83,6 +84,7 @@
       history.replaceState(null, "", prefix + "/" + query());
       await refresh();
       setLive("Reset done: usage, request log, stubs and faults cleared.");
+      noticeUntil = Date.now() + 5000;
     } catch (err) {
       setLive("Reset failed: " + err.message, true);
     } finally {
