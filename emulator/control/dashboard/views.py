@@ -167,7 +167,7 @@ def status_text(entry: dict[str, Any]) -> str:
 
 
 class View:
-    """Everything the page shows, rendered to HTML: the whole page, or its parts by name (`PARTS`),
+    """Everything the page shows, rendered to HTML: the whole page, or its parts by name (`parts`),
     which app.js fetches every second and swaps in. The page is drawn here and nowhere else."""
 
     def __init__(self, *, token: str | None, usage: dict[str, Any], hourly: str,
