@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("-c", "--concurrency", type=int, default=MAIN_CONCURRENCY)
     parser.add_argument("--top", type=int, default=25, help="functions listed (default 25)")
     parser.add_argument("--no-profile", action="store_true", help="CPU per request only")
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
+                        help="auto: wrk when installed, else the Python load generator")
     args = parser.parse_args()
     scenario = LOAD_SCENARIOS[args.scenario]
     pyspy = None if args.no_profile else shutil.which("py-spy") or _beside_python("py-spy")
@@ -83,7 +85,7 @@ def main() -> None:
                  "-o", str(collapsed), "-d", str(int(args.duration) + 1), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         before = process_cpu_s(server.server_pid)
-        load = drive(pick("auto"), server.port, requests, concurrency=args.concurrency,
+        load = drive(pick(args.loadgen), server.port, requests, concurrency=args.concurrency,
                      duration=args.duration, cpu=None, vary_base=10_000_000)
         spent = process_cpu_s(server.server_pid) - before
         per_request = spent / max(1, load.requests) * 1e6

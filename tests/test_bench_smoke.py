@@ -107,3 +107,27 @@ async def test_the_load_generator_never_sends_the_same_varied_body_twice(aiohttp
     for raw in varied:
         value = json.loads(raw)
         assert value["prompt"] == f"one {value['seed']}" and value["seed"] > 1000
+
+
+def test_handler_bench_times_the_request_path_in_process() -> None:
+    """bench/handler.py: every request answered (it raises on an error status), a figure per scenario."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "handler.py"), "text", "binding", "replay",
+         "-n", "20", "-r", "1"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split("  ")[0] for line in lines] == [
+        "text (run/)", "binding text (env.AI.run)", "replay (10,000 interactions)"]
+    assert all("µs/request" in line and float(line.split()[-8]) > 0 for line in lines), lines
+
+
+def test_profile_bench_reports_server_cpu_per_request() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "profile.py"), "chat", "-d", "1", "--no-profile",
+         "--loadgen", "python"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "µs/request" in proc.stdout and " 0 errors" in proc.stdout, proc.stdout

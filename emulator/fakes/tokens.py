@@ -28,6 +28,7 @@ piece costs for their vocabulary size; their error is not measured (expect ±10%
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,7 @@ _PIECES = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\w\s]+|_+|\s+")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 
 
+@functools.lru_cache(maxsize=1024)  # a few model names, looked up several times per call
 def family_of(model: str) -> Family:
     """The tokenizer family of a model id (by its name: the catalog has no tokenizer field)."""
     name = model.lower()
