@@ -16,8 +16,9 @@ from typing import Any
 LOADGEN = Path(__file__).with_name("loadgen.py")
 VARY_MARKER = "@@N@@"
 
-# wrk reads the requests from a file (one `METHOD<TAB>PATH<TAB>BODY` per line) and rotates through them
-# (a single fixed request is sent as wrk's static request). In a body, every VARY_MARKER becomes a number
+# wrk reads the requests from a file (one `METHOD<TAB>PATH<TAB>HEADERS<TAB>BODY` per line, HEADERS being
+# the request's own `Name: value` pairs on top of the common ones, separated by \x1f) and rotates through
+# them (a single fixed request is sent as wrk's static request). In a body, every VARY_MARKER becomes a number
 # unique to that request (`vary_base` + 16 × its sequence number + the thread), so a varied load never
 # sends the same bytes twice. `done` prints the exact percentiles as one JSON line, so nothing is parsed
 # from wrk's human output.
@@ -29,9 +30,15 @@ local lines = {}
 for line in io.lines(path) do lines[#lines + 1] = line end
 local headers = {["Authorization"] = "Bearer bench", ["Content-Type"] = "application/json"}
 local function parse(line)
-  local method, target, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
+  local method, target, extra, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
   if body == "" then body = nil end
-  return method, target, body
+  local all = {}
+  for k, v in pairs(headers) do all[k] = v end
+  for pair in extra:gmatch("[^\31]+") do
+    local k, v = pair:match("^([^:]*):%s*(.*)$")
+    if k then all[k] = v end
+  end
+  return method, target, body, all
 end
 local function split(body)
   -- The body cut at every marker, or nil when it has none.
@@ -52,19 +59,20 @@ end
 if #lines == 1 and not split(select(3, parse(lines[1]))) then
   -- One fixed request: leave `request` undefined so wrk sends a prebuilt buffer (no Lua call per
   -- request), which keeps the load generator's own CPU as small as it can be.
-  wrk.method, wrk.path, wrk.body = parse(lines[1])
-  for k, v in pairs(headers) do wrk.headers[k] = v end
+  local all
+  wrk.method, wrk.path, wrk.body, all = parse(lines[1])
+  for k, v in pairs(all) do wrk.headers[k] = v end
 else
   local fixed, templates = {}, {}
   local i, n = 0, 0
   init = function(args)
     for k, line in ipairs(lines) do
-      local method, target, body = parse(line)
+      local method, target, body, all = parse(line)
       local parts = split(body)
       if parts then
-        templates[k] = {method, target, parts}
+        templates[k] = {method, target, parts, all}
       else
-        fixed[k] = wrk.format(method, target, headers, body)
+        fixed[k] = wrk.format(method, target, all, body)
       end
     end
   end
@@ -75,7 +83,7 @@ else
     -- Every marker becomes a number no other request of this run (any thread) carries.
     n = n + 1
     local number = string.format("%d", base + n * 16 + (tid or 0))
-    return wrk.format(t[1], t[2], headers, table.concat(t[3], number))
+    return wrk.format(t[1], t[2], t[4], table.concat(t[3], number))
   end
 end
 done = function(summary, latency, requests)
@@ -158,7 +166,8 @@ def _wrk(port: int, requests: list[dict[str, Any]], *, concurrency: int, duratio
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script, lines = Path(tmp) / "bench.lua", Path(tmp) / "requests.tsv"
         script.write_text(WRK_SCRIPT)
-        lines.write_text("".join(f"{r['method']}\t{r['path']}\t{r.get('body', '')}\n" for r in requests))
+        lines.write_text("".join(f"{r['method']}\t{r['path']}\t{_header_field(r)}\t{r.get('body', '')}\n"
+                                 for r in requests))
         # wrk only takes whole seconds.
         seconds = max(1, math.ceil(duration))
         cmd = pinned(["wrk", "-t", str(min(threads, concurrency)), "-c", str(concurrency),
@@ -172,6 +181,11 @@ def _wrk(port: int, requests: list[dict[str, Any]], *, concurrency: int, duratio
     return Load(data["requests"], data["errors"], data["elapsed"], data["p50"] * 1000, data["p99"] * 1000)
 
 
+def _header_field(request: dict[str, Any]) -> str:
+    """A request's own headers as one field of wrk's request file."""
+    return "\x1f".join(f"{k}: {v}" for k, v in (request.get("headers") or {}).items())
+
+
 def _python(port: int, requests: list[dict[str, Any]], *, concurrency: int, duration: float, cpu: int | None,
             procs: int, vary_base: int) -> Load:
     procs = max(1, min(procs, concurrency))
@@ -181,7 +195,8 @@ def _python(port: int, requests: list[dict[str, Any]], *, concurrency: int, dura
         job = {"host": "127.0.0.1", "port": port, "concurrency": share, "duration": duration,
                "vary_base": vary_base + tid, "marker": VARY_MARKER,
                "requests": [{"method": r["method"], "path": r["path"], "body": r.get("body", ""),
-                             "headers": {"Authorization": "Bearer bench", "Content-Type": "application/json"}}
+                             "headers": {"Authorization": "Bearer bench", "Content-Type": "application/json",
+                                         **(r.get("headers") or {})}}
                             for r in requests]}
         child = subprocess.Popen(pinned([sys.executable, str(LOADGEN)], cpu), stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +29,27 @@ def test_bench_runs_on_a_tiny_load(tmp_path: Path) -> None:
     rows = {(r["scenario"], r["concurrency"]): r for r in summary["rows"]}
     assert set(rows) == {("baseline", 1), ("baseline", 4), ("text", 1), ("text", 4)}
     assert all(r["rps"] > 0 and r["errors"] == 0 for r in rows.values())
+
+
+@pytest.mark.parametrize("loadgen", ["python", "wrk"])
+def test_bench_drives_the_binding_with_its_miniflare_headers(tmp_path: Path, loadgen: str) -> None:
+    """The binding scenario's MF-* headers reach the server through either load generator: every
+    request is answered (a request without them would be refused as a REST path)."""
+    if loadgen == "wrk" and shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install wrk); the Python load generator is tested")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--duration", "1", "--rounds", "1",
+         "--scenarios", "binding", "--concurrency", "16", "--loadgen", loadgen, "--no-pin",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "binding text (env.AI.run)" in proc.stdout
+    summary = json.loads(out.read_text())
+    row = next(r for r in summary["rows"] if r["scenario"] == "binding")
+    assert row["table"] == "varied" and row["rps"] > 0 and row["errors"] == 0
+    assert any(t["target"].startswith("varied binding") and t["limit"] == 0.40 for t in summary["targets"])
 
 
 def test_bench_reports_the_embeddings_floor_beside_the_emulator(tmp_path: Path) -> None:
@@ -84,3 +107,27 @@ async def test_the_load_generator_never_sends_the_same_varied_body_twice(aiohttp
     for raw in varied:
         value = json.loads(raw)
         assert value["prompt"] == f"one {value['seed']}" and value["seed"] > 1000
+
+
+def test_handler_bench_times_the_request_path_in_process() -> None:
+    """bench/handler.py: every request answered (it raises on an error status), a figure per scenario."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "handler.py"), "text", "binding", "replay",
+         "-n", "20", "-r", "1"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split("  ")[0] for line in lines] == [
+        "text (run/)", "binding text (env.AI.run)", "replay (10,000 interactions)"]
+    assert all("µs/request" in line and float(line.split()[-8]) > 0 for line in lines), lines
+
+
+def test_profile_bench_reports_server_cpu_per_request() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "profile.py"), "chat", "-d", "1", "--no-profile",
+         "--loadgen", "python"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "µs/request" in proc.stdout and " 0 errors" in proc.stdout, proc.stdout

@@ -19,10 +19,12 @@ from emulator.fakes.text import (
     SHORT_CAP,
     compose,
     count_tokens,
+    family_tokens,
     prose,
     sentence_table,
     split_tokens,
 )
+from emulator.fakes.tokens import Family, text_tokens
 
 
 @pytest.mark.parametrize(
@@ -145,6 +147,23 @@ def test_compose_counts_tokens_from_the_table_as_the_count_rule_does() -> None:
             assert answer.tokens == count_tokens(answer.text)
             natural = compose(seed, 10_000).tokens
             assert answer.truncated == (answer.tokens == max_tokens < natural)
+
+
+LOREM_LOCALES = ("en_US", "fr_FR", "ru_RU", "ja_JP", "zh_CN", "ar_AA", "th_TH", "bn_BD")
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_table_token_counts_equal_the_tokenizer_on_the_joined_answer(family: Family) -> None:
+    """An answer's count summed from the sentence table is what fakes/tokens.py gives for its text,
+    in every family and in locales of every script the tables are built from."""
+    for locale in LOREM_LOCALES:
+        for seed in range(100 if locale == "en_US" else 10):
+            for max_tokens in (2, 40, 256, 4000):
+                answer = compose(seed * 7919 + 1, max_tokens, locale=locale)
+                counted = text_tokens(answer.text, family)
+                assert answer.tokens_in(family) == counted, (locale, seed, max_tokens)
+    counts = family_tokens("en_US", family)
+    assert counts == tuple(text_tokens(s, family) for s in sentence_table().sentences)
 
 
 def test_compose_takes_a_target_length_in_tokens() -> None:

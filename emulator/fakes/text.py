@@ -4,8 +4,11 @@ caller's cap) and stream chunking.
 An answer is drawn, not written: each locale has a table of sentences built once from its Faker lorem
 vocabulary, and a call picks sentences from it with one numpy PCG64 generator set to the request's seed
 (`seed.reseeded`).
-Every sentence's length is in the table, so the token count of an answer comes out of the draw
-(`Prose.tokens`) without reading the text again.
+Every sentence's length is in the table, and so is its token count in each tokenizer family
+(`family_tokens`, worked out once per locale and family with fakes/tokens.py), so both counts of an
+answer come out of the draw (`Prose.tokens`, `Prose.tokens_in`) without reading the text again: the
+count of sentences joined is the sum of their counts, since each ends in punctuation and the next starts
+with a word, and the tokenizer's pieces never span that boundary.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from emulator.fakes.seed import derive_seed, reseeded, rng
+from emulator.fakes.tokens import Family, text_tokens
 
 CHARS_PER_TOKEN = 4
 MIN_NATURAL_TOKENS = 20
@@ -80,6 +84,12 @@ def sentence_table(locale: str = DEFAULT_LOCALE) -> SentenceTable:
 
 
 @cache
+def family_tokens(locale: str, family: Family) -> tuple[int, ...]:
+    """Each sentence of the locale's table counted by the family's tokenizer (fakes/tokens.py)."""
+    return tuple(text_tokens(sentence, family) for sentence in sentence_table(locale).sentences)
+
+
+@cache
 def _build_table(locale: str) -> SentenceTable:
     """TABLE_SIZE sentences of the locale's lorem words, the same in every process (fixed seed)."""
     provider = importlib.import_module(f"faker.providers.lorem.{locale}").Provider
@@ -104,20 +114,32 @@ def _build_table(locale: str) -> SentenceTable:
             sentence += "?"
         elif stop == "." and ending < QUESTION_RATE + EXCLAMATION_RATE:
             sentence += "!"
-        else:
+        elif not stop.isspace():
             sentence += stop
         sentences.append(sentence)
-    return SentenceTable(tuple(sentences), tuple(len(s) for s in sentences), " " if spaced else "")
+    # Thai ends a sentence with a space: it goes between sentences, so no answer ends in whitespace.
+    joiner = " " if spaced else stop if stop.isspace() else ""
+    return SentenceTable(tuple(sentences), tuple(len(s) for s in sentences), joiner)
 
 
 @dataclass(frozen=True, slots=True)
 class Prose:
-    """A drawn answer: its text, its tokens by the count rule (from the table's lengths) and whether
-    it was cut at the token limit."""
+    """A drawn answer: its text, its tokens by the count rule (from the table's lengths), whether it
+    was cut at the token limit, and which of the locale's table sentences it joins."""
 
     text: str
     tokens: int
     truncated: bool
+    locale: str = DEFAULT_LOCALE
+    picks: tuple[int, ...] = ()
+
+    def tokens_in(self, family: Family) -> int:
+        """Tokens of the text in the family's tokenizer (fakes/tokens.py `text_tokens`), summed from
+        the table; a text cut mid-sentence is counted as it stands."""
+        if self.truncated:
+            return text_tokens(self.text, family)
+        counts = family_tokens(self.locale, family)
+        return sum([counts[i] for i in self.picks])
 
 
 def natural_tokens(drawn: int, max_tokens: int) -> int:
@@ -139,6 +161,7 @@ def compose(seed: int, max_tokens: int, *, target_tokens: int | None = None,
     only where they overrun `max_tokens`. A smaller cap gives a prefix of the larger cap's answer."""
     if max_tokens <= 0:
         return Prose("", 0, True)
+    locale = _lorem_locale(locale)
     table = sentence_table(locale)
     sentences, lengths, joiner = table.sentences, table.lengths, table.joiner
     bits = reseeded(seed).bit_generator
@@ -150,7 +173,7 @@ def compose(seed: int, max_tokens: int, *, target_tokens: int | None = None,
     limit_chars = max_tokens * CHARS_PER_TOKEN
     step = len(joiner)
     index = draws[1] & (TABLE_SIZE - 1)
-    picked = [sentences[index]]
+    picks = [index]
     length = lengths[index]
     n = 2
     while True:
@@ -159,13 +182,13 @@ def compose(seed: int, max_tokens: int, *, target_tokens: int | None = None,
         index = draws[n] & (TABLE_SIZE - 1)
         if length + step + lengths[index] > target_chars:
             break
-        picked.append(sentences[index])
+        picks.append(index)
         length += step + lengths[index]
         n += 1
-    text = joiner.join(picked)
+    text = joiner.join([sentences[i] for i in picks])
     if length > limit_chars:
-        return Prose(text[:limit_chars], max_tokens, True)
-    return Prose(text, tokens_for_length(length), False)
+        return Prose(text[:limit_chars], max_tokens, True, locale, tuple(picks))
+    return Prose(text, tokens_for_length(length), False, locale, tuple(picks))
 
 
 def prose(seed: int, max_tokens: int, *, locale: str = DEFAULT_LOCALE) -> tuple[str, bool]:

@@ -28,6 +28,7 @@ piece costs for their vocabulary size; their error is not measured (expect ±10%
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,7 @@ _PIECES = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\w\s]+|_+|\s+")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 
 
+@functools.lru_cache(maxsize=1024)  # a few model names, looked up several times per call
 def family_of(model: str) -> Family:
     """The tokenizer family of a model id (by its name: the catalog has no tokenizer field)."""
     name = model.lower()
@@ -154,14 +156,37 @@ def _piece_cost(piece: str, vocab: Vocab) -> int:
     return 1 + _ceil(len(word) - vocab.whole_word, vocab.piece)
 
 
+# Pieces kept per vocabulary before the cost memo starts over: words repeat across calls (prose, the
+# common words of prompts), numbers and rare words mostly do not.
+MEMO_PIECES = 65_536
+
+
+class _PieceCosts(dict[str, int]):
+    """Piece → cost in one vocabulary, filled on first sight, so a count is one dict lookup a piece."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        super().__init__()
+        self.vocab = vocab
+
+    def __missing__(self, piece: str) -> int:
+        cost = _piece_cost(piece, self.vocab)
+        if len(self) >= MEMO_PIECES:
+            self.clear()
+        self[piece] = cost
+        return cost
+
+
+_COSTS = {vocab: _PieceCosts(vocab) for vocab in (BIG, MEDIUM, SMALL)}
+_FAMILY_COSTS = {family: _COSTS[vocab] for family, vocab in VOCAB.items()}
+
+
 def text_tokens(text: str, family: Family) -> int:
     """Tokens of `text` alone (no special tokens) in the family's tokenizer, approximately."""
     if not text:
         return 0
-    vocab = VOCAB[family]
     if family is Family.BERT:
         text = text.lower()
-    return sum(_piece_cost(piece, vocab) for piece in _PIECES.findall(text))
+    return sum(map(_FAMILY_COSTS[family].__getitem__, _PIECES.findall(text)))
 
 
 def content_text(content: Any) -> str:

@@ -79,6 +79,13 @@ def completion_tokens(model: str, text: str, limit: int, truncated: bool) -> int
     return min(tokens.completion_tokens(model, text), limit)
 
 
+def prose_tokens(model: str, answer: text_fake.Prose, limit: int) -> int:
+    """`completion_tokens` of a drawn answer, summed from its sentences' counts in the sentence table."""
+    if answer.truncated:
+        return limit
+    return min(answer.tokens_in(tokens.family_of(model)), limit)
+
+
 def default_max_tokens(model: Model) -> int:
     schema = model.input_schema
     for branch in schema.get("oneOf") or [schema]:
@@ -184,26 +191,26 @@ def generate(call: Call, ctx: FakeContext) -> Generation:
                    "arguments": _arguments(t["parameters"], derive_seed(ctx.seed, t["name"]))}
                   for t in _pick_tools(inputs, _tools(inputs), ctx.seed)] if "tools" in inputs else []
     reasoning = None
+    reasoning_tokens = 0
     if traits.reasoning:
-        reasoning, _ = text_fake.prose(derive_seed(ctx.seed, "reasoning"), min(48, limit))
+        # Reasoning is generated output too: gpt-oss's 37 completion tokens for a tool call include it.
+        thought = text_fake.compose(derive_seed(ctx.seed, "reasoning"), min(48, limit))
+        reasoning = thought.text
+        reasoning_tokens = thought.tokens_in(tokens.family_of(name)) if reasoning else 0
     if tool_calls:
         spent = sum(tokens.completion_tokens(name, orjson.dumps(t).decode()) for t in tool_calls)
-        return Generation("", "tool_calls", p_tokens, spent + _reasoning_tokens(name, reasoning),
-                          tool_calls, reasoning, limit)
+        return Generation("", "tool_calls", p_tokens, spent + reasoning_tokens, tool_calls, reasoning, limit)
     json_text = _json_mode(inputs, ctx.seed)
     if json_text is not None:
         return Generation(json_text, "stop", p_tokens, completion_tokens(name, json_text, limit, False), [],
                           reasoning, limit)
-    text, truncated = text_fake.prose(ctx.seed, limit)
-    text, stopped = _apply_stop(text, inputs.get("stop"))
-    truncated = truncated and not stopped
-    return Generation(text, "length" if truncated else "stop", p_tokens,
-                      completion_tokens(name, text, limit, truncated), [], reasoning, limit)
-
-
-def _reasoning_tokens(model: str, reasoning: str | None) -> int:
-    # Reasoning is generated output too: gpt-oss's 37 completion tokens for a tool call include it.
-    return tokens.completion_tokens(model, reasoning) if reasoning else 0
+    answer = text_fake.compose(ctx.seed, limit)
+    text, stopped = _apply_stop(answer.text, inputs.get("stop"))
+    if stopped:  # cut at a stop sequence: only the text before it was generated
+        return Generation(text, "stop", p_tokens, completion_tokens(name, text, limit, False), [], reasoning,
+                          limit)
+    return Generation(text, "length" if answer.truncated else "stop", p_tokens,
+                      prose_tokens(name, answer, limit), [], reasoning, limit)
 
 
 def choices_wanted(call: Call) -> int:
