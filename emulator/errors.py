@@ -47,6 +47,8 @@ CATALOGUE: dict[str, ErrorSpec] = {
         7003, 404, "Could not route to {path}, perhaps your object identifier is invalid?", Layer.EDGE
     ),
     "no_route": ErrorSpec(7000, 400, "No route for that URI", Layer.EDGE),
+    # A request aiohttp's HTTP parser refuses (header lines, chunked framing, Content-Encoding).
+    "malformed_http": ErrorSpec(6003, 400, "Invalid request: {detail}", Layer.EDGE),
     "method_not_allowed": ErrorSpec(10405, 405, "Method not allowed", Layer.EDGE),
     "too_large": ErrorSpec(3006, 413, "Request is too large", Layer.EDGE),
     "body_timeout": ErrorSpec(3007, 408, "Request timeout", Layer.EDGE),  # body trickled in too slowly

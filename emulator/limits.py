@@ -13,8 +13,12 @@ import math
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
 
 from emulator.call import Call
 from emulator.errors import CFError
@@ -217,12 +221,58 @@ BODY = "workers_ai_emulator.body"  # the bytes `read_body` returned, kept on the
 
 def runner_for(app: web.Application, **overrides: Any) -> web.AppRunner:
     """The AppRunner the serve path uses: handlers are cancelled when their client goes away (an
-    aborted stream stops generating), idle connections time out, and no access log is written (it
-    would carry account ids in paths)."""
+    aborted stream stops generating), idle connections time out, no access log is written (it
+    would carry account ids in paths), and requests aiohttp's own HTTP parser refuses get a
+    Cloudflare-shaped error."""
     options: dict[str, Any] = {"access_log": None, "handle_signals": False, "handler_cancellation": True,
                                "keepalive_timeout": KEEPALIVE_TIMEOUT, "shutdown_timeout": SHUTDOWN_TIMEOUT}
     options.update(overrides)
-    return web.AppRunner(app, **options)
+    return _Runner(app, **options)
+
+
+def parser_error(status: int, message: str | None, exc: BaseException | None = None) -> CFError:
+    """The Cloudflare-shaped error for a request aiohttp could not parse or handle (bad header lines,
+    bad chunked framing, an unknown Content-Encoding …): 413 stays a 413, any other 4xx is
+    `malformed_http` naming the fault (first line, printable ASCII, 120 characters at most), and
+    anything else is a server error."""
+    if status == 413:
+        return CFError("too_large")
+    if not 400 <= status < 500:
+        return CFError("server_error")
+    if isinstance(exc, ContentEncodingError):  # aiohttp's own wording tells the operator to install Brotli
+        return CFError("malformed_http", detail="the body's Content-Encoding is not supported")
+    first = message.strip().splitlines()[0] if message and message.strip() else "malformed request"
+    first = first.split(": b'", 1)[0].split(': b"', 1)[0].rstrip(" :")  # not the client's bytes back
+    detail = "".join(c if " " <= c <= "~" else "?" for c in first)[:120]
+    return CFError("malformed_http", detail=detail)
+
+
+class _CloudflareErrors(RequestHandler):
+    """aiohttp's connection handler, answering its own errors (parser errors, handler crashes,
+    handler timeouts) with a Cloudflare-shaped JSON envelope instead of plain text."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        # aiohttp's own: logs the error, raises ConnectionError when an answer already started.
+        super().handle_error(request, status, exc, message)
+        error = parser_error(status, message, exc)
+        response = web.Response(body=orjson.dumps(error.envelope()), status=error.status,
+                                content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _Server(Server):
+    def __call__(self) -> RequestHandler:
+        return _CloudflareErrors(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> Server:
+        made = await super()._make_server()
+        server = _Server(made.request_handler, request_factory=made.request_factory,
+                         handler_cancellation=made.handler_cancellation, loop=made._loop, **made._kwargs)
+        return server
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -246,6 +296,8 @@ async def read_body(request: web.Request) -> bytes:
     except RequestPayloadError:
         # aiohttp decodes Content-Encoding itself; a body that is not what the header says fails here.
         encoding = request.headers.get("Content-Encoding", "")
+        if not encoding:  # the other way a payload fails: chunked framing that does not parse
+            raise CFError("bad_input", detail="Error: the body's chunked framing is malformed") from None
         raise CFError(
             "bad_input", detail=f"Error: the body could not be decoded as Content-Encoding {encoding!r:.40}"
         ) from None
