@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
@@ -230,6 +230,31 @@ def runner_for(app: web.Application, **overrides: Any) -> web.AppRunner:
     return _Runner(app, **options)
 
 
+def edge_error_response(error: CFError) -> web.Response:
+    """`error` as a JSON response, for the places that answer before any route's error handling runs
+    (connection-level errors, `Expect: 100-continue`)."""
+    return web.Response(body=orjson.dumps(error.envelope()), status=error.status,
+                        content_type="application/json")
+
+
+async def expect_within_limit(request: web.Request) -> web.StreamResponse | None:
+    """The `Expect: 100-continue` handler of routes without their own body limit: a body announced
+    larger than the app's `client_max_size` gets its 413 (3006) instead of an invitation to send it;
+    anything else gets `100 Continue`. Other Expect values are ignored."""
+    length = request.content_length
+    if length is not None and request.client_max_size and length > request.client_max_size:
+        return edge_error_response(CFError("too_large"))
+    await send_continue(request)
+    return None
+
+
+async def send_continue(request: web.Request) -> None:
+    """`100 Continue`, when an HTTP/1.1 request asked for it."""
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size starts after the interim line
+
+
 def parser_error(status: int, message: str | None, exc: BaseException | None = None) -> CFError:
     """The Cloudflare-shaped error for a request aiohttp could not parse or handle (bad header lines,
     bad chunked framing, an unknown Content-Encoding …): 413 stays a 413, any other 4xx is
@@ -255,9 +280,7 @@ class _CloudflareErrors(RequestHandler):
                      message: str | None = None) -> web.StreamResponse:
         # aiohttp's own: logs the error, raises ConnectionError when an answer already started.
         super().handle_error(request, status, exc, message)
-        error = parser_error(status, message, exc)
-        response = web.Response(body=orjson.dumps(error.envelope()), status=error.status,
-                                content_type="application/json")
+        response = edge_error_response(parser_error(status, message, exc))
         response.force_close()
         return response
 
