@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import weakref
 from typing import Any
 
 import ijson  # type: ignore[import-untyped]
@@ -100,12 +101,20 @@ _ORJSON_VERDICT = (
 )
 
 
+# At most this many verdict processes at once per event loop: many large invalid bodies queue.
+MAX_VERDICT_PROCESSES = 2
+_VERDICT_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
+
+
 async def _orjson_error(raw: bytes) -> str | None:
     """orjson's error kind for a large body (parsed in a child process, off the loop), None if valid."""
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _ORJSON_VERDICT, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    out, _ = await child.communicate(raw)
+    slots = _VERDICT_SLOTS.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(MAX_VERDICT_PROCESSES))
+    async with slots:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _ORJSON_VERDICT, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await child.communicate(raw)
     message = out.decode("utf-8", "replace")
     return message.split(":", 1)[0] if message else None
 
