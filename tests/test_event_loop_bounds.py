@@ -1,7 +1,7 @@
 """One request cannot freeze a `serve` process: large JSON bodies are parsed in slices, input limits
 are applied before the work they bound, and stub prompt patterns match in linear time (RE2). Each
 test watches `/health` while the hostile request runs. The 50 ms bound is asserted on the best of
-three runs: a loop blocked by the request is blocked in every run, while a shared machine's
+five runs: a loop blocked by the request is blocked in every run, while a shared machine's
 scheduling hiccups are not."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class HealthWatch:
 LOOP_BOUND = 0.05  # no request may keep /health waiting longer (docs/reliability.md)
 
 
-def _worst_health_wait(base: str, path: str, body: bytes, runs: int = 3) -> tuple[float, list[float]]:
+def _worst_health_wait(base: str, path: str, body: bytes, runs: int = 5) -> tuple[float, list[float]]:
     """How much longer /health waits while `body` is posted than while nothing is: the best, over
     `runs` posts, of the slowest answer during the post, less the slowest answer over as long a
     quiet spell (a busy machine delays every answer a little, the request under test or not)."""
@@ -94,7 +94,7 @@ def test_texts_past_the_models_input_limit_are_refused_before_any_work(base: str
 
 
 def test_a_large_openai_body_is_parsed_in_slices(base: str) -> None:
-    text = " ".join(["word"] * 40_000)
+    text = " ".join(["word,"] * 40_000)  # prose: its commas are inside strings, not between values
     body = orjson.dumps({"model": "@cf/baai/bge-large-en-v1.5", "input": [text] * 100})
     best, runs = _worst_health_wait(base, f"/client/v4/accounts/{ACCOUNT}/ai/v1/embeddings", body)
     assert best < LOOP_BOUND, runs
