@@ -39,6 +39,7 @@ class ErrorKind(enum.StrEnum):
     MALFORMED_AUTH = "malformed_auth"
     COULD_NOT_ROUTE = "could_not_route"
     NO_ROUTE = "no_route"
+    MALFORMED_HTTP = "malformed_http"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     TOO_LARGE = "too_large"
     BODY_TIMEOUT = "body_timeout"
@@ -97,6 +98,8 @@ CATALOGUE: dict[ErrorKind, ErrorSpec] = {
         7003, 404, "Could not route to {path}, perhaps your object identifier is invalid?", Layer.EDGE
     ),
     ErrorKind.NO_ROUTE: ErrorSpec(7000, 400, "No route for that URI", Layer.EDGE),
+    # A request aiohttp's HTTP parser refuses (header lines, chunked framing, Content-Encoding).
+    ErrorKind.MALFORMED_HTTP: ErrorSpec(6003, 400, "Invalid request: {detail}", Layer.EDGE),
     ErrorKind.METHOD_NOT_ALLOWED: ErrorSpec(10405, 405, "Method not allowed", Layer.EDGE),
     ErrorKind.TOO_LARGE: ErrorSpec(3006, 413, "Request is too large", Layer.EDGE),
     # The body trickled in too slowly.

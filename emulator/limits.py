@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from typing import Any
 
-from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
+import orjson
+from aiohttp import HttpVersion11, web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
 
 from emulator.call import Call
 from emulator.errors import CFError, ErrorKind
@@ -21,6 +26,16 @@ from emulator.errors import CFError, ErrorKind
 # Deeper JSON is refused at parse time: orjson parses up to 1024 levels but serialises only 254, and
 # the validator and request fingerprinting recurse once per level.
 MAX_JSON_DEPTH = 128
+# A JSON body this large is parsed in slices, yielding to the event loop between them: orjson holds
+# the GIL (a thread would not help) and takes ~3 ms per MB on this project's machines, more under load.
+INCREMENTAL_JSON_BYTES = 1 << 20
+# One push-parser feed. yajl re-reads a string that spans feeds, so larger feeds are cheaper for
+# long strings: 64 KiB costs ~1 ms, rarely 10 ms, under load.
+JSON_CHUNK_BYTES = 64 * 1024
+# yajl builds numbers and small strings ~20 times slower than orjson (10 s for 5 million numbers):
+# a body averaging fewer bytes than this per value is parsed by orjson in one go.
+INCREMENTAL_JSON_BYTES_PER_VALUE = 1024
+LOOP_SLICE_SECONDS = 0.003  # how long one request may keep the loop before letting others run
 MAX_IMAGE_PIXELS = 2048 * 2048
 # Models whose schema allows larger pictures keep their own bound.
 MODEL_MAX_PIXELS = {"@cf/leonardo/lucid-origin": 2500 * 2500}
@@ -210,12 +225,81 @@ BODY = "workers_ai_emulator.body"  # the bytes `read_body` returned, kept on the
 
 def runner_for(app: web.Application, **overrides: Any) -> web.AppRunner:
     """The AppRunner the serve path uses: handlers are cancelled when their client goes away (an
-    aborted stream stops generating), idle connections time out, and no access log is written (it
-    would carry account ids in paths)."""
+    aborted stream stops generating), idle connections time out, no access log is written (it
+    would carry account ids in paths), and requests aiohttp's own HTTP parser refuses get a
+    Cloudflare-shaped error."""
     options: dict[str, Any] = {"access_log": None, "handle_signals": False, "handler_cancellation": True,
                                "keepalive_timeout": KEEPALIVE_TIMEOUT, "shutdown_timeout": SHUTDOWN_TIMEOUT}
     options.update(overrides)
-    return web.AppRunner(app, **options)
+    return _Runner(app, **options)
+
+
+def edge_error_response(error: CFError) -> web.Response:
+    """`error` as a JSON response, for the places that answer before any route's error handling runs
+    (connection-level errors, `Expect: 100-continue`)."""
+    return web.Response(body=orjson.dumps(error.envelope()), status=error.status,
+                        content_type="application/json")
+
+
+async def expect_within_limit(request: web.Request) -> web.StreamResponse | None:
+    """The `Expect: 100-continue` handler of routes without their own body limit: a body announced
+    larger than the app's `client_max_size` gets its 413 (3006) instead of an invitation to send it;
+    anything else gets `100 Continue`. Other Expect values are ignored."""
+    length = request.content_length
+    if length is not None and request.client_max_size and length > request.client_max_size:
+        return edge_error_response(CFError(ErrorKind.TOO_LARGE))
+    await send_continue(request)
+    return None
+
+
+async def send_continue(request: web.Request) -> None:
+    """`100 Continue`, when an HTTP/1.1 request asked for it."""
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size starts after the interim line
+
+
+def parser_error(status: int, message: str | None, exc: BaseException | None = None) -> CFError:
+    """The Cloudflare-shaped error for a request aiohttp could not parse or handle (bad header lines,
+    bad chunked framing, an unknown Content-Encoding …): 413 stays a 413, any other 4xx is
+    `malformed_http` naming the fault (first line, printable ASCII, 120 characters at most), and
+    anything else is a server error."""
+    if status == 413:
+        return CFError(ErrorKind.TOO_LARGE)
+    if not 400 <= status < 500:
+        return CFError(ErrorKind.SERVER_ERROR)
+    if isinstance(exc, ContentEncodingError):  # aiohttp's own wording tells the operator to install Brotli
+        return CFError(ErrorKind.MALFORMED_HTTP, detail="the body's Content-Encoding is not supported")
+    first = message.strip().splitlines()[0] if message and message.strip() else "malformed request"
+    first = first.split(": b'", 1)[0].split(': b"', 1)[0].rstrip(" :")  # not the client's bytes back
+    detail = "".join(c if " " <= c <= "~" else "?" for c in first)[:120]
+    return CFError(ErrorKind.MALFORMED_HTTP, detail=detail)
+
+
+class _CloudflareErrors(RequestHandler):
+    """aiohttp's connection handler, answering its own errors (parser errors, handler crashes,
+    handler timeouts) with a Cloudflare-shaped JSON envelope instead of plain text."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        # aiohttp's own: logs the error, raises ConnectionError when an answer already started.
+        super().handle_error(request, status, exc, message)
+        response = edge_error_response(parser_error(status, message, exc))
+        response.force_close()
+        return response
+
+
+class _Server(Server):
+    def __call__(self) -> RequestHandler:
+        return _CloudflareErrors(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> Server:
+        made = await super()._make_server()
+        server = _Server(made.request_handler, request_factory=made.request_factory,
+                         handler_cancellation=made.handler_cancellation, loop=made._loop, **made._kwargs)
+        return server
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -228,23 +312,47 @@ async def read_body(request: web.Request) -> bytes:
     try:
         if request.content.is_eof():
             # Already all here (the usual case for small bodies, and any second read): no timer needed.
-            raw = await request.read()
+            raw = await _read_in_slices(request)
         else:
             try:
                 async with asyncio.timeout(BODY_READ_TIMEOUT):
-                    raw = await request.read()
+                    raw = await _read_in_slices(request)
             except TimeoutError:
                 request[BODY_TIMED_OUT] = True
                 raise CFError(ErrorKind.BODY_TIMEOUT) from None
     except RequestPayloadError:
         # aiohttp decodes Content-Encoding itself; a body that is not what the header says fails here.
         encoding = request.headers.get("Content-Encoding", "")
+        if not encoding:  # the other way a payload fails: chunked framing that does not parse
+            detail = "Error: the body's chunked framing is malformed"
+            raise CFError(ErrorKind.BAD_INPUT, detail=detail) from None
         raise CFError(
             ErrorKind.BAD_INPUT,
             detail=f"Error: the body could not be decoded as Content-Encoding {encoding!r:.40}"
         ) from None
     request[BODY] = raw
     return raw
+
+
+async def _read_in_slices(request: web.Request) -> bytes:
+    """`request.read()`, yielding to the loop every LOOP_SLICE_SECONDS: a body that arrived while its
+    handler waited is all buffered, and aiohttp's read gathers it in one go (~100 ms for 20 MB)."""
+    limit = request.client_max_size
+    chunks: list[bytes] = []
+    size = 0
+    started = time.perf_counter()
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if limit and size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+        if time.perf_counter() - started > LOOP_SLICE_SECONDS:
+            await asyncio.sleep(0)
+            started = time.perf_counter()
+    if size < 1 << 20:
+        return b"".join(chunks)
+    # bytes.join copies without the GIL past 1 MiB: on a thread the loop goes on meanwhile.
+    return await asyncio.to_thread(b"".join, chunks)
 
 
 def body_if_read(request: web.Request) -> bytes | None:

@@ -1,7 +1,8 @@
-"""One request cannot freeze a `serve` process: input limits are applied before the work they bound,
-and stub prompt patterns match in linear time (RE2). Each test watches `/health` while the hostile
-request runs; the bound asserted is loose on purpose (a shared CI machine), the figure measured on an
-idle machine is in docs/reliability.md."""
+"""One request cannot freeze a `serve` process: large JSON bodies are parsed in slices, input limits
+are applied before the work they bound, and stub prompt patterns match in linear time (RE2). Each
+test watches `/health` while the hostile request runs. The 50 ms bound is asserted on the best of
+five runs: a loop blocked by the request is blocked in every run, while a shared machine's
+scheduling hiccups are not."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import requests
 
@@ -31,8 +33,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class HealthWatch:
     """Polls /health on its own connection while a request runs; `worst` is the slowest answer."""
 
-    def __init__(self, base: str) -> None:
-        self.base, self.worst, self._stop = base, 0.0, threading.Event()
+    def __init__(self, base: str, pause: float = 0.01) -> None:
+        self.base, self.worst, self.pause, self._stop = base, 0.0, pause, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -41,7 +43,7 @@ class HealthWatch:
                 started = time.perf_counter()
                 session.get(self.base + "/__emulator__/health", timeout=60).raise_for_status()
                 self.worst = max(self.worst, time.perf_counter() - started)
-                time.sleep(0.01)
+                time.sleep(self.pause)
 
     def __enter__(self) -> HealthWatch:
         self._thread.start()
@@ -53,17 +55,74 @@ class HealthWatch:
         self._thread.join(60)
 
 
+LOOP_BOUND = 0.05  # no request may keep /health waiting longer (docs/reliability.md)
+
+
+def _worst_health_wait(base: str, path: str, body: bytes, runs: int = 5) -> tuple[float, list[float]]:
+    """How much longer /health waits while `body` is posted than while nothing is: the best, over
+    `runs` posts, of the slowest answer during the post, less the slowest answer over as long a
+    quiet spell (a busy machine delays every answer a little, the request under test or not)."""
+    worst: list[float] = []
+    quiet: list[float] = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        with HealthWatch(base, pause=0.002) as watch:
+            answer = requests.post(base + path, data=body, timeout=120,
+                                   headers={**AUTH, "Content-Type": "application/json"})
+        assert answer.status_code == 400, answer.text[:300]
+        worst.append(watch.worst)
+        with HealthWatch(base, pause=0.002) as idle:
+            time.sleep(time.perf_counter() - started)
+        quiet.append(idle.worst)
+    return min(worst) - min(quiet), [*worst, *quiet]
+
+
 def test_texts_past_the_models_input_limit_are_refused_before_any_work(base: str) -> None:
     text = " ".join(["word"] * 40_000)  # 200,000 characters: ~50,000 tokens, the limit is 512
+    body = orjson.dumps({"text": [text] * 100})  # 20 MB, under the 25 MB body limit
     started = time.perf_counter()
-    with HealthWatch(base) as watch:
-        answer = requests.post(base + BGE_LARGE, json={"text": [text] * 100}, headers=AUTH, timeout=120)
+    answer = requests.post(base + BGE_LARGE, data=body, headers=AUTH, timeout=120)
     took = time.perf_counter() - started
     assert answer.status_code == 400, answer.text[:300]
     error = answer.json()["errors"][0]
     assert error["code"] == 5006 and "at most 512 tokens per input" in error["message"], error
     # Before the limit this call took 13.5 s and /health waited as long.
-    assert took < 10 and watch.worst < 2.0, (took, watch.worst)
+    assert took < 10, took
+    # Parsed in one go, the 20 MB body held the loop 100-380 ms.
+    best, runs = _worst_health_wait(base, BGE_LARGE, body)
+    assert best < LOOP_BOUND, runs
+
+
+def test_a_large_openai_body_is_parsed_in_slices(base: str) -> None:
+    text = " ".join(["word,"] * 40_000)  # prose: its commas are inside strings, not between values
+    body = orjson.dumps({"model": "@cf/baai/bge-large-en-v1.5", "input": [text] * 100})
+    best, runs = _worst_health_wait(base, f"/client/v4/accounts/{ACCOUNT}/ai/v1/embeddings", body)
+    assert best < LOOP_BOUND, runs
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    (b'{"text": ["' + b"word " * 400_000 + b'"', "unexpected end of data"),
+    (b'{"text": ["' + b"word " * 400_000 + b'"]} x', "unexpected content after document"),
+    (b'{"text": ["' + b"word " * 400_000 + b'", NaN]}', "unexpected character, expected a JSON value"),
+], ids=["truncated", "trailing", "nan"])
+def test_large_invalid_bodies_get_the_same_error_as_small_ones(base: str, body: bytes, detail: str) -> None:
+    answer = requests.post(base + BGE_LARGE, data=body, timeout=60,
+                           headers={**AUTH, "Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text[:300]
+    assert answer.json()["errors"][0] == {
+        "message": f"AiError: Bad input: Error: request body is not valid JSON ({detail})", "code": 5006}
+    small = requests.post(base + BGE_LARGE, data=body.replace(b"word " * 400_000, b"word"), timeout=60,
+                          headers={**AUTH, "Content-Type": "application/json"})
+    assert small.json()["errors"][0] == answer.json()["errors"][0]
+
+
+def test_a_large_body_with_a_huge_integer_is_still_read(base: str) -> None:
+    # yajl refuses integers past 64 bits where orjson reads them as floats: orjson decides.
+    body = b'{"text": ["' + b"word " * 300_000 + b'"], "x": 123456789012345678901234567890}'
+    answer = requests.post(base + f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/baai/bge-m3", data=body,
+                           headers={**AUTH, "Content-Type": "application/json"}, timeout=60)
+    assert answer.status_code in (200, 400), answer.text[:300]
+    assert "not valid JSON" not in answer.text
 
 
 def test_texts_at_the_limit_are_embedded(base: str) -> None:

@@ -54,10 +54,9 @@ def test_a_body_that_is_not_its_content_encoding_is_a_clean_4xx(
         headers.append((b"Authorization", f"Bearer {TOKEN}".encode()))
     answer = request(server.base, "POST", path, headers, b'{"prompt": "not gzip at all"}')
     if encoding == b"br":
-        # Refused by aiohttp's HTTP parser before any handler runs (no brotli decoder is installed):
-        # its plain-text 400, documented in docs/reliability.md.
-        assert answer.status == 400, answer
-        return
+        # Refused by aiohttp's HTTP parser before any handler runs (no brotli decoder is installed);
+        # answered by the runner's connection handler (limits._CloudflareErrors).
+        assert answer.status == 400 and answer.json()["errors"][0]["code"] == 6003, answer
     if encoding == b"x-nonsense":
         assert answer.status < 500, answer  # an unknown coding is passed through as is
         return
@@ -168,6 +167,44 @@ def test_expect_continue_with_an_allowed_length_gets_100_then_the_answer(server:
     assert invited.interim == [100]
     answer = request(server.base, "POST", RUN, headers, body)
     assert answer.interim == [100] and answer.status == 200, answer
+
+
+@pytest.mark.parametrize("path", ["/__emulator__/stubs", "/__emulator__/clock", "/__emulator__/reset",
+                                  "/__emulator__/usage", "/", f"/binding/{ACCOUNT}"])
+@pytest.mark.parametrize("auth", [True, False], ids=["with-token", "without-auth"])
+def test_expect_continue_past_the_limit_on_other_routes_gets_413_without_100(
+    server: BackgroundServer, path: str, auth: bool
+) -> None:
+    headers = [(b"Content-Type", b"application/json"), (b"Expect", b"100-continue")]
+    if auth:
+        headers.append((b"Authorization", f"Bearer {TOKEN}".encode()))
+    answer = request(server.base, "POST", path, headers, send_body=False, content_length=30_000_000)
+    assert answer.interim == [], f"{path} invited the client to send 30 MB it would refuse"
+    assert answer.status == 413, answer
+    assert_cloudflare_4xx(answer.status, answer.json(), 3006)
+
+
+def test_expect_continue_within_the_limit_on_the_control_plane_gets_100_then_the_answer(
+    server: BackgroundServer,
+) -> None:
+    body = b'{"prompt": "x", "text": "y"}'
+    headers = [(b"Authorization", f"Bearer {TOKEN}".encode()), (b"Content-Type", b"application/json"),
+               (b"Expect", b"100-continue")]
+    answer = request(server.base, "POST", "/__emulator__/stubs", headers, body)
+    assert answer.interim == [100] and answer.status == 201, answer
+    assert requests.delete(server.base + "/__emulator__/stubs", headers=AUTH, timeout=30).ok
+
+
+def test_a_chunked_control_plane_body_past_the_limit_is_a_cloudflare_413(tmp_path: Path) -> None:
+    with live_server(data_dir=tmp_path, token=TOKEN, max_body_bytes=1000) as live:
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while reading
+            yield b'{"prompt": "x", "text": "'
+            yield b"y" * 5000
+            yield b'"}'
+        answer = requests.post(live.base + "/__emulator__/stubs", data=chunks(), timeout=30,
+                               headers={**AUTH, "Content-Type": "application/json"})
+    assert answer.status_code == 413, answer.text
+    assert_cloudflare_4xx(answer.status_code, answer.json(), 3006)
 
 
 def test_a_parse_error_log_line_does_not_print_credential_headers(tmp_path: Path) -> None:

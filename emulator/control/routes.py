@@ -27,8 +27,8 @@ from emulator.control.request_log import LOG_SIZE
 from emulator.control.scope import ACCOUNT_ID, SpecError
 from emulator.control.shared import WORKER_GROUP
 from emulator.control.stubs import StubSet
-from emulator.errors import CFError
-from emulator.limits import read_body
+from emulator.errors import CFError, ErrorKind
+from emulator.limits import edge_error_response, expect_within_limit, read_body
 from emulator.server.binding import connection_string
 from emulator.server.state import STATE
 from emulator.settings import Mode
@@ -75,6 +75,8 @@ def guarded(handler: Handler) -> Handler:
             return await handler(request)
         except SpecError as exc:
             return _problem(400, str(exc))
+        except web.HTTPRequestEntityTooLarge:  # a chunked body past the limit: the AI routes' 413
+            return edge_error_response(CFError(ErrorKind.TOO_LARGE))
 
     return wrapper
 
@@ -344,19 +346,24 @@ def install(app: web.Application) -> None:
     state.ledger.clock = plane.clock
     state.request_log = plane.log  # the dispatcher records every Cloudflare-namespace request in it
     router = app.router
-    router.add_get(f"{PREFIX}/health", health)
-    router.add_post(f"{PREFIX}/reset", guarded(reset))
-    router.add_get(f"{PREFIX}/requests", guarded(requests_log))
-    router.add_get(f"{PREFIX}/requests/{{id:\\d+}}", guarded(request_detail))
-    router.add_get(f"{PREFIX}/usage", guarded(usage))
-    router.add_get(f"{PREFIX}/usage/hourly", guarded(usage_hourly))
-    router.add_get(f"{PREFIX}/clock", guarded(get_clock))
-    router.add_post(f"{PREFIX}/clock", guarded(set_clock))
-    router.add_post(f"{PREFIX}/mode", guarded(set_mode))
+
+    def add(method: str, path: str, handler: Handler) -> None:
+        # Size first: a body announced past the limit is refused before `100 Continue` is sent.
+        router.add_route(method, path, handler, expect_handler=expect_within_limit)
+
+    add("GET", f"{PREFIX}/health", health)
+    add("POST", f"{PREFIX}/reset", guarded(reset))
+    add("GET", f"{PREFIX}/requests", guarded(requests_log))
+    add("GET", f"{PREFIX}/requests/{{id:\\d+}}", guarded(request_detail))
+    add("GET", f"{PREFIX}/usage", guarded(usage))
+    add("GET", f"{PREFIX}/usage/hourly", guarded(usage_hourly))
+    add("GET", f"{PREFIX}/clock", guarded(get_clock))
+    add("POST", f"{PREFIX}/clock", guarded(set_clock))
+    add("POST", f"{PREFIX}/mode", guarded(set_mode))
     for kind in ("stubs", "faults"):
-        add, listing, clear, delete_one = _collection(kind)
-        router.add_post(f"{PREFIX}/{kind}", guarded(add))
-        router.add_get(f"{PREFIX}/{kind}", guarded(listing))
-        router.add_delete(f"{PREFIX}/{kind}", guarded(clear))
-        router.add_delete(f"{PREFIX}/{kind}/{{key}}", guarded(delete_one))
+        add_one, listing, clear, delete_one = _collection(kind)
+        add("POST", f"{PREFIX}/{kind}", guarded(add_one))
+        add("GET", f"{PREFIX}/{kind}", guarded(listing))
+        add("DELETE", f"{PREFIX}/{kind}", guarded(clear))
+        add("DELETE", f"{PREFIX}/{kind}/{{key}}", guarded(delete_one))
     install_dashboard(app)

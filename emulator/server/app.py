@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import HttpVersion11, web
+from aiohttp import web
 
 from emulator.accounting.ledger import Ledger, Plan
 from emulator.accounting.pricing import load_prices
@@ -14,7 +14,7 @@ from emulator.control.routes import guarded
 from emulator.control.routes import install as install_control
 from emulator.control.shared import WORKER_GROUP
 from emulator.errors import CFError, ErrorKind
-from emulator.limits import read_body
+from emulator.limits import expect_within_limit, read_body, send_continue
 from emulator.quirks import enabled
 from emulator.server import binding, edge, gateway, native, relay
 from emulator.server.answer_cache import AnswerCache, request_key
@@ -156,17 +156,13 @@ def _is_websocket(request: web.Request) -> bool:
     return request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-async def expect_continue(request: web.Request) -> web.Response | None:
-    """`Expect: 100-continue`: a body announced larger than the limit gets its 413 instead of an
-    invitation to send it; anything else gets `100 Continue`. Other Expect values are ignored."""
-    length = request.content_length
-    if (length is not None and length > request.app[STATE].settings.max_body_bytes
-            and not _own_body_limit(request)):
-        return _error(request, CFError(ErrorKind.TOO_LARGE))
-    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the answer's own size starts after the interim line
-    return None
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue` on the Cloudflare namespace: the size check of `limits.expect_within_limit`,
+    except on routes with their own body limit (fine-tune assets), which are invited as they are."""
+    if _own_body_limit(request):
+        await send_continue(request)
+        return None
+    return await expect_within_limit(request)
 
 
 def _error(request: web.Request, error: CFError) -> web.Response:

@@ -30,7 +30,7 @@ from yarl import URL
 
 from emulator.call import BinaryInput, Call, Surface
 from emulator.errors import CFError, ErrorKind, Layer
-from emulator.limits import read_body
+from emulator.limits import expect_within_limit, read_body
 from emulator.server import binding_markdown, native
 from emulator.server.catalog_api import search_models
 from emulator.server.edge import check_size
@@ -95,9 +95,8 @@ def install(app: web.Application, fallback: Handler) -> None:
 
     app[SOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(_close_sockets)
-    app.router.add_route("*", "/", entry)
-    app.router.add_route("*", PATH, entry)
-    app.router.add_route("*", PATH + "/", entry)
+    for path in ("/", PATH, PATH + "/"):
+        app.router.add_route("*", path, entry, expect_handler=expect_within_limit)
 
 
 async def hold_rpc_socket(request: web.Request) -> web.StreamResponse:

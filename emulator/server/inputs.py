@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import time
+import weakref
 from typing import Any
 
+import ijson  # type: ignore[import-untyped]
 import orjson
 from aiohttp import web
 
 from emulator.call import BinaryInput
 from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
-from emulator.limits import check_depth
+from emulator.limits import (
+    INCREMENTAL_JSON_BYTES,
+    INCREMENTAL_JSON_BYTES_PER_VALUE,
+    JSON_CHUNK_BYTES,
+    LOOP_SLICE_SECONDS,
+    check_depth,
+)
 from emulator.quirks import enabled
 
 JSON_TYPES = ("application/json", "text/json", "application/x-ndjson")
@@ -30,6 +41,91 @@ def parse_json(raw: bytes) -> Any:
     return value
 
 
+async def parse_json_body(raw: bytes) -> Any:
+    """`parse_json` that never holds the event loop for long: a body of INCREMENTAL_JSON_BYTES or
+    more is fed to a push parser (ijson, yajl2_c) in JSON_CHUNK_BYTES pieces, yielding to the loop
+    every LOOP_SLICE_SECONDS. orjson stays the parser of every smaller body, and the judge of every
+    body the push parser refuses, so errors read the same whatever the size."""
+    if len(raw) < INCREMENTAL_JSON_BYTES or _values(raw) * INCREMENTAL_JSON_BYTES_PER_VALUE > len(raw):
+        return parse_json(raw)
+    try:
+        value = await _parse_in_slices(raw)
+    except ijson.JSONError:
+        detail = await _orjson_error(raw)
+        if detail is None:
+            # Valid JSON the push parser cannot take (integers past 64 bits): orjson, on the loop.
+            return parse_json(raw)
+        raise CFError(ErrorKind.INVALID_JSON, detail=detail) from None
+    check_depth(value)
+    return value
+
+
+def _values(raw: bytes, windows: int = 16, width: int = 64 * 1024) -> int:
+    """Roughly how many values a JSON text holds, from `windows` samples spread over it and scaled up
+    (scanning all 20 MB would hold the loop ~20 ms on a busy machine): half its quotes (strings and
+    keys) plus its commas weighted by the share of digits (arrays of numbers; commas inside prose,
+    where digits are rare, are not values)."""
+    step = max(len(raw) // windows, width)
+    estimate = 0.0
+    seen = 0
+    for start in range(0, len(raw), step):
+        window = raw[start:start + width]
+        digits = len(window) - len(window.translate(None, b"0123456789"))
+        estimate += window.count(b'"') / 2 + window.count(b",") * digits / max(len(window), 1)
+        seen += len(window)
+    return int(estimate * len(raw) / max(seen, 1)) + 1
+
+
+class _Document:
+    """Receives the one top-level value an ijson `items_coro` with prefix "" builds."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def send(self, value: Any) -> None:
+        self.values.append(value)
+
+
+async def _parse_in_slices(raw: bytes) -> Any:
+    document = _Document()
+    parser = ijson.items_coro(document, "", use_float=True)
+    view = memoryview(raw)
+    started = time.perf_counter()
+    for offset in range(0, len(raw), JSON_CHUNK_BYTES):
+        parser.send(bytes(view[offset:offset + JSON_CHUNK_BYTES]))
+        if time.perf_counter() - started > LOOP_SLICE_SECONDS:
+            await asyncio.sleep(0)
+            started = time.perf_counter()
+    parser.close()
+    return document.values[0]
+
+
+# Runs in a child process: prints orjson's complaint about stdin, or nothing when it is valid JSON.
+_ORJSON_VERDICT = (
+    "import sys, orjson\n"
+    "try:\n    orjson.loads(sys.stdin.buffer.read())\n"
+    "except orjson.JSONDecodeError as exc:\n    sys.stdout.write(str(exc))\n"
+)
+
+
+# At most this many verdict processes at once per event loop: many large invalid bodies queue.
+MAX_VERDICT_PROCESSES = 2
+_VERDICT_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
+
+
+async def _orjson_error(raw: bytes) -> str | None:
+    """orjson's error kind for a large body (parsed in a child process, off the loop), None if valid."""
+    slots = _VERDICT_SLOTS.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(MAX_VERDICT_PROCESSES))
+    async with slots:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _ORJSON_VERDICT, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await child.communicate(raw)
+    message = out.decode("utf-8", "replace")
+    return message.split(":", 1)[0] if message else None
+
+
 async def read_inputs(request: web.Request, raw: bytes) -> dict[str, Any] | BinaryInput:
     """JSON bodies become dicts; multipart a form; anything else (audio, images) raw bytes."""
     content_type = request.content_type or ""
@@ -44,7 +140,7 @@ async def read_inputs(request: web.Request, raw: bytes) -> dict[str, Any] | Bina
     if is_json_type(content_type) or (looks_json and content_type in LOOSE_TYPES):
         if not stripped:
             return {}
-        value = parse_json(raw)
+        value = await parse_json_body(raw)
         if isinstance(value, list):
             _non_object(value)
         if not isinstance(value, dict):

@@ -22,7 +22,7 @@ from emulator.errors import CFError, ErrorKind
 from emulator.limits import read_body
 from emulator.quirks import enabled
 from emulator.server.finetunes import resolve_lora
-from emulator.server.inputs import parse_json, validate
+from emulator.server.inputs import parse_json_body, validate
 from emulator.server.native import answer_headers, lookup_model, render_native
 from emulator.server.paths import Kind, Route
 from emulator.server.pipeline import answered, execute
@@ -63,7 +63,7 @@ def _mismatch(pointer: str, value: Any, expected: str) -> str:
 
 async def read_openai_body(request: web.Request) -> tuple[bytes, dict[str, Any]]:
     raw = await read_body(request)
-    body = parse_json(raw) if raw.strip() else {}
+    body = await parse_json_body(raw) if raw.strip() else {}
     if not isinstance(body, dict):
         raise CFError(ErrorKind.BAD_INPUT, detail=_mismatch("/", body, "object"))
     return raw, body
