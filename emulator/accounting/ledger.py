@@ -54,7 +54,7 @@ __all__ = [
 
 MEMORY = ":memory:"
 RATE_WINDOW_SECONDS = 60.0
-# Reason → Workers AI error code the server answers with (reference §3, §7, §8).
+# Reason → Workers AI error code the server answers with (docs/errors.md).
 REFUSAL_CODES: dict[str, int] = {"daily_limit": 4006, "requires_paid": 5035, "rate_limited": 3040}
 
 _SCHEMA = """

@@ -1,4 +1,4 @@
-"""Realtime models over WebSocket: a GET upgrade of `…/ai/run/{model}` (reference §5.5; Cloudflare's
+"""Realtime models over WebSocket: a GET upgrade of `…/ai/run/{model}` (Cloudflare's
 changelog of 2025-08-27 connects to
 `wss://api.cloudflare.com/client/v4/accounts/{id}/ai/run/@cf/deepgram/aura-1` with the usual
 `Authorization` header).
