@@ -31,7 +31,8 @@ def _ledger_path(data_dir: Path | None, ledger: Path | None) -> Path:
 
 
 def _money(value: float) -> str:
-    return f"${value:,.6f}"
+    # A ledger figure is a multiple of 0.01 neurons ($0.00000011): 8 decimals show every one exactly.
+    return f"${value:,.8f}"
 
 
 def _neurons(value: float) -> str:
@@ -74,8 +75,8 @@ def render_usage(report: UsageReport, days: list[date]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _remote_report(host: str, port: int, token: str | None, day: datetime | None,
-                   account: str | None) -> UsageReport:
+def remote_report(host: str, port: int, token: str | None, day: datetime | None = None,
+                  account: str | None = None) -> UsageReport:
     """The usage report of a running server, from its control plane."""
     from emulator.client import EmulatorClient, EmulatorError
 
@@ -112,7 +113,7 @@ def usage(day: datetime | None, as_json: bool, port: int | None, host: str, toke
     if port is not None:
         if data_dir is not None or ledger is not None:
             raise click.UsageError("give --port, or --data-dir / --ledger, not both")
-        report = _remote_report(host, port, token, day, account)
+        report = remote_report(host, port, token, day, account)
         days: list[date] = []
     else:
         path = _ledger_path(data_dir, ledger)
@@ -127,10 +128,17 @@ def usage(day: datetime | None, as_json: bool, port: int | None, host: str, toke
         click.echo(report.model_dump_json(indent=2))
     else:
         click.echo(render_usage(report, days), nl=False)
-    if max_neurons is not None and report.neurons > max_neurons:
-        click.echo(f"over budget: {report.neurons:,.2f} neurons spent, more than --max-neurons "
-                   f"{max_neurons:,.2f}", err=True)
+    if over_budget(report, max_neurons):
         raise SystemExit(1)
+
+
+def over_budget(report: UsageReport, max_neurons: float | None) -> bool:
+    """Whether the report spent more than `max_neurons` (saying so on stderr); never without a budget."""
+    if max_neurons is None or report.neurons <= max_neurons:
+        return False
+    click.echo(f"over budget: {report.neurons:,.2f} neurons spent, more than --max-neurons "
+               f"{max_neurons:,.2f}", err=True)
+    return True
 
 
 def _usage_from(model: str, rule: str, opts: dict[str, Any]) -> Usage:
