@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator.cassettes import load_cassette
 from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN, FakeUpstream
 from tests.serving import serve
 
@@ -150,3 +151,33 @@ def test_stop_with_max_neurons_still_stops_a_server_whose_usage_it_cannot_read(t
     assert out.returncode == 1
     assert "refused the usage report" in out.stderr and "budget could not be checked" in out.stderr
     assert "stopped pid" in out.stdout and not pid_file.exists() and not _answers(port)
+
+
+async def test_two_servers_record_into_one_committed_cassette_folder_and_leave_only_the_cassette(
+    tmp_path: Path,
+) -> None:
+    """Two `serve` processes in replay-or-record mode share a cassette over real HTTP: every new call of
+    both ends up in it, and the folder holds the cassette and nothing else (no lock files)."""
+    upstream = FakeUpstream()
+    await upstream.start()
+    folder = tmp_path / "tests" / "cassettes"
+    try:
+        env = {"CLOUDFLARE_API_TOKEN": REAL_TOKEN, "CLOUDFLARE_ACCOUNT_ID": REAL_ACCOUNT}
+        args = ("--mode", "replay-or-record", "--upstream", upstream.base, "--cassette-dir", str(folder),
+                "--cassette", "shared")
+
+        def run() -> None:
+            with serve(*args, env=env, data_dir=tmp_path / "a") as (first, _), \
+                    serve(*args, env=env, data_dir=tmp_path / "b") as (second, _):
+                for i in range(5):
+                    for n, base in enumerate((first, second)):
+                        url = f"{base}/client/v4/accounts/{ACCOUNT}/ai/run/{LLAMA}"
+                        post(url, json.dumps({"prompt": f"server {n} call {i}"}).encode(), AUTH)
+
+        await asyncio.to_thread(run)
+    finally:
+        await upstream.stop()
+    assert sorted(p.name for p in folder.iterdir()) == ["shared.json"]
+    recorded = load_cassette((folder / "shared.json").read_bytes()).interactions
+    prompts = {interaction.request.body.json_["prompt"] for interaction in recorded}
+    assert prompts == {f"server {n} call {i}" for n in range(2) for i in range(5)}
