@@ -146,7 +146,8 @@ async def _finish(request: web.Request, state: ServerState, call: Call, session:
     if state.control is not None:
         state.control.session_closed(call, neurons=neurons, cut=sender.cut)
     try:
-        await charge(state, call.account_id, call.model, neurons, request_id=call.request_id)
+        await charge(state, call.account_id, call.model, neurons, surface=call.surface.value,
+                     request_id=call.request_id)
     except CFError as exc:  # the session crossed the free allowance: already served, recorded as refused
         log.info("realtime session %s not charged: %s", call.request_id, exc.message)
 
