@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from aiohttp import WSMsgType, web
 
 from emulator.accounting.billing import billed_neurons
-from emulator.call import Call, Surface
+from emulator.call import Call, CallReport, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.fakes.seed import derive_seed
@@ -31,7 +32,7 @@ from emulator.realtime.smart_turn import SmartTurnSession
 from emulator.server.native import lookup_model
 from emulator.server.paths import Route
 from emulator.server.pipeline import admit, charge
-from emulator.server.render import SESSION_SUMMARY
+from emulator.server.render import CALL_REPORT, SESSION_SUMMARY
 from emulator.server.state import ServerState, SessionFaults
 
 log = logging.getLogger("workers_ai_emulator")
@@ -101,14 +102,17 @@ async def handle_realtime(request: web.Request, route: Route, state: ServerState
                 request_id=request_id, path=request.path, query=query, stream=True,
                 gateway_id=route.gateway_id, headers=dict(request.headers))
     admit(state, route.account_id, model, request_id)
-    faults = SessionFaults() if state.control is None else await state.control.open_session(call)
+    if state.control is None:
+        faults, report = SessionFaults(), CallReport.of(call, source=state.backend.name)
+    else:
+        faults, report = await state.control.open_session(call)
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, receive_timeout=IDLE_SECONDS)
     await ws.prepare(request)
     sender = Sender(ws, session, faults.delay, faults.cut_after)
     try:
         await _converse(ws, session, sender)
     finally:
-        await _finish(request, state, call, session, sender, ws)
+        await _finish(request, state, call, session, sender, ws, report)
     return ws
 
 
@@ -135,7 +139,7 @@ async def _converse(ws: web.WebSocketResponse, session: Session, sender: Sender)
 
 
 async def _finish(request: web.Request, state: ServerState, call: Call, session: Session, sender: Sender,
-                  ws: web.WebSocketResponse) -> None:
+                  ws: web.WebSocketResponse, report: CallReport) -> None:
     if sender.cut:
         if request.transport is not None:
             request.transport.abort()  # the connection drops, as a network failure would
@@ -143,8 +147,7 @@ async def _finish(request: web.Request, state: ServerState, call: Call, session:
         await ws.close()
     neurons = billed_neurons(state.prices.websocket_neurons(call.model.name, session.usage))
     ws[SESSION_SUMMARY] = {**session.summary(), "model": call.model.name, "cut": sender.cut}
-    if state.control is not None:
-        state.control.session_closed(call, neurons=neurons, cut=sender.cut)
+    ws[CALL_REPORT] = replace(report, neurons=neurons, cut=sender.cut)
     try:
         await charge(state, call.account_id, call.model, neurons, surface=call.surface.value,
                      request_id=call.request_id)
