@@ -1,4 +1,4 @@
-"""Convert the real captures in ../shared/reference/real-responses into shipped replay cassettes in fixtures/.
+"""Convert the real captures shipped in fixtures/observations/ into replay cassettes in fixtures/real/.
 
 Run from the repository root: ``.venv/bin/python -m contract.build_fixtures`` (its output is committed).
 Each cassette holds the real response bytes of one capture and says, in ``source``, which file it came
@@ -23,30 +23,12 @@ from emulator.cassettes.format import SSEEvent, split_sse
 from emulator.settings import DEFAULT_ACCOUNT
 
 ROOT = Path(__file__).resolve().parent.parent
-REAL = (ROOT / ".." / "shared" / "reference" / "real-responses").resolve()
 OUT = ROOT / "fixtures" / "real"
 MEDIA = ROOT / "fixtures" / "media"
-OBSERVATIONS = ROOT / "fixtures" / "observations"
-# Captures that cannot become a replayable interaction (no status, an elided body, a binding result, a
-# quoted note), copied verbatim so the project's docs and checks can cite them; contract/test_recorded.py
-# says, for each, why it is not replayed.
-OBSERVED = (
-    "INDEX.md",
-    "binding-results-observed-2026-10.json",
-    "err-3040-capacity.json",
-    "err-4006-daily-neurons-binding-and-misc.json",
-    "err-5007-unknown-model-observations.json",
-    "err-7009-upstream-unavailable.json",
-    "err-aigateway-2005-2008-compat.json",
-    "err-rest-envelopes-notebook-2024.json",
-    "err-timeout-and-misc-uncertain.json",
-    "gateway-errors-2021-2045-2003-5017.json",
-    "headers-and-billing-observed.json",
-    "run-classify-translate-summarize-notebook.json",
-    "run-toolcalls-native-llama31-2024-07.json",
-    "v1-chat-nonstream-gemma4-toolcall-gateway-2026-05.json",
-    "v1-embeddings-base64-ignored-observation-2026-08.json",
-)
+# Every capture, verbatim as published (fixtures/observations/INDEX.md names each one's public source).
+# Those that cannot become a replayable interaction (no status, an elided body, a binding result, a
+# quoted note) are only cited there; contract/test_recorded.py says, for each, why it is not replayed.
+REAL = ROOT / "fixtures" / "observations"
 
 # The account id and gateway id the suite uses in place of the captures' placeholders.
 ACCOUNT = DEFAULT_ACCOUNT
@@ -126,7 +108,7 @@ def from_cassette(file: str, path: str, note: str) -> Built:
     inter = data["interactions"][0]
     built = Built(
         file.removesuffix(".cassette.json"),
-        f"converted from shared/reference/real-responses/{file}"
+        f"converted from fixtures/observations/{file}"
         f" ({data['metadata']['name']}, recorded {data['metadata']['recordedAt']}); {note}",
     )
     req, resp = inter["request"], inter["response"]
@@ -169,7 +151,7 @@ def build_all() -> list[Built]:
     kimi = load("gateway-compat-chat-kimi-k26-nonstream.json")
     built = Built(
         "gateway-compat-chat-kimi-k26-nonstream",
-        "converted from shared/reference/real-responses/gateway-compat-chat-kimi-k26-nonstream.json "
+        "converted from fixtures/observations/gateway-compat-chat-kimi-k26-nonstream.json "
         "(blog post; request and body verbatim, the author elided text with '.....')",
     )
     built.add(
@@ -186,7 +168,7 @@ def build_all() -> list[Built]:
     higress = load("v1-chat-nonstream-llama3-8b-higress-2024-07.json")
     built = Built(
         "v1-chat-nonstream-llama3-8b-higress",
-        "converted from shared/reference/real-responses/v1-chat-nonstream-llama3-8b-higress-2024-07.json "
+        "converted from fixtures/observations/v1-chat-nonstream-llama3-8b-higress-2024-07.json "
         "(README example, pretty-printed there; re-compacted with key order kept; request model set to "
         "the @cf id the proxy mapped to)",
     )
@@ -209,7 +191,7 @@ def build_all() -> list[Built]:
     padding = load("run-stream-sse-p-padding-discord-2025-03.json")
     built = Built(
         "run-stream-sse-p-padding",
-        "converted from shared/reference/real-responses/run-stream-sse-p-padding-discord-2025-03.json "
+        "converted from fixtures/observations/run-stream-sse-p-padding-discord-2025-03.json "
         "(events re-typed from a Discord archive; request body not published: a stand-in prompt; "
         "'data: [DONE]' appended as in run-stream-sse-secton-proxy-2025-06.sse)",
     )
@@ -231,7 +213,7 @@ def build_all() -> list[Built]:
         secton = secton.rstrip(b"\n") + b"\n\n"
     built = Built(
         "run-stream-sse-secton-proxy",
-        "converted from shared/reference/real-responses/run-stream-sse-secton-proxy-2025-06.sse "
+        "converted from fixtures/observations/run-stream-sse-secton-proxy-2025-06.sse "
         "(UNCERTAIN: relayed by a third-party proxy; model and request not published: stand-ins)",
     )
     built.add(
@@ -249,7 +231,7 @@ def build_all() -> list[Built]:
     whisper = load("run-whisper-rest-envelope-2024-03.json")
     built = Built(
         "run-whisper-rest-envelope",
-        "converted from shared/reference/real-responses/run-whisper-rest-envelope-2024-03.json "
+        "converted from fixtures/observations/run-whisper-rest-envelope-2024-03.json "
         "(response envelope verbatim, re-compacted; the mp3 request body was not published: "
         "fixtures/media/tone.wav stands in)",
     )
@@ -267,7 +249,7 @@ def build_all() -> list[Built]:
     resnet = load("run-resnet50-rest-envelope-2024-01.json")
     built = Built(
         "run-resnet50-rest-envelope",
-        "converted from shared/reference/real-responses/run-resnet50-rest-envelope-2024-01.json "
+        "converted from fixtures/observations/run-resnet50-rest-envelope-2024-01.json "
         "(response envelope verbatim; the jpeg request body was not published: "
         "fixtures/media/small.jpg stands in)",
     )
@@ -285,7 +267,7 @@ def build_all() -> list[Built]:
     notebook = load("run-classify-translate-summarize-notebook.json")
     built = Built(
         "run-classify-translate-notebook",
-        "converted from shared/reference/real-responses/run-classify-translate-summarize-notebook.json "
+        "converted from fixtures/observations/run-classify-translate-summarize-notebook.json "
         "(request and result verbatim; only the result was printed, so the documented success "
         "envelope {result,success,errors,messages} is put around it)",
     )
@@ -310,7 +292,7 @@ def build_all() -> list[Built]:
     auth = load("err-10000-auth.json")["samples"][0]
     built = Built(
         "err-10000-auth",
-        "converted from shared/reference/real-responses/err-10000-auth.json (status and body verbatim; "
+        "converted from fixtures/observations/err-10000-auth.json (status and body verbatim; "
         "request body not published: a stand-in prompt)",
     )
     built.add(
@@ -328,7 +310,7 @@ def build_all() -> list[Built]:
     bad = "not-an-account-id"
     built = Built(
         "err-7003-could-not-route-v1",
-        "converted from shared/reference/real-responses/err-7003-could-not-route-v1.json (body verbatim "
+        "converted from fixtures/observations/err-7003-could-not-route-v1.json (body verbatim "
         f"except the redacted path segment, replaced by '{bad}' as in the request; status 404)",
     )
     body = route["body_raw"].replace("<ACCOUNT_ID_SLOT_CONTAINED_TOKEN>", bad)
@@ -347,7 +329,7 @@ def build_all() -> list[Built]:
     content = load("err-5006-schema-v1-content-array.json")
     built = Built(
         "err-5006-schema-v1-content-array",
-        "converted from shared/reference/real-responses/err-5006-schema-v1-content-array.json (status and "
+        "converted from fixtures/observations/err-5006-schema-v1-content-array.json (status and "
         "body verbatim; model and request not published: a llama-3-8b request with an array content, "
         "which the message describes)",
     )
@@ -369,7 +351,7 @@ def build_all() -> list[Built]:
     flux = load("err-5006-flux-width-height.json")
     built = Built(
         "err-5006-flux-width-height",
-        "converted from shared/reference/real-responses/err-5006-flux-width-height.json (body verbatim; "
+        "converted from fixtures/observations/err-5006-flux-width-height.json (body verbatim; "
         "request values not published: stand-ins with the same fields; status not printed: 400 as for "
         "every other 5006 capture)",
     )
@@ -388,7 +370,7 @@ def build_all() -> list[Built]:
     gw = load("err-aigateway-2005-2008-compat.json")["samples"][1]
     built = Built(
         "err-aigateway-2008-invalid-provider",
-        "converted from shared/reference/real-responses/err-aigateway-2005-2008-compat.json (2008 body and "
+        "converted from fixtures/observations/err-aigateway-2005-2008-compat.json (2008 body and "
         "status verbatim; request not published: a model id without the 'workers-ai/' prefix, as the "
         "issue describes)",
     )
@@ -414,9 +396,6 @@ def main() -> int:
     MEDIA.mkdir(parents=True, exist_ok=True)
     (MEDIA / "tone.wav").write_bytes(tone_wav())
     (MEDIA / "small.jpg").write_bytes(small_jpeg())
-    OBSERVATIONS.mkdir(parents=True, exist_ok=True)
-    for name in OBSERVED:
-        (OBSERVATIONS / name).write_bytes((REAL / name).read_bytes())
     for built in build_all():
         cassette = Cassette(
             name=f"real/{built.name}",

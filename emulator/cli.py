@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from emulator.accounting.cli import COMMANDS as ACCOUNTING_COMMANDS
+from emulator.accounting.cli import over_budget, remote_report, render_usage
 from emulator.docgen import quirks as quirks_doc
 from emulator.launch import detach
 from emulator.launch.banner import RECORDING_MODES, banner, cassette_path, interactions_in, shutdown_summary
@@ -393,9 +394,31 @@ async def run_server(settings: Settings) -> None:
     show_default=True,
     help="Seconds to wait after SIGTERM before SIGKILL.",
 )
-def stop_command(pid_file: Path | None, port: int, timeout: float) -> None:
-    """Stop a server started with `serve --background` (SIGTERM, then SIGKILL) and remove its pid file."""
+@click.option(
+    "--max-neurons",
+    type=float,
+    metavar="N",
+    help="First print the usage table of the server on --port; after stopping it, exit 1 when the "
+    "day's neurons exceed N (a CI budget).",
+)
+@click.option("--token", envvar=env("TOKEN"), help="With --max-neurons: the server's --token, if any.")
+def stop_command(pid_file: Path | None, port: int, timeout: float, max_neurons: float | None,
+                 token: str | None) -> None:
+    """Stop a server started with `serve --background` (SIGTERM, then SIGKILL) and remove its pid file;
+    --max-neurons prints its usage first and fails a CI job over budget."""
+    report, unread = None, None
+    if max_neurons is not None:
+        try:
+            report = remote_report("127.0.0.1", port, token)
+        except click.ClickException as exc:
+            unread = exc  # the server is still stopped; the job fails below
+        else:
+            click.echo(render_usage(report, []), nl=False)
     detach.stop(pid_file or detach.default_pid_file(port), timeout)
+    if unread is not None:
+        raise click.ClickException(f"{unread.message}; the --max-neurons budget could not be checked")
+    if report is not None and over_budget(report, max_neurons):
+        raise SystemExit(1)
 
 
 @main.command("quirks")

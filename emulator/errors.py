@@ -157,12 +157,12 @@ CATALOGUE: dict[ErrorKind, ErrorSpec] = {
     ErrorKind.RESPONSES_STREAM: ErrorSpec(
         5006, 400, "AiError: Bad input: Error: /v1/responses supports only stream: false"
     ),
-    # AI Gateway (real-responses/err-aigateway-2005-2008-compat.json).
+    # AI Gateway (fixtures/observations/err-aigateway-2005-2008-compat.json).
     ErrorKind.INVALID_PROVIDER: ErrorSpec(2008, 400, "Invalid provider", Layer.GATEWAY),
     # Catalog API query errors (codes undocumented: emulator's choice, see server/catalog_api.py).
     ErrorKind.INVALID_QUERY: ErrorSpec(1001, 400, "Invalid query parameter '{name}': {detail}", Layer.EDGE),
     ErrorKind.MISSING_QUERY: ErrorSpec(1001, 400, "Missing required query parameter '{name}'", Layer.EDGE),
-    # Async batch (reference §6; codes are the emulator's choice, see emulator/server/batch.py).
+    # Async batch (codes are the emulator's choice, see emulator/server/batch.py).
     ErrorKind.BATCH_UNSUPPORTED: ErrorSpec(
         5006, 400, "AiError: Bad input: Error: {model} does not support async batch requests (queueRequest)"
     ),

@@ -219,8 +219,9 @@ def parse_neurons(value: object) -> float | None:
 KEEPALIVE_TIMEOUT = 75.0  # idle connections (before the first request too) are closed after this
 BODY_READ_TIMEOUT = 60.0  # a request body must arrive within this many seconds (else 408 / 3007)
 SHUTDOWN_TIMEOUT = 5.0
-BODY_TIMED_OUT = "workers_ai_emulator.body_timed_out"
-BODY = "workers_ai_emulator.body"  # the bytes `read_body` returned, kept on the request
+BODY_TIMED_OUT: web.RequestKey[bool] = web.RequestKey("workers_ai_emulator.body_timed_out", bool)
+# The bytes `read_body` returned, kept on the request.
+BODY: web.RequestKey[bytes] = web.RequestKey("workers_ai_emulator.body", bytes)
 
 
 def runner_for(app: web.Application, **overrides: Any) -> web.AppRunner:

@@ -1,4 +1,4 @@
-"""A real local aiohttp server answering like api.cloudflare.com (bodies from reference/real-responses/)."""
+"""A real local aiohttp server answering like api.cloudflare.com (bodies from fixtures/observations/)."""
 
 from __future__ import annotations
 

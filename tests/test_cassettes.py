@@ -38,6 +38,7 @@ from emulator.cassettes import (
     normalise_path,
     request_key,
 )
+from emulator.cassettes.format import is_lines_format
 from emulator.cassettes.match import normalise_request
 from tests.conftest import ACCOUNT
 
@@ -588,6 +589,28 @@ def test_concurrent_appends_from_processes_lose_nothing(tmp_path: Path) -> None:
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     assert failures == []
     _assert_complete(CassetteStore(tmp_path), "sub/p", 4, 15)
+    # The lock is the folder itself: nothing but the cassette lands in a committed cassettes folder.
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["p.json"]
+
+
+def test_processes_appending_while_one_converts_a_version_1_cassette_lose_nothing(tmp_path: Path) -> None:
+    """The first append rewrites a version-1 file as version 2 (a new inode, through a temporary file);
+    writers in other processes wait on the same lock, so none appends to the file being replaced."""
+    folder = tmp_path / "cassettes" / "test_module"
+    folder.mkdir(parents=True)
+    (folder / "test_x.json").write_bytes(dump_cassette(Cassette(name="test_module/test_x")))
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(tmp_path / "cassettes"), "test_module/test_x", w, 10))
+             for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    _assert_complete(CassetteStore(tmp_path / "cassettes"), "test_module/test_x", 4, 10)
+    assert is_lines_format((folder / "test_x.json").read_bytes()[:4096])
+    assert sorted(p.name for p in folder.iterdir()) == ["test_x.json"]
+    assert sorted(p.name for p in (tmp_path / "cassettes").iterdir()) == ["test_module"]
 
 
 KILLED_WRITER = """

@@ -67,7 +67,7 @@ async def test_provider_openai_paths_via_gateway(emulator: Emulator) -> None:
 
 async def test_compat_chat_stream_like_the_recording(emulator: Emulator) -> None:
     emulator.state.clock = FixedClock()  # both answers get the same per-call id and time
-    # The body of real-responses/gateway-compat-stream-llama31-8b.cassette.json.
+    # The body of fixtures/observations/gateway-compat-stream-llama31-8b.cassette.json.
     body = {
         "model": f"workers-ai/{LLAMA31}",
         "messages": HELLO,
@@ -120,7 +120,7 @@ async def test_compat_invalid_provider(emulator: Emulator, model: str) -> None:
             gw(emulator, tail), emulator, {"model": model, "messages": HELLO, "input": "x"}
         )
         assert status == 400
-        # Byte-exact body of real-responses/err-aigateway-2005-2008-compat.json.
+        # Byte-exact body of fixtures/observations/err-aigateway-2005-2008-compat.json.
         assert raw == (
             b'{"success":false,"result":[],"messages":[],"error":[{"code":2008,"message":"Invalid '
             b'provider"}],"name":"AiGatewayError","httpCode":400,"internalCode":2008,"message":"Invalid '

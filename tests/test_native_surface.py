@@ -157,7 +157,7 @@ async def test_validation_messages_use_cloudflare_wording(emulator: Emulator) ->
     assert message.startswith(
         "AiError: Bad input: Error: oneOf at '/' not met, 0 matches: required properties at '/' are 'prompt'"
     )
-    # Byte-for-byte the real capture (real-responses/err-5006-schema-v1-content-array.json).
+    # Byte-for-byte the real capture (fixtures/observations/err-5006-schema-v1-content-array.json).
     assert message.endswith("Type mismatch of '/messages/0/content', 'array' not in 'string'")
 
 

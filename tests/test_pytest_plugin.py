@@ -155,3 +155,54 @@ def test_entry_point_loads_by_name_in_a_fresh_process(
     )
     result.assert_outcomes(passed=1)
     assert "Workers AI cost" not in result.stdout.str()
+
+
+def test_a_project_that_turns_warnings_into_errors_passes_and_sees_no_aiohttp_key_warning(
+    pytester: pytest.Pytester,
+) -> None:
+    """aiohttp 3.14 warns (NotAppKeyWarning) on string keys in app, request and response storage; the
+    server runs in the test's process, so such a warning would land in the user's warnings summary, and
+    under `filterwarnings = error` turn each call into a 500. A fresh process, because aiohttp warns
+    once per key per process."""
+    pytester.makeini(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings =\n    error\n"
+    )
+    pytester.makepyfile(f"""
+        import json
+        import urllib.request
+
+        def post(url, body, headers):
+            request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+            with urllib.request.urlopen(request) as response:
+                return response.status, response.read()
+
+        def get(url, token):
+            request = urllib.request.Request(url, headers={{"Authorization": "Bearer " + token}})
+            with urllib.request.urlopen(request) as response:
+                return response.status, response.read()
+
+        def test_every_surface(workers_ai):
+            auth = {{"Authorization": "Bearer " + workers_ai.token, "Content-Type": "application/json"}}
+            url = workers_ai.run_base_url + "/{LLAMA}"
+            for _ in range(2):  # the second answer comes from the answer cache
+                assert post(url, {{"prompt": "hi"}}, auth)[0] == 200
+            status, body = post(url, {{"prompt": "hi", "stream": True}}, auth)
+            assert status == 200 and body.endswith(b"data: [DONE]\\n\\n")
+            reply = workers_ai.openai.chat.completions.create(
+                model="{LLAMA}", messages=[{{"role": "user", "content": "hello"}}])
+            assert reply.choices[0].message.content
+            binding = {{"MF-Binding": "AI", "MF-URL": "https://workers-binding.ai/run?version=3",
+                        "MF-Header-content-type": "application/json",
+                        "MF-Header-cf-consn-model-id": "{LLAMA}"}}
+            status, body = post(workers_ai.base_url + "/", {{"inputs": {{"prompt": "hi"}}, "options": {{}}}},
+                                binding)
+            assert status == 200 and json.loads(body)["response"]
+            workers_ai.stub(model="{LLAMA}", text="stubbed")
+            workers_ai.fault("capacity", model="@cf/baai/bge-base-en-v1.5", nth=1)
+            assert len(workers_ai.requests) == 5 and workers_ai.usage["requests"] == 5
+            assert get(workers_ai.base_url + "/__emulator__/", workers_ai.token)[0] == 200
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "default")
+    result.assert_outcomes(passed=1)
+    assert "NotAppKeyWarning" not in result.stdout.str()
+    assert "warnings summary" not in result.stdout.str()

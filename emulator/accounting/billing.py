@@ -4,8 +4,9 @@ Cloudflare shows a call's cost in the `cf-ai-neurons` header as a 2-decimal stri
 records exactly that figure, so the sum of the headers a client saw equals the ledger total
 (see docs/costs.md for the consequence: calls under 0.005 neurons are recorded as 0.00).
 
-Some newer models also report the cost in the body (reference §4; real-responses/
-binding-results-observed-2026-10.json): LLMs as `usage.neurons`, bge-m3 as a `meta` object.
+Some newer models also report the cost in the body
+(fixtures/observations/binding-results-observed-2026-10.json): LLMs as `usage.neurons`, bge-m3 as a
+`meta` object.
 That body figure is the exact (unrounded) value, as in the captures.
 """
 
@@ -16,7 +17,8 @@ from typing import Any
 from emulator.accounting.pricing import round_neurons
 from emulator.call import Call, Outcome
 
-# Models seen reporting `usage.neurons` in their output (reference §4 and the binding captures).
+# Models seen reporting `usage.neurons` in their output
+# (fixtures/observations/binding-results-observed-2026-10.json).
 USAGE_NEURONS_MODELS = frozenset({
     "@cf/google/gemma-4-26b-a4b-it",
     "@cf/meta/llama-3.2-3b-instruct",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +32,24 @@ def _ledger_path(data_dir: Path | None, ledger: Path | None) -> Path:
 
 
 def _money(value: float) -> str:
-    return f"${value:,.6f}"
+    # A ledger figure is a multiple of 0.01 neurons ($0.00000011): 8 decimals show every one exactly.
+    return f"${value:,.8f}"
 
 
 def _neurons(value: float) -> str:
     return f"{value:,.2f}"
 
 
-def render_usage(report: UsageReport, days: list[date]) -> str:
-    rows = [("model", "requests", "errors", "neurons", "dollars", "refused", "price", "overage")]
+class Grouping(StrEnum):
+    """What the rows of the usage table are."""
+
+    MODEL = "model"
+    SURFACE = "surface"  # the API the calls arrived on (REST run/, OpenAI /v1, the env.AI binding …)
+
+
+def _model_rows(report: UsageReport) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("model", "requests", "errors", "neurons", "dollars", "refused", "price",
+                                    "overage")]
     for m in report.models:
         refused = ", ".join(f"{count}×{code}" for code, count in sorted(m.refusals.items())) or "0"
         billed = report.plan is Plan.PAID and m.overage_neurons > 0
@@ -48,6 +58,20 @@ def render_usage(report: UsageReport, days: list[date]) -> str:
                      "estimated" if m.estimated else "listed", overage))
     rows.append(("TOTAL", str(report.requests), str(report.errors), _neurons(report.neurons),
                  _money(report.dollars), str(report.refused), "estimated" if report.estimated else "", ""))
+    return rows
+
+
+def _surface_rows(report: UsageReport) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("surface", "requests", "errors", "neurons", "dollars")]
+    for s in report.surfaces:
+        rows.append((s.surface, str(s.requests), str(s.errors), _neurons(s.neurons), _money(s.dollars)))
+    rows.append(("TOTAL", str(report.requests), str(report.errors), _neurons(report.neurons),
+                 _money(report.dollars)))
+    return rows
+
+
+def render_usage(report: UsageReport, days: list[date], by: Grouping = Grouping.MODEL) -> str:
+    rows = _surface_rows(report) if by is Grouping.SURFACE else _model_rows(report)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     right = {1, 2, 3, 4}
     out = [f"Workers AI usage on {report.day.isoformat()} (UTC) — account {report.account or 'all'}, "
@@ -74,8 +98,8 @@ def render_usage(report: UsageReport, days: list[date]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _remote_report(host: str, port: int, token: str | None, day: datetime | None,
-                   account: str | None) -> UsageReport:
+def remote_report(host: str, port: int, token: str | None, day: datetime | None = None,
+                  account: str | None = None) -> UsageReport:
     """The usage report of a running server, from its control plane."""
     from emulator.client import EmulatorClient, EmulatorError
 
@@ -104,15 +128,18 @@ def _remote_report(host: str, port: int, token: str | None, day: datetime | None
 @click.option("--daily-neurons", type=float, help="Allowance to report against (default: the server's).")
 @click.option("--max-neurons", type=float, metavar="N",
               help="Exit with status 1 when the day's neurons exceed N (a CI budget).")
+@click.option("--by", type=click.Choice([g.value for g in Grouping]), default=Grouping.MODEL.value,
+              show_default=True, help="One row per model, or per surface the calls arrived on (REST run/, "
+              "OpenAI /v1, gateway compat, env.AI binding, realtime).")
 def usage(day: datetime | None, as_json: bool, port: int | None, host: str, token: str | None,
           data_dir: Path | None, ledger: Path | None, account: str | None, plan: str | None,
-          daily_neurons: float | None, max_neurons: float | None) -> None:
+          daily_neurons: float | None, max_neurons: float | None, by: str) -> None:
     """Per-model requests, errors, neurons and dollars of one UTC day, from a running server (--port)
     or a ledger on disk (--data-dir); --max-neurons fails a CI job over budget."""
     if port is not None:
         if data_dir is not None or ledger is not None:
             raise click.UsageError("give --port, or --data-dir / --ledger, not both")
-        report = _remote_report(host, port, token, day, account)
+        report = remote_report(host, port, token, day, account)
         days: list[date] = []
     else:
         path = _ledger_path(data_dir, ledger)
@@ -126,11 +153,18 @@ def usage(day: datetime | None, as_json: bool, port: int | None, host: str, toke
     if as_json:
         click.echo(report.model_dump_json(indent=2))
     else:
-        click.echo(render_usage(report, days), nl=False)
-    if max_neurons is not None and report.neurons > max_neurons:
-        click.echo(f"over budget: {report.neurons:,.2f} neurons spent, more than --max-neurons "
-                   f"{max_neurons:,.2f}", err=True)
+        click.echo(render_usage(report, days, Grouping(by)), nl=False)
+    if over_budget(report, max_neurons):
         raise SystemExit(1)
+
+
+def over_budget(report: UsageReport, max_neurons: float | None) -> bool:
+    """Whether the report spent more than `max_neurons` (saying so on stderr); never without a budget."""
+    if max_neurons is None or report.neurons <= max_neurons:
+        return False
+    click.echo(f"over budget: {report.neurons:,.2f} neurons spent, more than --max-neurons "
+               f"{max_neurons:,.2f}", err=True)
+    return True
 
 
 def _usage_from(model: str, rule: str, opts: dict[str, Any]) -> Usage:

@@ -53,24 +53,28 @@ class JournalLine:
     status: int
     source: str
     estimated: bool
+    surface: str = ""
 
     def encode(self) -> bytes:
         return encode_line(self.ts, self.account, self.model, self.neurons, self.status, self.source,
-                           self.estimated)
+                           self.estimated, self.surface)
 
     @classmethod
     def decode(cls, line: bytes) -> JournalLine | None:
         try:
-            ts, account, model, neurons, status, source, estimated = orjson.loads(line)
+            # Seven fields: a line without the surface, which a journal left by an older server holds.
+            ts, account, model, neurons, status, source, estimated, *rest = orjson.loads(line)
+            if len(rest) > 1:
+                return None
             return cls(float(ts), str(account), str(model), float(neurons), int(status), str(source),
-                       bool(estimated))
+                       bool(estimated), str(rest[0]) if rest else "")
         except (orjson.JSONDecodeError, TypeError, ValueError):
             return None  # a line torn by a power loss: the charge never reached the disk whole
 
 
 def encode_line(ts: float, account: str, model: str, neurons: float, status: int, source: str,
-                estimated: bool) -> bytes:
-    return orjson.dumps((ts, account, model, neurons, status, source, estimated)) + b"\n"
+                estimated: bool, surface: str) -> bytes:
+    return orjson.dumps((ts, account, model, neurons, status, source, estimated, surface)) + b"\n"
 
 
 class Journal:

@@ -55,7 +55,7 @@ __all__ = [
 
 MEMORY = ":memory:"
 RATE_WINDOW_SECONDS = 60.0
-# Reason → Workers AI error code the server answers with (reference §3, §7, §8).
+# Reason → Workers AI error code the server answers with (docs/errors.md).
 REFUSAL_CODES: dict[ErrorKind, int] = {
     ErrorKind.DAILY_LIMIT: 4006, ErrorKind.REQUIRES_PAID: 5035, ErrorKind.RATE_LIMITED: 3040,
 }
@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS calls (
     neurons   REAL    NOT NULL,
     status    INTEGER NOT NULL,
     source    TEXT    NOT NULL,
-    estimated INTEGER NOT NULL DEFAULT 0
+    estimated INTEGER NOT NULL DEFAULT 0,
+    surface   TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS calls_day_account ON calls (day, account);
 CREATE TABLE IF NOT EXISTS rate_hits (
@@ -114,6 +115,13 @@ DRAIN_BATCH = 512
 # A timed drain finding another worker mid-write tries again this much later, this many times.
 BUSY_RETRY_SECONDS = 0.001
 BUSY_RETRIES = 20
+
+
+# Columns added to a table after ledgers were first written: a ledger file without one gets it (its
+# older rows take the default) when it is opened.
+_ADDED_COLUMNS = (("calls", "surface", "TEXT NOT NULL DEFAULT ''"),)
+# How a call charged without a recorded surface (a row written before the column existed) is shown.
+UNRECORDED_SURFACE = "unrecorded"
 
 
 class WriterBusy(Exception):
@@ -208,6 +216,17 @@ class ModelUsage(BaseModel):
     overage_dollars: float = 0.0
 
 
+class SurfaceUsage(BaseModel):
+    """The charged calls that arrived on one surface (the request log's name for it: native, chat,
+    embeddings, responses, compat_chat, binding, realtime)."""
+
+    surface: str
+    requests: int = 0
+    errors: int = 0
+    neurons: float = 0.0
+    dollars: float = 0.0
+
+
 class UsageReport(BaseModel):
     account: str | None
     day: date
@@ -225,6 +244,7 @@ class UsageReport(BaseModel):
     overage_neurons: float
     overage_dollars: float
     resets_at: datetime
+    surfaces: list[SurfaceUsage] = []  # the same charged calls, per surface
 
 
 def _aware(when: datetime) -> datetime:
@@ -248,21 +268,22 @@ class _Entry:
     status: int
     source: str
     estimated: bool
+    surface: str
 
     @classmethod
     def at(cls, ts: float, account: str, neurons: float, model: str, status: int, source: str,
-           estimated: bool) -> _Entry:
+           estimated: bool, surface: str) -> _Entry:
         day, iso, hour = _utc_hour(int(ts // 3600))
-        return cls(account, ts, day, iso, hour, neurons, model, status, source, estimated)
+        return cls(account, ts, day, iso, hour, neurons, model, status, source, estimated, surface)
 
     def journal_line(self) -> bytes:
         return encode_line(self.ts, self.account, self.model, self.neurons, self.status, self.source,
-                           self.estimated)
+                           self.estimated, self.surface)
 
     @classmethod
     def from_journal(cls, line: JournalLine) -> _Entry:
         return cls.at(line.ts, line.account, line.neurons, line.model, line.status, line.source,
-                      line.estimated)
+                      line.estimated, line.surface)
 
 
 @functools.lru_cache(maxsize=256)
@@ -354,6 +375,9 @@ class Ledger:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+            for table, column, declaration in _ADDED_COLUMNS:
+                if column not in {row[1] for row in c.execute(f"PRAGMA table_info({table})")}:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         self.catch_up()  # journals a killed server left behind
 
     def catch_up(self) -> None:
@@ -500,10 +524,12 @@ class Ledger:
         status: int = 200,
         estimated: bool = False,
         source: str = "mock",
+        surface: str = "",
     ) -> ChargeResult:
-        """Record one finished call. In "mock" mode the emulator priced the call itself, so a model
-        whose price rule is an estimate is marked estimated even if the caller did not say so."""
-        entry = self._entry(account, model, neurons, status, estimated, source)
+        """Record one finished call and the surface it arrived on. In "mock" mode the emulator priced
+        the call itself, so a model whose price rule is an estimate is marked estimated even if the
+        caller did not say so."""
+        entry = self._entry(account, model, neurons, status, estimated, source, surface)
         self.drain()  # in order after the journaled charges
         return self._commit([entry])[0]
 
@@ -516,6 +542,7 @@ class Ledger:
         status: int = 200,
         estimated: bool = False,
         source: str = "mock",
+        surface: str = "",
     ) -> ChargeResult:
         """The server's `charge`, in groups: the charges of one event-loop turn are stored together
         (one copy into the mapped journal, plus an msync when durable; one transaction for an
@@ -523,7 +550,7 @@ class Ledger:
         it survives a kill -9. Storing each charge at once measured slower on the server (about
         +25% CPU a call): the shared pause also batches the answers, so the loop and the kernel
         handle them together instead of one wake-up at a time."""
-        entry = self._entry(account, model, neurons, status, estimated, source)
+        entry = self._entry(account, model, neurons, status, estimated, source, surface)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[ChargeResult] = loop.create_future()
         self._pending.append((entry, waiter))
@@ -624,10 +651,10 @@ class Ledger:
             self._forget(c, journal.name)
 
     def _entry(self, account: str, model: str, neurons: float, status: int, estimated: bool,
-               source: str) -> _Entry:
+               source: str, surface: str) -> _Entry:
         est = estimated or (source == "mock" and self.prices.rule(model).estimated)
         return _Entry.at(self.clock.timestamp(), account, max(0.0, float(neurons)), model, status, source,
-                         est)
+                         est, surface)
 
     def _commit(self, entries: list[_Entry]) -> list[ChargeResult]:
         """Write charges in one transaction; day totals are re-read inside it (other workers' charges
@@ -664,10 +691,10 @@ class Ledger:
               int(e.estimated)) for e in entries],
         )
         c.executemany(
-            "INSERT INTO calls (ts, account, day, hour, model, neurons, status, source, estimated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO calls (ts, account, day, hour, model, neurons, status, source, estimated, surface)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(e.ts, e.account, e.iso, e.hour, e.model, e.neurons,
-              e.status, e.source, int(e.estimated)) for e in entries],
+              e.status, e.source, int(e.estimated), e.surface) for e in entries],
         )
 
     @staticmethod
@@ -733,6 +760,10 @@ class Ledger:
             call_rows = self._conn.execute(
                 f"SELECT account, model, neurons FROM calls WHERE {where} ORDER BY id", args
             ).fetchall()
+            surface_rows = self._conn.execute(
+                f"SELECT surface, COUNT(*), SUM(status >= 400), SUM(neurons) FROM calls WHERE {where}"
+                f" GROUP BY surface", args
+            ).fetchall()
 
         models: dict[str, ModelUsage] = {}
         for model, requests, errors, neurons, est in rows:
@@ -750,6 +781,12 @@ class Ledger:
             mu.refused += int(count)
         self._attribute_overage(models, call_rows)
         ordered = sorted(models.values(), key=lambda m: (-m.neurons, m.model))
+        surfaces = sorted(
+            (SurfaceUsage(surface=surface or UNRECORDED_SURFACE, requests=int(count), errors=int(errors),
+                          neurons=float(neurons), dollars=dollars(float(neurons)))
+             for surface, count, errors, neurons in surface_rows),
+            key=lambda s: (-s.neurons, s.surface),
+        )
 
         totals = [float(t) for _, t in per_account]
         total = sum(m.neurons for m in ordered)
@@ -770,6 +807,7 @@ class Ledger:
             overage_neurons=overage,
             overage_dollars=dollars(overage),
             resets_at=next_reset(d),
+            surfaces=surfaces,
         )
 
     def _attribute_overage(self, models: dict[str, ModelUsage], call_rows: list[tuple]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from emulator.call import Usage
 
-NEURON_USD = 0.011 / 1000  # reference §7: $0.011 per 1,000 neurons
+NEURON_USD = 0.011 / 1000  # $0.011 per 1,000 neurons: https://developers.cloudflare.com/workers-ai/platform/pricing/
 FREE_DAILY_NEURONS = 10_000
 ESTIMATE = "estimate"
 
@@ -65,7 +65,9 @@ def _rule_from(model: str, raw: Mapping[str, Any]) -> PriceRule:
 
 
 class PriceBook:
-    """All price rules plus the §8 rate limits; built from the parsed `prices.json` document."""
+    """All price rules plus the per-task rate limits
+    (https://developers.cloudflare.com/workers-ai/platform/limits/); built from the parsed `prices.json`
+    document."""
 
     def __init__(self, doc: Mapping[str, Any]) -> None:
         self.neuron_usd: float = float(doc.get("neuron_usd", NEURON_USD))

@@ -42,8 +42,10 @@ class CassetteTooLarge(CassetteFormatError):
 class CassetteStore:
     """Cassettes stored as ``<directory>/<name>.json``; names may contain ``/`` for subfolders.
 
-    Writers serialise on an exclusive ``flock`` of ``<name>.lock``. That works across processes and
-    across threads, because each call opens its own file description. Recording appends one line
+    Writers serialise on an exclusive ``flock`` of the cassette's directory. That works across
+    processes and across threads, because each call opens its own file description, and leaves no
+    file beside the cassettes (a lock file would litter a committed cassettes folder; the cassette
+    file itself cannot carry the lock, as whole rewrites replace its inode). Recording appends one line
     (format version 2) and fsyncs it: its cost does not depend on the cassette's size. A reader, or a
     writer killed mid-append, can meet a last line without its newline; loading ignores it and the
     next append cuts it off first. Whole rewrites (`save`, and converting a version-1 file on its first
@@ -69,9 +71,6 @@ class CassetteStore:
         if pure.is_absolute() or any(part in ("", ".", "..") for part in name.split("/")):
             raise InvalidCassetteName(f"cassette name {name!r} must be a relative path without '.' or '..'")
         return self.directory.joinpath(*pure.parts).with_name(pure.name + ".json")
-
-    def _lock_path(self, name: str) -> Path:
-        return self.path(name).with_suffix(".lock")
 
     def exists(self, name: str) -> bool:
         """Whether the cassette file exists."""
@@ -184,9 +183,9 @@ class CassetteStore:
 
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[None]:
-        lock_path = self._lock_path(name)
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        folder = self.path(name).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

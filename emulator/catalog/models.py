@@ -20,7 +20,8 @@ TASK_SCHEMA_DONORS: dict[str, str] = {
     "Text Generation": "@cf/meta/llama-3.1-8b-instruct",
     "Text Embeddings": "@cf/baai/bge-base-en-v1.5",
 }
-# Frontier models saved header-only (reference §10) take the OpenAI-style schema of their family.
+# Frontier models whose catalog copy holds only the header (no schema) take the OpenAI-style schema of
+# their family.
 FRONTIER_SCHEMA_DONOR = "@cf/moonshotai/kimi-k2.6"
 EXTRA_MODELS_FILE = "_extra_models.json"
 

@@ -1,4 +1,7 @@
-"""Async batch (`POST run/{model}?queueRequest=true`, reference §6): an in-memory queue on the server state.
+"""Async batch (`POST run/{model}?queueRequest=true`): an in-memory queue on the server state.
+
+Cloudflare documents the submit and poll bodies at
+https://developers.cloudflare.com/workers-ai/features/batch-api/.
 
 Choices (Cloudflare does not document them):
 - Only models whose catalog property `async_queue` is "true" accept a batch; others get 5006

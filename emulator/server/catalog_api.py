@@ -1,6 +1,6 @@
 """The catalog API: `models/search`, `models/schema`, `tasks/search` and `authors/search` under `…/ai/`.
 
-Choices where Cloudflare's behaviour is undocumented (reference open question 7), kept here in one place:
+Choices where Cloudflare's behaviour is undocumented, kept here in one place:
 
 - Paging: `page` starts at 1, `per_page` defaults to `DEFAULT_PER_PAGE` (50) and may be 1…`MAX_PER_PAGE`
   (1000). `result_info` is `{page, per_page, count, total_count}`. A page past the end answers

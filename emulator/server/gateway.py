@@ -19,7 +19,8 @@ def log_id() -> str:
 
 
 def gateway_headers() -> dict[str, str]:
-    # Header set of real-responses/gateway-errors-2021-2045-2003-5017.json; step 0 = first provider tried.
+    # The header set of fixtures/observations/gateway-errors-2021-2045-2003-5017.json; step 0 is the
+    # first provider tried.
     return {"cf-aig-log-id": log_id(), "cf-aig-event-id": str(uuid.uuid4()),
             "cf-aig-request-id": str(uuid.uuid4()), "cf-aig-step": "0"}
 

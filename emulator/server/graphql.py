@@ -1,6 +1,7 @@
 """`POST /client/v4/graphql`: the Workers AI slice of Cloudflare's GraphQL Analytics API, from the ledger.
 
-Answers the query shape dashboards and scripts use to read Workers AI usage (reference §7.2):
+Answers the query shape dashboards and scripts use to read Workers AI usage (dataset
+`aiInferenceAdaptiveGroups`, which https://developers.cloudflare.com/workers-ai/platform/pricing/ points to):
 
     viewer { accounts(filter: {accountTag: "…"}) {
         aiInferenceAdaptiveGroups(limit: 100, filter: {date_geq: "…", date_leq: "…"},

@@ -28,8 +28,8 @@ def lookup_model(state: ServerState, name: str) -> Model:
     return model
 
 
-# Models whose real answers carry no `cf-ai-neurons` header (fixtures/observations/headers-and-billing-
-# observed.json: "phoenix-1.0 ... NO cf-ai-neurons header"), while the `no-neurons-header` quirk is on.
+# Models whose real answers carry no `cf-ai-neurons` header, while the `no-neurons-header` quirk is on
+# (fixtures/observations/headers-and-billing-observed.json: "phoenix-1.0 ... NO cf-ai-neurons header").
 NO_NEURONS_HEADER = frozenset({"@cf/leonardo/phoenix-1.0"})
 
 

@@ -135,9 +135,10 @@ def validation_view(inputs: dict[str, Any]) -> dict[str, Any]:
     """What the native schema checks on /v1: tools may omit descriptions and parameters.
 
     Native schemas require `description` on every function and parameter, but the real /v1 endpoint
-    accepted a gpt-oss-20b tool whose parameter had none (real-responses/v1-chat-stream-gpt-oss-20b-
-    toolcall.cassette.json), and OpenAI SDK users rarely write them. Only the checked copy is filled
-    in; the call keeps the inputs as sent, so the seed matches `run/`.
+    accepted a gpt-oss-20b tool whose parameter had none
+    (fixtures/observations/v1-chat-stream-gpt-oss-20b-toolcall.cassette.json), and OpenAI SDK users
+    rarely write them. Only the checked copy is filled in; the call keeps the inputs as sent, so the
+    seed matches `run/`.
     """
     tools = inputs.get("tools")
     if not isinstance(tools, list):

@@ -311,7 +311,7 @@ def _run_operation(model: Model) -> dict[str, Any]:
         "operationId": "run_" + model.name.strip("@").replace("/", "_").replace("-", "_").replace(".", "_"),
         "summary": f"Run {model.name} ({model.task.name})",
         "tags": ["run", model.task.name],
-        "parameters": [_account_param(), _query("queueRequest", {"type": "boolean"}, "Async batch (§6)")],
+        "parameters": [_account_param(), _query("queueRequest", {"type": "boolean"}, "Async batch: https://developers.cloudflare.com/workers-ai/features/batch-api/")],
         "requestBody": {"required": True, "content": content},
         "responses": _run_responses(model),
     }

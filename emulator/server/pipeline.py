@@ -53,14 +53,15 @@ def refuse(state: ServerState, account: str, model: Model, request_id: str, reas
     raise error
 
 
-async def charge(state: ServerState, account: str, model: Model, neurons: float, *, request_id: str,
-                 status: int = 200, estimated: bool = False) -> None:
-    """Charge an answered call (refused instead if it would cross the free wall and the quirk that
-    lets it through is off); the answer may leave only after this returns."""
+async def charge(state: ServerState, account: str, model: Model, neurons: float, *, surface: str,
+                 request_id: str, status: int = 200, estimated: bool = False) -> None:
+    """Charge an answered call to the ledger with the surface it arrived on (refused instead if it
+    would cross the free wall and the quirk that lets it through is off); the answer may leave only
+    after this returns."""
     if _would_cross_wall(state, account, neurons):
         refuse(state, account, model, request_id, ErrorKind.DAILY_LIMIT)
     await state.ledger.charge_async(account, model.name, neurons, status=status, estimated=estimated,
-                                    source=state.backend.name)
+                                    source=state.backend.name, surface=surface)
 
 
 async def execute(state: ServerState, call: Call) -> Executed:
@@ -90,8 +91,8 @@ async def execute(state: ServerState, call: Call) -> Executed:
                         stream_filter=controlled.stream_filter)
     neurons = billed_neurons(exact)
     try:
-        await charge(state, call.account_id, call.model, neurons, request_id=call.request_id,
-                     status=outcome.status, estimated=estimated)
+        await charge(state, call.account_id, call.model, neurons, surface=call.surface.value,
+                     request_id=call.request_id, status=outcome.status, estimated=estimated)
     except CFError as error:
         error.call = report
         raise
@@ -116,8 +117,8 @@ async def answer_again(state: ServerState, account: str, answer: CachedAnswer, r
                        ) -> web.Response:
     """Serve a remembered mock answer: admitted, charged and logged like the first time."""
     admit(state, account, answer.model, request_id)
-    await charge(state, account, answer.model, answer.neurons, request_id=request_id,
-                 estimated=answer.estimated)
+    await charge(state, account, answer.model, answer.neurons, surface=answer.surface,
+                 request_id=request_id, estimated=answer.estimated)
     response = answer.response(request_id, state.clock)
     response[CALL_REPORT] = CallReport(answer.model.name, answer.surface, request_id,
                                        source=state.backend.name, neurons=answer.neurons)

@@ -1,4 +1,4 @@
-"""Realtime models over WebSocket: a GET upgrade of `…/ai/run/{model}` (reference §5.5; Cloudflare's
+"""Realtime models over WebSocket: a GET upgrade of `…/ai/run/{model}` (Cloudflare's
 changelog of 2025-08-27 connects to
 `wss://api.cloudflare.com/client/v4/accounts/{id}/ai/run/@cf/deepgram/aura-1` with the usual
 `Authorization` header).
@@ -149,7 +149,8 @@ async def _finish(request: web.Request, state: ServerState, call: Call, session:
     ws[SESSION_SUMMARY] = {**session.summary(), "model": call.model.name, "cut": sender.cut}
     ws[CALL_REPORT] = replace(report, neurons=neurons, cut=sender.cut)
     try:
-        await charge(state, call.account_id, call.model, neurons, request_id=call.request_id)
+        await charge(state, call.account_id, call.model, neurons, surface=call.surface.value,
+                     request_id=call.request_id)
     except CFError as exc:  # the session crossed the free allowance: already served, recorded as refused
         log.info("realtime session %s not charged: %s", call.request_id, exc.message)
 

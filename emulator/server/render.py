@@ -20,11 +20,11 @@ JSON = "application/json"
 SSE = "text/event-stream"
 REQ_ID = "cf-ai-req-id"
 # On a response whose body was stamped (server/stamps.py): the body with the fake's placeholders.
-UNSTAMPED = "unstamped_body"
+UNSTAMPED: web.ResponseKey[bytes] = web.ResponseKey("unstamped_body", bytes)
 NEURONS = "cf-ai-neurons"
 # Where a realtime session's WebSocket response keeps its summary for the request log (aiohttp
 # responses are mappings); the control plane's log summary reads it.
-SESSION_SUMMARY = "session_summary"
+SESSION_SUMMARY: web.ResponseKey[dict[str, Any]] = web.ResponseKey("session_summary", dict)
 # On the response of a request that made a model call: the call's report (emulator/call.py), which
 # the request log fills the request's entry from.
 CALL_REPORT: web.ResponseKey[CallReport] = web.ResponseKey("call_report", CallReport)

@@ -10,7 +10,7 @@ from emulator.tasks import FakeContext, register
 from emulator.tasks._media import require_image
 
 # A slice of ImageNet class names, upper-cased as the real answers are
-# (real-responses/run-resnet50-rest-envelope-2024-01.json).
+# (fixtures/observations/run-resnet50-rest-envelope-2024-01.json).
 LABELS = (
     "TABBY", "TIGER CAT", "EGYPTIAN CAT", "GOLDEN RETRIEVER", "LABRADOR RETRIEVER", "BEAGLE", "PUG",
     "SIAMESE CAT", "RED FOX", "TEDDY", "LAPTOP", "NOTEBOOK", "DESKTOP COMPUTER", "MONITOR", "SCREEN",

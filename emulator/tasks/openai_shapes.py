@@ -28,9 +28,10 @@ def stable_id(seed: int) -> str:
 
 
 def tool_call_id(seed: int, index: int, model: str) -> str:
-    """`chatcmpl-tool-` and hex: 32 digits from vLLM (gpt-oss, fixtures/real/v1-chat-stream-gpt-oss-20b-
-    toolcall.json), 16 elsewhere (gemma-4, fixtures/observations/v1-chat-nonstream-gemma4-toolcall-
-    gateway-2026-05.json). A placeholder: server/stamps.py gives each call random ones."""
+    """`chatcmpl-tool-` and hex: 32 digits from vLLM (gpt-oss,
+    fixtures/real/v1-chat-stream-gpt-oss-20b-toolcall.json), 16 elsewhere (gemma-4,
+    fixtures/observations/v1-chat-nonstream-gemma4-toolcall-gateway-2026-05.json). A placeholder:
+    server/stamps.py gives each call random ones."""
     digits = derive_seed(seed, "tool", index)
     if model in VLLM_MODELS:
         return f"chatcmpl-tool-{digits:016x}{derive_seed(seed, 'tool2', index):016x}"
@@ -52,7 +53,7 @@ def chat_message(gen: Generation, seed: int, model: str) -> dict[str, Any]:
     return message
 
 
-# The serving engine behind a model leaves fingerprints in its answers (real-responses/): SGLang
+# The serving engine behind a model leaves fingerprints in its answers (fixtures/real/): SGLang
 # (kimi) sorts choice and message keys, adds `matched_stop` (the end-of-turn token id) and
 # `tool_calls: null`; vLLM (gpt-oss) orders its first streamed usage total before completion.
 SGLANG_MATCHED_STOP = {
@@ -99,7 +100,8 @@ def _choice(gen: Generation, model: str, seed: int, index: int) -> dict[str, Any
     return choice
 
 
-# The recorded zero-usage chunk Cloudflare sends after the real one (reference §5.2).
+# The recorded zero-usage chunk Cloudflare sends after the real one
+# (fixtures/real/gateway-compat-stream-llama31-8b.json).
 ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
               "prompt_tokens_details": {"cached_tokens": 0}}
 _FRAGMENT_RE = re.compile(r"\w+|\s+|[^\w\s]+")

@@ -17,7 +17,7 @@ from emulator.quirks import enabled
 from emulator.tasks import FakeContext, register
 
 WORDS_PER_SECOND = 2.5  # conversational speech
-# Deepgram's conversational ASR only speaks WebSocket (reference §5.5); POST run/ explains that.
+# Deepgram's conversational ASR only speaks WebSocket (its catalog schema); POST run/ explains that.
 WEBSOCKET_ONLY = frozenset({"@cf/deepgram/flux"})
 
 

@@ -57,8 +57,8 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
         ranked, tokens = rerank(inputs, ctx.seed)
         return Outcome(result={"response": ranked}, usage=Usage(input_tokens=tokens))
     text = str(inputs.get("text", ""))
-    # float32 softmax outputs widened to double, as in the real answer (fixtures/real/run-classify-translate-
-    # notebook.json).
+    # float32 softmax outputs widened to double, as in the real answer
+    # (fixtures/real/run-classify-translate-notebook.json).
     positive = np.float32(rng(ctx.seed).uniform(0.0005, 0.9995))
     result = [{"label": LABELS[0], "score": float(np.float32(1.0) - positive)},
               {"label": LABELS[1], "score": float(positive)}]

@@ -279,7 +279,8 @@ def padding(seed: int, index: int) -> str:
 
 
 def native_events(gen: Generation, seed: int, quirks: dict[str, bool]) -> list[StreamEvent]:
-    """The native `/ai/run` SSE framing (reference §5.2): tokens with `p`, an empty event, usage, [DONE]."""
+    """The native `/ai/run` SSE framing (fixtures/real/run-stream-sse-p-padding.json): tokens with `p`,
+    an empty event, usage, [DONE]."""
     pad = enabled(quirks, "stream-padding")
     events = []
     for i, chunk in enumerate(text_fake.split_tokens(gen.text)):

@@ -1,7 +1,8 @@
 """Text-to-Image: real PNG/JPEG pictures of the requested size whose content follows the prompt.
 
-Families (reference §5.4): SDXL / dreamshaper / sd-v1-5 answer raw `image/png`; phoenix answers raw
-`image/jpeg`; flux-1-schnell, lucid-origin and FLUX.2 answer JSON `{"image": <base64 JPEG>}`.
+Families (from the catalog's output schemas): SDXL / dreamshaper / sd-v1-5 answer raw `image/png`;
+phoenix answers raw `image/jpeg`; flux-1-schnell, lucid-origin and FLUX.2 answer JSON
+`{"image": <base64 JPEG>}`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _form_inputs(call: Call) -> dict[str, Any]:
 
 
 def _input_images(call: Call) -> tuple[int, float]:
-    """(512×512 tiles, megapixels) of the images a call sends in: FLUX.2 bills them (reference §7.1)."""
+    """(512×512 tiles, megapixels) of the images a call sends in: FLUX.2 bills them (pricing page)."""
     binary = call.binary
     files = [v for v in binary.form.values() if isinstance(v, bytes)] if binary and binary.form else []
     tiles, megapixels = 0, 0.0

@@ -4,7 +4,8 @@ A schema is compiled once into a tree of closures (`compile_schema`); each node 
 `ok(instance) -> bool` used on the happy path and a `collect(instance, path, out)` that is only
 run when `ok` said no, so valid requests never build paths or strings.
 
-Wording seen in real Cloudflare answers (reference/real-responses, workers-ai-api.md §3.2):
+Wording seen in real Cloudflare answers (fixtures/real/err-5006-*.json,
+fixtures/observations/err-rest-envelopes-notebook-2024.json):
 
 - ``Type mismatch of '<path>', '<expected>' not in '<actual>'`` — expected is the schema's
   type list (``'string','null'``), actual the instance's JSON type (``'string' not in 'null'``,
