@@ -17,6 +17,7 @@ from aiohttp import web
 from emulator.server.app import create_app
 from emulator.server.state import STATE, ServerState
 from emulator.settings import DEFAULT_ACCOUNT, Settings
+from tests.fake_upstream import FakeUpstream
 
 ACCOUNT = DEFAULT_ACCOUNT  # the account of every test that needs no account of its own
 TOKEN = "test-token"
@@ -110,3 +111,12 @@ def parse_sse(text: str) -> list[str]:
     events = [block for block in text.split("\n\n") if block]
     assert all(block.startswith("data: ") for block in events), events
     return [block[len("data: ") :] for block in events]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    """A stand-in for Cloudflare's API on a free localhost port (tests/fake_upstream.py)."""
+    fake = FakeUpstream()
+    await fake.start()
+    yield fake
+    await fake.stop()

@@ -192,13 +192,6 @@ async def test_rpc_websocket_is_accepted(emulator: Emulator) -> None:
         assert ws.close_code == 1011 or message.type.name in ("CLOSE", "CLOSED", "CLOSING")
 
 
-@pytest.fixture
-async def upstream() -> Any:
-    fake = FakeUpstream()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
 
 async def test_record_forwards_to_rest_and_replay_serves_binding_calls_offline(
     upstream: FakeUpstream, make_emulator: ServerFactory, tmp_path: Path

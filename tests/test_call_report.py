@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,6 @@ from tests.test_tomarkdown import png_bytes, transform
 
 HI = [{"role": "user", "content": "hi"}]
 
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    fake = FakeUpstream()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def fault(emulator: Emulator, spec: dict[str, Any]) -> str:

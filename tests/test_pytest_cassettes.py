@@ -45,13 +45,6 @@ def _user_project_config(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
 
 
-@pytest.fixture
-async def upstream() -> FakeUpstream:
-    fake = FakeUpstream()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
 
 def _real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLOUDFLARE_API_TOKEN", REAL_TOKEN)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +34,6 @@ EMAIL = "alice.secret@example.org"
 HEADERS = {"Authorization": f"Bearer {CLIENT_TOKEN}"}
 GATEWAY = "my-gateway"
 
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    fake = FakeUpstream()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def real_settings(upstream: FakeUpstream | None, tmp_path: Path, mode: str, **more: Any) -> dict[str, Any]:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -106,13 +104,6 @@ def test_the_readme_token_t_leaves_the_letter_t_alone() -> None:
 
 # Over real HTTP ---------------------------------------------------------------------------------
 
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    fake = FakeUpstream()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def _settings(upstream: FakeUpstream, tmp_path: Path, mode: str) -> dict[str, Any]:
