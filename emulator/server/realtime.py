@@ -13,24 +13,28 @@ served by the fakes in every mode: a WebSocket is not recorded to cassettes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
 
 from emulator.accounting.billing import billed_neurons
-from emulator.call import Call, Surface
+from emulator.backends.cassette import CassetteBackend, replayed_outcome
+from emulator.backends.upstream import Exchange
+from emulator.call import Call, Outcome, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.fakes.seed import derive_seed
 from emulator.realtime.aura import AuraSession
-from emulator.realtime.base import Message, Session
+from emulator.realtime.base import Session
 from emulator.realtime.flux import FluxSession
 from emulator.realtime.nova3 import Nova3Session
 from emulator.realtime.smart_turn import SmartTurnSession
 from emulator.server.native import lookup_model
 from emulator.server.paths import Route
 from emulator.server.pipeline import admit, charge
+from emulator.server.realtime_cassette import Sender, Transcript, close_like, play, relay
+from emulator.server.relay import render_rendered
 from emulator.server.render import SESSION_SUMMARY
 from emulator.server.state import ServerState, SessionFaults
 
@@ -68,27 +72,6 @@ def open_session(model: Model, query: dict[str, str], request_id: str, seed: int
     raise CFError("not_realtime", model=name)
 
 
-class Sender:
-    """Sends a session's messages with the stream faults that fired for it."""
-
-    def __init__(self, ws: web.WebSocketResponse, session: Session, delay: float, cut_after: int | None):
-        self.ws, self.session, self.delay, self.cut_after = ws, session, delay, cut_after
-        self.cut = False
-
-    async def send(self, messages: list[Message]) -> None:
-        for message in messages:
-            if self.cut_after is not None and self.session.sent >= self.cut_after:
-                self.cut = True
-                return
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            if isinstance(message, bytes):
-                await self.ws.send_bytes(message)
-            else:
-                await self.ws.send_str(message)
-            self.session.sent += 1
-
-
 async def handle_realtime(request: web.Request, route: Route, state: ServerState, request_id: str
                           ) -> web.StreamResponse:
     assert route.model is not None
@@ -96,19 +79,84 @@ async def handle_realtime(request: web.Request, route: Route, state: ServerState
     if not model.flag("realtime"):
         raise CFError("not_realtime", model=model.name)
     query = dict(request.query)
-    session = open_session(model, query, request_id, derive_seed(state.settings.seed, model.name, query))
+    cassettes = state.backend if isinstance(state.backend, CassetteBackend) else None
+    seed = derive_seed(state.settings.seed, model.name, query)
+    # The fakes check the query before the upgrade; in the cassette modes the real API (or the
+    # recording of its answer) decides, and a fake session only measures the audio or text for billing.
+    session = open_session(model, query, request_id, seed) if cassettes is None else None
     call = Call(model=model, inputs=query, surface=Surface.REALTIME, account_id=route.account_id,
                 request_id=request_id, path=request.path, query=query, stream=True,
                 gateway_id=route.gateway_id, headers=dict(request.headers))
     admit(state, route.account_id, model, request_id)
     faults = SessionFaults() if state.control is None else await state.control.open_session(call)
+    if session is None:
+        assert cassettes is not None
+        return await _cassette_session(request, state, cassettes, call, _meter(model, query, request_id),
+                                       faults)
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, receive_timeout=IDLE_SECONDS)
     await ws.prepare(request)
-    sender = Sender(ws, session, faults.delay, faults.cut_after)
+    sender = Sender(ws, faults.delay, faults.cut_after)
     try:
         await _converse(ws, session, sender)
     finally:
-        await _finish(request, state, call, session, sender, ws)
+        session.sent = sender.sent
+        await _finish(request, state, call, sender, ws, session.summary(),
+                      billed_neurons(state.prices.websocket_neurons(call.model.name, session.usage)))
+    return ws
+
+
+def _meter(model: Model, query: dict[str, str], request_id: str) -> Session | None:
+    """A fake session fed the client's messages to count the audio or characters billed; None when
+    the fakes cannot read this query (the session is then billed nothing locally)."""
+    try:
+        return open_session(model, query, request_id, 0)
+    except CFError:
+        return None
+
+
+async def _cassette_session(request: web.Request, state: ServerState, backend: CassetteBackend, call: Call,
+                            meter: Session | None, faults: SessionFaults) -> web.StreamResponse:
+    """Replay a recorded session, or relay the session to the real API (recording it in record modes)."""
+    exchange = Exchange("GET", request.path, dict(call.query), CIMultiDict(request.headers), b"",
+                        call.account_id)
+    recordings = await backend.session_recordings(exchange)
+    if recordings is not None and recordings[0].session is None:  # a refused upgrade, recorded
+        return await render_rendered(request, replayed_outcome(recordings[0], real_timing=False))
+    upstream = None
+    if recordings is None:
+        opened = await backend.upstream.open_websocket(exchange)
+        if isinstance(opened, Outcome):  # the real API refused the upgrade: its answer, recorded
+            recorder = backend.refusal_recorder(exchange)
+            if recorder is not None and opened.body is not None:
+                await recorder(opened.status, opened.headers, opened.body, None, None)
+            return await render_rendered(request, opened)
+        upstream = opened
+    protocols = (upstream.protocol,) if upstream is not None and upstream.protocol else ()
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, protocols=protocols)
+    await ws.prepare(request)
+    sender = Sender(ws, faults.delay, faults.cut_after)
+    summary: dict[str, object] = {}
+    neurons = 0.0
+    try:
+        if upstream is None:
+            assert recordings is not None
+            player = backend.session_player(exchange, recordings)
+            miss = await play(ws, player, sender, real_timing=state.settings.replay_timing == "real",
+                              idle_seconds=IDLE_SECONDS)
+            neurons = player.current.neurons or 0.0
+            summary = {"messages_in": player.received, "replayed": True, **({"miss": miss} if miss else {})}
+        else:
+            transcript = Transcript(state.settings.max_upstream_body_bytes)
+            recorded = await relay(ws, upstream, sender, transcript, meter, IDLE_SECONDS)
+            if meter is not None:
+                neurons = billed_neurons(state.prices.websocket_neurons(call.model.name, meter.usage))
+            summary = {"messages_in": sum(f.dir == "in" for f in recorded.frames), "relayed": True}
+            if transcript.storable:
+                await backend.record_session(exchange, recorded, neurons)
+            await close_like(ws, recorded)
+    finally:
+        summary = {**summary, "messages_out": sender.sent}
+        await _finish(request, state, call, sender, ws, summary, neurons)
     return ws
 
 
@@ -134,19 +182,17 @@ async def _converse(ws: web.WebSocketResponse, session: Session, sender: Sender)
         await sender.send(session.closing())
 
 
-async def _finish(request: web.Request, state: ServerState, call: Call, session: Session, sender: Sender,
-                  ws: web.WebSocketResponse) -> None:
+async def _finish(request: web.Request, state: ServerState, call: Call, sender: Sender,
+                  ws: web.WebSocketResponse, summary: dict[str, object], neurons: float) -> None:
     if sender.cut:
         if request.transport is not None:
             request.transport.abort()  # the connection drops, as a network failure would
     elif not ws.closed:
         await ws.close()
-    neurons = billed_neurons(state.prices.websocket_neurons(call.model.name, session.usage))
-    ws[SESSION_SUMMARY] = {**session.summary(), "model": call.model.name, "cut": sender.cut}
+    ws[SESSION_SUMMARY] = {**summary, "model": call.model.name, "cut": sender.cut}
     if state.control is not None:
         state.control.session_closed(call, neurons=neurons, cut=sender.cut)
     try:
         await charge(state, call.account_id, call.model, neurons, request_id=call.request_id)
     except CFError as exc:  # the session crossed the free allowance: already served, recorded as refused
         log.info("realtime session %s not charged: %s", call.request_id, exc.message)
-
