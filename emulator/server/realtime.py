@@ -48,9 +48,10 @@ PROTOCOLS = {
     "@cf/deepgram/flux": "Binary linear16 audio in (query `encoding=linear16`, `sample_rate`); JSON "
     "`Connected`, then `TurnInfo` messages (`Update`, `StartOfTurn`, `EagerEndOfTurn`, `TurnResumed`, "
     "`EndOfTurn`); `{\"type\": \"CloseStream\"}` ends the session.",
-    "@cf/deepgram/nova-3": "Binary linear16 audio in; a JSON `Results` message per second of audio; "
+    "@cf/deepgram/nova-3": "Binary linear16 or mulaw audio in; a JSON `Results` message per second of audio; "
     "`Finalize` flushes, `CloseStream` flushes, sends `Metadata` and ends the session.",
-    "@cf/deepgram/aura-1": "JSON `Speak` {text} and `Flush` in; `Metadata`, binary linear16 audio and "
+    "@cf/deepgram/aura-1": "JSON `Speak` {text} and `Flush` in; `Metadata`, binary audio (query "
+    "`encoding` linear16, mulaw, alaw or mp3) and "
     "`Flushed` out; `Clear`, `Close`.",
     "@cf/pipecat-ai/smart-turn-v2": "Binary audio (or JSON {audio: base64, dtype}) in; "
     "`{is_complete, probability}` per message out.",
@@ -62,9 +63,9 @@ def open_session(model: Model, query: dict[str, str], request_id: str, seed: int
     """The protocol of a realtime model; CFError (5006) for bad query parameters."""
     name = model.name
     if name == "@cf/deepgram/flux":
-        return FluxSession(request_id, seed, query)
+        return FluxSession(request_id, seed, query, model)
     if name == "@cf/deepgram/nova-3":
-        return Nova3Session(request_id, seed, query)
+        return Nova3Session(request_id, seed, query, model)
     if name.startswith("@cf/deepgram/aura-"):
         return AuraSession(request_id, seed, query, model)
     if name == "@cf/pipecat-ai/smart-turn-v2":
