@@ -226,7 +226,7 @@ def _sdk_session(base: str) -> dict[str, Any]:
     try:
         client.ai.to_markdown.transform(account_id=ACCOUNT, file={"files": files})
         transform_error = None
-    except TypeError as exc:  # cloudflare 5.9.0 passes `files=` to get_api_list, which takes none
+    except TypeError as exc:  # the SDK's own bug: see test_cloudflare_sdk_to_markdown
         transform_error = str(exc)
     # The same multipart request through the SDK's own client, as docs/clients.md shows.
     raw = client.post(f"/accounts/{ACCOUNT}/ai/tomarkdown", cast_to=object,
@@ -241,8 +241,15 @@ async def test_cloudflare_sdk_to_markdown(emulator: Emulator) -> None:
     got = await asyncio.to_thread(_sdk_session, emulator.base)
     assert [(s.extension, s.mime_type) for s in got["supported"]] == [(f.extension, f.mime_type)
                                                                        for f in FORMATS]
-    # When a fixed SDK calls the server, this fails: drop the workaround from docs/clients.md then.
-    assert got["transform_error"] and "files" in got["transform_error"]
+    # cloudflare 5.9.0's generated `ToMarkdownResource.transform` (resources/ai/to_markdown.py) calls
+    # `self._get_api_list(..., files=files)`, but `SyncAPIClient.get_api_list` (_base_client.py) takes
+    # path, model, page, body, content, options and method only: Python raises this TypeError inside
+    # the SDK before any request is built (the generator even silenced the checkers' `call-arg` error
+    # on that line). Nothing the server answers can change it. When a fixed SDK gets this far, this
+    # fails: drop the workaround from docs/clients.md then.
+    sdk_bug = "SyncAPIClient.get_api_list() got an unexpected keyword argument 'files'"
+    assert got["transform_error"] == sdk_bug, (
+        f"cloudflare's ai.to_markdown.transform() no longer fails inside the SDK: {got['transform_error']!r}")
     html, pdf = got["converted"]
     assert html.name == "page.html" and html.format == "markdown" and html.data.startswith("# Hello")
     assert pdf.mime_type == "application/pdf" and "From the SDK" in pdf.data
