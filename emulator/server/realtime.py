@@ -7,8 +7,11 @@ Before the upgrade a session is checked like a call (auth, model, query, daily a
 error and latency faults), so a refusal is an ordinary Cloudflare error answer. During it, slow-stream
 faults delay every server message and cut-stream faults drop the connection after `after_events`
 messages. At the end the session is charged (audio minutes or characters, at the model's WebSocket
-rate) and its request-log entry completed (status 101, neurons, a summary of the session). Sessions are
-served by the fakes in every mode: a WebSocket is not recorded to cassettes.
+rate) and its request-log entry completed (status 101, neurons, a summary of the session).
+
+The fakes serve sessions in mock mode (they check the query before the upgrade); the other modes relay
+them to the real API or play them back from a cassette (server/realtime_cassette.py), and leave the
+query to the real API or to the recording.
 """
 
 from __future__ import annotations
