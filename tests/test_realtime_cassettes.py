@@ -200,3 +200,26 @@ async def test_the_upstream_unreachable_is_a_cloudflare_shaped_error(make_emulat
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await converse(emu, NOVA, NOVA_SENDS)
     assert refused.value.status == 502
+
+
+async def test_faults_apply_to_relayed_and_replayed_sessions(make_emulator: ServerFactory,
+                                                             upstream: FakeUpstream, tmp_path: Path) -> None:
+    async def fault(emu: Emulator, spec: dict[str, Any]) -> None:
+        async with emu.session.post(f"{emu.base}/__emulator__/faults", json=spec, headers=HEADERS) as r:
+            assert r.status in (200, 201), await r.text()
+
+    recorder = await make_emulator(**real_settings(upstream, tmp_path, "record"))
+    whole, _ = await converse(recorder, NOVA, NOVA_SENDS)
+    await fault(recorder, {"model": NOVA, "kind": "cut_stream", "after_events": 2, "times": 1})
+    cut, code = await converse(recorder, NOVA, NOVA_SENDS)
+    assert cut == whole[:2] and code != 1000  # relayed, then dropped; not recorded (the model did not)
+    assert len(load_cassette((tmp_path / "cassettes" / "suite.json").read_text()).interactions) == 1
+    await upstream.stop()
+    player = await make_emulator(**real_settings(None, tmp_path, "replay"))
+    await fault(player, {"model": NOVA, "error": 3040, "times": 1})
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await converse(player, NOVA, NOVA_SENDS)
+    assert refused.value.status == 429
+    await fault(player, {"model": NOVA, "kind": "cut_stream", "after_events": 1, "times": 1})
+    cut, code = await converse(player, NOVA, NOVA_SENDS)
+    assert cut == whole[:1] and code != 1000

@@ -155,7 +155,7 @@ async def _cassette_session(request: web.Request, state: ServerState, backend: C
             if meter is not None:
                 neurons = billed_neurons(state.prices.websocket_neurons(call.model.name, meter.usage))
             summary = {"messages_in": sum(f.dir == "in" for f in recorded.frames), "relayed": True}
-            if transcript.storable:
+            if transcript.storable and not sender.faulted:
                 await backend.record_session(exchange, recorded, neurons)
             await close_like(ws, recorded)
     finally:

@@ -3,7 +3,8 @@ a replay-or-record miss) or played back from a cassette (replay, a replay-or-rec
 
 Relaying copies every message both ways as it comes and notes it as a `Frame` with its time since the
 upgrade; record mode stores the whole session (`RecordedSession`) when it ends, unless it went over
---max-upstream-body-bytes of messages or an hour (it is still relayed, not stored). Playing back
+--max-upstream-body-bytes of messages or an hour, or a cut_stream fault cut it (it is still relayed,
+not stored). Playing back
 follows `SessionPlayer`: the model's recorded frames are sent once the client frames before them
 have arrived (`--replay-timing real` keeps their recorded spacing), and the recorded end is
 reproduced (the model's close code, or a dropped connection). A client message no recording expects
@@ -38,12 +39,13 @@ class Sender:
     def __init__(self, ws: web.WebSocketResponse, delay: float, cut_after: int | None) -> None:
         self.ws, self.delay, self.cut_after = ws, delay, cut_after
         self.sent = 0
-        self.cut = False
+        self.cut = False  # the connection is to be dropped
+        self.faulted = False  # … because a cut_stream fault fired (not what the model did)
 
     async def send(self, messages: list[Message]) -> None:
         for message in messages:
             if self.cut_after is not None and self.sent >= self.cut_after:
-                self.cut = True
+                self.cut = self.faulted = True
                 return
             if self.delay:
                 await asyncio.sleep(self.delay)
