@@ -154,11 +154,13 @@ async def _cassette_session(request: web.Request, state: ServerState, backend: C
             recorded = await relay(ws, upstream, sender, transcript, meter, IDLE_SECONDS)
             if meter is not None:
                 neurons = billed_neurons(state.prices.websocket_neurons(call.model.name, meter.usage))
-            summary = {"messages_in": sum(f.dir == "in" for f in recorded.frames), "relayed": True}
+            summary = {"messages_in": transcript.received, "relayed": True}
             if transcript.storable and not sender.faulted:
                 await backend.record_session(exchange, recorded, neurons)
             await close_like(ws, recorded)
     finally:
+        if upstream is not None and not upstream.closed:  # the client left before the relay began
+            await upstream.close()
         summary = {**summary, "messages_out": sender.sent}
         await _finish(request, state, call, sender, ws, summary, neurons)
     return ws

@@ -65,11 +65,13 @@ class Transcript:
     started: float = field(default_factory=time.monotonic)
     size: int = 0
     storable: bool = True
+    received: int = 0  # client messages, stored or not
 
     def offset_ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 3)
 
     def note(self, direction: str, message: Message) -> None:
+        self.received += direction == "in"
         if not self.storable:
             return
         self.size += len(message)
