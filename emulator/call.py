@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,12 @@ class StreamEvent:
     raw: bytes | None = None  # exact bytes on the wire (replayed chunks); when set, `data` is informative
 
 
+# What a surface writes as a stream, and a wrapper around it (the slow and cut stream faults of
+# emulator/control/faults.py travel back from the control plane as one).
+EventSource = Iterable[StreamEvent] | AsyncIterator[StreamEvent]
+StreamFilter = Callable[[EventSource], AsyncIterator[StreamEvent]]
+
+
 @dataclass(slots=True)
 class Outcome:
     """What a backend produced for a Call, before rendering for the surface.
@@ -115,3 +121,30 @@ class Outcome:
     # Every identical request gets this same outcome (mock fakes; a replay at its key's last
     # recording): the server may keep the rendered answer (server/answer_cache.py).
     repeatable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallReport:
+    """What a model call tells the request log when it returns or fails: which call it was, who
+    answered it (a stub or the backend), what was charged, and which faults fired. The pipeline
+    builds it from what the call returned; the request log fills its entry from it in one place."""
+
+    model: str | None  # None for a request whose model calls are summed up (toMarkdown with no image)
+    surface: str | None
+    request_id: str
+    stream: bool = False
+    source: str | None = None  # "stub" or the backend's name (mock, replay, record, …)
+    neurons: float | None = None  # what was charged; None when nothing was
+    stub_id: str | None = None
+    fault_ids: tuple[str, ...] = ()
+    faulted: bool = False  # a fault fired (an injected error too, which lists no id)
+    cut: bool = False  # the answer was cut short (a realtime session's cut_stream fault)
+
+    @classmethod
+    def of(cls, call: Call, **facts: Any) -> CallReport:
+        return cls(call.model.name, call.surface.value, call.request_id, call.stream, **facts)
+
+    @property
+    def plain(self) -> bool:
+        """No stub answered and no fault fired: the backend's own answer."""
+        return self.stub_id is None and not self.faulted

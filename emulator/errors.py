@@ -21,6 +21,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.call import CallReport
+
 
 class Layer(enum.Enum):
     EDGE = "edge"  # the API gateway in front of Workers AI: no cf-ai-req-id, result null first
@@ -140,6 +142,8 @@ class CFError(Exception):
         self.fields = fields
         self.message = spec.template.format(**fields)
         self.answered_by: str | None = None  # the model whose layer raised it, when known
+        # The model call it ended, as far as it got (set by the pipeline): the request log reads it.
+        self.call: CallReport | None = None
         super().__init__(f"{spec.code}: {self.message}")
 
     def from_model(self, model: str) -> CFError:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.call import Call, StreamCut, StreamEvent
+from emulator.call import Call, StreamCut, StreamEvent, StreamFilter
 from emulator.control.scope import Scope, SpecError, request_body
 from emulator.errors import CATALOGUE, CFError, Layer
 from emulator.fakes.seed import derive_seed
+from emulator.server.render import close_events
 
 # Friendly names and the codes users know → catalogue kinds.
 ERROR_ALIASES: dict[str, str] = {"upstream": "upstream_unavailable", "daily": "daily_limit"}
@@ -376,9 +377,7 @@ class FaultSet:
         return fired
 
     @staticmethod
-    def stream_filter(
-        fired: list[Fault],
-    ) -> Callable[[Iterable[StreamEvent] | AsyncIterator[StreamEvent]], AsyncIterator[StreamEvent]] | None:
+    def stream_filter(fired: list[Fault]) -> StreamFilter | None:
         """A wrapper for the events the surface writes, when a slow or cut stream fault fired.
 
         It yields copies: backends cache their outcomes, so the original events are never touched.
@@ -391,7 +390,7 @@ class FaultSet:
         return lambda events: _faulty(events, extra, cut)
 
 
-async def _aiter(events: Iterable[StreamEvent] | AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+async def _aiter(events: Iterable[StreamEvent] | AsyncIterator[StreamEvent]) -> AsyncGenerator[StreamEvent]:
     if isinstance(events, AsyncIterator):
         async for event in events:
             yield event
@@ -409,11 +408,15 @@ async def _faulty(
     """
     source = _aiter(events)
     sent = 0
-    pending = await anext(source, None)
-    while pending is not None:
-        following = await anext(source, None)
-        if cut_after is not None and (sent >= cut_after or following is None):
-            raise StreamCut("stream cut by an injected fault")
-        yield StreamEvent(pending.data, pending.delay + extra_delay, pending.raw)
-        sent += 1
-        pending = following
+    try:
+        pending = await anext(source, None)
+        while pending is not None:
+            following = await anext(source, None)
+            if cut_after is not None and (sent >= cut_after or following is None):
+                raise StreamCut("stream cut by an injected fault")
+            yield StreamEvent(pending.data, pending.delay + extra_delay, pending.raw)
+            sent += 1
+            pending = following
+    finally:  # the events wrapped (a relayed upstream stream) close with the filter
+        await source.aclose()
+        await close_events(events)

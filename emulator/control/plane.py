@@ -13,16 +13,15 @@ from typing import Any
 from aiohttp import web
 
 from emulator.backends.factory import backend_for
-from emulator.call import Call, Outcome
+from emulator.call import Call, CallReport, Outcome
 from emulator.control.faults import CUT_STREAM, SLOW_STREAM, FaultSet
-from emulator.control.request_log import CURRENT, RequestLog, describe_call
+from emulator.control.request_log import RequestLog
 from emulator.control.scope import SpecError
 from emulator.control.shared import SharedFaultSet, SharedStore, SharedStubSet, ask_peers
 from emulator.control.stubs import StubSet
 from emulator.errors import CFError
 from emulator.server.answer_cache import AnswerCache
-from emulator.server.render import STREAM_FILTER
-from emulator.server.state import ServerState, SessionFaults
+from emulator.server.state import Controlled, ServerState, SessionFaults
 from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Mode, Settings
 
@@ -178,74 +177,45 @@ class ControlPlane:
             return found[0] if found else None
         return None
 
-    async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> tuple[Outcome, bool]:
-        """Faults first (latency, injected errors), then a stub or the backend, then stream faults.
-        Also says whether the outcome is plain: the backend's own, with no fault or stub involved."""
-        entry = describe_call(call.model.name, call.surface.value, call.request_id, stream=call.stream)
+    async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> Controlled:
+        """Faults first (latency, injected errors), then a stub or the backend; the stream faults
+        that fired come back as a filter for whatever events the surface writes."""
         try:
             fired = await self.faults.before(call)
-        except CFError:
-            if entry is not None:
-                entry.faulted = True
+        except CFError as error:
+            error.call = CallReport.of(call, faulted=True)
             raise
-        if entry is not None and fired:
-            entry.faulted = True
-            entry.fault_ids = [f.id for f in fired]
         picked = self.stubs.pick(call)
-        if entry is not None:
-            entry.source = "stub" if picked is not None else self.state.backend.name
-        if picked is not None:
-            stub, answer = picked
-            if entry is not None:
-                entry.stubbed, entry.stub_id = True, stub.id
-            outcome = answer.outcome(call, self.state.settings.seed, self.state.quirks)
-        else:
-            outcome = await handle(call)
-        stream_filter = self.faults.stream_filter(fired)
-        if stream_filter is not None:
-            STREAM_FILTER.set(stream_filter)  # render.stream_events applies it, whatever the surface
-        return outcome, not fired and picked is None
+        report = CallReport.of(call, source="stub" if picked is not None else self.state.backend.name,
+                               stub_id=picked[0].id if picked is not None else None,
+                               fault_ids=tuple(f.id for f in fired), faulted=bool(fired))
+        try:
+            if picked is not None:
+                outcome = picked[1].outcome(call, self.state.settings.seed, self.state.quirks)
+            else:
+                outcome = await handle(call)
+        except CFError as error:
+            error.call = report
+            raise
+        return Controlled(outcome, report, self.faults.stream_filter(fired))
 
     def untouched(self) -> bool:
         """No stub and no fault is set: every call gets the backend's own answer."""
         return not self.stubs and not self.faults
 
-    def answered_again(self, model: str, surface: str, request_id: str, *, source: str,
-                       neurons: float) -> None:
-        """A remembered answer was served again: the request log names the call it stands for."""
-        describe_call(model, surface, request_id, source=source, neurons=neurons)
-
-    async def open_session(self, call: Call) -> SessionFaults:
-        entry = describe_call(call.model.name, call.surface.value, call.request_id, stream=True,
-                              source=self.state.backend.name)
+    async def open_session(self, call: Call) -> tuple[SessionFaults, CallReport]:
+        source = self.state.backend.name
         try:
             fired = await self.faults.before(call)  # an error fault refuses the WebSocket upgrade
-        except CFError:
-            if entry is not None:
-                entry.faulted = True
+        except CFError as error:
+            error.call = CallReport.of(call, source=source, faulted=True)
             raise
-        if entry is not None and fired:
-            entry.faulted, entry.fault_ids = True, [f.id for f in fired]
-        return SessionFaults(
+        faults = SessionFaults(
             delay=sum(f.delay_ms for f in fired if f.kind == SLOW_STREAM) / 1000,
             cut_after=min((f.after_events for f in fired if f.kind == CUT_STREAM), default=None),
         )
-
-    def session_closed(self, call: Call, *, neurons: float, cut: bool) -> None:
-        entry = describe_call(call.model.name, call.surface.value, call.request_id, stream=True,
-                              neurons=neurons)
-        if entry is not None:
-            entry.cut = cut
-
-    def summarised(self, surface: str, request_id: str, neurons: float) -> None:
-        entry = CURRENT.get()
-        if entry is not None:
-            entry.surface, entry.request_id, entry.neurons = surface, request_id, neurons
-
-    def charged(self, call: Call, neurons: float) -> None:
-        entry = CURRENT.get()
-        if entry is not None:
-            entry.neurons = neurons
+        return faults, CallReport.of(call, source=source, fault_ids=tuple(f.id for f in fired),
+                                     faulted=bool(fired))
 
     def reset(self, account: str | None = None) -> None:
         """Everything, or only one account's usage, log entries, stubs and faults (the clock is shared)."""

@@ -14,7 +14,6 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,10 +22,10 @@ import orjson
 from aiohttp import hdrs, web
 
 from emulator import limits
-from emulator.call import StreamCut
+from emulator.call import CallReport, StreamCut
 from emulator.control.dashboard.summary import INLINE_PARSE, complete, summarize_body, summarize_response
 from emulator.errors import CFError
-from emulator.server.render import STREAM_STATUS
+from emulator.server.render import CALL_REPORT, STREAMED
 from emulator.server.routes import SURFACE_BY_KIND
 from emulator.server.state import ROUTE
 
@@ -117,21 +116,28 @@ class LogEntry:
         }
 
 
-# The entry of the request being handled, for the pipeline to fill in (model, neurons, stub …).
-CURRENT: ContextVar[LogEntry | None] = ContextVar("emulator_log_entry", default=None)
+def _describe(entry: LogEntry, report: CallReport) -> None:
+    """The one place an entry learns about the model call its request made (emulator/call.py)."""
+    if report.model is not None:
+        entry.model = report.model
+    if report.surface is not None:
+        entry.surface = report.surface
+    entry.request_id, entry.stream = report.request_id, report.stream
+    if report.source is not None:
+        entry.source = report.source
+    if report.neurons is not None:
+        entry.neurons = report.neurons
+    entry.stubbed, entry.stub_id = report.stub_id is not None, report.stub_id
+    entry.faulted = report.faulted
+    if report.fault_ids:
+        entry.fault_ids = list(report.fault_ids)
+    entry.cut = entry.cut or report.cut
 
 
-def describe_call(model: str, surface: str, request_id: str, *, stream: bool = False,
-                  source: str | None = None, neurons: float | None = None) -> LogEntry | None:
-    """Fill in the current request's entry with what the pipeline learnt (None outside a logged request)."""
-    entry = CURRENT.get()
-    if entry is not None:
-        entry.model, entry.surface, entry.request_id, entry.stream = model, surface, request_id, stream
-        if source is not None:
-            entry.source = source
-        if neurons is not None:
-            entry.neurons = neurons
-    return entry
+def _streamed_report(request: web.Request) -> CallReport | None:
+    """The report of an answer cut short: it rides on the streamed response, which never came back."""
+    streamed = request.get(STREAMED)
+    return streamed.get(CALL_REPORT) if streamed is not None else None
 
 
 def _request_summary(raw: bytes, content_type: str) -> Any:
@@ -191,16 +197,18 @@ class RequestLog:
         """Run `handler` for `request` and log it with the status the client finally got."""
         entry = LogEntry(id=self._next_id(), wall=time.time(), method=request.method, path=request.path,
                          started=time.perf_counter(), worker=self.worker)
-        token = CURRENT.set(entry)
+        report: CallReport | None = None
         try:
             response = await handler(request)
             entry.status = response.status
             if response.status >= 400:
                 entry.error_code = _error_code(response)
             self._keep_response(entry, response)
+            report = response.get(CALL_REPORT)
             return response
         except StreamCut:
             entry.status, entry.cut = 200, True
+            report = _streamed_report(request)
             # Close after flushing the events already written: the client sees a body without its last
             # chunk. The empty response lets aiohttp give up quietly instead of logging a traceback.
             if request.transport is not None:
@@ -209,14 +217,17 @@ class RequestLog:
         except (ConnectionResetError, asyncio.CancelledError):
             # The client went away (aiohttp cancels the handler): a stream keeps the status it was
             # sent with, an answer never sent is 499 (client closed request).
-            entry.status, entry.cut = entry.status or request.get(STREAM_STATUS) or 499, True
+            streamed = request.get(STREAMED)
+            entry.status, entry.cut = entry.status or (streamed.status if streamed else 499), True
+            report = _streamed_report(request)
             raise
         except web.HTTPException as exc:
             entry.status = exc.status
             raise
         finally:
-            CURRENT.reset(token)
             entry.latency_ms = (time.perf_counter() - entry.started) * 1000
+            if report is not None:
+                _describe(entry, report)
             self._finish(request, entry)
             raw = limits.body_if_read(request)
             if raw is not None:

@@ -20,11 +20,11 @@ from emulator.server import binding, edge, gateway, native, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.openapi import install as install_openapi
-from emulator.server.paths import Kind
+from emulator.server.paths import Kind, Route
 from emulator.server.pipeline import EXECUTED, answer_again, untouched
 from emulator.server.render import error_response, new_request_id
 from emulator.server.router import WEBSOCKET, parse
-from emulator.server.routes import CACHEABLE_KINDS, HANDLERS, OPENAI_ERROR_KINDS
+from emulator.server.routes import CACHEABLE_KINDS, HANDLERS, OPENAI_ERROR_KINDS, Handler
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
@@ -114,25 +114,34 @@ async def route_request(request: web.Request) -> web.StreamResponse:
     request[REQUEST_ID] = request_id
     if relay.forwards(state, route):  # replay/record/passthrough: catalog and GraphQL go to the real API
         return await relay.forward_request(request, route, state)
-    answers = state.answers
+    if route.kind in CACHEABLE_KINDS:
+        return await through_answer_cache(request, route, state, handler, request_id)
+    return await handler(request, route, state, request_id)
+
+
+async def through_answer_cache(request: web.Request, route: Route, state: ServerState, handler: Handler,
+                               request_id: str) -> web.StreamResponse:
+    """The answer cache (server/answer_cache.py) as a stage around a cacheable route's handler: a
+    request answered before is answered again without it; a fresh answer is kept when the model call
+    it carries back (pipeline.answered) was the backend's own and repeatable."""
     # Only a body already received in full: a trickling one is read (with its timeout) by the handler.
-    if (route.kind not in CACHEABLE_KINDS or not request.content.is_eof()
-            or not untouched(state)):
+    if not request.content.is_eof() or not untouched(state):
         return await handler(request, route, state, request_id)
     token = state.backend.answer_token()
     if token is None:
         return await handler(request, route, state, request_id)
     key = request_key(request, await read_body(request))
-    cached = answers.get(key, token)
+    cached = state.answers.get(key, token)
     if cached is not None:
         return await answer_again(state, route.account_id, cached, request_id)
     response = await handler(request, route, state, request_id)
-    executed = request.get(EXECUTED)
+    executed = response.get(EXECUTED)
     if executed is not None and executed.plain and executed.outcome.repeatable:
-        answers.remember(key, response, model=executed.call.model, surface=executed.call.surface.value,
-                         neurons=executed.neurons, estimated=executed.estimated, token=token,
-                         fresh_id=not executed.outcome.rendered,
-                         stamped=not executed.outcome.rendered and native.stamped(executed.call.model))
+        call = executed.call
+        state.answers.remember(key, response, model=call.model, surface=call.surface.value,
+                               neurons=executed.neurons, estimated=executed.estimated, token=token,
+                               fresh_id=not executed.outcome.rendered,
+                               stamped=not executed.outcome.rendered and native.stamped(call.model))
     return response
 
 

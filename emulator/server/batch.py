@@ -20,14 +20,14 @@ from typing import Any
 
 from aiohttp import web
 
-from emulator.call import Call, Surface
+from emulator.call import Call, CallReport, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.server.batch_queue import Batch
 from emulator.server.inputs import validate
 from emulator.server.paths import Route
 from emulator.server.pipeline import execute
-from emulator.server.render import REQ_ID, envelope, json_response
+from emulator.server.render import CALL_REPORT, REQ_ID, envelope, json_response
 from emulator.server.state import ServerState
 
 MAX_BATCH_BYTES = 10 * 1024 * 1024
@@ -73,12 +73,18 @@ async def poll(route: Route, state: ServerState, request_id: str, model: Model,
     if batch.result is None and batch.polls <= POLLS_RUNNING:
         status = "queued" if batch.polls <= POLLS_QUEUED else "running"
         return json_response(envelope(status_of(batch, status)), headers=headers)
+    report = None
     if batch.result is None:
-        batch.result = await complete(state, batch)
-    return json_response(envelope(batch.result), headers=headers)
+        batch.result, report = await complete(state, batch)
+    response = json_response(envelope(batch.result), headers=headers)
+    if report is not None:  # the poll that ran the batch: the request log names its last call
+        response[CALL_REPORT] = report
+    return response
 
 
-async def complete(state: ServerState, batch: Batch) -> dict[str, Any]:
+async def complete(state: ServerState, batch: Batch) -> tuple[dict[str, Any], CallReport | None]:
+    """The batch's results, and the report of its last call."""
+    report = None
     responses = []
     prompt_tokens = completion_tokens = 0
     for index, item in enumerate(batch.requests):
@@ -86,7 +92,7 @@ async def complete(state: ServerState, batch: Batch) -> dict[str, Any]:
         call = Call(model=batch.model, inputs=inputs, surface=Surface.NATIVE, account_id=batch.account_id,
                     request_id=f"{batch.request_id}/{index}")
         executed = await execute(state, call)
-        outcome = executed.outcome
+        outcome, report = executed.outcome, executed.report
         result: Any = outcome.result
         if outcome.body is not None:
             result = base64.b64encode(outcome.body).decode()
@@ -96,4 +102,4 @@ async def complete(state: ServerState, batch: Batch) -> dict[str, Any]:
                           "external_reference": item.get("external_reference")})
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
              "total_tokens": prompt_tokens + completion_tokens}
-    return {"responses": responses, "usage": usage}
+    return {"responses": responses, "usage": usage}, report

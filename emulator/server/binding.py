@@ -38,13 +38,14 @@ from emulator.server.gateway import gateway_headers
 from emulator.server.inputs import parse_form, parse_json, validate
 from emulator.server.native import lookup_model
 from emulator.server.paths import ACCOUNT_ID, Kind, Route
-from emulator.server.pipeline import Executed, execute_request
+from emulator.server.pipeline import Executed, answered, execute
 from emulator.server.render import (
     JSON,
     REQ_ID,
     dumps,
     json_response,
     new_request_id,
+    reporting,
     stream_events,
 )
 from emulator.server.stamps import Stamper
@@ -251,8 +252,8 @@ async def run(request: web.Request, state: ServerState, account: str, target: UR
         raw_content_type=content_type,
         headers={"Content-Type": content_type},
     )
-    executed = await execute_request(request, state, call)
-    return await render(request, call, executed)
+    executed = await execute(state, call)
+    return answered(await render(request, call, executed), executed)
 
 
 def answer_headers(call: Call, executed: Executed, quirks: dict[str, bool]) -> dict[str, str]:
@@ -273,7 +274,8 @@ async def render(request: web.Request, call: Call, executed: Executed) -> web.St
     state = request.app[STATE]
     headers = answer_headers(call, executed, state.quirks)
     if outcome.events is not None:
-        return await stream_events(request, outcome.events, headers=headers, status=outcome.status)
+        return await stream_events(request, executed.events(outcome.events), headers=headers,
+                                   status=outcome.status, report=executed.report)
     content_type = outcome.content_type.split(";")[0].strip() or "application/octet-stream"
     if outcome.body is not None and not (outcome.rendered and content_type == JSON):
         return web.Response(body=outcome.body, status=outcome.status, headers=headers,
@@ -333,5 +335,5 @@ def error_response(error: CFError, request_id: str, *, gateway: bool = False) ->
     headers = {REQ_ID: request_id}
     if gateway:
         headers.update(gateway_headers())
-    return json_response(error_body(error.code, error.status, error.message, name), status=error.status,
-                         headers=headers)
+    return reporting(json_response(error_body(error.code, error.status, error.message, name),
+                                   status=error.status, headers=headers), error)

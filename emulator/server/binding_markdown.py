@@ -17,11 +17,12 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from emulator.call import Surface
 from emulator.errors import CFError
 from emulator.limits import read_body
 from emulator.markdown import formats
 from emulator.markdown.options import ConversionOptions
-from emulator.server.render import json_response
+from emulator.server.render import CALL_REPORT, json_response
 from emulator.server.state import ServerState
 from emulator.server.tomarkdown import Document, to_markdown
 
@@ -61,7 +62,9 @@ async def handle(request: web.Request, path: str, state: ServerState, account: s
         raise CFError("bad_input", detail="Error: required properties at '/' are 'files'")
     converted = await to_markdown(state, account_id=account, request_id=request_id, path=request.path,
                                   documents=[document(f) for f in files], options=options_of(body))
-    return _envelope(converted.results)
+    response = _envelope(converted.results)
+    response[CALL_REPORT] = converted.report(Surface.BINDING.value, request_id)
+    return response
 
 
 def _envelope(result: Any) -> web.Response:

@@ -14,7 +14,7 @@ from emulator.server import batch
 from emulator.server.finetunes import resolve_lora
 from emulator.server.inputs import read_inputs, validate
 from emulator.server.paths import Route
-from emulator.server.pipeline import Executed, execute_request
+from emulator.server.pipeline import Executed, answered, execute
 from emulator.server.relay import render_rendered
 from emulator.server.render import NEURONS, REQ_ID, envelope, json_response, stream_events
 from emulator.server.stamps import Stamper
@@ -50,13 +50,19 @@ def stamped(model: Model) -> bool:
 
 
 async def render_native(request: web.Request, call: Call, executed: Executed) -> web.StreamResponse:
+    """The native answer of `executed`, carrying it back (pipeline.answered)."""
+    return answered(await _render_native(request, call, executed), executed)
+
+
+async def _render_native(request: web.Request, call: Call, executed: Executed) -> web.StreamResponse:
     outcome = executed.outcome
     if outcome.rendered and (outcome.body is not None or outcome.events is not None):
         # Replayed or relayed from the real API: status, headers and bytes exactly as Cloudflare sent them.
-        return await render_rendered(request, outcome)
+        return await render_rendered(request, outcome, executed.events, report=executed.report)
     headers = answer_headers(call, executed, request.app[STATE].quirks)
     if outcome.events is not None:
-        return await stream_events(request, outcome.events, headers=headers, status=outcome.status)
+        return await stream_events(request, executed.events(outcome.events), headers=headers,
+                                   status=outcome.status, report=executed.report)
     if outcome.body is not None:
         return web.Response(
             body=outcome.body,
@@ -100,5 +106,4 @@ async def handle_run(
         raw_content_type=request.content_type or "",
         headers=dict(request.headers),
     )
-    executed = await execute_request(request, state, call)
-    return await render_native(request, call, executed)
+    return await render_native(request, call, await execute(state, call))

@@ -25,7 +25,7 @@ from emulator.server.finetunes import resolve_lora
 from emulator.server.inputs import parse_json, validate
 from emulator.server.native import answer_headers, lookup_model, render_native
 from emulator.server.paths import Kind, Route
-from emulator.server.pipeline import execute_request
+from emulator.server.pipeline import answered, execute
 from emulator.server.render import json_response, stream_events
 from emulator.server.stamps import Stamper
 from emulator.server.state import ServerState
@@ -175,7 +175,7 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
     stream = body.get("stream") is True
     surface = Surface.COMPAT_CHAT if route.kind is Kind.COMPAT_CHAT else Surface.CHAT
     call = make_call(request, route, model, inputs, surface, request_id, raw, stream)
-    executed = await execute_request(request, state, call)
+    executed = await execute(state, call)
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)
@@ -191,9 +191,10 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
         stamper = Stamper(state.clock)
         events = [StreamEvent(stamper.stamp_text(orjson.dumps(chunk).decode())) for chunk in chunks]
         events.append(StreamEvent("[DONE]"))
-        return await stream_events(request, events, headers=headers)
+        return answered(await stream_events(request, executed.events(events), headers=headers,
+                                            report=executed.report), executed)
     completion = openai_shapes.chat_completion(gen, model.name, seed, executed.outcome.extras.get("choices"))
-    return json_response(completion, headers=headers, stamper=Stamper(state.clock))
+    return answered(json_response(completion, headers=headers, stamper=Stamper(state.clock)), executed)
 
 
 def encode_base64(vector: list[float]) -> str:
@@ -210,7 +211,7 @@ async def handle_embeddings(request: web.Request, route: Route, state: ServerSta
     inputs: dict[str, Any] = {"text": body["input"]} if "input" in body else {}
     validate(model, inputs, state.quirks)
     call = make_call(request, route, model, inputs, Surface.EMBEDDINGS, request_id, raw)
-    executed = await execute_request(request, state, call)
+    executed = await execute(state, call)
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
     result = executed.outcome.result if isinstance(executed.outcome.result, dict) else {}
@@ -219,7 +220,7 @@ async def handle_embeddings(request: web.Request, route: Route, state: ServerSta
     if body.get("encoding_format") == "base64" and not enabled(state.quirks, "embeddings-ignore-base64"):
         vectors = [encode_base64(v) for v in vectors]
     answer = openai_shapes.embedding_list(vectors, model.name, executed.outcome.usage.input_tokens)
-    return json_response(answer, headers=answer_headers(call, executed, state.quirks))
+    return answered(json_response(answer, headers=answer_headers(call, executed, state.quirks)), executed)
 
 
 # Responses request fields the model sees or the answer echoes; the catalog's Responses branch
@@ -268,11 +269,11 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
     check_responses_inputs(inputs)
     validate(model, inputs, state.quirks)
     call = make_call(request, route, model, inputs, Surface.RESPONSES, request_id, raw)
-    executed = await execute_request(request, state, call)
+    executed = await execute(state, call)
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)
     answer = openai_shapes.response_for(model, inputs, gen, call_seed(call, state.settings.seed))
     headers = answer_headers(call, executed, state.quirks)
-    return json_response(answer, headers=headers, stamper=Stamper(state.clock))
+    return answered(json_response(answer, headers=headers, stamper=Stamper(state.clock)), executed)
 

@@ -2,33 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
 from emulator.accounting.billing import billed_neurons, with_body_cost
 from emulator.accounting.ledger import REFUSAL_CODES, Plan
-from emulator.call import Call, Outcome
+from emulator.call import Call, CallReport, EventSource, Outcome, StreamFilter
 from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.quirks import enabled
 from emulator.server.answer_cache import CachedAnswer
-from emulator.server.state import ServerState
+from emulator.server.render import CALL_REPORT
+from emulator.server.state import Controlled, ServerState
 
 
 @dataclass(slots=True)
 class Executed:
+    """What one model call returned: the outcome, what it cost, its report for the request log, and
+    the stream faults to apply to whatever events the surface writes for it."""
+
     call: Call
     outcome: Outcome
     neurons: float
+    report: CallReport
     estimated: bool = False
     plain: bool = True  # the backend's own outcome: no stub answered, no fault fired
+    stream_filter: StreamFilter | None = None
+
+    def events(self, source: EventSource) -> EventSource:
+        """`source` as the client gets it: slowed or cut by the stream faults that fired."""
+        return source if self.stream_filter is None else self.stream_filter(source)
 
 
 # Ledger refusal reasons are also the error-catalogue kinds they are answered with.
 REFUSALS = frozenset(REFUSAL_CODES)
-# Set by a surface handler on a request whose answer is a pure function of it (answer_cache.py).
-EXECUTED: web.RequestKey[Executed] = web.RequestKey("executed", Executed)
+# On the response a surface rendered from one model call: what the answer cache keeps it by.
+EXECUTED: web.ResponseKey[Executed] = web.ResponseKey("executed", Executed)
 
 
 def admit(state: ServerState, account: str, model: Model, request_id: str) -> None:
@@ -63,12 +73,12 @@ async def execute(state: ServerState, call: Call) -> Executed:
     """
     admit(state, call.account_id, call.model, call.request_id)
     # The control plane (emulator/control/plane.py) applies faults and stubs around the backend.
-    control = state.control
-    plain = True
-    if control is not None:
-        outcome, plain = await control.run(call, state.backend.handle)
+    if state.control is not None:
+        controlled = await state.control.run(call, state.backend.handle)
     else:
         outcome = await state.backend.handle(call)
+        controlled = Controlled(outcome, CallReport.of(call, source=state.backend.name))
+    outcome, report = controlled.outcome, controlled.report
     if outcome.neurons is not None:
         exact = outcome.neurons
         estimated = False
@@ -78,20 +88,25 @@ async def execute(state: ServerState, call: Call) -> Executed:
         estimated = state.prices.rule(call.model.name).estimated
         outcome = with_body_cost(call, outcome, exact)
     if outcome.status >= 400:
-        return Executed(call, outcome, 0.0, estimated, plain=False)
+        return Executed(call, outcome, 0.0, report, estimated, plain=False,
+                        stream_filter=controlled.stream_filter)
     neurons = billed_neurons(exact)
-    await charge(state, call.account_id, call.model, neurons, request_id=call.request_id,
-                 status=outcome.status, estimated=estimated)
-    if control is not None:
-        control.charged(call, neurons)
-    return Executed(call, outcome, neurons, estimated, plain)
+    try:
+        await charge(state, call.account_id, call.model, neurons, request_id=call.request_id,
+                     status=outcome.status, estimated=estimated)
+    except CFError as error:
+        error.call = report
+        raise
+    return Executed(call, outcome, neurons, replace(report, neurons=neurons), estimated, report.plain,
+                    controlled.stream_filter)
 
 
-async def execute_request(request: web.Request, state: ServerState, call: Call) -> Executed:
-    """`execute` for an HTTP request, noting what it produced where the answer cache looks for it."""
-    executed = await execute(state, call)
-    request[EXECUTED] = executed
-    return executed
+def answered(response: web.StreamResponse, executed: Executed) -> web.StreamResponse:
+    """`response`, rendered from `executed`, carrying it back: the request log reads its report,
+    the answer cache what to keep."""
+    response[CALL_REPORT] = executed.report
+    response[EXECUTED] = executed
+    return response
 
 
 def untouched(state: ServerState) -> bool:
@@ -105,10 +120,10 @@ async def answer_again(state: ServerState, account: str, answer: CachedAnswer, r
     admit(state, account, answer.model, request_id)
     await charge(state, account, answer.model, answer.neurons, request_id=request_id,
                  estimated=answer.estimated)
-    if state.control is not None:
-        state.control.answered_again(answer.model.name, answer.surface, request_id,
-                                     source=state.backend.name, neurons=answer.neurons)
-    return answer.response(request_id, state.clock)
+    response = answer.response(request_id, state.clock)
+    response[CALL_REPORT] = CallReport(answer.model.name, answer.surface, request_id,
+                                       source=state.backend.name, neurons=answer.neurons)
+    return response
 
 
 def _would_cross_wall(state: ServerState, account: str, neurons: float) -> bool:

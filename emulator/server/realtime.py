@@ -17,6 +17,7 @@ query to the real API or to the recording.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
@@ -24,7 +25,7 @@ from multidict import CIMultiDict
 from emulator.accounting.billing import billed_neurons
 from emulator.backends.cassette import CassetteBackend, replayed_outcome
 from emulator.backends.upstream import Exchange
-from emulator.call import Call, Outcome, Surface
+from emulator.call import Call, CallReport, Outcome, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.fakes.seed import derive_seed
@@ -38,7 +39,7 @@ from emulator.server.paths import Route
 from emulator.server.pipeline import admit, charge
 from emulator.server.realtime_cassette import Sender, Transcript, close_like, play, relay
 from emulator.server.relay import render_rendered
-from emulator.server.render import SESSION_SUMMARY
+from emulator.server.render import CALL_REPORT, SESSION_SUMMARY
 from emulator.server.state import ServerState, SessionFaults
 
 log = logging.getLogger("workers_ai_emulator")
@@ -92,11 +93,14 @@ async def handle_realtime(request: web.Request, route: Route, state: ServerState
                 request_id=request_id, path=request.path, query=query, stream=True,
                 gateway_id=route.gateway_id, headers=dict(request.headers))
     admit(state, route.account_id, model, request_id)
-    faults = SessionFaults() if state.control is None else await state.control.open_session(call)
+    if state.control is None:
+        faults, report = SessionFaults(), CallReport.of(call, source=state.backend.name)
+    else:
+        faults, report = await state.control.open_session(call)
     if session is None:
         assert cassettes is not None
         return await _cassette_session(request, state, cassettes, call, _meter(model, query, request_id),
-                                       faults)
+                                       faults, report)
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, receive_timeout=IDLE_SECONDS)
     await ws.prepare(request)
     sender = Sender(ws, faults.delay, faults.cut_after)
@@ -105,7 +109,7 @@ async def handle_realtime(request: web.Request, route: Route, state: ServerState
     finally:
         session.sent = sender.sent
         await _finish(request, state, call, sender, ws, session.summary(),
-                      billed_neurons(state.prices.websocket_neurons(call.model.name, session.usage)))
+                      billed_neurons(state.prices.websocket_neurons(call.model.name, session.usage)), report)
     return ws
 
 
@@ -119,7 +123,8 @@ def _meter(model: Model, query: dict[str, str], request_id: str) -> Session | No
 
 
 async def _cassette_session(request: web.Request, state: ServerState, backend: CassetteBackend, call: Call,
-                            meter: Session | None, faults: SessionFaults) -> web.StreamResponse:
+                            meter: Session | None, faults: SessionFaults, report: CallReport
+                            ) -> web.StreamResponse:
     """Replay a recorded session, or relay the session to the real API (recording it in record modes)."""
     exchange = Exchange("GET", request.path, dict(call.query), CIMultiDict(request.headers), b"",
                         call.account_id)
@@ -162,7 +167,7 @@ async def _cassette_session(request: web.Request, state: ServerState, backend: C
         if upstream is not None and not upstream.closed:  # the client left before the relay began
             await upstream.close()
         summary = {**summary, "messages_out": sender.sent}
-        await _finish(request, state, call, sender, ws, summary, neurons)
+        await _finish(request, state, call, sender, ws, summary, neurons, report)
     return ws
 
 
@@ -189,15 +194,15 @@ async def _converse(ws: web.WebSocketResponse, session: Session, sender: Sender)
 
 
 async def _finish(request: web.Request, state: ServerState, call: Call, sender: Sender,
-                  ws: web.WebSocketResponse, summary: dict[str, object], neurons: float) -> None:
+                  ws: web.WebSocketResponse, summary: dict[str, object], neurons: float, report: CallReport
+                  ) -> None:
     if sender.cut:
         if request.transport is not None:
             request.transport.abort()  # the connection drops, as a network failure would
     elif not ws.closed:
         await ws.close()
     ws[SESSION_SUMMARY] = {**summary, "model": call.model.name, "cut": sender.cut}
-    if state.control is not None:
-        state.control.session_closed(call, neurons=neurons, cut=sender.cut)
+    ws[CALL_REPORT] = replace(report, neurons=neurons, cut=sender.cut)
     try:
         await charge(state, call.account_id, call.model, neurons, request_id=call.request_id)
     except CFError as exc:  # the session crossed the free allowance: already served, recorded as refused

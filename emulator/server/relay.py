@@ -9,10 +9,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from emulator.backends.upstream import Exchange
-from emulator.call import Outcome
+from emulator.call import CallReport, EventSource, Outcome
 from emulator.limits import read_body
 from emulator.server.paths import Kind, Route
-from emulator.server.render import STREAM_STATUS, write_events
+from emulator.server.render import send_stream
 from emulator.server.state import ServerState
 
 # Catalog API, GraphQL, fine-tunes and toMarkdown have no single model, so no Call: in
@@ -50,16 +50,16 @@ async def forward_request(request: web.Request, route: Route, state: ServerState
     return await render_rendered(request, await exchange(original))
 
 
-async def render_rendered(request: web.Request, outcome: Outcome) -> web.StreamResponse:
-    """Send a replayed or relayed outcome: its status, headers and bytes, streams chunk by chunk."""
+async def render_rendered(request: web.Request, outcome: Outcome,
+                          events: Callable[[EventSource], EventSource] | None = None, *,
+                          report: CallReport | None = None) -> web.StreamResponse:
+    """Send a replayed or relayed outcome: its status, headers and bytes, streams chunk by chunk
+    (through `events`, a model call's stream faults, when given; `report`: the call's)."""
     headers = dict(outcome.headers)
     if not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = outcome.content_type
     if outcome.events is None:
         return web.Response(status=outcome.status, headers=headers, body=outcome.body or b"")
-    response = web.StreamResponse(status=outcome.status, headers=headers)
-    await response.prepare(request)
-    request[STREAM_STATUS] = response.status
-    await write_events(response, outcome.events)
-    await response.write_eof()
-    return response
+    source: EventSource = outcome.events
+    return await send_stream(request, web.StreamResponse(status=outcome.status, headers=headers),
+                             events(source) if events is not None else source, report=report)

@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import os
 import random
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextvars import ContextVar
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from emulator.call import StreamEvent
+from emulator.call import CallReport, EventSource, StreamEvent
 from emulator.errors import CFError, Layer
 from emulator.server.stamps import Stamper
 
@@ -26,12 +25,9 @@ NEURONS = "cf-ai-neurons"
 # Where a realtime session's WebSocket response keeps its summary for the request log (aiohttp
 # responses are mappings); the control plane's log summary reads it.
 SESSION_SUMMARY = "session_summary"
-
-EventSource = Iterable[StreamEvent] | AsyncIterator[StreamEvent]
-# Set for the current request by the control plane when a stream fault fired (slow or cut stream):
-# it wraps whatever events the surface writes, native or OpenAI-shaped.
-STREAM_FILTER: ContextVar[Callable[[EventSource], AsyncIterator[StreamEvent]] | None] = ContextVar(
-    "stream_filter", default=None)
+# On the response of a request that made a model call: the call's report (emulator/call.py), which
+# the request log fills the request's entry from.
+CALL_REPORT: web.ResponseKey[CallReport] = web.ResponseKey("call_report", CallReport)
 
 
 def dumps(value: Any) -> bytes:
@@ -91,12 +87,20 @@ def error_response(
     if error.layer is Layer.MODEL and request_id:
         headers[REQ_ID] = request_id
     body = error_body(error, openai_error=openai_error, short_bodies=short_bodies)
-    return json_response(body, status=error.status, headers=headers)
+    return reporting(json_response(body, status=error.status, headers=headers), error)
 
 
-# The status a streamed answer was sent with, set once its headers are out: a client that leaves
-# after that has cut an answer, not missed one (the request log reads it).
-STREAM_STATUS: web.RequestKey[int] = web.RequestKey("stream_status", int)
+def reporting(response: web.Response, error: CFError) -> web.Response:
+    """`response`, the answer to `error`, carrying the report of the model call it ended, if any."""
+    if error.call is not None:
+        response[CALL_REPORT] = error.call
+    return response
+
+
+# The streamed answer, once its headers are out: a client that leaves after that has cut an answer,
+# not missed one. The request log reads its status and call report, the response never having
+# come back from the handler.
+STREAMED: web.RequestKey[web.StreamResponse] = web.RequestKey("streamed", web.StreamResponse)
 
 
 def sse_frame(data: str) -> bytes:
@@ -105,29 +109,35 @@ def sse_frame(data: str) -> bytes:
 
 async def stream_events(
     request: web.Request,
-    events: Iterable[StreamEvent] | AsyncIterator[StreamEvent],
+    events: EventSource,
     *,
     headers: dict[str, str],
     status: int = 200,
+    report: CallReport | None = None,
 ) -> web.StreamResponse:
-    """Write each event and flush it on its own, yielding to the loop between events."""
+    """Write each event and flush it on its own, yielding to the loop between events (`report`:
+    the model call's, for the request log)."""
     response = web.StreamResponse(
         status=status, headers={"Content-Type": SSE, "Cache-Control": "no-cache", **headers}
     )
+    return await send_stream(request, response, events, report=report)
+
+
+async def send_stream(request: web.Request, response: web.StreamResponse, events: EventSource, *,
+                      report: CallReport | None = None) -> web.StreamResponse:
+    """Send `response`'s headers, then its events."""
+    if report is not None:
+        response[CALL_REPORT] = report
     await response.prepare(request)
-    request[STREAM_STATUS] = response.status
+    request[STREAMED] = response
     await write_events(response, events)
     await response.write_eof()
     return response
 
 
 async def write_events(response: web.StreamResponse, events: EventSource) -> None:
-    """Write each event and flush it on its own (fault filters applied); an async source (a relayed
-    upstream stream) is closed even when the client hangs up mid-stream."""
-    source = events
-    stream_filter = STREAM_FILTER.get()
-    if stream_filter is not None:
-        events = stream_filter(events)
+    """Write each event and flush it on its own; an async source (a relayed upstream stream, a
+    fault filter closing the one it wraps) is closed even when the client hangs up mid-stream."""
     try:
         if isinstance(events, AsyncIterator):
             async for event in events:
@@ -136,11 +146,14 @@ async def write_events(response: web.StreamResponse, events: EventSource) -> Non
             for event in events:
                 await _write_event(response, event)
     finally:
-        for closable in (events, source):
-            aclose = getattr(closable, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+        await close_events(events)
+
+
+async def close_events(events: EventSource) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
 
 
 async def _write_event(response: web.StreamResponse, event: StreamEvent) -> None:

@@ -11,7 +11,7 @@ from aiohttp import web
 from emulator.accounting.ledger import Clock, Ledger
 from emulator.accounting.pricing import PriceBook
 from emulator.backends.base import Backend
-from emulator.call import Call, Outcome
+from emulator.call import Call, CallReport, Outcome, StreamFilter
 from emulator.catalog import Catalog
 from emulator.finetunes.store import FinetuneStore
 from emulator.server.answer_cache import AnswerCache
@@ -30,30 +30,30 @@ class SessionFaults:
     cut_after: int | None = None  # messages sent before the connection drops
 
 
+@dataclass(frozen=True, slots=True)
+class Controlled:
+    """What the control plane made of a call: the outcome (a stub's or the backend's), the call's
+    report so far, and the stream faults to apply to whatever events the surface writes for it."""
+
+    outcome: Outcome
+    report: CallReport
+    stream_filter: StreamFilter | None = None
+
+
 class ControlHooks(Protocol):
     """What the pipeline asks of the control plane (emulator/control/plane.py) around a model call."""
 
-    async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> tuple[Outcome, bool]:
-        """The outcome (a fault's, a stub's or `handle`'s), and whether it is the backend's own."""
+    async def run(self, call: Call, handle: Callable[[Call], Awaitable[Outcome]]) -> Controlled:
+        """A stub's or `handle`'s outcome, with faults applied (an error fault raises its CFError)."""
         ...
 
     def untouched(self) -> bool:
         """No stub and no fault can change an answer."""
         ...
 
-    def charged(self, call: Call, neurons: float) -> None: ...
-
-    def answered_again(self, model: str, surface: str, request_id: str, *, source: str,
-                       neurons: float) -> None: ...
-
-    async def open_session(self, call: Call) -> SessionFaults:
-        """A realtime session is about to start: its faults (an error fault raises its CFError)."""
-        ...
-
-    def session_closed(self, call: Call, *, neurons: float, cut: bool) -> None: ...
-
-    def summarised(self, surface: str, request_id: str, neurons: float) -> None:
-        """A request that made several model calls (toMarkdown): its one log line and total cost."""
+    async def open_session(self, call: Call) -> tuple[SessionFaults, CallReport]:
+        """A realtime session is about to start: its faults and its report so far (an error fault
+        raises its CFError)."""
         ...
 
     def stale(self) -> bool:

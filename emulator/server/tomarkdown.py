@@ -25,7 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from emulator.accounting.pricing import round_neurons
-from emulator.call import BinaryInput, Call, Surface
+from emulator.call import BinaryInput, Call, CallReport, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError
 from emulator.fakes import text as text_fake
@@ -34,7 +34,7 @@ from emulator.markdown.convert import ConversionError, convert, svg_to_png
 from emulator.markdown.options import ConversionOptions
 from emulator.server.paths import Kind, Route
 from emulator.server.pipeline import execute
-from emulator.server.render import NEURONS, REQ_ID, envelope, json_response
+from emulator.server.render import CALL_REPORT, NEURONS, REQ_ID, envelope, json_response
 from emulator.server.state import ServerState
 
 DETECTION_MODEL = "@cf/facebook/detr-resnet-50"
@@ -57,17 +57,30 @@ class Document:
 class Converted:
     results: list[dict[str, Any]]
     neurons: float  # what the image models cost, summed
+    calls: list[CallReport]  # the image model calls, in order (a refused one as far as it got)
+
+    def report(self, surface: str, request_id: str) -> CallReport:
+        """One report for the request: what all its image calls cost, whether a fault fired in any,
+        and the model, source, stub and faults of the last call that names them."""
+        last = self.calls[-1] if self.calls else None
+        return CallReport(
+            last.model if last else None, surface, request_id,
+            source=next((c.source for c in reversed(self.calls) if c.source is not None), None),
+            neurons=self.neurons,
+            stub_id=next((c.stub_id for c in reversed(self.calls) if c.stub_id is not None), None),
+            fault_ids=next((c.fault_ids for c in reversed(self.calls) if c.fault_ids), ()),
+            faulted=any(c.faulted for c in self.calls),
+        )
 
 
 async def to_markdown(state: ServerState, *, account_id: str, request_id: str, path: str,
                       documents: list[Document], options: ConversionOptions) -> Converted:
-    results = []
-    neurons = 0.0
+    converted = Converted([], 0.0, [])
     for document in documents:
-        result, cost = await _one(state, account_id, request_id, path, document, options)
-        results.append(result)
-        neurons += cost
-    return Converted(results, neurons)
+        result, cost = await _one(state, account_id, request_id, path, document, options, converted.calls)
+        converted.results.append(result)
+        converted.neurons += cost
+    return converted
 
 
 def _id(document: Document) -> str:
@@ -76,7 +89,8 @@ def _id(document: Document) -> str:
 
 
 async def _one(state: ServerState, account_id: str, request_id: str, path: str, document: Document,
-               options: ConversionOptions) -> tuple[dict[str, Any], float]:
+               options: ConversionOptions, calls: list[CallReport]) -> tuple[dict[str, Any], float]:
+    """One document's result and what its image calls cost; their reports are added to `calls`."""
     found = formats.detect(document.name, document.content_type, document.data)
     mime = found.mime_type if found else (document.content_type or "application/octet-stream")
     head = {"id": _id(document), "name": document.name, "mimeType": mime}
@@ -88,21 +102,24 @@ async def _one(state: ServerState, account_id: str, request_id: str, path: str, 
             png = await asyncio.to_thread(svg_to_png, document.data)
             rendered = dataclasses.replace(document, data=png)
             markdown, cost = await _describe(state, account_id, request_id, path, rendered, "image/png",
-                                             options)
+                                             options, calls)
         elif found.kind is formats.Kind.IMAGE:
-            markdown, cost = await _describe(state, account_id, request_id, path, document, mime, options)
+            markdown, cost = await _describe(state, account_id, request_id, path, document, mime, options,
+                                             calls)
         else:
             markdown = await asyncio.to_thread(convert, found.kind, document.name, document.data, options)
     except ConversionError as exc:
         return {**head, "format": "error", "error": str(exc)}, cost
     except CFError as exc:  # an image model refused (daily allowance, injected fault…)
+        if exc.call is not None:
+            calls.append(exc.call)
         return {**head, "format": "error", "error": exc.message}, cost
     # `tokens` is a number in the documented examples (the SDK's type says string; either parses).
     return {**head, "format": "markdown", "tokens": text_fake.count_tokens(markdown), "data": markdown}, cost
 
 
 async def _describe(state: ServerState, account_id: str, request_id: str, path: str, document: Document,
-                    mime: str, options: ConversionOptions) -> tuple[str, float]:
+                    mime: str, options: ConversionOptions, calls: list[CallReport]) -> tuple[str, float]:
     from emulator.tasks._media import image_size
 
     try:
@@ -117,6 +134,7 @@ async def _describe(state: ServerState, account_id: str, request_id: str, path: 
                     request_id=request_id, path=path)
 
     detected = await execute(state, call(detector, BinaryInput(document.data, mime)))
+    calls.append(detected.report)
     labels = [str(o.get("label")) for o in detected.outcome.result or [] if isinstance(o, dict)]
     prompt = DESCRIPTION_PROMPT
     if labels:
@@ -128,6 +146,7 @@ async def _describe(state: ServerState, account_id: str, request_id: str, path: 
     messages = [{"role": "user", "content": [{"type": "text", "text": prompt},
                                               {"type": "image_url", "image_url": {"url": data_uri}}]}]
     described = await execute(state, call(describer, {"messages": messages}))
+    calls.append(described.report)
     result = described.outcome.result if isinstance(described.outcome.result, dict) else {}
     return str(result.get("response") or "").strip(), detected.neurons + described.neurons
 
@@ -146,10 +165,11 @@ async def handle_transform(request: web.Request, route: Route, state: ServerStat
         raise CFError("incomplete_request", what="files")
     converted = await to_markdown(state, account_id=route.account_id, request_id=request_id,
                                   path=request.path, documents=documents, options=options)
-    if state.control is not None:  # one log line for the request, with what all its image calls cost
-        state.control.summarised(Kind.TOMARKDOWN.value, request_id, converted.neurons)
     headers = {REQ_ID: request_id, NEURONS: round_neurons(converted.neurons)}
-    return json_response(envelope(converted.results), headers=headers)
+    response = json_response(envelope(converted.results), headers=headers)
+    # One log line for the request, with what all its image calls cost.
+    response[CALL_REPORT] = converted.report(Kind.TOMARKDOWN.value, request_id)
+    return response
 
 
 async def _read_form(request: web.Request) -> tuple[list[Document], ConversionOptions]:
