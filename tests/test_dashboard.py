@@ -208,3 +208,101 @@ def test_mp3_length_matches_mutagen() -> None:
         data = audio.mp3(seconds, seed=7)
         assert mp3_seconds(data) == pytest.approx(mutagen.mp3.MP3(io.BytesIO(data)).info.length, abs=1e-3)
     assert mp3_seconds(b"not audio at all") is None
+
+
+async def parts_of(emu: Emulator, query: str = "") -> dict[str, str]:
+    async with emu.session.get(f"{emu.base}/__emulator__/dashboard/parts{query}") as r:
+        assert r.status == 200, await r.text()
+        parts: dict[str, str] = (await r.json())["parts"]
+        return parts
+
+
+async def test_the_page_is_its_parts_drawn_once_by_the_server(emulator: Emulator) -> None:
+    """app.js swaps in what `dashboard/parts` renders; the page on load is made of the same parts."""
+    await emulator.run(LLAMA, {"prompt": "one"})
+    await emulator.run(LLAMA, {"nope": 1})
+    await emulator.session.post(f"{emulator.base}/__emulator__/faults", json={"kind": "capacity", "nth": 9})
+    for query in ("", "?failed=1", "?request=2"):
+        html, _ = await get(emulator, PAGE + query)
+        parts = await parts_of(emulator, query)
+        assert set(parts) == {"meta", "today", "chart", "models", "setup", "latest", "detail"}
+        for name, part in parts.items():
+            assert f'data-part="{name}">{part}<' in html
+    assert 'class="bad selected"' in (await parts_of(emulator, "?request=2"))["latest"]
+    # The script holds no words or numbers of its own: every string the page shows comes from views.py.
+    js, _ = await get(emulator, "/__emulator__/dashboard/app.js")
+    for rendered in ("neurons left", "createElement", "faultText", "stubText", "wallNote", "toFixed"):
+        assert rendered not in js, rendered
+    async with emulator.session.get(f"{emulator.base}/__emulator__/dashboard/parts",
+                                    headers={"Accept": "application/json"}) as r:
+        assert r.headers["Cache-Control"] == "no-store"
+
+
+async def test_user_text_is_escaped_in_the_page_and_its_parts(emulator: Emulator) -> None:
+    hostile = '<img src=x onerror="alert(1)">'
+    await emulator.session.post(f"{emulator.base}/__emulator__/stubs",
+                                json={"name": hostile, "model": LLAMA, "text": hostile})
+    await emulator.session.post(f"{emulator.base}/__emulator__/faults",
+                                json={"name": hostile, "kind": "capacity", "prompt": hostile})
+    await emulator.run(LLAMA, {"prompt": hostile})
+    html, _ = await get(emulator, PAGE + "?request=1")
+    parts = await parts_of(emulator, "?request=1")
+    for text in (html, *parts.values()):
+        assert "<img src=x" not in text
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in parts["setup"]
+    assert "&lt;img src=x" in parts["detail"]
+
+
+async def test_header_counts_are_the_totals_of_the_rows_shown(make_emulator: ServerFactory) -> None:
+    probe = await make_emulator()
+    await probe.run(EMBED, {"text": "x"})
+    one_call = (await control(probe, "usage"))["neurons"]
+    emu = await make_emulator(daily_neurons=one_call * 27.5)  # the 28th call meets the wall
+    for n in range(28):
+        assert (await emu.run(EMBED, {"text": "x"})).status == 200, n
+    assert (await emu.run(EMBED, {"text": "x"})).status == 429
+    assert (await emu.run(LLAMA, {"nope": 1})).status == 400  # rejected before any charge
+    usage = await control(emu, "usage")
+    parts = await parts_of(emu)
+    # Charged calls, errors and 4006 refusals: the per-model table's totals, in a total row.
+    total = re.search(r'<tr id="models-total">(.*?)</tr>', parts["models"], re.S)
+    assert total is not None
+    cells = re.findall(r'<td class="num">([^<]*)</td>', total.group(1))
+    assert cells[0] == str(usage["requests"]) == "28" and cells[3] == str(usage["errors"]) == "0"
+    assert "4006 × 1" in total.group(1)
+    assert re.search(rf'id="requests-total">{usage["requests"]}<', parts["today"])
+    assert re.search(r'id="walls">1<', parts["today"])
+    model_row = r'<th scope="row" class="model">[^<]*</th><td class="num">(\d+)<'
+    row_requests = [int(n) for n in re.findall(model_row, parts["models"])]
+    assert sum(row_requests) == usage["requests"]
+    # The log's caption says how many of its calls the table shows.
+    assert len(re.findall(r'<tr data-id=', parts["latest"])) == 25
+    assert "showing\n 25 of 30 calls in the log" in parts["latest"]
+    failed = await parts_of(emu, "?failed=1")
+    assert len(re.findall(r'<tr data-id=', failed["latest"])) == 2
+    assert "showing\n 2 of 2 failed calls in the log" in failed["latest"]
+
+
+async def test_a_used_up_fault_or_stub_is_not_listed_as_active(emulator: Emulator) -> None:
+    control_url = f"{emulator.base}/__emulator__"
+    capacity_once = {"kind": "capacity", "model": EMBED, "times": 1}
+    await emulator.session.post(f"{control_url}/faults", json=capacity_once)
+    await emulator.session.post(f"{control_url}/faults", json={"kind": "timeout", "model": EMBED, "nth": 3})
+    await emulator.session.post(f"{control_url}/stubs", json={"model": LLAMA, "text": "once", "times": 1})
+    setup = (await parts_of(emulator))["setup"]
+    assert "Active faults: 2" in setup and "Active stubs: 1" in setup and "Used-up" not in setup
+    assert (await emulator.run(EMBED, {"text": "x"})).status == 429  # the capacity fault's one time
+    assert (await emulator.run(LLAMA, {"prompt": "x"})).status == 200  # the stub's one answer
+    faults = (await control(emulator, "faults"))["faults"]
+    assert [f["exhausted"] for f in faults] == [True, False]
+    assert [s["exhausted"] for s in (await control(emulator, "stubs"))["stubs"]] == [True]
+    setup = (await parts_of(emulator))["setup"]
+    active, used = setup.split('<ul id="faults">')[1].split('<ul id="faults-used">')
+    assert "fault-1" not in active and "fault-2: timeout" in active and "Active faults: 1" in setup
+    assert "fault-1: capacity" in used and "at most 1 times" in used and "Used-up faults" in setup
+    assert "Active stubs: 0" in setup and 'stubs-used"><li>stub-1' in setup
+    # nth=3 is used up once the third matching call has passed.
+    for _ in range(2):
+        await emulator.run(EMBED, {"text": "x"})
+    setup = (await parts_of(emulator))["setup"]
+    assert "Active faults: 0" in setup and "fault-2: timeout" in setup.split('<ul id="faults-used">')[1]

@@ -176,3 +176,63 @@ async def test_token_prompt_then_live_page(make_emulator: ServerFactory, browser
     await expect(page.locator("#requests tbody tr")).to_have_count(1, timeout=WAIT)
     # The first load answered 401 (the prompt): that is the only error the console may show.
     assert [p for p in problems if "401" not in p] == []
+
+
+async def test_live_page_reads_as_a_fresh_load_and_escapes_user_text(
+    emulator: Emulator, browser: Browser
+) -> None:
+    """The script swaps in the server's parts: after live updates the page reads exactly as a reload."""
+    page, problems = await open_dashboard(browser, f"{emulator.base}/__emulator__/")
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    await expect(page.locator("#live")).to_have_text("Live: refreshes every second.", timeout=WAIT)
+    hostile = "<img src=x onerror=alert(1)>"
+    await emulator.session.post(f"{emulator.base}/__emulator__/stubs",
+                                json={"name": hostile, "model": EMBED, "text": hostile})
+    await emulator.run(LLAMA, {"prompt": hostile})
+    await emulator.run(EMBED, {"text": "x"})
+    await expect(page.locator("#requests tbody tr")).to_have_count(2, timeout=WAIT)
+    await page.locator("#requests tbody tr").nth(1).get_by_role("link").click()
+    await expect(page.locator("#detail-h")).to_have_text("Request 1")
+    await expect(page.locator("#requests tbody tr.selected")).to_have_attribute("data-id", "1")
+    await expect(page.locator("#stubs")).to_contain_text(f"stub-1 ({hostile})")
+    await expect(page.locator("#detail pre.body")).to_contain_text(hostile)
+    assert await page.locator("main img:not(.thumb)").count() == 0 and dialogs == []
+    live = await page.locator("main").inner_text()
+    await page.reload()
+    assert await page.locator("main").inner_text() == live
+    assert problems == []
+
+
+async def test_counts_match_rows_and_a_used_up_fault_leaves_active_live(
+    make_emulator: ServerFactory, browser: Browser
+) -> None:
+    emu = await make_emulator()
+    page, problems = await open_dashboard(browser, f"{emu.base}/__emulator__/")
+    await expect(page.locator("#live")).to_have_text("Live: refreshes every second.", timeout=WAIT)
+    capacity_once = {"kind": "capacity", "model": EMBED, "times": 1}
+    await emu.session.post(f"{emu.base}/__emulator__/faults", json=capacity_once)
+    await expect(page.locator("#faults")).to_contain_text("fault-1: capacity 3040/429", timeout=WAIT)
+    await expect(page.locator("#faults-used")).to_have_count(0)
+    assert (await emu.run(EMBED, {"text": "x"})).status == 429
+    # Its one time used, the fault moves from Active to Used-up without a reload.
+    await expect(page.locator("#faults")).to_have_text("none", timeout=WAIT)
+    await expect(page.locator("#faults-used")).to_contain_text("fault-1: capacity 3040/429")
+    await expect(page.locator("#faults-used")).to_contain_text("fired 1 of 1 calls")
+    for _ in range(27):
+        assert (await emu.run(EMBED, {"text": "x"})).status == 200
+    assert (await emu.run(LLAMA, {"nope": 1})).status == 400
+    await expect(page.locator("#latest-count")).to_have_text(
+        "(newest first: showing 25 of 29 calls in the log)", timeout=WAIT)
+    await expect(page.locator("#requests tbody tr")).to_have_count(25)
+    # The charged calls and errors above the table are the totals of its rows.
+    report = await usage(emu)
+    await expect(page.locator("#requests-total")).to_have_text(str(report["requests"]))
+    await expect(page.locator("#models-total td").first).to_have_text(str(report["requests"]))
+    cells = await page.locator("#models tbody tr td:nth-of-type(1)").all_inner_texts()
+    assert sum(int(c) for c in cells) == report["requests"] == 27
+    await page.get_by_label("failed only").check()
+    await expect(page.locator("#latest-count")).to_have_text(
+        "(newest first: showing 2 of 2 failed calls in the log)", timeout=WAIT)
+    await expect(page.locator("#requests tbody tr")).to_have_count(2)
+    assert problems == []

@@ -138,6 +138,7 @@ def test_the_request_log_holds_every_call_and_reset_clears_every_worker(base: st
     status, page = http(base, "GET", "/__emulator__/")
     assert status == 200  # the dashboard lists the latest 25, whichever worker answered them
     assert all(f"request={e['id']}".encode() in page for e in log[-25:])
+    assert f"showing\n {min(25, CALLS)} of {CALLS} calls in the log".encode() in page  # both workers' calls
     assert control(base, "GET", "usage")["requests"] == CALLS
     control(base, "POST", "reset")
     for _ in range(10):

@@ -273,6 +273,13 @@ class Fault:
         self.fired += 1
         return True
 
+    @property
+    def exhausted(self) -> bool:
+        """It can never fire again: `times` firings used up, or the call `nth` names is past."""
+        if self.times is not None and self.fired >= self.times:
+            return True
+        return self.nth is not None and self.calls >= self.nth
+
     def delay_seconds(self) -> float:
         if self.latency is None:
             return 0.0
@@ -296,6 +303,7 @@ class Fault:
             latency_ms=self.latency.describe() if self.latency else None,
             calls=self.calls,
             fired=self.fired,
+            exhausted=self.exhausted,
         )
         if self.kind == SLOW_STREAM:
             out["delay_ms"] = self.delay_ms

@@ -162,6 +162,14 @@ class ControlPlane:
             found.sort(key=lambda e: int(e["id"]))
         return found[-limit:] if limit else found
 
+    async def count(self, *, status: str | None = None) -> int:
+        """How many entries `requests` would list without a limit, every worker's."""
+        total = len(self.log.select(status=status))
+        if self.group is not None:
+            query = {"count": "1", **({"status": status} if status is not None else {})}
+            total += sum(int(found["count"]) for found in await ask_peers(self.group, query))
+        return total
+
     async def forget_elsewhere(self, account: str) -> None:
         """The other workers of the group drop one account's log entries too."""
         if self.group is not None:

@@ -168,6 +168,8 @@ async def worker_log(request: web.Request) -> web.StreamResponse:
     if "forget" in q:
         plane.log.forget(q["forget"])
         return _json([])
+    if "count" in q:  # `plane.count` of a sibling: one number, not the entries
+        return _json([{"count": len(plane.log.select(status=q.get("status")))}])
     if "id" in q:
         entry = plane.log.find(int(q["id"]))
         return _json([] if entry is None else [entry.to_json()])

@@ -155,6 +155,7 @@ class Stub:
             "results": [a.describe() for a in self.answers],
             "times": self.times,
             "calls": self.calls,
+            "exhausted": self.exhausted,
         }
 
 

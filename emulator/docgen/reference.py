@@ -75,6 +75,8 @@ CONTROL_ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "/__emulator__/faults/{key}"): "remove one fault by id or name",
     ("GET", "/__emulator__/"): "the usage dashboard (HTML)",
     ("GET", "/__emulator__"): "redirects to `/__emulator__/`",
+    ("GET", "/__emulator__/dashboard/parts"): '`{"parts": {name: html}}`: the dashboard\'s parts, rendered '
+    "by the server for its script to swap in; takes the page's query (`failed`, `request`, `token`)",
     ("GET", "/__emulator__/dashboard/{name}"): "dashboard static assets",
     ("GET", "/__emulator__/openapi.json"): "OpenAPI 3.1 description of the emulator",
 }

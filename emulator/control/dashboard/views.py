@@ -1,14 +1,18 @@
-"""The dashboard page: server-rendered from the control plane's own JSON, then kept fresh by app.js."""
+"""The dashboard page, rendered here from the control plane's own JSON: the whole page on load, and
+its parts by name for app.js, which swaps them in every second (it renders nothing itself)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import math
+from collections.abc import Callable
 from datetime import datetime
 from html import escape
 from importlib import resources
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -19,7 +23,7 @@ from emulator.control.plane import PLANE
 from emulator.server.state import STATE
 
 PREFIX = "/__emulator__"
-LATEST = 25
+LATEST = 25  # rows of Latest requests
 BODY_SHOWN = 4000  # characters of a request body the detail view prints
 WARN_AT = 0.8
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
@@ -66,23 +70,41 @@ async def page(request: web.Request) -> web.StreamResponse:
     if not authorized(request):
         wrong = "token" in request.query
         return _html(_token_prompt(wrong), status=401)
+    return _html((await view_of(request)).render())
+
+
+async def parts(request: web.Request) -> web.StreamResponse:
+    """The page's parts as HTML, by name: app.js swaps them into the page it polls."""
+    if not authorized(request):
+        return web.json_response({"success": False, "error": "the dashboard needs the server's --token"},
+                                 status=401)
+    view = await view_of(request)
+    return web.Response(body=orjson.dumps({"parts": view.parts()}), content_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+
+async def view_of(request: web.Request) -> View:
+    """What the page shows for this request's query (`failed`, `request`, `token`)."""
     state = request.app[STATE]
     plane = request.app[PLANE]
     failed_only = request.query.get("failed") == "1"
+    status = "error" if failed_only else None
     # The same objects the JSON routes serialise: GET usage, requests, stubs, faults, clock.
     usage = orjson.loads(state.ledger.usage().model_dump_json())
     if plane.stale():
         await plane.catch_up()
-    entries = await plane.requests(status="error" if failed_only else None, limit=LATEST)
+    entries, logged = await asyncio.gather(plane.requests(status=status, limit=LATEST),
+                                           plane.count(status=status))
     detail = None
     wanted = request.query.get("request", "")
     if wanted.isdigit():
         detail = await plane.request(int(wanted))
-    view = View(
+    return View(
         token=request.query.get("token"),
         usage=usage,
         hourly=hourly_svg(state.ledger.hourly(), now_hour=state.ledger.clock.now().hour, standalone=False),
         requests=list(reversed(entries)),
+        logged=logged,
         detail=detail,
         wanted=wanted,
         failed_only=failed_only,
@@ -92,7 +114,6 @@ async def page(request: web.Request) -> web.StreamResponse:
         stubs=[s.describe() for s in plane.stubs.all()],
         faults=[f.describe() for f in plane.faults.all()],
     )
-    return _html(view.render())
 
 
 def _html(text: str, status: int = 200) -> web.Response:
@@ -146,23 +167,38 @@ def status_text(entry: dict[str, Any]) -> str:
 
 
 class View:
-    """Everything the page shows, rendered to HTML; app.js rebuilds the same elements from JSON."""
+    """Everything the page shows, rendered to HTML: the whole page, or its parts by name (`parts`),
+    which app.js fetches every second and swaps in. The page is drawn here and nowhere else."""
 
     def __init__(self, *, token: str | None, usage: dict[str, Any], hourly: str,
-                 requests: list[dict[str, Any]], detail: dict[str, Any] | None, wanted: str,
+                 requests: list[dict[str, Any]], logged: int, detail: dict[str, Any] | None, wanted: str,
                  failed_only: bool, mode: str, cassette: str | None, clock: dict[str, Any],
                  stubs: list[dict[str, Any]], faults: list[dict[str, Any]]) -> None:
         self.token, self.usage, self.hourly, self.requests = token, usage, hourly, requests
-        self.detail, self.wanted, self.failed_only = detail, wanted, failed_only
+        self.logged, self.detail, self.wanted, self.failed_only = logged, detail, wanted, failed_only
         self.mode, self.cassette, self.clock, self.stubs, self.faults = mode, cassette, clock, stubs, faults
 
     def link(self, **query: str) -> str:
         params = {**({"token": self.token} if self.token else {}), **query}
-        from urllib.parse import urlencode
-
         return escape(f"{PREFIX}/?{urlencode(params)}" if params else f"{PREFIX}/")
 
+    def parts(self) -> dict[str, str]:
+        """The inner HTML of every element marked `data-part` on the page."""
+        return {
+            "meta": self.meta(),
+            "today": self.today(),
+            "chart": self.chart(),
+            "models": self.models(),
+            "setup": self.setup(),
+            "latest": self.latest(),
+            "detail": self.detail_part(),
+        }
+
     def render(self) -> str:
+        p = self.parts()
+        checked = " checked" if self.failed_only else ""
+        toggle = (f'<a id="failed-link" href="{self.link()}">show all calls</a>' if self.failed_only
+                  else f'<a id="failed-link" href="{self.link(failed="1")}">show failed calls only</a>')
         return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -174,36 +210,41 @@ class View:
 <link rel="stylesheet" href="{PREFIX}/dashboard/app.css">
 <script src="{PREFIX}/dashboard/app.js" defer></script>
 </head>
-<body data-prefix="{PREFIX}" data-latest="{LATEST}" data-warn-at="{WARN_AT}">
+<body data-prefix="{PREFIX}">
 <header class="top">
 <h1>Workers AI emulator <span class="sub">usage dashboard</span></h1>
-<p class="meta">Mode <strong id="mode">{escape(self.mode_text())}</strong>
- · plan <strong id="plan">{escape(self.usage["plan"])}</strong>
- · <span id="clock">{escape(self.clock_text())}</span> · v{escape(__version__)}
- · <span id="updated">as of page load</span></p>
+<p class="meta"><span data-part="meta">{p["meta"]}</span> · <span id="updated">as of page load</span></p>
 <p id="live" class="live" role="status" aria-live="polite">Figures as of page load; reload to refresh
  (with JavaScript the page refreshes itself every second).</p>
 <button id="reset" class="reset" type="button" hidden>Reset usage, log, stubs and faults</button>
+<noscript><p>The reset button needs JavaScript; without it, <code>POST {PREFIX}/reset</code>.</p></noscript>
 </header>
 <main>
-{self.today()}
-{self.chart()}
-{self.models()}
-{self.setup()}
-{self.latest()}
-{self.detail_section()}
+<section class="card today" aria-labelledby="today-h" data-part="today">{p["today"]}</section>
+<section class="card chart" aria-labelledby="hourly-h" data-part="chart">{p["chart"]}</section>
+<section class="card models" aria-labelledby="models-h" data-part="models">{p["models"]}</section>
+<section class="card setup" aria-labelledby="setup-h" data-part="setup">{p["setup"]}</section>
+<section class="card latest" aria-labelledby="latest-h">
+<div class="filters"><label class="filter" hidden><input type="checkbox" id="failed-only"{checked}>
+ failed only</label> <span class="nojs-filter">{toggle}</span></div>
+<div data-part="latest">{p["latest"]}</div>
+</section>
+<section class="card detail" id="detail" aria-labelledby="detail-h" tabindex="-1" data-part="detail">\
+{p["detail"]}</section>
 </main>
 </body>
 </html>
 """
 
-    def mode_text(self) -> str:
-        return f"{self.mode} (cassette {self.cassette})" if self.cassette else self.mode
-
-    def clock_text(self) -> str:
+    def meta(self) -> str:
+        mode = f"{self.mode} (cassette {self.cassette})" if self.cassette else self.mode
         if self.clock.get("real", True):
-            return "real clock"
-        return f"clock frozen at {str(self.clock['now'])[:19].replace('T', ' ')} UTC"
+            clock = "real clock"
+        else:
+            clock = f"clock frozen at {str(self.clock['now'])[:19].replace('T', ' ')} UTC"
+        return (f'Mode <strong id="mode">{escape(mode)}</strong>'
+                f' · plan <strong id="plan">{escape(self.usage["plan"])}</strong>'
+                f' · <span id="clock">{escape(clock)}</span> · v{escape(__version__)}')
 
     def today(self) -> str:
         u = self.usage
@@ -212,8 +253,7 @@ class View:
         lvl = level(used, allowance)
         walls = sum(int(m["refusals"].get("4006", 0)) for m in u["models"])
         resets = datetime.fromisoformat(u["resets_at"])
-        return f"""<section class="card today" aria-labelledby="today-h">
-<h2 id="today-h">Today, UTC day <span id="day">{escape(u["day"])}</span></h2>
+        return f"""<h2 id="today-h">Today, UTC day <span id="day">{escape(u["day"])}</span></h2>
 <div id="wall" class="wall {lvl}">
 <p class="big"><strong id="neurons">{fmt_neurons(float(u["neurons"]))}</strong> neurons used
  of <span id="allowance">{fmt_neurons(allowance)}</span> a day
@@ -225,72 +265,75 @@ class View:
 <dl class="facts">
 <div><dt>Cost</dt><dd><span id="dollars">{fmt_dollars(float(u["dollars"]))}</span>
  <small>at $0.011 / 1,000 neurons</small></dd></div>
-<div><dt>Requests</dt><dd id="requests-total">{u["requests"]}</dd></div>
-<div><dt>Errors</dt><dd id="errors-total">{u["errors"]}</dd></div>
+<div><dt>Charged calls</dt><dd id="requests-total">{u["requests"]}</dd></div>
+<div><dt>Charged errors</dt><dd id="errors-total">{u["errors"]}</dd></div>
 <div><dt>Refused with 4006</dt><dd id="walls">{walls}</dd></div>
 <div><dt>Plan</dt><dd id="plan-text">{escape(plan_text(u))}</dd></div>
 <div><dt>Allowance resets</dt><dd><time id="resets" datetime="{escape(u["resets_at"])}">
 {resets:%Y-%m-%d %H:%M} UTC</time></dd></div>
 </dl>
-</section>"""
+<p class="hint">Charged calls, errors and refusals are the totals of the per-model table; every call,
+ charged or not, is in Latest requests.</p>"""
 
     def chart(self) -> str:
-        return f"""<section class="card chart" aria-labelledby="hourly-h">
-<h2 id="hourly-h">Neurons per hour (UTC)</h2>
+        return f"""<h2 id="hourly-h">Neurons per hour (UTC)</h2>
 <figure id="hourly">{self.hourly}</figure>
-<p class="hint">The darker bar is the current hour; hover a bar for its neurons.</p>
-</section>"""
+<p class="hint">The darker bar is the current hour; hover a bar for its neurons.</p>"""
 
     def models(self) -> str:
-        rows = "".join(model_row(m) for m in self.usage["models"]) or (
+        u = self.usage
+        rows = "".join(model_row(m) for m in u["models"]) or (
             '<tr class="empty"><td colspan="7">No calls yet today.</td></tr>')
-        return f"""<section class="card models" aria-labelledby="models-h">
-<table id="models">
+        refusals: dict[str, int] = {}
+        for m in u["models"]:
+            for code, n in m["refusals"].items():
+                refusals[code] = refusals.get(code, 0) + int(n)
+        total = (f'<tr id="models-total"><th scope="row">Total</th><td class="num">{u["requests"]}</td>'
+                 f'<td class="num">{fmt_neurons(float(u["neurons"]))}</td>'
+                 f'<td class="num">{fmt_dollars(float(u["dollars"]))}</td><td class="num">{u["errors"]}</td>'
+                 f"<td>{escape(refusals_text(refusals))}</td><td></td></tr>")
+        return f"""<table id="models">
 <caption id="models-h">Per model, today</caption>
 <thead><tr><th scope="col">Model</th><th scope="col" class="num">Requests</th>
 <th scope="col" class="num">Neurons</th><th scope="col" class="num">Dollars</th>
 <th scope="col" class="num">Errors</th><th scope="col">Refused</th><th scope="col">Price</th></tr></thead>
 <tbody>{rows}</tbody>
+<tfoot>{total}</tfoot>
 </table>
 <p class="legend"><abbr title="estimated">est.</abbr> = the model has no published price; its neurons are
- the emulator's estimate. Errors = charged calls that answered an error. Refused = calls answered 4006
- (daily wall), 5035 (paid plan only) or 3040 (rate limit) before running. Calls rejected earlier
- (bad input, injected faults) are listed under Latest requests.</p>
-</section>"""
+ the emulator's estimate. Requests = charged calls; Errors = charged calls that answered an error.
+ Refused = calls answered 4006 (daily wall), 5035 (paid plan only) or 3040 (rate limit) before running.
+ Calls rejected earlier (bad input, injected faults) are listed under Latest requests.</p>"""
 
     def setup(self) -> str:
-        stubs = "".join(f"<li>{escape(stub_text(s))}</li>" for s in self.stubs) or "<li>none</li>"
-        faults = "".join(f"<li>{escape(fault_text(f))}</li>" for f in self.faults) or "<li>none</li>"
-        return f"""<section class="card setup" aria-labelledby="setup-h">
-<h2 id="setup-h">Stubs and faults</h2>
-<h3>Active stubs</h3>
-<ul id="stubs">{stubs}</ul>
-<h3>Active faults</h3>
-<ul id="faults">{faults}</ul>
-<noscript><p>The reset button needs JavaScript; without it, <code>POST {PREFIX}/reset</code>.</p></noscript>
-</section>"""
+        active_stubs = [s for s in self.stubs if not s.get("exhausted")]
+        used_stubs = [s for s in self.stubs if s.get("exhausted")]
+        active_faults = [f for f in self.faults if not f.get("exhausted")]
+        used_faults = [f for f in self.faults if f.get("exhausted")]
+        return f"""<h2 id="setup-h">Stubs and faults</h2>
+{item_list("stubs", "Active stubs", active_stubs, stub_text)}
+{item_list("stubs-used", "Used-up stubs", used_stubs, stub_text, hide_empty=True)}
+{item_list("faults", "Active faults", active_faults, fault_text)}
+{item_list("faults-used", "Used-up faults (they fire no more)", used_faults, fault_text, hide_empty=True)}"""
 
     def latest(self) -> str:
         rows = "".join(self.request_row(e) for e in self.requests) or (
             '<tr class="empty"><td colspan="8">No requests yet.</td></tr>')
-        toggle = (f'<a id="failed-link" href="{self.link()}">show all calls</a>' if self.failed_only
-                  else f'<a id="failed-link" href="{self.link(failed="1")}">show failed calls only</a>')
-        checked = " checked" if self.failed_only else ""
-        return f"""<section class="card latest" aria-labelledby="latest-h">
-<div class="filters"><label class="filter" hidden><input type="checkbox" id="failed-only"{checked}>
- failed only</label> <span class="nojs-filter">{toggle}</span></div>
-<table id="requests">
-<caption id="latest-h">Latest requests <span class="hint">(newest first, last {LATEST})</span></caption>
+        kind = "failed calls" if self.failed_only else "calls"
+        return f"""<table id="requests">
+<caption id="latest-h">Latest requests <span class="hint" id="latest-count">(newest first: showing
+ {len(self.requests)} of {self.logged} {kind} in the log)</span></caption>
 <thead><tr><th scope="col">Time (UTC)</th><th scope="col">Surface</th><th scope="col">Model</th>
 <th scope="col">Status</th><th scope="col" class="num">Neurons</th><th scope="col" class="num">Latency</th>
 <th scope="col">Source</th><th scope="col"><span class="sr-only">Detail</span></th></tr></thead>
 <tbody>{rows}</tbody>
-</table>
-</section>"""
+</table>"""
 
     def request_row(self, e: dict[str, Any]) -> str:
-        bad = ' class="bad"' if e["status"] >= 400 or e.get("cut") else ""
-        return (f'<tr data-id="{e["id"]}"{bad}><td>{escape(e["time"][11:19])}</td>'
+        classes = " ".join(c for c, on in (("bad", e["status"] >= 400 or e.get("cut")),
+                                           ("selected", str(e["id"]) == self.wanted)) if on)
+        return (f'<tr data-id="{e["id"]}"' + (f' class="{classes}"' if classes else "") + ">"
+                f'<td>{escape(e["time"][11:19])}</td>'
                 f'<td>{escape(e.get("surface") or "—")}</td>'
                 f'<td class="model">{escape(e.get("model") or e["path"])}</td>'
                 f'<td class="status">{escape(status_text(e))}</td>'
@@ -299,7 +342,7 @@ class View:
                 f'<td><a class="open" href="{self.link(request=str(e["id"]))}">details'
                 f'<span class="sr-only"> of request {e["id"]}</span></a></td></tr>')
 
-    def detail_section(self) -> str:
+    def detail_part(self) -> str:
         if self.detail is None:
             body = ('<p class="hint">Pick “details” on a request to see its body and answer.</p>'
                     if not self.wanted else
@@ -307,10 +350,17 @@ class View:
             title = "Request detail"
         else:
             body, title = detail_html(self.detail), f"Request {self.detail['id']}"
-        return f"""<section class="card detail" id="detail" aria-labelledby="detail-h" tabindex="-1">
-<h2 id="detail-h">{escape(title)}</h2>
-<div id="detail-body">{body}</div>
-</section>"""
+        return f"""<h2 id="detail-h">{escape(title)}</h2>
+<div id="detail-body">{body}</div>"""
+
+
+def item_list(list_id: str, title: str, items: list[dict[str, Any]], text: Callable[[dict[str, Any]], str],
+              *, hide_empty: bool = False) -> str:
+    """A heading with the number of items it lists, then the list ("none" when empty)."""
+    if hide_empty and not items:
+        return ""
+    lis = "".join(f"<li>{escape(text(item))}</li>" for item in items) or "<li>none</li>"
+    return f'<h3>{escape(title)}: {len(items)}</h3>\n<ul id="{list_id}">{lis}</ul>'
 
 
 def wall_note(u: dict[str, Any], used: float, walls: int) -> str:
@@ -372,6 +422,8 @@ def fault_text(f: dict[str, Any]) -> str:
     if isinstance(f.get("latency_ms"), (int, float)):
         kind += f" {f['latency_ms']:g} ms"
     trigger = next((f"{k}={f[k]}" for k in ("nth", "every", "probability") if f.get(k) is not None), "always")
+    if f.get("times") is not None:
+        trigger += f", at most {f['times']} times"
     fired = f"fired {f.get('fired', 0)} of {f.get('calls', 0)} calls"
     return f"{label}: {kind} on {_scope(f)}, {trigger} · {fired}"
 
@@ -458,6 +510,7 @@ def install(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/", page)
     app.router.add_get(PREFIX, _redirect)
     app.router.add_get(f"{PREFIX}/usage/hourly.svg", hourly_chart)
+    app.router.add_get(f"{PREFIX}/dashboard/parts", parts)  # before the assets' {name}
     app.router.add_get(f"{PREFIX}/dashboard/{{name}}", asset)
 
 
