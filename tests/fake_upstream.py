@@ -117,6 +117,7 @@ class FakeUpstream:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/client/v4/accounts/{account}/ai/run/{model:.+}", self.run)
+        app.router.add_get("/client/v4/accounts/{account}/ai/run/{model:.+}", self.realtime)
         app.router.add_post("/v1/{account}/{gateway}/workers-ai/{model:.+}", self.run)
         app.router.add_post("/client/v4/accounts/{account}/ai/v1/chat/completions", self.chat)
         app.router.add_get("/client/v4/accounts/{account}/ai/models/search", self.models_search)
@@ -264,6 +265,42 @@ class FakeUpstream:
         assert request.transport is not None
         request.transport.abort()
         return response
+
+    async def realtime(self, request: web.Request) -> web.StreamResponse:
+        """A realtime model's WebSocket, in the shape of Deepgram's protocols: each binary message is
+        answered with a `Results` counting its bytes; `Speak` texts are spoken (their UTF-8 bytes,
+        reversed, as one binary message) on `Flush`, then `Flushed`; `CloseStream` or `Close` gets
+        a `Metadata` and a close with code 1000; `{"type": "Break"}` drops the connection."""
+        refused = await self._seen(request)
+        if refused is not None:
+            return refused
+        ws = web.WebSocketResponse(protocols=("token",))
+        await ws.prepare(request)
+        received, spoken = 0, ""
+        async for message in ws:
+            if message.type is aiohttp.WSMsgType.BINARY:
+                received += 1
+                await ws.send_str(json.dumps({"type": "Results", "n": received, "bytes": len(message.data)}))
+                continue
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                break
+            kind = json.loads(message.data).get("type")
+            if kind == "Speak":
+                spoken += json.loads(message.data)["text"]
+            elif kind == "Flush":
+                await ws.send_bytes(spoken.encode()[::-1])
+                await ws.send_str(json.dumps({"type": "Flushed", "sequence_id": 0}))
+                spoken = ""
+            elif kind == "Break":
+                assert request.transport is not None
+                request.transport.abort()
+                return ws
+            elif kind in ("CloseStream", "Close"):
+                await ws.send_str(json.dumps({"type": "Metadata", "messages": received,
+                                              "query": dict(request.query)}))
+                await ws.close(code=1000)
+                break
+        return ws
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         refused = await self._seen(request)

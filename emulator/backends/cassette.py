@@ -30,10 +30,13 @@ from emulator.cassettes import (
     NoMatch,
     RecordedRequest,
     RecordedResponse,
+    RecordedSession,
     Redactor,
     SSEEvent,
     StreamBreak,
 )
+from emulator.cassettes.format import SWITCHING_PROTOCOLS
+from emulator.cassettes.sessions import SessionPlayer
 from emulator.cassettes.store import Identity
 from emulator.errors import CFError, ErrorKind
 from emulator.limits import parse_neurons
@@ -248,12 +251,15 @@ class CassetteBackend:
                 response=redactor.redact_response(response),
                 neurons=parse_neurons(headers.get("cf-ai-neurons")),
             )
-            # fsync takes milliseconds: keep it off the event loop.
-            before, after = await asyncio.to_thread(self._write, name, interaction)
-            if self.replays:
-                self._remember(name, before, after, interaction)
+            await self._store(name, interaction)
 
         return finished
+
+    async def _store(self, name: str, interaction: Interaction) -> None:
+        # fsync takes milliseconds: keep it off the event loop.
+        before, after = await asyncio.to_thread(self._write, name, interaction)
+        if self.replays:
+            self._remember(name, before, after, interaction)
 
     def _write(self, name: str, interaction: Interaction) -> tuple[Identity | None, Identity]:
         with self._write_lock:
@@ -276,6 +282,56 @@ class CassetteBackend:
             return
         cached[1].add(interaction)
         self._indexes[name] = (after, cached[1])
+
+    # WebSocket sessions ------------------------------------------------------------------------
+    async def session_recordings(self, exchange: Exchange) -> list[Interaction] | None:
+        """The recordings of a WebSocket upgrade (the next in recorded order first), or None when
+        the mode does not replay or replay-or-record has none. In replay, none is a 7404."""
+        if not self.replays:
+            return None
+        name = self._name()
+        required = not self.records
+        index = await self.index(name)
+        if index is None:
+            if not required:
+                return None
+            raise CFError(ErrorKind.NO_CASSETTE_MATCH, detail=f"cassette {name!r} does not exist "
+                          f"({self.store.path(name)}). " + RECORD_HINTS[self.settings.hints])
+        try:
+            return index.candidates(exchange.method, exchange.path, exchange.query,
+                                    redactor=self.redactor(exchange))
+        except NoMatch as miss:
+            if not required:
+                return None
+            detail = f"{miss}\n{FIX_HINTS[self.settings.hints]}"
+            raise CFError(ErrorKind.NO_CASSETTE_MATCH, detail=detail) from None
+
+    def session_player(self, exchange: Exchange, recordings: list[Interaction]) -> SessionPlayer:
+        """Plays the recorded sessions of an upgrade to its client (cassettes/sessions.py)."""
+        return SessionPlayer(self._name(), recordings,
+                             normalise_text=self.redactor(exchange).redact_frame_text,
+                             volatile=frozenset(self.settings.ignore_fields))
+
+    def refusal_recorder(self, exchange: Exchange) -> Finished | None:
+        """Records an upgrade the real API refused (an ordinary HTTP answer), in the recording modes."""
+        return self._recorder(exchange, self._name()) if self.records else None
+
+    async def record_session(self, exchange: Exchange, session: RecordedSession, neurons: float | None
+                             ) -> None:
+        """Store a relayed WebSocket session (redacted) in the recording modes."""
+        if not self.records:
+            return
+        redactor = self.redactor(exchange)
+        request = RecordedRequest.build(exchange.method, exchange.path, exchange.query,
+                                        exchange.headers.items(), b"")
+        response = RecordedResponse.build(SWITCHING_PROTOCOLS, {}, b"")
+        interaction = Interaction(
+            request=redactor.redact_request(request),
+            response=redactor.redact_response(response),
+            neurons=neurons,
+            session=redactor.redact_session(session),
+        )
+        await self._store(self._name(), interaction)
 
     # Backend -----------------------------------------------------------------------------------
     async def handle(self, call: Call) -> Outcome:

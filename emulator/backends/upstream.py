@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -132,8 +134,10 @@ class Upstream:
                 ),
             )
 
-    async def forward(self, exchange: Exchange, finished: Finished | None = None) -> Outcome:
-        """Send the request upstream and relay the answer as a rendered Outcome (streams relayed live)."""
+    async def forward(self, exchange: Exchange, finished: Finished | None = None, *,
+                      upgrade_headers: CIMultiDict[str] | None = None) -> Outcome:
+        """Send the request upstream and relay the answer as a rendered Outcome (streams relayed live).
+        `upgrade_headers` are sent as they are (a refused WebSocket upgrade asked again)."""
         self.check_budget()
         url = self.url(exchange)
         self.sent += 1
@@ -141,7 +145,7 @@ class Upstream:
             response = await self._client().request(
                 exchange.method,
                 url,
-                headers=self.outgoing_headers(exchange),
+                headers=upgrade_headers if upgrade_headers is not None else self.outgoing_headers(exchange),
                 data=exchange.body or None,
                 allow_redirects=False,
             )
@@ -239,6 +243,37 @@ class Upstream:
             await finished(response.status, headers, b"", events, broke)
         if broke is not None:
             raise StreamCut(f"the upstream stream broke off ({broke.reason})")
+
+    async def open_websocket(self, exchange: Exchange) -> aiohttp.ClientWebSocketResponse | Outcome:
+        """Open the upgrade's WebSocket on the real API with the same query and the configured token;
+        an upstream that refuses the upgrade gives its HTTP answer as a rendered Outcome instead.
+
+        aiohttp drops the body of a refused upgrade, so the refusal is asked again as a plain request
+        with the same upgrade headers to read it: an upgrade refused for its credentials, model or
+        query is refused the same way twice, at no cost."""
+        self.check_budget()
+        url = self.url(exchange)
+        headers = CIMultiDict((k, v) for k, v in self.outgoing_headers(exchange).items()
+                              if not k.lower().startswith("sec-websocket-"))
+        protocols = [p.strip() for p in exchange.headers.get("Sec-WebSocket-Protocol", "").split(",")
+                     if p.strip()]
+        self.sent += 1
+        try:
+            return await self._client().ws_connect(
+                url, headers=headers, protocols=protocols, autoclose=False, autoping=True,
+                max_msg_size=self.settings.max_upstream_body_bytes,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status is None or exc.status < 200:
+                raise CFError(ErrorKind.UPSTREAM_UNREACHABLE, detail=self._describe(url, exc)) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise CFError(ErrorKind.UPSTREAM_TIMEOUT, detail=self._describe(url, exc)) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise CFError(ErrorKind.UPSTREAM_UNREACHABLE, detail=self._describe(url, exc)) from None
+        headers.update({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()})
+        return await self.forward(Exchange("GET", exchange.path, exchange.query, headers, b"",
+                                           exchange.account_id), upgrade_headers=headers)
 
     def _describe(self, url: URL, exc: BaseException) -> str:
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):

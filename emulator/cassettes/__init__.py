@@ -8,9 +8,11 @@ from emulator.cassettes.format import (
     Body,
     Cassette,
     CassetteFormatError,
+    Frame,
     Interaction,
     RecordedRequest,
     RecordedResponse,
+    RecordedSession,
     SSEEvent,
     SSESplitter,
     StreamBreak,
@@ -29,6 +31,7 @@ from emulator.cassettes.match import (
     request_key,
 )
 from emulator.cassettes.redact import Redactor
+from emulator.cassettes.sessions import SessionMiss, SessionPlayer
 from emulator.cassettes.store import CassetteStore, InvalidCassetteName
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "CassetteFormatError",
     "CassetteIndex",
     "CassetteStore",
+    "Frame",
     "Interaction",
     "InvalidCassetteName",
     "Matchers",
@@ -48,9 +52,12 @@ __all__ = [
     "NormalisedRequest",
     "RecordedRequest",
     "RecordedResponse",
+    "RecordedSession",
     "Redactor",
     "SSEEvent",
     "SSESplitter",
+    "SessionMiss",
+    "SessionPlayer",
     "StreamBreak",
     "dump_cassette",
     "filter_headers",

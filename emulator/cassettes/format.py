@@ -71,6 +71,12 @@ Fields:
   ``offset_ms`` is the time since the response started. Joining every ``raw`` gives back the original
   stream byte for byte, and replay can send each event as its own chunk at its original time.
 - ``neurons``: the billed neurons (from the ``cf-ai-neurons`` header) when known.
+- ``session`` (`RecordedSession`): a WebSocket session of a realtime model. Its request is the
+  upgrade (``GET``, path, query), its response has status ``101`` and no body, and ``session.frames``
+  holds every message both ways in the order they passed the emulator: ``dir`` is ``"in"`` (client to
+  model) or ``"out"``, ``offset_ms`` the time since the upgrade, and the message is ``text`` or
+  ``base64`` (binary). ``session.end`` says how it ended: ``"server"`` (the model closed, with
+  ``code``), ``"client"`` or ``"cut"`` (the upstream connection broke).
 """
 
 from __future__ import annotations
@@ -87,7 +93,7 @@ from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, unquote
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from emulator.limits import MAX_CALL_NEURONS, parse_neurons
 
@@ -188,6 +194,21 @@ def _http_headers(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _checked_base64(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            base64.b64decode(value, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"invalid base64 body: {exc}") from exc
+    return value
+
+
+def _checked_offset(value: float) -> float:
+    if not (math.isfinite(value) and 0.0 <= value <= MAX_OFFSET_MS):
+        raise ValueError(f"offset_ms must be a number from 0 to {MAX_OFFSET_MS:.0f}, not {value!r}")
+    return value
+
+
 class Body(_Model):
     """A request or response body in one of four encodings (see the module docstring)."""
 
@@ -263,12 +284,7 @@ class Body(_Model):
     @field_validator("base64")
     @classmethod
     def _valid_base64(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                base64.b64decode(value, validate=True)
-            except binascii.Error as exc:
-                raise ValueError(f"invalid base64 body: {exc}") from exc
-        return value
+        return _checked_base64(value)
 
 
 _UNPARSED = object()
@@ -285,9 +301,7 @@ class SSEEvent(_Model):
     @field_validator("offset_ms")
     @classmethod
     def _offset(cls, value: float) -> float:
-        if not (math.isfinite(value) and 0.0 <= value <= MAX_OFFSET_MS):
-            raise ValueError(f"offset_ms must be a number from 0 to {MAX_OFFSET_MS:.0f}, not {value!r}")
-        return value
+        return _checked_offset(value)
 
     @classmethod
     def from_raw(cls, raw: str, offset_ms: float = 0.0) -> SSEEvent:
@@ -344,6 +358,70 @@ def split_sse(data: bytes, offset_ms: float = 0.0) -> list[SSEEvent]:
     splitter = SSESplitter()
     splitter.feed(data, offset_ms)
     return splitter.finish()
+
+
+FrameDirection = Literal["in", "out"]
+SessionEnd = Literal["server", "client", "cut"]
+SWITCHING_PROTOCOLS: Final = 101
+
+
+class Frame(_Model):
+    """One WebSocket message of a recorded session: its direction, time and text or binary payload."""
+
+    dir: FrameDirection
+    offset_ms: float = 0.0
+    text: str | None = None
+    base64: str | None = None
+
+    @field_validator("offset_ms")
+    @classmethod
+    def _offset(cls, value: float) -> float:
+        return _checked_offset(value)
+
+    @field_validator("base64")
+    @classmethod
+    def _valid_base64(cls, value: str | None) -> str | None:
+        return _checked_base64(value)
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> Frame:
+        if (self.text is None) == (self.base64 is None):
+            raise ValueError("a frame holds either `text` or `base64`")
+        return self
+
+    @classmethod
+    def of(cls, direction: FrameDirection, message: str | bytes, offset_ms: float) -> Frame:
+        """A frame holding `message`: a str is a text message, bytes a binary one."""
+        if isinstance(message, str):
+            return cls(dir=direction, offset_ms=offset_ms, text=message)
+        return cls(dir=direction, offset_ms=offset_ms, base64=base64.b64encode(message).decode("ascii"))
+
+    def message(self) -> str | bytes:
+        """The message as sent: text, or the decoded binary payload."""
+        if self.text is not None:
+            return self.text
+        return base64.b64decode(self.base64 or "", validate=True)
+
+
+class RecordedSession(_Model):
+    """A realtime model's WebSocket session: every frame both ways, and how it ended."""
+
+    frames: list[Frame] = Field(default_factory=list)
+    end: SessionEnd = "server"
+    code: int | None = None  # the close code the model sent (end "server")
+    end_ms: float = 0.0
+
+    @field_validator("end_ms")
+    @classmethod
+    def _end(cls, value: float) -> float:
+        return _checked_offset(value)
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: int | None) -> int | None:
+        if value is not None and not 1000 <= value <= 4999:
+            raise ValueError(f"code must be a WebSocket close code from 1000 to 4999, not {value}")
+        return value
 
 
 class RecordedRequest(_Model):
@@ -424,8 +502,9 @@ class RecordedResponse(_Model):
     @field_validator("status")
     @classmethod
     def _status(cls, value: int) -> int:
-        if not 200 <= value <= 599:
-            raise ValueError(f"status must be a final HTTP status from 200 to 599, not {value}")
+        if not (200 <= value <= 599 or value == SWITCHING_PROTOCOLS):
+            raise ValueError(f"status must be 101 (a WebSocket session) or a final HTTP status from 200 "
+                             f"to 599, not {value}")
         return value
 
     @classmethod
@@ -474,6 +553,7 @@ class Interaction(_Model):
     response: RecordedResponse
     recorded_at: datetime = Field(default_factory=utcnow)
     neurons: float | None = None
+    session: RecordedSession | None = None
 
     @field_validator("neurons")
     @classmethod
@@ -481,6 +561,12 @@ class Interaction(_Model):
         if value is not None and parse_neurons(value) is None:
             raise ValueError(f"neurons must be a number from 0 to {MAX_CALL_NEURONS:g}, not {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _session_is_a_101(self) -> Interaction:
+        if (self.session is not None) != (self.response.status == SWITCHING_PROTOCOLS):
+            raise ValueError("a WebSocket session has status 101, and status 101 needs a session")
+        return self
 
 
 class Cassette(_Model):

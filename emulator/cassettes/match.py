@@ -516,6 +516,23 @@ class CassetteIndex:
         request = self.normalise(method, path, query, body, content_type, redactor=redactor)
         return self._take_required(request) if required else self._take(request)
 
+    def candidates(
+        self, method: str, path: str, query: QueryInput, *, redactor: Redactor | None = None
+    ) -> list[Interaction]:
+        """Every recording of a bodiless request (a WebSocket upgrade), the next one in recorded order
+        first: a replayed session picks among them by the client's messages. Raises `NoMatch`."""
+        request = self.normalise(method, path, query, b"", None, redactor=redactor)
+        with self._lock:
+            positions = self._by_key.get(request.key)
+            if positions:
+                cursor = self._cursor.get(request.key, 0)
+                start = min(cursor, len(positions) - 1)
+                self._cursor[request.key] = cursor + 1
+                self._played.add(positions[start])
+                order = positions[start:] + positions[:start]
+                return [self.cassette.interactions[position] for position in order]
+        raise self.explain(request)
+
     def _take_required(self, request: NormalisedRequest) -> tuple[Interaction, bool]:
         found = self._take(request)
         if found is None:

@@ -34,6 +34,7 @@ from emulator.cassettes.format import (
     Interaction,
     RecordedRequest,
     RecordedResponse,
+    RecordedSession,
     SSEEvent,
     sse_data,
 )
@@ -243,11 +244,26 @@ class Redactor:
             redacted = "data: " + orjson.dumps(hidden).decode() + "\n\n"
         return SSEEvent.from_raw(redacted, event.offset_ms)
 
+    def redact_frame_text(self, text: str) -> str:
+        """A WebSocket text message redacted as a text body is (JSON escapes included)."""
+        body = self.redact_body(Body(encoding="text", text=text))
+        return body.text if body.text is not None else orjson.dumps(body.json_).decode()
+
+    def redact_session(self, session: RecordedSession) -> RecordedSession:
+        """A redacted copy of a WebSocket session: text frames redacted, binary ones left alone."""
+        frames = [
+            frame.model_copy(update={"text": self.redact_frame_text(frame.text)}) if frame.text is not None
+            else frame
+            for frame in session.frames
+        ]
+        return session.model_copy(update={"frames": frames})
+
     def redact_interaction(self, interaction: Interaction) -> Interaction:
         """A redacted copy of a whole interaction: what `CassetteStore.append` callers should store."""
-        return interaction.model_copy(
-            update={
-                "request": self.redact_request(interaction.request),
-                "response": self.redact_response(interaction.response),
-            }
-        )
+        update: dict[str, Any] = {
+            "request": self.redact_request(interaction.request),
+            "response": self.redact_response(interaction.response),
+        }
+        if interaction.session is not None:
+            update["session"] = self.redact_session(interaction.session)
+        return interaction.model_copy(update=update)

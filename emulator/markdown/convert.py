@@ -6,14 +6,20 @@ HTML follows Cloudflare's documented pre-processing
 resolved against `<base>` (or the `hostname` option), JSON-LD appended at the end. PDFs get the
 `# name / ## Metadata / ## Contents / ### Page N` layout of the documented example output. The
 layout of the other formats is not documented: headings per sheet and Markdown tables (emulator's choice).
+
+Libraries: markdownify (HTML), pypdf, openpyxl (.xlsx/.xlsm), xlrd (.xls/.et), mammoth (.docx), odfpy
+(.ods/.odt), numbers-parser (.numbers), resvg-py (SVG, rasterised to PNG for the image models).
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
+import tempfile
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 from xml.etree import ElementTree
@@ -22,6 +28,8 @@ from emulator.markdown.formats import Kind
 from emulator.markdown.options import ConversionOptions
 
 MAX_ROWS = 10_000  # per sheet or CSV: a bigger table is cut with a note, so one request stays bounded
+MAX_COLUMNS = 1_024  # per row: OpenDocument can repeat an empty cell across the whole sheet width
+SVG_WIDTH = 512  # pixels of the PNG an SVG is rendered to, whatever size it declares
 MAX_XML_DEPTH = 64
 
 
@@ -44,6 +52,14 @@ def convert(kind: Kind, name: str, data: bytes, options: ConversionOptions) -> s
             return xlsx_to_markdown(name, data)
         if kind is Kind.DOCX:
             return docx_to_markdown(data)
+        if kind is Kind.XLS:
+            return xls_to_markdown(name, data)
+        if kind is Kind.ODS:
+            return ods_to_markdown(name, data)
+        if kind is Kind.ODT:
+            return odt_to_markdown(data)
+        if kind is Kind.NUMBERS:
+            return numbers_to_markdown(name, data)
     except ConversionError:
         raise
     except Exception as exc:  # every library raises its own types for a broken file
@@ -244,3 +260,156 @@ def docx_to_markdown(data: bytes) -> str:
     html = mammoth.convert_to_html(io.BytesIO(data), convert_image=mammoth.images.img_element(
         lambda image: {"src": ""})).value
     return html_to_markdown(html, ConversionOptions())
+
+
+def _plain(value: Any) -> Any:
+    """A cell value as a person reads it: whole numbers without `.0`, dates in ISO form."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    return value
+
+
+def xls_to_markdown(name: str, data: bytes) -> str:
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+    except xlrd.XLRDError as exc:
+        raise ConversionError(f"Invalid .xls workbook: {exc}") from None
+
+    def cell(item: Any) -> Any:
+        if item.ctype == xlrd.XL_CELL_DATE:
+            return xlrd.xldate_as_datetime(item.value, book.datemode)
+        if item.ctype == xlrd.XL_CELL_BOOLEAN:
+            return bool(item.value)
+        return None if item.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK) else item.value
+
+    def rows(sheet: Any) -> Iterable[list[Any]]:
+        for index in range(sheet.nrows):
+            yield [_plain(cell(item)) for item in sheet.row(index)[:MAX_COLUMNS]]
+
+    try:
+        return _sheets(name, ((sheet.name, rows(sheet)) for sheet in book.sheets()))
+    finally:
+        book.release_resources()
+
+
+def _odf(data: bytes) -> Any:
+    from odf.opendocument import load
+
+    return load(io.BytesIO(data))
+
+
+def _repeat(element: Any, attribute: str, limit: int) -> int:
+    raw = element.getAttribute(attribute)
+    return max(1, min(int(raw), limit)) if raw and str(raw).isdigit() else 1
+
+
+def ods_to_markdown(name: str, data: bytes) -> str:
+    from odf import table as odf_table
+    from odf import teletype
+
+    document = _odf(data)
+
+    def value(cell: Any) -> Any:
+        kind = cell.getAttribute("valuetype")
+        if kind in ("float", "percentage", "currency"):
+            return _plain(float(cell.getAttribute("value")))
+        if kind == "boolean":
+            return cell.getAttribute("booleanvalue") == "true"
+        if kind == "date":
+            return cell.getAttribute("datevalue")
+        return "\n".join(teletype.extractText(p) for p in cell.childNodes if p.qname[1] == "p") or None
+
+    def rows(sheet: Any) -> Iterable[list[Any]]:
+        empty = 0
+        for row in sheet.getElementsByType(odf_table.TableRow):
+            cells: list[Any] = []
+            for cell in row.childNodes:
+                if cell.qname[1] in ("table-cell", "covered-table-cell"):
+                    cells += [value(cell)] * _repeat(cell, "numbercolumnsrepeated", MAX_COLUMNS - len(cells))
+                if len(cells) >= MAX_COLUMNS:
+                    break
+            repeat = _repeat(row, "numberrowsrepeated", MAX_ROWS + 1)
+            if all(c in (None, "") for c in cells):  # empty rows count only when something follows
+                empty = min(empty + repeat, MAX_ROWS + 1)
+                continue
+            yield from [[]] * empty
+            empty = 0
+            yield from [cells] * repeat
+
+    sheets = document.spreadsheet.getElementsByType(odf_table.Table)
+    return _sheets(name, ((sheet.getAttribute("name"), rows(sheet)) for sheet in sheets))
+
+
+def odt_to_markdown(data: bytes) -> str:
+    from odf import teletype
+
+    document = _odf(data)
+    out: list[str] = []
+
+    def walk(node: Any, depth: int) -> None:
+        kind = node.qname[1] if getattr(node, "qname", None) else ""
+        if kind == "h":
+            level = _repeat(node, "outlinelevel", 6)
+            out.append("#" * level + " " + teletype.extractText(node).strip())
+        elif kind == "p":
+            text = teletype.extractText(node).strip()
+            if text:
+                out.append(text)
+        elif kind == "list":
+            for item in node.childNodes:
+                text = " ".join(teletype.extractText(p).strip() for p in item.childNodes
+                                if getattr(p, "qname", ("", ""))[1] == "p")
+                out.append("  " * depth + "- " + text)
+                for child in item.childNodes:
+                    if getattr(child, "qname", ("", ""))[1] == "list":
+                        walk(child, depth + 1)
+        elif kind == "table":
+            rows = [[teletype.extractText(cell).strip() for cell in row.childNodes
+                     if cell.qname[1] == "table-cell"][:MAX_COLUMNS]
+                    for row in node.getElementsByType(_odf_row())][: MAX_ROWS + 1]
+            if rows:
+                out.append(table(rows))
+        else:
+            for child in node.childNodes:
+                walk(child, depth)
+
+    walk(document.text, 0)
+    return "\n\n".join(out) + "\n"
+
+
+def _odf_row() -> Any:
+    from odf.table import TableRow
+
+    return TableRow
+
+
+def numbers_to_markdown(name: str, data: bytes) -> str:
+    from numbers_parser import Document
+
+    # numbers-parser opens a path (a package directory or its zip), not bytes.
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "document.numbers"
+        path.write_bytes(data)
+        document = Document(str(path))
+        sheets: list[tuple[str, Iterable[Sequence[Any]]]] = []
+        for sheet in document.sheets:
+            for one in sheet.tables:
+                title = sheet.name if len(sheet.tables) == 1 else f"{sheet.name}: {one.name}"
+                values = one.rows(values_only=True)[: MAX_ROWS + 1]
+                sheets.append((title, [[_plain(v) for v in row[:MAX_COLUMNS]] for row in values]))
+        return _sheets(name, sheets)
+
+
+def svg_to_png(data: bytes) -> bytes:
+    """An SVG rendered to a PNG `SVG_WIDTH` pixels wide (resvg: no external files, no network)."""
+    import resvg_py
+
+    try:
+        text = data.decode("utf-8-sig")
+        return bytes(resvg_py.svg_to_bytes(svg_string=text, width=SVG_WIDTH, skip_system_fonts=True))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConversionError(f"Invalid SVG: {exc}") from None

@@ -2,8 +2,9 @@
 
 The messages are those of Cloudflare's changelog example (2025-08-27: `{"type": "Speak", "text": …}`
 then `{"type": "Flush"}`, audio received back), which is Deepgram's streaming TTS protocol; the rest
-of it is inferred from Deepgram's API: a first `Metadata` message, binary linear16 audio
-(query `encoding=linear16`, `sample_rate`, default 24000) in chunks, then `{"type": "Flushed",
+of it is inferred from Deepgram's API: a first `Metadata` message, binary audio in half-second
+messages (query `encoding`: linear16, default 24000 Hz; mulaw or alaw, default 8000 Hz; mp3, default
+22050 Hz at `bit_rate` 48000; `sample_rate` sets the rate; `container` none), then `{"type": "Flushed",
 "sequence_id": n}`; `Clear` drops text not yet flushed (`Cleared`); `Close` ends the session. The
 `speaker` query parameter picks the voice (default: the catalog's). Billed per character spoken.
 """
@@ -16,8 +17,17 @@ from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
 from emulator.fakes import audio
 from emulator.fakes.seed import derive_seed
-from emulator.realtime.base import Message, Session, control_message, dumps, linear16_only, query_int
+from emulator.realtime.base import Message, Session, control_message, dumps, query_int
+from emulator.realtime.codecs import (
+    alaw_encode,
+    chosen_encoding,
+    declared_choice,
+    mp3_encode,
+    mulaw_encode,
+)
 
+WRITABLE = ("linear16", "mulaw", "alaw", "mp3")  # of the catalog's encodings, those the fake writes
+DEFAULT_SAMPLE_RATE = {"linear16": 24000, "mulaw": 8000, "alaw": 8000, "mp3": 22050}
 CHARS_PER_SECOND = 15.0
 CHUNK_SECONDS = 0.5
 MAX_TEXT = 2000  # characters buffered before a Flush (Deepgram's documented limit per Speak message)
@@ -26,8 +36,14 @@ MAX_TEXT = 2000  # characters buffered before a Flush (Deepgram's documented lim
 class AuraSession(Session):
     def __init__(self, request_id: str, seed: int, query: dict[str, str], model: Model) -> None:
         super().__init__(request_id, seed)
-        linear16_only(query, model.name)
-        self.sample_rate = query_int(query, "sample_rate", 24000, low=8000, high=48000)
+        self.encoding = chosen_encoding(query, model, WRITABLE)
+        container = declared_choice(query, model, "container", "none")
+        if container != "none":
+            raise CFError(ErrorKind.BAD_INPUT, detail="Error: the emulator's WebSocket speech is raw "
+                          f"{self.encoding} (container none), not container {container!r}")
+        self.sample_rate = query_int(query, "sample_rate", DEFAULT_SAMPLE_RATE[self.encoding], low=8000,
+                                     high=48000)
+        self.kbps = query_int(query, "bit_rate", 48000, low=8000, high=320000) // 1000
         speaker = model.input_schema.get("properties", {}).get("speaker", {})
         self.speaker = query.get("speaker", speaker.get("default", "luna"))
         if speaker.get("enum") and self.speaker not in speaker["enum"]:
@@ -75,13 +91,22 @@ class AuraSession(Session):
         if text.strip():
             seconds = max(0.3, round(len(text) / CHARS_PER_SECOND, 3))
             pcm = audio.pcm(seconds, derive_seed(self.seed, "aura", self.speaker, text), self.sample_rate)
-            step = round(CHUNK_SECONDS * self.sample_rate) * 2
-            out += [pcm[i:i + step] for i in range(0, len(pcm), step)]
+            data, step = self._encoded(pcm)
+            out += [data[i:i + step] for i in range(0, len(data), step)]
             self.usage.characters += len(text)
             self.usage.audio_seconds += seconds
         out.append(dumps({"type": "Flushed", "sequence_id": self.flushes}))
         self.flushes += 1
         return out
+
+    def _encoded(self, pcm: bytes) -> tuple[bytes, int]:
+        """The speech in the session's encoding, and the bytes of one CHUNK_SECONDS message of it."""
+        if self.encoding == "mp3":
+            return mp3_encode(pcm, self.sample_rate, self.kbps), round(self.kbps * 125 * CHUNK_SECONDS)
+        if self.encoding == "linear16":
+            return pcm, round(CHUNK_SECONDS * self.sample_rate) * 2
+        encode = mulaw_encode if self.encoding == "mulaw" else alaw_encode
+        return encode(pcm), round(CHUNK_SECONDS * self.sample_rate)
 
     def closing(self) -> list[Message]:
         return self._flush() if self.buffer.strip() else []

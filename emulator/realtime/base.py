@@ -47,16 +47,6 @@ def query_float(query: dict[str, str], key: str, default: float, low: float, hig
     return value
 
 
-def linear16_only(query: dict[str, str], model: str) -> None:
-    encoding = query.get("encoding", "linear16")
-    if encoding != "linear16":
-        # The emulator speaks raw PCM only; the catalog lists more encodings for some models.
-        raise CFError(
-            ErrorKind.BAD_INPUT,
-            detail=f"Error: the emulator's {model} WebSocket takes encoding=linear16"
-                   f" (16-bit little-endian PCM), not {encoding!r}")
-
-
 @dataclass
 class PcmFrames:
     """Cuts an int16 mono byte stream into fixed 20 ms frames, keeping the remainder for the next chunk,

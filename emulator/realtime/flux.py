@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
 from emulator.fakes import text as text_fake
 from emulator.fakes.seed import derive_seed
@@ -29,10 +30,10 @@ from emulator.realtime.base import (
     Session,
     control_message,
     dumps,
-    linear16_only,
     query_float,
     query_int,
 )
+from emulator.realtime.codecs import chosen_encoding
 
 WORDS_PER_SECOND = 2.5
 UPDATE_EVERY = 0.25
@@ -40,13 +41,13 @@ EAGER_FRACTION = 0.5  # an eager end of turn comes after this share of the end-o
 
 
 class FluxSession(Session):
-    def __init__(self, request_id: str, seed: int, query: dict[str, str]) -> None:
+    def __init__(self, request_id: str, seed: int, query: dict[str, str], model: Model) -> None:
         super().__init__(request_id, seed)
         if "sample_rate" not in query:
             raise CFError(ErrorKind.BAD_INPUT, detail="Error: required properties at '/' are 'sample_rate'")
         if "encoding" not in query:
             raise CFError(ErrorKind.BAD_INPUT, detail="Error: required properties at '/' are 'encoding'")
-        linear16_only(query, "flux")
+        chosen_encoding(query, model, ("linear16",))
         self.frames = PcmFrames(query_int(query, "sample_rate", 16000, low=8000))
         self.eot_threshold = query_float(query, "eot_threshold", 0.7, 0.5, 0.9)
         eager = query.get("eager_eot_threshold")

@@ -2,7 +2,8 @@
 
 Cloudflare documents the model as realtime and its WebSocket price (pricing page, 836.36 neurons per
 audio minute) but not the messages; they follow Deepgram's live API, which Cloudflare serves
-(inferred): binary linear16 audio in (query `encoding`, `sample_rate`, default 16000), a `Results`
+(inferred): binary audio in (query `encoding`: linear16, or mulaw, decoded by realtime/codecs.py;
+`sample_rate`, default 16000), a `Results`
 message per second of audio with `channel.alternatives[0].{transcript, confidence, words}`,
 `is_final`, `speech_final`, `start`, `duration`; `{"type": "KeepAlive"}` is accepted, `{"type":
 "Finalize"}` flushes the audio so far (`from_finalize: true`), and `{"type": "CloseStream"}` flushes,
@@ -16,6 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from emulator.catalog import Model
 from emulator.fakes import text as text_fake
 from emulator.fakes.seed import derive_seed
 from emulator.realtime.base import (
@@ -24,10 +26,11 @@ from emulator.realtime.base import (
     Session,
     control_message,
     dumps,
-    linear16_only,
     query_int,
 )
+from emulator.realtime.codecs import DECODERS, chosen_encoding
 
+READABLE = ("linear16", "mulaw")  # of the catalog's encodings, those the fake decodes
 WINDOW_SECONDS = 1.0
 WORDS_PER_SECOND = 2.5
 MODEL_INFO = {"name": "general-nova-3", "version": "2025-01-01.0", "arch": "nova-3"}
@@ -35,9 +38,9 @@ MODEL_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "workers-ai-emulator/nova-3"))
 
 
 class Nova3Session(Session):
-    def __init__(self, request_id: str, seed: int, query: dict[str, str]) -> None:
+    def __init__(self, request_id: str, seed: int, query: dict[str, str], model: Model) -> None:
         super().__init__(request_id, seed)
-        linear16_only(query, "nova-3")
+        self.decode = DECODERS[chosen_encoding(query, model, READABLE)]
         self.frames = PcmFrames(query_int(query, "sample_rate", 16000, low=8000))
         self.window_start = 0.0
         self.window_speech = 0.0
@@ -47,6 +50,7 @@ class Nova3Session(Session):
 
     def on_binary(self, data: bytes) -> list[Message]:
         self.digest.update(data)
+        data = self.decode(data)
         out: list[Message] = []
         step = self.frames.frame_samples / self.frames.sample_rate
         for now, speech in self.frames.feed(data):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
 from emulator.fakes import text as text_fake
 from emulator.markdown import formats
-from emulator.markdown.convert import ConversionError, convert
+from emulator.markdown.convert import ConversionError, convert, svg_to_png
 from emulator.markdown.options import ConversionOptions
 from emulator.server.paths import Kind, Route
 from emulator.server.pipeline import execute
@@ -97,7 +98,12 @@ async def _one(state: ServerState, account_id: str, request_id: str, path: str, 
         return {**head, "format": "error", "error": f"Unsupported file type: {document.name}"}, 0.0
     cost = 0.0
     try:
-        if found.kind is formats.Kind.IMAGE:
+        if found.kind is formats.Kind.SVG:  # described from its rendering, like the other images
+            png = await asyncio.to_thread(svg_to_png, document.data)
+            rendered = dataclasses.replace(document, data=png)
+            markdown, cost = await _describe(state, account_id, request_id, path, rendered, "image/png",
+                                             options, calls)
+        elif found.kind is formats.Kind.IMAGE:
             markdown, cost = await _describe(state, account_id, request_id, path, document, mime, options,
                                              calls)
         else:
