@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import orjson
 from aiohttp import HttpVersion11, web
@@ -44,6 +45,20 @@ MAX_AUDIO_SECONDS = 2 * 3600.0
 MAX_BATCH_ITEMS = 100
 # Generated text never exceeds this many tokens, whatever `max_tokens` asked for.
 MAX_OUTPUT_TOKENS = 8192
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+async def off_loop(body_bytes: int, work: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """`work(*args)` for a call whose body is `body_bytes` long: inline for ordinary bodies, on a
+    worker thread from INCREMENTAL_JSON_BYTES up. Work that grows with the body (the depth walk, schema
+    validation, a fake reading five million image bytes) is Python code, which hands the GIL back every
+    `sys.getswitchinterval()` (5 ms), so on a thread it leaves the loop free to answer others."""
+    if body_bytes < INCREMENTAL_JSON_BYTES:
+        return work(*args, **kwargs)
+    return await asyncio.to_thread(work, *args, **kwargs)
 
 
 def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:

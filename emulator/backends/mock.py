@@ -8,7 +8,7 @@ import numpy as np
 
 from emulator.call import BinaryInput, Call, Outcome, Surface
 from emulator.fakes.seed import derive_seed
-from emulator.limits import check_call
+from emulator.limits import check_call, off_loop
 from emulator.lru import SizedLRU
 from emulator.tasks import FakeContext, fake_for
 
@@ -74,9 +74,8 @@ class MockBackend:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        outcome = fake_for(call.model)(
-            call, FakeContext(seed=seed, emulator_seed=self.seed, quirks=self.quirks)
-        )
+        context = FakeContext(seed=seed, emulator_seed=self.seed, quirks=self.quirks)
+        outcome = await off_loop(len(call.raw_body), fake_for(call.model), call, context)
         outcome.repeatable = outcome.events is None
         if isinstance(outcome.events, list) or outcome.events is None:
             self._remember(key, outcome)

@@ -30,12 +30,12 @@ from yarl import URL
 
 from emulator.call import BinaryInput, Call, Surface
 from emulator.errors import CFError, ErrorKind, Layer
-from emulator.limits import expect_within_limit, read_body
+from emulator.limits import expect_within_limit, off_loop, read_body
 from emulator.server import binding_markdown, native
 from emulator.server.catalog_api import search_models
 from emulator.server.edge import check_size
 from emulator.server.gateway import gateway_headers
-from emulator.server.inputs import parse_form, parse_json, validate
+from emulator.server.inputs import parse_form, parse_json_body, validate
 from emulator.server.native import lookup_model
 from emulator.server.paths import ACCOUNT_ID, Kind, Route
 from emulator.server.pipeline import Executed, answered, execute
@@ -206,7 +206,7 @@ async def read_call_inputs(
         query = {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in extra.items()}
         form = parse_form(content_type, raw) if content_type.startswith("multipart/") else None
         return BinaryInput(raw, content_type, form=form), options, query, raw, content_type
-    body = parse_json(raw) if raw.strip() else {}
+    body = await parse_json_body(raw) if raw.strip() else {}
     if not isinstance(body, dict):
         raise CFError(ErrorKind.BAD_INPUT, detail="Error: Type mismatch of '/', 'object' not in 'array'")
     inputs = body.get("inputs")
@@ -232,7 +232,7 @@ async def run(request: web.Request, state: ServerState, account: str, target: UR
     inputs, options, query, raw_body, content_type = await read_call_inputs(request, target, headers)
     request[ROUTE] = Route(Kind.BINDING, account, name)  # the request log shows the model even on a 5007
     model = lookup_model(state, name)
-    validate(model, inputs, state.quirks)
+    await off_loop(len(raw_body), validate, model, inputs, state.quirks)
     gateway_id = gateway_id_of(options) if gateway else None
     # The REST request this call is: what record mode forwards and replay matches cassettes on.
     path = (f"/v1/{account}/{gateway_id}/workers-ai/{model.name}" if gateway_id

@@ -21,6 +21,7 @@ from emulator.limits import (
     JSON_CHUNK_BYTES,
     LOOP_SLICE_SECONDS,
     check_depth,
+    off_loop,
 )
 from emulator.quirks import enabled
 
@@ -33,12 +34,16 @@ def is_json_type(content_type: str) -> bool:
 
 
 def parse_json(raw: bytes) -> Any:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise CFError(ErrorKind.INVALID_JSON, detail=str(exc).split(":", 1)[0]) from None
+    value = _loads(raw)
     check_depth(value)
     return value
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CFError(ErrorKind.INVALID_JSON, detail=str(exc).split(":", 1)[0]) from None
 
 
 async def parse_json_body(raw: bytes) -> Any:
@@ -46,8 +51,14 @@ async def parse_json_body(raw: bytes) -> Any:
     more is fed to a push parser (ijson, yajl2_c) in JSON_CHUNK_BYTES pieces, yielding to the loop
     every LOOP_SLICE_SECONDS. orjson stays the parser of every smaller body, and the judge of every
     body the push parser refuses, so errors read the same whatever the size."""
-    if len(raw) < INCREMENTAL_JSON_BYTES or _values(raw) * INCREMENTAL_JSON_BYTES_PER_VALUE > len(raw):
+    if len(raw) < INCREMENTAL_JSON_BYTES:
         return parse_json(raw)
+    if _values(raw) * INCREMENTAL_JSON_BYTES_PER_VALUE > len(raw):
+        # Many small values (an image as an array of numbers): orjson in one go, ~3 ms per MB, is
+        # 10-15x faster than the push parser there; the walk over every value goes to a thread.
+        value = _loads(raw)
+        await off_loop(len(raw), check_depth, value)
+        return value
     try:
         value = await _parse_in_slices(raw)
     except ijson.JSONError:
@@ -56,7 +67,7 @@ async def parse_json_body(raw: bytes) -> Any:
             # Valid JSON the push parser cannot take (integers past 64 bits): orjson, on the loop.
             return parse_json(raw)
         raise CFError(ErrorKind.INVALID_JSON, detail=detail) from None
-    check_depth(value)
+    await off_loop(len(raw), check_depth, value)
     return value
 
 

@@ -8,7 +8,7 @@ from emulator.accounting.pricing import round_neurons
 from emulator.call import Call, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
-from emulator.limits import read_body
+from emulator.limits import off_loop, read_body
 from emulator.quirks import enabled
 from emulator.server import batch
 from emulator.server.finetunes import resolve_lora
@@ -88,7 +88,7 @@ async def handle_run(
     inputs = await read_inputs(request, raw)
     if batch.wants_batch(request.query, inputs):
         return await batch.handle(request, route, state, request_id, model, inputs, raw)
-    validate(model, inputs, state.quirks)
+    await off_loop(len(raw), validate, model, inputs, state.quirks)
     if isinstance(inputs, dict):  # after validation: bad input is 5006 whatever `lora` names
         resolve_lora(state, route, model, inputs, request_id)
     stream = isinstance(inputs, dict) and inputs.get("stream") is True

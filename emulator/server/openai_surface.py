@@ -19,7 +19,7 @@ from emulator.backends.mock import call_seed
 from emulator.call import Call, Outcome, StreamEvent, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
-from emulator.limits import read_body
+from emulator.limits import off_loop, read_body
 from emulator.quirks import enabled
 from emulator.server.finetunes import resolve_lora
 from emulator.server.inputs import parse_json_body, validate
@@ -171,7 +171,7 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
     name = model_name(body, route)
     model = model_for(state, name, TEXT_GENERATION)
     inputs = chat_inputs(body, model)
-    validate(model, validation_view(inputs), state.quirks)
+    await off_loop(len(raw), validate, model, validation_view(inputs), state.quirks)
     resolve_lora(state, route, model, inputs, request_id)
     stream = body.get("stream") is True
     surface = Surface.COMPAT_CHAT if route.kind is Kind.COMPAT_CHAT else Surface.CHAT
@@ -210,7 +210,7 @@ async def handle_embeddings(request: web.Request, route: Route, state: ServerSta
     model = model_for(state, name, TEXT_EMBEDDINGS)
     # `dimensions`, `user` and `encoding_format` are not model inputs; `input` is the native `text`.
     inputs: dict[str, Any] = {"text": body["input"]} if "input" in body else {}
-    validate(model, inputs, state.quirks)
+    await off_loop(len(raw), validate, model, inputs, state.quirks)
     call = make_call(request, route, model, inputs, Surface.EMBEDDINGS, request_id, raw)
     executed = await execute(state, call)
     if executed.outcome.rendered:
@@ -272,7 +272,7 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
         raise CFError(ErrorKind.RESPONSES_STREAM)
     inputs = {k: body[k] for k in RESPONSES_KEYS if k in body}
     check_responses_inputs(inputs)
-    validate(model, inputs, state.quirks)
+    await off_loop(len(raw), validate, model, inputs, state.quirks)
     call = make_call(request, route, model, inputs, Surface.RESPONSES, request_id, raw)
     executed = await execute(state, call)
     if executed.outcome.rendered:

@@ -28,6 +28,10 @@ def image_bytes(call: Call, key: str = "image") -> bytes | None:
     if value is None:
         return None
     if isinstance(value, list):
+        try:
+            return bytes(value)  # in C: the common form, `[...new Uint8Array(blob)]`
+        except (TypeError, ValueError):
+            pass  # floats, or values out of range: checked one by one below
         if not all(isinstance(b, (int, float)) and 0 <= b <= 255 for b in value):
             raise CFError(
                 ErrorKind.BAD_INPUT,
