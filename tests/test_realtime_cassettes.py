@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,6 @@ QUERY = {"encoding": "linear16", "sample_rate": "16000"}
 AUDIO = [bytes([i]) * 3200 for i in range(1, 4)]  # three binary messages
 SECRET_SPEECH = f"my key is {CLIENT_TOKEN}, mail me at alice@example.org"
 
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    fake = FakeUpstream()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 def ws_url(emu: Emulator, model: str, query: dict[str, str]) -> str:
