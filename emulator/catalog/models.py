@@ -141,6 +141,19 @@ class Catalog:
         return [m for m in self.models.values() if m.task.name == task_name]
 
 
+def borrowing(sibling: Model, name: str, description: str, *properties: dict[str, Any]) -> Model:
+    """A model outside the published catalog that takes `sibling`'s task and schema: its record is the
+    sibling's, with its own name, a stable id derived from the name, and `properties` added."""
+    record = dict(sibling.record)
+    record["id"] = str(uuid.UUID(bytes=hashlib.md5(name.encode()).digest()))
+    record["name"] = name
+    record["description"] = description
+    if properties:
+        record["properties"] = [*record.get("properties", []), *properties]
+    return Model(name, sibling.task, record, sibling.schema, published=False,
+                 schema_inherited_from=sibling.name, properties=_properties(record))
+
+
 def _properties(record: dict[str, Any]) -> dict[str, Any]:
     return {p["property_id"]: p.get("value") for p in record.get("properties", []) if "property_id" in p}
 
@@ -180,22 +193,7 @@ def load_catalog() -> Catalog:
                 model.schema = donor.schema
                 model.schema_inherited_from = donor.name
     for extra in extras:
-        sibling = models[extra["sibling"]]
-        record = dict(sibling.record)
-        record["id"] = str(uuid.UUID(bytes=hashlib.md5(extra["name"].encode()).digest()))
-        record["name"] = extra["name"]
-        record["description"] = extra["description"]
-        record["properties"] = [
-            *record.get("properties", []),
-            {"property_id": "info", "value": "not in the published catalog (emulator)"},
-        ]
-        models[extra["name"]] = Model(
-            extra["name"],
-            sibling.task,
-            record,
-            sibling.schema,
-            published=False,
-            schema_inherited_from=sibling.name,
-            properties=_properties(record),
-        )
+        models[extra["name"]] = borrowing(
+            models[extra["sibling"]], extra["name"], extra["description"],
+            {"property_id": "info", "value": "not in the published catalog (emulator)"})
     return Catalog(list(models.values()))

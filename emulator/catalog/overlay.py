@@ -8,10 +8,8 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,15 @@ from typing import Any
 
 import orjson
 
-from emulator.catalog.models import TASK_SCHEMA_DONORS, Catalog, Model, Task, _properties, load_catalog
+from emulator.catalog.models import (
+    TASK_SCHEMA_DONORS,
+    Catalog,
+    Model,
+    Task,
+    _properties,
+    borrowing,
+    load_catalog,
+)
 
 OVERLAY_FILE = "catalog-overlay.json"
 CHECK_SECONDS = 1.0  # a running server looks at the overlay file at most this often
@@ -78,19 +84,8 @@ def extra_model(catalog: Catalog, name: str, task: str) -> Model:
         known = ", ".join(sorted(catalog.tasks))
         raise ValueError(f"--extra-model {name}={task}: no task {task!r}; known tasks: {known}")
     sibling = siblings[0]
-    record = dict(sibling.record)
-    record["id"] = str(uuid.UUID(bytes=hashlib.md5(name.encode()).digest()))
-    record["name"] = name
-    record["description"] = f"Declared with --extra-model ({sibling.task.name}); schema of {sibling.name}."
-    return Model(
-        name,
-        sibling.task,
-        record,
-        sibling.schema,
-        published=False,
-        schema_inherited_from=sibling.name,
-        properties=_properties(record),
-    )
+    description = f"Declared with --extra-model ({sibling.task.name}); schema of {sibling.name}."
+    return borrowing(sibling, name, description)
 
 
 def model_from_record(record: dict[str, Any]) -> Model:
