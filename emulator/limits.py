@@ -78,11 +78,14 @@ def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
     return deepest
 
 
+def too_deep() -> CFError:
+    detail = f"Error: request body is nested deeper than {MAX_JSON_DEPTH} levels"
+    return CFError(ErrorKind.BAD_INPUT, detail=detail)
+
+
 def check_depth(value: Any) -> None:
     if isinstance(value, (dict, list)) and json_depth(value) > MAX_JSON_DEPTH:
-        raise CFError(
-            ErrorKind.BAD_INPUT, detail=f"Error: request body is nested deeper than {MAX_JSON_DEPTH} levels"
-        )
+        raise too_deep()
 
 
 def output_tokens(requested: int) -> int:

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from emulator.call import BinaryInput, Call, Outcome, Surface
-from emulator.fakes.seed import derive_seed
-from emulator.limits import check_call, off_loop
+from emulator.fakes.seed import derive_seed, derive_seed_in_slices
+from emulator.limits import INCREMENTAL_JSON_BYTES, LOOP_SLICE_SECONDS, check_call, off_loop
 from emulator.lru import SizedLRU
 from emulator.tasks import FakeContext, fake_for
 
@@ -48,6 +48,12 @@ def call_seed(call: Call, emulator_seed: int) -> int:
     return derive_seed(emulator_seed, call.model.name, fingerprint_inputs(call.inputs))
 
 
+async def call_seed_in_slices(call: Call, emulator_seed: int) -> int:
+    """`call_seed`, computed in slices between which the event loop runs (for large bodies)."""
+    return await derive_seed_in_slices(emulator_seed, call.model.name, fingerprint_inputs(call.inputs),
+                                       slice_seconds=LOOP_SLICE_SECONDS)
+
+
 CacheKey = tuple[int, bool, Surface, str]
 
 
@@ -69,7 +75,8 @@ class MockBackend:
 
     async def handle(self, call: Call) -> Outcome:
         check_call(call)  # before any work: the fakes' cost grows with pixels, audio length, batch size
-        seed = call_seed(call, self.seed)
+        seed = (call_seed(call, self.seed) if len(call.raw_body) < INCREMENTAL_JSON_BYTES
+                else await call_seed_in_slices(call, self.seed))
         key = cache_key(call, seed)
         cached = self._cache.get(key)
         if cached is not None:

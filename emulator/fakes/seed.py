@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import secrets
 import threading
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 import orjson
 
+CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
 
 def canonical(value: Any) -> bytes:
     """Canonical JSON bytes: sorted keys, no whitespace, so key order never changes a fake."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(value, option=CANONICAL)
 
 
 # Parts longer than this (uploaded audio and images, as bytes or inside JSON) are hashed with SHA-256
@@ -29,6 +35,107 @@ def derive_seed(*parts: Any) -> int:
         h.update(data if len(data) <= LARGE_PART else hashlib.sha256(data).digest())
         h.update(b"\x1f")
     return int.from_bytes(h.digest(), "big")
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+# Bytes parts from this size are hashed on a worker thread (hashlib lets go of the GIL meanwhile).
+_THREADED_HASH = 1 << 20
+
+
+async def derive_seed_in_slices(*parts: Any, slice_seconds: float) -> int:
+    """`derive_seed(*parts)`, the same number, for parts of a large body: the canonical JSON is
+    built and hashed a slice at a time (`dumps_in_slices`), yielding to the event loop every
+    `slice_seconds`, so an image sent as 5 million numbers does not hold the loop for the ~60 ms
+    one `canonical` and SHA-256 pass take."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        if isinstance(part, bytes):
+            if len(part) >= _THREADED_HASH:
+                h.update(await asyncio.to_thread(_sha256, part))
+            else:
+                h.update(part if len(part) <= LARGE_PART else _sha256(part))
+        else:
+            digest = hashlib.sha256()
+            head = b""  # the canonical bytes while they are short enough to be hashed as they are
+            size = 0
+            async for piece in dumps_in_slices(part, CANONICAL, slice_seconds=slice_seconds):
+                digest.update(piece)
+                size += len(piece)
+                if size <= LARGE_PART:
+                    head += piece
+            h.update(head if size <= LARGE_PART else digest.digest())
+        h.update(b"\x1f")
+    return int.from_bytes(h.digest(), "big")
+
+
+# A list this long inside an object (an image as `[...new Uint8Array(blob)]`) is serialised by
+# `dumps_in_slices` DUMPS_SLICE_ITEMS at a time: orjson takes ~45 ms for 5 million numbers in one call,
+# holding the GIL; a slice of 16,384 numbers takes ~0.1 ms.
+LONG_LIST_ITEMS = 1 << 16
+DUMPS_SLICE_ITEMS = 1 << 14
+# Objects with more keys than this, or nested deeper, are serialised whole rather than searched.
+_SEARCHED_KEYS = 4096
+_SEARCHED_DEPTH = 128
+# Stands in for a long list while the rest of the value is serialised; the random part keeps any
+# string a client sends from passing for it.
+_LIST_MARK = f"long-list-{secrets.token_hex(16)}-"
+
+
+async def dumps_in_slices(value: Any, option: int, *, slice_seconds: float) -> AsyncIterator[bytes]:
+    """The bytes of `orjson.dumps(value, option=option)`, in pieces, yielding to the event loop every
+    `slice_seconds`: the long lists objects hold are serialised a slice at a time and spliced into
+    the rest, which is serialised with a marker string in their place. Joined, the pieces are
+    byte for byte what orjson gives for the whole value (compact output, which serialises a list's
+    items one after another with a comma between them)."""
+    lists: list[list[Any]] = []
+    skeleton = _marked_long_lists(value, lists, 0)
+    if not lists:
+        yield orjson.dumps(value, option=option)
+        return
+    text = orjson.dumps(skeleton, option=option)
+    places = sorted((text.find(b'"' + f"{_LIST_MARK}{i}".encode() + b'"'), i) for i in range(len(lists)))
+    if places[0][0] < 0:  # cannot happen: every marker is a string value of the skeleton
+        yield orjson.dumps(value, option=option)
+        return
+    started = time.perf_counter()
+    done = 0
+    for at, i in places:
+        yield text[done:at]
+        items = lists[i]
+        yield b"["
+        for start in range(0, len(items), DUMPS_SLICE_ITEMS):
+            if start:
+                yield b","
+            yield orjson.dumps(items[start:start + DUMPS_SLICE_ITEMS], option=option)[1:-1]
+            if time.perf_counter() - started > slice_seconds:
+                await asyncio.sleep(0)
+                started = time.perf_counter()
+        yield b"]"
+        done = at + len(_LIST_MARK) + len(str(i)) + 2
+    yield text[done:]
+
+
+def _marked_long_lists(node: Any, lists: list[list[Any]], depth: int) -> Any:
+    """`node` with every list of LONG_LIST_ITEMS or more it holds through objects replaced by a
+    marker string (the lists are appended to `lists`); `node` itself when it holds none."""
+    if type(node) is list and len(node) >= LONG_LIST_ITEMS:
+        lists.append(node)
+        return f"{_LIST_MARK}{len(lists) - 1}"
+    if type(node) is not dict or len(node) > _SEARCHED_KEYS or depth > _SEARCHED_DEPTH:
+        return node
+    copied: dict[Any, Any] | None = None
+    for key, child in node.items():
+        if type(child) is not dict and type(child) is not list:
+            continue
+        marked = _marked_long_lists(child, lists, depth + 1)
+        if marked is not child:
+            if copied is None:
+                copied = dict(node)
+            copied[key] = marked
+    return node if copied is None else copied
 
 
 def rng(seed: int) -> np.random.Generator:

@@ -20,6 +20,17 @@ def _decode_string(value: str) -> bytes:
         raise CFError(ErrorKind.INVALID_BASE64, type="string") from None
 
 
+# `bytes(list)` of this many numbers or more is built a slice at a time: in one call it holds the GIL
+# (~65 ms for 5 million), which would keep the event loop waiting even from a worker thread.
+_BYTES_SLICE = 1 << 18
+
+
+def _list_bytes(value: list[Any]) -> bytes:
+    if len(value) <= _BYTES_SLICE:
+        return bytes(value)
+    return b"".join([bytes(value[i:i + _BYTES_SLICE]) for i in range(0, len(value), _BYTES_SLICE)])
+
+
 def image_bytes(call: Call, key: str = "image") -> bytes | None:
     """The image bytes of a call, or None when the call carries no image."""
     if call.binary is not None:
@@ -29,7 +40,7 @@ def image_bytes(call: Call, key: str = "image") -> bytes | None:
         return None
     if isinstance(value, list):
         try:
-            return bytes(value)  # in C: the common form, `[...new Uint8Array(blob)]`
+            return _list_bytes(value)  # in C: the common form, `[...new Uint8Array(blob)]`
         except (TypeError, ValueError):
             pass  # floats, or values out of range: checked one by one below
         if not all(isinstance(b, (int, float)) and 0 <= b <= 255 for b in value):
