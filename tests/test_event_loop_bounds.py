@@ -19,8 +19,11 @@ from tests.conftest import ACCOUNT
 from tests.serving import serve
 
 AUTH = {"Authorization": "Bearer loop-bound-token"}
+JSON_AUTH = {**AUTH, "Content-Type": "application/json"}
 BGE_LARGE = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/baai/bge-large-en-v1.5"
 LLAMA = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
+LLAVA_NAME = "@cf/llava-hf/llava-1.5-7b-hf"
+LLAVA = f"/client/v4/accounts/{ACCOUNT}/ai/run/{LLAVA_NAME}"
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +59,15 @@ class HealthWatch:
 
 
 LOOP_BOUND = 0.05  # no request may keep /health waiting longer (docs/reliability.md)
-# A body of millions of small values is parsed by orjson in one go (docs/reliability.md, "Large bodies").
-DENSE_BODY_BOUND = 0.6
+# The image of 5 million numbers is held to the same 50 ms on an idle machine (16-36 ms measured),
+# asserted with room to spare: its work is twice as long as the text bodies' and mostly on worker
+# threads, and a loaded CI machine stretches both each 3 ms slice on the loop and each hand-over
+# of the GIL (5 ms switch interval). Parsed in one go, as before, the body held /health 240-275 ms.
+DENSE_BODY_BOUND = 0.1
 
 
-def _worst_health_wait(base: str, path: str, body: bytes, runs: int = 5) -> tuple[float, list[float]]:
+def _worst_health_wait(base: str, path: str, body: bytes, runs: int = 5, *,
+                       headers: dict[str, str] | None = None, status: int = 400) -> tuple[float, list[float]]:
     """How much longer /health waits while `body` is posted than while nothing is: the best, over
     `runs` posts, of the slowest answer during the post, less the slowest answer over as long a
     quiet spell (a busy machine delays every answer a little, the request under test or not)."""
@@ -70,8 +77,8 @@ def _worst_health_wait(base: str, path: str, body: bytes, runs: int = 5) -> tupl
         started = time.perf_counter()
         with HealthWatch(base, pause=0.002) as watch:
             answer = requests.post(base + path, data=body, timeout=120,
-                                   headers={**AUTH, "Content-Type": "application/json"})
-        assert answer.status_code == 400, answer.text[:300]
+                                   headers=headers or {**AUTH, "Content-Type": "application/json"})
+        assert answer.status_code == status, answer.text[:300]
         worst.append(watch.worst)
         with HealthWatch(base, pause=0.002) as idle:
             time.sleep(time.perf_counter() - started)
@@ -102,15 +109,83 @@ def test_a_large_openai_body_is_parsed_in_slices(base: str) -> None:
     assert best < LOOP_BOUND, runs
 
 
-def test_an_image_sent_as_an_array_of_numbers_leaves_the_loop_free(base: str) -> None:
-    """Cloudflare's documented image form, `image: [...new Uint8Array(blob)]`, at 5 million values
-    (18 MB): its depth walk, schema validation and conversion to bytes held /health 3.3 s on the
-    loop; on a worker thread they leave it free. What stays on the loop is orjson's one parse of the
-    body (100-170 ms here, docs/reliability.md), so this bound is above that, far below 3.3 s."""
-    detr = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/facebook/detr-resnet-50"
-    body = orjson.dumps({"image": [i % 256 for i in range(5_000_000)]})
-    best, runs = _worst_health_wait(base, detr, body, runs=3)
+def _noise_png(side: int = 1300) -> bytes:
+    """A PNG of random pixels, which does not compress: ~5 MB at 1300²."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(21).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def image() -> list[int]:
+    """Cloudflare's documented image form, `image: [...new Uint8Array(blob)]`: 5 million numbers."""
+    return list(_noise_png())
+
+
+def test_an_image_sent_as_an_array_of_numbers_leaves_the_loop_free(base: str, image: list[int]) -> None:
+    """18 MB of numbers to an image-to-text model: the body is parsed, fingerprinted and turned into
+    bytes in slices (server/dense_json.py, fakes/seed.py), the schema walk and the fake run on a
+    worker thread. Before, /health waited 3.3 s behind it, then 240-275 ms behind orjson's one parse
+    and the seed's one canonical dump."""
+    body = orjson.dumps({"image": image, "prompt": "What is in this picture?"})
+    assert len(body) > 17_000_000
+    best, runs = _worst_health_wait(base, LLAVA, body, runs=3, status=200)
     assert best < DENSE_BODY_BOUND, runs
+
+
+def test_the_binding_route_reads_an_image_of_numbers_as_rest_does(base: str, image: list[int]) -> None:
+    """env.AI.run through Miniflare's binding: the same answer as REST, and the REST body the call
+    carries (what record mode forwards) is serialised in slices, not in one 45 ms dump."""
+    inputs = {"image": image, "prompt": "What is in this picture?"}
+    body = orjson.dumps({"inputs": inputs, "options": {}})
+    headers = {"MF-URL": "https://workers-binding.ai/run?version=3", "MF-Binding": "AI",
+               "MF-Header-content-type": "application/json", "MF-Header-cf-consn-model-id": LLAVA_NAME}
+    best, runs = _worst_health_wait(base, f"/binding/{ACCOUNT}", body, runs=3, headers=headers, status=200)
+    assert best < DENSE_BODY_BOUND, runs
+    binding = requests.post(base + f"/binding/{ACCOUNT}", data=body, headers=headers, timeout=120).json()
+    rest = requests.post(base + LLAVA, data=orjson.dumps(inputs), timeout=120, headers=AUTH).json()
+    assert binding == rest["result"] and binding["description"], binding
+
+
+def test_the_openai_chat_route_takes_an_image_of_numbers_in_slices(base: str, image: list[int]) -> None:
+    """The chat route computes the call's seed again for the answer's ids: in slices too."""
+    body = orjson.dumps({"model": "@cf/meta/llama-3.2-11b-vision-instruct", "image": image,
+                         "messages": [{"role": "user", "content": "What is in this picture?"}]})
+    chat = f"/client/v4/accounts/{ACCOUNT}/ai/v1/chat/completions"
+    best, runs = _worst_health_wait(base, chat, body, runs=3, status=200)
+    assert best < DENSE_BODY_BOUND, runs
+
+
+_MANY = b"1," * 3_000_000
+
+
+@pytest.mark.parametrize("body", [
+    b'{"image": [' + _MANY + b"1",
+    b'{"image": [' + _MANY + b"]}",
+    b'{"image": [' + _MANY + b",1]}",
+    b'{"image": [' + _MANY + b"1.]}",
+    b'{"image": [' + _MANY + b"1]} x",
+    b'{"a":' * 130 + b"[" + _MANY + b"1]" + b"}" * 130,
+], ids=["truncated", "trailing-comma", "double-comma", "bad-number", "trailing", "too-deep"])
+def test_large_invalid_arrays_of_numbers_get_the_same_error_as_small_ones(base: str, body: bytes) -> None:
+    large = requests.post(base + LLAVA, data=body, timeout=60, headers=JSON_AUTH)
+    small = requests.post(base + LLAVA, data=body.replace(_MANY, b"1,"), timeout=60, headers=JSON_AUTH)
+    assert large.status_code == small.status_code == 400, large.text[:300]
+    assert large.json()["errors"] == small.json()["errors"]
+
+
+def test_numbers_inside_a_string_stay_a_string(base: str) -> None:
+    """What looks like an array of numbers inside a string is not one: orjson reads that body."""
+    prompt = "[" + "1," * 3_000_000 + "1]"
+    body = orjson.dumps({"image": list(_noise_png(64)), "prompt": prompt})
+    answer = requests.post(base + LLAVA, data=body, timeout=60, headers=JSON_AUTH)
+    assert answer.status_code == 200, answer.text[:300]
 
 
 @pytest.mark.parametrize(("body", "detail"), [
