@@ -28,15 +28,17 @@ def _get(url: str) -> dict[str, object]:
 
 
 def _run(base: str, prompt: str) -> bytes:
+    headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
     request = urllib.request.Request(base + RUN, data=json.dumps({"prompt": prompt}).encode(), method="POST",
-                                     headers={"Authorization": "Bearer t", "Content-Type": "application/json"})
+                                     headers=headers)
     with urllib.request.urlopen(request, timeout=10) as resp:
         return bytes(json.loads(resp.read())["result"]["response"].encode())
 
 
 @pytest.mark.parametrize(("option", "expected"), [((), "uvloop"), (("--event-loop", "uvloop"), "uvloop"),
                                                   (("--event-loop", "asyncio"), "asyncio")])
-def test_the_server_runs_on_the_loop_asked_for(tmp_path: Path, option: tuple[str, ...], expected: str) -> None:
+def test_the_server_runs_on_the_loop_asked_for(tmp_path: Path, option: tuple[str, ...],
+                                               expected: str) -> None:
     with serve(*option, data_dir=tmp_path) as (base, proc):
         assert _get(base + "/__emulator__/health")["event_loop"] == expected
         assert _run(base, "hello")
@@ -70,13 +72,14 @@ def test_auto_falls_back_to_asyncio_and_uvloop_without_it_is_one_line(tmp_path: 
     (hider / "sitecustomize.py").write_text(
         "import importlib.util, sys\n"
         "_find = importlib.util.find_spec\n"
-        "importlib.util.find_spec = lambda name, *a, **k: None if name == 'uvloop' else _find(name, *a, **k)\n"
+        "importlib.util.find_spec = (\n"
+        "    lambda name, *a, **k: None if name == 'uvloop' else _find(name, *a, **k))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hider), os.environ.get("PYTHONPATH", "")])}
     with serve(data_dir=tmp_path / "auto", env=env) as (base, _):
         assert _get(base + "/__emulator__/health")["event_loop"] == "asyncio"
-    refused = subprocess.run([sys.executable, "-m", "emulator", "serve", "--event-loop", "uvloop", "--port", "0"],
-                             capture_output=True, text=True, env=env, timeout=60)
+    command = [sys.executable, "-m", "emulator", "serve", "--event-loop", "uvloop", "--port", "0"]
+    refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     assert refused.returncode != 0
     assert "uvloop is not installed" in refused.stderr
     assert "Traceback" not in refused.stderr
