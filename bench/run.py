@@ -275,6 +275,14 @@ def emulator_cmd(port: int, data_dir: Path, *args: str) -> list[str]:
             "--plan", "paid", *args]
 
 
+def emulator_event_loop() -> str:
+    """The loop `serve` picks here: WORKERS_AI_EMULATOR_EVENT_LOOP=asyncio measures it on asyncio's own."""
+    from emulator.launch.eventloop import chosen
+    from emulator.settings import EventLoop
+
+    return chosen(EventLoop(os.environ.get("WORKERS_AI_EMULATOR_EVENT_LOOP", "auto"))).value
+
+
 def start_emulator(name: str, data_dir: Path, cpu: int | None, *args: str) -> Server:
     port = free_port()
     cmd = pinned(emulator_cmd(port, data_dir, *args), cpu)
@@ -640,7 +648,8 @@ def summarise(options: Options, results: Results) -> dict[str, Any]:
                       if isinstance(values[0][key], (int, float))}
                for name, values in results.special.items()}
     return {"tool": options.tool, "duration_s": options.duration, "rounds": options.rounds,
-            "pinned": options.pin, "cpus": os.cpu_count(), "load_average": os.getloadavg(), "rows": rows,
+            "pinned": options.pin, "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+            "event_loop": emulator_event_loop(), "rows": rows,
             "special": special, "special_rounds": results.special, "missing": results.missing,
             "targets": targets(rows, special, results.missing, options.scenarios)}
 
@@ -718,7 +727,8 @@ def render(summary: dict[str, Any]) -> str:
     load = summary.get("load_average") or ()
     lines = [f"load generator: {summary['tool']}, {summary['duration_s']:g} s per point, "
              f"median of {summary['rounds']} round(s), {'pinned' if summary['pinned'] else 'unpinned'}, "
-             f"{summary['cpus']} cpus, load average at the end {' '.join(f'{x:.2f}' for x in load)}"]
+             f"{summary['cpus']} cpus, load average at the end {' '.join(f'{x:.2f}' for x in load)}, "
+             f"emulator on {summary.get('event_loop', 'asyncio')} (the baseline: aiohttp on asyncio's loop)"]
     for table in ("varied", "repeated", "baseline"):
         rows = [r for r in summary["rows"] if r["table"] == table]
         if not rows:

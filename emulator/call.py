@@ -144,6 +144,11 @@ class CallReport:
     def of(cls, call: Call, **facts: Any) -> CallReport:
         return cls(call.model.name, call.surface.value, call.request_id, call.stream, **facts)
 
+    def charged(self, neurons: float | None) -> CallReport:
+        """This report with what was charged (`dataclasses.replace` costs ~4 µs a call here)."""
+        return CallReport(self.model, self.surface, self.request_id, self.stream, self.source, neurons,
+                          self.stub_id, self.fault_ids, self.faulted, self.cut)
+
     @property
     def plain(self) -> bool:
         """No stub answered and no fault fired: the backend's own answer."""

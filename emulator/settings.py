@@ -29,6 +29,14 @@ class Mode(enum.StrEnum):
     REPLAY_OR_RECORD = "replay-or-record"
 
 
+class EventLoop(enum.StrEnum):
+    """The event loop `serve` runs on (emulator/launch/eventloop.py)."""
+
+    AUTO = "auto"  # uvloop where it is installed, else asyncio's own
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"
+
+
 class Hints(enum.StrEnum):
     """Whose words a replay miss uses to say how to fix it: `serve` flags or pytest options."""
 
@@ -73,6 +81,7 @@ class Settings(BaseModel):
     quirks: dict[str, bool] = Field(default_factory=dict)  # quirk name → on/off (default: all on)
     control_plane: bool = True
     workers: int = 1
+    event_loop: EventLoop = EventLoop.AUTO
 
     def resolved_cassette_dir(self) -> Path:
         return self.cassette_dir or self.resolved_data_dir() / "cassettes"

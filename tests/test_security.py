@@ -42,7 +42,7 @@ def test_serve_binds_loopback_by_default() -> None:
 def test_public_bind_without_token_warns(
     monkeypatch: pytest.MonkeyPatch, args: list[str], warned: bool
 ) -> None:
-    monkeypatch.setattr(cli.asyncio, "run", lambda coro: coro.close())  # do not really listen
+    monkeypatch.setattr(cli.eventloop, "run", lambda coro, kind: coro.close())  # do not really listen
     result = CliRunner().invoke(cli.main, ["serve", *args])
     assert result.exit_code == 0, result.output
     assert ("without --token" in result.output) is warned

@@ -9,6 +9,7 @@ Like moto's `/moto-api/`, they live outside Cloudflare's namespace. `install` pu
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import hmac
 from collections.abc import Awaitable, Callable
@@ -104,6 +105,8 @@ async def health(request: web.Request) -> web.StreamResponse:
     answers = state.answers  # this worker's rendered-answer cache (server/answer_cache.py)
     return _json({"status": "ok", "mode": state.settings.mode.value, "version": __version__,
                   "binding_url": connection_string(f"{request.scheme}://{request.host}"),
+                  # The loop this server runs on (`serve --event-loop`): "uvloop" or "asyncio".
+                  "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
                   "answer_cache": {"answers": len(answers), "reused": answers.hits}})
 
 

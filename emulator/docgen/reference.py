@@ -43,7 +43,8 @@ DIRECT_ENV: dict[str, str] = {
 
 # What each control-plane route does; the routes themselves come from the router.
 CONTROL_ROUTES: dict[tuple[str, str], str] = {
-    ("GET", "/__emulator__/health"): '`{"status": "ok", "mode", "version", "binding_url"}`; open even with '
+    ("GET", "/__emulator__/health"): '`{"status": "ok", "mode", "version", "binding_url", "event_loop"}`; '
+    "open even with "
     "`--token`; wait on it in CI; `binding_url` is Miniflare's `ai.remoteProxyConnectionString`",
     (
         "POST",

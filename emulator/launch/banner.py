@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emulator.cassettes.format import load_cassette
+from emulator.launch import eventloop
 from emulator.settings import DEFAULT_ACCOUNT, Mode, Settings
 
 DEMO_ACCOUNT = DEFAULT_ACCOUNT
@@ -37,6 +38,7 @@ def banner(settings: Settings) -> str:
             "  Any 32-hex account id works; without --token any non-empty token is accepted.",
             f"  data directory     {settings.resolved_data_dir()}  (ledger: `workers-ai-emulator usage"
             f" --port {settings.port}`)",
+            f"  event loop         {eventloop.chosen(settings.event_loop).value}",
             *recording_lines(settings),
         ]
     )

@@ -15,7 +15,6 @@ with one line before any worker starts (SO_REUSEPORT alone would let a second gr
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import multiprocessing
@@ -29,6 +28,7 @@ from multiprocessing.connection import Connection
 
 import click
 
+from emulator.launch import eventloop
 from emulator.launch.banner import banner as make_banner
 from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
@@ -101,7 +101,7 @@ async def _run_worker(settings: Settings, ready: Connection, group: WorkerGroup)
 
 def _worker_main(settings: Settings, ready: Connection, parent: int, group: WorkerGroup) -> None:
     die_with_parent(parent)
-    asyncio.run(_run_worker(settings, ready, group))
+    eventloop.run(_run_worker(settings, ready, group), settings.event_loop)
 
 
 def serve_workers(settings: Settings, banner: str | None = None) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -96,7 +96,7 @@ async def execute(state: ServerState, call: Call) -> Executed:
     except CFError as error:
         error.call = report
         raise
-    return Executed(call, outcome, neurons, replace(report, neurons=neurons), estimated, report.plain,
+    return Executed(call, outcome, neurons, report.charged(neurons), estimated, report.plain,
                     controlled.stream_filter)
 
 
