@@ -380,3 +380,38 @@ def test_validity_agrees_with_jsonschema(data: st.DataObject, index: int) -> Non
     assert compile_schema(schema, strict_one_of=True).is_valid(instance) == expected
     if expected:
         assert compile_schema(schema).is_valid(instance)
+
+
+# ---------------------------------------------------------------- bounds on huge instances
+
+
+def test_errors_on_a_huge_array_stop_after_a_bounded_message() -> None:
+    from emulator.validation.schema import MAX_COLLECTED_ERRORS, MAX_MESSAGE_CHARS
+
+    texts = {"type": "array", "items": {"type": "string"}}
+    schema = compile_schema({"type": "object", "properties": {"text": texts}})
+    message = schema.message({"text": list(range(1_000_000))})
+    assert message is not None and len(message) <= MAX_MESSAGE_CHARS + len("Error: …")
+    assert message.startswith("Error: Type mismatch of '/text/0', 'string' not in 'integer', ")
+    assert message.endswith("…") and "'/text/999999'" not in message
+    assert message.count("Type mismatch") <= MAX_COLLECTED_ERRORS
+
+
+def test_a_few_errors_are_worded_in_full() -> None:
+    schema = compile_schema({"type": "array", "items": {"type": "string"}})
+    expected = ", ".join(f"Type mismatch of '/{i}', 'string' not in 'integer'" for i in range(200))
+    assert schema.message(list(range(200))) == "Error: " + expected
+
+
+def test_huge_extra_keys_and_shown_values_are_cut() -> None:
+    from emulator.validation.schema import MAX_MESSAGE_CHARS
+
+    closed = compile_schema({"type": "object", "properties": {}, "additionalProperties": False})
+    message = closed.message({f"k{i}": 1 for i in range(200_000)})
+    assert message is not None and len(message) <= MAX_MESSAGE_CHARS + 1 and "/k0, /k1" in message
+    enum = compile_schema({"enum": ["a", "b"]})
+    shown = enum.message("x" * 10_000_000)
+    assert shown is not None and len(shown) < 2 * MAX_MESSAGE_CHARS and shown.startswith("Error: enum xxx")
+    listed = enum.message(list(range(2_000_000)))
+    assert listed is not None and len(listed) < 2 * MAX_MESSAGE_CHARS
+    assert listed.startswith("Error: enum [0,1,2")

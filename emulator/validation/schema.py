@@ -51,6 +51,11 @@ Inferred (never seen in a real answer; same style, documented here so tests can 
   floats. ``{"type":"string","format":"binary"}`` also accepts ``bytes`` (a raw request body);
   plain ``"string"`` does not, and the actual type of ``bytes`` is reported as ``'binary'``.
   Other ``format`` values are not checked. Unknown keywords and unknown type names are ignored.
+- Bounds (the emulator's, not Cloudflare's; docs/reliability.md): a message stops at
+  ``MAX_MESSAGE_CHARS`` characters and ends with ``…``; a walk over an instance's items or keys
+  stops collecting once its list holds ``MAX_COLLECTED_ERRORS`` errors or that many characters, and
+  a shown value is cut to that many characters. A 5-million-item array of wrong types so costs a
+  few hundred errors, not a 300 MB message. Messages under the bound are unchanged.
 """
 
 from __future__ import annotations
@@ -65,6 +70,10 @@ Ok = Callable[[object], bool]
 Collect = Callable[[object, str, list[str]], None]
 
 _ADDITIONAL: Final = "Additional or unevaluated properties "
+MAX_MESSAGE_CHARS: Final = 16_384  # the longest message a catalog schema yields for a plausible body: ~3,700
+MAX_COLLECTED_ERRORS: Final = 256
+_MORE: Final = "…"
+_SHOWN_ITEMS: Final = 4_096  # items of a list or object dumped to show it; the text is cut after
 _BYTES_TYPES: Final = (bytes, bytearray, memoryview)
 
 
@@ -201,17 +210,36 @@ def _num(v: object) -> str:
 
 def _show(v: object) -> str:
     if isinstance(v, str):
-        return v
+        return _cut(v)
     if v is None:
         return "null"
     if type(v) is bool:
         return "true" if v else "false"
     if _is_number(v):
         return _num(v)
+    if isinstance(v, (list, tuple)) and len(v) > _SHOWN_ITEMS:
+        return _cut(_show(list(v[:_SHOWN_ITEMS])))
+    if isinstance(v, dict) and len(v) > _SHOWN_ITEMS:
+        return _cut(_show(dict(list(v.items())[:_SHOWN_ITEMS])))
     try:
-        return orjson.dumps(v).decode()
+        return _cut(orjson.dumps(v).decode())
     except TypeError:
         return json_type(v)
+
+
+def _full(out: list[str]) -> bool:
+    """True once `out` holds as much as a message can show: walks over an instance's items stop."""
+    return len(out) >= MAX_COLLECTED_ERRORS or sum(map(len, out)) > MAX_MESSAGE_CHARS
+
+
+def _stop(out: list[str]) -> None:
+    """Mark a walk cut short by `_full`, once."""
+    if not out or out[-1] != _MORE:
+        out.append(_MORE)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + _MORE
 
 
 def _escape(key: str) -> str:
@@ -334,7 +362,7 @@ def _pattern_part(pattern: str) -> _Part | None:
 
     def collect(x: object, path: str, out: list[str]) -> None:
         if not ok(x):
-            out.append(f"pattern at '{path}' not met, '{x}' does not match '{pattern}'")
+            out.append(f"pattern at '{path}' not met, '{_cut(x)}' does not match '{pattern}'")  # type: ignore[arg-type]
 
     return ok, collect
 
@@ -356,6 +384,9 @@ def _items_part(items: object, strict: bool) -> _Part | None:
             base = _base(path)
             for i, (n, v) in enumerate(zip(nodes, x, strict=False)):
                 if not n.ok(v):
+                    if _full(out):
+                        _stop(out)
+                        return
                     n.collect(v, f"{base}/{i}", out)
 
         return ok, collect
@@ -375,6 +406,9 @@ def _items_part(items: object, strict: bool) -> _Part | None:
         base = _base(path)
         for i, v in enumerate(x):
             if not item_ok(v):
+                if _full(out):
+                    _stop(out)
+                    return
                 item_collect(v, f"{base}/{i}", out)
 
     return ok_all, collect_all
@@ -437,12 +471,21 @@ def _object_part(schema: dict[str, Any], strict: bool) -> _Part | None:
                 out.append(f"required properties at '{path}' are '{required_text}'")
                 break
         if forbid_extra:
-            extra = [f"{base}/{_escape(k)}" for k in x if k not in names]
+            extra: list[str] = []
+            for k in x:
+                if k not in names:
+                    if _full(extra):
+                        _stop(extra)
+                        break
+                    extra.append(f"{base}/{_escape(k)}")
             if extra:
                 out.append(f"{_ADDITIONAL}'{', '.join(extra)}' at '{path}' not allowed")
         elif extra_node is not None:
             for k, v in x.items():
                 if k not in names and not extra_ok(v):
+                    if _full(out):
+                        _stop(out)
+                        break
                     extra_node.collect(v, f"{base}/{_escape(k)}", out)
         if min_props is not None and len(x) < min_props:
             out.append(f"minProperties at '{path}' not met, {len(x)} < {min_props}")
@@ -677,7 +720,7 @@ def _node_collect(type_ok: Ok | None, expected: str, collectors: tuple[Collect, 
 
 def format_message(errors: Sequence[str]) -> str:
     """Join validator errors into the detail Cloudflare puts after 'AiError: Bad input: '."""
-    text = ", ".join(errors)
+    text = _cut(", ".join(errors))
     if errors and all(e.startswith(_ADDITIONAL) for e in errors):
         return text
     return f"Error: {text}"
