@@ -7,6 +7,8 @@ import json
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.fakes import vectors
 from emulator.fakes.vectors import embed, wire_rows
@@ -94,3 +96,42 @@ def test_whole_texts_are_not_kept_in_the_token_table() -> None:
     # Rows still depend on the whole text: same words in another order give another vector.
     a, b = embed(["dog bites man", "man bites dog"], 1024)
     assert a.tobytes() != b.tobytes()
+
+
+# ---------------------------------------------------------------- long inputs, a slice at a time
+
+_PIECE_ALPHABET = st.sampled_from(["a", "b", " ", "  ", "\n", "1", "_", "!", "é", "日", " x", "Word"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_PIECE_ALPHABET, max_size=400).map("".join), st.integers(1, 40))
+def test_findall_in_slices_equals_one_findall(text: str, slice_chars: int) -> None:
+    import re
+
+    from emulator.fakes import tokens
+
+    original = tokens.SLICE_CHARS
+    tokens.SLICE_CHARS = slice_chars
+    try:
+        for pattern in (tokens._PIECES, re.compile(r"\w+")):
+            assert tokens.findall_in_slices(pattern, text) == pattern.findall(text)
+    finally:
+        tokens.SLICE_CHARS = original
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["alpha", "embedding", "embedded", "cat", "x", "日本", "42"]),
+                         max_size=300).map(" ".join), min_size=1, max_size=4),
+       st.sampled_from([1024, 384, 100]), st.integers(2, 50))
+def test_texts_embedded_in_slices_get_the_one_step_bytes(texts: list[str], dims: int, rows: int) -> None:
+    """fakes/vectors.py embeds a large batch one text and a slice of rows at a time: the same bits."""
+    from emulator.fakes import vectors
+
+    one_step = vectors.embed(texts, dims, salt=7)
+    saved = vectors._ONE_STEP_ROWS, vectors._SLICE_ROWS, vectors._ONE_STEP_CHARS
+    vectors._ONE_STEP_ROWS, vectors._SLICE_ROWS, vectors._ONE_STEP_CHARS = 4, rows, 10
+    try:
+        sliced = vectors.embed(texts, dims, salt=7)
+    finally:
+        vectors._ONE_STEP_ROWS, vectors._SLICE_ROWS, vectors._ONE_STEP_CHARS = saved
+    assert sliced.tobytes() == one_step.tobytes()

@@ -103,6 +103,36 @@ TEMPLATES = {
 }
 
 _PIECES = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\w\s]+|_+|\s+")
+# A text longer than this is matched a slice at a time: `re` holds the GIL for a whole `findall`
+# (~20 ms on 200,000 characters), and the fakes run on worker threads beside the event loop.
+SLICE_CHARS = 65_536
+
+
+def findall_in_slices(pattern: re.Pattern[str], text: str) -> list[str]:
+    r"""`pattern.findall(text)` for a pattern whose matches never span a space between two
+    non-space characters (`_PIECES`, `\w+`): the text is cut just before such a space, where one
+    match ends and the next begins, so the slices' matches are the whole text's."""
+    if len(text) <= SLICE_CHARS:
+        return pattern.findall(text)
+    found: list[str] = []
+    start = 0
+    while start < len(text):
+        cut = _cut_after(text, start + SLICE_CHARS)
+        found += pattern.findall(text, start, cut)
+        start = cut
+    return found
+
+
+def _cut_after(text: str, at: int) -> int:
+    """The first position from `at` holding a space between two non-space characters, else the end."""
+    while at < len(text) - 1:
+        at = text.find(" ", at, len(text) - 1)
+        if at < 0:
+            break
+        if not text[at - 1].isspace() and not text[at + 1].isspace():
+            return at
+        at += 1
+    return len(text)
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 
 
@@ -186,7 +216,7 @@ def text_tokens(text: str, family: Family) -> int:
         return 0
     if family is Family.BERT:
         text = text.lower()
-    return sum(map(_FAMILY_COSTS[family].__getitem__, _PIECES.findall(text)))
+    return sum(map(_FAMILY_COSTS[family].__getitem__, findall_in_slices(_PIECES, text)))
 
 
 def content_text(content: Any) -> str:

@@ -10,6 +10,7 @@ from functools import cache
 import numpy as np
 
 from emulator.fakes.seed import derive_seed, rng
+from emulator.fakes.tokens import findall_in_slices
 
 # Token vectors live in a latent space of at most this many dimensions and are spread over the
 # requested size by repeating them under fixed permutations and sign flips. That map is orthogonal
@@ -29,6 +30,13 @@ _STEM_CHARS = 5
 _CACHE_LIMIT = 32_768
 
 _WORD_RE = re.compile(r"\w+")
+
+# A batch of more token rows than this is embedded one text and one slice of rows at a time: each
+# numpy step then touches at most _SLICE_ROWS × latent floats (8 MiB, a few ms holding the GIL),
+# where one gather of 100 texts of 50,000 words took 4 GB and held the GIL for hundreds of ms.
+_ONE_STEP_ROWS = 16_384
+_ONE_STEP_CHARS = 1 << 20
+_SLICE_ROWS = 8_192
 
 
 class _TokenTable:
@@ -116,6 +124,16 @@ def embed(texts: Sequence[str], dims: int, *, salt: int = 0) -> np.ndarray:
     latent = _latent_dims(dims)
     if not texts:
         return np.empty((0, dims), dtype=np.float32)
+    if sum(map(len, texts)) > _ONE_STEP_CHARS:
+        # One text at a time: the token lists of a 20 MB batch are never all alive at once.
+        matrix = np.concatenate([_latent_sums([text], latent, salt) for text in texts])
+    else:
+        matrix = _latent_sums(texts, latent, salt)
+    return _expanded(matrix, latent, dims, salt)
+
+
+def _latent_sums(texts: Sequence[str], latent: int, salt: int) -> np.ndarray:
+    """(len(texts), latent) float32: each text's weighted sum of its token rows, before expansion."""
     tokens: list[str] = []
     weights: list[float] = []
     starts: list[int] = []
@@ -126,7 +144,7 @@ def embed(texts: Sequence[str], dims: int, *, salt: int = 0) -> np.ndarray:
         tokens.append("\x00common")  # stands in for the whole-text row, filled in after the gather
         weights.append(_COMMON_WEIGHT)
         weights.append(_TEXT_WEIGHT)
-        words = _WORD_RE.findall(text.lower())
+        words = findall_in_slices(_WORD_RE, text.lower())
         if words:
             # Stems (word prefixes) pull inflected forms of a word together: "embed"/"embedding".
             stems = ["\x00stem:" + w[:_STEM_CHARS] for w in words if len(w) > _STEM_CHARS]
@@ -136,17 +154,48 @@ def embed(texts: Sequence[str], dims: int, *, salt: int = 0) -> np.ndarray:
                 tokens += stems
                 weights += [_STEM_WEIGHT / len(stems) ** 0.5] * len(stems)
     table = _table(latent)
+    whole_texts = _unit_rows(["\x00text:" + text for text in texts], salt, latent)
+    starts.append(len(tokens))
+    if len(tokens) > _ONE_STEP_ROWS:
+        return _sums_in_slices(table, tokens, weights, starts, whole_texts, salt)
     ids = table.ids(tokens, salt)
     gathered = table.matrix[ids]
-    whole_texts = _unit_rows(["\x00text:" + text for text in texts], salt, latent)
-    gathered[[start + 1 for start in starts]] = whole_texts
+    gathered[[start + 1 for start in starts[:-1]]] = whole_texts
     gathered *= np.asarray(weights, dtype=np.float32)[:, None]
     # One row-by-row reduction per text (fixed order, so a row's bits never depend on its batch);
     # ufunc.reduceat does the same job several times slower on this layout.
-    starts.append(len(tokens))
     matrix = np.empty((len(texts), latent), dtype=np.float32)
     for i in range(len(texts)):
         np.add.reduce(gathered[starts[i] : starts[i + 1]], axis=0, out=matrix[i])
+    return matrix
+
+
+def _sums_in_slices(table: _TokenTable, tokens: list[str], weights: list[float], starts: list[int],
+                    whole_texts: np.ndarray, salt: int) -> np.ndarray:
+    """The weighted row sums `embed` computes in one gather, a slice of rows at a time. A reduction
+    along axis 0 adds rows one after another, so a slice reduced after the running sum (placed as
+    its first row) gives the one-step sum's bits exactly."""
+    latent = table.latent
+    matrix = np.empty((len(starts) - 1, latent), dtype=np.float32)
+    for i in range(len(starts) - 1):
+        total = matrix[i]
+        for first in range(starts[i], starts[i + 1], _SLICE_ROWS):
+            last = min(first + _SLICE_ROWS, starts[i + 1])
+            leading = first == starts[i]
+            block = np.empty((last - first + (0 if leading else 1), latent), dtype=np.float32)
+            rows = block if leading else block[1:]
+            ids = table.ids(tokens[first:last], salt)
+            np.take(table.matrix, ids, axis=0, out=rows)
+            if leading:
+                rows[1] = whole_texts[i]  # every text starts with the common and the whole-text rows
+            rows *= np.asarray(weights[first:last], dtype=np.float32)[:, None]
+            if not leading:
+                block[0] = total
+            np.add.reduce(block, axis=0, out=total)
+    return matrix
+
+
+def _expanded(matrix: np.ndarray, latent: int, dims: int, salt: int) -> np.ndarray:
     index, signs = _expansion(latent, dims, salt)
     out = matrix[:, index]
     out *= signs
