@@ -304,3 +304,45 @@ def test_long_texts_cut_by_truncate_inputs_are_embedded_in_slices(base: str) -> 
         waits.append(best)
         runs += each
     assert min(waits) < DENSE_BODY_BOUND, runs
+
+
+@pytest.fixture(scope="module")
+def upstream_base() -> Iterator[str]:
+    """tests/fake_upstream.py's stand-in for Cloudflare, served from its own thread's event loop."""
+    import asyncio
+
+    from tests.fake_upstream import FakeUpstream
+
+    loop = asyncio.new_event_loop()
+    upstream = FakeUpstream()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    base = asyncio.run_coroutine_threadsafe(upstream.start(), loop).result(30)
+    yield base
+    asyncio.run_coroutine_threadsafe(upstream.stop(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(30)
+
+
+# Record and replay normalise a large body (parse, redaction walk, canonical dump) on a worker
+# thread; orjson's parse and dump of it still hold the GIL in one call each (60-100 ms for 20 MB
+# of strings), so this bound is the 50 ms goal's, not yet met: docs/reliability.md.
+CASSETTE_BOUND = 0.5
+
+
+def test_record_and_replay_normalise_a_large_body_off_the_loop(upstream_base: str,
+                                                               tmp_path: Path) -> None:
+    """20 MB of short strings recorded through a real local upstream, then replayed from the
+    cassette: normalised on the loop, each call held /health 1.7-2.2 s."""
+    from tests.fake_upstream import REAL_ACCOUNT, REAL_TOKEN
+
+    path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    body = orjson.dumps({"prompt": "hi", "notes": ["some words here " * 4] * 300_000})
+    headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
+    flags = ("--plan", "paid", "--cassette", "large", "--cassette-dir", str(tmp_path / "cassettes"))
+    with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
+        recorded, runs = _worst_health_wait(url, path, body, runs=1, headers=headers, status=200)
+        assert recorded < CASSETTE_BOUND, runs
+    with serve("--mode", "replay", *flags, data_dir=tmp_path) as (url, _proc):
+        replayed, runs = _worst_health_wait(url, path, body, runs=2, headers=headers, status=200)
+        assert replayed < CASSETTE_BOUND, runs

@@ -39,7 +39,7 @@ from emulator.cassettes.format import SWITCHING_PROTOCOLS
 from emulator.cassettes.sessions import SessionPlayer
 from emulator.cassettes.store import Identity
 from emulator.errors import CFError, ErrorKind
-from emulator.limits import parse_neurons
+from emulator.limits import off_loop, parse_neurons
 from emulator.settings import Hints, Mode, Settings
 
 FIX_HINTS = {
@@ -224,7 +224,10 @@ class CassetteBackend:
         args = (exchange.method, exchange.path, exchange.query, exchange.body, exchange.content_type)
         try:
             # Redacted with this request's own credentials, exactly as recording it would have been.
-            played = index.play(*args, required=required, redactor=self.redactor(exchange))
+            # Normalising a large body (parse, redaction walk, canonical dump) is work that grows with it:
+            # on a worker thread (the index takes its lock to pick the answer).
+            played = await off_loop(len(exchange.body), index.play, *args, required=required,
+                                    redactor=self.redactor(exchange))
         except NoMatch as miss:
             raise CFError(
                 ErrorKind.NO_CASSETTE_MATCH,
@@ -241,19 +244,26 @@ class CassetteBackend:
     def _recorder(self, exchange: Exchange, name: str) -> Finished:
         async def finished(status: int, headers: Mapping[str, str], body: bytes,
                            events: list[SSEEvent] | None, cut: StreamBreak | None) -> None:
-            redactor = self.redactor(exchange)
-            request = RecordedRequest.build(
-                exchange.method, exchange.path, exchange.query, exchange.headers.items(), exchange.body
-            )
-            response = RecordedResponse.build(status, headers.items(), body, events=events, cut=cut)
-            interaction = Interaction(
-                request=redactor.redact_request(request),
-                response=redactor.redact_response(response),
-                neurons=parse_neurons(headers.get("cf-ai-neurons")),
-            )
+            # The redaction walk grows with the bodies: on a worker thread when they are large.
+            interaction = await off_loop(len(exchange.body) + len(body), self._interaction, exchange, status,
+                                         headers, body, events, cut)
             await self._store(name, interaction)
 
         return finished
+
+    def _interaction(self, exchange: Exchange, status: int, headers: Mapping[str, str], body: bytes,
+                     events: list[SSEEvent] | None, cut: StreamBreak | None) -> Interaction:
+        """The exchange as the cassette stores it, redacted."""
+        redactor = self.redactor(exchange)
+        request = RecordedRequest.build(
+            exchange.method, exchange.path, exchange.query, exchange.headers.items(), exchange.body
+        )
+        response = RecordedResponse.build(status, headers.items(), body, events=events, cut=cut)
+        return Interaction(
+            request=redactor.redact_request(request),
+            response=redactor.redact_response(response),
+            neurons=parse_neurons(headers.get("cf-ai-neurons")),
+        )
 
     async def _store(self, name: str, interaction: Interaction) -> None:
         # fsync takes milliseconds: keep it off the event loop.
