@@ -49,6 +49,9 @@ class Call:
     raw_body: bytes = b""
     raw_content_type: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    # (emulator seed, the inputs object, its seed): the backend and the OpenAI renderer both need the
+    # call's seed, a canonical dump and hash of the inputs (~20 µs), so the first one keeps it.
+    seed_memo: tuple[int, object, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def json_inputs(self) -> dict[str, Any]:

@@ -64,6 +64,9 @@ RECORD_HINTS = {
 FILE_CHECK_SECONDS = 0.5
 
 
+# Distinct (credentials, account) pairs whose redactors are kept; a test suite uses a handful.
+MAX_REDACTORS = 64
+
 def replayed_outcome(interaction: Interaction, *, real_timing: bool) -> Outcome:
     """A recorded answer as a rendered Outcome: same status, headers, bytes and SSE chunking."""
     response = interaction.response
@@ -117,6 +120,9 @@ class CassetteBackend:
         self._loading: dict[str, asyncio.Lock] = {}
         self._fresh: set[str] = set()  # cassettes already started in this run (record mode)
         self._write_lock = threading.Lock()
+        # Redactors by (secrets, account ids): one per client credential, so each keeps its memo of
+        # redacted paths across calls (building one and redacting a path again cost ~30 µs a call).
+        self._redactors: dict[tuple[tuple[str, ...], tuple[str, ...]], Redactor] = {}
 
     # Redaction ---------------------------------------------------------------------------------
     def redactor(self, exchange: Exchange | None = None) -> Redactor:
@@ -125,7 +131,13 @@ class CassetteBackend:
         if exchange is not None:
             secrets += exchange.credentials()
             accounts.append(exchange.account_id)
-        return Redactor(secrets=secrets, account_ids=accounts)
+        key = (tuple(secrets), tuple(accounts))
+        redactor = self._redactors.get(key)
+        if redactor is None:
+            if len(self._redactors) >= MAX_REDACTORS:
+                self._redactors.clear()
+            redactor = self._redactors[key] = Redactor(secrets=secrets, account_ids=accounts)
+        return redactor
 
     # Replay ------------------------------------------------------------------------------------
     def _name(self) -> str:

@@ -45,13 +45,31 @@ def fingerprint_inputs(inputs: dict[str, Any] | BinaryInput) -> Any:
 
 def call_seed(call: Call, emulator_seed: int) -> int:
     """The seed of a call: (emulator seed, model, canonical inputs) and nothing else."""
-    return derive_seed(emulator_seed, call.model.name, fingerprint_inputs(call.inputs))
+    known = _remembered_seed(call, emulator_seed)
+    if known is not None:
+        return known
+    seed = derive_seed(emulator_seed, call.model.name, fingerprint_inputs(call.inputs))
+    call.seed_memo = (emulator_seed, call.inputs, seed)
+    return seed
 
 
 async def call_seed_in_slices(call: Call, emulator_seed: int) -> int:
     """`call_seed`, computed in slices between which the event loop runs (for large bodies)."""
-    return await derive_seed_in_slices(emulator_seed, call.model.name, fingerprint_inputs(call.inputs),
+    known = _remembered_seed(call, emulator_seed)
+    if known is not None:
+        return known
+    seed = await derive_seed_in_slices(emulator_seed, call.model.name, fingerprint_inputs(call.inputs),
                                        slice_seconds=LOOP_SLICE_SECONDS)
+    call.seed_memo = (emulator_seed, call.inputs, seed)
+    return seed
+
+
+def _remembered_seed(call: Call, emulator_seed: int) -> int | None:
+    """The seed worked out earlier for this call, while its inputs are the same object."""
+    memo = call.seed_memo
+    if memo is not None and memo[0] == emulator_seed and memo[1] is call.inputs:
+        return memo[2]
+    return None
 
 
 CacheKey = tuple[int, bool, Surface, str]
