@@ -324,25 +324,39 @@ def upstream_base() -> Iterator[str]:
     thread.join(30)
 
 
-# Record and replay normalise a large body (parse, redaction walk, canonical dump) on a worker
-# thread; orjson's parse and dump of it still hold the GIL in one call each (60-100 ms for 20 MB
-# of strings), so this bound is the 50 ms goal's, not yet met: docs/reliability.md.
-CASSETTE_BOUND = 0.5
+# Replay normalises a large JSON body in slices: parsed by the server's sliced parser and dumped
+# with sorted keys a slice at a time on the loop, redacted and hashed on worker threads
+# (`backends/cassette.normalise_large_json`). The image of 5 million numbers measured 21 ms on the
+# idle machine (214 ms with orjson's one parse and one sorted-key dump of it on a thread): held to
+# the other images' bound. 20 MB of 64-character strings measured 81 ms (100 ms before): the
+# server reads a body of such small values with orjson in one call on the loop before any backend
+# sees it (docs/reliability.md), so its bound is that parse's, not the 50 ms goal.
+REPLAY_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": 0.2}
+# Record still redacts the exchange in one walk on a thread and appends it in one `orjson.dumps`,
+# which holds the GIL for the whole call (90-250 ms): the 50 ms goal is not met there yet
+# (docs/reliability.md).
+RECORD_BOUND = 0.5
+LARGE_CASSETTE_BODIES = {
+    "strings": {"prompt": "hi", "notes": ["some words here " * 4] * 300_000},  # 20 MB
+    "image": {"prompt": "hi", "image": [i % 256 for i in range(5_000_000)]},  # 18 MB
+}
 
 
-def test_record_and_replay_normalise_a_large_body_off_the_loop(upstream_base: str,
-                                                               tmp_path: Path) -> None:
-    """20 MB of short strings recorded through a real local upstream, then replayed from the
-    cassette: normalised on the loop, each call held /health 1.7-2.2 s."""
+@pytest.mark.parametrize("kind", sorted(LARGE_CASSETTE_BODIES))
+def test_record_and_replay_normalise_a_large_body_off_the_loop(upstream_base: str, tmp_path: Path,
+                                                               kind: str) -> None:
+    """A large body recorded through a real local upstream, then replayed from the cassette twice.
+    Normalised on the loop, each call held /health 1.7-2.6 s; on a worker thread, replay of the
+    image still held it 210-350 ms (orjson's one parse and one sorted-key dump of the body)."""
     from tests.fake_upstream import REAL_ACCOUNT, REAL_TOKEN
 
     path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
-    body = orjson.dumps({"prompt": "hi", "notes": ["some words here " * 4] * 300_000})
+    body = orjson.dumps(LARGE_CASSETTE_BODIES[kind])
     headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
     flags = ("--plan", "paid", "--cassette", "large", "--cassette-dir", str(tmp_path / "cassettes"))
     with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
         recorded, runs = _worst_health_wait(url, path, body, runs=1, headers=headers, status=200)
-        assert recorded < CASSETTE_BOUND, runs
+        assert recorded < RECORD_BOUND, runs
     with serve("--mode", "replay", *flags, data_dir=tmp_path) as (url, _proc):
         replayed, runs = _worst_health_wait(url, path, body, runs=2, headers=headers, status=200)
-        assert replayed < CASSETTE_BOUND, runs
+        assert replayed < REPLAY_BOUNDS[kind], runs

@@ -17,7 +17,10 @@ import asyncio
 import gc
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
 
 from emulator.backends.upstream import Exchange, Finished, Upstream
 from emulator.call import Call, Outcome, StreamCut, StreamEvent
@@ -28,6 +31,7 @@ from emulator.cassettes import (
     Interaction,
     InvalidCassetteName,
     NoMatch,
+    NormalisedRequest,
     RecordedRequest,
     RecordedResponse,
     RecordedSession,
@@ -35,11 +39,12 @@ from emulator.cassettes import (
     SSEEvent,
     StreamBreak,
 )
-from emulator.cassettes.format import SWITCHING_PROTOCOLS
+from emulator.cassettes.format import SWITCHING_PROTOCOLS, is_json_type
 from emulator.cassettes.sessions import SessionPlayer
 from emulator.cassettes.store import Identity
 from emulator.errors import CFError, ErrorKind
-from emulator.limits import off_loop, parse_neurons
+from emulator.fakes.seed import dumps_in_slices
+from emulator.limits import INCREMENTAL_JSON_BYTES, LOOP_SLICE_SECONDS, off_loop, parse_neurons
 from emulator.settings import Hints, Mode, Settings
 
 FIX_HINTS = {
@@ -62,6 +67,11 @@ RECORD_HINTS = {
 
 # Another process re-recording a cassette is noticed within this delay.
 FILE_CHECK_SECONDS = 0.5
+
+
+# Parses a large JSON body in slices on the event loop (the server's `parse_json_body`); raises
+# CFError when the body is not JSON it takes.
+JsonParser = Callable[[bytes], Awaitable[Any]]
 
 
 # Distinct (credentials, account) pairs whose redactors are kept; a test suite uses a handful.
@@ -101,11 +111,38 @@ async def _then_cut(events: list[StreamEvent], cut: StreamBreak, wait: float) ->
     raise StreamCut(f"replaying a recorded stream that broke off ({cut.reason})")
 
 
+async def normalise_large_json(index: CassetteIndex, exchange: Exchange, redactor: Redactor,
+                               parse_json: JsonParser | None) -> NormalisedRequest | None:
+    """The request `index.normalise` gives for a JSON body of INCREMENTAL_JSON_BYTES or more, built
+    without holding the event loop: orjson's one `loads` and one sorted-key `dumps` of such a body
+    hold the GIL for their whole call (100-300 ms), even on a thread. The body is parsed in slices on
+    the loop (`parse_json`), redacted and stripped on a thread (Python code, which hands the GIL back
+    every 5 ms), dumped with sorted keys in slices on the loop, joined and hashed on a thread. None
+    when the body is not such a body (or holds integers past 64 bits): the caller normalises it whole."""
+    body = exchange.body
+    if parse_json is None or len(body) < INCREMENTAL_JSON_BYTES or not is_json_type(exchange.content_type):
+        return None
+    try:
+        parsed = await parse_json(body)
+    except CFError:
+        return None  # not JSON: compared as bytes, by the ordinary path
+    value = await asyncio.to_thread(index.prepare_json, parsed, redactor=redactor)
+    try:
+        pieces = [piece async for piece in dumps_in_slices(value, orjson.OPT_SORT_KEYS,
+                                                           slice_seconds=LOOP_SLICE_SECONDS)]
+    except TypeError:
+        return None  # orjson refuses integers past 64 bits; the ordinary path uses the stdlib's
+    canonical = await asyncio.to_thread(b"".join, pieces)
+    return await asyncio.to_thread(index.normalised_json, exchange.method, exchange.path, exchange.query,
+                                   value, canonical, redactor=redactor)
+
+
 class CassetteBackend:
     """The non-mock modes. `exchange` also serves requests without a model (catalog API, GraphQL)."""
 
-    def __init__(self, settings: Settings, mode: Mode) -> None:
+    def __init__(self, settings: Settings, mode: Mode, *, parse_json: JsonParser | None = None) -> None:
         self.settings = settings
+        self.parse_json = parse_json
         self.mode = mode
         self.name = mode.value
         self.replays = mode in (Mode.REPLAY, Mode.REPLAY_OR_RECORD)
@@ -234,12 +271,17 @@ class CassetteBackend:
                 ),
             )
         args = (exchange.method, exchange.path, exchange.query, exchange.body, exchange.content_type)
+        # Redacted with this request's own credentials, exactly as recording it would have been.
+        redactor = self.redactor(exchange)
         try:
-            # Redacted with this request's own credentials, exactly as recording it would have been.
-            # Normalising a large body (parse, redaction walk, canonical dump) is work that grows with it:
-            # on a worker thread (the index takes its lock to pick the answer).
-            played = await off_loop(len(exchange.body), index.play, *args, required=required,
-                                    redactor=self.redactor(exchange))
+            large = await normalise_large_json(index, exchange, redactor, self.parse_json)
+            if large is not None:
+                played = await asyncio.to_thread(index.take, large, required=required)
+            else:
+                # Normalising a large body (parse, redaction walk, canonical dump) grows with it: on a
+                # worker thread (the index takes its lock to pick the answer).
+                played = await off_loop(len(exchange.body), index.play, *args, required=required,
+                                        redactor=redactor)
         except NoMatch as miss:
             raise CFError(
                 ErrorKind.NO_CASSETTE_MATCH,

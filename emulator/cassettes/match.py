@@ -225,6 +225,40 @@ def normalise_request(
 _BOUNDARY = re.compile(r'boundary="?([^";,]+)"?', re.I)
 
 
+def normalised_json(
+    method: str,
+    path: str,
+    query: QueryInput,
+    value: Any,
+    canonical: bytes,
+    *,
+    volatile_query: frozenset[str] = frozenset(),
+    redactor: Redactor | None = None,
+) -> NormalisedRequest:
+    """What `normalise_request` gives a request whose JSON body, redacted and without its volatile
+    fields (`prepare_json`), is `value`, and `canonical` its sorted-key dump: the caller builds the
+    dump a slice at a time for a large body. Hashing the key releases the GIL (hashlib, past 2 KiB)."""
+    if redactor is not None:
+        path = redactor.redact_path(normalise_path(path))
+        if query is not None:
+            query = redactor.redact_query(dict(normalise_query(query)))
+    return NormalisedRequest(
+        method=method.upper(),
+        path=normalise_path(path),
+        query=normalise_query(query, volatile_query),
+        body_kind="json",
+        body_canonical=canonical,
+        body_json=value,
+    )
+
+
+def prepare_json(value: Any, *, volatile: frozenset[str], redactor: Redactor | None) -> Any:
+    """A parsed JSON body as `normalise_request` compares it: redacted, without its volatile fields."""
+    if redactor is not None:
+        value = redactor.redact_json(value)
+    return strip_volatile(value, volatile) if volatile else value
+
+
 def _without_boundary(raw: bytes, content_type: str | None) -> bytes:
     """A multipart body with its boundary replaced by a fixed token: clients draw a random boundary
     for every request, so the same form would otherwise never match its recording."""
@@ -475,6 +509,23 @@ class CassetteIndex:
             volatile_query=self.volatile_query,
             redactor=redactor or self.redactor,
         )
+
+    def prepare_json(self, value: Any, *, redactor: Redactor | None = None) -> Any:
+        """A parsed JSON body redacted and stripped as `normalise` does (pure Python: on a thread, it
+        hands the GIL back every few milliseconds)."""
+        return prepare_json(value, volatile=self.volatile, redactor=redactor or self.redactor)
+
+    def normalised_json(
+        self, method: str, path: str, query: QueryInput, value: Any, canonical: bytes, *,
+        redactor: Redactor | None = None,
+    ) -> NormalisedRequest:
+        """`normalised_json` with this index's volatile query keys and redactor."""
+        return normalised_json(method, path, query, value, canonical, volatile_query=self.volatile_query,
+                               redactor=redactor or self.redactor)
+
+    def take(self, request: NormalisedRequest, *, required: bool = False) -> tuple[Interaction, bool] | None:
+        """`play` for a request already normalised."""
+        return self._take_required(request) if required else self._take(request)
 
     def find(
         self,

@@ -21,6 +21,7 @@ from emulator.control.shared import SharedFaultSet, SharedStore, SharedStubSet, 
 from emulator.control.stubs import StubSet
 from emulator.errors import CFError
 from emulator.server.answer_cache import AnswerCache
+from emulator.server.inputs import parse_json_body
 from emulator.server.state import Controlled, ServerState, SessionFaults
 from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Mode, Settings
@@ -75,7 +76,7 @@ class ControlClock:
 
 async def switch_backend(state: ServerState, settings: Settings) -> None:
     """Serve with `settings`' mode from now on (raises whatever stops its backend from building)."""
-    backend = backend_for(settings)
+    backend = backend_for(settings, parse_json=parse_json_body)
     old, state.backend, state.settings = state.backend, backend, settings
     state.answers = AnswerCache()  # the answers kept were the old backend's
     await old.close()

@@ -19,6 +19,7 @@ from emulator.quirks import enabled
 from emulator.server import binding, edge, gateway, native, relay
 from emulator.server.answer_cache import AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
+from emulator.server.inputs import parse_json_body
 from emulator.server.openapi import install as install_openapi
 from emulator.server.paths import Kind, Route
 from emulator.server.pipeline import EXECUTED, answer_again, untouched
@@ -58,7 +59,7 @@ def build_state(settings: Settings) -> ServerState:
     return ServerState(
         settings=settings,
         catalog=make_catalog(settings),
-        backend=backend_for(settings),
+        backend=backend_for(settings, parse_json=parse_json_body),
         ledger=make_ledger(settings),
         prices=load_prices(),
         answers=AnswerCache(),

@@ -1,0 +1,133 @@
+"""Replay normalises a large JSON body in slices (`backends/cassette.normalise_large_json`): parsed by
+the server's sliced parser, redacted and stripped on a thread, dumped with sorted keys a slice at a
+time. Its match key must be the one `normalise_request` gives the same body in one go, or a recording
+would stop matching once its body crosses 1 MiB. The size thresholds and slice sizes are shrunk here,
+so that generated bodies of a few hundred bytes take the sliced path and are cut into many slices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+
+from emulator.backends import cassette as cassette_backend
+from emulator.backends.cassette import normalise_large_json
+from emulator.backends.upstream import Exchange
+from emulator.cassettes import Cassette, CassetteIndex, Redactor
+from emulator.fakes import seed
+from emulator.server import dense_json, inputs
+from emulator.server.inputs import parse_json_body
+
+SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+TOKEN = "tok-" + "s3cr3t" * 4
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+VOLATILE = frozenset({"seed", "options.rejectIfBusy", "messages.*.id"})
+
+
+@pytest.fixture
+def small_slices(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(cassette_backend, "INCREMENTAL_JSON_BYTES", 1)
+    monkeypatch.setattr(inputs, "INCREMENTAL_JSON_BYTES", 1)
+    monkeypatch.setattr(inputs, "JSON_CHUNK_BYTES", 7)
+    monkeypatch.setattr(dense_json, "SCAN_BYTES", 8)
+    monkeypatch.setattr(dense_json, "PIECE_BYTES", 12)
+    monkeypatch.setattr(dense_json, "_RESERVED_ITEMS", 4)
+    monkeypatch.setattr(seed, "LONG_LIST_ITEMS", 3)
+    monkeypatch.setattr(seed, "DUMPS_SLICE_ITEMS", 2)
+    yield
+
+
+# Integers past 64 bits included: orjson reads them as floats, and so must the sliced path.
+NUMBER = (st.integers(min_value=-(2**80), max_value=2**80)
+          | st.floats(allow_nan=False, allow_infinity=False))
+TEXT = st.text(max_size=10) | st.sampled_from([TOKEN, f"Bearer {TOKEN}", f"key={TOKEN}&x=1", ACCOUNT,
+                                               f"/accounts/{ACCOUNT}/ai", "me@example.com", "seed"])
+KEY = st.text(max_size=6) | st.sampled_from(["seed", "options", "rejectIfBusy", "messages", "id",
+                                             "api_key", "authorization", "password", "b", "a"])
+SCALAR = st.none() | st.booleans() | NUMBER | TEXT
+JSON = st.recursive(
+    SCALAR | st.lists(NUMBER, min_size=3, max_size=30),  # arrays of numbers: sliced when dumped
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(KEY, children, max_size=6),
+    max_leaves=40,
+)
+BODY = st.fixed_dictionaries(
+    {},
+    optional={
+        "seed": NUMBER,
+        "options": st.fixed_dictionaries({}, optional={"rejectIfBusy": st.booleans(), "z": JSON, "a": JSON}),
+        "messages": st.lists(st.fixed_dictionaries({"role": TEXT}, optional={"id": TEXT, "content": JSON}),
+                             max_size=4),
+        "image": st.lists(st.integers(0, 255), min_size=3, max_size=60),
+        "prompt": TEXT,
+        "zeta": JSON,
+        "alpha": JSON,
+    },
+) | JSON
+
+
+def _wire(value: Any, spaced: bool) -> bytes:
+    """The body as a client sends it: compact, or with spaces and newlines."""
+    return json.dumps(value, indent=1 if spaced else None, separators=None if spaced else (",", ":")).encode()
+
+
+def _both(body: bytes, content_type: str = "application/json") -> tuple[Any, Any]:
+    index = CassetteIndex(Cassette(name="t"), volatile=VOLATILE, redactor=Redactor(account_ids=[ACCOUNT]))
+    redactor = Redactor(secrets=[TOKEN], account_ids=[ACCOUNT])
+    path = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    query = {"b": "2", "a": TOKEN}
+    exchange = Exchange("post", path, query, CIMultiDict({"Content-Type": content_type}), body, ACCOUNT)
+    large = asyncio.run(normalise_large_json(index, exchange, redactor, parse_json_body))
+    whole = index.normalise("post", path, query, body, content_type, redactor=redactor)
+    return large, whole
+
+
+@pytest.fixture(params=["dense", "push"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The server's two sliced parsers: dense_json for bodies of many small values (every small
+    body), the push parser (ijson) when the body's values are taken to be long."""
+    if request.param == "push":
+        monkeypatch.setattr(inputs, "INCREMENTAL_JSON_BYTES_PER_VALUE", 0)
+    return str(request.param)
+
+
+@SETTINGS
+@given(value=BODY, spaced=st.booleans())
+def test_a_large_body_normalises_to_the_key_normalise_request_gives(small_slices: None, parser: str,
+                                                                    value: Any, spaced: bool) -> None:
+    large, whole = _both(_wire(value, spaced))
+    assert large is not None
+    assert large.body_canonical == whole.body_canonical
+    assert large.body_json == whole.body_json
+    assert (large.method, large.path, large.query) == (whole.method, whole.path, whole.query)
+    assert large.key == whole.key
+
+
+def test_secrets_and_volatile_fields_leave_the_sliced_canonical_body(small_slices: None) -> None:
+    body = {"seed": 7, "prompt": f"use {TOKEN}", "image": list(range(10)),
+            "options": {"rejectIfBusy": True, "keep": 1}, "messages": [{"id": "x", "role": "user"}]}
+    large, whole = _both(orjson.dumps(body))
+    assert large is not None and large.key == whole.key
+    assert TOKEN.encode() not in large.body_canonical
+    assert large.body_canonical.startswith(b'{"image":[0,1,2,3,4,5,6,7,8,9],"messages":[{"role":"user"}]')
+    assert b"seed" not in large.body_canonical and b"rejectIfBusy" not in large.body_canonical
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b'{"not json": ', "application/json"),
+    (b'{"a": [1, 2, 3]}', "text/plain"),  # compared as the ordinary path reads a non-JSON type
+    (b"", "application/json"),
+])
+def test_bodies_the_sliced_path_does_not_take_go_the_ordinary_way(small_slices: None, body: bytes,
+                                                                  content_type: str) -> None:
+    large, _whole = _both(body, content_type)
+    assert large is None
