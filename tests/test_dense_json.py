@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from emulator.fakes import seed
 from emulator.limits import json_depth
-from emulator.server import dense_json
 from emulator.server.dense_json import Unsplittable, parse_dense
+from tests.slicing import shrink_slices
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -29,11 +29,7 @@ SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
 
 @pytest.fixture
 def small_slices(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(dense_json, "SCAN_BYTES", 8)
-    monkeypatch.setattr(dense_json, "PIECE_BYTES", 12)
-    monkeypatch.setattr(dense_json, "_RESERVED_ITEMS", 4)
-    monkeypatch.setattr(seed, "LONG_LIST_ITEMS", 3)
-    monkeypatch.setattr(seed, "DUMPS_SLICE_ITEMS", 2)
+    shrink_slices(monkeypatch)
     monkeypatch.setattr(seed, "LARGE_PART", 64)
     yield
 

@@ -22,9 +22,9 @@ from emulator.backends import cassette as cassette_backend
 from emulator.backends.cassette import normalise_large_json
 from emulator.backends.upstream import Exchange
 from emulator.cassettes import Cassette, CassetteIndex, Redactor
-from emulator.fakes import seed
-from emulator.server import dense_json, inputs
+from emulator.server import inputs
 from emulator.server.inputs import parse_json_body
+from tests.slicing import shrink_slices
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -39,11 +39,7 @@ def small_slices(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(cassette_backend, "INCREMENTAL_JSON_BYTES", 1)
     monkeypatch.setattr(inputs, "INCREMENTAL_JSON_BYTES", 1)
     monkeypatch.setattr(inputs, "JSON_CHUNK_BYTES", 7)
-    monkeypatch.setattr(dense_json, "SCAN_BYTES", 8)
-    monkeypatch.setattr(dense_json, "PIECE_BYTES", 12)
-    monkeypatch.setattr(dense_json, "_RESERVED_ITEMS", 4)
-    monkeypatch.setattr(seed, "LONG_LIST_ITEMS", 3)
-    monkeypatch.setattr(seed, "DUMPS_SLICE_ITEMS", 2)
+    shrink_slices(monkeypatch)
     yield
 
 
