@@ -89,11 +89,11 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qsl, unquote
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from emulator.limits import MAX_CALL_NEURONS, parse_neurons
 
@@ -209,6 +209,11 @@ def _checked_offset(value: float) -> float:
     return value
 
 
+# Field types that carry their checks: a base64 payload that decodes, a time offset within bounds.
+Base64Payload = Annotated[str | None, AfterValidator(_checked_base64)]
+OffsetMs = Annotated[float, AfterValidator(_checked_offset)]
+
+
 class Body(_Model):
     """A request or response body in one of four encodings (see the module docstring)."""
 
@@ -216,7 +221,7 @@ class Body(_Model):
     # `json` would shadow BaseModel.json(); the alias keeps the on-disk name readable.
     json_: Any = Field(default=None, alias="json")
     text: str | None = None
-    base64: str | None = None
+    base64: Base64Payload = None
 
     @classmethod
     def empty(cls) -> Body:
@@ -281,11 +286,6 @@ class Body(_Model):
             return base64.b64decode(self.base64 or "", validate=True)
         return b""
 
-    @field_validator("base64")
-    @classmethod
-    def _valid_base64(cls, value: str | None) -> str | None:
-        return _checked_base64(value)
-
 
 _UNPARSED = object()
 _MEDIA_PREFIXES = ("image/", "audio/", "video/", "multipart/", "application/octet-stream")
@@ -295,13 +295,8 @@ class SSEEvent(_Model):
     """One server-sent event of a streamed response, with its exact wire text and timing."""
 
     data: str
-    offset_ms: float = 0.0
+    offset_ms: OffsetMs = 0.0
     raw: str
-
-    @field_validator("offset_ms")
-    @classmethod
-    def _offset(cls, value: float) -> float:
-        return _checked_offset(value)
 
     @classmethod
     def from_raw(cls, raw: str, offset_ms: float = 0.0) -> SSEEvent:
@@ -369,19 +364,9 @@ class Frame(_Model):
     """One WebSocket message of a recorded session: its direction, time and text or binary payload."""
 
     dir: FrameDirection
-    offset_ms: float = 0.0
+    offset_ms: OffsetMs = 0.0
     text: str | None = None
-    base64: str | None = None
-
-    @field_validator("offset_ms")
-    @classmethod
-    def _offset(cls, value: float) -> float:
-        return _checked_offset(value)
-
-    @field_validator("base64")
-    @classmethod
-    def _valid_base64(cls, value: str | None) -> str | None:
-        return _checked_base64(value)
+    base64: Base64Payload = None
 
     @model_validator(mode="after")
     def _one_payload(self) -> Frame:
@@ -409,12 +394,7 @@ class RecordedSession(_Model):
     frames: list[Frame] = Field(default_factory=list)
     end: SessionEnd = "server"
     code: int | None = None  # the close code the model sent (end "server")
-    end_ms: float = 0.0
-
-    @field_validator("end_ms")
-    @classmethod
-    def _end(cls, value: float) -> float:
-        return _checked_offset(value)
+    end_ms: OffsetMs = 0.0
 
     @field_validator("code")
     @classmethod
