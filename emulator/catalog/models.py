@@ -26,6 +26,18 @@ FRONTIER_SCHEMA_DONOR = "@cf/moonshotai/kimi-k2.6"
 EXTRA_MODELS_FILE = "_extra_models.json"
 
 
+def _declared_properties(schema: Any) -> set[str]:
+    names: set[str] = set()
+    if isinstance(schema, dict):
+        properties = schema.get("properties")
+        if isinstance(properties, dict):
+            names |= properties.keys()
+        for key in ("oneOf", "anyOf", "allOf"):
+            for branch in schema.get(key) or []:
+                names |= _declared_properties(branch)
+    return names
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     id: str
@@ -49,6 +61,7 @@ class Model:
     properties: dict[str, Any] = field(default_factory=dict)
     _input_validator: CompiledSchema | None = None
     _output_validator: CompiledSchema | None = None
+    _input_properties: frozenset[str] | None = None
 
     @property
     def author(self) -> str:
@@ -68,6 +81,14 @@ class Model:
         if self._input_validator is None:
             self._input_validator = compile_schema(self.input_schema)
         return self._input_validator
+
+    @property
+    def input_properties(self) -> frozenset[str]:
+        """Every property name some branch of the input schema declares (`properties` of the schema
+        and of its oneOf/anyOf/allOf branches, at any depth), worked out on first use and kept."""
+        if self._input_properties is None:
+            self._input_properties = frozenset(_declared_properties(self.input_schema))
+        return self._input_properties
 
     @property
     def output_validator(self) -> CompiledSchema:

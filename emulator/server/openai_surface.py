@@ -92,35 +92,9 @@ def model_for(state: ServerState, name: str, task: str) -> Model:
     return model
 
 
-def schema_properties(schema: Any) -> set[str]:
-    """Every property name any branch of an input schema declares."""
-    names: set[str] = set()
-    if isinstance(schema, dict):
-        names |= set((schema.get("properties") or {}).keys())
-        for key in ("oneOf", "anyOf", "allOf"):
-            for branch in schema.get(key) or []:
-                names |= schema_properties(branch)
-    return names
-
-
-_PROPERTIES: dict[str, tuple[object, frozenset[str]]] = {}
-
-
-def declared_properties(model: Model) -> frozenset[str]:
-    """`schema_properties` of the model's input schema, kept by name while the schema is the same
-    object (catalog models are): a walk of every branch costs ~20 µs a call."""
-    schema = model.input_schema
-    kept = _PROPERTIES.get(model.name)
-    if kept is not None and kept[0] is schema:
-        return kept[1]
-    names = frozenset(schema_properties(schema))
-    _PROPERTIES[model.name] = (schema, names)
-    return names
-
-
 def chat_inputs(body: dict[str, Any], model: Model) -> dict[str, Any]:
     """OpenAI chat body → native inputs: OpenAI-only keys dropped, `max_completion_tokens` → `max_tokens`."""
-    known = declared_properties(model)
+    known = model.input_properties
     inputs = {k: v for k, v in body.items() if k in known or k not in OPENAI_ONLY_KEYS}
     if "max_completion_tokens" in body and "max_completion_tokens" not in known and "max_tokens" not in body:
         inputs["max_tokens"] = body["max_completion_tokens"]

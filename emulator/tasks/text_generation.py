@@ -219,19 +219,7 @@ def choices_wanted(call: Call) -> int:
     n = call.json_inputs.get("n")
     if call.stream or isinstance(n, bool) or not isinstance(n, int) or n <= 1:
         return 1
-    return n if declares_input(call.model, "n") else 1
-
-
-def declares_input(model: Model, key: str) -> bool:
-    """Some branch of the model's input schema lists `key` among its properties."""
-    def walk(schema: Any) -> bool:
-        if not isinstance(schema, dict):
-            return False
-        if key in (schema.get("properties") or {}):
-            return True
-        return any(walk(branch) for k in ("oneOf", "anyOf", "allOf") for branch in schema.get(k) or [])
-
-    return walk(model.input_schema)
+    return n if "n" in call.model.input_properties else 1
 
 
 @dataclass(frozen=True, slots=True)
