@@ -53,11 +53,14 @@ def call_seed(call: Call, emulator_seed: int) -> int:
     return seed
 
 
-async def call_seed_in_slices(call: Call, emulator_seed: int) -> int:
-    """`call_seed`, computed in slices between which the event loop runs (for large bodies)."""
+async def seed_of(call: Call, emulator_seed: int) -> int:
+    """`call_seed`, from the event loop: a body of INCREMENTAL_JSON_BYTES or more is hashed in
+    slices between which the loop runs."""
     known = _remembered_seed(call, emulator_seed)
     if known is not None:
         return known
+    if len(call.raw_body) < INCREMENTAL_JSON_BYTES:
+        return call_seed(call, emulator_seed)
     seed = await derive_seed_in_slices(emulator_seed, call.model.name, fingerprint_inputs(call.inputs),
                                        slice_seconds=LOOP_SLICE_SECONDS)
     call.seed_memo = (emulator_seed, call.inputs, seed)
@@ -93,8 +96,7 @@ class MockBackend:
 
     async def handle(self, call: Call) -> Outcome:
         check_call(call)  # before any work: the fakes' cost grows with pixels, audio length, batch size
-        seed = (call_seed(call, self.seed) if len(call.raw_body) < INCREMENTAL_JSON_BYTES
-                else await call_seed_in_slices(call, self.seed))
+        seed = await seed_of(call, self.seed)
         key = cache_key(call, seed)
         cached = self._cache.get(key)
         if cached is not None:

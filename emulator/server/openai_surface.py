@@ -15,11 +15,11 @@ import numpy as np
 import orjson
 from aiohttp import web
 
-from emulator.backends.mock import call_seed, call_seed_in_slices
+from emulator.backends.mock import seed_of
 from emulator.call import Call, Outcome, StreamEvent, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
-from emulator.limits import INCREMENTAL_JSON_BYTES, off_loop, read_body
+from emulator.limits import off_loop, read_body
 from emulator.quirks import enabled
 from emulator.server.finetunes import resolve_lora
 from emulator.server.inputs import parse_json_body, validate
@@ -169,8 +169,7 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)
-    seed = (call_seed(call, state.settings.seed) if len(raw) < INCREMENTAL_JSON_BYTES
-            else await call_seed_in_slices(call, state.settings.seed))
+    seed = await seed_of(call, state.settings.seed)
     headers = answer_headers(call, executed, state.quirks)
     if stream:
         options = body.get("stream_options")
@@ -268,8 +267,7 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
     gen = generation_of(executed.outcome)
-    seed = (call_seed(call, state.settings.seed) if len(raw) < INCREMENTAL_JSON_BYTES
-            else await call_seed_in_slices(call, state.settings.seed))
+    seed = await seed_of(call, state.settings.seed)
     answer = openai_shapes.response_for(model, inputs, gen, seed)
     headers = answer_headers(call, executed, state.quirks)
     return answered(json_response(answer, headers=headers, stamper=Stamper(state.clock)), executed)
