@@ -169,11 +169,8 @@ def normalise_request(
     if isinstance(body, str):
         body = body.encode("utf-8")
     parsed: Any = _NOT_JSON
+    path, query = _redacted_target(path, query, redactor)
     if redactor is not None:
-        # Normalised first, as recording does: a secret path segment is found once percent-decoded.
-        path = redactor.redact_path(normalise_path(path))
-        if query is not None:
-            query = redactor.redact_query(dict(normalise_query(query)))
         if isinstance(body, bytes) and body and is_json_type(content_type):
             # What Body.from_request_bytes and redact_body give a JSON body, without building two Body
             # models: replay normalises every incoming request this way.
@@ -206,12 +203,28 @@ def normalise_request(
         kind, parsed = "json", body
 
     if kind == "json":
-        parsed = strip_volatile(parsed, volatile) if volatile else parsed
+        parsed = prepare_json(parsed, volatile=volatile, redactor=None)  # redacted above
         canonical = _canonical_dumps(parsed)
     elif kind == "bytes":
         canonical, parsed = _without_boundary(raw, content_type), None
     else:
         canonical = b""
+    return _normalised(method, path, query, volatile_query, kind, canonical, parsed)
+
+
+def _redacted_target(path: str, query: QueryInput, redactor: Redactor | None) -> tuple[str, QueryInput]:
+    """Path and query redacted as recording redacts them (normalised first, as recording does: a secret
+    path segment is found once percent-decoded)."""
+    if redactor is None:
+        return path, query
+    path = redactor.redact_path(normalise_path(path))
+    if query is not None:
+        query = redactor.redact_query(dict(normalise_query(query)))
+    return path, query
+
+
+def _normalised(method: str, path: str, query: QueryInput, volatile_query: frozenset[str], kind: str,
+                canonical: bytes, parsed: Any) -> NormalisedRequest:
     return NormalisedRequest(
         method=method.upper(),
         path=normalise_path(path),
@@ -238,18 +251,8 @@ def normalised_json(
     """What `normalise_request` gives a request whose JSON body, redacted and without its volatile
     fields (`prepare_json`), is `value`, and `canonical` its sorted-key dump: the caller builds the
     dump a slice at a time for a large body. Hashing the key releases the GIL (hashlib, past 2 KiB)."""
-    if redactor is not None:
-        path = redactor.redact_path(normalise_path(path))
-        if query is not None:
-            query = redactor.redact_query(dict(normalise_query(query)))
-    return NormalisedRequest(
-        method=method.upper(),
-        path=normalise_path(path),
-        query=normalise_query(query, volatile_query),
-        body_kind="json",
-        body_canonical=canonical,
-        body_json=value,
-    )
+    path, query = _redacted_target(path, query, redactor)
+    return _normalised(method, path, query, volatile_query, "json", canonical, value)
 
 
 def prepare_json(value: Any, *, volatile: frozenset[str], redactor: Redactor | None) -> Any:
