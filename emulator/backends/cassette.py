@@ -43,7 +43,7 @@ from emulator.cassettes.format import SWITCHING_PROTOCOLS, is_json_type
 from emulator.cassettes.sessions import SessionPlayer
 from emulator.cassettes.store import Identity
 from emulator.errors import CFError, ErrorKind
-from emulator.fakes.seed import dumps_in_slices
+from emulator.fakes.seed import dumps_joined
 from emulator.limits import INCREMENTAL_JSON_BYTES, LOOP_SLICE_SECONDS, off_loop, parse_neurons
 from emulator.settings import Hints, Mode, Settings
 
@@ -128,11 +128,9 @@ async def normalise_large_json(index: CassetteIndex, exchange: Exchange, redacto
         return None  # not JSON: compared as bytes, by the ordinary path
     value = await asyncio.to_thread(index.prepare_json, parsed, redactor=redactor)
     try:
-        pieces = [piece async for piece in dumps_in_slices(value, orjson.OPT_SORT_KEYS,
-                                                           slice_seconds=LOOP_SLICE_SECONDS)]
+        canonical = await dumps_joined(value, orjson.OPT_SORT_KEYS, slice_seconds=LOOP_SLICE_SECONDS)
     except TypeError:
         return None  # orjson refuses integers past 64 bits; the ordinary path uses the stdlib's
-    canonical = await asyncio.to_thread(b"".join, pieces)
     return await asyncio.to_thread(index.normalised_json, exchange.method, exchange.path, exchange.query,
                                    value, canonical, redactor=redactor)
 

@@ -30,10 +30,16 @@ from yarl import URL
 
 from emulator.call import BinaryInput, Call, Surface
 from emulator.errors import CFError, ErrorKind, Layer
-from emulator.limits import INCREMENTAL_JSON_BYTES, expect_within_limit, off_loop, read_body
+from emulator.fakes.seed import dumps_joined
+from emulator.limits import (
+    INCREMENTAL_JSON_BYTES,
+    LOOP_SLICE_SECONDS,
+    expect_within_limit,
+    off_loop,
+    read_body,
+)
 from emulator.server import binding_markdown, native
 from emulator.server.catalog_api import search_models
-from emulator.server.dense_json import dumps_large
 from emulator.server.edge import check_size
 from emulator.server.gateway import gateway_headers
 from emulator.server.inputs import parse_form, parse_json_body, validate
@@ -217,7 +223,8 @@ async def read_call_inputs(
     if not isinstance(options, dict):
         options = {}
     large = len(raw) >= INCREMENTAL_JSON_BYTES  # the REST body serialised in slices, as `dumps` would
-    rest_body = await dumps_large(inputs, orjson.OPT_SERIALIZE_NUMPY) if large else dumps(inputs)
+    rest_body = (await dumps_joined(inputs, orjson.OPT_SERIALIZE_NUMPY, slice_seconds=LOOP_SLICE_SECONDS)
+                 if large else dumps(inputs))
     return inputs, options, {}, rest_body, JSON
 
 

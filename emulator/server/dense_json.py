@@ -8,7 +8,7 @@ opened by `[` and closed by `]`. Each run is replaced by a marker string, the sm
 is parsed by orjson, and each array is parsed in pieces cut at commas, yielding to the loop between
 pieces, then put back where its marker is. A body this cannot read that way (a run inside a string, a
 piece that does not parse) is `Unsplittable`: the caller asks orjson about the whole body.
-`dumps_large` is the way back: such a value serialised in slices.
+`fakes/seed.dumps_joined` is the way back: such a value serialised in slices.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 
-from emulator.fakes.seed import dumps_in_slices
 from emulator.limits import LOOP_SLICE_SECONDS
 
 # The bytes a flat array of JSON numbers is made of.
@@ -182,10 +181,3 @@ async def _parse_array(raw: bytes, start: int, end: int) -> list[Any]:
         if time.perf_counter() - started > LOOP_SLICE_SECONDS:
             await asyncio.sleep(0)
             started = time.perf_counter()
-
-
-async def dumps_large(value: Any, option: int = 0) -> bytes:
-    """`orjson.dumps(value, option=option)` for the value of a large body: serialised in slices
-    (`dumps_in_slices`), joined on a worker thread (bytes.join copies without the GIL past 1 MiB)."""
-    pieces = [piece async for piece in dumps_in_slices(value, option, slice_seconds=LOOP_SLICE_SECONDS)]
-    return await asyncio.to_thread(b"".join, pieces)

@@ -227,15 +227,10 @@ def validation_instance(inputs: dict[str, Any] | BinaryInput) -> Any:
     return inputs
 
 
-def _declares(schema: dict[str, Any], key: str) -> bool:
-    branches = [schema, *[b for b in schema.get("oneOf") or [] if isinstance(b, dict)]]
-    return any(key in (b.get("properties") or {}) for b in branches)
-
-
 def _without_options(model: Model, instance: Any) -> Any:
     """`options` (e.g. `rejectIfBusy`) is a platform option every model accepts, not a model input:
     hide it from schemas that do not declare it (flux-1-schnell's `additionalProperties: false`)."""
-    if isinstance(instance, dict) and "options" in instance and not _declares(model.input_schema, "options"):
+    if isinstance(instance, dict) and "options" in instance and "options" not in model.input_properties:
         return {k: v for k, v in instance.items() if k != "options"}
     return instance
 
