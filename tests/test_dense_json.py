@@ -204,7 +204,7 @@ def _short_texts(count: int) -> list[str]:
     return ["".join(rng.choices('ab ,[]{}:"\\é😀\n', k=rng.randrange(0, 80))) for _ in range(count)]
 
 
-LARGE_BODIES = {
+LARGE_BODIES: dict[str, dict[str, Any]] = {
     "strings": {"text": _short_texts(30_000)},
     "strings-escaped": {"text": _short_texts(20_000), "ascii": True},
     "messages": {"messages": [{"role": "user", "content": text} for text in _short_texts(20_000)]},
