@@ -314,3 +314,24 @@ def test_an_image_of_five_million_numbers_gets_the_seed_it_always_had() -> None:
     in_slices = asyncio.run(seed.derive_seed_in_slices(0, "@cf/llava-hf/llava-1.5-7b-hf", inputs,
                                                        slice_seconds=0.003))
     assert in_slices == seed.derive_seed(0, "@cf/llava-hf/llava-1.5-7b-hf", inputs)
+
+
+@pytest.mark.parametrize("repeated", [False, True], ids=["too-deep", "deep-branch-replaced"])
+def test_a_body_whose_text_nests_too_deep_is_judged_on_its_value(repeated: bool) -> None:
+    """Past the depth limit the pieces give up; the child process judges the whole body as
+    `parse_json` judges a small one: too deep, unless a repeated key replaced the deep branch."""
+    from emulator.errors import CFError
+    from emulator.server.inputs import parse_json, parse_json_body
+
+    deep = b"[" * 130 + b'"ab",' * 300_000 + b'"ab"' + b"]" * 130
+    body = b'{"a": ' + deep + (b', "a": 0}' if repeated else b"}")
+    small = body.replace(b'"ab",' * 300_000, b"")
+    if repeated:
+        assert asyncio.run(parse_json_body(body)) == parse_json(small) == {"a": 0}
+        return
+    with pytest.raises(CFError) as large_error:
+        asyncio.run(parse_json_body(body))
+    with pytest.raises(CFError) as small_error:
+        parse_json(small)
+    message = small_error.value.message
+    assert large_error.value.message == message and "nested deeper" in message
