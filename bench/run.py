@@ -108,6 +108,12 @@ def varied_embeddings() -> list[dict[str, Any]]:
                                   for i in range(32)]})]
 
 
+def varied_embeddings_floor() -> list[dict[str, Any]]:
+    """The 32-text calls of `varied_embeddings`, answered by the baseline's floor handler (768 dimensions,
+    as bge-base): what a bare aiohttp server that only parses, draws and serialises the vectors reaches."""
+    return [{**r, "path": f"{EMBEDDINGS_FLOOR_PATH}?dims=768"} for r in varied_embeddings()]
+
+
 def varied_png() -> list[dict[str, Any]]:
     return [run_request("@cf/stabilityai/stable-diffusion-xl-base-1.0",
                         {"prompt": f"a lighthouse at dusk, study {VARY_MARKER}", "width": 1024,
@@ -189,6 +195,8 @@ VARIED = (
     Scenario("text", "text (run/)", varied_text, True),
     Scenario("chat", "chat (v1/chat/completions)", varied_chat, True),
     Scenario("embeddings", "embeddings (32 texts)", varied_embeddings, True),
+    # The least any server can do for those calls (bench/baseline.py `embeddings_floor`), beside them.
+    Scenario("embeddings-floor", "floor: embeddings (32 texts)", varied_embeddings_floor, True, "baseline"),
     Scenario("png", "png (1024x1024)", varied_png, True),
     Scenario("whisper", "whisper-turbo (10 s WAV)", varied_whisper, True),
     Scenario("translation", "translation (m2m100)", varied_translation, True),
@@ -637,7 +645,8 @@ def summarise(options: Options, results: Results) -> dict[str, Any]:
         cpu_ratios = [b.cpu_us / a.cpu_us for a, b in zip(loads, base, strict=True) if a.cpu_us]
         kind = LOAD_SCENARIOS.get(scenario)
         rows.append({"scenario": scenario, "label": kind.label if kind else "bare aiohttp, fixed JSON",
-                     "table": "baseline" if kind is None else "varied" if kind.varied else "repeated",
+                     "table": ("baseline" if kind is None or kind.server == "baseline"
+                               else "varied" if kind.varied else "repeated"),
                      "concurrency": concurrency,
                      "rps": median([x.rps for x in loads]), "p50_ms": median([x.p50_ms for x in loads]),
                      "p99_ms": median([x.p99_ms for x in loads]), "ratio": median(ratios),
