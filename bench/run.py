@@ -572,27 +572,33 @@ def passthrough_overhead(options: Options, servers: dict[str, Server], load_cpu:
 def workers_scaling(options: Options, work: Path) -> dict[str, Any] | None:
     """Whole-machine throughput of `serve --workers 1` and `--workers 2`, unpinned, same load: repeated
     (cached) text calls, and text calls that are all different (uncached). After the 2-worker run the
-    shared ledger must hold exactly the calls wrk saw answered (plus at most the ones in flight)."""
+    shared ledger must hold exactly the calls wrk saw answered (plus at most the ones in flight).
+
+    The load generator shares the machine: `*_ceiling` is the scaling two workers could reach at
+    most, the cores it left them in the 2-worker run (one worker keeps one core busy at 64
+    connections)."""
     out: dict[str, Any] = {}
     for label, requests in (("cached", REPEATED["text"]), ("uncached", varied_text())):
         rps: dict[int, float] = {}
         for n in (1, 2):
             data_dir = Path(tempfile.mkdtemp(dir=work))
-            run = run_workers(options, data_dir, n, requests)
-            if run is None:
+            load = run_workers(options, data_dir, n, requests)
+            if load is None:
                 return None
-            rps[n], answered = run
+            rps[n] = load.rps
             if n == 2:
                 charged = ledger_requests(data_dir)
+                answered = load.requests + 1  # + the warm-up call
                 out[f"{label}_ledger_exact"] = float(answered <= charged <= answered + 64)
+                out[f"{label}_load_cores_2"] = load.load_cores
+                out[f"{label}_ceiling"] = min(2.0, (os.cpu_count() or 1) - load.load_cores)
         out[f"{label}_rps_1"], out[f"{label}_rps_2"] = rps[1], rps[2]
         out[f"{label}_scaling"] = rps[2] / rps[1] if rps[1] else 0.0
     return out
 
 
-def run_workers(options: Options, data_dir: Path, n: int, requests: list[dict[str, Any]]
-                ) -> tuple[float, int] | None:
-    """(req/s, answered calls) of `serve --workers n` under 64 connections, or None without --workers."""
+def run_workers(options: Options, data_dir: Path, n: int, requests: list[dict[str, Any]]) -> Load | None:
+    """The load `serve --workers n` answered under 64 connections, or None without --workers."""
     port = free_port()
     cmd = emulator_cmd(port, data_dir, "--workers", str(n))
     proc = subprocess.Popen(pinned(cmd, None), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -613,9 +619,8 @@ def run_workers(options: Options, data_dir: Path, n: int, requests: list[dict[st
                 break
         warm_up(server, requests[:1])
         # Several connections per worker so SO_REUSEPORT spreads them; two load threads/processes.
-        load = drive(options.tool, port, requests, concurrency=64, duration=options.duration, cpu=None,
+        return drive(options.tool, port, requests, concurrency=64, duration=options.duration, cpu=None,
                      threads=2, vary_base=next(VARY_BASES))
-        return load.rps, load.requests + 1  # + the warm-up call
     finally:
         server.stop()
 
