@@ -13,10 +13,10 @@ orjson is the judge of every cut. A piece that starts where an element starts an
 `[piece]` is exactly whole elements (a cut inside a string or a nested container leaves a string or a
 bracket open, and the container's own `]` inside the piece ends the document before the piece does),
 so the comma after it is one of the container's own. The cut can then be looked for cheaply: after
-the first full piece, the first comma past PIECE_BYTES shaped as the elements so far were (`","`
-between strings, `},{` between objects, any comma between numbers). Where orjson refuses that piece,
-a pattern that knows string boundaries and three levels of nesting cuts the next piece exactly
-(~100 MB/s). A body this cannot read (a piece or a glue byte orjson or the patterns refuse) is
+the first full piece, the first comma past PIECE_BYTES between two elements shaped as the first one
+(`","` between strings, `},{` between objects, any comma between numbers). Where orjson refuses that
+piece, a pattern that knows string boundaries and PATTERN_LEVELS of nesting cuts the next piece
+exactly (~100 MB/s). A body this cannot read (a piece or a glue byte orjson or the patterns refuse) is
 `Unsplittable`: the caller asks orjson about the whole body, so an invalid body gets orjson's error.
 `fakes/seed.dumps_joined` is the way back: such a value serialised in slices.
 """
