@@ -192,9 +192,34 @@ def test_long_arrays_of_numbers_are_read_in_pieces_the_collector_ignores() -> No
     body = orjson.dumps({"image": image, "prompt": "[1, 2]", "nested": [[image], []]})
     value = asyncio.run(parse_dense(body))
     assert value == orjson.loads(body)
-    # The arrays are the cycle collector's to ignore (numbers hold no references).
-    assert not gc.is_tracked(value["image"]) and not gc.is_tracked(value["nested"][0][0])
-    assert gc.is_tracked(value) and gc.is_tracked(value["nested"]) and isinstance(value["prompt"], str)
+    # The arrays and what holds them are the cycle collector's to ignore (a JSON value is a tree).
+    assert _tracked_containers(value) == 0 and isinstance(value["prompt"], str)
+
+
+def _tracked_containers(value: Any) -> int:
+    """How many lists and dicts in `value` (itself included) the cycle collector tracks."""
+    tracked, stack = 0, [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        else:
+            continue
+        tracked += gc.is_tracked(node)
+    return tracked
+
+
+@SETTINGS
+@given(raw=BODIES)
+def test_every_container_read_in_pieces_is_hidden_from_the_collector(small_slices: None, raw: bytes) -> None:
+    """Parsed JSON holds no cycles: each container is untracked as its piece is read, and the value
+    is still orjson's."""
+    parsed = _parsed(raw)
+    assert not isinstance(parsed, Unsplittable), raw
+    assert _same(parsed, orjson.loads(raw))
+    assert _tracked_containers(parsed) == 0, raw
 
 
 def _short_texts(count: int) -> list[str]:
@@ -241,7 +266,7 @@ def test_large_bodies_are_parsed_a_piece_at_a_time(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(dense_json._Reader, "loads", staticmethod(counted))
     value = asyncio.run(parse_dense(body))
-    assert _same(value, orjson.loads(body))
+    assert _same(value, orjson.loads(body)) and _tracked_containers(value) == 0
     assert len(body) > 1_000_000 and len(calls) > len(body) // (2 * dense_json.PIECE_BYTES)
     assert max(calls) <= max(2 * dense_json.PIECE_BYTES + 2, longest), (max(calls), len(body))
 
@@ -335,3 +360,56 @@ def test_a_body_whose_text_nests_too_deep_is_judged_on_its_value(repeated: bool)
         parse_json(small)
     message = small_error.value.message
     assert large_error.value.message == message and "nested deeper" in message
+
+
+def _parser_bytes() -> int:
+    """Bytes still allocated by server/dense_json.py's lines (orjson's values are counted there too)."""
+    import tracemalloc
+
+    snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, "*/dense_json.py")])
+    return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+async def _released(limit: int, seconds: float = 30.0) -> int:
+    """The parser's bytes once they fall under `limit` (large lists are emptied in slices, after a
+    poll), or what is left after `seconds` (a snapshot of a few hundred thousand traces takes seconds)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (left := _parser_bytes()) >= limit and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.5)
+    return left
+
+
+PARTS_BODY = orjson.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": text}]}
+                                        for text in _short_texts(40_000)]})
+
+
+async def test_hidden_containers_are_freed_with_the_value() -> None:
+    """Untracked containers are still freed by reference counting: nothing the parser built outlives
+    the value, and its large lists are emptied a slice at a time once only the parser holds them."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        value = await parse_dense(PARTS_BODY)
+        assert _tracked_containers(value) == 0 and len(PARTS_BODY) > 2_000_000
+        await asyncio.sleep(0.2)
+        assert _parser_bytes() > 2_000_000  # held while the value is
+        del value
+        assert await _released(64 * 1024) < 64 * 1024
+    finally:
+        tracemalloc.stop()
+
+
+async def test_a_request_leaves_nothing_of_its_body_behind(emulator: Any) -> None:
+    """Over HTTP: once the answer is sent, the parsed body (messages with lists of parts, every
+    container untracked) is freed, whatever the route did with it."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        answer = await emulator.run("@cf/meta/llama-3.1-8b-instruct", data=PARTS_BODY,
+                                    headers={"Content-Type": "application/json"})
+        assert answer.status == 400 and "'/messages/0/content'" in await answer.text()
+        assert await _released(64 * 1024) < 64 * 1024
+    finally:
+        tracemalloc.stop()

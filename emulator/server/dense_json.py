@@ -27,8 +27,11 @@ import asyncio
 import ctypes
 import gc
 import re
+import sys
 import time
-from typing import Any
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import orjson
 
@@ -197,31 +200,49 @@ class _Reader:
             cut = cuts.cheap(raw, position)
             if cut is not None:
                 try:
-                    items.add(self.piece(raw[position:cut], level, (b"[", b"]"), True), cut - position)
+                    parsed, nested = self.piece(raw[position:cut], level, (b"[", b"]"), True)
                 except Unsplittable:
                     cuts.missed()
                 else:
                     cuts.hit()
+                    await self.add(items, parsed, nested, cut - position)
                     position, after_comma = cut + 1, True
                     continue
             run = _ITEMS.match(raw, position, position + PIECE_BYTES).end()  # type: ignore[union-attr]
             if run > position:
-                items.add(self.piece(raw[position:run - 1], level, (b"[", b"]"), True), run - position)
+                parsed, nested = self.piece(raw[position:run - 1], level, (b"[", b"]"), True)
+                await self.add(items, parsed, nested, run - position)
                 cuts.exact(run - position)
                 position, after_comma = run, True
                 continue
             last = _LAST_ITEM.match(raw, position, position + PIECE_BYTES)
             if last:
-                items.add(self.piece(raw[position:last.end() - 1], level, (b"[", b"]"), after_comma), 0)
-                return items.values, last.end()
+                parsed, nested = self.piece(raw[position:last.end() - 1], level, (b"[", b"]"), after_comma)
+                await self.add(items, parsed, nested, 0)
+                return items.done(), last.end()
             # An element too large (or too deep) for one piece: read on its own, one level down.
             self.alone()
             item, end = await self.value(self.skip_space(position), level + 1)
-            items.add_one(item)
+            items.values.append(item)
             end = self.expect(self.skip_space(end), b",]")
             if raw[end - 1] == ord("]"):
-                return items.values, end
+                return items.done(), end
             position, after_comma = end, True
+
+    async def add(self, items: _Items, parsed: list[Any], nested: bool, length: int) -> None:
+        """Add a parsed piece of `length` bytes to `items`, its containers hidden from the collector."""
+        if nested:
+            await self.hide(parsed)
+        items.add(parsed, length)
+
+    async def hide(self, values: Iterable[Any]) -> None:
+        """Untrack the containers `values` hold, all levels down, a batch at a time (see _hide)."""
+        pending = list(filter(gc.is_tracked, values))
+        while pending:
+            batch = pending[-_HIDE_BATCH:]
+            del pending[-_HIDE_BATCH:]
+            pending += _hide(batch)
+            await self.tick()
 
     async def _object(self, position: int, level: int) -> tuple[dict[str, Any], int]:
         """The object whose content starts at `position`, and the offset after its `}`. A key given
@@ -235,23 +256,25 @@ class _Reader:
             cut = cuts.cheap(raw, position)
             if cut is not None:
                 try:
-                    members.update(self.piece(raw[position:cut], level, (b"{", b"}"), True)[0])
+                    parsed, nested = self.piece(raw[position:cut], level, (b"{", b"}"), True)
                 except Unsplittable:
                     cuts.missed()
                 else:
                     cuts.hit()
+                    await self.update(members, parsed, nested)
                     position, after_comma = cut + 1, True
                     continue
             run = _MEMBERS.match(raw, position, position + PIECE_BYTES).end()  # type: ignore[union-attr]
             if run > position:
-                members.update(self.piece(raw[position:run - 1], level, (b"{", b"}"), True)[0])
+                await self.update(members, *self.piece(raw[position:run - 1], level, (b"{", b"}"), True))
                 cuts.exact(run - position)
                 position, after_comma = run, True
                 continue
             last = _LAST_MEMBER.match(raw, position, position + PIECE_BYTES)
             if last:
-                members.update(self.piece(raw[position:last.end() - 1], level, (b"{", b"}"), after_comma)[0])
-                return members, last.end()
+                await self.update(members, *self.piece(raw[position:last.end() - 1], level, (b"{", b"}"),
+                                                       after_comma))
+                return _untrack(members), last.end()
             # A member whose value is too large (or too deep) for one piece.
             self.alone()
             start = self.expect(self.skip_space(position), b'"') - 1
@@ -261,8 +284,14 @@ class _Reader:
             members[name], end = await self.value(self.skip_space(colon), level + 1)
             end = self.expect(self.skip_space(end), b",}")
             if raw[end - 1] == ord("}"):
-                return members, end
+                return _untrack(members), end
             position, after_comma = end, True
+
+    async def update(self, members: dict[str, Any], parsed: dict[str, Any], nested: bool) -> None:
+        """Add a parsed piece's members to `members`, their containers hidden from the collector."""
+        if nested:
+            await self.hide(parsed.values())
+        members.update(parsed)
 
 
 class _Cuts:
@@ -297,35 +326,67 @@ class _Cuts:
 
 class _Items:
     """A large array's items. From the first long piece on, the list's storage is mapped memory, and
-    the cycle collector ignores the list while it holds only strings, numbers and literals."""
+    the cycle collector ignores the list: its items are scalars or containers hidden as they came."""
 
     def __init__(self) -> None:
         self.values: list[Any] = []
         self.reserved = False
-        self.nested = False
 
-    def add(self, piece: tuple[list[Any], bool], length: int) -> None:
-        """Add a parsed piece (its items, whether they may be containers) of `length` bytes."""
-        parsed, nested = piece
-        if nested and not self.nested:
-            self._nest()
+    def add(self, parsed: list[Any], length: int) -> None:
+        """Add a parsed piece's items, `length` bytes of the body."""
         if not self.reserved and length > PIECE_BYTES // 2:
             self.reserved = True
             self.values.extend(_Reserve(_RESERVED_ITEMS))
-            if not self.nested:
-                _untrack(self.values)
+            _untrack(self.values)
         self.values += parsed
 
-    def add_one(self, item: Any) -> None:
-        if isinstance(item, (list, dict)) and not self.nested:
-            self._nest()
-        self.values.append(item)
+    def done(self) -> list[Any]:
+        if self.reserved:
+            _RELEASER.watch(self.values)
+        return _untrack(self.values)
 
-    def _nest(self) -> None:
-        """The list may hold containers from now on, which hold references: the collector's again."""
-        self.nested = True
-        if not gc.is_tracked(self.values):
-            _track(self.values)
+
+class _Releaser:
+    """Empties the large lists read from bodies a slice at a time once nothing else holds them. The
+    last reference to a parsed body goes when its request ends, and reference counting then frees
+    the whole value in one step: 60-75 ms for 20 MB of `messages` with parts (1.2 million objects),
+    ~10 ms for an image of 5 million numbers. Each large list is held here too; every
+    RELEASE_POLL_SECONDS the lists only this holds are emptied RELEASE_ITEMS items a step."""
+
+    def __init__(self) -> None:
+        self.lists: list[list[Any]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def watch(self, values: list[Any]) -> None:
+        self.lists.append(values)
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.task = loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self.lists:
+                await asyncio.sleep(RELEASE_POLL_SECONDS)
+                for index in reversed(range(len(self.lists))):
+                    if sys.getrefcount(self.lists[index]) <= 2:  # the list's slot and the call's argument
+                        await _empty(self.lists.pop(index))
+        finally:
+            self.lists.clear()  # the loop is closing: what is left goes at once
+
+
+async def _empty(values: list[Any]) -> None:
+    started = time.perf_counter()
+    while values:
+        del values[-RELEASE_ITEMS:]
+        if time.perf_counter() - started > LOOP_SLICE_SECONDS:
+            await asyncio.sleep(0)
+            started = time.perf_counter()
+
+
+_RELEASER = _Releaser()
+RELEASE_POLL_SECONDS = 0.02
+# Items freed in one step: a `messages` item with parts is 5 objects, ~1 µs to free.
+RELEASE_ITEMS = 1024
 
 
 # Every byte but those that open or close strings and containers.
@@ -347,17 +408,35 @@ def _nesting(text: bytes, limit: int) -> int:
     return depth
 
 
-def _untrack(values: list[Any]) -> None:
-    """Hide a list of scalars from the cycle collector (the C API's `PyObject_GC_UnTrack`; reference
-    counting still frees it). Scalars hold no references, so the list can be in no cycle, while the
-    collector would walk all its items, 30-45 ms for 5 million holding the GIL, each time it
-    examines the generation the list is in (twice or more while a request runs)."""
-    ctypes.pythonapi.PyObject_GC_UnTrack(ctypes.py_object(values))
+# Parsed JSON is a tree: each container is referenced by its parent alone, and holds scalars or
+# containers of its own. It can be in no reference cycle, so the cycle collector has nothing to find
+# in it, while each collection of the generation it is in walks every container, holding the GIL:
+# 20 MB of `messages` with lists of parts are ~400,000 containers, 5 million for items nested 5
+# deep, and a full collection of them took 200-400 ms in one step. Such containers are untracked
+# (the C API's `PyObject_GC_UnTrack`) as each piece is read; reference counting still frees them.
+# A dict that is given a container later tracks itself again (CPython's dicts do on insert); a list
+# does not, so a list from the body must never be made part of a cycle (nothing in the emulator puts
+# anything but JSON values into an input's lists: docs/reliability.md).
+_Container = TypeVar("_Container", list[Any], dict[str, Any])
+_GC_UNTRACK = ctypes.PYFUNCTYPE(None, ctypes.py_object)(("PyObject_GC_UnTrack", ctypes.pythonapi))
+# Containers untracked in one step: ~0.5 µs each (the ctypes call), ~2-4 ms a batch.
+_HIDE_BATCH = 4096
 
 
-def _track(values: list[Any]) -> None:
-    """Give an untracked list back to the cycle collector (`PyObject_GC_Track`, on an untracked list only)."""
-    ctypes.pythonapi.PyObject_GC_Track(ctypes.py_object(values))
+def _hide(batch: list[Any]) -> list[Any]:
+    """Untrack the containers in `batch` (tracked lists and dicts of a parsed value) and return the
+    tracked containers they hold. A dict of scalars is never tracked (CPython's rule), so what is
+    left to walk is what still needs untracking."""
+    deque(map(_GC_UNTRACK, batch), maxlen=0)
+    return list(filter(gc.is_tracked, gc.get_referents(*batch)))
+
+
+def _untrack(container: _Container) -> _Container:
+    """`container`, hidden from the cycle collector: its items are scalars or hidden containers, so
+    it can be in no cycle, while the collector would walk all its items (30-45 ms for 5 million
+    numbers) each time it examines the container's generation."""
+    _GC_UNTRACK(container)
+    return container
 
 
 # A list grown item by item past the C allocator's mmap threshold (up to 32 MB with glibc) is copied
