@@ -143,10 +143,10 @@ def test_a_body_of_many_short_strings_is_parsed_in_slices(base: str, route: str)
 def test_a_body_of_many_small_containers_leaves_the_loop_free(base: str, route: str) -> None:
     """20 MB of 240,000 `messages` whose content is a list of parts: ~500,000 lists and dicts the
     cycle collector would track. Tracked, a full collection walked them all in one step wherever it
-    fell (and orjson's one call took 0.6-1.1 s, mostly those collections); the last reference then
+    fell (orjson's one call took 0.5-1.1 s, mostly those collections); the last reference then
     freed the whole value in one step (60-75 ms). Each piece's containers are untracked as it is read,
     and the large lists emptied in slices once the request is done (server/dense_json.py). The code
-    before held /health 129-140 ms over the idle server's wait. llama-3.1-8b takes text content
+    before held /health 92-140 ms over the idle server's wait. llama-3.1-8b takes text content
     only: the answer is the schema's 5006, given after the parse."""
     import random
 

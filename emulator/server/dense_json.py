@@ -19,6 +19,11 @@ piece, a pattern that knows string boundaries and PATTERN_LEVELS of nesting cuts
 exactly (~100 MB/s). A body this cannot read (a piece or a glue byte orjson or the patterns refuse) is
 `Unsplittable`: the caller asks orjson about the whole body, so an invalid body gets orjson's error.
 `fakes/seed.dumps_joined` is the way back: such a value serialised in slices.
+
+The value is a tree, so it can be in no reference cycle: every container is hidden from the cycle
+collector as its piece is read (a full collection would otherwise walk all of them in one step),
+and the large lists are emptied a slice at a time once the request no longer holds them (freed by
+its last reference, 20 MB of small containers took 60-75 ms in one step).
 """
 
 from __future__ import annotations
