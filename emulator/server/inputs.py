@@ -39,7 +39,10 @@ def is_json_type(content_type: str) -> bool:
 
 def parse_json(raw: bytes) -> Any:
     value = _loads(raw)
-    check_depth(value)
+    # Nesting needs an opening bracket a level: a body with no more of them than the limit allows
+    # (every ordinary request) cannot be too deep, and two byte counts cost less than the walk.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
+        check_depth(value)
     return value
 
 
