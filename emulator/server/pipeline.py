@@ -77,8 +77,13 @@ async def execute(state: ServerState, call: Call) -> Executed:
     if control is not None and not control.untouched():
         controlled = await control.run(call, state.backend.handle)
     else:
-        outcome = await state.backend.handle(call)
-        controlled = Controlled(outcome, CallReport.of(call, source=state.backend.name))
+        plain = CallReport.of(call, source=state.backend.name)
+        try:
+            outcome = await state.backend.handle(call)
+        except CFError as error:
+            error.call = plain  # the request log names the backend that refused (a replay miss)
+            raise
+        controlled = Controlled(outcome, plain)
     outcome, report = controlled.outcome, controlled.report
     if outcome.neurons is not None:
         exact = outcome.neurons
