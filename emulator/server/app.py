@@ -29,6 +29,7 @@ from emulator.server.routes import CACHEABLE_KINDS, HANDLERS, OPENAI_ERROR_KINDS
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
+from emulator.tasks import load_all as load_fakes
 
 log = logging.getLogger("workers_ai_emulator")
 # Routes that stream their body to disk under their own size limit instead of the server-wide one.
@@ -56,6 +57,9 @@ def make_catalog(settings: Settings) -> LiveCatalog:
 
 
 def build_state(settings: Settings) -> ServerState:
+    # Every task module registers its fake now, before the server listens: ~0.1 s of imports the
+    # first model call would otherwise spend holding the event loop.
+    load_fakes()
     return ServerState(
         settings=settings,
         catalog=make_catalog(settings),
