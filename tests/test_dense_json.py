@@ -371,7 +371,7 @@ def _parser_bytes() -> int:
 
 
 async def _released(limit: int, seconds: float = 30.0) -> int:
-    """The parser's bytes once they fall under `limit` (large lists are emptied in slices, after a
+    """The parser's bytes once they fall under `limit` (a request's body is freed in slices, after a
     poll), or what is left after `seconds` (a snapshot of a few hundred thousand traces takes seconds)."""
     deadline = asyncio.get_running_loop().time() + seconds
     while (left := _parser_bytes()) >= limit and asyncio.get_running_loop().time() < deadline:
@@ -385,7 +385,7 @@ PARTS_BODY = orjson.dumps({"messages": [{"role": "user", "content": [{"type": "t
 
 async def test_hidden_containers_are_freed_with_the_value() -> None:
     """Untracked containers are still freed by reference counting: nothing the parser built outlives
-    the value, and its large lists are emptied a slice at a time once only the parser holds them."""
+    the value."""
     import tracemalloc
 
     tracemalloc.start()

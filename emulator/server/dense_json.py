@@ -21,9 +21,7 @@ exactly (~100 MB/s). A body this cannot read (a piece or a glue byte orjson or t
 `fakes/seed.dumps_joined` is the way back: such a value serialised in slices.
 
 The value is a tree, so it can be in no reference cycle: every container is hidden from the cycle
-collector as its piece is read (a full collection would otherwise walk all of them in one step),
-and the large lists are emptied a slice at a time once the request no longer holds them (freed by
-its last reference, 20 MB of small containers took 60-75 ms in one step).
+collector as its piece is read (a full collection would otherwise walk all of them in one step).
 """
 
 from __future__ import annotations
@@ -32,7 +30,6 @@ import asyncio
 import ctypes
 import gc
 import re
-import sys
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -346,52 +343,7 @@ class _Items:
         self.values += parsed
 
     def done(self) -> list[Any]:
-        if self.reserved:
-            _RELEASER.watch(self.values)
         return _untrack(self.values)
-
-
-class _Releaser:
-    """Empties the large lists read from bodies a slice at a time once nothing else holds them. The
-    last reference to a parsed body goes when its request ends, and reference counting then frees
-    the whole value in one step: 60-75 ms for 20 MB of `messages` with parts (1.2 million objects),
-    ~10 ms for an image of 5 million numbers. Each large list is held here too; every
-    RELEASE_POLL_SECONDS the lists only this holds are emptied RELEASE_ITEMS items a step."""
-
-    def __init__(self) -> None:
-        self.lists: list[list[Any]] = []
-        self.task: asyncio.Task[None] | None = None
-
-    def watch(self, values: list[Any]) -> None:
-        self.lists.append(values)
-        loop = asyncio.get_running_loop()
-        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
-            self.task = loop.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            while self.lists:
-                await asyncio.sleep(RELEASE_POLL_SECONDS)
-                for index in reversed(range(len(self.lists))):
-                    if sys.getrefcount(self.lists[index]) <= 2:  # the list's slot and the call's argument
-                        await _empty(self.lists.pop(index))
-        finally:
-            self.lists.clear()  # the loop is closing: what is left goes at once
-
-
-async def _empty(values: list[Any]) -> None:
-    started = time.perf_counter()
-    while values:
-        del values[-RELEASE_ITEMS:]
-        if time.perf_counter() - started > LOOP_SLICE_SECONDS:
-            await asyncio.sleep(0)
-            started = time.perf_counter()
-
-
-_RELEASER = _Releaser()
-RELEASE_POLL_SECONDS = 0.02
-# Items freed in one step: a `messages` item with parts is 5 objects, ~1 µs to free.
-RELEASE_ITEMS = 1024
 
 
 # Every byte but those that open or close strings and containers.
