@@ -590,9 +590,10 @@ def line_document(interaction: Interaction) -> dict[str, Any]:
     where `model_dump` would build a copy of it (~350 ms holding the GIL for an image of 5 million
     numbers). A large body's line is then serialised in slices."""
     request, response = interaction.request, interaction.response
-    request_json = request.body.encoding == "json"
-    response_json = response.body is not None and response.body.encoding == "json"
-    # The bodies' places are kept by a stand-in value (a null would be left out with the nulls).
+    # A body of JSON null is left out with the other nulls; the others' places are kept by a stand-in.
+    request_json = request.body.encoding == "json" and request.body.json_ is not None
+    response_json = (response.body is not None and response.body.encoding == "json"
+                     and response.body.json_ is not None)
     if request_json:
         request = request.model_copy(update={"body": request.body.model_copy(update={"json_": 0})})
     if response_json:
