@@ -163,3 +163,25 @@ def test_the_line_of_a_parsed_body_is_interaction_line() -> None:
         response=RecordedResponse.build(200, ANSWER_HEADERS, orjson.dumps(answer)),
     )
     assert asyncio.run(large_bodies.line_in_slices(interaction)) == interaction_line(interaction)
+
+
+def test_replay_or_record_indexes_a_large_recording_as_loading_it_would(tmp_path: Path) -> None:
+    """replay-or-record adds what it records to the live index (normalised in slices for a large
+    body) rather than reading the file again; that entry must be the one loading the file gives."""
+    settings = Settings(cassette="t", cassette_dir=tmp_path, ignore_fields=["seed"])
+    backend = CassetteBackend(settings, Mode.REPLAY_OR_RECORD, parse_json=parse_json_body)
+    body = orjson.dumps({"seed": 3, "image": list(range(30)), "prompt": f"with {TOKEN}"})
+
+    async def run() -> tuple[CassetteIndex, CassetteIndex | None]:
+        first = Exchange("POST", PATH, {}, HEADERS, b'{"prompt": "small"}', ACCOUNT)
+        await backend._recorder(first, "t")(200, ANSWER_HEADERS, ANSWER_BODY, None, None)
+        live = await backend.index("t")  # loaded from the file
+        assert live is not None
+        large = Exchange("POST", PATH, {}, HEADERS, body, ACCOUNT)
+        await backend._recorder(large, "t")(200, ANSWER_HEADERS, ANSWER_BODY, None, None)
+        return live, await backend.index("t")
+
+    live, after = asyncio.run(run())
+    assert after is live and len(live) == 2  # the recording was added, the file not read again
+    loaded = CassetteIndex(load_cassette((tmp_path / "t.json").read_bytes()), volatile=frozenset({"seed"}))
+    assert live._normalised == loaded._normalised

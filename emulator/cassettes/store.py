@@ -233,9 +233,8 @@ class CassetteStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        stat = path.stat()
-        with self._cache_lock:
-            self._cache[cassette.name] = (_identity(stat), cassette)
+        # Not kept in the cache: a recording run never loads what it writes, and would keep every
+        # recorded body in memory (an 18 MB image a call, its lists walked by each full collection).
         return path
 
 
