@@ -38,10 +38,11 @@ async def embeddings_floor(request: web.Request) -> web.Response:
     double). The emulator's uncached embeddings latency is reported next to this, measured alike."""
     raw = await request.read()
     texts = orjson.loads(raw)["text"]
+    dims = int(request.query.get("dims", EMBEDDING_DIMS))  # bge-large's 1024 unless asked (bge-base: 768)
     gen = np.random.default_rng(zlib.crc32(raw))
-    rows = gen.standard_normal((len(texts), EMBEDDING_DIMS), dtype=np.float32)
+    rows = gen.standard_normal((len(texts), dims), dtype=np.float32)
     rows /= np.sqrt(np.square(rows).sum(axis=1, keepdims=True))
-    result = {"shape": [len(texts), EMBEDDING_DIMS], "data": rows.astype(np.float64), "pooling": "mean"}
+    result = {"shape": [len(texts), dims], "data": rows.astype(np.float64), "pooling": "mean"}
     body = {"result": result, "success": True, "errors": [], "messages": []}
     return web.Response(body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
                         content_type="application/json")

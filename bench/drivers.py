@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,12 @@ class Load:
     p50_ms: float
     p99_ms: float
     server_cpu_s: float = 0.0  # CPU time the server process used meanwhile (user + system)
+    load_cpu_s: float = 0.0  # CPU time the load generator's processes used (user + system)
+
+    @property
+    def load_cores(self) -> float:
+        """Cores the load generator kept busy: what the servers could not have on a shared machine."""
+        return self.load_cpu_s / self.elapsed if self.elapsed else 0.0
 
     @property
     def rps(self) -> float:
@@ -154,11 +161,20 @@ def drive(tool: str, port: int, requests: list[dict[str, Any]], *, concurrency: 
           cpu: int | None, threads: int = 1, vary_base: int = 0) -> Load:
     """Closed-loop load: `concurrency` keep-alive connections for `duration` seconds. Bodies holding
     VARY_MARKER get a number of their own on every request, starting above `vary_base`."""
+    before = _children_cpu_s()
     if tool == "wrk":
-        return _wrk(port, requests, concurrency=concurrency, duration=duration, cpu=cpu, threads=threads,
+        load = _wrk(port, requests, concurrency=concurrency, duration=duration, cpu=cpu, threads=threads,
                     vary_base=vary_base)
-    return _python(port, requests, concurrency=concurrency, duration=duration, cpu=cpu, procs=threads,
-                   vary_base=vary_base)
+    else:
+        load = _python(port, requests, concurrency=concurrency, duration=duration, cpu=cpu, procs=threads,
+                       vary_base=vary_base)
+    load.load_cpu_s = _children_cpu_s() - before  # the generator's processes have been waited for
+    return load
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _wrk(port: int, requests: list[dict[str, Any]], *, concurrency: int, duration: float, cpu: int | None,

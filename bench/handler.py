@@ -34,7 +34,7 @@ from emulator.launch.allocator import keep_freed_memory
 from emulator.server.app import create_app
 from emulator.settings import Mode, Settings
 
-SCENARIOS = [s for s in LOAD_SCENARIOS.values() if s.varied]
+SCENARIOS = [s for s in LOAD_SCENARIOS.values() if s.varied and s.server != "baseline"]
 
 
 def settings_for(server: str, work: Path) -> Settings:

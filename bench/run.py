@@ -108,6 +108,12 @@ def varied_embeddings() -> list[dict[str, Any]]:
                                   for i in range(32)]})]
 
 
+def varied_embeddings_floor() -> list[dict[str, Any]]:
+    """The 32-text calls of `varied_embeddings`, answered by the baseline's floor handler (768 dimensions,
+    as bge-base): what a bare aiohttp server that only parses, draws and serialises the vectors reaches."""
+    return [{**r, "path": f"{EMBEDDINGS_FLOOR_PATH}?dims=768"} for r in varied_embeddings()]
+
+
 def varied_png() -> list[dict[str, Any]]:
     return [run_request("@cf/stabilityai/stable-diffusion-xl-base-1.0",
                         {"prompt": f"a lighthouse at dusk, study {VARY_MARKER}", "width": 1024,
@@ -189,6 +195,8 @@ VARIED = (
     Scenario("text", "text (run/)", varied_text, True),
     Scenario("chat", "chat (v1/chat/completions)", varied_chat, True),
     Scenario("embeddings", "embeddings (32 texts)", varied_embeddings, True),
+    # The least any server can do for those calls (bench/baseline.py `embeddings_floor`), beside them.
+    Scenario("embeddings-floor", "floor: embeddings (32 texts)", varied_embeddings_floor, True, "baseline"),
     Scenario("png", "png (1024x1024)", varied_png, True),
     Scenario("whisper", "whisper-turbo (10 s WAV)", varied_whisper, True),
     Scenario("translation", "translation (m2m100)", varied_translation, True),
@@ -564,27 +572,33 @@ def passthrough_overhead(options: Options, servers: dict[str, Server], load_cpu:
 def workers_scaling(options: Options, work: Path) -> dict[str, Any] | None:
     """Whole-machine throughput of `serve --workers 1` and `--workers 2`, unpinned, same load: repeated
     (cached) text calls, and text calls that are all different (uncached). After the 2-worker run the
-    shared ledger must hold exactly the calls wrk saw answered (plus at most the ones in flight)."""
+    shared ledger must hold exactly the calls wrk saw answered (plus at most the ones in flight).
+
+    The load generator shares the machine: `*_ceiling` is the scaling two workers could reach at
+    most, the cores it left them in the 2-worker run (one worker keeps one core busy at 64
+    connections)."""
     out: dict[str, Any] = {}
     for label, requests in (("cached", REPEATED["text"]), ("uncached", varied_text())):
         rps: dict[int, float] = {}
         for n in (1, 2):
             data_dir = Path(tempfile.mkdtemp(dir=work))
-            run = run_workers(options, data_dir, n, requests)
-            if run is None:
+            load = run_workers(options, data_dir, n, requests)
+            if load is None:
                 return None
-            rps[n], answered = run
+            rps[n] = load.rps
             if n == 2:
                 charged = ledger_requests(data_dir)
+                answered = load.requests + 1  # + the warm-up call
                 out[f"{label}_ledger_exact"] = float(answered <= charged <= answered + 64)
+                out[f"{label}_load_cores_2"] = load.load_cores
+                out[f"{label}_ceiling"] = min(2.0, (os.cpu_count() or 1) - load.load_cores)
         out[f"{label}_rps_1"], out[f"{label}_rps_2"] = rps[1], rps[2]
         out[f"{label}_scaling"] = rps[2] / rps[1] if rps[1] else 0.0
     return out
 
 
-def run_workers(options: Options, data_dir: Path, n: int, requests: list[dict[str, Any]]
-                ) -> tuple[float, int] | None:
-    """(req/s, answered calls) of `serve --workers n` under 64 connections, or None without --workers."""
+def run_workers(options: Options, data_dir: Path, n: int, requests: list[dict[str, Any]]) -> Load | None:
+    """The load `serve --workers n` answered under 64 connections, or None without --workers."""
     port = free_port()
     cmd = emulator_cmd(port, data_dir, "--workers", str(n))
     proc = subprocess.Popen(pinned(cmd, None), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -605,9 +619,8 @@ def run_workers(options: Options, data_dir: Path, n: int, requests: list[dict[st
                 break
         warm_up(server, requests[:1])
         # Several connections per worker so SO_REUSEPORT spreads them; two load threads/processes.
-        load = drive(options.tool, port, requests, concurrency=64, duration=options.duration, cpu=None,
+        return drive(options.tool, port, requests, concurrency=64, duration=options.duration, cpu=None,
                      threads=2, vary_base=next(VARY_BASES))
-        return load.rps, load.requests + 1  # + the warm-up call
     finally:
         server.stop()
 
@@ -637,7 +650,8 @@ def summarise(options: Options, results: Results) -> dict[str, Any]:
         cpu_ratios = [b.cpu_us / a.cpu_us for a, b in zip(loads, base, strict=True) if a.cpu_us]
         kind = LOAD_SCENARIOS.get(scenario)
         rows.append({"scenario": scenario, "label": kind.label if kind else "bare aiohttp, fixed JSON",
-                     "table": "baseline" if kind is None else "varied" if kind.varied else "repeated",
+                     "table": ("baseline" if kind is None or kind.server == "baseline"
+                               else "varied" if kind.varied else "repeated"),
                      "concurrency": concurrency,
                      "rps": median([x.rps for x in loads]), "p50_ms": median([x.p50_ms for x in loads]),
                      "p99_ms": median([x.p99_ms for x in loads]), "ratio": median(ratios),

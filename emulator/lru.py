@@ -1,8 +1,10 @@
-"""A least-recently-used map bounded by entry count and by an estimate of the bytes its values hold."""
+"""A least-recently-used map bounded by entry count and by an estimate of the bytes its values hold,
+optionally admitting a key only on its second use."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -10,11 +12,32 @@ V = TypeVar("V")
 
 
 class SizedLRU(Generic[K, V]):
-    def __init__(self, *, max_entries: int, max_bytes: int) -> None:
+    """With `second_use`, `admits` says yes to a key only the second time it is asked about while the
+    last `max_entries` first-time keys are remembered (their hashes only), like nginx's
+    `proxy_cache_min_uses 2` or TinyLFU's doorkeeper: under load where no request repeats, nothing is
+    built, stored or evicted, and a request that does repeat is kept from its second time on."""
+
+    def __init__(self, *, max_entries: int, max_bytes: int, second_use: bool = False) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.bytes = 0
         self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._second_use = second_use
+        self._seen_once: dict[int, None] = {}  # insertion-ordered: the oldest goes first
+
+    def admits(self, key: Hashable) -> bool:
+        """Whether a value for `key` is worth building and `put`ting now."""
+        if not self._second_use:
+            return True
+        seen = self._seen_once
+        digest = hash(key)
+        if digest in seen:
+            del seen[digest]
+            return True
+        seen[digest] = None
+        if len(seen) > self.max_entries:
+            del seen[next(iter(seen))]
+        return False
 
     def get(self, key: K) -> V | None:
         found = self._items.get(key)
@@ -36,6 +59,7 @@ class SizedLRU(Generic[K, V]):
 
     def clear(self) -> None:
         self._items.clear()
+        self._seen_once.clear()
         self.bytes = 0
 
     def __len__(self) -> int:

@@ -10,7 +10,6 @@ from emulator.server import dense_json
 
 
 def shrink_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dense_json, "SCAN_BYTES", 8)
     monkeypatch.setattr(dense_json, "PIECE_BYTES", 12)
     monkeypatch.setattr(dense_json, "_RESERVED_ITEMS", 4)
     monkeypatch.setattr(seed, "LONG_LIST_ITEMS", 3)

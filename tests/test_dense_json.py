@@ -1,15 +1,17 @@
-"""Large bodies of numbers read and written in slices give exactly what orjson gives in one go.
+"""Large bodies of many small values read and written in slices give exactly what orjson gives in one go.
 
-`server/dense_json.parse_dense` must equal `orjson.loads` on every valid body and never accept an
-invalid one; `fakes/seed.dumps_in_slices` must equal `orjson.dumps` byte for byte, and
+`server/dense_json.parse_dense` must equal `orjson.loads` on every valid body (arrays of numbers, of
+strings with every escape, of small objects, nested, objects with many or repeated keys) and never
+accept an invalid one; `fakes/seed.dumps_in_slices` must equal `orjson.dumps` byte for byte, and
 `derive_seed_in_slices` `derive_seed`. The slice sizes are shrunk here so that generated bodies of a
-few hundred bytes are cut into many windows and pieces, as an 18 MB image is with the real sizes.
+few hundred bytes are cut into many pieces, as a 20 MB body is with the real sizes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.fakes import seed
-from emulator.limits import json_depth
 from emulator.server.dense_json import Unsplittable, parse_dense
 from tests.slicing import shrink_slices
 
@@ -38,43 +39,85 @@ WS = st.sampled_from(["", "", "", " ", "\n", "\t", " \r\n "])
 NUMBER = st.from_regex(r"-?(0|[1-9][0-9]{0,6})(\.[0-9]{1,4})?([eE][+-]?[0-9]{1,2})?", fullmatch=True) | (
     st.sampled_from(["0", "-0", "-0.0", "255", "1E5", "1e-7", "18446744073709551615",
                      "123456789012345678901234567890"]))
-# Strings that look like arrays of numbers, which must stay strings.
+# Strings that look like arrays, separators or cuts, which must stay strings.
 TRICKY = st.sampled_from(["[1,2]", "[" + "1," * 30 + "1]", "a\\\"[" + "2, " * 20 + "3]", "[" + "7" * 40, "]",
-                          "dense-json-", "[ ]"])
-STRING = (st.text(max_size=12) | TRICKY).map(lambda s: orjson.dumps(s).decode())
+                          "dense-json-", "[ ]", '","', '", "', "},{", "], [", ",", '"', "\\", "\\\"",
+                          'a\\", "b', "{", "}", ":", "\u2028", "", "😀"])
+UNICODE = st.text(st.characters(codec="utf-8"), max_size=12)
+# A string as a client may write it: raw UTF-8 (orjson), every non-ASCII letter escaped as \uXXXX
+# with surrogate pairs past the BMP (json.dumps), or with the escapes no serialiser picks.
+STRING = st.one_of(
+    (UNICODE | TRICKY).map(lambda s: orjson.dumps(s).decode()),
+    (UNICODE | TRICKY).map(json.dumps),
+    st.lists(st.sampled_from(["a", ",", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t", "\\u0041", "\\u00e9",
+                              "\\ud83d\\ude00", "\\uD834\\uDD1E", "\\\\", '\\"', "[", "]", "é"]),
+             max_size=8).map(lambda parts: '"' + "".join(parts) + '"'),
+)
+LITERAL = st.sampled_from(["true", "false", "null"])
+SCALAR_TEXT = NUMBER | STRING | LITERAL
 
 
 @st.composite
 def numeric_array(draw: st.DrawFn) -> str:
-    numbers = draw(st.lists(NUMBER, max_size=40))
-    if not numbers:
+    return _array(draw, draw(st.lists(NUMBER, max_size=40)))
+
+
+def _array(draw: st.DrawFn, items: list[str]) -> str:
+    if not items:
         return "[" + draw(WS) + "]"
-    return "[" + draw(WS) + (draw(WS) + "," + draw(WS)).join(numbers) + draw(WS) + "]"
+    return "[" + draw(WS) + (draw(WS) + "," + draw(WS)).join(items) + draw(WS) + "]"
+
+
+@st.composite
+def scalar_array(draw: st.DrawFn) -> str:
+    """A long flat array of one kind of scalar, or of all kinds mixed."""
+    kind = draw(st.sampled_from([STRING, STRING, SCALAR_TEXT, LITERAL]))
+    return _array(draw, draw(st.lists(kind, max_size=30)))
+
+
+@st.composite
+def small_object(draw: st.DrawFn) -> str:
+    """A `messages` item: a few members, maybe a list of parts."""
+    members = [f"{draw(STRING)}{draw(WS)}:{draw(WS)}{draw(SCALAR_TEXT | scalar_array())}"
+               for _ in range(draw(st.integers(0, 3)))]
+    return "{" + draw(WS) + ("," + draw(WS)).join(members) + draw(WS) + "}"
+
+
+@st.composite
+def object_array(draw: st.DrawFn) -> str:
+    return _array(draw, draw(st.lists(small_object(), max_size=20)))
 
 
 @st.composite
 def value(draw: st.DrawFn, depth: int = 0) -> str:
-    kinds = ["number", "string", "literal", "numbers"] + (["array", "object"] if depth < 4 else [])
+    kinds = ["number", "string", "literal", "numbers", "scalars", "objects"] + (
+        ["array", "object"] if depth < 5 else [])
     kind = draw(st.sampled_from(kinds))
     if kind == "number":
         return draw(NUMBER)
     if kind == "string":
         return draw(STRING)
     if kind == "literal":
-        return draw(st.sampled_from(["true", "false", "null"]))
+        return draw(LITERAL)
     if kind == "numbers":
         return draw(numeric_array())
+    if kind == "scalars":
+        return draw(scalar_array())
+    if kind == "objects":
+        return draw(object_array())
     items = draw(st.lists(value(depth + 1), max_size=4))
     if kind == "array":
         return "[" + draw(WS) + ",".join(f"{draw(WS)}{item}{draw(WS)}" for item in items) + draw(WS) + "]"
-    members = [f"{draw(WS)}{draw(STRING)}{draw(WS)}:{draw(WS)}{item}" for item in items]
+    # Keys repeat now and then: the last value wins, in the first key's place.
+    keys = st.sampled_from(['"a"', '"b"', '"\\u0061"']) | STRING
+    members = [f"{draw(WS)}{draw(keys)}{draw(WS)}:{draw(WS)}{item}" for item in items]
     return "{" + ",".join(members) + draw(WS) + "}"
 
 
 BODIES = value().map(str.encode)
 
 
-def _parsed(raw: bytes) -> tuple[Any, int] | Unsplittable | None:
+def _parsed(raw: bytes) -> Any:
     try:
         return asyncio.run(parse_dense(raw))
     except Unsplittable as exc:
@@ -91,29 +134,43 @@ def _same(left: Any, right: Any) -> bool:
 def test_a_valid_body_parses_as_orjson_parses_it(small_slices: None, raw: bytes) -> None:
     expected = orjson.loads(raw)
     parsed = _parsed(raw)
-    if parsed is None:
-        return  # no long array of numbers outside strings: the caller parses with orjson
-    if isinstance(parsed, Unsplittable):
-        # Only when what looked like an array of numbers is inside a string.
-        assert b'"' in raw
-        return
-    value, depth = parsed
-    assert _same(value, expected)
-    assert depth == json_depth(expected)
+    assert not isinstance(parsed, Unsplittable), raw
+    assert _same(parsed, expected)
+
+
+EXTRA = st.sampled_from([b",", b"]", b"[", b'"', b" ", b"x", b".", b"-", b"e", b"1", b"{", b"}", b":",
+                         b"\\", b"\\u", b"\\ud800", b"\\udc00", b"\\x", b"\n", b"\x00", b"\x0c", b"\xff",
+                         b"\xe9", b"tru", b"nul", b'"a"', b"[]"])
 
 
 @st.composite
 def broken(draw: st.DrawFn) -> bytes:
+    """A body with one edit: where the cuts and the glue between pieces are (a comma before a closing
+    bracket or brace, a comma doubled or dropped, a colon dropped, something after the document), or
+    any byte inserted, deleted or cut off anywhere."""
     raw = draw(BODIES)
-    at = draw(st.integers(0, len(raw)))
-    edit = draw(st.sampled_from(["delete", "insert", "truncate"]))
+
+    def at(targets: bytes) -> int | None:
+        places = [i for i, byte in enumerate(raw) if byte in targets]
+        return draw(st.sampled_from(places)) if places else None
+
+    edit = draw(st.sampled_from(["trailing-comma", "double-comma", "drop", "append", "insert", "delete",
+                                 "truncate"]))
+    if edit == "trailing-comma" and (i := at(b"]}")) is not None:
+        return raw[:i] + b"," + raw[i:]
+    if edit == "double-comma" and (i := at(b",")) is not None:
+        return raw[:i] + b"," + raw[i:]
+    if edit == "drop" and (i := at(b",:")) is not None:
+        return raw[:i] + raw[i + 1:]
+    if edit == "append":
+        return raw + draw(EXTRA)
+    where = draw(st.integers(0, len(raw)))
     if edit == "delete" and raw:
-        at = min(at, len(raw) - 1)
-        return raw[:at] + raw[at + 1:]
+        where = min(where, len(raw) - 1)
+        return raw[:where] + raw[where + 1:]
     if edit == "insert":
-        extra = draw(st.sampled_from([b",", b"]", b"[", b'"', b" ", b"x", b".", b"-", b"e", b"1"]))
-        return raw[:at] + extra + raw[at:]
-    return raw[:at]
+        return raw[:where] + draw(EXTRA) + raw[where:]
+    return raw[:where]
 
 
 @SETTINGS
@@ -124,21 +181,69 @@ def test_an_edited_body_is_never_read_differently_from_orjson(small_slices: None
     except orjson.JSONDecodeError:
         expected = Unsplittable
     parsed = _parsed(raw)
-    if parsed is None or isinstance(parsed, Unsplittable):
+    if isinstance(parsed, Unsplittable):
         return  # orjson on the whole body decides
     assert expected is not Unsplittable, raw
-    assert _same(parsed[0], expected)
+    assert _same(parsed, expected)
 
 
-def test_long_arrays_of_numbers_are_found_and_the_rest_is_left_alone() -> None:
-    image = list(range(256)) * 400  # 102,400 numbers: past the real scan window
+def test_long_arrays_of_numbers_are_read_in_pieces_the_collector_ignores() -> None:
+    image = list(range(256)) * 400  # 102,400 numbers: several real pieces
     body = orjson.dumps({"image": image, "prompt": "[1, 2]", "nested": [[image], []]})
-    value, depth = asyncio.run(parse_dense(body))
+    value = asyncio.run(parse_dense(body))
     assert value == orjson.loads(body)
-    assert depth == 4  # object, array, array, the image
     # The arrays are the cycle collector's to ignore (numbers hold no references).
     assert not gc.is_tracked(value["image"]) and not gc.is_tracked(value["nested"][0][0])
-    assert gc.is_tracked(value) and isinstance(value["prompt"], str)
+    assert gc.is_tracked(value) and gc.is_tracked(value["nested"]) and isinstance(value["prompt"], str)
+
+
+def _short_texts(count: int) -> list[str]:
+    import random
+
+    rng = random.Random(7)
+    return ["".join(rng.choices('ab ,[]{}:"\\é😀\n', k=rng.randrange(0, 80))) for _ in range(count)]
+
+
+LARGE_BODIES: dict[str, dict[str, Any]] = {
+    "strings": {"text": _short_texts(30_000)},
+    "strings-escaped": {"text": _short_texts(20_000), "ascii": True},
+    "messages": {"messages": [{"role": "user", "content": text} for text in _short_texts(20_000)]},
+    "parts": {"messages": [{"role": "user", "content": [{"type": "text", "text": text}]}
+                           for text in _short_texts(10_000)]},
+    "mixed": {"values": [[1, "a", None], True, 2.5, "x", {"k": [1, {"z": "y"}]}, -0.0] * 20_000},
+    "many-keys": {f"key-{i}": [i, str(i)] for i in range(40_000)},
+    "deep-items": {"items": [[[[[[i]]]]] for i in range(100_000)]},
+    "long-strings": {"text": ["word, " * 60_000, "[1, 2]" * 30_000, *_short_texts(20_000)]},
+}
+
+
+def _wire_body(kind: str) -> bytes:
+    value = LARGE_BODIES[kind]
+    if value.get("ascii"):  # every non-ASCII letter as \uXXXX, surrogate pairs past the BMP
+        return json.dumps(value, indent=1).encode()
+    return orjson.dumps(value)
+
+
+@pytest.mark.parametrize("kind", sorted(LARGE_BODIES))
+def test_large_bodies_are_parsed_a_piece_at_a_time(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """With the real piece size: the value is orjson's, and no orjson call is handed much more
+    than two pieces (a string longer than a piece is one call: orjson reads long strings fast)."""
+    from emulator.server import dense_json
+
+    body = _wire_body(kind)
+    longest = max(len(orjson.dumps(text)) for text in LARGE_BODIES[kind].get("text", [""]))
+    calls: list[int] = []
+    loads = dense_json._Reader.loads
+
+    def counted(text: bytes) -> Any:
+        calls.append(len(text))
+        return loads(text)
+
+    monkeypatch.setattr(dense_json._Reader, "loads", staticmethod(counted))
+    value = asyncio.run(parse_dense(body))
+    assert _same(value, orjson.loads(body))
+    assert len(body) > 1_000_000 and len(calls) > len(body) // (2 * dense_json.PIECE_BYTES)
+    assert max(calls) <= max(2 * dense_json.PIECE_BYTES + 2, longest), (max(calls), len(body))
 
 
 @pytest.mark.parametrize("body", [
@@ -146,16 +251,36 @@ def test_long_arrays_of_numbers_are_found_and_the_rest_is_left_alone() -> None:
     b'{"image": [' + b"1," * 50_000 + b"]}",  # a comma before the bracket
     b'{"image": [' + b"1," * 50_000 + b",1]}",  # two commas
     b'{"image": [' + b"1," * 50_000 + b"1.]}",  # not a number
-    b'{"image": "[' + b"1," * 50_000 + b'1]"}',  # inside a string: valid, left to orjson
-], ids=["unclosed", "trailing-comma", "double-comma", "bad-number", "in-a-string"])
+    b'{"text": [' + b'"ab",' * 50_000 + b"]}",
+    b'{"text": [' + b'"ab",' * 50_000 + b'"a" "b"]}',  # no comma between two strings
+    b'{"text": [' + b'"ab",' * 50_000 + b'"\\ud800"]}',  # a lone surrogate
+    b'{"text": [' + b'"ab",' * 50_000 + b'"\\x"]}',  # not an escape
+    b'{"text": [' + b'"ab",' * 50_000 + b'"a\tb"]}',  # a raw control character
+    b'{"text": [' + b'"ab",' * 50_000 + b'"\xff"]}',  # not UTF-8
+    b'{"text": [' + b'"ab",' * 50_000 + b'"ab]}',  # a string that never closes
+    b'{"text": [' + b'"ab",' * 50_000 + b'"ab"]} x',  # something after the document
+    b'{"m": [' + b'{"a": 1},' * 30_000 + b'{"a" 1}]}',  # no colon
+    b'{"m": [' + b'{"a": 1},' * 30_000 + b'{"a": 1,}]}',  # a comma before the brace
+    b'{' + b'"k": 1,' * 30_000 + b"}",  # a comma before the object's brace
+    b"[" * 129 + b'"ab",' * 50_000 + b'"ab"' + b"]" * 129,  # deeper than the depth limit
+], ids=["unclosed", "trailing-comma", "double-comma", "bad-number", "strings-trailing-comma",
+        "strings-no-comma", "lone-surrogate", "bad-escape", "control-character", "not-utf8", "open-string",
+        "trailing", "no-colon", "object-trailing-comma", "top-trailing-comma", "too-deep"])
 def test_what_cannot_be_read_in_slices_is_left_to_orjson(body: bytes) -> None:
     with pytest.raises(Unsplittable):
         asyncio.run(parse_dense(body))
 
 
-def test_a_body_whose_bulk_is_not_numbers_is_left_to_orjson() -> None:
-    body = orjson.dumps({"image": list(range(50_000)), "words": ["a"] * 200_000})
-    assert asyncio.run(parse_dense(body)) is None
+def test_arrays_inside_strings_stay_strings() -> None:
+    body = b'{"image": "[' + b"1," * 50_000 + b'1]", "text": ["' + b'\\", \\"' * 30_000 + b'"]}'
+    assert asyncio.run(parse_dense(body)) == orjson.loads(body)
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    from emulator.limits import MAX_JSON_DEPTH
+
+    body = b"[" * MAX_JSON_DEPTH + b'"ab",' * 50_000 + b'"ab"' + b"]" * MAX_JSON_DEPTH
+    assert asyncio.run(parse_dense(body)) == orjson.loads(body)
 
 
 async def _joined(value: Any, option: int) -> bytes:
@@ -189,3 +314,24 @@ def test_an_image_of_five_million_numbers_gets_the_seed_it_always_had() -> None:
     in_slices = asyncio.run(seed.derive_seed_in_slices(0, "@cf/llava-hf/llava-1.5-7b-hf", inputs,
                                                        slice_seconds=0.003))
     assert in_slices == seed.derive_seed(0, "@cf/llava-hf/llava-1.5-7b-hf", inputs)
+
+
+@pytest.mark.parametrize("repeated", [False, True], ids=["too-deep", "deep-branch-replaced"])
+def test_a_body_whose_text_nests_too_deep_is_judged_on_its_value(repeated: bool) -> None:
+    """Past the depth limit the pieces give up; the child process judges the whole body as
+    `parse_json` judges a small one: too deep, unless a repeated key replaced the deep branch."""
+    from emulator.errors import CFError
+    from emulator.server.inputs import parse_json, parse_json_body
+
+    deep = b"[" * 130 + b'"ab",' * 300_000 + b'"ab"' + b"]" * 130
+    body = b'{"a": ' + deep + (b', "a": 0}' if repeated else b"}")
+    small = body.replace(b'"ab",' * 300_000, b"")
+    if repeated:
+        assert asyncio.run(parse_json_body(body)) == parse_json(small) == {"a": 0}
+        return
+    with pytest.raises(CFError) as large_error:
+        asyncio.run(parse_json_body(body))
+    with pytest.raises(CFError) as small_error:
+        parse_json(small)
+    message = small_error.value.message
+    assert large_error.value.message == message and "nested deeper" in message

@@ -147,14 +147,15 @@ class Redactor:
 
     def redact_json(self, obj: Any) -> Any:
         """A deep copy of a JSON value with strings redacted and credential-named string fields
-        replaced (a list of numbers the server's sliced parser built is shared, not copied)."""
+        replaced (a list without strings that the server's sliced parser built is shared, not copied)."""
         if isinstance(obj, str):
             return self.redact_text(obj)
         if isinstance(obj, list):
-            if not gc.is_tracked(obj):
+            if not gc.is_tracked(obj) and not any(type(v) is str for v in obj):
                 # Only the server's sliced parser hides a list from the cycle collector, and only a
-                # list of numbers (server/dense_json.py, an image sent as 5 million numbers): nothing
-                # in it to redact, and a copy would be walked by every collection of its generation.
+                # list of scalars (server/dense_json.py): without strings there is nothing in it to
+                # redact, so an image sent as 5 million numbers is shared, where a copy would be
+                # walked by every collection of its generation.
                 return obj
             # Numbers, booleans and nulls are kept as they are, without a call each.
             return [v if type(v) in _KEPT else self.redact_json(v) for v in obj]

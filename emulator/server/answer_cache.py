@@ -2,9 +2,11 @@
 
 A mock answer is a pure function of the request (method, path and query, content type, `Accept`,
 body) and the server's settings, and so is a replayed one once its key's last recording is reached.
-A repeated request then skips parsing, validation, matching, the fake and the rendering, and pays
-only for what must happen on every call: authentication, admission, the charge, the request-log
-entry and (for mock answers) a fresh `cf-ai-req-id`; a replayed answer keeps its recorded headers.
+A request is kept the second time it comes (a key seen once is only noted, so a load of requests that
+never repeat builds and evicts nothing), and from then on skips parsing, validation, matching, the
+fake and the rendering, and pays only for what must happen on every call: authentication, admission,
+the charge, the request-log entry and (for mock answers) a fresh `cf-ai-req-id`; a replayed answer
+keeps its recorded headers.
 Only plain successes are kept: no stream, no stub, no fault, no batch. Each answer is kept with the
 backend's `answer_token()` of that moment and reused only while it is still the same object (a
 cassette file that changed gives a new index); switching mode starts a new cache.
@@ -64,7 +66,8 @@ class AnswerCache:
     """Least recently used first out, bounded by count and by bytes."""
 
     def __init__(self, *, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
-        self._answers: SizedLRU[Key, CachedAnswer] = SizedLRU(max_entries=max_entries, max_bytes=max_bytes)
+        self._answers: SizedLRU[Key, CachedAnswer] = SizedLRU(max_entries=max_entries, max_bytes=max_bytes,
+                                                              second_use=True)
         self.hits = 0
 
     def get(self, key: Key, token: object) -> CachedAnswer | None:
@@ -79,6 +82,8 @@ class AnswerCache:
                  stamped: bool = False) -> None:
         if type(response) is not web.Response or response.status != 200:
             return  # a stream, or an error (errors may depend on the day's usage)
+        if not self._answers.admits(key):
+            return  # the first time: noted only
         body = response.get(UNSTAMPED, response.body)
         if not isinstance(body, bytes) or len(body) + len(key[4]) > MAX_ENTRY_BYTES:
             return

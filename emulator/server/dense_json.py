@@ -1,13 +1,23 @@
-"""Large JSON bodies whose bulk is long flat arrays of numbers, parsed and serialised in slices.
+"""Large JSON bodies of many small values, parsed in slices.
 
-An image sent as `[...new Uint8Array(blob)]` (Cloudflare's documented form) is 5 million numbers in
-18 MB. orjson parses it in one call holding the GIL for ~100-200 ms (a thread would not help), and
-the push parser the other large bodies go through builds numbers ~20 times slower. Such arrays are
-found in the raw bytes instead: a run of bytes that can only make up numbers, commas and whitespace,
-opened by `[` and closed by `]`. Each run is replaced by a marker string, the small rest of the body
-is parsed by orjson, and each array is parsed in pieces cut at commas, yielding to the loop between
-pieces, then put back where its marker is. A body this cannot read that way (a run inside a string, a
-piece that does not parse) is `Unsplittable`: the caller asks orjson about the whole body.
+orjson parses a body in one call holding the GIL (a thread would not help): 60-120 ms for 20 MB of
+short strings (an embeddings batch), ~200 ms for an image sent as `[...new Uint8Array(blob)]`
+(Cloudflare's documented form, 5 million numbers in 18 MB), ~300-600 ms for 20 MB of small objects
+(a `messages` array). The push parser the bodies of long values go through builds small values ~20
+times slower. Such a body is read top-down instead: a container too large to parse in one step is
+split at its own commas into pieces of about PIECE_BYTES, each piece parsed by orjson as
+`[piece]` (or `{piece}`) and added to the container, yielding to the loop between pieces; an element
+too large for a piece is read the same way, one level down.
+
+orjson is the judge of every cut. A piece that starts where an element starts and parses as
+`[piece]` is exactly whole elements (a cut inside a string or a nested container leaves a string or a
+bracket open, and the container's own `]` inside the piece ends the document before the piece does),
+so the comma after it is one of the container's own. The cut can then be looked for cheaply: after
+the first full piece, the first comma past PIECE_BYTES between two elements shaped as the first one
+(`","` between strings, `},{` between objects, any comma between numbers). Where orjson refuses that
+piece, a pattern that knows string boundaries and PATTERN_LEVELS of nesting cuts the next piece
+exactly (~100 MB/s). A body this cannot read (a piece or a glue byte orjson or the patterns refuse) is
+`Unsplittable`: the caller asks orjson about the whole body, so an invalid body gets orjson's error.
 `fakes/seed.dumps_joined` is the way back: such a value serialised in slices.
 """
 
@@ -15,126 +25,344 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import secrets
+import gc
+import re
 import time
 from typing import Any
 
 import orjson
 
-from emulator.limits import LOOP_SLICE_SECONDS
+from emulator.limits import LOOP_SLICE_SECONDS, MAX_JSON_DEPTH
 
-# The bytes a flat array of JSON numbers is made of.
-NUMERIC = b"0123456789,.+-eE \t\r\n"
-# Window of the scan: a window holding only NUMERIC bytes is inside a run. A run of twice this many
-# bytes always fills a window; the shorter arrays stay in the rest of the body.
-SCAN_BYTES = 16 * 1024
-# One piece of an array handed to orjson: ~0.3 ms.
+# One piece handed to orjson: ~0.3 ms of numbers or strings, ~1.5 ms of small objects.
 PIECE_BYTES = 128 * 1024
-# The most the rest of the body may hold: it is parsed in one go and walked on the loop (~1 ms).
-MAX_REST_BYTES = 256 * 1024
-# The marker strings; the random part keeps any string a client sends from passing for one.
-_MARK = f"dense-json-{secrets.token_hex(16)}-"
 
 
 class Unsplittable(Exception):
-    """The body is not valid JSON read as a rest and arrays; orjson on the whole body decides."""
+    """The body cannot be read in pieces (it may be invalid JSON): orjson on the whole body decides."""
 
 
-async def parse_dense(raw: bytes) -> tuple[Any, int] | None:
-    """(value, nesting depth) of `raw`, equal to what `orjson.loads(raw)` gives, or None when the
-    body's bulk is not long flat arrays of numbers. Raises Unsplittable when the body cannot be read this
-    way (it is then invalid JSON, or arrays of numbers sit inside strings)."""
-    spans = await _numeric_arrays(raw)
-    if not spans:
-        return None
-    parts: list[bytes] = []
-    done = 0
-    for i, (start, end) in enumerate(spans):
-        parts += [raw[done:start], b'"', f"{_MARK}{i}".encode(), b'"']
-        done = end + 1
-    parts.append(raw[done:])
-    text = b"".join(parts)
-    if len(text) > MAX_REST_BYTES:
-        return None  # its bulk is something else than arrays of numbers
-    try:
-        rest = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise Unsplittable from None
-    places, depth = _markers(rest, len(spans))
-    arrays = [await _parse_array(raw, start + 1, end) for start, end in spans]
-    if isinstance(rest, str):  # the body is one array
-        return arrays[0], 1
-    for container, key, i in places:
-        container[key] = arrays[i]
-    return rest, depth
+_WS = rb"[ \t\n\r]*+"
+_STRING = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+# A number, true, false or null; orjson tells which, and whether it is one.
+_ATOM = rb'[^ \t\n\r,:\[\]{}"]++'
 
 
-async def _numeric_arrays(raw: bytes) -> list[tuple[int, int]]:
-    """(offset of `[`, offset of `]`) of every array whose content is SCAN_BYTES or more of NUMERIC
-    bytes and fills at least one scan window, in order."""
-    spans: list[tuple[int, int]] = []
-    opener: int | None = None  # in a run: the offset of the byte before it (-1: the body's start)
-    started = time.perf_counter()
-    position = 0
-    while position < len(raw):
-        window = raw[position:position + SCAN_BYTES]
-        numeric = not window.translate(None, NUMERIC)
-        if numeric and opener is None:
-            # The run starts after the last non-numeric byte of the window before this one.
-            before = raw[max(0, position - SCAN_BYTES):position].rstrip(NUMERIC)
-            opener = position - SCAN_BYTES + len(before) - 1 if before else -1
-        elif not numeric and opener is not None:
-            end = position + len(window) - len(window.lstrip(NUMERIC))
-            if opener >= 0 and raw[opener] == ord("[") and raw[end] == ord("]"):
-                spans.append((opener, end))
-            opener = None
-            position = end
-        position += SCAN_BYTES
-        if time.perf_counter() - started > LOOP_SLICE_SECONDS:
+def _container(levels: int) -> bytes:
+    """An array or object holding containers at most `levels` deep, strings kept whole. A `[` may
+    close with `}` here: orjson refuses such a piece, the pattern only has to stay linear in size."""
+    container = b""
+    for _ in range(levels):
+        inner = rb'(?:[^\[\]{}"]++|' + _STRING + (rb"|" + container if container else b"") + rb")*+"
+        container = rb"[\[{]" + inner + rb"[\]}]"
+    return container
+
+
+# Elements nested deeper than this are read one level at a time (slower, and bounded: see _Reader).
+PATTERN_LEVELS = 8
+# Patterns that find the boundaries of elements, not judges: orjson parses what they delimit.
+_ELEMENT = rb"(?:" + _STRING + rb"|" + _ATOM + rb"|" + _container(PATTERN_LEVELS) + rb")"
+_MEMBER = _WS + _STRING + _WS + rb":" + _WS + _ELEMENT + _WS
+_ITEMS = re.compile(rb"(?:" + _WS + _ELEMENT + _WS + rb",)*+", re.S)  # elements, each with its comma
+_LAST_ITEM = re.compile(_WS + rb"(?:" + _ELEMENT + _WS + rb")?\]", re.S)  # the last one and `]`
+_MEMBERS = re.compile(rb"(?:" + _MEMBER + rb",)*+", re.S)
+_LAST_MEMBER = re.compile(rb"(?:" + _MEMBER + rb"|" + _WS + rb")\}", re.S)
+_STRING_BODY = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.S)
+_ATOM_BODY = re.compile(rb'[^ \t\n\r,:\[\]{}"]*+')
+_SPACE = re.compile(_WS)
+# Where the cheap cut is looked for, by the byte the container's first element starts with; the cut
+# is group 1's comma. Any other first byte (a number, a literal): the first comma.
+_SEPARATORS = {
+    ord('"'): re.compile(rb'"' + _WS + rb"(,)" + _WS + rb'"'),
+    ord("{"): re.compile(rb"\}" + _WS + rb"(,)" + _WS + rb"\{"),
+    ord("["): re.compile(rb"\]" + _WS + rb"(,)" + _WS + rb"\["),
+}
+_MEMBER_SEPARATOR = re.compile(rb"(,)" + _WS + rb'"')
+
+
+async def parse_dense(raw: bytes) -> Any:
+    """The value of `raw`, equal to what `orjson.loads(raw)` gives, nested at most MAX_JSON_DEPTH
+    levels. Raises Unsplittable when the body cannot be read in pieces: it is then invalid JSON, a
+    valid shape the patterns do not follow, or its text nests deeper than MAX_JSON_DEPTH (its value
+    may not: a key given twice keeps only its last value)."""
+    reader = _Reader(raw)
+    value, end = await reader.value(reader.skip_space(0), 1)
+    if reader.skip_space(end) != len(raw):
+        raise Unsplittable  # something after the document
+    return value
+
+
+class _Reader:
+    """One body read top-down. An element the patterns cannot take within a piece is read on its
+    own: one larger than a piece, or nested deeper than PATTERN_LEVELS. Many of the latter would make
+    the read far slower than orjson's, so past a few per piece of body the reader gives up."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.started = time.perf_counter()
+        self.alone_left = 4 * (len(raw) // PIECE_BYTES) + 2 * MAX_JSON_DEPTH
+
+    def alone(self) -> None:
+        self.alone_left -= 1
+        if self.alone_left < 0:
+            raise Unsplittable  # small elements nested deep: orjson's one parse is the faster
+
+    async def tick(self) -> None:
+        """Yield to the loop once this request has held it LOOP_SLICE_SECONDS."""
+        if time.perf_counter() - self.started > LOOP_SLICE_SECONDS:
             await asyncio.sleep(0)
-            started = time.perf_counter()
-    if opener is not None and opener >= 0 and raw[opener] == ord("["):
-        raise Unsplittable  # an array of numbers that never closes
-    return spans
+            self.started = time.perf_counter()
+
+    @staticmethod
+    def reach(level: int) -> None:
+        if level > MAX_JSON_DEPTH:
+            raise Unsplittable  # too deep, or invalid: orjson on the whole body and the depth walk decide
+
+    def skip_space(self, position: int) -> int:
+        return self._span(_SPACE, position)
+
+    def _span(self, pattern: re.Pattern[bytes], position: int) -> int:
+        """The end of `pattern`'s match at `position`, matched PIECE_BYTES at a time (a run of spaces
+        or digits may be megabytes long); `pattern` matches runs of one kind of byte."""
+        while True:
+            end = pattern.match(self.raw, position, position + PIECE_BYTES).end()  # type: ignore[union-attr]
+            if end < position + PIECE_BYTES or end >= len(self.raw):
+                return end
+            position = end
+
+    async def value(self, position: int, level: int) -> tuple[Any, int]:
+        """The value starting at `position` (no space before it) at nesting `level`, and its end."""
+        if position >= len(self.raw):
+            raise Unsplittable
+        first = self.raw[position]
+        if first == ord("["):
+            self.reach(level)
+            return await self._array(position + 1, level)
+        if first == ord("{"):
+            self.reach(level)
+            return await self._object(position + 1, level)
+        end = await self._string_end(position) if first == ord('"') else self._span(_ATOM_BODY, position)
+        return self.loads(self.raw[position:end]), end
+
+    async def _string_end(self, position: int) -> int:
+        """The offset after the string opening at `position`, found PIECE_BYTES at a time."""
+        at = position + 1
+        while True:
+            start = at
+            at = _STRING_BODY.match(self.raw, at, at + PIECE_BYTES).end()  # type: ignore[union-attr]
+            if at < len(self.raw) and self.raw[at] == ord('"'):
+                return at + 1
+            if at == start:
+                raise Unsplittable  # the string never closes (or ends in a lone backslash)
+            await self.tick()
+
+    @staticmethod
+    def loads(text: bytes) -> Any:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise Unsplittable from None
+
+    def piece(self, text: bytes, level: int, wrapper: tuple[bytes, bytes],
+              ends_at_comma: bool) -> tuple[Any, bool]:
+        """The elements (or members) `text` holds, parsed by orjson inside `wrapper`, and whether
+        they may hold containers; `text` comes from a container at nesting `level`. A piece before
+        a comma must hold something."""
+        parsed = self.loads(wrapper[0] + text + wrapper[1])
+        if ends_at_comma and not parsed:
+            raise Unsplittable  # nothing before a comma
+        nesting = _nesting(text, MAX_JSON_DEPTH - level)
+        self.reach(level + nesting)
+        return parsed, nesting > 0
+
+    def expect(self, position: int, allowed: bytes) -> int:
+        """The offset after the byte at `position`, which must be one of `allowed`."""
+        if position >= len(self.raw) or self.raw[position] not in allowed:
+            raise Unsplittable
+        return position + 1
+
+    def first_byte(self, position: int) -> int | None:
+        at = self.skip_space(position)
+        return self.raw[at] if at < len(self.raw) else None
+
+    async def _array(self, position: int, level: int) -> tuple[list[Any], int]:
+        """The array whose content starts at `position`, and the offset after its `]`."""
+        raw = self.raw
+        items = _Items()
+        first = self.first_byte(position)
+        cuts = _Cuts(_SEPARATORS.get(first) if first is not None else None)
+        after_comma = False
+        while True:
+            await self.tick()
+            cut = cuts.cheap(raw, position)
+            if cut is not None:
+                try:
+                    items.add(self.piece(raw[position:cut], level, (b"[", b"]"), True), cut - position)
+                except Unsplittable:
+                    cuts.missed()
+                else:
+                    cuts.hit()
+                    position, after_comma = cut + 1, True
+                    continue
+            run = _ITEMS.match(raw, position, position + PIECE_BYTES).end()  # type: ignore[union-attr]
+            if run > position:
+                items.add(self.piece(raw[position:run - 1], level, (b"[", b"]"), True), run - position)
+                cuts.exact(run - position)
+                position, after_comma = run, True
+                continue
+            last = _LAST_ITEM.match(raw, position, position + PIECE_BYTES)
+            if last:
+                items.add(self.piece(raw[position:last.end() - 1], level, (b"[", b"]"), after_comma), 0)
+                return items.values, last.end()
+            # An element too large (or too deep) for one piece: read on its own, one level down.
+            self.alone()
+            item, end = await self.value(self.skip_space(position), level + 1)
+            items.add_one(item)
+            end = self.expect(self.skip_space(end), b",]")
+            if raw[end - 1] == ord("]"):
+                return items.values, end
+            position, after_comma = end, True
+
+    async def _object(self, position: int, level: int) -> tuple[dict[str, Any], int]:
+        """The object whose content starts at `position`, and the offset after its `}`. A key given
+        twice keeps its first place and its last value, as orjson (and dict.update) keep it."""
+        raw = self.raw
+        members: dict[str, Any] = {}
+        cuts = _Cuts(_MEMBER_SEPARATOR)
+        after_comma = False
+        while True:
+            await self.tick()
+            cut = cuts.cheap(raw, position)
+            if cut is not None:
+                try:
+                    members.update(self.piece(raw[position:cut], level, (b"{", b"}"), True)[0])
+                except Unsplittable:
+                    cuts.missed()
+                else:
+                    cuts.hit()
+                    position, after_comma = cut + 1, True
+                    continue
+            run = _MEMBERS.match(raw, position, position + PIECE_BYTES).end()  # type: ignore[union-attr]
+            if run > position:
+                members.update(self.piece(raw[position:run - 1], level, (b"{", b"}"), True)[0])
+                cuts.exact(run - position)
+                position, after_comma = run, True
+                continue
+            last = _LAST_MEMBER.match(raw, position, position + PIECE_BYTES)
+            if last:
+                members.update(self.piece(raw[position:last.end() - 1], level, (b"{", b"}"), after_comma)[0])
+                return members, last.end()
+            # A member whose value is too large (or too deep) for one piece.
+            self.alone()
+            start = self.expect(self.skip_space(position), b'"') - 1
+            key_end = await self._string_end(start)
+            name = self.loads(raw[start:key_end])
+            colon = self.expect(self.skip_space(key_end), b":")
+            members[name], end = await self.value(self.skip_space(colon), level + 1)
+            end = self.expect(self.skip_space(end), b",}")
+            if raw[end - 1] == ord("}"):
+                return members, end
+            position, after_comma = end, True
 
 
-def _markers(rest: Any, count: int) -> tuple[list[tuple[Any, Any, int]], int]:
-    """Where the markers of `count` arrays are in `rest` (container, key or index, array number),
-    and the nesting depth of the body they stand for. Each marker must be a value, once."""
-    places: list[tuple[Any, Any, int]] = []
-    seen: set[int] = set()
-    deepest = 1 if isinstance(rest, str) else 0
-    stack: list[tuple[Any, int]] = [(rest, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        for key, child in items:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
-            elif isinstance(child, str) and child.startswith(_MARK):
-                number = child[len(_MARK):]
-                if number.isdigit() and int(number) < count and int(number) not in seen:
-                    seen.add(int(number))
-                    places.append((node, key, int(number)))
-                    deepest = max(deepest, depth + 1)
-    found_all = len(seen) == count or (isinstance(rest, str) and rest == f"{_MARK}0" and count == 1)
-    if not found_all:
-        raise Unsplittable  # a marker landed inside a string: the `[` was not an array's
-    return places, deepest
+class _Cuts:
+    """Where a container's next cut is looked for. The cheap cut is tried once an exact piece has
+    shown the container is large, and given up when misses pass one in eight tries plus two
+    (elements of mixed shapes): each miss costs orjson a piece."""
+
+    def __init__(self, separator: re.Pattern[bytes] | None) -> None:
+        self.separator = separator
+        self.large = False
+        self.hits = self.misses = 0
+
+    def cheap(self, raw: bytes, position: int) -> int | None:
+        if not self.large or self.misses > self.hits // 8 + 2:
+            return None
+        start, stop = position + PIECE_BYTES, position + 2 * PIECE_BYTES
+        if self.separator is None:
+            cut = raw.find(b",", start, stop)
+            return cut if cut >= 0 else None
+        match = self.separator.search(raw, start, stop)
+        return match.start(1) if match else None
+
+    def hit(self) -> None:
+        self.hits += 1
+
+    def missed(self) -> None:
+        self.misses += 1
+
+    def exact(self, length: int) -> None:
+        self.large = self.large or length > PIECE_BYTES // 2
 
 
-def _untrack(numbers: list[Any]) -> None:
-    """Hide a list of numbers from the cycle collector (the C API's `PyObject_GC_UnTrack`; reference
-    counting still frees it). Numbers hold no references, so the list can be in no cycle, while the
+class _Items:
+    """A large array's items. From the first long piece on, the list's storage is mapped memory, and
+    the cycle collector ignores the list while it holds only strings, numbers and literals."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.reserved = False
+        self.nested = False
+
+    def add(self, piece: tuple[list[Any], bool], length: int) -> None:
+        """Add a parsed piece (its items, whether they may be containers) of `length` bytes."""
+        parsed, nested = piece
+        if nested and not self.nested:
+            self._nest()
+        if not self.reserved and length > PIECE_BYTES // 2:
+            self.reserved = True
+            self.values.extend(_Reserve(_RESERVED_ITEMS))
+            if not self.nested:
+                _untrack(self.values)
+        self.values += parsed
+
+    def add_one(self, item: Any) -> None:
+        if isinstance(item, (list, dict)) and not self.nested:
+            self._nest()
+        self.values.append(item)
+
+    def _nest(self) -> None:
+        """The list may hold containers from now on, which hold references: the collector's again."""
+        self.nested = True
+        if not gc.is_tracked(self.values):
+            _track(self.values)
+
+
+# Every byte but those that open or close strings and containers.
+_NOT_STRUCTURE = bytes(set(range(256)) - set(b'"[]{}'))
+
+
+def _nesting(text: bytes, limit: int) -> int:
+    """How deep the containers in `text` (elements orjson has read) nest, 0 for scalars only, or
+    `limit` + 1 once past `limit`: the depth of the text, not of its value (a key given twice keeps
+    only its last value), found without walking the value. Escaped backslashes and quotes go first,
+    so the quotes left alternate opening and closing; what is between them goes; then each round
+    drops the innermost pairs of brackets."""
+    bare = text.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    skeleton = b"".join(bare.split(b'"')[::2])
+    depth = 0
+    while skeleton and depth <= limit:
+        depth += 1
+        skeleton = skeleton.replace(b"[]", b"x").replace(b"{}", b"x").replace(b"x", b"")
+    return depth
+
+
+def _untrack(values: list[Any]) -> None:
+    """Hide a list of scalars from the cycle collector (the C API's `PyObject_GC_UnTrack`; reference
+    counting still frees it). Scalars hold no references, so the list can be in no cycle, while the
     collector would walk all its items, 30-45 ms for 5 million holding the GIL, each time it
     examines the generation the list is in (twice or more while a request runs)."""
-    ctypes.pythonapi.PyObject_GC_UnTrack(ctypes.py_object(numbers))
+    ctypes.pythonapi.PyObject_GC_UnTrack(ctypes.py_object(values))
+
+
+def _track(values: list[Any]) -> None:
+    """Give an untracked list back to the cycle collector (`PyObject_GC_Track`, on an untracked list only)."""
+    ctypes.pythonapi.PyObject_GC_Track(ctypes.py_object(values))
 
 
 # A list grown item by item past the C allocator's mmap threshold (up to 32 MB with glibc) is copied
 # once into fresh pages: ~15-20 ms for an image of 5 million numbers, in one step. A list that asked
-# for more room than that at first lives in mapped memory from the start, which grows in place
+# for more room than that at first lives in mapped memory from then on, which grows in place
 # (`mremap`), so every step stays short. 4 Mi pointers are 32 MB.
 _RESERVED_ITEMS = 1 << 22
 
@@ -154,30 +382,3 @@ class _Reserve:
 
     def __length_hint__(self) -> int:
         return self.hint
-
-
-async def _parse_array(raw: bytes, start: int, end: int) -> list[Any]:
-    """The numbers between `raw[start - 1]` (`[`) and `raw[end]` (`]`), parsed PIECE_BYTES at a time
-    (each piece ends before a comma), yielding to the loop every LOOP_SLICE_SECONDS."""
-    values: list[Any] = []
-    _untrack(values)
-    values.extend(_Reserve(max((end - start) // 2 + 1, _RESERVED_ITEMS)))
-    started = time.perf_counter()
-    while True:
-        cut = raw.find(b",", start + PIECE_BYTES, end) if end - start > PIECE_BYTES else -1
-        piece = raw[start:end if cut < 0 else cut]
-        try:
-            parsed = orjson.loads(b"[" + piece + b"]")
-        except orjson.JSONDecodeError:
-            raise Unsplittable from None
-        if not parsed:
-            if cut < 0 and not values:
-                return values  # only whitespace between the brackets
-            raise Unsplittable  # nothing between two commas, or after the last one
-        values += parsed
-        if cut < 0:
-            return values
-        start = cut + 1
-        if time.perf_counter() - started > LOOP_SLICE_SECONDS:
-            await asyncio.sleep(0)
-            started = time.perf_counter()

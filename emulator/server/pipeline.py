@@ -71,12 +71,19 @@ async def execute(state: ServerState, call: Call) -> Executed:
     client's headers always add up to the ledger; failed outcomes (status >= 400) cost nothing.
     """
     admit(state, call.account_id, call.model, call.request_id)
-    # The control plane (emulator/control/plane.py) applies faults and stubs around the backend.
-    if state.control is not None:
-        controlled = await state.control.run(call, state.backend.handle)
+    # The control plane (emulator/control/plane.py) applies faults and stubs around the backend; with
+    # none set, the backend answers alone (what the plane would do too, without its per-call walk).
+    control = state.control
+    if control is not None and not control.untouched():
+        controlled = await control.run(call, state.backend.handle)
     else:
-        outcome = await state.backend.handle(call)
-        controlled = Controlled(outcome, CallReport.of(call, source=state.backend.name))
+        plain = CallReport.of(call, source=state.backend.name)
+        try:
+            outcome = await state.backend.handle(call)
+        except CFError as error:
+            error.call = plain  # the request log names the backend that refused (a replay miss)
+            raise
+        controlled = Controlled(outcome, plain)
     outcome, report = controlled.outcome, controlled.report
     if outcome.neurons is not None:
         exact = outcome.neurons
