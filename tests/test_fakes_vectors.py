@@ -135,3 +135,58 @@ def test_texts_embedded_in_slices_get_the_one_step_bytes(texts: list[str], dims:
     finally:
         vectors._ONE_STEP_ROWS, vectors._SLICE_ROWS, vectors._ONE_STEP_CHARS = saved
     assert sliced.tobytes() == one_step.tobytes()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["alpha", "embedding", "cat", "日本", "42", "x"]), max_size=60)
+                .map(" ".join), min_size=1, max_size=4),
+       st.lists(st.integers(0, 3), max_size=6), st.booleans())
+def test_a_text_repeated_in_a_batch_gets_the_row_it_gets_alone(distinct: list[str], repeats: list[int],
+                                                               sliced: bool) -> None:
+    """embed computes each distinct text of a batch once and the token count counts it once: the
+    rows and the count are those of each text on its own, in the one-step and the sliced path."""
+    from emulator.fakes import tokens, vectors
+
+    batch = distinct + [distinct[i % len(distinct)] for i in repeats]
+    saved = vectors._ONE_STEP_ROWS, vectors._SLICE_ROWS, vectors._ONE_STEP_CHARS
+    if sliced:
+        vectors._ONE_STEP_ROWS, vectors._SLICE_ROWS, vectors._ONE_STEP_CHARS = 4, 3, 10
+    try:
+        rows = vectors.embed(batch, 384, salt=3)
+        alone = [vectors.embed([text], 384, salt=3)[0] for text in batch]
+    finally:
+        vectors._ONE_STEP_ROWS, vectors._SLICE_ROWS, vectors._ONE_STEP_CHARS = saved
+    assert [row.tobytes() for row in rows] == [row.tobytes() for row in alone]
+    for model in ("@cf/baai/bge-m3", "@cf/meta/llama-3.1-8b-instruct"):
+        assert tokens.encoder_tokens(model, batch) == sum(tokens.encoder_tokens(model, [t]) for t in batch)
+
+
+def test_gil_turns_sleep_on_a_worker_thread_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fakes/gil.GilTurns lets go of the GIL (time.sleep(0)) once per turn on a thread without an event
+    loop, never on the loop's own thread, where a sleep would stall every request."""
+    import asyncio
+    import threading
+    import time
+
+    from emulator.fakes import gil
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
+    monkeypatch.setattr(gil, "GIL_TURN_SECONDS", 0.0)
+
+    def ticks() -> None:
+        turns = gil.GilTurns()
+        for _ in range(5):
+            turns.tick()
+
+    worker = threading.Thread(target=ticks)
+    worker.start()
+    worker.join()
+    assert sleeps == [0] * 5
+
+    async def on_the_loop() -> None:
+        ticks()
+
+    sleeps.clear()
+    asyncio.run(on_the_loop())
+    assert sleeps == []

@@ -227,3 +227,58 @@ def test_client_abort_mid_stream_cancels_the_handler(server: BackgroundServer) -
         # Leaving the block closes the connection after one event; the rest would take seconds.
     assert _settle(server, fds, tasks) <= (fds, tasks)
     requests.delete(server.base + "/__emulator__/faults", timeout=10)
+
+
+# ---------------------------------------------------------------- freeing large bodies, sharing the GIL
+
+
+class _Leaf:
+    """A value whose freeing a test can count."""
+
+    freed = 0
+
+    def __del__(self) -> None:
+        _Leaf.freed += 1
+
+
+async def test_a_large_body_is_freed_in_slices_once_nothing_else_holds_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """limits.free_in_slices keeps a parsed body while its request holds it, then frees its lists
+    and objects a slice of items at a time, yielding to the loop between slices; a nested value
+    something else still holds is left whole."""
+    import sys
+
+    monkeypatch.setattr(limits, "LOOP_SLICE_SECONDS", 0.0)  # yield after every slice
+    _Leaf.freed = 0
+    leaves = 2 * limits.FREE_SLICE_ITEMS + 2 * (limits.FREE_SLICE_ITEMS + 7) + 500
+    shared = {"kept": [_Leaf() for _ in range(10)]}
+    body = {"flat": [_Leaf() for _ in range(2 * limits.FREE_SLICE_ITEMS)],
+            "nested": [[_Leaf(), {"k": [_Leaf()]}] for _ in range(limits.FREE_SLICE_ITEMS + 7)],
+            "keys": {str(i): _Leaf() for i in range(500)}, "shared": shared}
+    limits.free_in_slices(body)
+    releaser = limits._RELEASERS[asyncio.get_running_loop()]
+    await asyncio.sleep(3 * limits.FREE_POLL_SECONDS)
+    assert releaser.kept == [body] and _Leaf.freed == 0  # the request still holds it
+    freed_at_each_yield: list[int] = []
+    original_sleep = asyncio.sleep
+
+    async def counted(delay: float) -> None:
+        if delay == 0:
+            freed_at_each_yield.append(_Leaf.freed)
+        await original_sleep(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", counted)
+    del body
+    while releaser.kept or not (releaser.task is None or releaser.task.done()):
+        await original_sleep(limits.FREE_POLL_SECONDS)
+    assert _Leaf.freed == leaves
+    # Freed over many yields, never more than a slice's worth (a leaf and its nested one) between two.
+    steps = [b - a for a, b in zip([0, *freed_at_each_yield], freed_at_each_yield, strict=False)]
+    assert len(steps) > 5 and max(steps) <= 2 * limits.FREE_SLICE_ITEMS, steps
+    assert len(shared["kept"]) == 10 and sys.getrefcount(shared) == 2
+
+
+async def test_free_in_slices_keeps_no_scalars() -> None:
+    limits.free_in_slices("a string")
+    limits.free_in_slices(12345)
+    assert asyncio.get_running_loop() not in limits._RELEASERS

@@ -90,7 +90,13 @@ def sentence_table(locale: str = DEFAULT_LOCALE) -> SentenceTable:
 
 @cache
 def family_tokens(locale: str, family: Family) -> tuple[int, ...]:
-    """Each sentence of the locale's table counted by the family's tokenizer (fakes/tokens.py)."""
+    """Each sentence of the locale's table counted by the family's tokenizer (fakes/tokens.py): shipped
+    for the default locale (counting 4,096 sentences takes ~30 ms, the first call of each family)."""
+    shipped = _shipped_counts().get(family.value) if locale == DEFAULT_LOCALE else None
+    return tuple(shipped) if shipped is not None else count_family_tokens(locale, family)
+
+
+def count_family_tokens(locale: str, family: Family) -> tuple[int, ...]:
     return tuple(text_tokens(sentence, family) for sentence in sentence_table(locale).sentences)
 
 
@@ -101,6 +107,18 @@ SHIPPED_TABLES = Path(__file__).with_name("data")
 
 def shipped_table_path(locale: str) -> Path:
     return SHIPPED_TABLES / f"sentences-{locale}.json"
+
+
+def shipped_counts_path(locale: str) -> Path:
+    return SHIPPED_TABLES / f"sentence-tokens-{locale}.json"
+
+
+@cache
+def _shipped_counts() -> dict[str, list[int]]:
+    """The default table's token counts by family name, as `count_family_tokens` makes them."""
+    path = shipped_counts_path(DEFAULT_LOCALE)
+    counts: dict[str, list[int]] = orjson.loads(path.read_bytes()) if path.is_file() else {}
+    return counts
 
 
 @cache
@@ -122,6 +140,10 @@ def write_shipped_table(locale: str = DEFAULT_LOCALE) -> Path:
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(orjson.dumps({"locale": locale, "joiner": table.joiner, "sentences": table.sentences},
                                   option=orjson.OPT_INDENT_2) + b"\n")
+    _build_table.cache_clear()
+    lines = [orjson.dumps(family.value) + b": " + orjson.dumps(count_family_tokens(locale, family))
+             for family in Family]
+    shipped_counts_path(locale).write_bytes(b"{\n" + b",\n".join(lines) + b"\n}\n")  # a family a line
     return path
 
 

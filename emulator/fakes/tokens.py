@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.fakes.gil import GilTurns
+
 
 class Family(enum.Enum):
     LLAMA3 = "llama3"  # tiktoken-style 128k BPE, header/eot template
@@ -104,8 +106,10 @@ TEMPLATES = {
 
 _PIECES = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\w\s]+|_+|\s+")
 # A text longer than this is matched a slice at a time: `re` holds the GIL for a whole `findall`
-# (~20 ms on 200,000 characters), and the fakes run on worker threads beside the event loop.
-SLICE_CHARS = 65_536
+# (~20 ms on 200,000 characters, ~0.5 ms on a slice), and the fakes run on worker threads beside
+# the event loop, which takes the GIL between slices (fakes/gil.GilTurns).
+SLICE_CHARS = 16_384
+SLICE_PIECES = 16_384  # pieces priced per step (one C-level sum, ~0.5 ms)
 
 
 def findall_in_slices(pattern: re.Pattern[str], text: str) -> list[str]:
@@ -116,10 +120,12 @@ def findall_in_slices(pattern: re.Pattern[str], text: str) -> list[str]:
         return pattern.findall(text)
     found: list[str] = []
     start = 0
+    turns = GilTurns()
     while start < len(text):
         cut = _cut_after(text, start + SLICE_CHARS)
         found += pattern.findall(text, start, cut)
         start = cut
+        turns.tick()
     return found
 
 
@@ -216,7 +222,16 @@ def text_tokens(text: str, family: Family) -> int:
         return 0
     if family is Family.BERT:
         text = text.lower()
-    return sum(map(_FAMILY_COSTS[family].__getitem__, findall_in_slices(_PIECES, text)))
+    pieces = findall_in_slices(_PIECES, text)
+    cost = _FAMILY_COSTS[family].__getitem__
+    if len(pieces) <= SLICE_PIECES:
+        return sum(map(cost, pieces))
+    total = 0
+    turns = GilTurns()
+    for start in range(0, len(pieces), SLICE_PIECES):
+        total += sum(map(cost, pieces[start : start + SLICE_PIECES]))
+        turns.tick()
+    return total
 
 
 def content_text(content: Any) -> str:
@@ -282,9 +297,15 @@ def encoder_tokens(model: str, texts: list[str]) -> int:
     """Input tokens of an encoder call (embeddings, classification): each text with its two specials."""
     family = family_of(model)
     template = TEMPLATES[family]
-    if family not in (Family.BERT, Family.XLMR):
-        return sum(text_tokens(t, family) for t in texts)
-    return sum(template.per_message + text_tokens(t, family) for t in texts)
+    specials = template.per_message if family in (Family.BERT, Family.XLMR) else 0
+    counted: dict[str, int] = {}  # a text repeated in the batch is counted once
+    total = 0
+    for text in texts:
+        tokens = counted.get(text)
+        if tokens is None:
+            tokens = counted[text] = text_tokens(text, family)
+        total += specials + tokens
+    return total
 
 
 def completion_tokens(model: str, text: str) -> int:

@@ -7,8 +7,10 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from functools import cache
+from pathlib import Path
 
 import numpy as np
+import orjson
 
 from emulator.fakes.seed import derive_seed, reseeded, rng
 
@@ -238,8 +240,34 @@ def _script_re(script: str) -> re.Pattern[str]:
     return re.compile(f"[{spans}ー]+")
 
 
+# Every language's pool, as `build_word_pool` makes it, ships with the package: a translation then
+# neither imports Faker nor reads its per-locale data (~0.2 s for a fresh server's first call, on the
+# event loop). tests/test_sentence_tables.py keeps the file equal to what the installed Faker gives.
+SHIPPED_POOLS = Path(__file__).with_name("data") / "word-pools.json"
+
+
+@cache
+def _shipped_pools() -> dict[str, list[str]]:
+    if not SHIPPED_POOLS.is_file():
+        return {}
+    pools: dict[str, list[str]] = orjson.loads(SHIPPED_POOLS.read_bytes())["languages"]
+    return pools
+
+
 @cache
 def _word_pool(lang: str) -> tuple[str, ...]:
+    shipped = _shipped_pools().get(lang)
+    return tuple(shipped) if shipped is not None else build_word_pool(lang)
+
+
+def write_shipped_pools() -> Path:
+    """Write every language's pool where `_word_pool` reads it (after a Faker or pool-rule change)."""
+    lines = [orjson.dumps(lang) + b": " + orjson.dumps(list(build_word_pool(lang))) for lang in LANGUAGES]
+    SHIPPED_POOLS.write_bytes(b'{"languages": {\n' + b",\n".join(lines) + b"\n}}\n")  # a language a line
+    return SHIPPED_POOLS
+
+
+def build_word_pool(lang: str) -> tuple[str, ...]:
     """Words from the locale's own Faker data (lorem first, then jobs, names, places…), in-script only."""
     locale = LANGUAGES[lang]
     script = script_of(lang)

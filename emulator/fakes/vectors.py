@@ -9,6 +9,7 @@ from functools import cache
 
 import numpy as np
 
+from emulator.fakes.gil import GilTurns
 from emulator.fakes.seed import derive_seed, rng
 from emulator.fakes.tokens import findall_in_slices
 
@@ -124,15 +125,29 @@ def embed(texts: Sequence[str], dims: int, *, salt: int = 0) -> np.ndarray:
     latent = _latent_dims(dims)
     if not texts:
         return np.empty((0, dims), dtype=np.float32)
-    if sum(map(len, texts)) > _ONE_STEP_CHARS:
+    # A text repeated in the batch is embedded once (its row depends on nothing else), found one
+    # text at a time: hashing the 100 long texts of a 20 MB batch in one call holds the GIL ~10 ms.
+    turns = GilTurns()
+    where: dict[str, int] = {}
+    for text in texts:
+        where.setdefault(text, len(where))
+        turns.tick()
+    distinct = list(where)
+    if sum(map(len, distinct)) > _ONE_STEP_CHARS:
         # One text at a time: the token lists of a 20 MB batch are never all alive at once.
-        matrix = np.concatenate([_latent_sums([text], latent, salt) for text in texts])
+        sums = []
+        for text in distinct:
+            sums.append(_latent_sums([text], latent, salt, turns))
+            turns.tick()
+        matrix = np.concatenate(sums)
     else:
-        matrix = _latent_sums(texts, latent, salt)
+        matrix = _latent_sums(distinct, latent, salt)
+    if len(distinct) < len(texts):
+        matrix = matrix[[where[text] for text in texts]]
     return _expanded(matrix, latent, dims, salt)
 
 
-def _latent_sums(texts: Sequence[str], latent: int, salt: int) -> np.ndarray:
+def _latent_sums(texts: Sequence[str], latent: int, salt: int, turns: GilTurns | None = None) -> np.ndarray:
     """(len(texts), latent) float32: each text's weighted sum of its token rows, before expansion."""
     tokens: list[str] = []
     weights: list[float] = []
@@ -157,7 +172,7 @@ def _latent_sums(texts: Sequence[str], latent: int, salt: int) -> np.ndarray:
     whole_texts = _unit_rows(["\x00text:" + text for text in texts], salt, latent)
     starts.append(len(tokens))
     if len(tokens) > _ONE_STEP_ROWS:
-        return _sums_in_slices(table, tokens, weights, starts, whole_texts, salt)
+        return _sums_in_slices(table, tokens, weights, starts, whole_texts, salt, turns or GilTurns())
     ids = table.ids(tokens, salt)
     gathered = table.matrix[ids]
     gathered[[start + 1 for start in starts[:-1]]] = whole_texts
@@ -171,7 +186,7 @@ def _latent_sums(texts: Sequence[str], latent: int, salt: int) -> np.ndarray:
 
 
 def _sums_in_slices(table: _TokenTable, tokens: list[str], weights: list[float], starts: list[int],
-                    whole_texts: np.ndarray, salt: int) -> np.ndarray:
+                    whole_texts: np.ndarray, salt: int, turns: GilTurns) -> np.ndarray:
     """The weighted row sums `embed` computes in one gather, a slice of rows at a time. A reduction
     along axis 0 adds rows one after another, so a slice reduced after the running sum (placed as
     its first row) gives the one-step sum's bits exactly."""
@@ -192,6 +207,7 @@ def _sums_in_slices(table: _TokenTable, tokens: list[str], weights: list[float],
             if not leading:
                 block[0] = total
             np.add.reduce(block, axis=0, out=total)
+            turns.tick()
     return matrix
 
 

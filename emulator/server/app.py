@@ -17,7 +17,7 @@ from emulator.errors import CFError, ErrorKind
 from emulator.limits import expect_within_limit, read_body, send_continue
 from emulator.quirks import enabled
 from emulator.server import binding, edge, gateway, native, relay
-from emulator.server.answer_cache import AnswerCache, request_key
+from emulator.server.answer_cache import MAX_ENTRY_BYTES, AnswerCache, request_key
 from emulator.server.edge import check_auth, check_size
 from emulator.server.inputs import parse_json_body
 from emulator.server.openapi import install as install_openapi
@@ -29,6 +29,7 @@ from emulator.server.routes import CACHEABLE_KINDS, HANDLERS, OPENAI_ERROR_KINDS
 from emulator.server.state import REQUEST_ID, ROUTE, STATE, ServerState
 from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
+from emulator.tasks import load_all as load_fakes
 
 log = logging.getLogger("workers_ai_emulator")
 # Routes that stream their body to disk under their own size limit instead of the server-wide one.
@@ -56,6 +57,9 @@ def make_catalog(settings: Settings) -> LiveCatalog:
 
 
 def build_state(settings: Settings) -> ServerState:
+    # Every task module registers its fake now, before the server listens: ~0.1 s of imports the
+    # first model call would otherwise spend holding the event loop.
+    load_fakes()
     return ServerState(
         settings=settings,
         catalog=make_catalog(settings),
@@ -131,7 +135,12 @@ async def through_answer_cache(request: web.Request, route: Route, state: Server
     token = state.backend.answer_token()
     if token is None:
         return await handler(request, route, state, request_id)
-    key = request_key(request, await read_body(request))
+    raw = await read_body(request)
+    if len(raw) > MAX_ENTRY_BYTES:
+        # Never kept (an entry holds its request body too), so never looked up: `hash()` of 20 MB
+        # would hold the loop 10-16 ms for nothing.
+        return await handler(request, route, state, request_id)
+    key = request_key(request, raw)
     cached = state.answers.get(key, token)
     if cached is not None:
         return await answer_again(state, route.account_id, cached, request_id)

@@ -22,6 +22,7 @@ from emulator.limits import (
     LOOP_SLICE_SECONDS,
     MAX_JSON_DEPTH,
     check_depth,
+    free_in_slices,
     off_loop,
     too_deep,
 )
@@ -56,9 +57,16 @@ async def parse_json_body(raw: bytes) -> Any:
     """`parse_json` that never holds the event loop for long: a body of INCREMENTAL_JSON_BYTES or
     more is fed to a push parser (ijson, yajl2_c) in JSON_CHUNK_BYTES pieces, yielding to the loop
     every LOOP_SLICE_SECONDS. orjson stays the parser of every smaller body, and the judge of every
-    body the push parser refuses, so errors read the same whatever the size."""
+    body the push parser refuses, so errors read the same whatever the size. A large body is freed
+    in slices too, once its request is done with it (`limits.free_in_slices`)."""
     if len(raw) < INCREMENTAL_JSON_BYTES:
         return parse_json(raw)
+    value = await _parse_large_body(raw)
+    free_in_slices(value)
+    return value
+
+
+async def _parse_large_body(raw: bytes) -> Any:
     if _values(raw) * INCREMENTAL_JSON_BYTES_PER_VALUE > len(raw):
         return await _parse_dense_body(raw)
     try:
