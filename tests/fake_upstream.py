@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,3 +414,28 @@ async def burst_then_kill_9(proc: subprocess.Popen[bytes], url: str, headers: di
             proc.kill()
         proc.wait()
     return answered
+
+
+@contextlib.contextmanager
+def upstream_process() -> Iterator[str]:
+    """A FakeUpstream in a process of its own; yields its base URL. A test that times the event loop
+    of a server from its own process needs it: the fake parses each request body with `json.loads`,
+    which holds the GIL of the process it runs in (~0.5-1 s for 5 million numbers)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_upstream"], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+async def _serve_forever() -> None:
+    upstream = FakeUpstream()
+    print(await upstream.start(), flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve_forever())

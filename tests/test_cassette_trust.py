@@ -15,6 +15,7 @@ from aiohttp import web
 
 from emulator.cassettes import Cassette, CassetteStore, load_cassette
 from emulator.cassettes.format import dump_cassette
+from emulator.cassettes.store import Identity
 from tests.conftest import Emulator, ServerFactory
 from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN
 
@@ -273,13 +274,13 @@ async def test_a_broken_cassette_is_read_once_until_it_changes(
     path.write_bytes(b"{" + b" " * (8 * 1024 * 1024))  # 8 MB that never parses
     emu = await make_emulator(**_replay(tmp_path))
     loads: list[str] = []
-    original = emu.state.backend.store.load
+    original = emu.state.backend.store.read
 
-    def counting(name: str) -> Cassette:
+    def counting(name: str) -> tuple[Identity, bytes]:
         loads.append(name)
         return original(name)
 
-    monkeypatch.setattr(emu.state.backend.store, "load", counting)
+    monkeypatch.setattr(emu.state.backend.store, "read", counting)
     for _ in range(10):
         status, body = await post(emu, "hi")
         assert status == 404 and b"not a valid cassette" in body

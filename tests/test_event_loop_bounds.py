@@ -380,36 +380,25 @@ def test_long_texts_cut_by_truncate_inputs_are_embedded_in_slices(base: str) -> 
 
 @pytest.fixture(scope="module")
 def upstream_base() -> Iterator[str]:
-    """tests/fake_upstream.py's stand-in for Cloudflare, served from its own thread's event loop."""
-    import asyncio
+    """tests/fake_upstream.py's stand-in for Cloudflare, in a process of its own (its `json.loads` of
+    a large body would hold this process's GIL, and so the thread that times /health)."""
+    from tests.fake_upstream import upstream_process
 
-    from tests.fake_upstream import FakeUpstream
-
-    loop = asyncio.new_event_loop()
-    upstream = FakeUpstream()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    base = asyncio.run_coroutine_threadsafe(upstream.start(), loop).result(30)
-    yield base
-    asyncio.run_coroutine_threadsafe(upstream.stop(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(30)
+    with upstream_process() as base:
+        yield base
 
 
-# Replay normalises a large JSON body in slices: parsed by the server's sliced parser and dumped
-# with sorted keys a slice at a time on the loop, redacted and hashed on worker threads
-# (`backends/cassette.normalise_large_json`). The image of 5 million numbers measured 21 ms on the
-# idle machine (214 ms with orjson's one parse and one sorted-key dump of it on a thread): held to
-# the other images' bound. 20 MB of 64-character strings measured 81 ms while the server read such
-# a body with orjson in one call on the loop; read a piece at a time (server/dense_json.py), 17 ms
-# beside a load average of 4: held to the 50 ms goal.
-REPLAY_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": LOOP_BOUND}
-# Record still redacts the exchange in one walk on a thread and appends it in one `orjson.dumps`,
-# which holds the GIL for the whole call: the 50 ms goal is not met there yet (docs/reliability.md).
-# These bounds guard what was fixed (1.7 s for the strings, 2.6 s for the image, normalised on the
-# loop): the strings measured 94 ms on the idle machine; the image 250 ms idle and 0.6 s in one run
-# beside the suite, whose GIL holds stretch with the load.
-RECORD_BOUNDS = {"strings": 0.5, "image": 1.5}
+# Record and replay handle a large JSON body in slices (`backends/large_bodies.py`): parsed by the
+# server's sliced parser, validated and hashed on worker threads, serialised (the sorted-key canonical
+# dump, the cassette line) a slice at a time on the loop, and the first replay after a start loads the
+# cassette's long lines the same way. The image of 5 million numbers, on this machine beside other
+# suites: record 300-370 ms before (orjson's and pydantic's one-call parses and dumps of it, on
+# threads), mostly 10-70 ms in slices; the first replay after a start 200-490 ms before, 25-55 ms in
+# slices. 20 MB of 64-character strings, read a piece at a time too (server/dense_json.py): record
+# 24 ms, first replay 40 ms (70-200 ms while the server read such a body in one orjson call). Both
+# held to the other images' bound.
+RECORD_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": DENSE_BODY_BOUND}
+REPLAY_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": DENSE_BODY_BOUND}
 LARGE_CASSETTE_BODIES = {
     "strings": {"prompt": "hi", "notes": ["some words here " * 4] * 300_000},  # 20 MB
     "image": {"prompt": "hi", "image": [i % 256 for i in range(5_000_000)]},  # 18 MB
@@ -419,9 +408,11 @@ LARGE_CASSETTE_BODIES = {
 @pytest.mark.parametrize("kind", sorted(LARGE_CASSETTE_BODIES))
 def test_record_and_replay_normalise_a_large_body_off_the_loop(upstream_base: str, tmp_path: Path,
                                                                kind: str) -> None:
-    """A large body recorded through a real local upstream, then replayed from the cassette twice.
-    Normalised on the loop, each call held /health 1.7-2.6 s; on a worker thread, replay of the
-    image still held it 210-350 ms (orjson's one parse and one sorted-key dump of the body)."""
+    """A large body recorded through a real local upstream (three times: the file written, then
+    lines appended; the best of three), then replayed by a freshly started server, so that the replay
+    loads the cassette too (the best of two starts). Normalised on the loop, each call held /health
+    1.7-2.6 s; on worker threads, in one call each, recording the image held it 250-370 ms and its
+    first replay 200-490 ms."""
     from tests.fake_upstream import REAL_ACCOUNT, REAL_TOKEN
 
     path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
@@ -429,8 +420,13 @@ def test_record_and_replay_normalise_a_large_body_off_the_loop(upstream_base: st
     headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
     flags = ("--plan", "paid", "--cassette", "large", "--cassette-dir", str(tmp_path / "cassettes"))
     with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
-        recorded, runs = _worst_health_wait(url, path, body, runs=1, headers=headers, status=200)
+        recorded, runs = _worst_health_wait(url, path, body, runs=3, headers=headers, status=200)
         assert recorded < RECORD_BOUNDS[kind], runs
-    with serve("--mode", "replay", *flags, data_dir=tmp_path) as (url, _proc):
-        replayed, runs = _worst_health_wait(url, path, body, runs=2, headers=headers, status=200)
-        assert replayed < REPLAY_BOUNDS[kind], runs
+    first_replays: list[float] = []
+    runs = []
+    for _ in range(2):  # the best of two fresh starts: each replay is the start's first
+        with serve("--mode", "replay", *flags, data_dir=tmp_path) as (url, _proc):
+            replayed, each = _worst_health_wait(url, path, body, runs=1, headers=headers, status=200)
+        first_replays.append(replayed)
+        runs += each
+    assert min(first_replays) < REPLAY_BOUNDS[kind], runs

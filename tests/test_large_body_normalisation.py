@@ -1,4 +1,4 @@
-"""Replay normalises a large JSON body in slices (`backends/cassette.normalise_large_json`): parsed by
+"""Replay normalises a large JSON body in slices (`backends/large_bodies.normalise_large_json`): parsed by
 the server's sliced parser, redacted and stripped on a thread, dumped with sorted keys a slice at a
 time. Its match key must be the one `normalise_request` gives the same body in one go, or a recording
 would stop matching once its body crosses 1 MiB. The size thresholds and slice sizes are shrunk here,
@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from emulator.backends import cassette as cassette_backend
-from emulator.backends.cassette import normalise_large_json
+from emulator.backends import large_bodies
+from emulator.backends.large_bodies import normalise_large_json
 from emulator.backends.upstream import Exchange
 from emulator.cassettes import Cassette, CassetteIndex, Redactor
 from emulator.server import inputs
@@ -36,7 +36,7 @@ VOLATILE = frozenset({"seed", "options.rejectIfBusy", "messages.*.id"})
 
 @pytest.fixture
 def small_slices(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(cassette_backend, "INCREMENTAL_JSON_BYTES", 1)
+    monkeypatch.setattr(large_bodies, "INCREMENTAL_JSON_BYTES", 1)
     monkeypatch.setattr(inputs, "INCREMENTAL_JSON_BYTES", 1)
     monkeypatch.setattr(inputs, "JSON_CHUNK_BYTES", 7)
     shrink_slices(monkeypatch)

@@ -17,21 +17,26 @@ import asyncio
 import gc
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
 
-import orjson
-
+from emulator.backends.large_bodies import (
+    JsonParser,
+    line_in_slices,
+    load_index,
+    normalise_large_json,
+    normalise_recorded_large,
+    read_large_body,
+)
 from emulator.backends.upstream import Exchange, Finished, Upstream
 from emulator.call import Call, Outcome, StreamCut, StreamEvent
 from emulator.cassettes import (
+    Body,
     Cassette,
     CassetteIndex,
     CassetteStore,
     Interaction,
     InvalidCassetteName,
     NoMatch,
-    NormalisedRequest,
     RecordedRequest,
     RecordedResponse,
     RecordedSession,
@@ -39,12 +44,11 @@ from emulator.cassettes import (
     SSEEvent,
     StreamBreak,
 )
-from emulator.cassettes.format import SWITCHING_PROTOCOLS, is_json_type
+from emulator.cassettes.format import SWITCHING_PROTOCOLS
 from emulator.cassettes.sessions import SessionPlayer
 from emulator.cassettes.store import Identity
 from emulator.errors import CFError, ErrorKind
-from emulator.fakes.seed import dumps_joined
-from emulator.limits import INCREMENTAL_JSON_BYTES, LOOP_SLICE_SECONDS, off_loop, parse_neurons
+from emulator.limits import off_loop, parse_neurons
 from emulator.settings import Hints, Mode, Settings
 
 FIX_HINTS = {
@@ -67,11 +71,6 @@ RECORD_HINTS = {
 
 # Another process re-recording a cassette is noticed within this delay.
 FILE_CHECK_SECONDS = 0.5
-
-
-# Parses a large JSON body in slices on the event loop (the server's `parse_json_body`); raises
-# CFError when the body is not JSON it takes.
-JsonParser = Callable[[bytes], Awaitable[Any]]
 
 
 # Distinct (credentials, account) pairs whose redactors are kept; a test suite uses a handful.
@@ -109,30 +108,6 @@ async def _then_cut(events: list[StreamEvent], cut: StreamBreak, wait: float) ->
     if wait:
         await asyncio.sleep(wait)
     raise StreamCut(f"replaying a recorded stream that broke off ({cut.reason})")
-
-
-async def normalise_large_json(index: CassetteIndex, exchange: Exchange, redactor: Redactor,
-                               parse_json: JsonParser | None) -> NormalisedRequest | None:
-    """The request `index.normalise` gives for a JSON body of INCREMENTAL_JSON_BYTES or more, built
-    without holding the event loop: orjson's one `loads` and one sorted-key `dumps` of such a body
-    hold the GIL for their whole call (100-300 ms), even on a thread. The body is parsed in slices on
-    the loop (`parse_json`), redacted and stripped on a thread (Python code, which hands the GIL back
-    every 5 ms), dumped with sorted keys in slices on the loop, joined and hashed on a thread. None
-    when the body is not such a body (or holds integers past 64 bits): the caller normalises it whole."""
-    body = exchange.body
-    if parse_json is None or len(body) < INCREMENTAL_JSON_BYTES or not is_json_type(exchange.content_type):
-        return None
-    try:
-        parsed = await parse_json(body)
-    except CFError:
-        return None  # not JSON: compared as bytes, by the ordinary path
-    value = await asyncio.to_thread(index.prepare_json, parsed, redactor=redactor)
-    try:
-        canonical = await dumps_joined(value, orjson.OPT_SORT_KEYS, slice_seconds=LOOP_SLICE_SECONDS)
-    except TypeError:
-        return None  # orjson refuses integers past 64 bits; the ordinary path uses the stdlib's
-    return await asyncio.to_thread(index.normalised_json, exchange.method, exchange.path, exchange.query,
-                                   value, canonical, redactor=redactor)
 
 
 class CassetteBackend:
@@ -223,37 +198,24 @@ class CassetteBackend:
             if failed is not None and failed[0] == identity:
                 raise CFError(ErrorKind.NO_CASSETTE_MATCH, detail=failed[1])
             try:
-                index = await asyncio.to_thread(self._build_index, name)
+                # Read and indexed on threads; long lines parsed and normalised in slices.
+                loaded, index = await load_index(
+                    self.store, name, volatile=frozenset(self.settings.ignore_fields),
+                    redactor=self.redactor(), parse_json=self.parse_json)
             except (InvalidCassetteName, ValueError) as exc:  # CassetteFormatError, CassetteTooLarge
                 self._failed[name] = (identity, str(exc))
                 raise CFError(ErrorKind.NO_CASSETTE_MATCH, detail=str(exc)) from None
             except FileNotFoundError:
                 self._indexes.pop(name, None)
                 return None
+            # The index keeps the identity it was read at, so a later change of the file is noticed.
+            self._indexes[name] = (loaded, index)
             self._failed.pop(name, None)
             self._checked[name] = time.monotonic()
         # A cassette of thousands of interactions is hundreds of thousands of long-lived objects:
         # left to the collector, every full collection walks them all (0.35 s pauses with 10,000
         # interactions). Frozen, they are skipped; they are still freed by reference counting.
         gc.freeze()
-        return index
-
-    def _build_index(self, name: str) -> CassetteIndex:
-        """Load the file and index it (on a worker thread): the index keeps the identity it was
-        built from, so a later change of the file is noticed."""
-        identity = self.store.identity(name)
-        cassette = self.store.load(name)
-        cached = self._indexes.get(name)
-        if cached is not None and cached[0] == identity:
-            return cached[1]
-        # The store shares its cached object; the index appends to its own copy in replay-or-record.
-        index = CassetteIndex(
-            cassette.model_copy(deep=True),
-            volatile=frozenset(self.settings.ignore_fields),
-            redactor=self.redactor(),
-        )
-        assert identity is not None
-        self._indexes[name] = (identity, index)
         return index
 
     async def _replay(self, exchange: Exchange, name: str, *, required: bool) -> Outcome | None:
@@ -296,19 +258,26 @@ class CassetteBackend:
     def _recorder(self, exchange: Exchange, name: str) -> Finished:
         async def finished(status: int, headers: Mapping[str, str], body: bytes,
                            events: list[SSEEvent] | None, cut: StreamBreak | None) -> None:
-            # The redaction walk grows with the bodies: on a worker thread when they are large.
+            # A large JSON request body is parsed, and its cassette line serialised, in slices on the
+            # loop (large_bodies.py); the redaction walk grows with the bodies: on a worker thread
+            # when they are large.
+            request_body = await read_large_body(exchange, self.parse_json)
             interaction = await off_loop(len(exchange.body) + len(body), self._interaction, exchange, status,
-                                         headers, body, events, cut)
-            await self._store(name, interaction)
+                                         headers, body, events, cut, request_body)
+            line = await line_in_slices(interaction) if request_body is not None else None
+            await self._store(name, interaction, line=line, large=request_body is not None)
 
         return finished
 
     def _interaction(self, exchange: Exchange, status: int, headers: Mapping[str, str], body: bytes,
-                     events: list[SSEEvent] | None, cut: StreamBreak | None) -> Interaction:
-        """The exchange as the cassette stores it, redacted."""
+                     events: list[SSEEvent] | None, cut: StreamBreak | None,
+                     request_body: Body | None = None) -> Interaction:
+        """The exchange as the cassette stores it, redacted; `request_body` is the request's body read
+        already (`read_large_body`)."""
         redactor = self.redactor(exchange)
         request = RecordedRequest.build(
-            exchange.method, exchange.path, exchange.query, exchange.headers.items(), exchange.body
+            exchange.method, exchange.path, exchange.query, exchange.headers.items(),
+            request_body if request_body is not None else exchange.body,
         )
         response = RecordedResponse.build(status, headers.items(), body, events=events, cut=cut)
         return Interaction(
@@ -317,33 +286,44 @@ class CassetteBackend:
             neurons=parse_neurons(headers.get("cf-ai-neurons")),
         )
 
-    async def _store(self, name: str, interaction: Interaction) -> None:
+    async def _store(self, name: str, interaction: Interaction, *, line: bytes | None = None,
+                     large: bool = False) -> None:
+        """Write an interaction (`line`: its cassette line, built already); `large`: its request
+        body is a large JSON document, normalised in slices for the live index."""
         # fsync takes milliseconds: keep it off the event loop.
-        before, after = await asyncio.to_thread(self._write, name, interaction)
+        before, after = await asyncio.to_thread(self._write, name, interaction, line)
         if self.replays:
-            self._remember(name, before, after, interaction)
+            await self._remember(name, before, after, interaction, large=large)
 
-    def _write(self, name: str, interaction: Interaction) -> tuple[Identity | None, Identity]:
+    def _write(self, name: str, interaction: Interaction, line: bytes | None
+               ) -> tuple[Identity | None, Identity]:
         with self._write_lock:
             if self.mode is Mode.RECORD and name not in self._fresh:
                 self._fresh.add(name)
                 before = self.store.identity(name)
-                self.store.save(Cassette(name=name, source="recorded", interactions=[interaction]))
+                self.store.save(Cassette(name=name, source="recorded", interactions=[interaction]),
+                                last_line=line)
                 after = self.store.identity(name)
                 assert after is not None
                 return before, after
-            return self.store.append(name, interaction)
+            return self.store.append(name, interaction, line=line)
 
-    def _remember(
-        self, name: str, before: Identity | None, after: Identity, interaction: Interaction
-    ) -> None:
+    async def _remember(self, name: str, before: Identity | None, after: Identity, interaction: Interaction,
+                        *, large: bool) -> None:
         # Keep the live index (and its replay cursors) instead of reading the file again, when the
         # file was exactly what the index was built from; otherwise the next replay reloads it.
         cached = self._indexes.get(name)
         if cached is None or cached[0] != before:
             return
-        cached[1].add(interaction)
-        self._indexes[name] = (after, cached[1])
+        index = cached[1]
+        normalised = None
+        if large:
+            normalised = await normalise_recorded_large(interaction.request, volatile=index.volatile,
+                                                        volatile_query=index.volatile_query)
+            if self._indexes.get(name) != (before, index):
+                return  # the file or the index changed meanwhile: the next replay reloads it
+        index.add(interaction, normalised)
+        self._indexes[name] = (after, index)
 
     # WebSocket sessions ------------------------------------------------------------------------
     async def session_recordings(self, exchange: Exchange) -> list[Interaction] | None:

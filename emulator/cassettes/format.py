@@ -88,6 +88,7 @@ import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qsl, unquote
@@ -247,8 +248,8 @@ class Body(_Model):
             try:
                 parsed = orjson.loads(data)
             except orjson.JSONDecodeError:
-                parsed = _UNPARSED
-            if parsed is not _UNPARSED and (not exact or orjson.dumps(parsed) == data):
+                parsed = UNPARSED
+            if parsed is not UNPARSED and (not exact or orjson.dumps(parsed) == data):
                 return cls(encoding="json", json=parsed)
             return cls(encoding="text", text=text)
         if is_text_type(content_type):
@@ -287,7 +288,7 @@ class Body(_Model):
         return b""
 
 
-_UNPARSED = object()
+UNPARSED = object()  # what stands for bytes that are not JSON (a body, a cassette line)
 _MEDIA_PREFIXES = ("image/", "audio/", "video/", "multipart/", "application/octet-stream")
 
 
@@ -425,14 +426,15 @@ class RecordedRequest(_Model):
         path: str,
         query: Mapping[str, str] | None,
         headers: Mapping[str, str] | Iterable[tuple[str, str]],
-        body: bytes,
+        body: bytes | Body,
         *,
         allow: Iterable[str] = REQUEST_HEADER_ALLOW,
     ) -> RecordedRequest:
         """Record an incoming request: path normalised, headers allow-listed, body parsed when JSON.
 
-        A query string left on `path` is moved into `query`. Redact the result (`Redactor.redact_request`)
-        before hashing or storing it.
+        A query string left on `path` is moved into `query`. `body` is the wire bytes, or the `Body`
+        `Body.from_request_bytes` gives them, read already (a large JSON body, parsed in slices).
+        Redact the result (`Redactor.redact_request`) before hashing or storing it.
         """
         merged = dict(parse_qsl(path.split("?", 1)[1], keep_blank_values=True)) if "?" in path else {}
         merged.update(query or {})
@@ -442,7 +444,7 @@ class RecordedRequest(_Model):
             path=normalise_path(path),
             query=merged,
             headers=kept,
-            body=Body.from_request_bytes(body, kept.get("content-type")),
+            body=body if isinstance(body, Body) else Body.from_request_bytes(body, kept.get("content-type")),
         )
 
     @field_validator("query", "headers")
@@ -582,9 +584,37 @@ def interaction_line(interaction: Interaction) -> bytes:
     return orjson.dumps(interaction.model_dump(mode="json", exclude_none=True, by_alias=True)) + b"\n"
 
 
-def dump_cassette_lines(cassette: Cassette) -> bytes:
-    """Version 2: the header line, then one line per interaction."""
-    return header_line(cassette) + b"".join(interaction_line(i) for i in cassette.interactions)
+def line_document(interaction: Interaction) -> dict[str, Any]:
+    """The document `interaction_line` serialises, for an interaction whose JSON bodies hold parsed
+    JSON (only dicts, lists, strings, numbers, booleans and None): each JSON body is put in as it is,
+    where `model_dump` would build a copy of it (~350 ms holding the GIL for an image of 5 million
+    numbers). A large body's line is then serialised in slices."""
+    request, response = interaction.request, interaction.response
+    # A body of JSON null is left out with the other nulls; the others' places are kept by a stand-in.
+    request_json = request.body.encoding == "json" and request.body.json_ is not None
+    response_json = (response.body is not None and response.body.encoding == "json"
+                     and response.body.json_ is not None)
+    if request_json:
+        request = request.model_copy(update={"body": request.body.model_copy(update={"json_": 0})})
+    if response_json:
+        assert response.body is not None
+        response = response.model_copy(update={"body": response.body.model_copy(update={"json_": 0})})
+    document = interaction.model_copy(update={"request": request, "response": response}).model_dump(
+        mode="json", exclude_none=True, by_alias=True)
+    if request_json:
+        document["request"]["body"]["json"] = interaction.request.body.json_
+    if response_json:
+        assert interaction.response.body is not None
+        document["response"]["body"]["json"] = interaction.response.body.json_
+    return document
+
+
+def dump_cassette_lines(cassette: Cassette, *, last_line: bytes | None = None) -> bytes:
+    """Version 2: the header line, then one line per interaction. `last_line` is the last
+    interaction's line when it is built already (`interaction_line`'s bytes, serialised in slices);
+    the lines are joined by `bytes.join`, which copies without the GIL past 1 MiB."""
+    lines = [interaction_line(i) for i in cassette.interactions[:-1 if last_line is not None else None]]
+    return b"".join([header_line(cassette), *lines, *([last_line] if last_line is not None else [])])
 
 
 def is_lines_format(head: bytes) -> bool:
@@ -608,24 +638,63 @@ def load_cassette(data: bytes | str, *, origin: str = "<cassette>") -> Cassette:
     return cassette
 
 
-def _load_lines(raw: bytes, origin: str) -> Cassette:
+@dataclass(frozen=True, slots=True)
+class LongLine:
+    """A line of a version-2 file that `read_lines` left unparsed: the caller parses it (in slices)
+    and puts its interaction (`long_line_interaction`) at `position` of the cassette's list."""
+
+    position: int
+    data: bytes
+    torn: bool  # after the file's last newline: kept only when it is a whole interaction
+
+
+def read_lines(raw: bytes, origin: str, *, long_line: int | None = None) -> tuple[Cassette, list[LongLine]]:
+    """A version-2 file's cassette; with `long_line`, the interaction lines of that many bytes or
+    more are left out of it and returned, in the file's order, for the caller to parse."""
     lines = raw.split(b"\n")
     torn = lines.pop()  # after the last newline: empty, or a line an interrupted append left
+    long: list[LongLine] = []
     try:
         header = orjson.loads(lines[0])
         if not isinstance(header, dict) or "interactions" in header:
             raise ValueError("the first line must be the cassette header, without interactions")
         cassette = Cassette.model_validate(header)
-        cassette.interactions = [
-            Interaction.model_validate_json(line) for line in lines[1:] if line.strip()
-        ]
+        interactions: list[Interaction] = []
+        for line in lines[1:]:
+            if long_line is not None and len(line) >= long_line:
+                long.append(LongLine(len(interactions) + len(long), line, torn=False))
+            elif line.strip():
+                interactions.append(Interaction.model_validate_json(line))
+        cassette.interactions = interactions
     except ValueError as exc:
         raise CassetteFormatError(f"{origin}: not a valid cassette: {_short_error(exc)}") from None
-    if torn.strip():
+    if long_line is not None and len(torn) >= long_line:
+        long.append(LongLine(len(interactions) + len(long), torn, torn=True))
+    elif torn.strip():
         # A complete last line whose newline was not written yet still counts; a torn one does not.
         with contextlib.suppress(ValueError):
             cassette.interactions.append(Interaction.model_validate_json(torn))
-    return cassette
+    return cassette, long
+
+
+def long_line_interaction(line: LongLine, document: Any, origin: str) -> Interaction | None:
+    """The interaction of a long line whose parsed JSON is `document` (`UNPARSED` when it is not
+    JSON): what `Interaction.model_validate_json` gives the line, or its error. None for a torn last
+    line that is no whole interaction. A document that is not an interaction is validated again
+    from the line, so the error reads as it does for any line."""
+    try:
+        if document is not UNPARSED:
+            with contextlib.suppress(ValueError):
+                return Interaction.model_validate(document)
+        return Interaction.model_validate_json(line.data)
+    except ValueError as exc:
+        if line.torn:
+            return None
+        raise CassetteFormatError(f"{origin}: not a valid cassette: {_short_error(exc)}") from None
+
+
+def _load_lines(raw: bytes, origin: str) -> Cassette:
+    return read_lines(raw, origin)[0]
 
 
 def _short_error(exc: ValueError) -> str:

@@ -460,7 +460,10 @@ class CassetteIndex:
         volatile: frozenset[str] = frozenset(),
         volatile_query: frozenset[str] = frozenset(),
         redactor: Redactor | None = None,
+        normalised: Mapping[int, NormalisedRequest] | None = None,
     ) -> None:
+        """`normalised`: the recorded requests at these positions of the cassette, normalised
+        already (`normalise_recorded`'s result, built in slices for a large body)."""
         self.cassette = cassette
         self.volatile = frozenset(volatile)
         self.volatile_query = frozenset(volatile_query)
@@ -470,25 +473,27 @@ class CassetteIndex:
         self._normalised: list[NormalisedRequest] = []
         self._played: set[int] = set()
         self._lock = threading.Lock()
-        for interaction in cassette.interactions:
-            self._index(interaction)
+        for position, interaction in enumerate(cassette.interactions):
+            self._index(interaction, (normalised or {}).get(position))
 
-    def _index(self, interaction: Interaction) -> None:
-        norm = normalise_recorded(
-            interaction.request, volatile=self.volatile, volatile_query=self.volatile_query
-        )
+    def _index(self, interaction: Interaction, norm: NormalisedRequest | None = None) -> None:
+        if norm is None:
+            norm = normalise_recorded(
+                interaction.request, volatile=self.volatile, volatile_query=self.volatile_query
+            )
         self._by_key.setdefault(norm.key, []).append(len(self._normalised))
         self._normalised.append(norm)
 
     def __len__(self) -> int:
         return len(self._normalised)
 
-    def add(self, interaction: Interaction) -> None:
-        """Index an interaction appended to the cassette after construction (replay-or-record mode)."""
+    def add(self, interaction: Interaction, normalised: NormalisedRequest | None = None) -> None:
+        """Index an interaction appended to the cassette after construction (replay-or-record mode);
+        `normalised`: its request normalised already, as for the constructor."""
         with self._lock:
             if len(self.cassette.interactions) == len(self._normalised):
                 self.cassette.interactions.append(interaction)
-            self._index(interaction)
+            self._index(interaction, normalised)
 
     def normalise(
         self,

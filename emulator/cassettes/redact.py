@@ -23,6 +23,7 @@ entirely. Replay applies the same `Redactor` to incoming requests, so redacted r
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -99,6 +100,7 @@ _NAMED_VALUE = re.compile(
 # redacts every string of every incoming request, and most prompts have none.
 _MAYBE_CREDENTIAL = re.compile(r"[@:=/]|[0-9a-f]{37}|(?i:bearer)")
 _REMEMBERED_PATHS = 4096
+_KEPT = frozenset({int, float, bool, type(None)})  # JSON values redaction leaves alone
 _NONE = object()
 
 
@@ -144,11 +146,20 @@ class Redactor:
         return _EMAIL.sub(REDACTED_EMAIL, s)
 
     def redact_json(self, obj: Any) -> Any:
-        """A deep copy of a JSON value with strings redacted and credential-named string fields replaced."""
+        """A deep copy of a JSON value with strings redacted and credential-named string fields
+        replaced (a list of numbers, booleans and nulls that the server's sliced parser built is
+        shared, not copied)."""
         if isinstance(obj, str):
             return self.redact_text(obj)
         if isinstance(obj, list):
-            return [self.redact_json(v) for v in obj]
+            if not gc.is_tracked(obj) and all(type(v) in _KEPT for v in obj):
+                # The server's sliced parser hides every container it builds from the cycle collector
+                # (server/dense_json.py). One holding only numbers, booleans and nulls has nothing to
+                # redact, so an image sent as 5 million numbers is shared, where a copy would be
+                # walked by every collection of its generation; strings, lists and objects are walked.
+                return obj
+            # Numbers, booleans and nulls are kept as they are, without a call each.
+            return [v if type(v) in _KEPT else self.redact_json(v) for v in obj]
         if isinstance(obj, dict):
             out: dict[str, Any] = {}
             for key, value in obj.items():

@@ -96,26 +96,35 @@ class CassetteStore:
                 f"cassette {name!r} is a symlink that leads out of the cassette directory; refused"
             ) from None
 
-    def load(self, name: str) -> Cassette:
-        """Load a cassette, reusing the cached copy while the file's inode, mtime and size are unchanged.
-
-        Refuses a file over `max_bytes` (CassetteTooLarge) without reading it. The cached object is
-        shared between callers; copy it before mutating.
-        """
+    def read(self, name: str) -> tuple[Identity, bytes]:
+        """The cassette file's identity and bytes. Refuses a file over `max_bytes` (CassetteTooLarge)
+        without reading it, and a symlink that leads out of the directory (InvalidCassetteName)."""
         path = self.path(name)
         identity = self.identity(name)
         if identity is None:
             raise FileNotFoundError(str(path))
-        with self._cache_lock:
-            cached = self._cache.get(name)
-            if cached and cached[0] == identity:
-                return cached[1]
         if identity[2] > self.max_bytes:
             raise CassetteTooLarge(
                 f"{path}: {identity[2]:,} bytes is over the {self.max_bytes:,}-byte cassette limit "
                 "(--max-cassette-bytes); refused without reading it"
             )
-        cassette = load_cassette(path.read_bytes(), origin=str(path))
+        return identity, path.read_bytes()
+
+    def load(self, name: str) -> Cassette:
+        """Load a cassette, reusing the cached copy while the file's inode, mtime and size are unchanged.
+
+        Checks the file as `read` does. The cached object is shared between callers; copy it before
+        mutating.
+        """
+        path = self.path(name)
+        identity = self.identity(name)
+        if identity is not None:
+            with self._cache_lock:
+                cached = self._cache.get(name)
+                if cached and cached[0] == identity:
+                    return cached[1]
+        identity, data = self.read(name)
+        cassette = load_cassette(data, origin=str(path))
         with self._cache_lock:
             self._cache[name] = (identity, cassette)
         return cassette
@@ -130,35 +139,40 @@ class CassetteStore:
             if p.is_file() and not p.name.startswith(".")
         )
 
-    def save(self, cassette: Cassette) -> Path:
-        """Write a whole cassette atomically (under the cassette's lock), replacing any existing file."""
+    def save(self, cassette: Cassette, *, last_line: bytes | None = None) -> Path:
+        """Write a whole cassette atomically (under the cassette's lock), replacing any existing file.
+        `last_line`: the last interaction's line, built already (`interaction_line`'s bytes)."""
         with self._locked(cassette.name):
-            return self._write(cassette)
+            return self._write(cassette, last_line)
 
     def append(
-        self, name: str, interaction: Interaction, *, source: str | None = "recorded"
+        self, name: str, interaction: Interaction, *, source: str | None = "recorded",
+        line: bytes | None = None,
     ) -> tuple[Identity | None, Identity]:
         """Append one interaction, creating the cassette if needed; returns the file's identity just
         before and just after this append (equal `before` to what a reader loaded means the reader
         can add the interaction itself instead of reading the file again).
 
         A version-2 file gets one line appended (other writers' lines, under the same lock, are
-        kept). A version-1 file is rewritten once as version 2 with the new interaction.
+        kept). A version-1 file is rewritten once as version 2 with the new interaction. `line` is the
+        interaction's line when it is built already (`interaction_line`'s bytes, serialised in slices
+        for a large body).
         """
+        line = line if line is not None else interaction_line(interaction)
         with self._locked(name):
             path = self.path(name)
             before = self.identity(name)
             if before is None:
-                self._write(Cassette(name=name, source=source, interactions=[interaction]))
+                self._write(Cassette(name=name, source=source, interactions=[interaction]), line)
             else:
                 with open(path, "rb") as fh:
                     head = fh.read(4096)
                 if is_lines_format(head):
-                    self._append_line(path, interaction_line(interaction))
+                    self._append_line(path, line)
                 else:
                     cassette = load_cassette(path.read_bytes(), origin=str(path))
                     cassette.interactions.append(interaction)
-                    self._write(cassette)
+                    self._write(cassette, line)
             after = _identity(path.stat())
             with self._cache_lock:
                 cached = self._cache.get(name)
@@ -176,7 +190,10 @@ class CassetteStore:
                 # A writer killed mid-append left a torn last line: cut it off before appending.
                 os.ftruncate(fd, _after_last_newline(fd, size))
             os.lseek(fd, 0, os.SEEK_END)
-            os.write(fd, line)
+            written = 0
+            with memoryview(line) as view:
+                while written < len(line):  # a write may take part of a long line
+                    written += os.write(fd, view[written:])
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -193,10 +210,10 @@ class CassetteStore:
             # Closing the descriptor releases the flock.
             os.close(fd)
 
-    def _write(self, cassette: Cassette) -> Path:
+    def _write(self, cassette: Cassette, last_line: bytes | None = None) -> Path:
         path = self.path(cassette.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = dump_cassette_lines(cassette)
+        data = dump_cassette_lines(cassette, last_line=last_line)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             # mkstemp creates 0600 files; cassettes are meant to be shared and committed.
@@ -216,9 +233,8 @@ class CassetteStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        stat = path.stat()
-        with self._cache_lock:
-            self._cache[cassette.name] = (_identity(stat), cassette)
+        # Not kept in the cache: a recording run never loads what it writes, and would keep every
+        # recorded body in memory (an 18 MB image a call, its lists walked by each full collection).
         return path
 
 

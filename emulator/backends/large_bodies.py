@@ -1,0 +1,155 @@
+"""Cassette work on JSON bodies of INCREMENTAL_JSON_BYTES (1 MiB) or more, without holding the event loop.
+
+orjson's one `loads` or `dumps` of such a body, and pydantic's parse or copy of it, hold the GIL for
+their whole call (60-430 ms for 20 MB), on a worker thread too. Each of those steps is done another
+way here: the body is parsed by the server's sliced parser (`inputs.parse_json_body`, handed to the
+backend by `backends/factory.backend_for`, as `backends` may not import `server`), walked (redaction,
+volatile fields, validation) on a worker thread, where Python code hands the GIL back every 5 ms, and
+serialised a slice at a time on the loop (`fakes/seed.dumps_in_slices`); joins, hashes and file
+writes run on threads, which let go of the GIL for them. Each function gives what the ordinary path
+gives, byte for byte (tests/test_large_body_normalisation.py, tests/test_large_body_records.py):
+
+- replay: `normalise_large_json`, an incoming request's match key;
+- record: `read_large_body`, the request body as the cassette stores it, and `line_in_slices`, its
+  cassette line;
+- loading: `load_index`, a cassette whose long lines are parsed and their requests normalised so
+  (`normalise_recorded_large`, also used when replay-or-record adds what it recorded).
+
+A body these do not take (not JSON, a non-JSON Content-Type, one orjson cannot serialise) goes the
+ordinary way, whole, on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from emulator.backends.upstream import Exchange
+from emulator.cassettes import Body, Cassette, CassetteIndex, Interaction, NormalisedRequest, RecordedRequest
+from emulator.cassettes.format import (
+    REQUEST_HEADER_ALLOW,
+    UNPARSED,
+    filter_headers,
+    is_json_type,
+    is_lines_format,
+    line_document,
+    load_cassette,
+    long_line_interaction,
+    read_lines,
+)
+from emulator.cassettes.match import normalised_json, strip_volatile
+from emulator.cassettes.redact import Redactor
+from emulator.cassettes.store import CassetteStore, Identity
+from emulator.errors import CFError
+from emulator.fakes.seed import dumps_in_slices, dumps_joined
+from emulator.limits import INCREMENTAL_JSON_BYTES, LOOP_SLICE_SECONDS
+
+# Parses a large JSON body in slices on the event loop (the server's `parse_json_body`); raises
+# CFError when the body is not JSON it takes.
+JsonParser = Callable[[bytes], Awaitable[Any]]
+
+
+async def normalise_large_json(index: CassetteIndex, exchange: Exchange, redactor: Redactor,
+                               parse_json: JsonParser | None) -> NormalisedRequest | None:
+    """The request `index.normalise` gives for a JSON body of INCREMENTAL_JSON_BYTES or more: parsed
+    in slices on the loop (`parse_json`), redacted and stripped on a thread, dumped with sorted keys
+    in slices on the loop, joined and hashed on a thread. None when the body is not such a body (or
+    holds integers past 64 bits): the caller normalises it whole."""
+    body = exchange.body
+    if parse_json is None or len(body) < INCREMENTAL_JSON_BYTES or not is_json_type(exchange.content_type):
+        return None
+    try:
+        parsed = await parse_json(body)
+    except CFError:
+        return None  # not JSON: compared as bytes, by the ordinary path
+    value = await asyncio.to_thread(index.prepare_json, parsed, redactor=redactor)
+    try:
+        canonical = await dumps_joined(value, orjson.OPT_SORT_KEYS, slice_seconds=LOOP_SLICE_SECONDS)
+    except TypeError:
+        return None  # orjson refuses integers past 64 bits; the ordinary path uses the stdlib's
+    return await asyncio.to_thread(index.normalised_json, exchange.method, exchange.path, exchange.query,
+                                   value, canonical, redactor=redactor)
+
+
+async def normalise_recorded_large(request: RecordedRequest, *, volatile: frozenset[str],
+                                   volatile_query: frozenset[str]) -> NormalisedRequest | None:
+    """What `normalise_recorded` gives a stored request with a large JSON body (stored redacted, so
+    only its volatile fields are taken out, on a thread), its sorted-key dump built in slices. None
+    for another body, or one orjson cannot dump: the caller normalises it whole."""
+    if request.body.encoding != "json":
+        return None
+    value = request.body.json_
+    if volatile:
+        value = await asyncio.to_thread(strip_volatile, value, volatile)
+    try:
+        canonical = await dumps_joined(value, orjson.OPT_SORT_KEYS, slice_seconds=LOOP_SLICE_SECONDS)
+    except TypeError:
+        return None
+    return await asyncio.to_thread(normalised_json, request.method, request.path, request.query, value,
+                                   canonical, volatile_query=volatile_query)
+
+
+async def read_large_body(exchange: Exchange, parse_json: JsonParser | None) -> Body | None:
+    """The request body as `Body.from_request_bytes` reads it, for a body of INCREMENTAL_JSON_BYTES or
+    more with a JSON Content-Type: parsed in slices. None for another body (the caller reads it whole)."""
+    content_type = filter_headers(exchange.headers.items(), REQUEST_HEADER_ALLOW).get("content-type")
+    if parse_json is None or len(exchange.body) < INCREMENTAL_JSON_BYTES or not is_json_type(content_type):
+        return None
+    try:
+        return Body.from_json(await parse_json(exchange.body))
+    except CFError:
+        return None  # not JSON: the ordinary path stores it as text or base64
+
+
+async def line_in_slices(interaction: Interaction) -> bytes | None:
+    """`interaction_line(interaction)`, byte for byte, for an interaction whose JSON bodies were
+    parsed (`format.line_document`): serialised a slice at a time on the loop, joined on a thread.
+    None when orjson refuses the document: the ordinary path then serialises it (or says why not)."""
+    document = await asyncio.to_thread(line_document, interaction)
+    try:
+        pieces = [piece async for piece in dumps_in_slices(document, 0, slice_seconds=LOOP_SLICE_SECONDS)]
+    except TypeError:
+        return None
+    pieces.append(b"\n")
+    return await asyncio.to_thread(b"".join, pieces)
+
+
+def _index_whole(raw: bytes, origin: str, volatile: frozenset[str], redactor: Redactor) -> CassetteIndex:
+    return CassetteIndex(load_cassette(raw, origin=origin), volatile=volatile, redactor=redactor)
+
+
+async def load_index(store: CassetteStore, name: str, *, volatile: frozenset[str], redactor: Redactor,
+                     parse_json: JsonParser | None) -> tuple[Identity, CassetteIndex]:
+    """A cassette's file read and indexed for replay, and the identity it was read at. A file of
+    short lines is read, parsed and indexed on a worker thread, in one go. In a version-2 file, each
+    line of INCREMENTAL_JSON_BYTES or more (pydantic's one parse of a 20 MB line holds the GIL for
+    ~400 ms) is parsed by `parse_json` in slices and validated on a thread, and its request
+    normalised in slices (`normalise_recorded_large`). Raises what `CassetteStore.read` and
+    `load_cassette` raise."""
+    identity, raw = await asyncio.to_thread(store.read, name)
+    origin = str(store.path(name))
+    if parse_json is None or len(raw) < INCREMENTAL_JSON_BYTES or not is_lines_format(raw[:4096]):
+        return identity, await asyncio.to_thread(_index_whole, raw, origin, volatile, redactor)
+    cassette: Cassette
+    cassette, long_lines = await asyncio.to_thread(read_lines, raw, origin, long_line=INCREMENTAL_JSON_BYTES)
+    del raw
+    normalised: dict[int, NormalisedRequest] = {}
+    for line in long_lines:
+        try:
+            document = await parse_json(line.data)
+        except CFError:
+            document = UNPARSED  # validated from the line, for the error every invalid line gets
+        interaction = await asyncio.to_thread(long_line_interaction, line, document, origin)
+        if interaction is None:
+            continue  # a torn last line
+        cassette.interactions.insert(line.position, interaction)
+        found = await normalise_recorded_large(interaction.request, volatile=volatile,
+                                               volatile_query=frozenset())
+        if found is not None:
+            normalised[line.position] = found
+    index = await asyncio.to_thread(lambda: CassetteIndex(cassette, volatile=volatile, redactor=redactor,
+                                                          normalised=normalised))
+    return identity, index
