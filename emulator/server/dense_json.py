@@ -199,17 +199,12 @@ class _Reader:
         after_comma = False
         while True:
             await self.tick()
-            cut = cuts.cheap(raw, position)
-            if cut is not None:
-                try:
-                    parsed, nested = self.piece(raw[position:cut], level, (b"[", b"]"), True)
-                except Unsplittable:
-                    cuts.missed()
-                else:
-                    cuts.hit()
-                    await self.add(items, parsed, nested, cut - position)
-                    position, after_comma = cut + 1, True
-                    continue
+            cheap = self.cheap_piece(cuts, position, level, (b"[", b"]"))
+            if cheap is not None:
+                parsed, nested, cut = cheap
+                await self.add(items, parsed, nested, cut - position)
+                position, after_comma = cut + 1, True
+                continue
             run = _ITEMS.match(raw, position, position + PIECE_BYTES).end()  # type: ignore[union-attr]
             if run > position:
                 parsed, nested = self.piece(raw[position:run - 1], level, (b"[", b"]"), True)
@@ -230,6 +225,21 @@ class _Reader:
             if raw[end - 1] == ord("]"):
                 return items.done(), end
             position, after_comma = end, True
+
+    def cheap_piece(self, cuts: _Cuts, position: int, level: int, brackets: tuple[bytes, bytes]
+                    ) -> tuple[Any, bool, int] | None:
+        """The piece up to the cheap cut from `position` (its value, whether it nests, the cut), or
+        None when there is no such cut or orjson refuses the piece (the exact cut is looked for)."""
+        cut = cuts.cheap(self.raw, position)
+        if cut is None:
+            return None
+        try:
+            parsed, nested = self.piece(self.raw[position:cut], level, brackets, True)
+        except Unsplittable:
+            cuts.missed()
+            return None
+        cuts.hit()
+        return parsed, nested, cut
 
     async def add(self, items: _Items, parsed: list[Any], nested: bool, length: int) -> None:
         """Add a parsed piece of `length` bytes to `items`, its containers hidden from the collector."""
@@ -255,17 +265,12 @@ class _Reader:
         after_comma = False
         while True:
             await self.tick()
-            cut = cuts.cheap(raw, position)
-            if cut is not None:
-                try:
-                    parsed, nested = self.piece(raw[position:cut], level, (b"{", b"}"), True)
-                except Unsplittable:
-                    cuts.missed()
-                else:
-                    cuts.hit()
-                    await self.update(members, parsed, nested)
-                    position, after_comma = cut + 1, True
-                    continue
+            cheap = self.cheap_piece(cuts, position, level, (b"{", b"}"))
+            if cheap is not None:
+                parsed, nested, cut = cheap
+                await self.update(members, parsed, nested)
+                position, after_comma = cut + 1, True
+                continue
             run = _MEMBERS.match(raw, position, position + PIECE_BYTES).end()  # type: ignore[union-attr]
             if run > position:
                 await self.update(members, *self.piece(raw[position:run - 1], level, (b"{", b"}"), True))
