@@ -12,10 +12,10 @@ V = TypeVar("V")
 
 
 class SizedLRU(Generic[K, V]):
-    """With `second_use`, `admits` says yes to a key only the second time it is asked about while the
-    last `max_entries` first-time keys are remembered (their hashes only), like nginx's
-    `proxy_cache_min_uses 2` or TinyLFU's doorkeeper: under load where no request repeats, nothing is
-    built, stored or evicted, and a request that does repeat is kept from its second time on."""
+    """With `second_use`, `admits` says yes to every key while the map has room, and once it is full
+    only to a key asked about a second time while the last `max_entries` first-time keys are
+    remembered (their hashes only), like TinyLFU's doorkeeper: under load where no request repeats,
+    a full map builds, stores and evicts nothing, and a request that does repeat is still kept."""
 
     def __init__(self, *, max_entries: int, max_bytes: int, second_use: bool = False) -> None:
         self.max_entries = max_entries
@@ -27,7 +27,7 @@ class SizedLRU(Generic[K, V]):
 
     def admits(self, key: Hashable) -> bool:
         """Whether a value for `key` is worth building and `put`ting now."""
-        if not self._second_use:
+        if not self._second_use or (len(self._items) < self.max_entries and self.bytes < self.max_bytes):
             return True
         seen = self._seen_once
         digest = hash(key)

@@ -43,16 +43,16 @@ async def test_a_repeated_request_gets_the_same_wire_answer_and_is_charged_again
     emulator: Emulator, path: str, body: dict
 ) -> None:
     url = f"{emulator.ai}/{path}"
-    answers = [await emulator.session.post(url, json=body, headers=AUTH) for _ in range(4)]
+    answers = [await emulator.session.post(url, json=body, headers=AUTH) for _ in range(3)]
     first, *again = [await _answer(r) for r in answers]
     assert first[0] == 200
     assert all(a == first for a in again)
-    assert _cache(emulator).hits == 2  # the first call is noted, the second kept, the last two reuse it
+    assert _cache(emulator).hits == 2
     ids = {r.headers["cf-ai-req-id"] for r in answers}
-    assert len(ids) == 4  # a fresh request id on every answer
+    assert len(ids) == 3  # a fresh request id on every answer
     usage = emulator.state.ledger.usage(account=ACCOUNT)
-    assert usage.requests == 4
-    assert usage.neurons == pytest.approx(4 * float(first[1]["cf-ai-neurons"]))
+    assert usage.requests == 3
+    assert usage.neurons == pytest.approx(3 * float(first[1]["cf-ai-neurons"]))
     log = emulator.state.request_log
     assert log is not None
     entries = log.select()
@@ -72,8 +72,7 @@ async def test_the_free_wall_still_refuses_a_cached_answer(make_emulator: Server
         if resp.status == 429:
             break
     assert statuses[-1] == 429 and set(statuses[:-1]) == {200}
-    # From the third call on (the first noted, the second kept), the refused call too was found, then refused.
-    assert _cache(emulator).hits == len(statuses) - 2
+    assert _cache(emulator).hits == len(statuses) - 1  # the refused call too was found, then refused
 
 
 async def test_stubs_and_faults_bypass_the_cache(emulator: Emulator) -> None:
@@ -94,42 +93,18 @@ async def test_stubs_and_faults_bypass_the_cache(emulator: Emulator) -> None:
 async def test_different_bytes_are_different_requests(emulator: Emulator) -> None:
     a = await (await emulator.run(LLAMA, {"prompt": "one"})).json()
     b = await (await emulator.run(LLAMA, {"prompt": "two"})).json()
-    for _ in range(2):  # each kept on its second use, neither answered with the other's bytes
-        assert await (await emulator.run(LLAMA, {"prompt": "one"})).json() == a
-        assert await (await emulator.run(LLAMA, {"prompt": "two"})).json() == b
-    assert _cache(emulator).hits == 2
+    assert a != b
+    assert _cache(emulator).hits == 0
     assert len(_cache(emulator)) == 2
 
 
 async def test_a_mode_switch_starts_a_new_cache(make_emulator: ServerFactory) -> None:
     emulator = await make_emulator()
-    for _ in range(2):  # kept on its second use
-        await (await emulator.run(LLAMA, {"prompt": "kept"})).read()
+    await (await emulator.run(LLAMA, {"prompt": "kept"})).read()
     assert len(_cache(emulator)) == 1
     async with emulator.session.post(f"{emulator.base}/__emulator__/mode", json={"mode": "mock"}) as r:
         assert r.status == 200
     assert len(_cache(emulator)) == 0
-
-
-def test_a_key_is_kept_on_its_second_use_only() -> None:
-    cache = AnswerCache(max_entries=4, max_bytes=10_000)
-    model = object()
-
-    def offer(i: int) -> None:
-        cache.remember(("POST", f"/p{i}", "", "", b""), web.Response(body=b"y"), model=model,  # type: ignore[arg-type]
-                       surface="native", neurons=1.0, estimated=False, token=model)
-
-    for i in range(4):
-        offer(i)
-    assert len(cache) == 0  # noted, not built
-    offer(0)
-    assert len(cache) == 1
-    for i in range(4, 9):
-        offer(i)  # five more first uses push /p1's note out of the last four remembered
-    offer(1)
-    assert len(cache) == 1
-    offer(1)
-    assert len(cache) == 2
 
 
 def test_the_cache_is_bounded() -> None:
@@ -137,11 +112,10 @@ def test_the_cache_is_bounded() -> None:
     model = object()
     for i in range(10):
         key = ("POST", f"/p{i}", "application/json", "", b"x" * 100)
-        for _ in range(2):  # kept on its second use
-            cache.remember(key, web.Response(body=b"y" * 1000), model=model,  # type: ignore[arg-type]
-                           surface="native", neurons=1.0, estimated=False, token=model)
+        cache.remember(key, web.Response(body=b"y" * 1000), model=model,  # type: ignore[arg-type]
+                       surface="native", neurons=1.0, estimated=False, token=model)
     assert len(cache) == 3
-    for _ in range(2):
+    for _ in range(2):  # the cache is full: a new key is kept on its second use
         cache.remember(("POST", "/big", "", "", b""), web.Response(body=b"z" * 9_500),
                        model=model, surface="native", neurons=1.0, estimated=False,  # type: ignore[arg-type]
                        token=model)
@@ -152,7 +126,7 @@ def test_the_cache_is_bounded() -> None:
 
 
 async def test_health_reports_the_cache(emulator: Emulator) -> None:
-    for _ in range(4):
+    for _ in range(3):
         await (await emulator.run(LLAMA, {"prompt": "counted"})).read()
     async with emulator.session.get(f"{emulator.base}/__emulator__/health") as r:
         assert (await r.json())["answer_cache"] == {"answers": 1, "reused": 2}
@@ -166,8 +140,7 @@ async def test_credentials_are_checked_before_the_cache(make_emulator: ServerFac
     refused = await emulator.run(LLAMA, {"prompt": "secret"}, headers={"Authorization": "Bearer wrong"})
     assert refused.status in (401, 403) and (await refused.json())["success"] is False
     assert _cache(emulator).hits == 0
-    for _ in range(2):
-        assert (await emulator.run(LLAMA, {"prompt": "secret"}, headers=good)).status == 200
+    assert (await emulator.run(LLAMA, {"prompt": "secret"}, headers=good)).status == 200
     assert _cache(emulator).hits == 1
 
 
@@ -176,3 +149,22 @@ async def test_streams_are_not_kept(emulator: Emulator) -> None:
         resp = await emulator.run(LLAMA, {"prompt": "flowing", "stream": True})
         assert resp.status == 200 and (await resp.text()).endswith("data: [DONE]\n\n")
     assert _cache(emulator).hits == 0 and len(_cache(emulator)) == 0
+
+
+def test_a_full_cache_keeps_a_new_key_on_its_second_use_only() -> None:
+    cache = AnswerCache(max_entries=4, max_bytes=10_000)
+    model = object()
+
+    def offer(i: int) -> None:
+        cache.remember(("POST", f"/p{i}", "", "", b""), web.Response(body=b"y"), model=model,  # type: ignore[arg-type]
+                       surface="native", neurons=1.0, estimated=False, token=model)
+
+    for i in range(4):
+        offer(i)
+    assert len(cache) == 4  # room: kept on first use
+    offer(4)
+    assert cache.get(("POST", "/p4", "", "", b""), model) is None  # full: noted, not built
+    assert cache.get(("POST", "/p0", "", "", b""), model) is not None  # and nothing evicted
+    offer(4)
+    assert cache.get(("POST", "/p4", "", "", b""), model) is not None  # its second use
+    assert len(cache) == 4  # the least recently used went

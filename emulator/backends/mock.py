@@ -92,7 +92,8 @@ class MockBackend:
     def __init__(self, *, seed: int = 0, quirks: dict[str, bool] | None = None) -> None:
         self.seed = seed
         self.quirks = quirks or {}
-        # Kept from a seed's second use: varied calls (most of a test suite's) build and evict nothing.
+        # Once full, kept from a seed's second use: varied calls (most of a test suite's) build and evict
+        # nothing.
         self._cache: SizedLRU[CacheKey, Outcome] = SizedLRU(max_entries=CACHE_SIZE, max_bytes=CACHE_BYTES,
                                                             second_use=True)
 

@@ -2,11 +2,11 @@
 
 A mock answer is a pure function of the request (method, path and query, content type, `Accept`,
 body) and the server's settings, and so is a replayed one once its key's last recording is reached.
-A request is kept the second time it comes (a key seen once is only noted, so a load of requests that
-never repeat builds and evicts nothing), and from then on skips parsing, validation, matching, the
-fake and the rendering, and pays only for what must happen on every call: authentication, admission,
-the charge, the request-log entry and (for mock answers) a fresh `cf-ai-req-id`; a replayed answer
-keeps its recorded headers.
+A repeated request then skips parsing, validation, matching, the fake and the rendering, and pays
+only for what must happen on every call: authentication, admission, the charge, the request-log
+entry and (for mock answers) a fresh `cf-ai-req-id`; a replayed answer keeps its recorded headers.
+Once the cache is full, a new request is kept only the second time it comes (a key seen once is only
+noted), so a load of requests that never repeat builds and evicts nothing.
 Only plain successes are kept: no stream, no stub, no fault, no batch. Each answer is kept with the
 backend's `answer_token()` of that moment and reused only while it is still the same object (a
 cassette file that changed gives a new index); switching mode starts a new cache.
@@ -83,7 +83,7 @@ class AnswerCache:
         if type(response) is not web.Response or response.status != 200:
             return  # a stream, or an error (errors may depend on the day's usage)
         if not self._answers.admits(key):
-            return  # the first time: noted only
+            return  # a full cache, and the first time: noted only
         body = response.get(UNSTAMPED, response.body)
         if not isinstance(body, bytes) or len(body) + len(key[4]) > MAX_ENTRY_BYTES:
             return
