@@ -361,7 +361,7 @@ def test_long_texts_cut_by_truncate_inputs_are_embedded_in_slices(base: str) -> 
     """bge-m3 with `truncate_inputs`: 100 different texts of 20,000 words (2 million token rows),
     embedded on a worker thread one text and 8,192 rows at a time, matched 16 KiB at a time
     (fakes/vectors.py, fakes/tokens.py), with the same bytes as in one step. The thread hands the
-    GIL over every millisecond (fakes/gil.GilTurns): one that kept it until the 5 ms switch interval
+    GIL over every millisecond (gil.GilTurns): one that kept it until the 5 ms switch interval
     made each of the loop's several takes of the GIL per answer wait that long (p99 of /health 21-27
     ms, 10-13 ms with the hand-overs; the maximum over a call is mostly the machine's scheduling,
     docs/reliability.md). Each run sends other words: the mock backend's cache would answer a

@@ -162,13 +162,13 @@ def test_a_text_repeated_in_a_batch_gets_the_row_it_gets_alone(distinct: list[st
 
 
 def test_gil_turns_sleep_on_a_worker_thread_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """fakes/gil.GilTurns lets go of the GIL (time.sleep(0)) once per turn on a thread without an event
+    """gil.GilTurns lets go of the GIL (time.sleep(0)) once per turn on a thread without an event
     loop, never on the loop's own thread, where a sleep would stall every request."""
     import asyncio
     import threading
     import time
 
-    from emulator.fakes import gil
+    from emulator import gil
 
     sleeps: list[float] = []
     monkeypatch.setattr(time, "sleep", sleeps.append)

@@ -22,6 +22,7 @@ from emulator.backends import large_bodies
 from emulator.backends.large_bodies import normalise_large_json
 from emulator.backends.upstream import Exchange
 from emulator.cassettes import Cassette, CassetteIndex, Redactor
+from emulator.cassettes import format as cassette_format
 from emulator.server import inputs
 from emulator.server.inputs import parse_json_body
 from tests.slicing import shrink_slices
@@ -39,6 +40,7 @@ def small_slices(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(large_bodies, "INCREMENTAL_JSON_BYTES", 1)
     monkeypatch.setattr(inputs, "INCREMENTAL_JSON_BYTES", 1)
     monkeypatch.setattr(inputs, "JSON_CHUNK_BYTES", 7)
+    monkeypatch.setattr(cassette_format, "_COPY_SLICE_BYTES", 5)
     shrink_slices(monkeypatch)
     yield
 

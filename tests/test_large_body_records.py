@@ -132,6 +132,21 @@ def test_long_lines_load_into_the_index_the_whole_path_builds(
     assert sliced._normalised == whole._normalised  # the match keys, canonical bodies, in order
 
 
+@given(lines=st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=6),
+       long_line=st.integers(1, 12), slice_bytes=st.integers(1, 8))
+def test_long_lines_are_split_off_as_one_split_does(lines: list[bytes], long_line: int,
+                                                    slice_bytes: int) -> None:
+    """`format._split_with_long_lines` copies long lines a slice at a time: the lines are
+    `raw.split(b"\\n")`'s, an empty last one (a file ending in its newline) included."""
+    from emulator.cassettes import format as cassette_format
+
+    raw = b"\n".join(lines)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cassette_format, "_COPY_SLICE_BYTES", slice_bytes)
+        for data in (raw, raw + b"\n"):
+            assert cassette_format._split_with_long_lines(data, long_line) == data.split(b"\n")
+
+
 @pytest.mark.parametrize("line", [
     b'{"request": {"method": "POST"',  # not JSON
     orjson.dumps({"request": {"method": "POST", "path": "/x"}, "response": {"status": 99999}}),

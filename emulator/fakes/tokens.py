@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.fakes.gil import GilTurns
+from emulator.gil import GilTurns
 
 
 class Family(enum.Enum):
@@ -107,7 +107,7 @@ TEMPLATES = {
 _PIECES = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\w\s]+|_+|\s+")
 # A text longer than this is matched a slice at a time: `re` holds the GIL for a whole `findall`
 # (~20 ms on 200,000 characters, ~0.5 ms on a slice), and the fakes run on worker threads beside
-# the event loop, which takes the GIL between slices (fakes/gil.GilTurns).
+# the event loop, which takes the GIL between slices (gil.GilTurns).
 SLICE_CHARS = 16_384
 SLICE_PIECES = 16_384  # pieces priced per step (one C-level sum, ~0.5 ms)
 

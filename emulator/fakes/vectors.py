@@ -9,9 +9,9 @@ from functools import cache
 
 import numpy as np
 
-from emulator.fakes.gil import GilTurns
 from emulator.fakes.seed import derive_seed, rng
 from emulator.fakes.tokens import findall_in_slices
+from emulator.gil import GilTurns
 
 # Token vectors live in a latent space of at most this many dimensions and are spread over the
 # requested size by repeating them under fixed permutations and sign flips. That map is orthogonal
