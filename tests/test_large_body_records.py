@@ -147,6 +147,15 @@ def test_long_lines_are_split_off_as_one_split_does(lines: list[bytes], long_lin
             assert cassette_format._split_with_long_lines(data, long_line) == data.split(b"\n")
 
 
+@pytest.mark.parametrize("size", [0, 1, 8, 9, 10, 17, 18, 100])
+def test_a_large_file_is_read_in_slices_as_one_read_does(tmp_path: Path, size: int) -> None:
+    """`CassetteStore.read` reads a file of READ_SLICE_BYTES or more a slice at a time (9 bytes
+    here, the `small_slices` fixture): the same bytes, sizes on and either side of a slice's edge."""
+    data = bytes(range(size))
+    (tmp_path / "t.json").write_bytes(data)
+    assert CassetteStore(tmp_path).read("t")[1] == data
+
+
 @pytest.mark.parametrize("line", [
     b'{"request": {"method": "POST"',  # not JSON
     orjson.dumps({"request": {"method": "POST", "path": "/x"}, "response": {"status": 99999}}),
