@@ -133,18 +133,21 @@ def test_long_lines_load_into_the_index_the_whole_path_builds(
 
 
 @given(lines=st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=6),
-       long_line=st.integers(1, 12), slice_bytes=st.integers(1, 8))
-def test_long_lines_are_split_off_as_one_split_does(lines: list[bytes], long_line: int,
-                                                    slice_bytes: int) -> None:
-    """`format._split_with_long_lines` copies long lines a slice at a time: the lines are
+       cuts=st.lists(st.integers(0, 200), max_size=6), copy_bytes=st.integers(1, 8), ended=st.booleans())
+def test_lines_split_from_slices_are_one_splits(lines: list[bytes], cuts: list[int], copy_bytes: int,
+                                                ended: bool) -> None:
+    """`format._split_slices` splits the file as read, in slices cut anywhere (a newline at a
+    slice's edge, empty slices), and copies each line a few bytes at a time: the lines are
     `raw.split(b"\\n")`'s, an empty last one (a file ending in its newline) included."""
     from emulator.cassettes import format as cassette_format
 
-    raw = b"\n".join(lines)
+    raw = b"\n".join(lines) + (b"\n" if ended else b"")
+    edges = sorted({min(cut, len(raw)) for cut in cuts})
+    slices = [raw[a:b] for a, b in zip([0, *edges], [*edges, len(raw)], strict=True)]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cassette_format, "_COPY_SLICE_BYTES", slice_bytes)
-        for data in (raw, raw + b"\n"):
-            assert cassette_format._split_with_long_lines(data, long_line) == data.split(b"\n")
+        patch.setattr(cassette_format, "_COPY_SLICE_BYTES", copy_bytes)
+        assert cassette_format._split_slices(slices) == raw.split(b"\n")
+    assert slices == []
 
 
 @pytest.mark.parametrize("size", [0, 1, 8, 9, 10, 17, 18, 100])
@@ -153,7 +156,10 @@ def test_a_large_file_is_read_in_slices_as_one_read_does(tmp_path: Path, size: i
     here, the `small_slices` fixture): the same bytes, sizes on and either side of a slice's edge."""
     data = bytes(range(size))
     (tmp_path / "t.json").write_bytes(data)
-    assert CassetteStore(tmp_path).read("t")[1] == data
+    store = CassetteStore(tmp_path)
+    assert store.read("t")[1] == data
+    slices = store.read_slices("t")[1]
+    assert b"".join(slices) == data and len(slices) == max(1, -(-size // 9))
 
 
 @pytest.mark.parametrize("line", [

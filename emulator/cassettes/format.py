@@ -649,10 +649,12 @@ class LongLine:
     torn: bool  # after the file's last newline: kept only when it is a whole interaction
 
 
-def read_lines(raw: bytes, origin: str, *, long_line: int | None = None) -> tuple[Cassette, list[LongLine]]:
-    """A version-2 file's cassette; with `long_line`, the interaction lines of that many bytes or
-    more are left out of it and returned, in the file's order, for the caller to parse."""
-    lines = raw.split(b"\n") if long_line is None else _split_with_long_lines(raw, long_line)
+def read_lines(raw: bytes | list[bytes], origin: str, *,
+               long_line: int | None = None) -> tuple[Cassette, list[LongLine]]:
+    """A version-2 file's cassette, from its bytes or the slices `CassetteStore.read_slices` read
+    (emptied as they are split); with `long_line`, the interaction lines of that many bytes or more
+    are left out of it and returned, in the file's order, for the caller to parse."""
+    lines = raw.split(b"\n") if isinstance(raw, bytes) else _split_slices(raw)
     torn = lines.pop()  # after the last newline: empty, or a line an interrupted append left
     long: list[LongLine] = []
     try:
@@ -678,34 +680,39 @@ def read_lines(raw: bytes, origin: str, *, long_line: int | None = None) -> tupl
     return cassette, long
 
 
-# A long line is copied out of the file's bytes this many bytes at a time (`_split_with_long_lines`).
+# A line is copied out of the file's slices at most this many bytes at a time (`_split_slices`).
 _COPY_SLICE_BYTES = 1 << 20
 
 
-def _split_with_long_lines(raw: bytes, long_line: int) -> list[bytes]:
-    """`raw.split(b"\\n")`, the lines of `long_line` bytes or more copied a slice at a time. One
-    split copies every line holding the GIL, on a worker thread too (90-170 ms for a cassette of three
-    20 MB lines, the event loop's thread waiting as long); a slice of 1 MiB holds it ~1 ms, the GIL
-    is handed over between slices (`gil.GilTurns`), and `bytes.join` copies the slices into the
-    line without it."""
+def _split_slices(slices: list[bytes]) -> list[bytes]:
+    """`b"".join(slices).split(b"\\n")` without the joined copy, emptying `slices` as it goes: each
+    line is copied out of its slices at most _COPY_SLICE_BYTES at a time, the copies of a line
+    joined (`bytes.join` copies without the GIL past 1 MiB), and the GIL handed over between them
+    (`gil.GilTurns`). One split of a 60 MB file held the GIL 90-170 ms on its worker thread, the event
+    loop's thread waiting as long, and freeing the file's bytes afterwards (a block that large is
+    unmapped) held the loop 30-60 ms more."""
     lines: list[bytes] = []
+    pieces: list[bytes] = []  # the current line's bytes so far
     turns = GilTurns()
-    start = 0
-    while True:
-        end = raw.find(b"\n", start)
-        stop = len(raw) if end < 0 else end
-        if stop - start < long_line:
-            lines.append(raw[start:stop])
-        else:
-            pieces = []
+    slices.reverse()
+    while slices:
+        data = slices.pop()
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            stop = len(data) if end < 0 else end
             for at in range(start, stop, _COPY_SLICE_BYTES):
-                pieces.append(raw[at:min(at + _COPY_SLICE_BYTES, stop)])
+                pieces.append(data[at:min(at + _COPY_SLICE_BYTES, stop)])
                 turns.tick()
+            if end < 0:
+                break
             lines.append(b"".join(pieces))
-        if end < 0:
-            return lines
-        start = end + 1
+            pieces = []
+            start = end + 1
+        del data
         turns.tick()
+    lines.append(b"".join(pieces))
+    return lines
 
 
 def long_line_interaction(line: LongLine, document: Any, origin: str) -> Interaction | None:

@@ -34,22 +34,18 @@ def _identity(stat: os.stat_result) -> Identity:
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
-def _read_in_slices(path: Path) -> bytes:
-    """`path.read_bytes()`, read a slice at a time and joined (`bytes.join` copies without the GIL),
-    the GIL handed over between slices (`gil.GilTurns`). One read of a fresh process's first 60 MB
-    cassette kept the GIL 30-50 ms, on its worker thread, and the event loop's thread waited as
-    long; a slice keeps it a few ms at most."""
+def _read_in_slices(path: Path) -> list[bytes]:
+    """`path.read_bytes()` as READ_SLICE_BYTES slices, the GIL handed over between them
+    (`gil.GilTurns`). One read of a fresh process's first 60 MB cassette kept the GIL 30-50 ms on
+    its worker thread, and the event loop's thread waited as long; a slice keeps it a few ms at
+    most. Joined, the slices are copied without the GIL (`bytes.join`, past 1 MiB)."""
     slices: list[bytes] = []
     turns = GilTurns()
     with path.open("rb", buffering=0) as file:
         while piece := file.read(READ_SLICE_BYTES):
             slices.append(piece)
             turns.tick()
-    data = b"".join(slices)
-    while slices:  # freed a few at a time too
-        del slices[-8:]
-        turns.tick()
-    return data
+    return slices
 
 
 class InvalidCassetteName(ValueError):
@@ -120,6 +116,12 @@ class CassetteStore:
     def read(self, name: str) -> tuple[Identity, bytes]:
         """The cassette file's identity and bytes. Refuses a file over `max_bytes` (CassetteTooLarge)
         without reading it, and a symlink that leads out of the directory (InvalidCassetteName)."""
+        identity, slices = self.read_slices(name)
+        return identity, b"".join(slices)
+
+    def read_slices(self, name: str) -> tuple[Identity, list[bytes]]:
+        """What `read` gives, the bytes as the slices they were read in (`_read_in_slices`) for a
+        file of READ_SLICE_BYTES or more."""
         path = self.path(name)
         identity = self.identity(name)
         if identity is None:
@@ -129,7 +131,7 @@ class CassetteStore:
                 f"{path}: {identity[2]:,} bytes is over the {self.max_bytes:,}-byte cassette limit "
                 "(--max-cassette-bytes); refused without reading it"
             )
-        return identity, _read_in_slices(path) if identity[2] >= READ_SLICE_BYTES else path.read_bytes()
+        return identity, _read_in_slices(path) if identity[2] >= READ_SLICE_BYTES else [path.read_bytes()]
 
     def load(self, name: str) -> Cassette:
         """Load a cassette, reusing the cached copy while the file's inode, mtime and size are unchanged.
