@@ -398,7 +398,9 @@ def upstream_base() -> Iterator[str]:
 # threads), mostly 10-70 ms in slices; the first replay after a start 200-490 ms before, 25-55 ms in
 # slices. 20 MB of 64-character strings, read a piece at a time too (server/dense_json.py): record
 # 24 ms (70-200 ms while the server read such a body in one orjson call); the first replay of the
-# cassette of three such recordings FIRST_REPLAY_FIGURES. Both held to the other images' bound.
+# cassette of three such recordings 72-194 ms before the file was read and split in slices and long
+# lists of strings redacted in batches, 20-80 ms after (docs/reliability.md). Both held to the
+# other images' bound.
 LARGE_CASSETTE_BODIES = {
     "strings": {"prompt": "hi", "notes": ["some words here " * 4] * 300_000},  # 20 MB
     "image": {"prompt": "hi", "image": [i % 256 for i in range(5_000_000)]},  # 18 MB
