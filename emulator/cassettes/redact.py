@@ -121,6 +121,7 @@ def _may_hold_credential(text: str) -> bool:
     marked = data.translate(_MARKS_AND_HEX)
     return b"@" in marked or _HEX_RUN in marked or b"bearer" in data.lower()
 
+
 # A list this long is redacted REDACT_BATCH_ITEMS items at a time, its strings looked at together
 # (`Redactor._leave_alone`): 300,000 strings one `redact_text` call each took 2.4 s of worker time
 # holding the GIL in 5 ms turns, and so kept every answer on the event loop's thread waiting.
