@@ -99,16 +99,30 @@ class CassetteStore:
     def read(self, name: str) -> tuple[Identity, bytes]:
         """The cassette file's identity and bytes. Refuses a file over `max_bytes` (CassetteTooLarge)
         without reading it, and a symlink that leads out of the directory (InvalidCassetteName)."""
+        identity, data, fd = self.read_open(name)
+        os.close(fd)
+        return identity, data
+
+    def read_open(self, name: str) -> tuple[Identity, bytes, int]:
+        """`read`, and a descriptor of the file read, for reading parts of it again (`os.pread`,
+        which copies without the GIL) until the caller closes it: the bytes at an offset below the
+        size read stay what was read, as writers only append (after cutting a torn last line) or
+        replace the file whole, which gives a new inode."""
         path = self.path(name)
-        identity = self.identity(name)
-        if identity is None:
+        if self.identity(name) is None:
             raise FileNotFoundError(str(path))
-        if identity[2] > self.max_bytes:
-            raise CassetteTooLarge(
-                f"{path}: {identity[2]:,} bytes is over the {self.max_bytes:,}-byte cassette limit "
-                "(--max-cassette-bytes); refused without reading it"
-            )
-        return identity, path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            identity = _identity(os.fstat(fd))
+            if identity[2] > self.max_bytes:
+                raise CassetteTooLarge(
+                    f"{path}: {identity[2]:,} bytes is over the {self.max_bytes:,}-byte cassette limit "
+                    "(--max-cassette-bytes); refused without reading it"
+                )
+            return identity, read_range(fd, 0, identity[2]), fd
+        except BaseException:
+            os.close(fd)
+            raise
 
     def load(self, name: str) -> Cassette:
         """Load a cassette, reusing the cached copy while the file's inode, mtime and size are unchanged.
@@ -236,6 +250,18 @@ class CassetteStore:
         # Not kept in the cache: a recording run never loads what it writes, and would keep every
         # recorded body in memory (an 18 MB image a call, its lists walked by each full collection).
         return path
+
+
+def read_range(fd: int, start: int, end: int) -> bytes:
+    """The file's bytes from `start` to `end` (fewer if it is shorter), read without the GIL."""
+    parts: list[bytes] = []
+    while start < end:
+        part = os.pread(fd, end - start, start)
+        if not part:
+            break
+        parts.append(part)
+        start += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _after_last_newline(fd: int, size: int, block: int = 65536) -> int:
