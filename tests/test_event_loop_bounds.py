@@ -398,9 +398,10 @@ def upstream_base() -> Iterator[str]:
 # 24 ms, first replay 40 ms (70-200 ms while the server read such a body in one orjson call). Both
 # held to the other images' bound.
 RECORD_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": DENSE_BODY_BOUND}
-# The strings' first replay after a fresh start measured 40 ms once idle and 101-114 ms in a full suite
-# run (the cassette's 20 MB line read in pieces while the request's own body is): held to 200 ms, open.
-REPLAY_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": 0.2}
+# The strings' first replay after a fresh start measured 101-114 ms in a full suite run while loading
+# split the whole file in one call (~80 ms holding the GIL for 60 MB); its long lines read from the
+# file one by one, 41 ms at a load of 3.4.
+REPLAY_BOUNDS = {"image": DENSE_BODY_BOUND, "strings": DENSE_BODY_BOUND}
 LARGE_CASSETTE_BODIES = {
     "strings": {"prompt": "hi", "notes": ["some words here " * 4] * 300_000},  # 20 MB
     "image": {"prompt": "hi", "image": [i % 256 for i in range(5_000_000)]},  # 18 MB
@@ -441,6 +442,11 @@ LARGE_ANSWER_PROMPTS = ("large-answer-strings", "large-answer-vectors")
 @pytest.mark.parametrize("prompt", LARGE_ANSWER_PROMPTS)
 def test_a_large_recorded_answer_is_stored_and_replayed_off_the_loop(upstream_base: str, tmp_path: Path,
                                                                      prompt: str) -> None:
+    """A ~20 MB JSON answer recorded three times (best of three), replayed first by two fresh starts
+    (each loads the 60 MB cassette; best of two), then three times more. Stored and replayed whole
+    (orjson's one parse, dump and comparison on record, one dump per replay), the embeddings answer
+    held /health 572 ms on record, 212 ms on the first replay and 170 ms on later ones (the strings
+    100, 101 and 31 ms); in slices 35, 34 and 12 ms (strings 49, 57 and 3 ms), at a load of 2-4."""
     from tests.fake_upstream import REAL_ACCOUNT, REAL_TOKEN, large_answer
 
     path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
@@ -449,7 +455,6 @@ def test_a_large_recorded_answer_is_stored_and_replayed_off_the_loop(upstream_ba
     flags = ("--plan", "paid", "--cassette", "large", "--cassette-dir", str(tmp_path / "cassettes"))
     with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
         recorded, runs = _worst_health_wait(url, path, body, runs=3, headers=headers, status=200)
-    print(f"\n{prompt} record {recorded * 1000:.0f} ms {[round(r * 1000) for r in runs]}")
     first_replays: list[float] = []
     firsts: list[float] = []
     for _ in range(2):
@@ -459,8 +464,6 @@ def test_a_large_recorded_answer_is_stored_and_replayed_off_the_loop(upstream_ba
             firsts += each
             later, later_runs = _worst_health_wait(url, path, body, runs=3, headers=headers, status=200)
             answer = requests.post(url + path, data=body, headers=headers, timeout=120)
-    print(f"{prompt} first replay {min(first_replays) * 1000:.0f} ms {[round(r * 1000) for r in firsts]}")
-    print(f"{prompt} later replays {later * 1000:.0f} ms {[round(r * 1000) for r in later_runs]}")
     assert answer.content == large_answer(prompt)
     assert recorded < DENSE_BODY_BOUND, runs
     assert min(first_replays) < DENSE_BODY_BOUND, firsts
@@ -494,14 +497,14 @@ def test_a_large_version_1_cassette_is_loaded_in_slices(tmp_path: Path, kind: st
             replayed, each = _worst_health_wait(url, LLAMA, body, runs=1, status=200)
         first_replays.append(replayed)
         runs += each
-    print(f"\nversion-1 {kind} ({len(document):,} bytes) first replay {min(first_replays) * 1000:.0f} ms "
-          f"{[round(r * 1000) for r in runs]}")
     assert min(first_replays) < DENSE_BODY_BOUND, runs
 
 
 def test_the_binding_route_relays_a_large_answer_in_slices(upstream_base: str, tmp_path: Path) -> None:
     """env.AI.run in passthrough: the REST answer's envelope is taken off (parsed and serialised
-    again) in slices for a large answer, where orjson's one parse and dump of 20 MB held the loop."""
+    again) in slices for a large answer: 678 ms in one parse, dump and release of the 20 MB
+    embeddings answer; 58-122 ms in slices at a load of 3.4-5.5 (0.45 s of parsing and 0.2 s of
+    serialising on the loop, 3 ms at a time, each slice stretched by the machine's load)."""
     from tests.fake_upstream import REAL_ACCOUNT, REAL_TOKEN, large_answer
 
     body = orjson.dumps({"inputs": {"prompt": "large-answer-vectors"}, "options": {}})
@@ -513,6 +516,5 @@ def test_the_binding_route_relays_a_large_answer_in_slices(upstream_base: str, t
                data_dir=tmp_path) as (url, _proc):
         best, runs = _worst_health_wait(url, f"/binding/{ACCOUNT}", body, runs=3, headers=headers, status=200)
         answer = requests.post(url + f"/binding/{ACCOUNT}", data=body, headers=headers, timeout=120)
-    print(f"\nbinding relay {best * 1000:.0f} ms {[round(r * 1000) for r in runs]}")
     assert answer.content == orjson.dumps(orjson.loads(large_answer("large-answer-vectors"))["result"])
     assert best < DENSE_BODY_BOUND, runs
