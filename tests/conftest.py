@@ -17,6 +17,7 @@ from aiohttp import web
 from emulator.server.app import create_app
 from emulator.server.state import STATE, ServerState
 from emulator.settings import DEFAULT_ACCOUNT, Settings
+from tests import test_mypy
 from tests.fake_upstream import FakeUpstream
 
 ACCOUNT = DEFAULT_ACCOUNT  # the account of every test that needs no account of its own
@@ -120,3 +121,13 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await fake.start()
     yield fake
     await fake.stop()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the slowest single test's work, a cold mypy run, as soon as it is known to be wanted."""
+    if any(item.nodeid == test_mypy.TEST_ID for item in session.items):
+        test_mypy.start_mypy()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    test_mypy.stop_mypy()

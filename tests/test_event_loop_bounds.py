@@ -2,7 +2,8 @@
 are applied before the work they bound, and stub prompt patterns match in linear time (RE2). Each
 test watches `/health` while the hostile request runs. The 50 ms bound is asserted on the best of
 five runs: a loop blocked by the request is blocked in every run, while a shared machine's
-scheduling hiccups are not."""
+scheduling hiccups are not. The first run under the bound ends the measure (the verdict the rest
+would give), so a quiet machine sends each large body once."""
 
 from __future__ import annotations
 
@@ -71,12 +72,16 @@ DENSE_BODY_BOUND = 0.1
 AFTERMATH_SECONDS = 0.3
 
 
-def _worst_health_wait(base: str, path: str, body: bytes, runs: int = 5, *,
+def _worst_health_wait(base: str, path: str, body: bytes, bound: float, runs: int = 5, *,
                        headers: dict[str, str] | None = None, status: int = 400) -> tuple[float, list[float]]:
     """How much longer /health waits while `body` is posted (and for AFTERMATH_SECONDS after) than
     while nothing is: the best, over `runs` posts, of the slowest answer during the post, less the
     slowest answer over as long a quiet spell (a busy machine delays every answer a little, the
-    request under test or not)."""
+    request under test or not).
+
+    A post whose slowest answer is already under `bound` ends the measure with that answer: what the
+    remaining runs would give is at most it (a quiet spell's wait is never negative), so the verdict
+    against `bound` is the same, and a quiet machine posts a 20 MB body once instead of `runs` times."""
     worst: list[float] = []
     quiet: list[float] = []
     for _ in range(runs):
@@ -87,6 +92,8 @@ def _worst_health_wait(base: str, path: str, body: bytes, runs: int = 5, *,
             time.sleep(AFTERMATH_SECONDS)
         assert answer.status_code == status, answer.text[:300]
         worst.append(watch.worst)
+        if watch.worst < bound:
+            return watch.worst, [*worst, *quiet]
         with HealthWatch(base, pause=0.002) as idle:
             time.sleep(time.perf_counter() - started)
         quiet.append(idle.worst)
@@ -105,14 +112,15 @@ def test_texts_past_the_models_input_limit_are_refused_before_any_work(base: str
     # Before the limit this call took 13.5 s and /health waited as long.
     assert took < 10, took
     # Parsed in one go, the 20 MB body held the loop 100-380 ms.
-    best, runs = _worst_health_wait(base, BGE_LARGE, body)
+    best, runs = _worst_health_wait(base, BGE_LARGE, body, LOOP_BOUND)
     assert best < LOOP_BOUND, runs
 
 
 def test_a_large_openai_body_is_parsed_in_slices(base: str) -> None:
     text = " ".join(["word,"] * 40_000)  # prose: its commas are inside strings, not between values
     body = orjson.dumps({"model": "@cf/baai/bge-large-en-v1.5", "input": [text] * 100})
-    best, runs = _worst_health_wait(base, f"/client/v4/accounts/{ACCOUNT}/ai/v1/embeddings", body)
+    path = f"/client/v4/accounts/{ACCOUNT}/ai/v1/embeddings"
+    best, runs = _worst_health_wait(base, path, body, LOOP_BOUND)
     assert best < LOOP_BOUND, runs
 
 
@@ -142,7 +150,7 @@ def test_a_body_of_many_short_strings_is_parsed_in_slices(base: str, route: str)
     assert len(body) > 20_000_000
     answer = requests.post(base + path, data=body, headers=JSON_AUTH, timeout=120)
     assert answer.status_code == 400 and "maxItems at '/text' not met" in answer.text, answer.text[:300]
-    best, runs = _worst_health_wait(base, path, body)
+    best, runs = _worst_health_wait(base, path, body, LOOP_BOUND)
     assert best < LOOP_BOUND, runs
 
 
@@ -169,7 +177,7 @@ def test_a_body_of_many_small_containers_leaves_the_loop_free(base: str, route: 
     assert len(body) > 20_000_000
     answer = requests.post(base + path, data=body, headers=JSON_AUTH, timeout=120)
     assert answer.status_code == 400 and "'/messages/0/content'" in answer.text, answer.text[:300]
-    best, runs = _worst_health_wait(base, path, body)
+    best, runs = _worst_health_wait(base, path, body, LOOP_BOUND)
     assert best < LOOP_BOUND, runs
 
 
@@ -199,7 +207,7 @@ def test_an_image_sent_as_an_array_of_numbers_leaves_the_loop_free(base: str, im
     and the seed's one canonical dump."""
     body = orjson.dumps({"image": image, "prompt": "What is in this picture?"})
     assert len(body) > 17_000_000
-    best, runs = _worst_health_wait(base, LLAVA, body, runs=3, status=200)
+    best, runs = _worst_health_wait(base, LLAVA, body, DENSE_BODY_BOUND, runs=3, status=200)
     assert best < DENSE_BODY_BOUND, runs
 
 
@@ -210,7 +218,8 @@ def test_the_binding_route_reads_an_image_of_numbers_as_rest_does(base: str, ima
     body = orjson.dumps({"inputs": inputs, "options": {}})
     headers = {"MF-URL": "https://workers-binding.ai/run?version=3", "MF-Binding": "AI",
                "MF-Header-content-type": "application/json", "MF-Header-cf-consn-model-id": LLAVA_NAME}
-    best, runs = _worst_health_wait(base, f"/binding/{ACCOUNT}", body, runs=3, headers=headers, status=200)
+    best, runs = _worst_health_wait(base, f"/binding/{ACCOUNT}", body, DENSE_BODY_BOUND, runs=3,
+                                    headers=headers, status=200)
     assert best < DENSE_BODY_BOUND, runs
     binding = requests.post(base + f"/binding/{ACCOUNT}", data=body, headers=headers, timeout=120).json()
     rest = requests.post(base + LLAVA, data=orjson.dumps(inputs), timeout=120, headers=AUTH).json()
@@ -222,7 +231,7 @@ def test_the_openai_chat_route_takes_an_image_of_numbers_in_slices(base: str, im
     body = orjson.dumps({"model": "@cf/meta/llama-3.2-11b-vision-instruct", "image": image,
                          "messages": [{"role": "user", "content": "What is in this picture?"}]})
     chat = f"/client/v4/accounts/{ACCOUNT}/ai/v1/chat/completions"
-    best, runs = _worst_health_wait(base, chat, body, runs=3, status=200)
+    best, runs = _worst_health_wait(base, chat, body, DENSE_BODY_BOUND, runs=3, status=200)
     assert best < DENSE_BODY_BOUND, runs
 
 
@@ -353,7 +362,7 @@ def test_a_schema_error_on_a_huge_array_is_bounded(base: str, route: str, body: 
     assert len(message) <= MAX_MESSAGE_CHARS + 100, len(message)  # + "AiError: Bad input: Error: …"
     assert "Type mismatch of '/text/0', 'string' not in 'integer'" in message, message[:300]
     assert "'/text/4999999'" not in message and "…" in message, message[-300:]
-    best, runs = _worst_health_wait(base, path, data, runs=3, headers=headers or JSON_AUTH)
+    best, runs = _worst_health_wait(base, path, data, LOOP_BOUND, runs=3, headers=headers or JSON_AUTH)
     assert best < LOOP_BOUND, runs
 
 
@@ -372,9 +381,11 @@ def test_long_texts_cut_by_truncate_inputs_are_embedded_in_slices(base: str) -> 
     for word in ("alpha", "bravo", "delta"):
         texts = [f"{word}{i} " + " ".join([word] * 20_000) for i in range(100)]
         body = orjson.dumps({"text": texts, "truncate_inputs": True})
-        best, each = _worst_health_wait(base, m3, body, runs=1, status=200)
+        best, each = _worst_health_wait(base, m3, body, LOOP_BOUND, runs=1, status=200)
         waits.append(best)
         runs += each
+        if best < LOOP_BOUND:
+            break
     assert min(waits) < LOOP_BOUND, runs
 
 
@@ -411,11 +422,11 @@ LARGE_CASSETTE_BODIES = {
 @pytest.mark.parametrize("kind", sorted(LARGE_CASSETTE_BODIES))
 def test_record_and_replay_normalise_a_large_body_off_the_loop(upstream_base: str, tmp_path: Path,
                                                                kind: str) -> None:
-    """A large body recorded through a real local upstream (three times: the file written, then
-    lines appended; the best of three), then replayed by a freshly started server, so that the replay
-    loads the cassette too (the best of two starts). Normalised on the loop, each call held /health
-    1.7-2.6 s; on worker threads, in one call each, recording the image held it 250-370 ms and its
-    first replay 200-490 ms."""
+    """A large body recorded through a real local upstream (up to three times, the best: the file
+    written, then lines appended), then replayed by a freshly started server, so that the replay
+    loads the cassette too (the best of up to two starts). Normalised on the loop, each call held
+    /health 1.7-2.6 s; on worker threads, in one call each, recording the image held it 250-370 ms
+    and its first replay 200-490 ms."""
     from tests.fake_upstream import REAL_ACCOUNT, REAL_TOKEN
 
     path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
@@ -423,15 +434,19 @@ def test_record_and_replay_normalise_a_large_body_off_the_loop(upstream_base: st
     headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
     flags = ("--plan", "paid", "--cassette", "large", "--cassette-dir", str(tmp_path / "cassettes"))
     with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
-        recorded, runs = _worst_health_wait(url, path, body, runs=3, headers=headers, status=200)
+        recorded, runs = _worst_health_wait(url, path, body, RECORD_BOUNDS[kind], runs=3, headers=headers,
+                                            status=200)
         assert recorded < RECORD_BOUNDS[kind], runs
     first_replays: list[float] = []
     runs = []
     for _ in range(2):  # the best of two fresh starts: each replay is the start's first
         with serve("--mode", "replay", *flags, data_dir=tmp_path) as (url, _proc):
-            replayed, each = _worst_health_wait(url, path, body, runs=1, headers=headers, status=200)
+            replayed, each = _worst_health_wait(url, path, body, REPLAY_BOUNDS[kind], runs=1,
+                                                headers=headers, status=200)
         first_replays.append(replayed)
         runs += each
+        if replayed < REPLAY_BOUNDS[kind]:
+            break
     assert min(first_replays) < REPLAY_BOUNDS[kind], runs
 
 
