@@ -457,8 +457,9 @@ LARGE_ANSWER_PROMPTS = ("large-answer-strings", "large-answer-vectors")
 @pytest.mark.parametrize("prompt", LARGE_ANSWER_PROMPTS)
 def test_a_large_recorded_answer_is_stored_and_replayed_off_the_loop(upstream_base: str, tmp_path: Path,
                                                                      prompt: str) -> None:
-    """A ~20 MB JSON answer recorded three times (best of three), replayed first by two fresh starts
-    (each loads the 60 MB cassette; best of two), then three times more. Stored and replayed whole
+    """A ~20 MB JSON answer recorded up to three times (the best), replayed first by up to two fresh
+    starts (each loads the cassette, 60 MB with three recordings; the best), then up to three times
+    more. Stored and replayed whole
     (orjson's one parse, dump and comparison on record, one dump per replay), the embeddings answer
     held /health 572 ms on record, 212 ms on the first replay and 170 ms on later ones (the strings
     100, 101 and 31 ms); in slices 35, 34 and 12 ms (strings 49, 57 and 3 ms), at a load of 2-4."""
@@ -469,16 +470,21 @@ def test_a_large_recorded_answer_is_stored_and_replayed_off_the_loop(upstream_ba
     headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
     flags = ("--plan", "paid", "--cassette", "large", "--cassette-dir", str(tmp_path / "cassettes"))
     with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
-        recorded, runs = _worst_health_wait(url, path, body, runs=3, headers=headers, status=200)
+        recorded, runs = _worst_health_wait(url, path, body, DENSE_BODY_BOUND, runs=3, headers=headers,
+                                            status=200)
     first_replays: list[float] = []
     firsts: list[float] = []
     for _ in range(2):
         with serve("--mode", "replay", *flags, data_dir=tmp_path) as (url, _proc):
-            replayed, each = _worst_health_wait(url, path, body, runs=1, headers=headers, status=200)
+            replayed, each = _worst_health_wait(url, path, body, DENSE_BODY_BOUND, runs=1, headers=headers,
+                                                status=200)
             first_replays.append(replayed)
             firsts += each
-            later, later_runs = _worst_health_wait(url, path, body, runs=3, headers=headers, status=200)
+            later, later_runs = _worst_health_wait(url, path, body, DENSE_BODY_BOUND, runs=3, headers=headers,
+                                                   status=200)
             answer = requests.post(url + path, data=body, headers=headers, timeout=120)
+        if replayed < DENSE_BODY_BOUND:
+            break
     assert answer.content == large_answer(prompt)
     assert recorded < DENSE_BODY_BOUND, runs
     assert min(first_replays) < DENSE_BODY_BOUND, firsts
@@ -509,9 +515,11 @@ def test_a_large_version_1_cassette_is_loaded_in_slices(tmp_path: Path, kind: st
     runs: list[float] = []
     for _ in range(2):
         with serve("--mode", "replay", *flags, data_dir=tmp_path) as (url, _proc):
-            replayed, each = _worst_health_wait(url, LLAMA, body, runs=1, status=200)
+            replayed, each = _worst_health_wait(url, LLAMA, body, DENSE_BODY_BOUND, runs=1, status=200)
         first_replays.append(replayed)
         runs += each
+        if replayed < DENSE_BODY_BOUND:
+            break
     assert min(first_replays) < DENSE_BODY_BOUND, runs
 
 
@@ -529,7 +537,8 @@ def test_the_binding_route_relays_a_large_answer_in_slices(upstream_base: str, t
     env = {"CLOUDFLARE_API_TOKEN": REAL_TOKEN, "CLOUDFLARE_ACCOUNT_ID": REAL_ACCOUNT}
     with serve("--mode", "passthrough", "--plan", "paid", "--upstream", upstream_base, env=env,
                data_dir=tmp_path) as (url, _proc):
-        best, runs = _worst_health_wait(url, f"/binding/{ACCOUNT}", body, runs=3, headers=headers, status=200)
+        best, runs = _worst_health_wait(url, f"/binding/{ACCOUNT}", body, DENSE_BODY_BOUND, runs=3,
+                                        headers=headers, status=200)
         answer = requests.post(url + f"/binding/{ACCOUNT}", data=body, headers=headers, timeout=120)
     assert answer.content == orjson.dumps(orjson.loads(large_answer("large-answer-vectors"))["result"])
     assert best < DENSE_BODY_BOUND, runs
