@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -74,6 +75,27 @@ ERR_4006 = (
 ERR_10000 = (
     '{"result":null,"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[]}'
 )
+
+
+# Prompts answered with ~20 MB of JSON (a large embeddings result, many short strings; compact, so
+# the cassette keeps them as parsed JSON), or the strings pretty-printed (kept as text).
+LARGE_ANSWERS = ("large-answer-vectors", "large-answer-strings", "large-answer-pretty")
+
+
+@functools.cache
+def large_answer(prompt: str) -> bytes:
+    """The ~20 MB answer to one of LARGE_ANSWERS (built once per process)."""
+    if prompt == "large-answer-vectors":
+        # Floats that print alike in json and orjson (no exponent): 3,250 rows of 1,024.
+        rows = [[(1 + (r * 1024 + c) * 7919 % 997) / 1000 for c in range(1024)] for r in range(3250)]
+        result: Any = {"shape": [len(rows), 1024], "data": rows, "pooling": "cls"}
+    else:
+        result = {"response": "many words", "notes": [f"note {i:07d} " + "some words here " * 3
+                                                      for i in range(300_000)]}
+    envelope = {"result": result, "success": True, "errors": [], "messages": []}
+    if prompt == "large-answer-pretty":
+        return json.dumps(envelope, indent=1).encode()
+    return json.dumps(envelope, separators=(",", ":")).encode()
 
 
 def tiny_png(width: int = 4, height: int = 4) -> bytes:
@@ -224,6 +246,9 @@ class FakeUpstream:
             body_text = ('{"result":{"response":"you sent ' + escaped
                          + '"},"success":true,"errors":[],"messages":[]}')
             return web.Response(body=body_text, content_type="application/json", headers=self._ids())
+        if prompt in LARGE_ANSWERS:
+            return web.Response(body=large_answer(str(prompt)), content_type="application/json",
+                                headers=self._ids())
         if prompt == "slow":
             await asyncio.sleep(self.slow_seconds)
         if body.get("stream") is True and prompt in BROKEN_STREAMS:

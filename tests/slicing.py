@@ -14,3 +14,4 @@ def shrink_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dense_json, "_RESERVED_ITEMS", 4)
     monkeypatch.setattr(seed, "LONG_LIST_ITEMS", 3)
     monkeypatch.setattr(seed, "DUMPS_SLICE_ITEMS", 2)
+    monkeypatch.setattr(seed, "DUMPS_SLICE_BYTES", 8)

@@ -274,13 +274,13 @@ async def test_a_broken_cassette_is_read_once_until_it_changes(
     path.write_bytes(b"{" + b" " * (8 * 1024 * 1024))  # 8 MB that never parses
     emu = await make_emulator(**_replay(tmp_path))
     loads: list[str] = []
-    original = emu.state.backend.store.read_slices  # what loading reads the file with
+    original = emu.state.backend.store.read_open
 
-    def counting(name: str) -> tuple[Identity, list[bytes]]:
+    def counting(name: str) -> tuple[Identity, bytes, int]:
         loads.append(name)
         return original(name)
 
-    monkeypatch.setattr(emu.state.backend.store, "read_slices", counting)
+    monkeypatch.setattr(emu.state.backend.store, "read_open", counting)
     for _ in range(10):
         status, body = await post(emu, "hi")
         assert status == 404 and b"not a valid cassette" in body

@@ -22,8 +22,6 @@ from emulator.backends import large_bodies
 from emulator.backends.large_bodies import normalise_large_json
 from emulator.backends.upstream import Exchange
 from emulator.cassettes import Cassette, CassetteIndex, Redactor
-from emulator.cassettes import format as cassette_format
-from emulator.cassettes import store as cassette_store
 from emulator.server import inputs
 from emulator.server.inputs import parse_json_body
 from tests.slicing import shrink_slices
@@ -41,8 +39,6 @@ def small_slices(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(large_bodies, "INCREMENTAL_JSON_BYTES", 1)
     monkeypatch.setattr(inputs, "INCREMENTAL_JSON_BYTES", 1)
     monkeypatch.setattr(inputs, "JSON_CHUNK_BYTES", 7)
-    monkeypatch.setattr(cassette_format, "_COPY_SLICE_BYTES", 5)
-    monkeypatch.setattr(cassette_store, "READ_SLICE_BYTES", 9)
     shrink_slices(monkeypatch)
     yield
 

@@ -27,7 +27,7 @@ from emulator.backends.cassette import CassetteBackend
 from emulator.backends.large_bodies import load_index
 from emulator.backends.upstream import Exchange
 from emulator.cassettes import CassetteFormatError, CassetteIndex, CassetteStore, Interaction, Redactor
-from emulator.cassettes.format import interaction_line, load_cassette
+from emulator.cassettes.format import UNPARSED, interaction_line, load_cassette
 from emulator.server.inputs import parse_json_body
 from emulator.settings import Mode, Settings
 from tests.test_large_body_normalisation import (
@@ -132,36 +132,6 @@ def test_long_lines_load_into_the_index_the_whole_path_builds(
     assert sliced._normalised == whole._normalised  # the match keys, canonical bodies, in order
 
 
-@given(lines=st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=6),
-       cuts=st.lists(st.integers(0, 200), max_size=6), copy_bytes=st.integers(1, 8), ended=st.booleans())
-def test_lines_split_from_slices_are_one_splits(lines: list[bytes], cuts: list[int], copy_bytes: int,
-                                                ended: bool) -> None:
-    """`format._split_slices` splits the file as read, in slices cut anywhere (a newline at a
-    slice's edge, empty slices), and copies each line a few bytes at a time: the lines are
-    `raw.split(b"\\n")`'s, an empty last one (a file ending in its newline) included."""
-    from emulator.cassettes import format as cassette_format
-
-    raw = b"\n".join(lines) + (b"\n" if ended else b"")
-    edges = sorted({min(cut, len(raw)) for cut in cuts})
-    slices = [raw[a:b] for a, b in zip([0, *edges], [*edges, len(raw)], strict=True)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cassette_format, "_COPY_SLICE_BYTES", copy_bytes)
-        assert cassette_format._split_slices(slices) == raw.split(b"\n")
-    assert slices == []
-
-
-@pytest.mark.parametrize("size", [0, 1, 8, 9, 10, 17, 18, 100])
-def test_a_large_file_is_read_in_slices_as_one_read_does(tmp_path: Path, size: int) -> None:
-    """`CassetteStore.read` reads a file of READ_SLICE_BYTES or more a slice at a time (9 bytes
-    here, the `small_slices` fixture): the same bytes, sizes on and either side of a slice's edge."""
-    data = bytes(range(size))
-    (tmp_path / "t.json").write_bytes(data)
-    store = CassetteStore(tmp_path)
-    assert store.read("t")[1] == data
-    slices = store.read_slices("t")[1]
-    assert b"".join(slices) == data and len(slices) == max(1, -(-size // 9))
-
-
 @pytest.mark.parametrize("line", [
     b'{"request": {"method": "POST"',  # not JSON
     orjson.dumps({"request": {"method": "POST", "path": "/x"}, "response": {"status": 99999}}),
@@ -232,3 +202,107 @@ def test_secrets_nested_in_a_large_parsed_body_are_redacted() -> None:
     redacted = Redactor().redact_json(parsed)
     assert secret not in orjson.dumps(redacted).decode()
     assert redacted["image"] is parsed["image"]  # numbers only: shared, not copied
+
+
+@pytest.fixture
+def answers_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
+    """Whether `read_large_answer` read each answer (False: it left it to the whole path)."""
+    read: list[bool] = []
+    original = large_bodies.read_large_answer
+
+    async def recording(*args: Any) -> Any:
+        body = await original(*args)
+        read.append(body is not None)
+        return body
+
+    monkeypatch.setattr(cassette_backend, "read_large_answer", recording)
+    yield read
+
+
+@pytest.mark.usefixtures("parser")
+@SETTINGS
+@given(answers=st.lists(st.tuples(BODY, st.booleans()), min_size=1, max_size=3))
+def test_a_large_answer_is_recorded_byte_for_byte_as_in_one_call(
+    answers_read: list[bool], lines_built: list[bytes | None], tmp_path_factory: pytest.TempPathFactory,
+    answers: list[tuple[Any, bool]],
+) -> None:
+    """A JSON answer is parsed in slices and checked against its compact serialisation in slices
+    (kept as JSON when equal, as text when spaced); the file is what the one-call path writes."""
+    answers_read.clear()
+    lines_built.clear()
+    calls = [(b'{"prompt": "hi"}', _wire(value, spaced)) for value, spaced in answers]
+    sliced = _record(tmp_path_factory.mktemp("sliced"), calls, sliced=True)
+    whole = _record(tmp_path_factory.mktemp("whole"), calls, sliced=False)
+    assert sliced == whole
+    compact = [orjson.dumps(orjson.loads(answer)) == answer for _body, answer in calls]
+    assert answers_read[:len(calls)] == compact  # compact answers took the sliced path
+    assert TOKEN.encode() not in sliced
+
+
+@pytest.mark.usefixtures("parser")
+@SETTINGS
+@given(values=st.lists(BODY, min_size=1, max_size=3))
+def test_a_large_answer_replays_the_bytes_the_whole_path_gives(tmp_path_factory: pytest.TempPathFactory,
+                                                               values: list[Any]) -> None:
+    directory = tmp_path_factory.mktemp("answers")
+    _record(directory, [(b'{"prompt": "hi"}', _wire(value, False)) for value in values], sliced=False)
+    sliced, whole = _load_both(CassetteStore(directory))
+    assert sliced.cassette.interactions == whole.cassette.interactions
+    for interaction in sliced.cassette.interactions:
+        replayed = asyncio.run(large_bodies.answer_bytes(interaction.response))
+        if interaction.response.body is not None and interaction.response.body.encoding == "json":
+            assert replayed == interaction.response.body_bytes()
+        else:
+            assert replayed is None  # the caller takes body_bytes()
+
+
+@pytest.mark.usefixtures("parser")
+@SETTINGS
+@given(values=st.lists(BODY, min_size=0, max_size=3), pretty=st.booleans())
+def test_a_version_1_file_loads_in_slices_into_the_index_the_whole_path_builds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, values: list[Any],
+    pretty: bool,
+) -> None:
+    """A one-document cassette (pretty as `dump_cassette` writes it, or compact as a hand-written one
+    may be) is parsed in slices and validated: the interactions and match keys the whole path gives."""
+    from emulator.cassettes.format import dump_cassette
+
+    read: list[bool] = []
+    original = large_bodies.document_cassette
+
+    def spy(raw: bytes, document: Any, origin: str) -> Any:
+        read.append(document is not UNPARSED)
+        return original(raw, document, origin)
+
+    monkeypatch.setattr(large_bodies, "document_cassette", spy)
+    directory = tmp_path_factory.mktemp("v1")
+    _record(directory, [(_wire(value, False), _wire(value, False)) for value in values] or
+            [(b'{"prompt": "hi"}', ANSWER_BODY)], sliced=False)
+    path = directory / "t.json"
+    cassette = load_cassette(path.read_bytes())
+    if not values:
+        cassette.interactions = []
+    document = dump_cassette(cassette)
+    path.write_bytes(document if pretty else orjson.dumps(orjson.loads(document)))
+    sliced, whole = _load_both(CassetteStore(directory))
+    assert read == [True]  # the document was parsed in slices
+    assert sliced.cassette == whole.cassette
+    assert sliced._normalised == whole._normalised
+
+
+@pytest.mark.parametrize("document", [
+    b'{"format_version": 1, "name": "t", "interactions": [',  # not JSON
+    b'{"format_version": 1, "name": "t", "interactions": [{"request": {"method": "POST"}}]}',
+    b'{"format_version": 2, "name": "t", "interactions": []}',
+    b'[1, 2, 3]',
+], ids=["not-json", "bad-interaction", "version-2-document", "not-an-object"])
+def test_an_invalid_version_1_file_is_refused_with_the_whole_paths_error(tmp_path: Path,
+                                                                         document: bytes) -> None:
+    path = tmp_path / "t.json"
+    path.write_bytes(document)
+    with pytest.raises(CassetteFormatError) as whole:
+        load_cassette(document, origin=str(path))
+    with pytest.raises(CassetteFormatError) as sliced:
+        asyncio.run(load_index(CassetteStore(tmp_path), "t", volatile=frozenset(), redactor=Redactor(),
+                               parse_json=parse_json_body))
+    assert str(sliced.value) == str(whole.value)

@@ -21,10 +21,12 @@ from collections.abc import AsyncIterator, Mapping
 
 from emulator.backends.large_bodies import (
     JsonParser,
+    answer_bytes,
     line_in_slices,
     load_index,
     normalise_large_json,
     normalise_recorded_large,
+    read_large_answer,
     read_large_body,
 )
 from emulator.backends.upstream import Exchange, Finished, Upstream
@@ -76,8 +78,9 @@ FILE_CHECK_SECONDS = 0.5
 # Distinct (credentials, account) pairs whose redactors are kept; a test suite uses a handful.
 MAX_REDACTORS = 64
 
-def replayed_outcome(interaction: Interaction, *, real_timing: bool) -> Outcome:
-    """A recorded answer as a rendered Outcome: same status, headers, bytes and SSE chunking."""
+def replayed_outcome(interaction: Interaction, *, real_timing: bool, body: bytes | None = None) -> Outcome:
+    """A recorded answer as a rendered Outcome: same status, headers, bytes and SSE chunking. `body`:
+    the answer's bytes, built already (`answer_bytes`)."""
     response = interaction.response
     headers = dict(response.headers)
     common = {
@@ -98,7 +101,7 @@ def replayed_outcome(interaction: Interaction, *, real_timing: bool) -> Outcome:
             wait = max(0.0, (response.cut.offset_ms - previous) / 1000) if real_timing else 0.0
             return Outcome(events=_then_cut(events, response.cut, wait), **common)  # type: ignore[arg-type]
         return Outcome(events=events, **common)  # type: ignore[arg-type]
-    return Outcome(body=response.body_bytes(), **common)  # type: ignore[arg-type]
+    return Outcome(body=body if body is not None else response.body_bytes(), **common)  # type: ignore[arg-type]
 
 
 async def _then_cut(events: list[StreamEvent], cut: StreamBreak, wait: float) -> AsyncIterator[StreamEvent]:
@@ -249,7 +252,8 @@ class CassetteBackend:
         if played is None:
             return None
         found, final = played
-        outcome = replayed_outcome(found, real_timing=self.settings.replay_timing == "real")
+        outcome = replayed_outcome(found, real_timing=self.settings.replay_timing == "real",
+                                   body=await answer_bytes(found.response))
         # From now on this request replays this same answer: the server may keep it rendered.
         outcome.repeatable = final and outcome.events is None
         return outcome
@@ -258,28 +262,31 @@ class CassetteBackend:
     def _recorder(self, exchange: Exchange, name: str) -> Finished:
         async def finished(status: int, headers: Mapping[str, str], body: bytes,
                            events: list[SSEEvent] | None, cut: StreamBreak | None) -> None:
-            # A large JSON request body is parsed, and its cassette line serialised, in slices on the
-            # loop (large_bodies.py); the redaction walk grows with the bodies: on a worker thread
-            # when they are large.
+            # A large JSON request body or answer is parsed, and its cassette line serialised, in
+            # slices on the loop (large_bodies.py); the redaction walk grows with the bodies: on a
+            # worker thread when they are large.
             request_body = await read_large_body(exchange, self.parse_json)
+            answer_body = await read_large_answer(headers, body, events, self.parse_json)
             interaction = await off_loop(len(exchange.body) + len(body), self._interaction, exchange, status,
-                                         headers, body, events, cut, request_body)
-            line = await line_in_slices(interaction) if request_body is not None else None
+                                         headers, body, events, cut, request_body, answer_body)
+            sliced = request_body is not None or answer_body is not None
+            line = await line_in_slices(interaction) if sliced else None
             await self._store(name, interaction, line=line, large=request_body is not None)
 
         return finished
 
     def _interaction(self, exchange: Exchange, status: int, headers: Mapping[str, str], body: bytes,
                      events: list[SSEEvent] | None, cut: StreamBreak | None,
-                     request_body: Body | None = None) -> Interaction:
-        """The exchange as the cassette stores it, redacted; `request_body` is the request's body read
-        already (`read_large_body`)."""
+                     request_body: Body | None = None, answer_body: Body | None = None) -> Interaction:
+        """The exchange as the cassette stores it, redacted; `request_body` and `answer_body` are the
+        request's and the answer's bodies read already (`read_large_body`, `read_large_answer`)."""
         redactor = self.redactor(exchange)
         request = RecordedRequest.build(
             exchange.method, exchange.path, exchange.query, exchange.headers.items(),
             request_body if request_body is not None else exchange.body,
         )
-        response = RecordedResponse.build(status, headers.items(), body, events=events, cut=cut)
+        answer = answer_body if answer_body is not None else body
+        response = RecordedResponse.build(status, headers.items(), answer, events=events, cut=cut)
         return Interaction(
             request=redactor.redact_request(request),
             response=redactor.redact_response(response),

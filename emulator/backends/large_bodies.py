@@ -10,8 +10,9 @@ writes run on threads, which let go of the GIL for them. Each function gives wha
 gives, byte for byte (tests/test_large_body_normalisation.py, tests/test_large_body_records.py):
 
 - replay: `normalise_large_json`, an incoming request's match key;
-- record: `read_large_body`, the request body as the cassette stores it, and `line_in_slices`, its
-  cassette line;
+- record: `read_large_body`, the request body as the cassette stores it, `read_large_answer`, the
+  answer's, and `line_in_slices`, its cassette line;
+- replay: `answer_bytes`, a recorded JSON answer's bytes;
 - loading: `load_index`, a cassette whose long lines are parsed and their requests normalised so
   (`normalise_recorded_large`, also used when replay-or-record adds what it recorded).
 
@@ -22,16 +23,30 @@ ordinary way, whole, on a worker thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import operator
+import os
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 
 from emulator.backends.upstream import Exchange
-from emulator.cassettes import Body, Cassette, CassetteIndex, Interaction, NormalisedRequest, RecordedRequest
+from emulator.cassettes import (
+    Body,
+    Cassette,
+    CassetteIndex,
+    Interaction,
+    NormalisedRequest,
+    RecordedRequest,
+    RecordedResponse,
+)
 from emulator.cassettes.format import (
     REQUEST_HEADER_ALLOW,
+    RESPONSE_HEADER_ALLOW,
     UNPARSED,
+    LongLine,
+    SSEEvent,
+    document_cassette,
     filter_headers,
     is_json_type,
     is_lines_format,
@@ -42,9 +57,9 @@ from emulator.cassettes.format import (
 )
 from emulator.cassettes.match import normalised_json, strip_volatile
 from emulator.cassettes.redact import Redactor
-from emulator.cassettes.store import CassetteStore, Identity
+from emulator.cassettes.store import CassetteStore, Identity, read_range
 from emulator.errors import CFError
-from emulator.fakes.seed import dumps_in_slices, dumps_joined
+from emulator.fakes.seed import dumps_in_slices, dumps_joined, long_to_dump
 from emulator.limits import INCREMENTAL_JSON_BYTES, LOOP_SLICE_SECONDS
 
 # Parses a large JSON body in slices on the event loop (the server's `parse_json_body`); raises
@@ -104,6 +119,27 @@ async def read_large_body(exchange: Exchange, parse_json: JsonParser | None) -> 
         return None  # not JSON: the ordinary path stores it as text or base64
 
 
+async def read_large_answer(headers: Mapping[str, str], body: bytes, events: list[SSEEvent] | None,
+                            parse_json: JsonParser | None) -> Body | None:
+    """The answer's body as `Body.from_bytes(body, content_type, exact=True)` reads it, for a JSON
+    answer of INCREMENTAL_JSON_BYTES or more that compact serialisation gives back byte for byte:
+    parsed in slices on the loop, serialised again in slices and compared on a thread. None for
+    another answer (spaced or escaped JSON, kept as text; not JSON; a stream): the caller reads it
+    whole."""
+    content_type = filter_headers(headers.items(), RESPONSE_HEADER_ALLOW).get("content-type")
+    if (parse_json is None or events is not None or len(body) < INCREMENTAL_JSON_BYTES
+            or not is_json_type(content_type)):
+        return None
+    try:
+        parsed = await parse_json(body)
+        again = await dumps_joined(parsed, 0, slice_seconds=LOOP_SLICE_SECONDS)
+    except (CFError, TypeError):
+        return None  # not JSON (or not UTF-8), or integers orjson cannot write: read whole
+    if not await asyncio.to_thread(operator.eq, again, body):
+        return None
+    return Body.from_json(parsed)
+
+
 async def line_in_slices(interaction: Interaction) -> bytes | None:
     """`interaction_line(interaction)`, byte for byte, for an interaction whose JSON bodies were
     parsed (`format.line_document`): serialised a slice at a time on the loop, joined on a thread.
@@ -117,48 +153,82 @@ async def line_in_slices(interaction: Interaction) -> bytes | None:
     return await asyncio.to_thread(b"".join, pieces)
 
 
-def _index_whole(slices: list[bytes], origin: str, volatile: frozenset[str],
-                 redactor: Redactor) -> CassetteIndex:
-    return CassetteIndex(load_cassette(b"".join(slices), origin=origin), volatile=volatile,
-                         redactor=redactor)
+async def answer_bytes(response: RecordedResponse) -> bytes | None:
+    """`response.body_bytes()` for a recorded JSON body, serialised in slices on the loop when it
+    holds long lists (`dumps_in_slices`: a 20 MB embeddings answer is ~50-170 ms of orjson in one
+    call); None for an answer that is not a JSON body (the caller takes `body_bytes`)."""
+    body = response.body
+    if response.events is not None or body is None or body.encoding != "json":
+        return None
+    return await dumps_joined(body.json_, 0, slice_seconds=LOOP_SLICE_SECONDS)
 
 
-def _head(slices: list[bytes], size: int = 4096) -> bytes:
-    """The first `size` bytes of the slices joined."""
-    return slices[0][:size] if slices and len(slices[0]) >= size else b"".join(slices)[:size]
+def _index_whole(raw: bytes, origin: str, volatile: frozenset[str], redactor: Redactor) -> CassetteIndex:
+    return CassetteIndex(load_cassette(raw, origin=origin), volatile=volatile, redactor=redactor)
 
 
 async def load_index(store: CassetteStore, name: str, *, volatile: frozenset[str], redactor: Redactor,
                      parse_json: JsonParser | None) -> tuple[Identity, CassetteIndex]:
-    """A cassette's file read and indexed for replay, and the identity it was read at. A file of
-    short lines is read, parsed and indexed on a worker thread, in one go. In a version-2 file, each
-    line of INCREMENTAL_JSON_BYTES or more (pydantic's one parse of a 20 MB line holds the GIL for
-    ~400 ms) is parsed by `parse_json` in slices and validated on a thread, and its request
-    normalised in slices (`normalise_recorded_large`). Raises what `CassetteStore.read` and
-    `load_cassette` raise."""
-    identity, slices = await asyncio.to_thread(store.read_slices, name)
+    """A cassette's file read and indexed for replay, and the identity it was read at. A file under
+    INCREMENTAL_JSON_BYTES is parsed and indexed on a worker thread, in one go. In a larger version-2
+    file, each line of INCREMENTAL_JSON_BYTES or more (pydantic's one parse of a 20 MB line holds the
+    GIL for ~400 ms) is read from the file by itself, parsed by `parse_json` in slices and validated
+    on a thread; a larger version-1 file (one document) is parsed by `parse_json` in slices and
+    validated on a thread. Requests holding long lists (`long_to_dump`) are normalised in slices
+    (`normalise_recorded_large`). Raises what `CassetteStore.read` and `load_cassette` raise."""
     origin = str(store.path(name))
-    if (parse_json is None or sum(map(len, slices)) < INCREMENTAL_JSON_BYTES
-            or not is_lines_format(_head(slices))):
-        return identity, await asyncio.to_thread(_index_whole, slices, origin, volatile, redactor)
-    # Split from the slices as read: the file's 60 MB in one block, once freed, held the loop 30-60 ms.
-    cassette: Cassette
-    cassette, long_lines = await asyncio.to_thread(read_lines, slices, origin,
-                                                   long_line=INCREMENTAL_JSON_BYTES)
+    identity, raw, fd = await asyncio.to_thread(store.read_open, name)
+    try:
+        if parse_json is None or len(raw) < INCREMENTAL_JSON_BYTES:
+            return identity, await asyncio.to_thread(_index_whole, raw, origin, volatile, redactor)
+        if not is_lines_format(raw[:4096]):
+            cassette = await _document_in_slices(raw, origin, parse_json)
+            long_requests = [position for position, interaction in enumerate(cassette.interactions)
+                             if interaction.request.body.encoding == "json"
+                             and long_to_dump(interaction.request.body.json_)]
+        else:
+            cassette, long_lines = await asyncio.to_thread(read_lines, raw, origin,
+                                                           long_line=INCREMENTAL_JSON_BYTES)
+            del raw
+            long_requests = await _long_lines_in_slices(cassette, long_lines, fd, origin, parse_json)
+    finally:
+        os.close(fd)
     normalised: dict[int, NormalisedRequest] = {}
-    for line in long_lines:
-        try:
-            document = await parse_json(line.data)
-        except CFError:
-            document = UNPARSED  # validated from the line, for the error every invalid line gets
-        interaction = await asyncio.to_thread(long_line_interaction, line, document, origin)
-        if interaction is None:
-            continue  # a torn last line
-        cassette.interactions.insert(line.position, interaction)
-        found = await normalise_recorded_large(interaction.request, volatile=volatile,
+    for position in long_requests:
+        found = await normalise_recorded_large(cassette.interactions[position].request, volatile=volatile,
                                                volatile_query=frozenset())
         if found is not None:
-            normalised[line.position] = found
+            normalised[position] = found
     index = await asyncio.to_thread(lambda: CassetteIndex(cassette, volatile=volatile, redactor=redactor,
                                                           normalised=normalised))
     return identity, index
+
+
+async def _long_lines_in_slices(cassette: Cassette, long_lines: list[LongLine], fd: int, origin: str,
+                                parse_json: JsonParser) -> list[int]:
+    """Put the interactions of a version-2 file's long lines into `cassette` (each read from `fd`,
+    parsed in slices, validated on a thread); the positions of those whose request is JSON."""
+    positions: list[int] = []
+    for line in long_lines:
+        data = await asyncio.to_thread(read_range, fd, line.start, line.end)
+        try:
+            document = await parse_json(data)
+        except CFError:
+            document = UNPARSED  # validated from the line, for the error every invalid line gets
+        interaction = await asyncio.to_thread(long_line_interaction, line, data, document, origin)
+        del data
+        if interaction is None:
+            continue  # a torn last line
+        cassette.interactions.insert(line.position, interaction)
+        positions.append(line.position)
+    return positions
+
+
+async def _document_in_slices(raw: bytes, origin: str, parse_json: JsonParser) -> Cassette:
+    """A version-1 file's cassette: the document parsed in slices and validated on a thread (what
+    `load_cassette` gives, or its error, which a document that does not validate is read whole for)."""
+    try:
+        document = await parse_json(raw)
+    except CFError:
+        document = UNPARSED
+    return await asyncio.to_thread(document_cassette, raw, document, origin)

@@ -96,7 +96,6 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from emulator.gil import GilTurns
 from emulator.limits import MAX_CALL_NEURONS, parse_neurons
 
 FORMAT_VERSION: Final = 2  # what recording writes; version 1 is read too
@@ -495,7 +494,7 @@ class RecordedResponse(_Model):
         cls,
         status: int,
         headers: Mapping[str, str] | Iterable[tuple[str, str]],
-        body: bytes,
+        body: bytes | Body,
         *,
         allow: Iterable[str] = RESPONSE_HEADER_ALLOW,
         events: list[SSEEvent] | None = None,
@@ -504,10 +503,14 @@ class RecordedResponse(_Model):
         """Record a finished response, keeping its body byte-exact.
 
         Event-stream bodies are split into events (pass `events` from an `SSESplitter` to keep real timings).
-        If the stream is not UTF-8, the body is stored as base64 instead.
+        If the stream is not UTF-8, the body is stored as base64 instead. `body` is the wire bytes, or
+        the `Body` `Body.from_bytes(..., exact=True)` gives them, read already (a large JSON answer,
+        parsed in slices).
         """
         kept = filter_headers(headers, allow)
         content_type = kept.get("content-type")
+        if isinstance(body, Body):
+            return cls(status=status, headers=kept, body=body)
         if events is None and is_event_stream(content_type) and body:
             try:
                 events = split_sse(body)
@@ -639,22 +642,34 @@ def load_cassette(data: bytes | str, *, origin: str = "<cassette>") -> Cassette:
     return cassette
 
 
+def document_cassette(raw: bytes, document: Any, origin: str) -> Cassette:
+    """What `load_cassette(raw)` gives a version-1 file whose parsed JSON is `document` (`UNPARSED`
+    when it is not JSON): the document validated, or, when it does not validate, the file read
+    whole, for the error any invalid file gets."""
+    if document is not UNPARSED and type(document) is dict and document.get("format_version") == 1:
+        with contextlib.suppress(ValueError):
+            cassette = Cassette.model_validate(document)
+            if cassette.format_version == LEGACY_FORMAT_VERSION:
+                return cassette
+    return load_cassette(raw, origin=origin)
+
+
 @dataclass(frozen=True, slots=True)
 class LongLine:
-    """A line of a version-2 file that `read_lines` left unparsed: the caller parses it (in slices)
-    and puts its interaction (`long_line_interaction`) at `position` of the cassette's list."""
+    """A line of a version-2 file that `read_lines` left unparsed, at `start:end` of the file's bytes:
+    the caller reads and parses it (in slices) and puts its interaction (`long_line_interaction`) at
+    `position` of the cassette's list."""
 
     position: int
-    data: bytes
+    start: int
+    end: int
     torn: bool  # after the file's last newline: kept only when it is a whole interaction
 
 
-def read_lines(raw: bytes | list[bytes], origin: str, *,
-               long_line: int | None = None) -> tuple[Cassette, list[LongLine]]:
-    """A version-2 file's cassette, from its bytes or the slices `CassetteStore.read_slices` read
-    (emptied as they are split); with `long_line`, the interaction lines of that many bytes or more
-    are left out of it and returned, in the file's order, for the caller to parse."""
-    lines = raw.split(b"\n") if isinstance(raw, bytes) else _split_slices(raw)
+def read_lines(raw: bytes, origin: str, *, long_line: int | None = None) -> tuple[Cassette, list[LongLine]]:
+    """A version-2 file's cassette; with `long_line`, the interaction lines of that many bytes or
+    more are left out of it and returned, in the file's order, for the caller to parse."""
+    lines: list[Any] = raw.split(b"\n") if long_line is None else _lines_cut_short(raw, long_line)
     torn = lines.pop()  # after the last newline: empty, or a line an interrupted append left
     long: list[LongLine] = []
     try:
@@ -664,15 +679,15 @@ def read_lines(raw: bytes | list[bytes], origin: str, *,
         cassette = Cassette.model_validate(header)
         interactions: list[Interaction] = []
         for line in lines[1:]:
-            if long_line is not None and len(line) >= long_line:
-                long.append(LongLine(len(interactions) + len(long), line, torn=False))
+            if isinstance(line, tuple):  # a long line: read by the caller
+                long.append(LongLine(len(interactions) + len(long), line[0], line[1], torn=False))
             elif line.strip():
                 interactions.append(Interaction.model_validate_json(line))
         cassette.interactions = interactions
     except ValueError as exc:
         raise CassetteFormatError(f"{origin}: not a valid cassette: {_short_error(exc)}") from None
-    if long_line is not None and len(torn) >= long_line:
-        long.append(LongLine(len(interactions) + len(long), torn, torn=True))
+    if isinstance(torn, tuple):
+        long.append(LongLine(len(interactions) + len(long), torn[0], torn[1], torn=True))
     elif torn.strip():
         # A complete last line whose newline was not written yet still counts; a torn one does not.
         with contextlib.suppress(ValueError):
@@ -680,55 +695,83 @@ def read_lines(raw: bytes | list[bytes], origin: str, *,
     return cassette, long
 
 
-# A line is copied out of the file's slices at most this many bytes at a time (`_split_slices`).
-_COPY_SLICE_BYTES = 1 << 20
+def _lines_cut_short(raw: bytes, long_line: int) -> list[bytes | tuple[int, int]]:
+    """`raw.split(b"\\n")`, but each line after the header of `long_line` bytes or more given as
+    its (start, end) offsets: splitting a file of 20 MB lines copies them all in one call holding
+    the GIL (~80 ms for 60 MB); the caller reads each long line from the file by itself
+    (`os.pread`, without the GIL)."""
+    lines: list[bytes | tuple[int, int]] = []
+    start = 0
+    while True:
+        end = raw.find(b"\n", start)
+        stop = len(raw) if end < 0 else end
+        lines.append((start, stop) if stop - start >= long_line and lines else raw[start:stop])
+        if end < 0:
+            return lines
+        start = end + 1
 
 
-def _split_slices(slices: list[bytes]) -> list[bytes]:
-    """`b"".join(slices).split(b"\\n")` without the joined copy, emptying `slices` as it goes: each
-    line is copied out of its slices at most _COPY_SLICE_BYTES at a time, the copies of a line
-    joined (`bytes.join` copies without the GIL past 1 MiB), and the GIL handed over between them
-    (`gil.GilTurns`). One split of a 60 MB file held the GIL 90-170 ms on its worker thread, the event
-    loop's thread waiting as long, and freeing the file's bytes afterwards (a block that large is
-    unmapped) held the loop 30-60 ms more."""
-    lines: list[bytes] = []
-    pieces: list[bytes] = []  # the current line's bytes so far
-    turns = GilTurns()
-    slices.reverse()
-    while slices:
-        data = slices.pop()
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            stop = len(data) if end < 0 else end
-            for at in range(start, stop, _COPY_SLICE_BYTES):
-                pieces.append(data[at:min(at + _COPY_SLICE_BYTES, stop)])
-                turns.tick()
-            if end < 0:
-                break
-            lines.append(b"".join(pieces))
-            pieces = []
-            start = end + 1
-        del data
-        turns.tick()
-    lines.append(b"".join(pieces))
-    return lines
-
-
-def long_line_interaction(line: LongLine, document: Any, origin: str) -> Interaction | None:
-    """The interaction of a long line whose parsed JSON is `document` (`UNPARSED` when it is not
-    JSON): what `Interaction.model_validate_json` gives the line, or its error. None for a torn last
-    line that is no whole interaction. A document that is not an interaction is validated again
-    from the line, so the error reads as it does for any line."""
+def long_line_interaction(line: LongLine, data: bytes, document: Any, origin: str) -> Interaction | None:
+    """The interaction of a long line whose bytes are `data` and parsed JSON `document` (`UNPARSED`
+    when it is not JSON): what `Interaction.model_validate_json` gives the line, or its error. None
+    for a torn last line that is no whole interaction. A document that is not an interaction is
+    validated again from the line, so the error reads as it does for any line."""
     try:
         if document is not UNPARSED:
             with contextlib.suppress(ValueError):
                 return Interaction.model_validate(document)
-        return Interaction.model_validate_json(line.data)
+        return Interaction.model_validate_json(data)
     except ValueError as exc:
         if line.torn:
             return None
         raise CassetteFormatError(f"{origin}: not a valid cassette: {_short_error(exc)}") from None
+
+
+def count_interactions(raw: bytes, *, origin: str = "<cassette>") -> int:
+    """How many interactions `load_cassette(raw)` gives a valid cassette, without parsing them where
+    the format allows: in version 2, the header line is validated and the other lines that are not
+    blank are counted (one interaction per line; a line after the last newline counts when it is a
+    whole interaction, as on load); a version-1 document is parsed by orjson and validated (its
+    bodies are not copied). An interaction line that would not validate is counted: load refuses the
+    file, which replay reports. Raises CassetteFormatError for a header or document that is not a
+    cassette."""
+    if not is_lines_format(raw[:4096]):
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            document = UNPARSED
+        return len(document_cassette(raw, document, origin).interactions)
+    end = raw.find(b"\n")
+    try:
+        header = orjson.loads(raw[:end])
+        if not isinstance(header, dict) or "interactions" in header:
+            raise ValueError("the first line must be the cassette header, without interactions")
+        Cassette.model_validate(header)
+    except ValueError as exc:
+        raise CassetteFormatError(f"{origin}: not a valid cassette: {_short_error(exc)}") from None
+    count = 0
+    start = end + 1
+    while (end := raw.find(b"\n", start)) >= 0:
+        count += not _blank(raw, start, end)
+        start = end + 1
+    if not _blank(raw, start, len(raw)) and raw[start:].rstrip().endswith(b"}"):
+        # After the last newline: a whole interaction whose newline was not written yet counts.
+        with contextlib.suppress(ValueError):
+            Interaction.model_validate_json(raw[start:])
+            count += 1
+    return count
+
+
+_WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() strips
+
+
+def _blank(raw: bytes, start: int, end: int) -> bool:
+    """Whether raw[start:end] is empty or whitespace (a line is copied only when it starts with some)."""
+    if start >= end:
+        return True
+    if raw[start] not in _WHITESPACE:
+        return False
+    return not raw[start:end].strip()
 
 
 def _load_lines(raw: bytes, origin: str) -> Cassette:

@@ -19,11 +19,8 @@ from emulator.cassettes.format import (
     is_lines_format,
     load_cassette,
 )
-from emulator.gil import GilTurns
 
 Identity = tuple[int, int, int]
-# A file this large is read READ_SLICE_BYTES at a time (`_read_in_slices`).
-READ_SLICE_BYTES = 1 << 20
 # A cassette file larger than this is refused before it is read (`--max-cassette-bytes`).
 DEFAULT_MAX_CASSETTE_BYTES = 256 * 1024 * 1024
 
@@ -32,20 +29,6 @@ def _identity(stat: os.stat_result) -> Identity:
     # os.replace gives a new inode and an append a new size, so this changes even if mtime
     # granularity hides a write.
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-
-
-def _read_in_slices(path: Path) -> list[bytes]:
-    """`path.read_bytes()` as READ_SLICE_BYTES slices, the GIL handed over between them
-    (`gil.GilTurns`). One read of a fresh process's first 60 MB cassette kept the GIL 30-50 ms on
-    its worker thread, and the event loop's thread waited as long; a slice keeps it a few ms at
-    most. Joined, the slices are copied without the GIL (`bytes.join`, past 1 MiB)."""
-    slices: list[bytes] = []
-    turns = GilTurns()
-    with path.open("rb", buffering=0) as file:
-        while piece := file.read(READ_SLICE_BYTES):
-            slices.append(piece)
-            turns.tick()
-    return slices
 
 
 class InvalidCassetteName(ValueError):
@@ -116,22 +99,30 @@ class CassetteStore:
     def read(self, name: str) -> tuple[Identity, bytes]:
         """The cassette file's identity and bytes. Refuses a file over `max_bytes` (CassetteTooLarge)
         without reading it, and a symlink that leads out of the directory (InvalidCassetteName)."""
-        identity, slices = self.read_slices(name)
-        return identity, b"".join(slices)
+        identity, data, fd = self.read_open(name)
+        os.close(fd)
+        return identity, data
 
-    def read_slices(self, name: str) -> tuple[Identity, list[bytes]]:
-        """What `read` gives, the bytes as the slices they were read in (`_read_in_slices`) for a
-        file of READ_SLICE_BYTES or more."""
+    def read_open(self, name: str) -> tuple[Identity, bytes, int]:
+        """`read`, and a descriptor of the file read, for reading parts of it again (`os.pread`,
+        which copies without the GIL) until the caller closes it: the bytes at an offset below the
+        size read stay what was read, as writers only append (after cutting a torn last line) or
+        replace the file whole, which gives a new inode."""
         path = self.path(name)
-        identity = self.identity(name)
-        if identity is None:
+        if self.identity(name) is None:
             raise FileNotFoundError(str(path))
-        if identity[2] > self.max_bytes:
-            raise CassetteTooLarge(
-                f"{path}: {identity[2]:,} bytes is over the {self.max_bytes:,}-byte cassette limit "
-                "(--max-cassette-bytes); refused without reading it"
-            )
-        return identity, _read_in_slices(path) if identity[2] >= READ_SLICE_BYTES else [path.read_bytes()]
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            identity = _identity(os.fstat(fd))
+            if identity[2] > self.max_bytes:
+                raise CassetteTooLarge(
+                    f"{path}: {identity[2]:,} bytes is over the {self.max_bytes:,}-byte cassette limit "
+                    "(--max-cassette-bytes); refused without reading it"
+                )
+            return identity, read_range(fd, 0, identity[2]), fd
+        except BaseException:
+            os.close(fd)
+            raise
 
     def load(self, name: str) -> Cassette:
         """Load a cassette, reusing the cached copy while the file's inode, mtime and size are unchanged.
@@ -259,6 +250,18 @@ class CassetteStore:
         # Not kept in the cache: a recording run never loads what it writes, and would keep every
         # recorded body in memory (an 18 MB image a call, its lists walked by each full collection).
         return path
+
+
+def read_range(fd: int, start: int, end: int) -> bytes:
+    """The file's bytes from `start` to `end` (fewer if it is shorter), read without the GIL."""
+    parts: list[bytes] = []
+    while start < end:
+        part = os.pread(fd, end - start, start)
+        if not part:
+            break
+        parts.append(part)
+        start += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _after_last_newline(fd: int, size: int, block: int = 65536) -> int:

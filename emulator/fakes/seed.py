@@ -71,64 +71,137 @@ async def derive_seed_in_slices(*parts: Any, slice_seconds: float) -> int:
     return int.from_bytes(h.digest(), "big")
 
 
-# A list this long inside an object (an image as `[...new Uint8Array(blob)]`) is serialised by
-# `dumps_in_slices` DUMPS_SLICE_ITEMS at a time: orjson takes ~45 ms for 5 million numbers in one call,
-# holding the GIL; a slice of 16,384 numbers takes ~0.1 ms.
+# A list holding this many scalars (an image as `[...new Uint8Array(blob)]`, 300,000 strings, 3,000
+# embedding rows of 1,024 floats), counted from its first item down, is serialised by `dumps_in_slices`
+# a slice of items at a time: orjson takes ~45 ms for 5 million numbers in one call, holding the GIL.
 LONG_LIST_ITEMS = 1 << 16
+# The first slice of a list of scalars holds this many items (a slice of 16,384 numbers takes
+# ~0.1 ms); a list of containers starts at one item. Each next slice is sized from the last one's
+# bytes to about DUMPS_SLICE_BYTES.
 DUMPS_SLICE_ITEMS = 1 << 14
+DUMPS_SLICE_BYTES = 1 << 17
 # Objects with more keys than this, or nested deeper, are serialised whole rather than searched.
 _SEARCHED_KEYS = 4096
 _SEARCHED_DEPTH = 128
+# How deep, and how many of an object's values, the weight of a value is estimated from.
+_SAMPLED_DEPTH = 8
+_SAMPLED_VALUES = 64
 # Stands in for a long list while the rest of the value is serialised; the random part keeps any
 # string a client sends from passing for it.
 _LIST_MARK = f"long-list-{secrets.token_hex(16)}-"
+_CONTAINERS = (list, dict)
+
+
+class _Turns:
+    """Yields to the event loop once `seconds` have passed since it last did."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.perf_counter()
+
+    async def tick(self) -> None:
+        if time.perf_counter() - self.started > self.seconds:
+            await asyncio.sleep(0)
+            self.started = time.perf_counter()
 
 
 async def dumps_in_slices(value: Any, option: int, *, slice_seconds: float) -> AsyncIterator[bytes]:
     """The bytes of `orjson.dumps(value, option=option)`, in pieces, yielding to the event loop every
-    `slice_seconds`: the long lists objects hold are serialised a slice at a time and spliced into
-    the rest, which is serialised with a marker string in their place. Joined, the pieces are
-    byte for byte what orjson gives for the whole value (compact output, which serialises a list's
-    items one after another with a comma between them)."""
+    `slice_seconds`: the long lists a value holds through objects are serialised a slice of items
+    at a time and spliced into the rest, which is serialised with a marker string in their place; an
+    item that is itself long (a list of a few huge lists) is serialised the same way, one level
+    down. Joined, the pieces are byte for byte what orjson gives for the whole value (compact output,
+    which serialises a list's items one after another with a comma between them)."""
+    async for piece in _dumps(value, option, _Turns(slice_seconds), 0):
+        yield piece
+
+
+async def _dumps(value: Any, option: int, turns: _Turns, depth: int) -> AsyncIterator[bytes]:
     lists: list[list[Any]] = []
-    skeleton = _marked_long_lists(value, lists, 0)
+    skeleton = _marked_long_lists(value, lists, depth)
     if not lists:
         yield orjson.dumps(value, option=option)
+        await turns.tick()
         return
     text = orjson.dumps(skeleton, option=option)
     places = sorted((text.find(b'"' + f"{_LIST_MARK}{i}".encode() + b'"'), i) for i in range(len(lists)))
     if places[0][0] < 0:  # cannot happen: every marker is a string value of the skeleton
         yield orjson.dumps(value, option=option)
         return
-    started = time.perf_counter()
     done = 0
     for at, i in places:
         yield text[done:at]
-        items = lists[i]
         yield b"["
-        for start in range(0, len(items), DUMPS_SLICE_ITEMS):
-            if start:
-                yield b","
-            yield orjson.dumps(items[start:start + DUMPS_SLICE_ITEMS], option=option)[1:-1]
-            if time.perf_counter() - started > slice_seconds:
-                await asyncio.sleep(0)
-                started = time.perf_counter()
+        async for piece in _items(lists[i], option, turns, depth + 1):
+            yield piece
         yield b"]"
         done = at + len(_LIST_MARK) + len(str(i)) + 2
     yield text[done:]
+
+
+async def _items(items: list[Any], option: int, turns: _Turns, depth: int) -> AsyncIterator[bytes]:
+    """A long list's items, comma-separated: slices sized to ~DUMPS_SLICE_BYTES, or one item at a
+    time, each serialised in slices itself, when its first item is long on its own."""
+    if not items:
+        return
+    first = items[0]
+    if type(first) in _CONTAINERS and depth <= _SEARCHED_DEPTH and _weight(first, 0) >= LONG_LIST_ITEMS:
+        for index, item in enumerate(items):
+            if index:
+                yield b","
+            async for piece in _dumps(item, option, turns, depth + 1):
+                yield piece
+        return
+    count = 1 if type(first) in _CONTAINERS else DUMPS_SLICE_ITEMS
+    start = 0
+    while start < len(items):
+        piece = orjson.dumps(items[start:start + count], option=option)[1:-1]
+        yield b"," + piece if start else piece
+        start += count
+        count = max(1, min(count * 8, count * DUMPS_SLICE_BYTES // max(len(piece), 1)))
+        await turns.tick()
 
 
 async def dumps_joined(value: Any, option: int, *, slice_seconds: float) -> bytes:
     """`orjson.dumps(value, option=option)` for the value of a large body: serialised in slices
     (`dumps_in_slices`), joined on a worker thread (bytes.join copies without the GIL past 1 MiB)."""
     pieces = [piece async for piece in dumps_in_slices(value, option, slice_seconds=slice_seconds)]
+    if len(pieces) == 1:
+        return pieces[0]
     return await asyncio.to_thread(b"".join, pieces)
 
 
+def _weight(node: Any, depth: int) -> int:
+    """Roughly how many values `node` holds: a list counts its length times its first item's weight,
+    an object its keys plus its first _SAMPLED_VALUES values' weights (sampled _SAMPLED_DEPTH deep)."""
+    kind = type(node)
+    if kind is list:
+        if not node or depth >= _SAMPLED_DEPTH:
+            return max(1, len(node))
+        return len(node) * _weight(node[0], depth + 1)
+    if kind is dict:
+        if depth >= _SAMPLED_DEPTH:
+            return max(1, len(node))
+        weight = len(node)
+        for index, child in enumerate(node.values()):
+            if index >= _SAMPLED_VALUES:
+                break
+            if type(child) in _CONTAINERS:
+                weight += _weight(child, depth + 1)
+        return max(1, weight)
+    return 1
+
+
+def long_to_dump(value: Any) -> bool:
+    """Whether `dumps_in_slices` serialises `value` a slice at a time (it holds a long list)."""
+    return _weight(value, 0) >= LONG_LIST_ITEMS or (
+        type(value) is dict and bool(_marked_long_lists(value, [], 0) is not value))
+
+
 def _marked_long_lists(node: Any, lists: list[list[Any]], depth: int) -> Any:
-    """`node` with every list of LONG_LIST_ITEMS or more it holds through objects replaced by a
-    marker string (the lists are appended to `lists`); `node` itself when it holds none."""
-    if type(node) is list and len(node) >= LONG_LIST_ITEMS:
+    """`node` with every list of LONG_LIST_ITEMS or more values (`_weight`) it holds through objects
+    replaced by a marker string (the lists are appended to `lists`); `node` itself when it holds none."""
+    if type(node) is list and _weight(node, 0) >= LONG_LIST_ITEMS:
         lists.append(node)
         return f"{_LIST_MARK}{len(lists) - 1}"
     if type(node) is not dict or len(node) > _SEARCHED_KEYS or depth > _SEARCHED_DEPTH:

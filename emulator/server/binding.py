@@ -290,12 +290,29 @@ async def render(request: web.Request, call: Call, executed: Executed) -> web.St
         return web.Response(body=outcome.body, status=outcome.status, headers=headers,
                             content_type=content_type)
     if outcome.rendered:  # a REST answer (replayed or recorded): unwrap the v4 envelope
-        return unwrap_rest(outcome.body or b"", outcome.status, headers)
+        body = outcome.body or b""
+        if len(body) >= INCREMENTAL_JSON_BYTES and outcome.status < 400:
+            return await unwrap_large_rest(body, outcome.status, headers)
+        return unwrap_rest(body, outcome.status, headers)
     if outcome.status >= 400:
         return unwrap_rest(dumps(outcome.result), outcome.status, headers)
     # This call's ids and timestamps in place of the fake's placeholders, as over REST (server/stamps.py).
     stamper = Stamper(state.clock) if native.stamped(call.model) else None
     return json_response(outcome.result, status=outcome.status, headers=headers, stamper=stamper)
+
+
+async def unwrap_large_rest(body: bytes, status: int, headers: dict[str, str]) -> web.Response:
+    """`unwrap_rest` for a successful answer of INCREMENTAL_JSON_BYTES or more (a 20 MB embeddings
+    result held the loop 0.7-1 s parsed, serialised and freed in one step each): parsed in slices
+    (`parse_json_body`, which also frees it in slices), the result serialised in slices."""
+    try:
+        parsed = await parse_json_body(body)
+    except CFError:
+        return unwrap_rest(body, status, headers)  # not JSON the sliced parser reads: as a small one
+    if isinstance(parsed, dict) and "result" in parsed and "success" in parsed:
+        parsed = parsed["result"]
+    data = await dumps_joined(parsed, orjson.OPT_SERIALIZE_NUMPY, slice_seconds=LOOP_SLICE_SECONDS)
+    return web.Response(body=data, status=status, content_type=JSON, headers=headers)
 
 
 def unwrap_rest(body: bytes, status: int, headers: dict[str, str]) -> web.Response:
