@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from baseline import EMBEDDINGS_FLOOR_PATH
+from baseline import EMBEDDINGS_FLOOR_PATH, TEXT_FLOOR_PATH
 from drivers import VARY_MARKER, Load, drive, percentile, pick, pinned, process_cpu_s
 
 from emulator.settings import DEFAULT_ACCOUNT
@@ -95,6 +95,12 @@ TEN_SECONDS_WAV = wav(10.0)
 
 def varied_text() -> list[dict[str, Any]]:
     return [run_request(TEXT_MODEL, {"prompt": f"{p} (question {VARY_MARKER})"}) for p in PROMPTS]
+
+
+def varied_text_floor() -> list[dict[str, Any]]:
+    """The calls of `varied_text`, answered by the baseline's floor handler: what a bare aiohttp server
+    that only parses, draws sentences from a table and serialises the envelope reaches."""
+    return [{**r, "path": TEXT_FLOOR_PATH} for r in varied_text()]
 
 
 def varied_chat() -> list[dict[str, Any]]:
@@ -193,6 +199,8 @@ class Scenario:
 
 VARIED = (
     Scenario("text", "text (run/)", varied_text, True),
+    # The least any server can do for those calls (bench/baseline.py `text_floor`), beside them.
+    Scenario("text-floor", "floor: text (run/)", varied_text_floor, True, "baseline"),
     Scenario("chat", "chat (v1/chat/completions)", varied_chat, True),
     Scenario("embeddings", "embeddings (32 texts)", varied_embeddings, True),
     # The least any server can do for those calls (bench/baseline.py `embeddings_floor`), beside them.

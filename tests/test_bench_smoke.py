@@ -83,6 +83,24 @@ def test_bench_prints_the_varied_table_before_the_repeated_one(tmp_path: Path) -
     assert names[0].startswith("varied text") and any(n.startswith("repeated text") for n in names)
 
 
+def test_bench_measures_the_floors_on_the_baseline_server(tmp_path: Path) -> None:
+    """The text and 32-text embeddings floors (bench/baseline.py) answer every varied call, in the
+    baseline table, so each emulator row can be read against what a bare server reaches."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--duration", "0.3", "--rounds", "1",
+         "--scenarios", "text-floor,embeddings-floor", "--concurrency", "16", "--loadgen", "python",
+         "--no-pin", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    rows = {r["scenario"]: r for r in json.loads(out.read_text())["rows"]}
+    for name in ("text-floor", "embeddings-floor"):
+        assert rows[name]["table"] == "baseline", rows[name]
+        assert rows[name]["rps"] > 0 and rows[name]["errors"] == 0, rows[name]
+    assert "floor: text (run/)" in proc.stdout
+
+
 async def test_the_load_generator_never_sends_the_same_varied_body_twice(aiohttp_server: Any) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from loadgen import Job, run
