@@ -1,4 +1,5 @@
-"""Long Python work on a worker thread, paced so that the event loop's thread gets the GIL promptly."""
+"""Long Python work, paced so that the event loop answers other requests meanwhile: on a worker
+thread by handing over the GIL (`GilTurns`), on the loop's own thread by yielding to it (`LoopTurns`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,23 @@ class GilTurns:
         if self._paced and time.perf_counter() >= self._due:
             time.sleep(0)
             self._due = time.perf_counter() + GIL_TURN_SECONDS
+
+
+class LoopTurns:
+    """Paces long work on the event loop's own thread: `await tick()` between small steps yields to
+    the loop once `seconds` have passed since it last did, so other requests are answered between
+    the steps."""
+
+    __slots__ = ("_started", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._started = time.perf_counter()
+
+    async def tick(self) -> None:
+        if time.perf_counter() - self._started > self.seconds:
+            await asyncio.sleep(0)
+            self._started = time.perf_counter()
 
 
 def _loop_of_this_thread() -> asyncio.AbstractEventLoop | None:

@@ -12,7 +12,6 @@ import asyncio
 import math
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -26,6 +25,7 @@ from aiohttp.web_server import Server
 
 from emulator.call import Call
 from emulator.errors import CFError, ErrorKind
+from emulator.gil import LoopTurns
 
 # Deeper JSON is refused at parse time: orjson parses up to 1024 levels but serialises only 254, and
 # the validator and request fingerprinting recurse once per level.
@@ -115,7 +115,7 @@ def free_in_slices(value: Any) -> None:
 async def _take_apart(stack: list[Any]) -> None:
     """Empty each list and dict on `stack` that nothing else refers to, FREE_SLICE_ITEMS at a time,
     nested ones after their parent; a value another holder still has is only let go of."""
-    started = time.perf_counter()
+    turns = LoopTurns(LOOP_SLICE_SECONDS)
     while stack:
         node = stack.pop()
         if sys.getrefcount(node) > 2:  # `node` and getrefcount's argument: someone else holds it
@@ -133,9 +133,7 @@ async def _take_apart(stack: list[Any]) -> None:
                     if type(item) in (list, dict):
                         stack.append(item)
                 del item
-            if time.perf_counter() - started > LOOP_SLICE_SECONDS:
-                await asyncio.sleep(0)
-                started = time.perf_counter()
+            await turns.tick()
         del node
 
 
@@ -437,15 +435,13 @@ async def _read_in_slices(request: web.Request) -> bytes:
     limit = request.client_max_size
     chunks: list[bytes] = []
     size = 0
-    started = time.perf_counter()
+    turns = LoopTurns(LOOP_SLICE_SECONDS)
     while chunk := await request.content.readany():
         size += len(chunk)
         if limit and size > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
         chunks.append(chunk)
-        if time.perf_counter() - started > LOOP_SLICE_SECONDS:
-            await asyncio.sleep(0)
-            started = time.perf_counter()
+        await turns.tick()
     if size < 1 << 20:
         return b"".join(chunks)
     # bytes.join copies without the GIL past 1 MiB: on a thread the loop goes on meanwhile.

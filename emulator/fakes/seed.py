@@ -6,12 +6,13 @@ import asyncio
 import hashlib
 import secrets
 import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 import orjson
+
+from emulator.gil import LoopTurns
 
 CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -92,19 +93,6 @@ _LIST_MARK = f"long-list-{secrets.token_hex(16)}-"
 _CONTAINERS = (list, dict)
 
 
-class _Turns:
-    """Yields to the event loop once `seconds` have passed since it last did."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.started = time.perf_counter()
-
-    async def tick(self) -> None:
-        if time.perf_counter() - self.started > self.seconds:
-            await asyncio.sleep(0)
-            self.started = time.perf_counter()
-
-
 async def dumps_in_slices(value: Any, option: int, *, slice_seconds: float) -> AsyncIterator[bytes]:
     """The bytes of `orjson.dumps(value, option=option)`, in pieces, yielding to the event loop every
     `slice_seconds`: the long lists a value holds through objects are serialised a slice of items
@@ -112,11 +100,11 @@ async def dumps_in_slices(value: Any, option: int, *, slice_seconds: float) -> A
     item that is itself long (a list of a few huge lists) is serialised the same way, one level
     down. Joined, the pieces are byte for byte what orjson gives for the whole value (compact output,
     which serialises a list's items one after another with a comma between them)."""
-    async for piece in _dumps(value, option, _Turns(slice_seconds), 0):
+    async for piece in _dumps(value, option, LoopTurns(slice_seconds), 0):
         yield piece
 
 
-async def _dumps(value: Any, option: int, turns: _Turns, depth: int) -> AsyncIterator[bytes]:
+async def _dumps(value: Any, option: int, turns: LoopTurns, depth: int) -> AsyncIterator[bytes]:
     lists: list[list[Any]] = []
     skeleton = _marked_long_lists(value, lists, depth)
     if not lists:
@@ -139,7 +127,7 @@ async def _dumps(value: Any, option: int, turns: _Turns, depth: int) -> AsyncIte
     yield text[done:]
 
 
-async def _items(items: list[Any], option: int, turns: _Turns, depth: int) -> AsyncIterator[bytes]:
+async def _items(items: list[Any], option: int, turns: LoopTurns, depth: int) -> AsyncIterator[bytes]:
     """A long list's items, comma-separated: slices sized to ~DUMPS_SLICE_BYTES, or one item at a
     time, each serialised in slices itself, when its first item is long on its own."""
     if not items:

@@ -26,17 +26,16 @@ collector as its piece is read (a full collection would otherwise walk all of th
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import gc
 import re
-import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import orjson
 
+from emulator.gil import LoopTurns
 from emulator.limits import LOOP_SLICE_SECONDS, MAX_JSON_DEPTH
 
 # One piece handed to orjson: ~0.3 ms of numbers or strings, ~1.5 ms of small objects.
@@ -104,19 +103,13 @@ class _Reader:
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
-        self.started = time.perf_counter()
+        self.turns = LoopTurns(LOOP_SLICE_SECONDS)
         self.alone_left = 4 * (len(raw) // PIECE_BYTES) + 2 * MAX_JSON_DEPTH
 
     def alone(self) -> None:
         self.alone_left -= 1
         if self.alone_left < 0:
             raise Unsplittable  # small elements nested deep: orjson's one parse is the faster
-
-    async def tick(self) -> None:
-        """Yield to the loop once this request has held it LOOP_SLICE_SECONDS."""
-        if time.perf_counter() - self.started > LOOP_SLICE_SECONDS:
-            await asyncio.sleep(0)
-            self.started = time.perf_counter()
 
     @staticmethod
     def reach(level: int) -> None:
@@ -159,7 +152,7 @@ class _Reader:
                 return at + 1
             if at == start:
                 raise Unsplittable  # the string never closes (or ends in a lone backslash)
-            await self.tick()
+            await self.turns.tick()
 
     @staticmethod
     def loads(text: bytes) -> Any:
@@ -198,7 +191,7 @@ class _Reader:
         cuts = _Cuts(_SEPARATORS.get(first) if first is not None else None)
         after_comma = False
         while True:
-            await self.tick()
+            await self.turns.tick()
             cheap = self.cheap_piece(cuts, position, level, (b"[", b"]"))
             if cheap is not None:
                 parsed, nested, cut = cheap
@@ -254,7 +247,7 @@ class _Reader:
             batch = pending[-_HIDE_BATCH:]
             del pending[-_HIDE_BATCH:]
             pending += _hide(batch)
-            await self.tick()
+            await self.turns.tick()
 
     async def _object(self, position: int, level: int) -> tuple[dict[str, Any], int]:
         """The object whose content starts at `position`, and the offset after its `}`. A key given
@@ -264,7 +257,7 @@ class _Reader:
         cuts = _Cuts(_MEMBER_SEPARATOR)
         after_comma = False
         while True:
-            await self.tick()
+            await self.turns.tick()
             cheap = self.cheap_piece(cuts, position, level, (b"{", b"}"))
             if cheap is not None:
                 parsed, nested, cut = cheap

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 import weakref
 from typing import Any
 
@@ -15,6 +14,7 @@ from aiohttp import web
 from emulator.call import BinaryInput
 from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
+from emulator.gil import LoopTurns
 from emulator.limits import (
     INCREMENTAL_JSON_BYTES,
     INCREMENTAL_JSON_BYTES_PER_VALUE,
@@ -121,12 +121,10 @@ async def _parse_in_slices(raw: bytes) -> Any:
     document = _Document()
     parser = ijson.items_coro(document, "", use_float=True)
     view = memoryview(raw)
-    started = time.perf_counter()
+    turns = LoopTurns(LOOP_SLICE_SECONDS)
     for offset in range(0, len(raw), JSON_CHUNK_BYTES):
         parser.send(bytes(view[offset:offset + JSON_CHUNK_BYTES]))
-        if time.perf_counter() - started > LOOP_SLICE_SECONDS:
-            await asyncio.sleep(0)
-            started = time.perf_counter()
+        await turns.tick()
     parser.close()
     return document.values[0]
 
