@@ -673,10 +673,7 @@ def read_lines(raw: bytes, origin: str, *, long_line: int | None = None) -> tupl
     torn = lines.pop()  # after the last newline: empty, or a line an interrupted append left
     long: list[LongLine] = []
     try:
-        header = orjson.loads(lines[0])
-        if not isinstance(header, dict) or "interactions" in header:
-            raise ValueError("the first line must be the cassette header, without interactions")
-        cassette = Cassette.model_validate(header)
+        cassette = _header_cassette(lines[0])
         interactions: list[Interaction] = []
         for line in lines[1:]:
             if isinstance(line, tuple):  # a long line: read by the caller
@@ -693,6 +690,15 @@ def read_lines(raw: bytes, origin: str, *, long_line: int | None = None) -> tupl
         with contextlib.suppress(ValueError):
             cassette.interactions.append(Interaction.model_validate_json(torn))
     return cassette, long
+
+
+def _header_cassette(line: bytes) -> Cassette:
+    """The cassette a version-2 file's header line describes, without interactions (ValueError when
+    the line is no header)."""
+    header = orjson.loads(line)
+    if not isinstance(header, dict) or "interactions" in header:
+        raise ValueError("the first line must be the cassette header, without interactions")
+    return Cassette.model_validate(header)
 
 
 def _lines_cut_short(raw: bytes, long_line: int) -> list[bytes | tuple[int, int]]:
@@ -743,10 +749,7 @@ def count_interactions(raw: bytes, *, origin: str = "<cassette>") -> int:
         return len(document_cassette(raw, document, origin).interactions)
     end = raw.find(b"\n")
     try:
-        header = orjson.loads(raw[:end])
-        if not isinstance(header, dict) or "interactions" in header:
-            raise ValueError("the first line must be the cassette header, without interactions")
-        Cassette.model_validate(header)
+        _header_cassette(raw[:end])
     except ValueError as exc:
         raise CassetteFormatError(f"{origin}: not a valid cassette: {_short_error(exc)}") from None
     count = 0
