@@ -463,7 +463,7 @@ def test_record_and_replay_normalise_a_large_body_off_the_loop(upstream_base: st
 
 
 # A large recorded answer: ~20 MB of JSON from the upstream (tests/fake_upstream.LARGE_ANSWERS).
-LARGE_ANSWER_PROMPTS = ("large-answer-strings", "large-answer-vectors")
+LARGE_ANSWER_PROMPTS = ("large-answer-strings", "large-answer-vectors", "large-answer-pretty")
 
 
 @pytest.mark.parametrize("prompt", LARGE_ANSWER_PROMPTS)

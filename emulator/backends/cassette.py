@@ -266,7 +266,8 @@ class CassetteBackend:
             # slices on the loop (large_bodies.py); the redaction walk grows with the bodies: on a
             # worker thread when they are large.
             request_body = await read_large_body(exchange, self.parse_json)
-            answer_body = await read_large_answer(headers, body, events, self.parse_json)
+            answer_body = await read_large_answer(headers, body, events, self.parse_json,
+                                                  self.redactor(exchange))
             interaction = await off_loop(len(exchange.body) + len(body), self._interaction, exchange, status,
                                          headers, body, events, cut, request_body, answer_body)
             sliced = request_body is not None or answer_body is not None
@@ -278,8 +279,9 @@ class CassetteBackend:
     def _interaction(self, exchange: Exchange, status: int, headers: Mapping[str, str], body: bytes,
                      events: list[SSEEvent] | None, cut: StreamBreak | None,
                      request_body: Body | None = None, answer_body: Body | None = None) -> Interaction:
-        """The exchange as the cassette stores it, redacted; `request_body` and `answer_body` are the
-        request's and the answer's bodies read already (`read_large_body`, `read_large_answer`)."""
+        """The exchange as the cassette stores it, redacted; `request_body` is the request's body
+        read already (`read_large_body`), `answer_body` the answer's, read and redacted already
+        (`read_large_answer`)."""
         redactor = self.redactor(exchange)
         request = RecordedRequest.build(
             exchange.method, exchange.path, exchange.query, exchange.headers.items(),
@@ -289,7 +291,7 @@ class CassetteBackend:
         response = RecordedResponse.build(status, headers.items(), answer, events=events, cut=cut)
         return Interaction(
             request=redactor.redact_request(request),
-            response=redactor.redact_response(response),
+            response=redactor.redact_response(response, body_redacted=answer_body is not None),
             neurons=parse_neurons(headers.get("cf-ai-neurons")),
         )
 

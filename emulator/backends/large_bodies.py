@@ -56,7 +56,7 @@ from emulator.cassettes.format import (
     read_lines,
 )
 from emulator.cassettes.match import normalised_json, strip_volatile
-from emulator.cassettes.redact import Redactor
+from emulator.cassettes.redact import Redactor, opens_json_text
 from emulator.cassettes.store import CassetteStore, Identity, read_range
 from emulator.errors import CFError
 from emulator.fakes.seed import dumps_in_slices, dumps_joined, long_to_dump
@@ -120,12 +120,14 @@ async def read_large_body(exchange: Exchange, parse_json: JsonParser | None) -> 
 
 
 async def read_large_answer(headers: Mapping[str, str], body: bytes, events: list[SSEEvent] | None,
-                            parse_json: JsonParser | None) -> Body | None:
-    """The answer's body as `Body.from_bytes(body, content_type, exact=True)` reads it, for a JSON
-    answer of INCREMENTAL_JSON_BYTES or more that compact serialisation gives back byte for byte:
-    parsed in slices on the loop, serialised again in slices and compared on a thread. None for
-    another answer (spaced or escaped JSON, kept as text; not JSON; a stream): the caller reads it
-    whole."""
+                            parse_json: JsonParser | None, redactor: Redactor) -> Body | None:
+    """The answer's body as the cassette stores it, `redactor.redact_body(Body.from_bytes(body,
+    content_type, exact=True))`, for a JSON answer of INCREMENTAL_JSON_BYTES or more: parsed in
+    slices on the loop, serialised again in slices and compared on a thread. One that compact
+    serialisation gives back byte for byte is kept as JSON, redacted on a thread; another (spaced,
+    or with escapes compact output would not write) is kept as text (`_large_text_answer`). None
+    for another answer (not JSON, one the sliced parser does not take, a stream): the caller reads
+    it whole."""
     content_type = filter_headers(headers.items(), RESPONSE_HEADER_ALLOW).get("content-type")
     if (parse_json is None or events is not None or len(body) < INCREMENTAL_JSON_BYTES
             or not is_json_type(content_type)):
@@ -135,9 +137,50 @@ async def read_large_answer(headers: Mapping[str, str], body: bytes, events: lis
         again = await dumps_joined(parsed, 0, slice_seconds=LOOP_SLICE_SECONDS)
     except (CFError, TypeError):
         return None  # not JSON (or not UTF-8), or integers orjson cannot write: read whole
-    if not await asyncio.to_thread(operator.eq, again, body):
+    if await asyncio.to_thread(operator.eq, again, body):
+        return await asyncio.to_thread(redactor.redact_body, Body.from_json(parsed))
+    del again
+    return await _large_text_answer(body, parsed, parse_json, redactor)
+
+
+async def _large_text_answer(body: bytes, parsed: Any, parse_json: JsonParser, redactor: Redactor
+                             ) -> Body | None:
+    """`redactor.redact_body(Body(encoding="text", text=body.decode()))` for a JSON answer whose
+    value, `parsed`, was read in slices: the text redacted on a thread a piece at a time
+    (`Redactor.redact_text`); the check for secrets hidden by JSON escapes given `parsed` for the
+    text's value and, when redaction changed the text, the redacted text parsed in slices; the
+    redaction walk and the comparison on a thread (`Redactor.text_body`). None when the text is
+    not UTF-8: the caller reads it whole."""
+    try:
+        text = await asyncio.to_thread(body.decode, "utf-8")
+    except UnicodeDecodeError:
         return None
-    return Body.from_json(parsed)
+    redacted = await asyncio.to_thread(redactor.redact_text, text)
+    if not await asyncio.to_thread(opens_json_text, text):
+        return await asyncio.to_thread(redactor.text_body, redacted, UNPARSED, UNPARSED)
+    if redacted == text:
+        after: Any = parsed  # the same text: the same value
+    else:
+        after = await _value_of(redacted, parse_json)
+    del text
+    return await asyncio.to_thread(redactor.text_body, redacted, parsed, after)
+
+
+async def _value_of(text: str, parse_json: JsonParser) -> Any:
+    """`orjson.loads(text)`, UNPARSED when it is not JSON: parsed in slices, or whole on a thread
+    when the sliced parser refuses it (whatever its reason: the verdict must be orjson's)."""
+    data = await asyncio.to_thread(str.encode, text)
+    try:
+        return await parse_json(data)
+    except CFError:
+        return await asyncio.to_thread(_loads_or_unparsed, data)
+
+
+def _loads_or_unparsed(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return UNPARSED
 
 
 async def line_in_slices(interaction: Interaction) -> bytes | None:

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from emulator.cassettes.format import (
+    UNPARSED,
     Body,
     Interaction,
     RecordedRequest,
@@ -122,6 +123,14 @@ def _may_hold_credential(text: str) -> bool:
     return b"@" in marked or _HEX_RUN in marked or b"bearer" in data.lower()
 
 
+# A text longer than this is searched for credential shapes TEXT_PIECE characters or so at a time,
+# cut just after one of `_CUT`'s characters, which none of the five shapes holds: JSON's `,` `}` `]`
+# and a query's `&` and `;` (`Redactor._redact_pieces`). The five `re.sub` over a piece of 16 KiB take
+# ~1-6 ms.
+LONG_TEXT = 1 << 16
+TEXT_PIECE = 1 << 14
+_CUT = re.compile(r"[,;&}\]]")
+
 # A list this long is redacted REDACT_BATCH_ITEMS items at a time, its strings looked at together
 # (`Redactor._leave_alone`): 300,000 strings one `redact_text` call each took 2.4 s of worker time
 # holding the GIL in 5 ms turns, and so kept every answer on the event loop's thread waiting.
@@ -131,6 +140,12 @@ _BATCH_CHARS = 1 << 20
 _REMEMBERED_PATHS = 4096
 _KEPT = frozenset({int, float, bool, type(None)})  # JSON values redaction leaves alone
 _NONE = object()
+
+
+def opens_json_text(text: str) -> bool:
+    """Whether a text body is looked at as JSON for secrets hidden by escapes: it opens an object, an
+    array or a string (a number, boolean or null cannot hide one)."""
+    return text.lstrip()[:1] in ("{", "[", '"')
 
 
 def _field_is_sensitive(name: str) -> bool:
@@ -159,13 +174,47 @@ class Redactor:
         self._paths: dict[str, str] = {}
 
     def redact_text(self, s: str) -> str:
-        """Replace every secret, credential-shaped token, account id and email in `s`."""
+        """Replace every secret, credential-shaped token, account id and email in `s`. A text longer
+        than LONG_TEXT is searched for the credential shapes a piece at a time (`_redact_pieces`)."""
         if s in self.whole_secrets:
             return REDACTED
         for secret in self.secrets:
             s = s.replace(secret, REDACTED)
         for account in self.account_ids:
             s = s.replace(account, self.placeholder_account)
+        if len(s) > LONG_TEXT:
+            return self._redact_pieces(s, TEXT_PIECE)
+        return self._redact_shapes(s)
+
+    def _redact_pieces(self, s: str, piece: int) -> str:
+        """`_redact_shapes(s)`, worked out on pieces of at least `piece` characters, each ending just
+        after a character of `_CUT` (or at the end of `s`), with the GIL handed over between pieces
+        (`gil.GilTurns`): `re.sub` holds it for its whole call, 4.75 s for the five over 20 MB.
+
+        Why the pieces give the same text: no match of the five patterns holds a `_CUT` character,
+        and their lookarounds and word boundaries take a `_CUT` character as they take the start or
+        end of the text, so every match of one of them in the whole text lies inside one piece and
+        is found there. A substitution leaves the `_CUT` character that ends a piece in place, so the
+        substituted pieces are again such pieces of the substituted text, for the next pattern. A
+        text without any `_CUT` character after `piece` is one piece (tests/test_redaction_pieces.py)."""
+        out: list[str] = []
+        changed = False
+        turns = GilTurns()
+        start = 0
+        while start < len(s):
+            cut = _CUT.search(s, start + piece - 1)
+            end = cut.end() if cut is not None else len(s)
+            text = s[start:end]
+            redacted = self._redact_shapes(text)
+            changed = changed or redacted is not text
+            out.append(redacted)
+            start = end
+            turns.tick()
+        return "".join(out) if changed else s  # unchanged: `s` itself, without a copy
+
+    def _redact_shapes(self, s: str) -> str:
+        """`s` with bearer tokens, credential-named values, global API keys, account ids after
+        ``accounts/`` and emails replaced."""
         if not _may_hold_credential(s):
             return s
         s = _BEARER.sub(lambda m: m.group(1) + REDACTED, s)
@@ -277,19 +326,36 @@ class Redactor:
 
     def _escaped_secret(self, text: str, redacted: str) -> Any:
         """The redacted document of a JSON text whose decoded strings still hold a secret after text
-        redaction (JSON escapes hid it), else `_NONE`."""
-        if text.lstrip()[:1] not in ("{", "[", '"'):
+        redaction (JSON escapes hid it), else `_NONE`. `redacted`: `redact_text(text)`."""
+        if not opens_json_text(text):
             return _NONE
         try:
             document = orjson.loads(text)
         except orjson.JSONDecodeError:
             return _NONE
-        cleaned = self.redact_json(document)
+        if redacted == text:
+            return self._hidden(document, document)  # the same text: the same document
         try:
             after_text = orjson.loads(redacted)
         except orjson.JSONDecodeError:
-            return cleaned
-        return cleaned if cleaned != after_text else _NONE
+            after_text = UNPARSED
+        return self._hidden(document, after_text)
+
+    def _hidden(self, document: Any, redacted_document: Any) -> Any:
+        """`document` redacted when that differs from `redacted_document` (the value of the document's
+        text after `redact_text`, UNPARSED when that text is not JSON), else `_NONE`."""
+        cleaned = self.redact_json(document)
+        return cleaned if redacted_document is UNPARSED or cleaned != redacted_document else _NONE
+
+    def text_body(self, redacted: str, document: Any, redacted_document: Any) -> Body:
+        """What `redact_body` stores for a text body, from its parts worked out already: `redacted`,
+        the text after `redact_text`; `document`, the text's JSON value when `opens_json_text` holds
+        and it is JSON, else UNPARSED; `redacted_document`, `redacted`'s JSON value (UNPARSED when it
+        is not JSON). A JSON text whose decoded strings still hold a secret after text redaction
+        (JSON escapes hid it) is stored as its redacted document."""
+        hidden = _NONE if document is UNPARSED else self._hidden(document, redacted_document)
+        return Body(encoding="json", json=hidden) if hidden is not _NONE else Body(encoding="text",
+                                                                                  text=redacted)
 
     def redact_request(self, request: RecordedRequest) -> RecordedRequest:
         """A redacted copy of a recorded request."""
@@ -301,15 +367,18 @@ class Redactor:
             body=self.redact_body(request.body),
         )
 
-    def redact_response(self, response: RecordedResponse) -> RecordedResponse:
-        """A redacted copy of a recorded response (SSE events keep `data` consistent with `raw`)."""
+    def redact_response(self, response: RecordedResponse, *, body_redacted: bool = False) -> RecordedResponse:
+        """A redacted copy of a recorded response (SSE events keep `data` consistent with `raw`);
+        `body_redacted`: its body is redacted already (a large answer, `large_bodies.read_large_answer`)
+        and is kept as it is."""
         events = (
             [self._redact_event(e) for e in response.events] if response.events is not None else None
         )
+        body = response.body
         return RecordedResponse(
             status=response.status,
             headers=self.redact_headers(response.headers),
-            body=self.redact_body(response.body) if response.body is not None else None,
+            body=self.redact_body(body) if body is not None and not body_redacted else body,
             events=events,
             cut=response.cut,
         )
