@@ -18,7 +18,7 @@ from unittest import mock
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
@@ -228,7 +228,9 @@ def answers_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
 
 
 @pytest.mark.usefixtures("parser")
-@SETTINGS
+# Half the examples of the others: every answer here takes the sliced path, the spaced ones the
+# text path too (redaction in pieces, the escaped-secret check), twice the work per example.
+@settings(SETTINGS, max_examples=75)
 @given(answers=st.lists(st.tuples(BODY, st.booleans()), min_size=1, max_size=3))
 def test_a_large_answer_is_recorded_byte_for_byte_as_in_one_call(
     answers_read: list[bool], lines_built: list[bytes | None], tmp_path_factory: pytest.TempPathFactory,
@@ -241,7 +243,8 @@ def test_a_large_answer_is_recorded_byte_for_byte_as_in_one_call(
     answers_read.clear()
     lines_built.clear()
     calls = [(b'{"prompt": "hi"}', _wire(value, spaced)) for value, spaced in answers]
-    with mock.patch.object(redact, "LONG_TEXT", 8), mock.patch.object(redact, "TEXT_PIECE", 3):
+    with mock.patch.object(redact, "LONG_TEXT", 8), mock.patch.object(redact, "TEXT_PIECE", 3), \
+            mock.patch.object(large_bodies, "TEXT_SLICE_CHARS", 5):
         sliced = _record(tmp_path_factory.mktemp("sliced"), calls, sliced=True)
     whole = _record(tmp_path_factory.mktemp("whole"), calls, sliced=False)
     assert sliced == whole
@@ -254,13 +257,18 @@ def test_a_large_answer_is_recorded_byte_for_byte_as_in_one_call(
 @given(values=st.lists(BODY, min_size=1, max_size=3))
 def test_a_large_answer_replays_the_bytes_the_whole_path_gives(tmp_path_factory: pytest.TempPathFactory,
                                                                values: list[Any]) -> None:
+    """Recorded compact (kept as JSON) and spaced (as text) in turn, replayed in slices, a few
+    characters of text at a time (`TEXT_SLICE_CHARS`, shrunk)."""
     directory = tmp_path_factory.mktemp("answers")
-    _record(directory, [(b'{"prompt": "hi"}', _wire(value, False)) for value in values], sliced=False)
+    calls = [(b'{"prompt": "hi"}', _wire(value, spaced=n % 2 == 1)) for n, value in enumerate(values)]
+    _record(directory, calls, sliced=False)
     sliced, whole = _load_both(CassetteStore(directory))
     assert sliced.cassette.interactions == whole.cassette.interactions
     for interaction in sliced.cassette.interactions:
-        replayed = asyncio.run(large_bodies.answer_bytes(interaction.response))
-        if interaction.response.body is not None and interaction.response.body.encoding == "json":
+        with mock.patch.object(large_bodies, "TEXT_SLICE_CHARS", 5):
+            replayed = asyncio.run(large_bodies.answer_bytes(interaction.response))
+        assert interaction.response.body is not None
+        if interaction.response.body.encoding in ("json", "text"):
             assert replayed == interaction.response.body_bytes()
         else:
             assert replayed is None  # the caller takes body_bytes()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import operator
 import os
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -60,7 +61,8 @@ from emulator.cassettes.redact import Redactor, opens_json_text
 from emulator.cassettes.store import CassetteStore, Identity, read_range
 from emulator.errors import CFError
 from emulator.fakes.seed import dumps_in_slices, dumps_joined, long_to_dump
-from emulator.limits import INCREMENTAL_JSON_BYTES, LOOP_SLICE_SECONDS
+from emulator.gil import LoopTurns
+from emulator.limits import INCREMENTAL_JSON_BYTES, LOOP_SLICE_SECONDS, off_loop
 
 # Parses a large JSON body in slices on the event loop (the server's `parse_json_body`); raises
 # CFError when the body is not JSON it takes.
@@ -138,7 +140,7 @@ async def read_large_answer(headers: Mapping[str, str], body: bytes, events: lis
     except (CFError, TypeError):
         return None  # not JSON (or not UTF-8), or integers orjson cannot write: read whole
     if await asyncio.to_thread(operator.eq, again, body):
-        return await asyncio.to_thread(redactor.redact_body, Body.from_json(parsed))
+        return await off_loop(len(body), redactor.redact_body, Body.from_json(parsed))
     del again
     return await _large_text_answer(body, parsed, parse_json, redactor)
 
@@ -146,34 +148,40 @@ async def read_large_answer(headers: Mapping[str, str], body: bytes, events: lis
 async def _large_text_answer(body: bytes, parsed: Any, parse_json: JsonParser, redactor: Redactor
                              ) -> Body | None:
     """`redactor.redact_body(Body(encoding="text", text=body.decode()))` for a JSON answer whose
-    value, `parsed`, was read in slices: the text redacted on a thread a piece at a time
-    (`Redactor.redact_text`); the check for secrets hidden by JSON escapes given `parsed` for the
-    text's value and, when redaction changed the text, the redacted text parsed in slices; the
+    value, `parsed`, was read in slices: the text decoded and redacted on a thread, a piece at a
+    time (`Redactor.redact_text`); the check for secrets hidden by JSON escapes given `parsed` for
+    the text's value and, when redaction changed the text, the redacted text parsed in slices; the
     redaction walk and the comparison on a thread (`Redactor.text_body`). None when the text is
     not UTF-8: the caller reads it whole."""
+    read = await off_loop(len(body), _redacted_text, body, redactor)
+    if read is None:
+        return None
+    text, redacted, opens_json = read
+    if not opens_json:
+        return redactor.text_body(redacted, UNPARSED, UNPARSED)
+    after = parsed if redacted == text else await _value_of(redacted, parse_json)  # same text, same value
+    del text
+    return await off_loop(len(body), redactor.text_body, redacted, parsed, after)
+
+
+def _redacted_text(body: bytes, redactor: Redactor) -> tuple[str, str, bool] | None:
+    """The body's text, that text redacted, and whether it is looked at as JSON for secrets hidden
+    by escapes (`opens_json_text`); None when it is not UTF-8."""
     try:
-        text = await asyncio.to_thread(body.decode, "utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    redacted = await asyncio.to_thread(redactor.redact_text, text)
-    if not await asyncio.to_thread(opens_json_text, text):
-        return await asyncio.to_thread(redactor.text_body, redacted, UNPARSED, UNPARSED)
-    if redacted == text:
-        after: Any = parsed  # the same text: the same value
-    else:
-        after = await _value_of(redacted, parse_json)
-    del text
-    return await asyncio.to_thread(redactor.text_body, redacted, parsed, after)
+    return text, redactor.redact_text(text), opens_json_text(text)
 
 
 async def _value_of(text: str, parse_json: JsonParser) -> Any:
     """`orjson.loads(text)`, UNPARSED when it is not JSON: parsed in slices, or whole on a thread
     when the sliced parser refuses it (whatever its reason: the verdict must be orjson's)."""
-    data = await asyncio.to_thread(str.encode, text)
+    data = await off_loop(len(text), str.encode, text)
     try:
         return await parse_json(data)
     except CFError:
-        return await asyncio.to_thread(_loads_or_unparsed, data)
+        return await off_loop(len(data), _loads_or_unparsed, data)
 
 
 def _loads_or_unparsed(data: bytes) -> Any:
@@ -185,23 +193,79 @@ def _loads_or_unparsed(data: bytes) -> Any:
 
 async def line_in_slices(interaction: Interaction) -> bytes | None:
     """`interaction_line(interaction)`, byte for byte, for an interaction whose JSON bodies were
-    parsed (`format.line_document`): serialised a slice at a time on the loop, joined on a thread.
-    None when orjson refuses the document: the ordinary path then serialises it (or says why not)."""
+    parsed (`format.line_document`): serialised a slice at a time on the loop, a long text answer
+    TEXT_SLICE_CHARS characters at a time (`_text_in_slices`), joined on a thread. None when orjson
+    refuses the document: the ordinary path then serialises it (or says why not)."""
     document = await asyncio.to_thread(line_document, interaction)
+    text = _long_text(document)
+    if text is not None:
+        document["response"]["body"]["text"] = _TEXT_MARK
     try:
         pieces = [piece async for piece in dumps_in_slices(document, 0, slice_seconds=LOOP_SLICE_SECONDS)]
+        if text is not None:
+            pieces = await _spliced(pieces, text)
     except TypeError:
         return None
     pieces.append(b"\n")
     return await asyncio.to_thread(b"".join, pieces)
 
 
+# A text answer this long is serialised into its cassette line, and encoded for replay, this many
+# characters at a time: orjson's one `dumps` of a 20 MB text of indented JSON (a quote escaped every
+# few characters) held the loop 35-70 ms, its `encode` 30-60 ms on a loaded machine.
+TEXT_SLICE_CHARS = 1 << 18
+# What stands for a long text in the rest of the line while that is serialised (a random marker, so
+# that no recorded string passes for it).
+_TEXT_MARK = f"long-text-{secrets.token_hex(16)}"
+
+
+def _long_text(document: dict[str, Any]) -> str | None:
+    """The text of a line document's answer body when it is INCREMENTAL_JSON_BYTES long or more."""
+    body = document["response"].get("body")
+    text = body.get("text") if isinstance(body, dict) else None
+    return text if isinstance(text, str) and len(text) >= INCREMENTAL_JSON_BYTES else None
+
+
+async def _spliced(pieces: list[bytes], text: str) -> list[bytes]:
+    """`pieces` with the serialised `_TEXT_MARK` replaced by `text` serialised in slices."""
+    mark = orjson.dumps(_TEXT_MARK)
+    for index, piece in enumerate(pieces):
+        at = piece.find(mark)
+        if at >= 0:
+            return [*pieces[:index], piece[:at], *await _text_in_slices(text), piece[at + len(mark):],
+                    *pieces[index + 1:]]
+    raise AssertionError("the marker is a string value of the document")  # cannot happen
+
+
+async def _text_in_slices(text: str) -> list[bytes]:
+    """`orjson.dumps(text)` in pieces: JSON escapes each character by itself, so the slices' escaped
+    texts, joined between quotes, are the whole text's (a lone surrogate makes both raise)."""
+    turns = LoopTurns(LOOP_SLICE_SECONDS)
+    pieces = [b'"']
+    for start in range(0, len(text), TEXT_SLICE_CHARS):
+        pieces.append(orjson.dumps(text[start:start + TEXT_SLICE_CHARS])[1:-1])
+        await turns.tick()
+    pieces.append(b'"')
+    return pieces
+
+
 async def answer_bytes(response: RecordedResponse) -> bytes | None:
     """`response.body_bytes()` for a recorded JSON body, serialised in slices on the loop when it
     holds long lists (`dumps_in_slices`: a 20 MB embeddings answer is ~50-170 ms of orjson in one
-    call); None for an answer that is not a JSON body (the caller takes `body_bytes`)."""
+    call), and for a text body INCREMENTAL_JSON_BYTES long or more, encoded TEXT_SLICE_CHARS
+    characters at a time and joined on a thread; None for another answer (the caller takes
+    `body_bytes`)."""
     body = response.body
-    if response.events is not None or body is None or body.encoding != "json":
+    if response.events is not None or body is None:
+        return None
+    if body.encoding == "text" and body.text is not None and len(body.text) >= INCREMENTAL_JSON_BYTES:
+        turns = LoopTurns(LOOP_SLICE_SECONDS)
+        pieces: list[bytes] = []
+        for start in range(0, len(body.text), TEXT_SLICE_CHARS):
+            pieces.append(body.text[start:start + TEXT_SLICE_CHARS].encode("utf-8"))
+            await turns.tick()
+        return await asyncio.to_thread(b"".join, pieces)
+    if body.encoding != "json":
         return None
     return await dumps_joined(body.json_, 0, slice_seconds=LOOP_SLICE_SECONDS)
 
