@@ -98,6 +98,15 @@ def large_answer(prompt: str) -> bytes:
     return json.dumps(envelope, separators=(",", ":")).encode()
 
 
+def pretty_answer_hiding(token: str) -> bytes:
+    """~2 MB of indented JSON (a recording keeps it as text) quoting `token` with its first letter
+    JSON-escaped, and holding a string that is exactly "t" (the README's short token, as a whole
+    value)."""
+    result = {"notes": [f"note {i:06d} some words here" for i in range(60_000)], "echo": "ECHO", "short": "t"}
+    text = json.dumps({"result": result, "success": True, "errors": [], "messages": []}, indent=1)
+    return text.replace('"ECHO"', '"you sent ' + f"\\u{ord(token[0]):04x}" + token[1:] + '"').encode()
+
+
 def tiny_png(width: int = 4, height: int = 4) -> bytes:
     """A valid RGB PNG made by hand (independent of the emulator's image fakes)."""
 
@@ -246,6 +255,10 @@ class FakeUpstream:
             body_text = ('{"result":{"response":"you sent ' + escaped
                          + '"},"success":true,"errors":[],"messages":[]}')
             return web.Response(body=body_text, content_type="application/json", headers=self._ids())
+        if prompt == "pretty-answer-hiding-secrets":
+            token = request.headers["Authorization"].removeprefix("Bearer ")
+            return web.Response(body=pretty_answer_hiding(token), content_type="application/json",
+                                headers=self._ids())
         if prompt in LARGE_ANSWERS:
             return web.Response(body=large_answer(str(prompt)), content_type="application/json",
                                 headers=self._ids())

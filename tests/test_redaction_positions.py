@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from emulator.backends import large_bodies
 from emulator.cassettes import (
+    Body,
     Cassette,
     CassetteIndex,
     Interaction,
@@ -25,7 +28,7 @@ from emulator.cassettes import (
     normalise_request,
 )
 from tests.conftest import ACCOUNT, Emulator, ServerFactory
-from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN, FakeUpstream
+from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN, FakeUpstream, pretty_answer_hiding
 
 PATH = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
 
@@ -179,3 +182,39 @@ def test_normalise_request_redacts_percent_encoded_secret_segments_like_recordin
     recorded = record(redactor, PATH + "/%74", {}, {"a": 1})
     live = normalise_request("POST", PATH + "/%74", {}, b'{"a": 1}', "application/json", redactor=redactor)
     assert live.path == recorded.request.path
+
+
+@pytest.mark.parametrize("client_token", ["t", "client-token-1234567"])
+async def test_a_large_answer_hiding_secrets_is_stored_as_the_whole_path_stores_it(
+    upstream: FakeUpstream, make_emulator: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    client_token: str,
+) -> None:
+    """A 2 MB indented answer, kept as text and redacted in pieces by the large path
+    (`large_bodies._large_text_answer`), quoting the real token behind a JSON escape and holding a
+    string that is exactly "t": stored as `Redactor.redact_body` stores the whole answer (its
+    redacted document, as the escaped token is found only by parsing), and replayed as such."""
+    taken: list[bool] = []
+    original = large_bodies._large_text_answer
+
+    async def spy(*args: Any) -> Any:
+        body = await original(*args)
+        taken.append(body is not None)
+        return body
+
+    monkeypatch.setattr(large_bodies, "_large_text_answer", spy)
+    recorder = await make_emulator(**_settings(upstream, tmp_path, "record"))
+    status, answer = await _post(recorder, client_token, {"prompt": "pretty-answer-hiding-secrets"})
+    assert status == 200 and answer == pretty_answer_hiding(REAL_TOKEN)  # relayed as is
+    assert taken == [True]
+    cassette = tmp_path / "cassettes" / "redaction.json"
+    stored = load_cassette(cassette.read_bytes()).interactions[0].response.body
+    whole = Redactor(secrets=[REAL_TOKEN, client_token], account_ids=[REAL_ACCOUNT, ACCOUNT])
+    expected = whole.redact_body(Body.from_bytes(answer, "application/json", exact=True))
+    assert stored == expected and expected.encoding == "json"
+    assert expected.json_["result"]["short"] == ("REDACTED" if client_token == "t" else "t")
+    assert REAL_TOKEN not in _decoded_strings(cassette)
+
+    await upstream.stop()
+    replayer = await make_emulator(**_settings(upstream, tmp_path, "replay"))
+    status, again = await _post(replayer, client_token, {"prompt": "pretty-answer-hiding-secrets"})
+    assert status == 200 and again == expected.to_bytes()
