@@ -11,8 +11,9 @@ gives, byte for byte (tests/test_large_body_normalisation.py, tests/test_large_b
 
 - replay: `normalise_large_json`, an incoming request's match key;
 - record: `read_large_body`, the request body as the cassette stores it, `read_large_answer`, the
-  answer's, and `line_in_slices`, its cassette line;
-- replay: `answer_bytes`, a recorded JSON answer's bytes;
+  answer's, redacted (as JSON, or as text redacted a piece at a time when it is not byte-exact),
+  and `line_in_slices`, its cassette line;
+- replay: `answer_bytes`, a recorded JSON or long text answer's bytes;
 - loading: `load_index`, a cassette whose long lines are parsed and their requests normalised so
   (`normalise_recorded_large`, also used when replay-or-record adds what it recorded).
 
