@@ -18,7 +18,7 @@ from unittest import mock
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
@@ -228,9 +228,7 @@ def answers_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
 
 
 @pytest.mark.usefixtures("parser")
-# Half the examples of the others: every answer here takes the sliced path, the spaced ones the
-# text path too (redaction in pieces, the escaped-secret check), twice the work per example.
-@settings(SETTINGS, max_examples=75)
+@SETTINGS
 @given(answers=st.lists(st.tuples(BODY, st.booleans()), min_size=1, max_size=3))
 def test_a_large_answer_is_recorded_byte_for_byte_as_in_one_call(
     answers_read: list[bool], lines_built: list[bytes | None], tmp_path_factory: pytest.TempPathFactory,

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from emulator.cassettes import Redactor, redact
+from tests.examples import property_examples
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 SECRET = "cfut_secret_token_value"
@@ -37,7 +38,7 @@ REDACTORS = st.sampled_from([
     Redactor(),
     Redactor(secrets=[SECRET], account_ids=[ACCOUNT]),
 ])
-PIECES = settings(max_examples=300, deadline=None, derandomize=True,
+PIECES = settings(max_examples=property_examples(150), deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow])
 
 
