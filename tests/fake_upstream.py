@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import re
 import signal
 import struct
@@ -96,6 +97,16 @@ def large_answer(prompt: str) -> bytes:
     if prompt == "large-answer-pretty":
         return json.dumps(envelope, indent=1).encode()
     return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+# A prompt answered with 20 MB of image bytes (not UTF-8: the cassette keeps them as base64).
+LARGE_BINARY_ANSWER = "large-answer-binary"
+
+
+@functools.cache
+def large_binary_answer() -> bytes:
+    """The 20 MB answer to LARGE_BINARY_ANSWER: a PNG signature, then seeded random bytes."""
+    return b"\x89PNG\r\n\x1a\n" + random.Random(20).randbytes(20_000_000 - 8)
 
 
 def tiny_png(width: int = 4, height: int = 4) -> bytes:
@@ -246,6 +257,8 @@ class FakeUpstream:
             body_text = ('{"result":{"response":"you sent ' + escaped
                          + '"},"success":true,"errors":[],"messages":[]}')
             return web.Response(body=body_text, content_type="application/json", headers=self._ids())
+        if prompt == LARGE_BINARY_ANSWER:
+            return web.Response(body=large_binary_answer(), content_type="image/png", headers=self._ids())
         if prompt in LARGE_ANSWERS:
             return web.Response(body=large_answer(str(prompt)), content_type="application/json",
                                 headers=self._ids())

@@ -96,6 +96,7 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from emulator.cassettes import base64_codec
 from emulator.limits import MAX_CALL_NEURONS, parse_neurons
 
 FORMAT_VERSION: Final = 2  # what recording writes; version 1 is read too
@@ -198,7 +199,7 @@ def _http_headers(value: dict[str, str]) -> dict[str, str]:
 def _checked_base64(value: str | None) -> str | None:
     if value is not None:
         try:
-            base64.b64decode(value, validate=True)
+            base64_codec.decode(value)  # on a worker thread, a large body hands the GIL over
         except binascii.Error as exc:
             raise ValueError(f"invalid base64 body: {exc}") from exc
     return value
@@ -243,7 +244,7 @@ class Body(_Model):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            return cls(encoding="base64", base64=base64.b64encode(data).decode("ascii"))
+            return cls._base64_of(data)
         if is_json_type(content_type):
             try:
                 parsed = orjson.loads(data)
@@ -254,7 +255,13 @@ class Body(_Model):
             return cls(encoding="text", text=text)
         if is_text_type(content_type):
             return cls(encoding="text", text=text)
-        return cls(encoding="base64", base64=base64.b64encode(data).decode("ascii"))
+        return cls._base64_of(data)
+
+    @classmethod
+    def _base64_of(cls, data: bytes) -> Body:
+        """`data` as a ``base64`` body, encoded a piece at a time (`base64_codec`), and not decoded
+        again by the field's check: what `encode` writes is base64."""
+        return cls.model_construct(encoding="base64", base64=base64_codec.encode(data))
 
     @classmethod
     def from_request_bytes(cls, data: bytes, content_type: str | None) -> Body:
@@ -284,7 +291,7 @@ class Body(_Model):
         if self.encoding == "text":
             return (self.text or "").encode("utf-8")
         if self.encoding == "base64":
-            return base64.b64decode(self.base64 or "", validate=True)
+            return base64_codec.decode(self.base64 or "")
         return b""
 
 
