@@ -76,3 +76,24 @@ def test_a_base64_body_is_stored_and_read_back_through_the_pieces(small_pieces: 
     with pytest.raises(ValueError, match="invalid base64 body"):
         Body.model_validate({"encoding": "base64", "base64": body.base64[:-8] + "=" + body.base64[-7:]})
 
+
+
+@SETTINGS
+@given(request_data=st.binary(max_size=40), answer_data=st.binary(max_size=40))
+def test_a_line_with_large_base64_bodies_is_the_line_one_call_writes(small_pieces: None, request_data: bytes,
+                                                                     answer_data: bytes) -> None:
+    """The cassette line of an interaction holding base64 bodies longer than a piece is spliced
+    together (`format._spliced_base64_line`): byte for byte what orjson writes in one call."""
+    import orjson
+
+    from emulator.cassettes import Interaction, RecordedRequest, RecordedResponse
+    from emulator.cassettes.format import interaction_line
+
+    interaction = Interaction(
+        request=RecordedRequest.build("POST", "/client/v4/accounts/a/ai/run/@cf/openai/whisper", {},
+                                      {"content-type": "audio/wav"}, b"\xff" + request_data),
+        response=RecordedResponse.build(200, {"content-type": "image/png"}, b"\x89PNG" + answer_data),
+        neurons=1.5,
+    )
+    whole = orjson.dumps(interaction.model_dump(mode="json", exclude_none=True, by_alias=True)) + b"\n"
+    assert interaction_line(interaction) == whole

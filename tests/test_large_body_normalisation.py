@@ -150,7 +150,8 @@ async def test_replay_matches_a_large_body_on_the_routes_own_parse(make_emulator
     ~0.7 s of 3 ms steps for 20 MB of strings)."""
     from emulator.cassettes import Interaction, RecordedRequest, RecordedResponse
     from emulator.cassettes.format import dump_cassette
-    from tests.conftest import ACCOUNT as LOCAL, AUTH
+    from tests.conftest import ACCOUNT as LOCAL
+    from tests.conftest import AUTH
 
     llama = "@cf/meta/llama-3.1-8b-instruct"
     native_path = f"/client/v4/accounts/{LOCAL}/ai/run/{llama}"
@@ -168,7 +169,8 @@ async def test_replay_matches_a_large_body_on_the_routes_own_parse(make_emulator
     recorded_path, recorded_body = (native_path, rest) if route == "binding" else (path, sent)
     answer = (b'{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
               b'"message":{"role":"assistant","content":"replayed"},"finish_reason":"stop"}]}'
-              if route == "openai" else b'{"result":{"response":"replayed"},"success":true,"errors":[],"messages":[]}')
+              if route == "openai"
+              else b'{"result":{"response":"replayed"},"success":true,"errors":[],"messages":[]}')
     interaction = Interaction(
         request=RecordedRequest.build("POST", recorded_path, {}, {"content-type": "application/json"},
                                       recorded_body),
