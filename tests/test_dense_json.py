@@ -398,11 +398,21 @@ def _parser_bytes() -> int:
     return sum(stat.size for stat in snapshot.statistics("filename"))
 
 
-async def _released(limit: int, seconds: float = 30.0) -> int:
-    """The parser's bytes once they fall under `limit` (a request's body is freed in slices, after a
-    poll), or what is left after `seconds` (a snapshot of a few hundred thousand traces takes seconds)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while (left := _parser_bytes()) >= limit and asyncio.get_running_loop().time() < deadline:
+async def _released(limit: int, seconds: float = 60.0) -> int:
+    """The parser's bytes once this loop's releaser (`limits.free_in_slices`) has taken apart every
+    body it keeps, or after `seconds`. Waiting on the releaser, not on snapshots, keeps the count to
+    one snapshot: each takes seconds with a few hundred thousand traces, and a loaded machine once
+    used up a 30-second wait on snapshots while the body was being freed."""
+    from emulator import limits
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    releaser = limits._RELEASERS.get(loop)
+    while releaser is not None and releaser.task is not None and not releaser.task.done():
+        if loop.time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    while (left := _parser_bytes()) >= limit and loop.time() < deadline:
         await asyncio.sleep(0.5)
     return left
 
