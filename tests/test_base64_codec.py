@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from emulator.cassettes import base64_codec
 from emulator.cassettes.format import Body
+from tests.examples import property_examples
 
-SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=property_examples(150), deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

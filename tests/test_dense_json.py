@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 
 from emulator.fakes import seed
 from emulator.server.dense_json import Unsplittable, parse_dense
+from tests.examples import property_examples
 from tests.slicing import shrink_slices
 
-SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=property_examples(60), deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 

@@ -25,9 +25,10 @@ from emulator.backends.upstream import Exchange
 from emulator.cassettes import Cassette, CassetteIndex, Redactor
 from emulator.server import inputs
 from emulator.server.inputs import parse_json_body
+from tests.examples import property_examples
 from tests.slicing import shrink_slices
 
-SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=property_examples(30), deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 TOKEN = "tok-" + "s3cr3t" * 4

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from emulator.validation import compile_schema, json_type
 from emulator.validation.schema import format_message
+from tests.examples import property_examples
 
 CATALOG = Path(__file__).resolve().parent.parent / "emulator" / "catalog" / "data"
 
@@ -363,7 +364,7 @@ def _keys(schema: dict[str, Any]) -> list[str]:
     return names
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=property_examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), index=st.integers(min_value=0, max_value=len(PARITY_SCHEMAS) - 1))
 def test_validity_agrees_with_jsonschema(data: st.DataObject, index: int) -> None:
     schema = PARITY_SCHEMAS[index]
