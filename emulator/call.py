@@ -48,6 +48,10 @@ class Call:
     # The body exactly as received (before translation), kept for record/replay and the request log.
     raw_body: bytes = b""
     raw_content_type: str = ""
+    # `raw_body` parsed as JSON by the route, the same object (None when the route did not parse it
+    # as JSON): replay matches a large body on it rather than parse the body a second time. Nothing
+    # may change it while the call runs.
+    raw_json: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     # (emulator seed, the inputs object, its seed): the backend and the OpenAI renderer both need the
     # call's seed, a canonical dump and hash of the inputs (~20 µs), so the first one keeps it.

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import re
 import signal
 import struct
@@ -105,6 +106,16 @@ def pretty_answer_hiding(token: str) -> bytes:
     result = {"notes": [f"note {i:06d} some words here" for i in range(60_000)], "echo": "ECHO", "short": "t"}
     text = json.dumps({"result": result, "success": True, "errors": [], "messages": []}, indent=1)
     return text.replace('"ECHO"', '"you sent ' + f"\\u{ord(token[0]):04x}" + token[1:] + '"').encode()
+
+
+# A prompt answered with 20 MB of image bytes (not UTF-8: the cassette keeps them as base64).
+LARGE_BINARY_ANSWER = "large-answer-binary"
+
+
+@functools.cache
+def large_binary_answer() -> bytes:
+    """The 20 MB answer to LARGE_BINARY_ANSWER: a PNG signature, then seeded random bytes."""
+    return b"\x89PNG\r\n\x1a\n" + random.Random(20).randbytes(20_000_000 - 8)
 
 
 def tiny_png(width: int = 4, height: int = 4) -> bytes:
@@ -259,6 +270,8 @@ class FakeUpstream:
             token = request.headers["Authorization"].removeprefix("Bearer ")
             return web.Response(body=pretty_answer_hiding(token), content_type="application/json",
                                 headers=self._ids())
+        if prompt == LARGE_BINARY_ANSWER:
+            return web.Response(body=large_binary_answer(), content_type="image/png", headers=self._ids())
         if prompt in LARGE_ANSWERS:
             return web.Response(body=large_answer(str(prompt)), content_type="application/json",
                                 headers=self._ids())

@@ -289,12 +289,40 @@ def test_large_bodies_are_parsed_a_piece_at_a_time(monkeypatch: pytest.MonkeyPat
     b'{"m": [' + b'{"a": 1},' * 30_000 + b'{"a": 1,}]}',  # a comma before the brace
     b'{' + b'"k": 1,' * 30_000 + b"}",  # a comma before the object's brace
     b"[" * 129 + b'"ab",' * 50_000 + b'"ab"' + b"]" * 129,  # deeper than the depth limit
+    b'{"image": "' + b"QUJD" * 100_000 + b'\x01' + b"QUJD" * 10 + b'"}',  # a control character, long string
+    b'{"image": "' + b"QUJD" * 100_000 + b'\xed\xa0\x80"}',  # a surrogate encoded, ending a long string
+    b'{"image": "' + b"\xc3" * 300_001 + b'"}',  # a long string that is not UTF-8
+    b'{"image": "' + b"QUJD" * 100_000 + b'\xe2\x82"}',  # a character cut short at its end
+    b'{"image": "' + b"QUJD" * 100_000 + b'\\q"}',  # a bad escape in a long string
 ], ids=["unclosed", "trailing-comma", "double-comma", "bad-number", "strings-trailing-comma",
         "strings-no-comma", "lone-surrogate", "bad-escape", "control-character", "not-utf8", "open-string",
-        "trailing", "no-colon", "object-trailing-comma", "top-trailing-comma", "too-deep"])
+        "trailing", "no-colon", "object-trailing-comma", "top-trailing-comma", "too-deep",
+        "long-string-control", "long-string-surrogate", "long-string-not-utf8", "long-string-cut",
+        "long-string-bad-escape"])
 def test_what_cannot_be_read_in_slices_is_left_to_orjson(body: bytes) -> None:
     with pytest.raises(Unsplittable):
         asyncio.run(parse_dense(body))
+
+
+@pytest.mark.parametrize("text", ["QUJD" * 300_000, "é€😀a" * 40_000, "a\\\"b\n\u00e9" * 30_000],
+                         ids=["base64", "multibyte", "escaped"])
+def test_a_string_longer_than_a_piece_is_read_in_pieces(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    """A string of megabytes (an image as base64) is decoded from UTF-8 a piece at a time, characters
+    cut across pieces included; one holding escapes is left to orjson's one call."""
+    from emulator.server import dense_json
+
+    body = orjson.dumps({"prompt": "hi", "image": text})
+    calls: list[int] = []
+    loads = dense_json._Reader.loads
+
+    def counted(piece: bytes) -> Any:
+        calls.append(len(piece))
+        return loads(piece)
+
+    monkeypatch.setattr(dense_json._Reader, "loads", staticmethod(counted))
+    assert asyncio.run(parse_dense(body)) == orjson.loads(body)
+    escaped = "\\" in text or "\n" in text or '"' in text
+    assert (max(calls) > len(text)) is escaped, max(calls)
 
 
 def test_arrays_inside_strings_stay_strings() -> None:

@@ -470,8 +470,12 @@ def test_record_and_replay_normalise_a_large_body_off_the_loop(upstream_base: st
 
 
 # A large recorded answer: ~20 MB of JSON from the upstream (tests/fake_upstream.LARGE_ANSWERS), compact
-# (kept as parsed JSON) or indented (kept as text).
-LARGE_ANSWER_PROMPTS = ("large-answer-strings", "large-answer-vectors", "large-answer-pretty")
+# (kept as parsed JSON) or indented (kept as text), or 20 MB of image bytes, stored as base64
+# (LARGE_BINARY_ANSWER). Encoded and decoded in one call each, the image held /health 133-178 ms on
+# record, 252-303 ms on the first replay (which took 16-20 s: the push parser read the 27 MB base64
+# string of the cassette line) and 195-282 ms on later ones.
+LARGE_ANSWER_PROMPTS = ("large-answer-strings", "large-answer-vectors", "large-answer-pretty",
+                        "large-answer-binary")
 
 
 @pytest.mark.parametrize("prompt", LARGE_ANSWER_PROMPTS)
@@ -486,7 +490,13 @@ def test_a_large_recorded_answer_is_stored_and_replayed_off_the_loop(upstream_ba
     The strings indented (`large-answer-pretty`, kept as text): whole, the record's decoding, five
     regex substitutions over the whole text and escaped-secret parses held it 2.7-4.4 s, the first
     replay's parse of the line's 20 MB string 95-134 ms; in pieces 45-99 and 51-62 ms (load 3)."""
-    from tests.fake_upstream import REAL_ACCOUNT, REAL_TOKEN, large_answer
+    from tests.fake_upstream import (
+        LARGE_BINARY_ANSWER,
+        REAL_ACCOUNT,
+        REAL_TOKEN,
+        large_answer,
+        large_binary_answer,
+    )
 
     path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
     body = orjson.dumps({"prompt": prompt})
@@ -495,8 +505,10 @@ def test_a_large_recorded_answer_is_stored_and_replayed_off_the_loop(upstream_ba
     with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
         recorded, runs = _worst_health_wait(url, path, body, DENSE_BODY_BOUND, runs=3, headers=headers,
                                             status=200)
+    expected = large_binary_answer() if prompt == LARGE_BINARY_ANSWER else large_answer(prompt)
+
     def as_upstream(answer: requests.Response) -> None:
-        assert answer.content == large_answer(prompt)
+        assert answer.content == expected
 
     first_replays: list[float] = []
     firsts: list[float] = []

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -56,12 +57,15 @@ class Exchange:
     headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
     body: bytes = b""
     account_id: str = ""
+    # `body` parsed as JSON by the server's route (`Call.raw_json`), or None: not parsed yet.
+    parsed: dict[str, Any] | None = None
 
     @classmethod
     def from_call(cls, call: Call) -> Exchange:
         """The original request behind a model call (every surface keeps it in raw_body/path/headers)."""
         return cls(
-            "POST", call.path, dict(call.query), CIMultiDict(call.headers), call.raw_body, call.account_id
+            "POST", call.path, dict(call.query), CIMultiDict(call.headers), call.raw_body, call.account_id,
+            call.raw_json,
         )
 
     @property

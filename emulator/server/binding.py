@@ -259,6 +259,7 @@ async def run(request: web.Request, state: ServerState, account: str, target: UR
         gateway_id=gateway_id,
         raw_body=raw_body,
         raw_content_type=content_type,
+        raw_json=inputs if isinstance(inputs, dict) else None,  # what `raw_body` serialises
         headers={"Content-Type": content_type},
     )
     executed = await execute(state, call)

@@ -104,6 +104,7 @@ async def handle_run(
         gateway_id=route.gateway_id,
         raw_body=raw,
         raw_content_type=request.content_type or "",
+        raw_json=inputs if isinstance(inputs, dict) else None,
         headers=dict(request.headers),
     )
     return await render_native(request, call, await execute(state, call))

@@ -136,11 +136,12 @@ def validation_view(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_call(request: web.Request, route: Route, model: Model, inputs: dict[str, Any], surface: Surface,
-              request_id: str, raw: bytes, stream: bool = False) -> Call:
+              request_id: str, raw: bytes, body: dict[str, Any], stream: bool = False) -> Call:
+    """The call of an OpenAI-shaped request: `raw` is its body, `body` that body parsed."""
     return Call(model=model, inputs=inputs, surface=surface, account_id=route.account_id,
                 request_id=request_id, path=request.path, query=dict(request.query), stream=stream,
-                gateway_id=route.gateway_id,
-                raw_body=raw, raw_content_type=request.content_type or "", headers=dict(request.headers))
+                gateway_id=route.gateway_id, raw_body=raw, raw_content_type=request.content_type or "",
+                raw_json=body if raw.strip() else None, headers=dict(request.headers))
 
 
 def generation_of(outcome: Outcome) -> Generation:
@@ -164,7 +165,7 @@ async def handle_chat(request: web.Request, route: Route, state: ServerState, re
     resolve_lora(state, route, model, inputs, request_id)
     stream = body.get("stream") is True
     surface = Surface.COMPAT_CHAT if route.kind is Kind.COMPAT_CHAT else Surface.CHAT
-    call = make_call(request, route, model, inputs, surface, request_id, raw, stream)
+    call = make_call(request, route, model, inputs, surface, request_id, raw, body, stream)
     executed = await execute(state, call)
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
@@ -200,7 +201,7 @@ async def handle_embeddings(request: web.Request, route: Route, state: ServerSta
     # `dimensions`, `user` and `encoding_format` are not model inputs; `input` is the native `text`.
     inputs: dict[str, Any] = {"text": body["input"]} if "input" in body else {}
     await off_loop(len(raw), validate, model, inputs, state.quirks)
-    call = make_call(request, route, model, inputs, Surface.EMBEDDINGS, request_id, raw)
+    call = make_call(request, route, model, inputs, Surface.EMBEDDINGS, request_id, raw, body)
     executed = await execute(state, call)
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
@@ -262,7 +263,7 @@ async def handle_responses(request: web.Request, route: Route, state: ServerStat
     inputs = {k: body[k] for k in RESPONSES_KEYS if k in body}
     check_responses_inputs(inputs)
     await off_loop(len(raw), validate, model, inputs, state.quirks)
-    call = make_call(request, route, model, inputs, Surface.RESPONSES, request_id, raw)
+    call = make_call(request, route, model, inputs, Surface.RESPONSES, request_id, raw, body)
     executed = await execute(state, call)
     if executed.outcome.rendered:
         return await render_native(request, call, executed)
