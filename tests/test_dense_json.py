@@ -304,11 +304,17 @@ def test_what_cannot_be_read_in_slices_is_left_to_orjson(body: bytes) -> None:
         asyncio.run(parse_dense(body))
 
 
-@pytest.mark.parametrize("text", ["QUJD" * 300_000, "é€😀a" * 40_000, "a\\\"b\n\u00e9" * 30_000],
-                         ids=["base64", "multibyte", "escaped"])
-def test_a_string_longer_than_a_piece_is_read_in_pieces(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
-    """A string of megabytes (an image as base64) is decoded from UTF-8 a piece at a time, characters
-    cut across pieces included; one holding escapes is left to orjson's one call."""
+@pytest.mark.parametrize(("text", "pieces"), [
+    ("QUJD" * 300_000, True),  # an image as base64
+    ("é€😀a" * 40_000, True),  # characters of two to four bytes, cut before a character's first byte
+    ("中文字符" * 60_000, True),  # no ASCII at all
+    ("a\\\"b\n\u00e9" * 30_000, True),  # escapes, cut just after one ends
+    ("\x01" * 300_000, False),  # nothing but `\u0001` escapes: no safe cut, one orjson call
+], ids=["base64", "multibyte", "cjk", "escaped", "unicode-escapes"])
+def test_a_string_longer_than_a_piece_is_read_in_pieces(monkeypatch: pytest.MonkeyPatch, text: str,
+                                                         pieces: bool) -> None:
+    """A string of megabytes (an image as base64, a long text) is decoded a piece at a time, cut
+    where no character and no escape is cut in two; one with no such place is one orjson call."""
     from emulator.server import dense_json
 
     body = orjson.dumps({"prompt": "hi", "image": text})
@@ -321,8 +327,7 @@ def test_a_string_longer_than_a_piece_is_read_in_pieces(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(dense_json._Reader, "loads", staticmethod(counted))
     assert asyncio.run(parse_dense(body)) == orjson.loads(body)
-    escaped = "\\" in text or "\n" in text or '"' in text
-    assert (max(calls) > len(text)) is escaped, max(calls)
+    assert (max(calls) <= 2 * dense_json.PIECE_BYTES) is pieces, max(calls)
 
 
 def test_arrays_inside_strings_stay_strings() -> None:
