@@ -17,7 +17,8 @@ from aiohttp import web
 from emulator.server.app import create_app
 from emulator.server.state import STATE, ServerState
 from emulator.settings import DEFAULT_ACCOUNT, Settings
-from tests import test_mypy
+from tests import run_dir, test_mypy
+from tests.exclusive import pytest_runtest_protocol  # noqa: F401  (the exclusive tests' lock)
 from tests.fake_upstream import FakeUpstream
 
 ACCOUNT = DEFAULT_ACCOUNT  # the account of every test that needs no account of its own
@@ -123,6 +124,10 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await fake.stop()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    run_dir.create()
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the slowest single test's work, a cold mypy run, as soon as it is known to be wanted."""
     if any(item.nodeid == test_mypy.TEST_ID for item in session.items):
@@ -131,3 +136,4 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     test_mypy.stop_mypy()
+    run_dir.remove()

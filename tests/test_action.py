@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.node_projects import npm_ci
 from tests.packaging import ROOT, fresh_venv
 from tests.serving import free_port
 
@@ -63,15 +64,7 @@ def test_action_steps_are_the_scripts_and_outputs_come_from_the_start_step() -> 
 
 def _node_calls(openai_base_url: str) -> None:
     """What a Node project's test step does: the openai npm package against the emulator."""
-    if not (NODE_EXAMPLE / "node_modules").is_dir():
-        ci = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"],
-            cwd=NODE_EXAMPLE,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert ci.returncode == 0, ci.stderr[-2000:]
+    npm_ci(NODE_EXAMPLE, marker=".package-lock.json", timeout=300)
     base = openai_base_url.split("/client/v4/")[0]
     node = subprocess.run(
         ["node", "index.mjs"],

@@ -505,6 +505,7 @@ def _lookup_seconds(size: int, lookups: int, rounds: int = 2) -> float:
     return best
 
 
+@pytest.mark.exclusive  # times the loop/answers: alone under xdist
 def test_lookup_cost_does_not_grow_with_cassette_size() -> None:
     # A relative measure, not a timed target: a scan over 10,000 recordings would be ~100x slower
     # per lookup than over 100; an O(1) index costs the same. (Absolute figures live in bench/.)

@@ -460,6 +460,7 @@ async def test_cut_stream_on_openai_surface(emulator: Emulator) -> None:
         await r.read()
 
 
+@pytest.mark.exclusive  # times the loop/answers: alone under xdist
 async def test_reject_if_busy_fails_fast_under_a_capacity_fault(emulator: Emulator) -> None:
     await ctl(emulator, "POST", "faults", {"kind": "capacity", "latency_ms": 300}, expect=201)
     start = time.perf_counter()

@@ -19,6 +19,7 @@ import pytest
 
 from emulator.cli import main
 from emulator.docgen.reference import DIRECT_ENV, UNDESCRIBED, generate
+from tests.node_projects import npm_ci
 from tests.serving import free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,11 +200,7 @@ def test_clients_shell_snippet(server: str, tmp_path: Path, index: int) -> None:
 
 
 def _node_modules(project: Path) -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm are not installed: the Node snippets are not checked")
-    if not (project / "node_modules").is_dir():
-        out = run(["npm", "ci", "--no-audit", "--no-fund"], project, timeout=300)
-        assert out.returncode == 0, out.stderr[-2000:]
+    npm_ci(project, marker=".package-lock.json", timeout=300)
     return project / "node_modules"
 
 

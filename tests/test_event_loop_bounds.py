@@ -19,6 +19,9 @@ import requests
 from tests.conftest import ACCOUNT
 from tests.serving import serve
 
+# Every test here times /health behind a hostile request: alone under pytest-xdist (tests/exclusive.py).
+pytestmark = pytest.mark.exclusive
+
 AUTH = {"Authorization": "Bearer loop-bound-token"}
 JSON_AUTH = {**AUTH, "Content-Type": "application/json"}
 BGE_LARGE = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/baai/bge-large-en-v1.5"

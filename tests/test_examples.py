@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.node_projects import npm_ci
 from tests.packaging import build_wheel, fresh_venv, run
 from tests.serving import free_port, serve
 
@@ -69,14 +70,8 @@ def test_python_app_runs_as_a_script(tmp_path: Path) -> None:
 
 
 def test_node_openai_example(tmp_path: Path) -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm are not installed: the Node example is not run")
     project = EXAMPLES / "node-openai"
-    if not (project / "node_modules").is_dir():
-        ci = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=project, capture_output=True, text=True, timeout=300
-        )
-        assert ci.returncode == 0, ci.stderr[-2000:]
+    npm_ci(project, marker=".package-lock.json", timeout=300)
     with serve(data_dir=tmp_path) as (base, _):
         out = subprocess.run(
             ["node", "index.mjs"],
@@ -97,14 +92,8 @@ def test_node_openai_example(tmp_path: Path) -> None:
 def test_guide_workers_example_runs_against_the_emulator(tmp_path: Path) -> None:
     """examples/guide-workers/start.mjs --check: the emulator, the image host stand-in and the three
     workers in workerd, one call through each."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm are not installed: the guide workers example is not run")
     workers = ROOT / "contract" / "workers"
-    if not (workers / "node_modules").is_dir():
-        ci = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=workers, capture_output=True, text=True, timeout=600
-        )
-        assert ci.returncode == 0, ci.stderr[-2000:]
+    npm_ci(workers, marker=".package-lock.json", timeout=600)
     emulator = str(Path(sys.executable).parent / "workers-ai-emulator")
     env = {**os.environ, "EMULATOR": emulator, "EMULATOR_PORT": str(free_port()), "DATA_DIR": str(tmp_path)}
     out = subprocess.run(

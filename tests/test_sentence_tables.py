@@ -92,6 +92,7 @@ FIRST_CALLS_SCRIPT = textwrap.dedent(f"""
 """)
 
 
+@pytest.mark.exclusive  # times the loop/answers: alone under xdist
 def test_the_first_calls_of_a_fresh_server_hold_the_loop_briefly() -> None:
     """In a new interpreter, over real HTTP (aiohttp's test server on a free localhost port): the first
     text, chat, translation and embeddings calls find their fakes imported and their tables shipped.
