@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -125,7 +126,17 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    run_dir.create()
+    run_dir.create(config)
+
+
+# More workers than this start more servers than they save time on a large machine.
+MAX_WORKERS = 4
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject.toml's addopts): a worker per core, at most MAX_WORKERS."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -1,7 +1,8 @@
-"""A directory shared by every process of one test run: the pytest-xdist controller creates it
-before its workers start (they inherit its path through the environment), a run without xdist the
-same way; the controller removes it at the end. The exclusive lock (tests/exclusive.py) and the one
-mypy run (tests/test_mypy.py) live there."""
+"""A directory shared by every process of one test run: the process that starts the run (the
+pytest-xdist controller, or the one process without xdist) creates it before any worker starts (the
+workers inherit its path through the environment) and removes it at the end. A pytest run that a
+test starts in a child process is a run of its own, with a directory of its own. The exclusive lock
+(tests/exclusive.py) and the one mypy run (tests/test_mypy.py) live there."""
 
 from __future__ import annotations
 
@@ -10,13 +11,21 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 ENV = "WORKERS_AI_TEST_RUN_DIR"
 
 
-def create() -> None:
-    """Called by the process that starts the run (not by an xdist worker)."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
+_owned = False
+
+
+def create(config: pytest.Config) -> None:
+    """Called by every process of the run as it is configured; an xdist worker (it has
+    `workerinput`) keeps the directory it inherited."""
+    global _owned
+    if not hasattr(config, "workerinput"):
         os.environ[ENV] = tempfile.mkdtemp(prefix="workers-ai-emulator-tests-")
+        _owned = True
 
 
 def path() -> Path:
@@ -25,9 +34,11 @@ def path() -> Path:
 
 def owned() -> bool:
     """Whether this process started the run (and so removes the directory at its end)."""
-    return "PYTEST_XDIST_WORKER" not in os.environ
+    return _owned
 
 
 def remove() -> None:
-    if owned() and ENV in os.environ:
+    global _owned
+    if _owned:
         shutil.rmtree(os.environ.pop(ENV), ignore_errors=True)
+        _owned = False

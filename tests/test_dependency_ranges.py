@@ -106,6 +106,8 @@ def test_runs_with_the_lowest_pydantic(tmp_path: Path) -> None:
             "pytest_aiohttp.plugin",
             "-p",
             "pytest_timeout",
+            "-o",
+            "addopts=-m 'not slow'",  # pyproject.toml's without -n: this run does not load pytest-xdist
             "tests/test_golden_bytes.py",
             "tests/test_cassettes.py",
             "-k",
