@@ -68,8 +68,10 @@ async def off_loop(body_bytes: int, work: Callable[_P, _T], *args: _P.args, **kw
 # object) take 70-80 ms. `free_in_slices` keeps such a body until nothing else refers to it, then
 # takes its lists and objects apart this many items at a time, yielding between slices.
 FREE_SLICE_ITEMS = 16_384
-# How often the kept bodies are checked for other holders.
+# How often the kept bodies are checked for other holders; a round that frees nothing doubles the
+# wait, up to HELD_POLL_SECONDS (a part another holder keeps for long costs a check a second).
 FREE_POLL_SECONDS = 0.02
+HELD_POLL_SECONDS = 1.0
 _SCALAR_TYPES = frozenset({int, float, str, bool, type(None)})
 
 
@@ -80,19 +82,26 @@ class _Releaser:
         self.loop = loop
         self.kept: list[Any] = []
         self.task: asyncio.Task[None] | None = None
+        self.wait = FREE_POLL_SECONDS
 
     def keep(self, value: Any) -> None:
         self.kept.append(value)
+        self.wait = FREE_POLL_SECONDS
         if self.task is None or self.task.done():
             self.task = self.loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:
         kept = self.kept
         while kept:
-            await asyncio.sleep(FREE_POLL_SECONDS)
+            await asyncio.sleep(self.wait)
+            freed = False
+            turns = LoopTurns(LOOP_SLICE_SECONDS)  # one pacer for the round: it may free 3,250 rows
             for i in range(len(kept) - 1, -1, -1):
                 if sys.getrefcount(kept[i]) <= 2:  # the slot in `kept` and getrefcount's argument
-                    await _take_apart([kept.pop(i)])
+                    await _take_apart([kept.pop(i)], kept, turns)
+                    freed = True
+            if not freed:
+                self.wait = min(self.wait * 2, HELD_POLL_SECONDS)
 
 
 _RELEASERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Releaser] = weakref.WeakKeyDictionary()
@@ -112,13 +121,16 @@ def free_in_slices(value: Any) -> None:
     releaser.keep(value)
 
 
-async def _take_apart(stack: list[Any]) -> None:
+async def _take_apart(stack: list[Any], held: list[Any], turns: LoopTurns) -> None:
     """Empty each list and dict on `stack` that nothing else refers to, FREE_SLICE_ITEMS at a time,
-    nested ones after their parent; a value another holder still has is only let go of."""
-    turns = LoopTurns(LOOP_SLICE_SECONDS)
+    nested ones after their parent. A part another holder still has (the result a route picked out
+    of the body, the rows a redacted copy shares) goes to `held`, the releaser's list, to be taken
+    apart once that holder lets go: its last reference would otherwise free it in one step (3,250
+    rows of 1,024 floats: 55-135 ms). `turns` paces the work on the loop."""
     while stack:
         node = stack.pop()
         if sys.getrefcount(node) > 2:  # `node` and getrefcount's argument: someone else holds it
+            held.append(node)
             continue
         while node:
             if type(node) is list:

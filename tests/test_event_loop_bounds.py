@@ -7,6 +7,7 @@ would give), so a quiet machine sends each large body once."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -53,6 +54,11 @@ class HealthWatch:
                 time.sleep(self.pause)
 
     def __enter__(self) -> HealthWatch:
+        # The watch runs in this process, where the tests' large bodies (5 million numbers) are
+        # tracked objects: a full collection here held the watching thread 50-240 ms, counted as the
+        # server's. They are left out of collections while it watches (`gc.freeze`).
+        gc.collect()
+        gc.freeze()
         self._thread.start()
         time.sleep(0.05)
         return self
@@ -60,6 +66,7 @@ class HealthWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(60)
+        gc.unfreeze()
 
 
 LOOP_BOUND = 0.05  # no request may keep /health waiting longer (docs/reliability.md)
@@ -557,8 +564,9 @@ def test_a_large_version_1_cassette_is_loaded_in_slices(tmp_path: Path, kind: st
 def test_the_binding_route_relays_a_large_answer_in_slices(upstream_base: str, tmp_path: Path) -> None:
     """env.AI.run in passthrough: the REST answer's envelope is taken off (parsed and serialised
     again) in slices for a large answer: 678 ms in one parse, dump and release of the 20 MB
-    embeddings answer; 58-122 ms in slices at a load of 3.4-5.5 (0.45 s of parsing and 0.2 s of
-    serialising on the loop, 3 ms at a time, each slice stretched by the machine's load)."""
+    embeddings answer; 60-122 ms in slices while the result, let go of by the envelope's releaser,
+    was freed in one step by its last reference (62-87 ms per run at a load of 1.4); 18-33 ms with
+    the result handed back to be freed in slices, held to the 50 ms bound."""
     from tests.fake_upstream import REAL_ACCOUNT, REAL_TOKEN, large_answer
 
     body = orjson.dumps({"inputs": {"prompt": "large-answer-vectors"}, "options": {}})
@@ -573,6 +581,6 @@ def test_the_binding_route_relays_a_large_answer_in_slices(upstream_base: str, t
         def unwrapped(answer: requests.Response) -> None:
             assert answer.content == result
 
-        best, runs = _worst_health_wait(url, f"/binding/{ACCOUNT}", body, DENSE_BODY_BOUND, runs=3,
+        best, runs = _worst_health_wait(url, f"/binding/{ACCOUNT}", body, LOOP_BOUND, runs=3,
                                         headers=headers, status=200, expect=unwrapped)
-    assert best < DENSE_BODY_BOUND, runs
+    assert best < LOOP_BOUND, runs
