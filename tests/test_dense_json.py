@@ -250,14 +250,11 @@ def _wire_body(kind: str) -> bytes:
     return orjson.dumps(value)
 
 
-@pytest.mark.parametrize("kind", sorted(LARGE_BODIES))
-def test_large_bodies_are_parsed_a_piece_at_a_time(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    """With the real piece size: the value is orjson's, and no orjson call is handed much more
-    than two pieces (a string longer than a piece is one call: orjson reads long strings fast)."""
+@pytest.fixture
+def orjson_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of each text the dense reader hands orjson."""
     from emulator.server import dense_json
 
-    body = _wire_body(kind)
-    longest = max(len(orjson.dumps(text)) for text in LARGE_BODIES[kind].get("text", [""]))
     calls: list[int] = []
     loads = dense_json._Reader.loads
 
@@ -266,6 +263,18 @@ def test_large_bodies_are_parsed_a_piece_at_a_time(monkeypatch: pytest.MonkeyPat
         return loads(text)
 
     monkeypatch.setattr(dense_json._Reader, "loads", staticmethod(counted))
+    return calls
+
+
+@pytest.mark.parametrize("kind", sorted(LARGE_BODIES))
+def test_large_bodies_are_parsed_a_piece_at_a_time(orjson_calls: list[int], kind: str) -> None:
+    """With the real piece size: the value is orjson's, and no orjson call is handed much more
+    than two pieces (nor a string longer than a piece with no place to cut it)."""
+    from emulator.server import dense_json
+
+    body = _wire_body(kind)
+    longest = max(len(orjson.dumps(text)) for text in LARGE_BODIES[kind].get("text", [""]))
+    calls = orjson_calls
     value = asyncio.run(parse_dense(body))
     assert _same(value, orjson.loads(body)) and _tracked_containers(value) == 0
     assert len(body) > 1_000_000 and len(calls) > len(body) // (2 * dense_json.PIECE_BYTES)
@@ -311,23 +320,15 @@ def test_what_cannot_be_read_in_slices_is_left_to_orjson(body: bytes) -> None:
     ("a\\\"b\n\u00e9" * 30_000, True),  # escapes, cut just after one ends
     ("\x01" * 300_000, False),  # nothing but `\u0001` escapes: no safe cut, one orjson call
 ], ids=["base64", "multibyte", "cjk", "escaped", "unicode-escapes"])
-def test_a_string_longer_than_a_piece_is_read_in_pieces(monkeypatch: pytest.MonkeyPatch, text: str,
+def test_a_string_longer_than_a_piece_is_read_in_pieces(orjson_calls: list[int], text: str,
                                                          pieces: bool) -> None:
     """A string of megabytes (an image as base64, a long text) is decoded a piece at a time, cut
     where no character and no escape is cut in two; one with no such place is one orjson call."""
     from emulator.server import dense_json
 
     body = orjson.dumps({"prompt": "hi", "image": text})
-    calls: list[int] = []
-    loads = dense_json._Reader.loads
-
-    def counted(piece: bytes) -> Any:
-        calls.append(len(piece))
-        return loads(piece)
-
-    monkeypatch.setattr(dense_json._Reader, "loads", staticmethod(counted))
     assert asyncio.run(parse_dense(body)) == orjson.loads(body)
-    assert (max(calls) <= 2 * dense_json.PIECE_BYTES) is pieces, max(calls)
+    assert (max(orjson_calls) <= 2 * dense_json.PIECE_BYTES) is pieces, max(orjson_calls)
 
 
 def test_arrays_inside_strings_stay_strings() -> None:
