@@ -566,7 +566,7 @@ def test_the_binding_route_relays_a_large_answer_in_slices(upstream_base: str, t
     again) in slices for a large answer: 678 ms in one parse, dump and release of the 20 MB
     embeddings answer; 60-122 ms in slices while the result, let go of by the envelope's releaser,
     was freed in one step by its last reference (62-87 ms per run at a load of 1.4); 18-33 ms with
-    the result handed back to be freed in slices, held to the 50 ms bound."""
+    the releaser keeping it until the route lets go, held to the 50 ms bound."""
     from tests.fake_upstream import REAL_ACCOUNT, REAL_TOKEN, large_answer
 
     body = orjson.dumps({"inputs": {"prompt": "large-answer-vectors"}, "options": {}})
