@@ -105,3 +105,13 @@ def test_a_long_pretty_answer_is_redacted_as_the_whole_text_is() -> None:
     assert len(text) > redact.LONG_TEXT * 16
     assert got == _whole(redactor, text)
     assert "abcdefgh" not in got and "s3cr3t" not in got and "@b.io" not in got
+
+
+@PIECES
+@given(text=TEXT, redactor=REDACTORS, piece=st.integers(1, 16), long_piece=st.integers(1, 24))
+def test_pieces_past_long_piece_are_redacted_in_the_helper_process(text: str, redactor: Redactor, piece: int,
+                                                                   long_piece: int) -> None:
+    """A piece longer than LONG_PIECE (shrunk here) is worked out by the helper process
+    (`cassettes/shapes_process.py`), which gives back what the five substitutions give here."""
+    with mock.patch.object(redact, "LONG_PIECE", long_piece):
+        assert redactor._redact_pieces(text, piece) == _whole(redactor, text)
