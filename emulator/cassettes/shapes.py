@@ -7,6 +7,7 @@ redacts; the helper process (`shapes_process`) applies them to a long piece of o
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 REDACTED = "REDACTED"
 REDACTED_EMAIL = "redacted@example.com"
@@ -53,13 +54,56 @@ def may_hold_credential(text: str) -> bool:
     return b"@" in marked or _HEX_RUN in marked or b"bearer" in data.lower()
 
 
+# An ASCII text this long runs only the substitutions whose words it holds (`_wanted`): over 20 MB
+# of base64 the five take 3.4 s, the ones such a text can hold ~1 s.
+LITERAL_CHECK_CHARS = 1 << 12
+# Every name `_NAMED_VALUE` takes holds one of these (api_key, x-auth-key and secret_key hold "key";
+# password and passwd "passw"; the *_token names "token").
+_NAME_WORDS = ("key", "token", "authorization", "passw", "secret")
+
+
+class _Wanted(NamedTuple):
+    bearer: bool
+    named_value: bool
+    global_key: bool
+    account: bool
+
+
+_EVERY_SHAPE = _Wanted(True, True, True, True)
+
+
+def _wanted(s: str) -> _Wanted:
+    """Which of the first four substitutions can change `s`: each needs its words (or a run of 37
+    hex digits) in the text, which a plain search finds at C speed. Only in an ASCII text: `re`'s
+    case-insensitive matching takes some other letters for ASCII ones (``ſ`` for ``s``, the Kelvin
+    sign for ``k``). What a substitution puts in (``REDACTED``) holds none of the words and no hex
+    digit, and cannot make one with the letters around it, so the words found in `s` are those of
+    the text each later substitution sees, or fewer."""
+    if len(s) < LITERAL_CHECK_CHARS or not s.isascii():
+        return _EVERY_SHAPE
+    lowered = s.lower()
+    return _Wanted(
+        bearer="bearer" in lowered,
+        named_value=(":" in s or "=" in s) and any(word in lowered for word in _NAME_WORDS),
+        global_key=_HEX_RUN in s.encode("ascii").translate(_MARKS_AND_HEX),
+        account="accounts/" in lowered,
+    )
+
+
 def redact_shapes(s: str, placeholder_account: str) -> str:
     """`s` with bearer tokens, credential-named values, global API keys, account ids after
     ``accounts/`` (as `placeholder_account`) and emails replaced."""
     if not may_hold_credential(s):
         return s
-    s = _BEARER.sub(lambda m: m.group(1) + REDACTED, s)
-    s = _NAMED_VALUE.sub(lambda m: m.group("name") + m.group("sep") + REDACTED, s)
-    s = _GLOBAL_KEY.sub(REDACTED, s)
-    s = _ACCOUNT_AFTER_ACCOUNTS.sub(lambda m: m.group(1) + placeholder_account, s)
+    wanted = _wanted(s)
+    if wanted.bearer:
+        s = _BEARER.sub(lambda m: m.group(1) + REDACTED, s)
+    if wanted.named_value:
+        s = _NAMED_VALUE.sub(lambda m: m.group("name") + m.group("sep") + REDACTED, s)
+    if wanted.global_key:
+        s = _GLOBAL_KEY.sub(REDACTED, s)
+    if wanted.account:
+        s = _ACCOUNT_AFTER_ACCOUNTS.sub(lambda m: m.group(1) + placeholder_account, s)
+    if "@" not in s:  # the account placeholder may bring one
+        return s
     return _EMAIL.sub(REDACTED_EMAIL, s)
