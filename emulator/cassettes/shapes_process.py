@@ -81,6 +81,9 @@ class ShapesProcess:
         if self._owner == os.getpid():
             self._stop()
         # A process forked from one that had started a helper leaves that helper to its parent.
+        # PR_SET_PDEATHSIG fires when the *thread* that started the helper ends: the event loop's
+        # worker threads live as long as the process, and a helper whose thread ended is found
+        # dead here (`poll`) and started anew.
         self._process = None
         try:
             self._process = subprocess.Popen(
