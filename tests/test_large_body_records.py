@@ -34,6 +34,7 @@ from emulator.cassettes import (
     Interaction,
     Redactor,
     redact,
+    splice,
 )
 from emulator.cassettes.format import UNPARSED, interaction_line, load_cassette
 from emulator.server.inputs import parse_json_body
@@ -173,6 +174,34 @@ def test_the_line_of_a_parsed_body_is_interaction_line() -> None:
     assert asyncio.run(large_bodies.line_in_slices(interaction)) == interaction_line(interaction)
 
 
+# Text as recorded answers hold it: escapes (quotes, backslashes, control characters), accents, CJK,
+# emoji (a character of 4 UTF-8 bytes), and what JSON writes as it is.
+LINE_TEXT = st.text(alphabet=st.sampled_from('ab ,;"\\\n\t\x00\x1fé日🙂\u2028/<'), min_size=0, max_size=40) | st.text()
+
+
+@SETTINGS
+@given(request_text=LINE_TEXT, answer_text=LINE_TEXT, answer_data=st.binary(max_size=40),
+       binary=st.booleans())
+def test_a_line_with_long_strings_spliced_in_is_the_line_one_call_writes(
+    request_text: str, answer_text: str, answer_data: bytes, binary: bool,
+) -> None:
+    """A text request and a text or base64 answer past `splice.LONG_STRING_CHARS` (shrunk), encoded
+    a few characters at a time (`splice.SLICE_CHARS`): `interaction_line` and `line_in_slices` are
+    byte for byte `orjson.dumps` of the interaction's `model_dump`."""
+    from emulator.cassettes import Body, RecordedRequest, RecordedResponse
+
+    answer = (Body.from_bytes(b"\x89PNG" + answer_data, "image/png") if binary
+              else Body(encoding="text", text=answer_text))
+    interaction = Interaction(
+        request=RecordedRequest(method="POST", path=PATH, body=Body(encoding="text", text=request_text)),
+        response=RecordedResponse(status=200, headers={"content-type": "text/plain"}, body=answer),
+    )
+    whole = orjson.dumps(interaction.model_dump(mode="json", exclude_none=True, by_alias=True)) + b"\n"
+    with mock.patch.object(splice, "LONG_STRING_CHARS", 4), mock.patch.object(splice, "SLICE_CHARS", 3):
+        assert interaction_line(interaction) == whole
+        assert asyncio.run(large_bodies.line_in_slices(interaction)) == whole
+
+
 def test_replay_or_record_indexes_a_large_recording_as_loading_it_would(tmp_path: Path) -> None:
     """replay-or-record adds what it records to the live index (normalised in slices for a large
     body) rather than reading the file again; that entry must be the one loading the file gives."""
@@ -242,7 +271,7 @@ def test_a_large_answer_is_recorded_byte_for_byte_as_in_one_call(
     lines_built.clear()
     calls = [(b'{"prompt": "hi"}', _wire(value, spaced)) for value, spaced in answers]
     with mock.patch.object(redact, "LONG_TEXT", 8), mock.patch.object(redact, "TEXT_PIECE", 3), \
-            mock.patch.object(large_bodies, "TEXT_SLICE_CHARS", 5):
+            mock.patch.object(splice, "LONG_STRING_CHARS", 8), mock.patch.object(splice, "SLICE_CHARS", 5):
         sliced = _record(tmp_path_factory.mktemp("sliced"), calls, sliced=True)
     whole = _record(tmp_path_factory.mktemp("whole"), calls, sliced=False)
     assert sliced == whole

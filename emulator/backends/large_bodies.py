@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import operator
 import os
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -59,6 +58,7 @@ from emulator.cassettes.format import (
 )
 from emulator.cassettes.match import normalised_json, strip_volatile
 from emulator.cassettes.redact import Redactor, opens_json_text
+from emulator.cassettes.splice import spliced
 from emulator.cassettes.store import CassetteStore, Identity, read_range
 from emulator.errors import CFError
 from emulator.fakes.seed import dumps_in_slices, dumps_joined, long_to_dump
@@ -204,60 +204,21 @@ def _loads_or_unparsed(data: bytes) -> Any:
 
 async def line_in_slices(interaction: Interaction) -> bytes | None:
     """`interaction_line(interaction)`, byte for byte, for an interaction whose JSON bodies were
-    parsed (`format.line_document`): serialised a slice at a time on the loop, a long text answer
-    TEXT_SLICE_CHARS characters at a time (`_text_in_slices`), joined on a thread. None when orjson
-    refuses the document: the ordinary path then serialises it (or says why not)."""
-    document = await asyncio.to_thread(line_document, interaction)
-    text = _long_text(document)
-    if text is not None:
-        document["response"]["body"]["text"] = _TEXT_MARK
+    parsed (`format.line_document`): serialised a slice at a time on the loop, a long text or base64
+    body apart, then spliced in and joined on a thread (`splice.spliced`). None when orjson refuses
+    the document: the ordinary path then serialises it (or says why not)."""
+    document, strings = await asyncio.to_thread(line_document, interaction)
     try:
         pieces = [piece async for piece in dumps_in_slices(document, 0, slice_seconds=LOOP_SLICE_SECONDS)]
-        if text is not None:
-            pieces = await _spliced(pieces, text)
+        pieces.append(b"\n")
+        return await asyncio.to_thread(spliced, pieces, strings)
     except TypeError:
         return None
-    pieces.append(b"\n")
-    return await asyncio.to_thread(b"".join, pieces)
 
 
-# A text answer this long is serialised into its cassette line, and encoded for replay, this many
-# characters at a time: orjson's one `dumps` of a 20 MB text of indented JSON (a quote escaped every
-# few characters) held the loop 35-70 ms, its `encode` 30-60 ms on a loaded machine.
+# A long text answer is encoded for replay this many characters at a time: its one `encode` of a
+# 20 MB text took 30-60 ms on a loaded machine.
 TEXT_SLICE_CHARS = 1 << 18
-# What stands for a long text in the rest of the line while that is serialised (a random marker, so
-# that no recorded string passes for it).
-_TEXT_MARK = f"long-text-{secrets.token_hex(16)}"
-
-
-def _long_text(document: dict[str, Any]) -> str | None:
-    """The text of a line document's answer body when it is INCREMENTAL_JSON_BYTES long or more."""
-    body = document["response"].get("body")
-    text = body.get("text") if isinstance(body, dict) else None
-    return text if isinstance(text, str) and len(text) >= INCREMENTAL_JSON_BYTES else None
-
-
-async def _spliced(pieces: list[bytes], text: str) -> list[bytes]:
-    """`pieces` with the serialised `_TEXT_MARK` replaced by `text` serialised in slices."""
-    mark = orjson.dumps(_TEXT_MARK)
-    for index, piece in enumerate(pieces):
-        at = piece.find(mark)
-        if at >= 0:
-            return [*pieces[:index], piece[:at], *await _text_in_slices(text), piece[at + len(mark):],
-                    *pieces[index + 1:]]
-    raise AssertionError("the marker is a string value of the document")  # cannot happen
-
-
-async def _text_in_slices(text: str) -> list[bytes]:
-    """`orjson.dumps(text)` in pieces: JSON escapes each character by itself, so the slices' escaped
-    texts, joined between quotes, are the whole text's (a lone surrogate makes both raise)."""
-    turns = LoopTurns(LOOP_SLICE_SECONDS)
-    pieces = [b'"']
-    for start in range(0, len(text), TEXT_SLICE_CHARS):
-        pieces.append(orjson.dumps(text[start:start + TEXT_SLICE_CHARS])[1:-1])
-        await turns.tick()
-    pieces.append(b'"')
-    return pieces
 
 
 async def answer_bytes(response: RecordedResponse) -> bytes | None:
