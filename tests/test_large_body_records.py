@@ -76,7 +76,8 @@ def lines_built(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes | None]]
     yield built
 
 
-def _record(directory: Path, calls: list[tuple[bytes, bytes]], *, sliced: bool) -> bytes:
+def _record(directory: Path, calls: list[tuple[bytes, bytes]], *, sliced: bool,
+            answer_headers: dict[str, str] = ANSWER_HEADERS) -> bytes:
     """The cassette file one record-mode run writes for these (request body, answer) calls (the
     first recording writes the file, the next ones append), timestamps blanked."""
     settings = Settings(cassette="t", cassette_dir=directory, upstream_token="cf-real-token-0123456789")
@@ -85,7 +86,7 @@ def _record(directory: Path, calls: list[tuple[bytes, bytes]], *, sliced: bool) 
     async def run() -> None:
         for body, answer in calls:
             exchange = Exchange("POST", PATH, {"b": "2", "a": TOKEN}, HEADERS, body, ACCOUNT)
-            await backend._recorder(exchange, "t")(200, ANSWER_HEADERS, answer, None, None)
+            await backend._recorder(exchange, "t")(200, answer_headers, answer, None, None)
 
     asyncio.run(run())
     return _STAMP.sub(rb'"\1":"T"', (directory / "t.json").read_bytes())
@@ -176,7 +177,7 @@ def test_the_line_of_a_parsed_body_is_interaction_line() -> None:
 
 # Text as recorded answers hold it: escapes (quotes, backslashes, control characters), accents, CJK,
 # emoji (a character of 4 UTF-8 bytes), and what JSON writes as it is.
-LINE_TEXT = st.text(alphabet=st.sampled_from('ab ,;"\\\n\t\x00\x1fé日🙂\u2028/<'), min_size=0, max_size=40) | st.text()
+LINE_TEXT = st.text(alphabet=st.sampled_from('ab ,;"\\\n\t\x00\x1fé日🙂\u2028/<'), max_size=40) | st.text()
 
 
 @SETTINGS
@@ -277,6 +278,47 @@ def test_a_large_answer_is_recorded_byte_for_byte_as_in_one_call(
     assert sliced == whole
     assert answers_read[:len(calls)] == [True] * len(calls)  # every answer took the sliced path
     assert TOKEN.encode() not in sliced
+
+
+# Text answers: prose with the redaction pieces' cut characters, non-ASCII (accents, CJK, emoji),
+# what the redactor replaces (the token, a bearer token, an account id, an email), and JSON texts
+# (a `text/plain` answer that opens a JSON value is looked at for secrets hidden by escapes).
+PROSE = st.lists(st.sampled_from([
+    "word 0001234", ", ", "some words here", "; ", "\n", "café", "日本の言葉", "🙂", "\u2028", '"', "\\",
+    TOKEN, f"Bearer {TOKEN}", f"accounts/{ACCOUNT}/ai", "me@example.com", "{", "}", "[", "]",
+]), max_size=30).map("".join)
+TEXT_ANSWER = PROSE | st.builds(lambda value, spaced: _wire(value, spaced).decode(), JSON, st.booleans()) \
+    | st.just('{"echo": "you sent \\u0074' + TOKEN[1:] + '"}')
+
+
+@pytest.mark.usefixtures("parser")
+@SETTINGS
+@given(answers=st.lists(TEXT_ANSWER, min_size=1, max_size=3))
+def test_a_large_text_answer_is_recorded_byte_for_byte_as_in_one_call(
+    answers_read: list[bool], lines_built: list[bytes | None], tmp_path_factory: pytest.TempPathFactory,
+    answers: list[str],
+) -> None:
+    """A `text/plain` answer is decoded and redacted a piece at a time (`redact.TEXT_PIECE` and
+    `redact.SCAN_CHARS`, shrunk) and its line spliced a few characters at a time; the file is what
+    the one-call path writes, JSON texts hiding the token behind an escape included; replayed, each
+    answer's bytes are what the whole path gives."""
+    answers_read.clear()
+    lines_built.clear()
+    headers = {**ANSWER_HEADERS, "content-type": "text/plain; charset=utf-8"}
+    calls = [(b'{"prompt": "hi"}', answer.encode()) for answer in answers]
+    with mock.patch.object(redact, "LONG_TEXT", 8), mock.patch.object(redact, "TEXT_PIECE", 3), \
+            mock.patch.object(redact, "SCAN_CHARS", 4), mock.patch.object(splice, "LONG_STRING_CHARS", 8), \
+            mock.patch.object(splice, "SLICE_CHARS", 5):
+        sliced = _record(tmp_path_factory.mktemp("sliced"), calls, sliced=True, answer_headers=headers)
+    whole_directory = tmp_path_factory.mktemp("whole")
+    whole = _record(whole_directory, calls, sliced=False, answer_headers=headers)
+    assert sliced == whole
+    assert answers_read[:len(calls)] == [len(answer.encode()) > 0 for answer in answers]  # the sliced path
+    assert TOKEN.encode() not in sliced
+    for interaction in load_cassette((whole_directory / "t.json").read_bytes()).interactions:
+        with mock.patch.object(large_bodies, "TEXT_SLICE_CHARS", 5):
+            replayed = asyncio.run(large_bodies.answer_bytes(interaction.response))
+        assert replayed in (None, interaction.response.body_bytes())  # None: the caller takes body_bytes()
 
 
 @pytest.mark.usefixtures("parser")

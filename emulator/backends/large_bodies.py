@@ -51,6 +51,7 @@ from emulator.cassettes.format import (
     filter_headers,
     is_json_type,
     is_lines_format,
+    is_text_type,
     line_document,
     load_cassette,
     long_line_interaction,
@@ -135,15 +136,18 @@ async def read_large_body(exchange: Exchange, parse_json: JsonParser | None) -> 
 async def read_large_answer(headers: Mapping[str, str], body: bytes, events: list[SSEEvent] | None,
                             parse_json: JsonParser | None, redactor: Redactor) -> Body | None:
     """The answer's body as the cassette stores it, `redactor.redact_body(Body.from_bytes(body,
-    content_type, exact=True))`, for a JSON answer of INCREMENTAL_JSON_BYTES or more: parsed in
-    slices on the loop, serialised again in slices and compared on a thread. One that compact
-    serialisation gives back byte for byte is kept as JSON, redacted on a thread; another (spaced,
-    or with escapes compact output would not write) is kept as text (`_large_text_answer`). None
-    for another answer (not JSON, one the sliced parser does not take, a stream): the caller reads
-    it whole."""
+    content_type, exact=True))`, for an answer of INCREMENTAL_JSON_BYTES or more that is JSON or
+    text. A JSON answer is parsed in slices on the loop, serialised again in slices and compared on
+    a thread: one that compact serialisation gives back byte for byte is kept as JSON, redacted on a
+    thread; another (spaced, or with escapes compact output would not write) is kept as text
+    (`_large_text_answer`), as is a `text/*` answer. None for another answer (not UTF-8, not text,
+    one the sliced parser does not take, a stream): the caller reads it whole."""
     content_type = filter_headers(headers.items(), RESPONSE_HEADER_ALLOW).get("content-type")
-    if (parse_json is None or events is not None or len(body) < INCREMENTAL_JSON_BYTES
-            or not is_json_type(content_type)):
+    if parse_json is None or events is not None or len(body) < INCREMENTAL_JSON_BYTES:
+        return None
+    if is_text_type(content_type):
+        return await _large_text_answer(body, None, parse_json, redactor)
+    if not is_json_type(content_type):
         return None
     try:
         parsed = await parse_json(body)
@@ -158,19 +162,24 @@ async def read_large_answer(headers: Mapping[str, str], body: bytes, events: lis
 
 async def _large_text_answer(body: bytes, parsed: Any, parse_json: JsonParser, redactor: Redactor
                              ) -> Body | None:
-    """`redactor.redact_body(Body(encoding="text", text=body.decode()))` for a JSON answer whose
-    value, `parsed`, was read in slices: the text decoded and redacted on a thread, a piece at a
-    time (`Redactor.redact_text`); the check for secrets hidden by JSON escapes given `parsed` for
-    the text's value and, when redaction changed the text, the redacted text parsed in slices; the
-    redaction walk and the comparison on a thread (`Redactor.text_body`). None when the text is
-    not UTF-8: the caller reads it whole."""
+    """`redactor.redact_body(Body(encoding="text", text=body.decode()))`: the text decoded and
+    redacted on a thread, a piece at a time (`Redactor.redact_text`); the check for secrets hidden
+    by JSON escapes, for a text that opens a JSON value, given `parsed` for the text's value (None:
+    not worked out yet, then parsed in slices) and, when redaction changed the text, the redacted
+    text parsed in slices; the redaction walk and the comparison on a thread (`Redactor.text_body`).
+    None when the text is not UTF-8: the caller reads it whole."""
     read = await off_loop(len(body), _redacted_text, body, redactor)
     if read is None:
         return None
     text, redacted, opens_json = read
     if not opens_json:
         return redactor.text_body(redacted, UNPARSED, UNPARSED)
-    after = parsed if redacted == text else await _value_of(redacted, parse_json)  # same text, same value
+    if parsed is None:
+        parsed = await _value_of(body, parse_json)
+    if parsed is UNPARSED:
+        return redactor.text_body(redacted, UNPARSED, UNPARSED)
+    after = (parsed if redacted == text  # same text, same value
+             else await _value_of(await off_loop(len(redacted), str.encode, redacted), parse_json))
     del text
     return await off_loop(len(body), redactor.text_body, redacted, parsed, after)
 
@@ -185,10 +194,9 @@ def _redacted_text(body: bytes, redactor: Redactor) -> tuple[str, str, bool] | N
     return text, redactor.redact_text(text), opens_json_text(text)
 
 
-async def _value_of(text: str, parse_json: JsonParser) -> Any:
-    """`orjson.loads(text)`, UNPARSED when it is not JSON: parsed in slices, or whole on a thread
+async def _value_of(data: bytes, parse_json: JsonParser) -> Any:
+    """`orjson.loads(data)`, UNPARSED when it is not JSON: parsed in slices, or whole on a thread
     when the sliced parser refuses it (whatever its reason: the verdict must be orjson's)."""
-    data = await off_loop(len(text), str.encode, text)
     try:
         return await parse_json(data)
     except CFError:
