@@ -63,18 +63,19 @@ def spliced(pieces: Sequence[bytes], strings: Sequence[LongString]) -> bytes:
     its string's encoding. Raises TypeError for a text orjson refuses."""
     waiting = {orjson.dumps(string.stand_in): string for string in strings}
     turns = GilTurns()
-    parts: list[bytes | memoryview] = []
+    # Only bytes: `bytes.join` keeps the GIL while it copies when a part is another buffer (a
+    # memoryview), as that could change meanwhile.
+    parts: list[bytes] = []
     for piece in pieces:
-        view = memoryview(piece)
         start = 0
         while waiting:
             found = [(at, mark) for mark in waiting if (at := piece.find(mark, start)) >= 0]
             if not found:
                 break
             at, mark = min(found)
-            parts += [view[start:at], b'"', *_encoded(waiting.pop(mark), turns), b'"']
+            parts += [piece[start:at], b'"', *_encoded(waiting.pop(mark), turns), b'"']
             start = at + len(mark)
-        parts.append(view[start:] if start else piece)
+        parts.append(piece[start:] if start else piece)
     if waiting:
         raise AssertionError("each stand-in is a string value of the line")  # cannot happen
     return b"".join(parts)
