@@ -1,4 +1,4 @@
-"""Cassette work on JSON bodies of INCREMENTAL_JSON_BYTES (1 MiB) or more, without holding the event loop.
+"""Cassette work on JSON and text bodies of INCREMENTAL_JSON_BYTES (1 MiB) or more, without holding the loop.
 
 orjson's one `loads` or `dumps` of such a body, and pydantic's parse or copy of it, hold the GIL for
 their whole call (60-430 ms for 20 MB), on a worker thread too. Each of those steps is done another
@@ -11,8 +11,9 @@ gives, byte for byte (tests/test_large_body_normalisation.py, tests/test_large_b
 
 - replay: `normalise_large_json`, an incoming request's match key;
 - record: `read_large_body`, the request body as the cassette stores it, `read_large_answer`, the
-  answer's, redacted (as JSON, or as text redacted a piece at a time when it is not byte-exact),
-  and `line_in_slices`, its cassette line;
+  answer's, redacted (as JSON, or as text redacted a piece at a time when it is not byte-exact or
+  is a `text/*` answer), and `line_in_slices`, its cassette line (long strings spliced in,
+  `cassettes/splice.py`);
 - replay: `answer_bytes`, a recorded JSON or long text answer's bytes;
 - loading: `load_index`, a cassette whose long lines are parsed and their requests normalised so
   (`normalise_recorded_large`, also used when replay-or-record adds what it recorded).
