@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent / "emulator"
 
 # Each part of the package and the parts it may import (besides itself); the shared vocabulary
 # (`call`, `errors`, `settings`, `quirks`, `limits`, `lru`, `gil`, the version) is open to everyone.
-SHARED = {"call", "errors", "settings", "quirks", "limits", "lru", "gil", "__init__"}
+SHARED = {"call", "errors", "settings", "quirks", "limits", "lru", "gil", "lifeline", "__init__"}
 MAY_USE: dict[str, set[str]] = {
     "validation": set(),
     "catalog": {"validation"},

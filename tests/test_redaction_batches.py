@@ -1,5 +1,5 @@
 """A long list is redacted a batch of strings at a time (`Redactor._redact_long_list`), and a long text
-is tested for credential marks by byte passes (`redact._may_hold_credential`): property tests hold
+is tested for credential marks by byte passes (`shapes.may_hold_credential`): property tests hold
 both to the string-by-string result, on text built to hit every mark, secret and account id."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulator.cassettes import Redactor, redact
+from emulator.cassettes import Redactor, redact, shapes
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 SECRET = "cfut_secret_token_value"
@@ -46,7 +46,7 @@ def _one_by_one(redactor: Redactor, items: list[Any]) -> list[Any]:
 def test_the_byte_passes_find_what_the_pattern_finds(text: str) -> None:
     for padding in ("", " " * 40):  # below and above the length the byte passes start at
         padded = padding + text + padding
-        assert redact._may_hold_credential(padded) == (redact._MAYBE_CREDENTIAL.search(padded) is not None)
+        assert shapes.may_hold_credential(padded) == (shapes._MAYBE_CREDENTIAL.search(padded) is not None)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

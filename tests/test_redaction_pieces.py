@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from emulator.cassettes import Redactor, redact
+from emulator.cassettes import Redactor, redact, shapes
 from tests.examples import property_examples
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -30,7 +30,8 @@ FRAGMENTS = st.sampled_from([
     "0" * 36, "f" * 37, "0123456789abcdef" * 3, "accounts/", "ACCOUNTS/", f"accounts/{ACCOUNT}", ACCOUNT,
     "a@b.io", "first.last+tag@mail.example.com", "@", ".", "-", "_", "%",
     ",", ";", "&", "}", "]", "{", "[", "/", " ", "\n", "\t", "é", "😀", "\u2028", "{account_id}",
-    SECRET, "words ", "x",
+    SECRET, "words ", "x", "\u017fecret: abcdefgh12", "to\u212aen=abcdefgh12", "api_\u212aey", "sec", "beare",
+    "REDACTED",
 ])
 TEXT = st.lists(FRAGMENTS | st.text(alphabet=string.ascii_letters + string.digits + " ,;&}]:=/@._-é",
                                     max_size=6), max_size=24).map("".join)
@@ -120,3 +121,60 @@ def test_a_long_pretty_answer_is_redacted_as_the_whole_text_is() -> None:
     assert len(text) > redact.LONG_TEXT * 16
     assert got == _whole(redactor, text)
     assert "abcdefgh" not in got and "s3cr3t" not in got and "@b.io" not in got
+
+
+@PIECES
+@given(text=TEXT, redactor=REDACTORS, piece=st.integers(1, 16), long_piece=st.integers(1, 24))
+def test_pieces_past_long_piece_are_redacted_in_the_helper_process(text: str, redactor: Redactor, piece: int,
+                                                                   long_piece: int) -> None:
+    """A piece longer than LONG_PIECE (shrunk here) is worked out by the helper process
+    (`cassettes/shapes_process.py`), which gives back what the five substitutions give here."""
+    with mock.patch.object(redact, "LONG_PIECE", long_piece):
+        assert redactor._redact_pieces(text, piece) == _whole(redactor, text)
+
+
+def _every_substitution(text: str, placeholder: str) -> str:
+    """The five substitutions, each run whatever the text holds."""
+    text = shapes._BEARER.sub(lambda m: m.group(1) + shapes.REDACTED, text)
+    text = shapes._NAMED_VALUE.sub(lambda m: m.group("name") + m.group("sep") + shapes.REDACTED, text)
+    text = shapes._GLOBAL_KEY.sub(shapes.REDACTED, text)
+    text = shapes._ACCOUNT_AFTER_ACCOUNTS.sub(lambda m: m.group(1) + placeholder, text)
+    return shapes._EMAIL.sub(shapes.REDACTED_EMAIL, text)
+
+
+PLACEHOLDERS = st.sampled_from(["{account_id}", "x@y.io", "api_key="])
+
+
+@PIECES
+@given(text=TEXT, placeholder=PLACEHOLDERS)
+def test_the_word_checks_skip_only_substitutions_that_change_nothing(text: str, placeholder: str) -> None:
+    """`shapes.redact_shapes` runs a substitution on a long ASCII text only when the text holds its
+    words (`_wanted`, made to look at every text here): the same text as all five run."""
+    with mock.patch.object(shapes, "LITERAL_CHECK_CHARS", 0):
+        assert shapes.redact_shapes(text, placeholder) == _every_substitution(text, placeholder)
+
+
+@pytest.mark.parametrize("change", ["a name word left out", "non-ASCII text checked"])
+def test_the_texts_catch_a_word_check_that_skips_too_much(change: str) -> None:
+    """A word list short of one word, or the check made on text where `re` folds other letters to
+    ASCII ones (``ſ``, the Kelvin sign), is caught by the generated texts."""
+    words = tuple(w for w in shapes._NAME_WORDS if w != "passw") if change == "a name word left out" \
+        else shapes._NAME_WORDS
+    ascii_guard = change != "non-ASCII text checked"
+
+    def wanted(s: str) -> shapes._Wanted:
+        if ascii_guard and not s.isascii():
+            return shapes._EVERY_SHAPE
+        lowered = s.lower()
+        return shapes._Wanted(bearer="bearer" in lowered,
+                              named_value=(":" in s or "=" in s) and any(w in lowered for w in words),
+                              global_key=True, account="accounts/" in lowered)
+
+    with mock.patch.object(shapes, "LITERAL_CHECK_CHARS", 0), mock.patch.object(shapes, "_wanted", wanted):
+        try:
+            found = find(st.tuples(TEXT, PLACEHOLDERS),
+                         lambda case: shapes.redact_shapes(*case) != _every_substitution(*case),
+                         settings=settings(max_examples=3000, database=None, derandomize=True))
+        except NoSuchExample:
+            pytest.fail(f"no text caught {change}")
+    assert found

@@ -40,12 +40,12 @@ from emulator.cassettes.format import (
     SSEEvent,
     sse_data,
 )
+from emulator.cassettes.shapes import REDACTED, may_hold_credential, redact_shapes
+from emulator.cassettes.shapes_process import ShapesProcess, ShapesProcessUnavailable
 from emulator.gil import GilTurns
 
-REDACTED = "REDACTED"
 # Shorter secrets are redacted only where they are a whole value (see the module docstring).
 MIN_SECRET_LENGTH = 8
-REDACTED_EMAIL = "redacted@example.com"
 
 DROPPED_HEADERS = frozenset(
     {
@@ -80,47 +80,7 @@ SENSITIVE_FIELDS = frozenset(
     }
 )
 
-_BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}")
-_GLOBAL_KEY = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{37}(?![0-9A-Za-z])")
-_ACCOUNT_AFTER_ACCOUNTS = re.compile(r"(?i)(accounts/)[0-9a-f]{32}(?![0-9A-Za-z])")
 _ACCOUNT_SEGMENT = re.compile(r"(?<=/)[0-9a-f]{32}(?=/|\?|#|$)")
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# `"api_key": "…"`, `token=…`, `password: …` inside free text, JSON kept as text, or query strings.
-_NAMED_VALUE = re.compile(
-    r"""(?ix)
-    (?<![A-Za-z0-9_-])
-    (?P<name>(?:x[-_]?)?(?:api[-_]?key|api[-_]?token|access[-_]?token|auth[-_]?token|refresh[-_]?token
-        |token|authorization|password|passwd|secret|client[-_]?secret|secret[-_]?key|x[-_]auth[-_]key))
-    (?P<sep>["']?\s*[:=]\s*["']?)
-    (?P<value>[^"'&\s,;}\]]{8,})
-    """
-)
-
-
-# What each pattern above cannot match without: '@' (email), ':' or '=' (named value), '/' (accounts/),
-# 37 hex digits (global key) or "bearer". Text with none of them skips the five substitutions: replay
-# redacts every string of every incoming request, and most prompts have none.
-_MAYBE_CREDENTIAL = re.compile(r"[@:=/]|[0-9a-f]{37}|(?i:bearer)")
-# The same test at C speed for a long text (`re` scans ~13 MB/s here): in the text's UTF-8 bytes,
-# where every ASCII character is its own byte and every other character bytes of 0x80 or more, the
-# four marks become `@`, the hex digits `x` and the rest a space; `(?i:bearer)` matches only ASCII
-# letters, which `bytes.lower` folds.
-_MARKS_AND_HEX = bytes.maketrans(
-    bytes(range(256)),
-    bytes(b"@"[0] if chr(i) in "@:=/" else b"x"[0] if chr(i) in "0123456789abcdef" else b" "[0]
-          for i in range(256)))
-_HEX_RUN = b"x" * 37
-# Text shorter than this is searched by `re`, which is faster for it than the byte passes.
-_SHORT_TEXT = 32
-
-
-def _may_hold_credential(text: str) -> bool:
-    """`_MAYBE_CREDENTIAL.search(text) is not None`."""
-    if len(text) < _SHORT_TEXT:
-        return _MAYBE_CREDENTIAL.search(text) is not None
-    data = text.encode("utf-8", "surrogatepass")
-    marked = data.translate(_MARKS_AND_HEX)
-    return b"@" in marked or _HEX_RUN in marked or b"bearer" in data.lower()
 
 
 # A text longer than this is searched for credential shapes TEXT_PIECE characters or so at a time,
@@ -130,6 +90,22 @@ def _may_hold_credential(text: str) -> bool:
 LONG_TEXT = 1 << 16
 TEXT_PIECE = 1 << 14
 _CUT = re.compile(r"[,;&}\]]")
+# A piece longer than this goes to the helper process (`shapes_process`): the five `re.sub` over
+# 64 KiB of base64 take ~10-20 ms. `_CUT` is looked for CUT_SEARCH_CHARS at a time.
+LONG_PIECE = 1 << 16
+CUT_SEARCH_CHARS = 1 << 20
+_SHAPES_PROCESS = ShapesProcess()
+
+
+def _piece_end(s: str, at: int, turns: GilTurns) -> int:
+    """Just after the first `_CUT` character of `s` at or after `at`; `len(s)` when there is none."""
+    while at < len(s):
+        cut = _CUT.search(s, at, at + CUT_SEARCH_CHARS)
+        if cut is not None:
+            return cut.end()
+        at += CUT_SEARCH_CHARS
+        turns.tick()
+    return len(s)
 
 # A list this long is redacted REDACT_BATCH_ITEMS items at a time, its strings looked at together
 # (`Redactor._leave_alone`): 300,000 strings one `redact_text` call each took 2.4 s of worker time
@@ -219,7 +195,9 @@ class Redactor:
     def _redact_pieces(self, s: str, piece: int) -> str:
         """`_redact_shapes(s)`, worked out on pieces of at least `piece` characters, each ending just
         after a character of `_CUT` (or at the end of `s`), with the GIL handed over between pieces
-        (`gil.GilTurns`): `re.sub` holds it for its whole call, 4.75 s for the five over 20 MB.
+        (`gil.GilTurns`): `re.sub` holds it for its whole call, 4.75 s for the five over 20 MB. A
+        piece longer than LONG_PIECE (a text with no `_CUT` character for that long) is worked out
+        in the helper process (`shapes_process`), where it holds no GIL of this process.
 
         Why the pieces give the same text: no match of the five patterns holds a `_CUT` character,
         and their lookarounds and word boundaries take a `_CUT` character as they take the start or
@@ -232,26 +210,24 @@ class Redactor:
         turns = GilTurns()
         start = 0
         while start < len(s):
-            cut = _CUT.search(s, start + piece - 1)
-            end = cut.end() if cut is not None else len(s)
+            end = _piece_end(s, start + piece - 1, turns)
             text = s[start:end]
-            redacted = self._redact_shapes(text)
+            redacted = self._redact_long_piece(text) if len(text) > LONG_PIECE else self._redact_shapes(text)
             changed = changed or redacted is not text
             out.append(redacted)
             start = end
             turns.tick()
         return "".join(out) if changed else s  # unchanged: `s` itself, without a copy
 
+    def _redact_long_piece(self, text: str) -> str:
+        """`_redact_shapes(text)`, worked out in the helper process; here when that cannot start."""
+        try:
+            return _SHAPES_PROCESS.redact_shapes(text, self.placeholder_account)
+        except ShapesProcessUnavailable:
+            return self._redact_shapes(text)
+
     def _redact_shapes(self, s: str) -> str:
-        """`s` with bearer tokens, credential-named values, global API keys, account ids after
-        ``accounts/`` and emails replaced."""
-        if not _may_hold_credential(s):
-            return s
-        s = _BEARER.sub(lambda m: m.group(1) + REDACTED, s)
-        s = _NAMED_VALUE.sub(lambda m: m.group("name") + m.group("sep") + REDACTED, s)
-        s = _GLOBAL_KEY.sub(REDACTED, s)
-        s = _ACCOUNT_AFTER_ACCOUNTS.sub(lambda m: m.group(1) + self.placeholder_account, s)
-        return _EMAIL.sub(REDACTED_EMAIL, s)
+        return redact_shapes(s, self.placeholder_account)
 
     def redact_json(self, obj: Any) -> Any:
         """A deep copy of a JSON value with strings redacted and credential-named string fields
@@ -315,7 +291,7 @@ class Redactor:
         """Whether `text` holds no secret, no account id and nothing `_MAYBE_CREDENTIAL` matches."""
         if any(secret in text for secret in self.secrets) or any(a in text for a in self.account_ids):
             return False
-        return not _may_hold_credential(text)
+        return not may_hold_credential(text)
 
     def redact_headers(self, h: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
         """Headers without credential-carrying ones, remaining values redacted."""

@@ -15,25 +15,20 @@ with one line before any worker starts (SO_REUSEPORT alone would let a second gr
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import multiprocessing
 import os
 import signal
 import socket
 import sys
-import threading
-import time
 from multiprocessing.connection import Connection
 
 import click
 
 from emulator.launch import eventloop
 from emulator.launch.banner import banner as make_banner
+from emulator.lifeline import die_with_parent
 from emulator.server.worker_group import WorkerGroup
 from emulator.settings import Settings
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class PortInUse(OSError):
@@ -66,26 +61,6 @@ def reserve_port(host: str, port: int) -> socket.socket:
         sock.close()
         raise PortInUse(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
-
-
-def die_with_parent(parent: int) -> None:
-    """Make this worker receive SIGTERM when the `serve` process that forked it dies, even by kill -9
-    (Linux PR_SET_PDEATHSIG); elsewhere a thread watches for the parent to change."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        armed = False
-    if not armed:
-        threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _run_worker(settings: Settings, ready: Connection, group: WorkerGroup) -> None:

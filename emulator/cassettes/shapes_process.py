@@ -1,0 +1,158 @@
+"""A helper process that finds the credential shapes in one long piece of text.
+
+`Redactor` searches a long text for the credential shapes a piece at a time, each piece cut just
+after a character none of the shapes can hold (`redact._CUT`), with the GIL handed over between
+pieces. A text with none of those characters for megabytes (base64 sent as ``text/plain``, prose
+without a comma) is one piece, and `re.sub` holds the GIL for its whole call: the five
+substitutions over 20 MB held it for seconds, and every request on the event loop's thread waited
+that long. Such a piece is sent to this process instead: the calling thread writes it to the
+process's stdin and waits for the answer on its stdout, and the GIL is free while it waits. The
+process runs the very same `shapes.redact_shapes`, so the text it sends back is the one the
+calling process would have made.
+
+The process is started on first use, one per emulator process (a forked `serve --workers` worker
+starts its own), and takes one piece at a time. It exits when its parent does: on Linux the kernel
+sends it SIGTERM (PR_SET_PDEATHSIG), elsewhere a thread watches for the parent to change, and its
+stdin's end of file ends it anyway. `ShapesProcessUnavailable` says the process could not be
+started or failed mid-piece; the caller then works the piece out itself.
+
+The wire format, both ways: a text is a run of frames, each an 8-byte big-endian length and that
+many bytes of UTF-8 (lone surrogates kept, "surrogatepass"), ending with a frame of length 0; a
+frame holds whole characters. A request is the account-id placeholder, then the text. An answer
+starts with one byte: ``=`` the text is unchanged, ``T`` the redacted text follows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+from typing import IO
+
+from emulator.cassettes.shapes import redact_shapes
+from emulator.gil import GilTurns
+
+# Characters a frame holds: encoded and decoded a frame at a time, so no one call holds the GIL
+# for long (encoding 20 MB of CJK text to UTF-8 in one call takes ~20-40 ms).
+FRAME_CHARS = 1 << 20
+_LENGTH_BYTES = 8
+# `-m` would run this module a second time: the package `emulator.cassettes` imports it first.
+_MAIN = "from emulator.cassettes.shapes_process import main; main()"
+_UNCHANGED = b"="
+_TEXT = b"T"
+
+
+class ShapesProcessUnavailable(Exception):
+    """The helper process could not be started, or failed before it answered."""
+
+
+class ShapesProcess:
+    """The helper process of this emulator process, started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._owner = 0  # the pid that started `_process` (a forked child starts its own)
+
+    def redact_shapes(self, text: str, placeholder_account: str) -> str:
+        """`shapes.redact_shapes(text, placeholder_account)`, worked out in the helper process."""
+        with self._lock:
+            process = self._started()
+            try:
+                assert process.stdin is not None and process.stdout is not None
+                _write_text(process.stdin, placeholder_account)
+                _write_text(process.stdin, text)
+                process.stdin.flush()
+                kind = process.stdout.read(1)
+                if kind == _UNCHANGED:
+                    return text
+                if kind == _TEXT:
+                    return _read_text(process.stdout)
+                raise EOFError("the helper process ended")
+            except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
+                self._stop()
+                raise ShapesProcessUnavailable(str(exc)) from exc
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self._process is not None and self._owner == os.getpid() and self._process.poll() is None:
+            return self._process
+        if self._owner == os.getpid():
+            self._stop()
+        # A process forked from one that had started a helper leaves that helper to its parent.
+        self._process = None
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _MAIN, str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+            )
+        except OSError as exc:
+            raise ShapesProcessUnavailable(str(exc)) from exc
+        self._owner = os.getpid()
+        return self._process
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        process.kill()
+        process.wait()
+
+
+def _write_text(stream: IO[bytes], text: str) -> None:
+    turns = GilTurns()
+    for start in range(0, len(text), FRAME_CHARS):
+        data = text[start:start + FRAME_CHARS].encode("utf-8", "surrogatepass")
+        stream.write(len(data).to_bytes(_LENGTH_BYTES, "big"))
+        stream.write(data)
+        turns.tick()
+    stream.write(bytes(_LENGTH_BYTES))
+
+
+def _read_text(stream: IO[bytes]) -> str:
+    parts: list[str] = []
+    turns = GilTurns()
+    while True:
+        length = int.from_bytes(_read_exactly(stream, _LENGTH_BYTES), "big")
+        if not length:
+            return "".join(parts)
+        parts.append(_read_exactly(stream, length).decode("utf-8", "surrogatepass"))
+        turns.tick()
+
+
+def _read_exactly(stream: IO[bytes], length: int) -> bytes:
+    data = stream.read(length)
+    if len(data) != length:
+        raise EOFError("the other end closed the pipe")
+    return data
+
+
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
+    """The helper process's loop: answer each request on `requests` until its end of file."""
+    while True:
+        try:
+            placeholder_account = _read_text(requests)
+            text = _read_text(requests)
+        except EOFError:
+            return
+        redacted = redact_shapes(text, placeholder_account)
+        if redacted == text:
+            answers.write(_UNCHANGED)
+        else:
+            answers.write(_TEXT)
+            _write_text(answers, redacted)
+        answers.flush()
+
+
+def main() -> None:
+    from emulator.lifeline import die_with_parent
+
+    die_with_parent(int(sys.argv[1]))
+    with contextlib.suppress(BrokenPipeError):  # the parent went away mid-answer
+        serve(sys.stdin.buffer, sys.stdout.buffer)
+
