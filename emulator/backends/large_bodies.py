@@ -147,7 +147,7 @@ async def read_large_answer(headers: Mapping[str, str], body: bytes, events: lis
     if parse_json is None or events is not None or len(body) < INCREMENTAL_JSON_BYTES:
         return None
     if is_text_type(content_type):
-        return await _large_text_answer(body, None, parse_json, redactor)
+        return await _large_text_answer(body, _NOT_READ, parse_json, redactor)
     if not is_json_type(content_type):
         return None
     try:
@@ -161,21 +161,24 @@ async def read_large_answer(headers: Mapping[str, str], body: bytes, events: lis
     return await _large_text_answer(body, parsed, parse_json, redactor)
 
 
+_NOT_READ = object()  # an answer's JSON value not worked out yet (a text/* answer's)
+
+
 async def _large_text_answer(body: bytes, parsed: Any, parse_json: JsonParser, redactor: Redactor
                              ) -> Body | None:
     """`redactor.redact_body(Body(encoding="text", text=body.decode()))`: the text decoded and
     redacted on a thread, a piece at a time (`Redactor.redact_text`); the check for secrets hidden
-    by JSON escapes, for a text that opens a JSON value, given `parsed` for the text's value (None:
-    not worked out yet, then parsed in slices) and, when redaction changed the text, the redacted
-    text parsed in slices; the redaction walk and the comparison on a thread (`Redactor.text_body`).
-    None when the text is not UTF-8: the caller reads it whole."""
+    by JSON escapes, for a text that opens a JSON value, given `parsed` for the text's value
+    (`_NOT_READ`: not worked out yet, then parsed in slices) and, when redaction changed the text,
+    the redacted text parsed in slices; the redaction walk and the comparison on a thread
+    (`Redactor.text_body`). None when the text is not UTF-8: the caller reads it whole."""
     read = await off_loop(len(body), _redacted_text, body, redactor)
     if read is None:
         return None
     text, redacted, opens_json = read
     if not opens_json:
         return redactor.text_body(redacted, UNPARSED, UNPARSED)
-    if parsed is None:
+    if parsed is _NOT_READ:
         parsed = await _value_of(body, parse_json)
     if parsed is UNPARSED:
         return redactor.text_body(redacted, UNPARSED, UNPARSED)
