@@ -22,15 +22,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
 
 from emulator.accounting.pricing import dollars
 from emulator.client import EmulatorClient
-from emulator.launch.background import BackgroundServer
 from emulator.settings import DEFAULT_ACCOUNT, ENV_PREFIX, Hints, Mode, Settings
+
+if TYPE_CHECKING:
+    from emulator.launch.background import BackgroundServer
 
 ACCOUNT_ID = DEFAULT_ACCOUNT
 TOKEN = "workers-ai-test-token"
@@ -307,6 +309,10 @@ def backend_for_test(item: pytest.Item, kwargs: dict[str, Any]) -> Backend:
 
 
 def _start(settings: Settings) -> BackgroundServer:
+    # The server stack (aiohttp's server, ~0.65 s to import) loads when a test first asks for the
+    # emulator, not in every pytest run of a project that has the package installed.
+    from emulator.launch.background import BackgroundServer
+
     try:
         return BackgroundServer(settings).start()
     except Exception as exc:

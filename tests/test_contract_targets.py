@@ -9,13 +9,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CHILD_RUN_OPTIONS
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _child_env() -> dict[str, str]:
+    """This process's environment without pytest's variables (an xdist worker's, the current
+    test's, the options of this run), with the options every child run takes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    return {**env, "PYTEST_ADDOPTS": CHILD_RUN_OPTIONS}
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("target", ["emulator", "replay"])
 def test_contract_suite_passes(target: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env = _child_env()
     proc = subprocess.run(
         [
             sys.executable,
@@ -41,8 +50,8 @@ def test_contract_suite_passes(target: str) -> None:
 
 
 def test_real_target_without_credentials_skips_with_one_line() -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PYTEST_") and k not in ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID")}
+    credentials = ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID")
+    env = {k: v for k, v in _child_env().items() if k not in credentials}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "contract", "--target", "real", "-q", "-p", "no:cacheprovider"],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=120,

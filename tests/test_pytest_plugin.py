@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -155,6 +158,15 @@ def test_entry_point_loads_by_name_in_a_fresh_process(
     )
     result.assert_outcomes(passed=1)
     assert "Workers AI cost" not in result.stdout.str()
+
+
+def test_the_plugin_loads_without_the_server_stack() -> None:
+    """Every pytest run of a project with the package installed loads the plugin; the server stack
+    (aiohttp's server and client, ~0.65 s of imports) waits for a test that asks for the emulator."""
+    stack = ("aiohttp", "emulator.launch.background", "emulator.server")
+    code = f"import sys, emulator.pytest_plugin; print(sorted(m for m in {stack!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
 
 
 def test_a_project_that_turns_warnings_into_errors_passes_and_sees_no_aiohttp_key_warning(
