@@ -118,6 +118,23 @@ def large_binary_answer() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + random.Random(20).randbytes(20_000_000 - 8)
 
 
+# A prompt answered with ~20 MB of prose as `text/plain; charset=utf-8` (the cassette keeps it as
+# text): a comma every few words, and now and then accented, CJK and symbol characters (so the text is
+# not ASCII: a character is 1 to 3 bytes of UTF-8, 2 bytes in Python's string). Not an emoji: one
+# character outside the Basic Multilingual Plane makes the whole 19-million-character string 4 bytes
+# a character, 77 MB that one step fills (decoding on record, joining on load) while holding the GIL,
+# 85-130 ms at a load of 4-5 on this machine (docs/reliability.md, "A large text/plain answer").
+LARGE_TEXT_ANSWER = "large-answer-plain-text"
+
+
+@functools.cache
+def large_text_answer() -> bytes:
+    """The ~20 MB answer to LARGE_TEXT_ANSWER."""
+    lines = [f"word {i:07d}, some words here, more words;\n" if i % 1000 else
+             f"word {i:07d}, café au lait, 日本の言葉, a star \u2605 here;\n" for i in range(450_000)]
+    return "".join(lines).encode()
+
+
 def tiny_png(width: int = 4, height: int = 4) -> bytes:
     """A valid RGB PNG made by hand (independent of the emulator's image fakes)."""
 
@@ -269,6 +286,9 @@ class FakeUpstream:
         if prompt == "pretty-answer-hiding-secrets":
             token = request.headers["Authorization"].removeprefix("Bearer ")
             return web.Response(body=pretty_answer_hiding(token), content_type="application/json",
+                                headers=self._ids())
+        if prompt == LARGE_TEXT_ANSWER:
+            return web.Response(body=large_text_answer(), content_type="text/plain", charset="utf-8",
                                 headers=self._ids())
         if prompt == LARGE_BINARY_ANSWER:
             return web.Response(body=large_binary_answer(), content_type="image/png", headers=self._ids())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -83,11 +84,12 @@ def test_a_base64_body_is_stored_and_read_back_through_the_pieces(small_pieces: 
 @given(request_data=st.binary(max_size=40), answer_data=st.binary(max_size=40))
 def test_a_line_with_large_base64_bodies_is_the_line_one_call_writes(small_pieces: None, request_data: bytes,
                                                                      answer_data: bytes) -> None:
-    """The cassette line of an interaction holding base64 bodies longer than a piece is spliced
-    together (`format._spliced_base64_line`): byte for byte what orjson writes in one call."""
+    """The cassette line of an interaction holding base64 bodies past `splice.LONG_STRING_CHARS`
+    (shrunk) is spliced together, a few characters at a time (`splice.spliced`): byte for byte
+    what orjson writes in one call."""
     import orjson
 
-    from emulator.cassettes import Interaction, RecordedRequest, RecordedResponse
+    from emulator.cassettes import Interaction, RecordedRequest, RecordedResponse, splice
     from emulator.cassettes.format import interaction_line
 
     interaction = Interaction(
@@ -97,4 +99,5 @@ def test_a_line_with_large_base64_bodies_is_the_line_one_call_writes(small_piece
         neurons=1.5,
     )
     whole = orjson.dumps(interaction.model_dump(mode="json", exclude_none=True, by_alias=True)) + b"\n"
-    assert interaction_line(interaction) == whole
+    with mock.patch.object(splice, "LONG_STRING_CHARS", 8), mock.patch.object(splice, "SLICE_CHARS", 4):
+        assert interaction_line(interaction) == whole

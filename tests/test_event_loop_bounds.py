@@ -489,7 +489,7 @@ def test_record_and_replay_normalise_a_large_body_off_the_loop(upstream_base: st
 # record, 252-303 ms on the first replay (which took 16-20 s: the push parser read the 27 MB base64
 # string of the cassette line) and 195-282 ms on later ones.
 LARGE_ANSWER_PROMPTS = ("large-answer-strings", "large-answer-vectors", "large-answer-pretty",
-                        "large-answer-binary")
+                        "large-answer-binary", "large-answer-plain-text")
 
 
 @pytest.mark.parametrize("prompt", LARGE_ANSWER_PROMPTS)
@@ -506,10 +506,12 @@ def test_a_large_recorded_answer_is_stored_and_replayed_off_the_loop(upstream_ba
     replay's parse of the line's 20 MB string 95-134 ms; in pieces 45-99 and 51-62 ms (load 3)."""
     from tests.fake_upstream import (
         LARGE_BINARY_ANSWER,
+        LARGE_TEXT_ANSWER,
         REAL_ACCOUNT,
         REAL_TOKEN,
         large_answer,
         large_binary_answer,
+        large_text_answer,
     )
 
     path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
@@ -519,7 +521,8 @@ def test_a_large_recorded_answer_is_stored_and_replayed_off_the_loop(upstream_ba
     with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
         recorded, runs = _worst_health_wait(url, path, body, DENSE_BODY_BOUND, runs=3, headers=headers,
                                             status=200)
-    expected = large_binary_answer() if prompt == LARGE_BINARY_ANSWER else large_answer(prompt)
+    expected = {LARGE_BINARY_ANSWER: large_binary_answer, LARGE_TEXT_ANSWER: large_text_answer}.get(
+        prompt, lambda: large_answer(prompt))()
 
     def as_upstream(answer: requests.Response) -> None:
         assert answer.content == expected

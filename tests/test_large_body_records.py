@@ -34,6 +34,7 @@ from emulator.cassettes import (
     Interaction,
     Redactor,
     redact,
+    splice,
 )
 from emulator.cassettes.format import UNPARSED, interaction_line, load_cassette
 from emulator.server.inputs import parse_json_body
@@ -75,7 +76,8 @@ def lines_built(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes | None]]
     yield built
 
 
-def _record(directory: Path, calls: list[tuple[bytes, bytes]], *, sliced: bool) -> bytes:
+def _record(directory: Path, calls: list[tuple[bytes, bytes]], *, sliced: bool,
+            answer_headers: dict[str, str] = ANSWER_HEADERS) -> bytes:
     """The cassette file one record-mode run writes for these (request body, answer) calls (the
     first recording writes the file, the next ones append), timestamps blanked."""
     settings = Settings(cassette="t", cassette_dir=directory, upstream_token="cf-real-token-0123456789")
@@ -84,7 +86,7 @@ def _record(directory: Path, calls: list[tuple[bytes, bytes]], *, sliced: bool) 
     async def run() -> None:
         for body, answer in calls:
             exchange = Exchange("POST", PATH, {"b": "2", "a": TOKEN}, HEADERS, body, ACCOUNT)
-            await backend._recorder(exchange, "t")(200, ANSWER_HEADERS, answer, None, None)
+            await backend._recorder(exchange, "t")(200, answer_headers, answer, None, None)
 
     asyncio.run(run())
     return _STAMP.sub(rb'"\1":"T"', (directory / "t.json").read_bytes())
@@ -173,6 +175,34 @@ def test_the_line_of_a_parsed_body_is_interaction_line() -> None:
     assert asyncio.run(large_bodies.line_in_slices(interaction)) == interaction_line(interaction)
 
 
+# Text as recorded answers hold it: escapes (quotes, backslashes, control characters), accents, CJK,
+# emoji (a character of 4 UTF-8 bytes), and what JSON writes as it is.
+LINE_TEXT = st.text(alphabet=st.sampled_from('ab ,;"\\\n\t\x00\x1fé日🙂\u2028/<'), max_size=40) | st.text()
+
+
+@SETTINGS
+@given(request_text=LINE_TEXT, answer_text=LINE_TEXT, answer_data=st.binary(max_size=40),
+       binary=st.booleans())
+def test_a_line_with_long_strings_spliced_in_is_the_line_one_call_writes(
+    request_text: str, answer_text: str, answer_data: bytes, binary: bool,
+) -> None:
+    """A text request and a text or base64 answer past `splice.LONG_STRING_CHARS` (shrunk), encoded
+    a few characters at a time (`splice.SLICE_CHARS`): `interaction_line` and `line_in_slices` are
+    byte for byte `orjson.dumps` of the interaction's `model_dump`."""
+    from emulator.cassettes import Body, RecordedRequest, RecordedResponse
+
+    answer = (Body.from_bytes(b"\x89PNG" + answer_data, "image/png") if binary
+              else Body(encoding="text", text=answer_text))
+    interaction = Interaction(
+        request=RecordedRequest(method="POST", path=PATH, body=Body(encoding="text", text=request_text)),
+        response=RecordedResponse(status=200, headers={"content-type": "text/plain"}, body=answer),
+    )
+    whole = orjson.dumps(interaction.model_dump(mode="json", exclude_none=True, by_alias=True)) + b"\n"
+    with mock.patch.object(splice, "LONG_STRING_CHARS", 4), mock.patch.object(splice, "SLICE_CHARS", 3):
+        assert interaction_line(interaction) == whole
+        assert asyncio.run(large_bodies.line_in_slices(interaction)) == whole
+
+
 def test_replay_or_record_indexes_a_large_recording_as_loading_it_would(tmp_path: Path) -> None:
     """replay-or-record adds what it records to the live index (normalised in slices for a large
     body) rather than reading the file again; that entry must be the one loading the file gives."""
@@ -242,12 +272,53 @@ def test_a_large_answer_is_recorded_byte_for_byte_as_in_one_call(
     lines_built.clear()
     calls = [(b'{"prompt": "hi"}', _wire(value, spaced)) for value, spaced in answers]
     with mock.patch.object(redact, "LONG_TEXT", 8), mock.patch.object(redact, "TEXT_PIECE", 3), \
-            mock.patch.object(large_bodies, "TEXT_SLICE_CHARS", 5):
+            mock.patch.object(splice, "LONG_STRING_CHARS", 8), mock.patch.object(splice, "SLICE_CHARS", 5):
         sliced = _record(tmp_path_factory.mktemp("sliced"), calls, sliced=True)
     whole = _record(tmp_path_factory.mktemp("whole"), calls, sliced=False)
     assert sliced == whole
     assert answers_read[:len(calls)] == [True] * len(calls)  # every answer took the sliced path
     assert TOKEN.encode() not in sliced
+
+
+# Text answers: prose with the redaction pieces' cut characters, non-ASCII (accents, CJK, emoji),
+# what the redactor replaces (the token, a bearer token, an account id, an email), and JSON texts
+# (a `text/plain` answer that opens a JSON value is looked at for secrets hidden by escapes).
+PROSE = st.lists(st.sampled_from([
+    "word 0001234", ", ", "some words here", "; ", "\n", "café", "日本の言葉", "🙂", "\u2028", '"', "\\",
+    TOKEN, f"Bearer {TOKEN}", f"accounts/{ACCOUNT}/ai", "me@example.com", "{", "}", "[", "]",
+]), max_size=30).map("".join)
+TEXT_ANSWER = PROSE | st.builds(lambda value, spaced: _wire(value, spaced).decode(), JSON, st.booleans()) \
+    | st.just('{"echo": "you sent \\u0074' + TOKEN[1:] + '"}')
+
+
+@pytest.mark.usefixtures("parser")
+@SETTINGS
+@given(answers=st.lists(TEXT_ANSWER, min_size=1, max_size=3))
+def test_a_large_text_answer_is_recorded_byte_for_byte_as_in_one_call(
+    answers_read: list[bool], lines_built: list[bytes | None], tmp_path_factory: pytest.TempPathFactory,
+    answers: list[str],
+) -> None:
+    """A `text/plain` answer is decoded and redacted a piece at a time (`redact.TEXT_PIECE` and
+    `redact.SCAN_CHARS`, shrunk) and its line spliced a few characters at a time; the file is what
+    the one-call path writes, JSON texts hiding the token behind an escape included; replayed, each
+    answer's bytes are what the whole path gives."""
+    answers_read.clear()
+    lines_built.clear()
+    headers = {**ANSWER_HEADERS, "content-type": "text/plain; charset=utf-8"}
+    calls = [(b'{"prompt": "hi"}', answer.encode()) for answer in answers]
+    with mock.patch.object(redact, "LONG_TEXT", 8), mock.patch.object(redact, "TEXT_PIECE", 3), \
+            mock.patch.object(redact, "SCAN_CHARS", 4), mock.patch.object(splice, "LONG_STRING_CHARS", 8), \
+            mock.patch.object(splice, "SLICE_CHARS", 5):
+        sliced = _record(tmp_path_factory.mktemp("sliced"), calls, sliced=True, answer_headers=headers)
+    whole_directory = tmp_path_factory.mktemp("whole")
+    whole = _record(whole_directory, calls, sliced=False, answer_headers=headers)
+    assert sliced == whole
+    assert answers_read[:len(calls)] == [len(answer.encode()) > 0 for answer in answers]  # the sliced path
+    assert TOKEN.encode() not in sliced
+    for interaction in load_cassette((whole_directory / "t.json").read_bytes()).interactions:
+        with mock.patch.object(large_bodies, "TEXT_SLICE_CHARS", 5):
+            replayed = asyncio.run(large_bodies.answer_bytes(interaction.response))
+        assert replayed in (None, interaction.response.body_bytes())  # None: the caller takes body_bytes()
 
 
 @pytest.mark.usefixtures("parser")

@@ -60,9 +60,24 @@ def test_a_text_redacted_in_pieces_equals_the_whole_text_redacted(text: str, red
 def test_redact_text_of_a_long_text_equals_the_whole_text_redacted(text: str, redactor: Redactor) -> None:
     """`redact_text` takes the pieces' way past LONG_TEXT (shrunk here), secrets and account ids
     replaced first over the whole text."""
-    with mock.patch.object(redact, "LONG_TEXT", 4), mock.patch.object(redact, "TEXT_PIECE", 5):
+    with mock.patch.object(redact, "LONG_TEXT", 4), mock.patch.object(redact, "TEXT_PIECE", 5), \
+            mock.patch.object(redact, "SCAN_CHARS", 3):
         pieces = redactor.redact_text(text)
     assert pieces == redactor.redact_text(text)
+
+
+@PIECES
+@given(text=st.text(alphabet="abé😀", max_size=40), old=st.text(alphabet="abé😀", min_size=1, max_size=4),
+       scan=st.integers(1, 9))
+def test_a_long_text_has_its_secrets_replaced_as_one_replace_does(text: str, old: str, scan: int) -> None:
+    """`_replace_in_slices` (secrets and account ids in a long text, looked for a slice at a time)
+    gives what `str.replace` gives: overlapping and repeated occurrences (`aa` in `aaa`), ones
+    astride a slice's end; and the text itself when there is none."""
+    with mock.patch.object(redact, "SCAN_CHARS", scan):
+        got = redact._replace_in_slices(text, old, "<R>")
+    assert got == text.replace(old, "<R>")
+    if old not in text:
+        assert got is text
 
 
 @pytest.mark.parametrize("cut", [r"[,;&}\]\s]", r"[,;&}\]:]", r"[,;&}\]=]", r"[,;&}\]/]", r"[,;&}\]@]",

@@ -1,4 +1,4 @@
-"""Cassette work on JSON bodies of INCREMENTAL_JSON_BYTES (1 MiB) or more, without holding the event loop.
+"""Cassette work on JSON and text bodies of INCREMENTAL_JSON_BYTES (1 MiB) or more, without holding the loop.
 
 orjson's one `loads` or `dumps` of such a body, and pydantic's parse or copy of it, hold the GIL for
 their whole call (60-430 ms for 20 MB), on a worker thread too. Each of those steps is done another
@@ -11,8 +11,9 @@ gives, byte for byte (tests/test_large_body_normalisation.py, tests/test_large_b
 
 - replay: `normalise_large_json`, an incoming request's match key;
 - record: `read_large_body`, the request body as the cassette stores it, `read_large_answer`, the
-  answer's, redacted (as JSON, or as text redacted a piece at a time when it is not byte-exact),
-  and `line_in_slices`, its cassette line;
+  answer's, redacted (as JSON, or as text redacted a piece at a time when it is not byte-exact or
+  is a `text/*` answer), and `line_in_slices`, its cassette line (long strings spliced in,
+  `cassettes/splice.py`);
 - replay: `answer_bytes`, a recorded JSON or long text answer's bytes;
 - loading: `load_index`, a cassette whose long lines are parsed and their requests normalised so
   (`normalise_recorded_large`, also used when replay-or-record adds what it recorded).
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import operator
 import os
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -52,6 +52,7 @@ from emulator.cassettes.format import (
     filter_headers,
     is_json_type,
     is_lines_format,
+    is_text_type,
     line_document,
     load_cassette,
     long_line_interaction,
@@ -59,6 +60,7 @@ from emulator.cassettes.format import (
 )
 from emulator.cassettes.match import normalised_json, strip_volatile
 from emulator.cassettes.redact import Redactor, opens_json_text
+from emulator.cassettes.splice import spliced
 from emulator.cassettes.store import CassetteStore, Identity, read_range
 from emulator.errors import CFError
 from emulator.fakes.seed import dumps_in_slices, dumps_joined, long_to_dump
@@ -135,15 +137,18 @@ async def read_large_body(exchange: Exchange, parse_json: JsonParser | None) -> 
 async def read_large_answer(headers: Mapping[str, str], body: bytes, events: list[SSEEvent] | None,
                             parse_json: JsonParser | None, redactor: Redactor) -> Body | None:
     """The answer's body as the cassette stores it, `redactor.redact_body(Body.from_bytes(body,
-    content_type, exact=True))`, for a JSON answer of INCREMENTAL_JSON_BYTES or more: parsed in
-    slices on the loop, serialised again in slices and compared on a thread. One that compact
-    serialisation gives back byte for byte is kept as JSON, redacted on a thread; another (spaced,
-    or with escapes compact output would not write) is kept as text (`_large_text_answer`). None
-    for another answer (not JSON, one the sliced parser does not take, a stream): the caller reads
-    it whole."""
+    content_type, exact=True))`, for an answer of INCREMENTAL_JSON_BYTES or more that is JSON or
+    text. A JSON answer is parsed in slices on the loop, serialised again in slices and compared on
+    a thread: one that compact serialisation gives back byte for byte is kept as JSON, redacted on a
+    thread; another (spaced, or with escapes compact output would not write) is kept as text
+    (`_large_text_answer`), as is a `text/*` answer. None for another answer (not UTF-8, not text,
+    one the sliced parser does not take, a stream): the caller reads it whole."""
     content_type = filter_headers(headers.items(), RESPONSE_HEADER_ALLOW).get("content-type")
-    if (parse_json is None or events is not None or len(body) < INCREMENTAL_JSON_BYTES
-            or not is_json_type(content_type)):
+    if parse_json is None or events is not None or len(body) < INCREMENTAL_JSON_BYTES:
+        return None
+    if is_text_type(content_type):
+        return await _large_text_answer(body, _NOT_READ, parse_json, redactor)
+    if not is_json_type(content_type):
         return None
     try:
         parsed = await parse_json(body)
@@ -156,21 +161,29 @@ async def read_large_answer(headers: Mapping[str, str], body: bytes, events: lis
     return await _large_text_answer(body, parsed, parse_json, redactor)
 
 
+_NOT_READ = object()  # an answer's JSON value not worked out yet (a text/* answer's)
+
+
 async def _large_text_answer(body: bytes, parsed: Any, parse_json: JsonParser, redactor: Redactor
                              ) -> Body | None:
-    """`redactor.redact_body(Body(encoding="text", text=body.decode()))` for a JSON answer whose
-    value, `parsed`, was read in slices: the text decoded and redacted on a thread, a piece at a
-    time (`Redactor.redact_text`); the check for secrets hidden by JSON escapes given `parsed` for
-    the text's value and, when redaction changed the text, the redacted text parsed in slices; the
-    redaction walk and the comparison on a thread (`Redactor.text_body`). None when the text is
-    not UTF-8: the caller reads it whole."""
+    """`redactor.redact_body(Body(encoding="text", text=body.decode()))`: the text decoded and
+    redacted on a thread, a piece at a time (`Redactor.redact_text`); the check for secrets hidden
+    by JSON escapes, for a text that opens a JSON value, given `parsed` for the text's value
+    (`_NOT_READ`: not worked out yet, then parsed in slices) and, when redaction changed the text,
+    the redacted text parsed in slices; the redaction walk and the comparison on a thread
+    (`Redactor.text_body`). None when the text is not UTF-8: the caller reads it whole."""
     read = await off_loop(len(body), _redacted_text, body, redactor)
     if read is None:
         return None
     text, redacted, opens_json = read
     if not opens_json:
         return redactor.text_body(redacted, UNPARSED, UNPARSED)
-    after = parsed if redacted == text else await _value_of(redacted, parse_json)  # same text, same value
+    if parsed is _NOT_READ:
+        parsed = await _value_of(body, parse_json)
+    if parsed is UNPARSED:
+        return redactor.text_body(redacted, UNPARSED, UNPARSED)
+    after = (parsed if redacted == text  # same text, same value
+             else await _value_of(await off_loop(len(redacted), str.encode, redacted), parse_json))
     del text
     return await off_loop(len(body), redactor.text_body, redacted, parsed, after)
 
@@ -185,10 +198,9 @@ def _redacted_text(body: bytes, redactor: Redactor) -> tuple[str, str, bool] | N
     return text, redactor.redact_text(text), opens_json_text(text)
 
 
-async def _value_of(text: str, parse_json: JsonParser) -> Any:
-    """`orjson.loads(text)`, UNPARSED when it is not JSON: parsed in slices, or whole on a thread
+async def _value_of(data: bytes, parse_json: JsonParser) -> Any:
+    """`orjson.loads(data)`, UNPARSED when it is not JSON: parsed in slices, or whole on a thread
     when the sliced parser refuses it (whatever its reason: the verdict must be orjson's)."""
-    data = await off_loop(len(text), str.encode, text)
     try:
         return await parse_json(data)
     except CFError:
@@ -204,60 +216,21 @@ def _loads_or_unparsed(data: bytes) -> Any:
 
 async def line_in_slices(interaction: Interaction) -> bytes | None:
     """`interaction_line(interaction)`, byte for byte, for an interaction whose JSON bodies were
-    parsed (`format.line_document`): serialised a slice at a time on the loop, a long text answer
-    TEXT_SLICE_CHARS characters at a time (`_text_in_slices`), joined on a thread. None when orjson
-    refuses the document: the ordinary path then serialises it (or says why not)."""
-    document = await asyncio.to_thread(line_document, interaction)
-    text = _long_text(document)
-    if text is not None:
-        document["response"]["body"]["text"] = _TEXT_MARK
+    parsed (`format.line_document`): serialised a slice at a time on the loop, a long text or base64
+    body apart, then spliced in and joined on a thread (`splice.spliced`). None when orjson refuses
+    the document: the ordinary path then serialises it (or says why not)."""
+    document, strings = await asyncio.to_thread(line_document, interaction)
     try:
         pieces = [piece async for piece in dumps_in_slices(document, 0, slice_seconds=LOOP_SLICE_SECONDS)]
-        if text is not None:
-            pieces = await _spliced(pieces, text)
+        pieces.append(b"\n")
+        return await asyncio.to_thread(spliced, pieces, strings)
     except TypeError:
         return None
-    pieces.append(b"\n")
-    return await asyncio.to_thread(b"".join, pieces)
 
 
-# A text answer this long is serialised into its cassette line, and encoded for replay, this many
-# characters at a time: orjson's one `dumps` of a 20 MB text of indented JSON (a quote escaped every
-# few characters) held the loop 35-70 ms, its `encode` 30-60 ms on a loaded machine.
+# A long text answer is encoded for replay this many characters at a time: its one `encode` of a
+# 20 MB text took 30-60 ms on a loaded machine.
 TEXT_SLICE_CHARS = 1 << 18
-# What stands for a long text in the rest of the line while that is serialised (a random marker, so
-# that no recorded string passes for it).
-_TEXT_MARK = f"long-text-{secrets.token_hex(16)}"
-
-
-def _long_text(document: dict[str, Any]) -> str | None:
-    """The text of a line document's answer body when it is INCREMENTAL_JSON_BYTES long or more."""
-    body = document["response"].get("body")
-    text = body.get("text") if isinstance(body, dict) else None
-    return text if isinstance(text, str) and len(text) >= INCREMENTAL_JSON_BYTES else None
-
-
-async def _spliced(pieces: list[bytes], text: str) -> list[bytes]:
-    """`pieces` with the serialised `_TEXT_MARK` replaced by `text` serialised in slices."""
-    mark = orjson.dumps(_TEXT_MARK)
-    for index, piece in enumerate(pieces):
-        at = piece.find(mark)
-        if at >= 0:
-            return [*pieces[:index], piece[:at], *await _text_in_slices(text), piece[at + len(mark):],
-                    *pieces[index + 1:]]
-    raise AssertionError("the marker is a string value of the document")  # cannot happen
-
-
-async def _text_in_slices(text: str) -> list[bytes]:
-    """`orjson.dumps(text)` in pieces: JSON escapes each character by itself, so the slices' escaped
-    texts, joined between quotes, are the whole text's (a lone surrogate makes both raise)."""
-    turns = LoopTurns(LOOP_SLICE_SECONDS)
-    pieces = [b'"']
-    for start in range(0, len(text), TEXT_SLICE_CHARS):
-        pieces.append(orjson.dumps(text[start:start + TEXT_SLICE_CHARS])[1:-1])
-        await turns.tick()
-    pieces.append(b'"')
-    return pieces
 
 
 async def answer_bytes(response: RecordedResponse) -> bytes | None:

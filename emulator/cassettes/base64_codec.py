@@ -68,13 +68,3 @@ def encode(data: bytes) -> str:
         turns.tick()
     return "".join(pieces)
 
-
-def ascii_pieces(text: str) -> list[bytes]:
-    """`text` (base64, so ASCII) encoded to bytes a piece at a time, to be joined by `bytes.join`
-    (which copies without the GIL past 1 MiB)."""
-    turns = GilTurns()
-    pieces: list[bytes] = []
-    for start in range(0, len(text), DECODE_PIECE_CHARS):
-        pieces.append(text[start:start + DECODE_PIECE_CHARS].encode("ascii"))
-        turns.tick()
-    return pieces

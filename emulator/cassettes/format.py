@@ -87,7 +87,6 @@ import contextlib
 import functools
 import math
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,7 +96,7 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from emulator.cassettes import base64_codec
+from emulator.cassettes import base64_codec, splice
 from emulator.limits import MAX_CALL_NEURONS, parse_neurons
 
 FORMAT_VERSION: Final = 2  # what recording writes; version 1 is read too
@@ -592,46 +591,40 @@ def header_line(cassette: Cassette) -> bytes:
 
 
 def interaction_line(interaction: Interaction) -> bytes:
-    """One interaction as a version-2 line (what an append writes). A large base64 body (an image,
-    audio) is serialised apart (`_spliced_base64_line`)."""
-    longest = max(_base64_chars(interaction.request.body), _base64_chars(interaction.response.body))
-    if longest > base64_codec.DECODE_PIECE_CHARS:
-        return _spliced_base64_line(interaction)
-    return orjson.dumps(interaction.model_dump(mode="json", exclude_none=True, by_alias=True)) + b"\n"
+    """One interaction as a version-2 line (what an append writes), a long text or base64 body
+    spliced in (`splice`): byte for byte `orjson.dumps` of its `model_dump`, and a newline."""
+    apart, strings = long_strings_apart(interaction)
+    line = orjson.dumps(apart.model_dump(mode="json", exclude_none=True, by_alias=True)) + b"\n"
+    return splice.spliced([line], strings) if strings else line
 
 
-def _base64_chars(body: Body | None) -> int:
-    return len(body.base64 or "") if body is not None and body.encoding == "base64" else 0
+def long_strings_apart(interaction: Interaction) -> tuple[Interaction, list[splice.LongString]]:
+    """`interaction` with each body's long text or base64 string (`splice.is_long`) replaced by its
+    stand-in, and those strings; the interaction itself when it holds none."""
+    strings: list[splice.LongString] = []
+    sides: dict[str, RecordedRequest | RecordedResponse] = {}
+    for name, side in (("request", interaction.request), ("response", interaction.response)):
+        body = side.body
+        if body is None or body.encoding not in ("text", "base64"):
+            continue
+        value = body.text if body.encoding == "text" else body.base64
+        if value is None or not splice.is_long(value):
+            continue
+        string = splice.LongString(value, splice.StringEncoding(body.encoding))
+        strings.append(string)
+        # The field a text or base64 body's string is in has the encoding's name.
+        stood_in = body.model_copy(update={body.encoding: string.stand_in})
+        sides[name] = side.model_copy(update={"body": stood_in})
+    return (interaction.model_copy(update=sides) if sides else interaction), strings
 
 
-def _spliced_base64_line(interaction: Interaction) -> bytes:
-    """`interaction_line` for an interaction holding a large base64 body: the line is serialised
-    with a stand-in for each base64 text, then the texts are put in its place, encoded to bytes a
-    piece at a time (`base64_codec.ascii_pieces`, which hands the GIL over) and joined by
-    `bytes.join`, which copies without the GIL past 1 MiB. orjson's one call on a 27 MB string
-    held the GIL ~70 ms; base64 needs no escapes in JSON, so the bytes are the same."""
-    texts: dict[bytes, str] = {}
-    bodies: dict[str, Body] = {}
-    for side, body in (("request", interaction.request.body), ("response", interaction.response.body)):
-        if body is not None and _base64_chars(body):
-            stand_in = f"base64-stand-in-{uuid.uuid4().hex}"
-            texts[orjson.dumps(stand_in)] = body.base64 or ""
-            bodies[side] = body.model_copy(update={"base64": stand_in})
-    copy = interaction.model_copy(update={
-        side: getattr(interaction, side).model_copy(update={"body": body}) for side, body in bodies.items()})
-    line = orjson.dumps(copy.model_dump(mode="json", exclude_none=True, by_alias=True)) + b"\n"
-    parts: list[bytes] = []
-    for marker, text in texts.items():
-        before, line = line.split(marker, 1)
-        parts += [before, b'"', *base64_codec.ascii_pieces(text), b'"']
-    return b"".join([*parts, line])
-
-
-def line_document(interaction: Interaction) -> dict[str, Any]:
+def line_document(interaction: Interaction) -> tuple[dict[str, Any], list[splice.LongString]]:
     """The document `interaction_line` serialises, for an interaction whose JSON bodies hold parsed
-    JSON (only dicts, lists, strings, numbers, booleans and None): each JSON body is put in as it is,
-    where `model_dump` would build a copy of it (~350 ms holding the GIL for an image of 5 million
-    numbers). A large body's line is then serialised in slices."""
+    JSON (only dicts, lists, strings, numbers, booleans and None), with its long strings apart (the
+    caller splices them into the serialised document, `splice.spliced`): each JSON body is put in as
+    it is, where `model_dump` would build a copy of it (~350 ms holding the GIL for an image of 5
+    million numbers). A large body's line is then serialised in slices."""
+    interaction, strings = long_strings_apart(interaction)
     request, response = interaction.request, interaction.response
     # A body of JSON null is left out with the other nulls; the others' places are kept by a stand-in.
     request_json = request.body.encoding == "json" and request.body.json_ is not None
@@ -649,7 +642,7 @@ def line_document(interaction: Interaction) -> dict[str, Any]:
     if response_json:
         assert interaction.response.body is not None
         document["response"]["body"]["json"] = interaction.response.body.json_
-    return document
+    return document, strings
 
 
 def dump_cassette_lines(cassette: Cassette, *, last_line: bytes | None = None) -> bytes:
