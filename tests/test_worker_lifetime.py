@@ -110,3 +110,26 @@ def test_a_port_already_held_is_refused_with_one_line(tmp_path: Path, workers: s
         assert str(port) in line and "in use" in line
     finally:
         holder.close()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_sigterm_as_soon_as_the_port_answers_stops_cleanly(tmp_path: Path, workers: str) -> None:
+    """SIGTERM the moment the server answers, while a `--workers` parent may still be writing its
+    banner: the server stops as on any SIGTERM, with status 0. A parent that set its handlers after
+    the banner ended by the signal (-15) every time here."""
+    for attempt in range(3):
+        port = free_port()
+        proc = _serve(port, tmp_path / f"run{attempt}", "--workers", workers)
+        try:
+            while True:
+                try:
+                    _mode(f"http://127.0.0.1:{port}")
+                    break
+                except OSError:
+                    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                    time.sleep(0.002)
+            proc.terminate()
+            assert proc.wait(timeout=20) == 0, proc.stderr.read() if proc.stderr else ""
+        finally:
+            proc.kill()
+            proc.wait()

@@ -75,6 +75,9 @@ async def _run_worker(settings: Settings, ready: Connection, group: WorkerGroup)
 
 
 def _worker_main(settings: Settings, ready: Connection, parent: int, group: WorkerGroup) -> None:
+    # The parent's handlers, set before the fork, only note a stop request in the parent.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     die_with_parent(parent)
     eventloop.run(_run_worker(settings, ready, group), settings.event_loop)
 
@@ -102,6 +105,16 @@ def _serve_group(settings: Settings, banner: str | None, placeholder: socket.soc
                  context: multiprocessing.context.ForkContext, group: WorkerGroup) -> int:
     children: list[multiprocessing.process.BaseProcess] = []
     waits: list[Connection] = []
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    # Before the workers start: a SIGTERM that comes as soon as they listen (while the banner is
+    # being written) stops the group as any other does, with status 0 and its shared state removed.
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     for index in range(settings.workers):
         receive, send = context.Pipe(duplex=False)
         child = context.Process(target=_worker_main, args=(settings, send, os.getpid(), group.member(index)),
@@ -124,14 +137,6 @@ def _serve_group(settings: Settings, banner: str | None, placeholder: socket.soc
     click.echo(f"  {settings.workers} workers (pids {pids}) share this port.")
     sys.stdout.flush()
 
-    stopping = False
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     while not stopping and all(c.is_alive() for c in children):
         # A short join keeps the parent responsive to signals and notices a worker that died.
         children[0].join(timeout=0.2)
