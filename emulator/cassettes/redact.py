@@ -180,17 +180,13 @@ class Redactor:
         than LONG_TEXT is searched for the credential shapes a piece at a time (`_redact_pieces`)."""
         if len(s) <= self._longest_whole and s in self.whole_secrets:  # no hash of a long text
             return REDACTED
-        if len(s) > LONG_TEXT:
-            for secret in self.secrets:
-                s = _replace_in_slices(s, secret, REDACTED)
-            for account in self.account_ids:
-                s = _replace_in_slices(s, account, self.placeholder_account)
-            return self._redact_pieces(s, TEXT_PIECE)
+        long = len(s) > LONG_TEXT
+        replace = _replace_in_slices if long else str.replace
         for secret in self.secrets:
-            s = s.replace(secret, REDACTED)
+            s = replace(s, secret, REDACTED)
         for account in self.account_ids:
-            s = s.replace(account, self.placeholder_account)
-        return self._redact_shapes(s)
+            s = replace(s, account, self.placeholder_account)
+        return self._redact_pieces(s, TEXT_PIECE) if long else self._redact_shapes(s)
 
     def _redact_pieces(self, s: str, piece: int) -> str:
         """`_redact_shapes(s)`, worked out on pieces of at least `piece` characters, each ending just
