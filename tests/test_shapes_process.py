@@ -1,7 +1,8 @@
-"""The helper process that redacts a long piece of text without a cut character
-(`cassettes/shapes_process.py`): it gives back what the five substitutions give in this process, a
-piece that it could not finish is worked out here, a new helper replaces a dead one, and the helper
-dies with the process that started it."""
+"""The helper processes that redact a long piece of text without a cut character
+(`cassettes/shapes_process.py`): a helper gives back what the five substitutions give in this
+process, a piece that it could not finish is worked out here, a new helper replaces a dead one, the
+helper dies with the process that started it, and pieces that arrive together are worked out by
+helpers side by side."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from unittest import mock
 
+import orjson
 import pytest
+import requests
 
 from emulator.cassettes import Redactor, redact, shapes
-from emulator.cassettes.shapes_process import ShapesProcess
+from emulator.cassettes.shapes_process import HELPER_PROCESSES, ShapesProcess, ShapesProcesses
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 
@@ -60,10 +65,11 @@ def test_an_unchanged_long_piece_is_given_back_itself() -> None:
 
 
 def test_a_dead_helper_is_replaced_and_a_piece_it_could_not_finish_is_worked_out_here() -> None:
-    helper = ShapesProcess()
+    helpers = ShapesProcesses(1)
+    helper = helpers._helpers[0]
     text = _long_text(12)  # seconds of substitutions: the helper is killed in the middle of them
     redactor = Redactor()
-    with mock.patch.object(redact, "_SHAPES_PROCESS", helper):
+    with mock.patch.object(redact, "SHAPES_PROCESSES", helpers):
         assert helper.redact_shapes("Bearer abcdefgh12345678", "{a}") == "Bearer REDACTED"
         first = helper._process
         assert first is not None
@@ -78,14 +84,17 @@ def test_a_dead_helper_is_replaced_and_a_piece_it_could_not_finish_is_worked_out
 def test_the_helper_dies_with_the_process_that_started_it() -> None:
     """kill -9 of a process whose helper is busy: the kernel ends the helper (PR_SET_PDEATHSIG)."""
     program = textwrap.dedent("""
-        import base64, random, sys, threading
+        import base64, random, sys, threading, time
         from emulator.cassettes import redact
-        from emulator.cassettes.shapes_process import ShapesProcess
+        from emulator.cassettes.shapes_process import HELPER_PROCESSES, ShapesProcess, ShapesProcesses
         helper = ShapesProcess()
         helper.redact_shapes("x", "{a}")
         print(helper._process.pid, flush=True)
-        text = base64.b64encode(random.Random(1).randbytes(9_000_000)).decode() + " Bearer abcdefgh12345678"
+        data = base64.b64encode(random.Random(1).randbytes(9_000_000)).decode()
+        # Every shape's word in it: all five substitutions run, seconds of work.
+        text = data + " Bearer abcdefgh12345678 api_key=zzzzzzzzzz1 a@b.io accounts/x " + data
         helper.redact_shapes(text, "{a}")
+        time.sleep(60)  # alive until killed, should the helper finish first on a fast machine
     """)
     parent = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
     try:
@@ -109,3 +118,70 @@ def test_the_helper_dies_with_the_process_that_started_it() -> None:
                          ids=["empty", "one-letter", "lone-surrogate", "cjk-frames"])
 def test_any_text_crosses_the_pipe_whole(text: str) -> None:
     assert ShapesProcess().redact_shapes(text, "{a}") == shapes.redact_shapes(text, "{a}")
+
+
+def test_pieces_that_arrive_together_are_worked_out_by_helpers_side_by_side() -> None:
+    """Two pieces at once start a second helper, each works one; pieces one after another keep to one."""
+    texts = [_long_text(4), _long_text(5)]  # a second or so of substitutions each
+    helpers = ShapesProcesses(2)
+    together = threading.Barrier(2)
+    got: dict[int, str] = {}
+    spans: dict[int, tuple[float, float]] = {}
+
+    def redact_one(at: int) -> None:
+        together.wait()
+        began = time.monotonic()
+        got[at] = helpers.redact_shapes(texts[at], "{a}")
+        spans[at] = (began, time.monotonic())
+
+    # A helper ends with the thread that started it (PR_SET_PDEATHSIG): the pool's threads outlive
+    # the check, as the server's worker threads do.
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(redact_one, range(2)))
+        assert len(set(helpers.pids())) == 2
+    assert got == {at: shapes.redact_shapes(text, "{a}") for at, text in enumerate(texts)}
+    assert max(began for began, _ in spans.values()) < min(ended for _, ended in spans.values())
+
+    one_by_one = ShapesProcesses(2)
+    for text in texts:
+        assert one_by_one.redact_shapes(text, "{a}") == shapes.redact_shapes(text, "{a}")
+    assert len(one_by_one.pids()) == 1
+
+
+def _helper_children(pid: int) -> list[int]:
+    """The server's child processes that are redaction helpers (Linux's /proc)."""
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as listed:
+            children += [int(child) for child in listed.read().split()]
+    helpers = []
+    for child in children:
+        with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+            if b"shapes_process" in cmdline.read():
+                helpers.append(child)
+    return helpers
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the server's children from /proc")
+@pytest.mark.skipif(HELPER_PROCESSES < 2, reason="one core: one helper process")
+def test_concurrent_recordings_of_long_strings_are_redacted_side_by_side(tmp_path: Path) -> None:
+    """Over HTTP: two requests recorded at once, each a JSON body holding a long base64 string with
+    every credential shape in it (seconds of substitutions), are redacted by two helper processes
+    of the server, and each is stored redacted."""
+    from tests.fake_upstream import REAL_ACCOUNT, REAL_TOKEN, upstream_process
+    from tests.serving import serve
+
+    path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
+    bodies = [orjson.dumps({"prompt": f"hi {at}", "audio": _long_text(4 + at)}) for at in range(2)]
+    cassettes = tmp_path / "cassettes"
+    with upstream_process() as upstream, serve(
+            "--mode", "record", "--upstream", upstream, "--plan", "paid", "--cassette", "together",
+            "--cassette-dir", str(cassettes), data_dir=tmp_path) as (url, proc):
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda body: requests.post(url + path, data=body, headers=headers,
+                                                               timeout=60), bodies))
+        assert [answer.status_code for answer in answers] == [200, 200]
+        assert len(_helper_children(proc.pid)) == 2
+    stored = (cassettes / "together.json").read_bytes()
+    assert b"abcdefgh12345678" not in stored and b"zzzzzzzzzz1" not in stored

@@ -41,7 +41,7 @@ from emulator.cassettes.format import (
     sse_data,
 )
 from emulator.cassettes.shapes import REDACTED, may_hold_credential, redact_shapes
-from emulator.cassettes.shapes_process import ShapesProcess, ShapesProcessUnavailable
+from emulator.cassettes.shapes_process import ShapesProcesses, ShapesProcessUnavailable
 from emulator.gil import GilTurns
 
 # Shorter secrets are redacted only where they are a whole value (see the module docstring).
@@ -90,11 +90,11 @@ _ACCOUNT_SEGMENT = re.compile(r"(?<=/)[0-9a-f]{32}(?=/|\?|#|$)")
 LONG_TEXT = 1 << 16
 TEXT_PIECE = 1 << 14
 _CUT = re.compile(r"[,;&}\]]")
-# A piece longer than this goes to the helper process (`shapes_process`): the five `re.sub` over
+# A piece longer than this goes to a helper process (`shapes_process`): the five `re.sub` over
 # 64 KiB of base64 take ~10-20 ms. `_CUT` is looked for CUT_SEARCH_CHARS at a time.
 LONG_PIECE = 1 << 16
 CUT_SEARCH_CHARS = 1 << 20
-_SHAPES_PROCESS = ShapesProcess()
+SHAPES_PROCESSES = ShapesProcesses()
 
 
 def _piece_end(s: str, at: int, turns: GilTurns) -> int:
@@ -193,7 +193,7 @@ class Redactor:
         after a character of `_CUT` (or at the end of `s`), with the GIL handed over between pieces
         (`gil.GilTurns`): `re.sub` holds it for its whole call, 4.75 s for the five over 20 MB. A
         piece longer than LONG_PIECE (a text with no `_CUT` character for that long) is worked out
-        in the helper process (`shapes_process`), where it holds no GIL of this process.
+        in a helper process (`shapes_process`), where it holds no GIL of this process.
 
         Why the pieces give the same text: no match of the five patterns holds a `_CUT` character,
         and their lookarounds and word boundaries take a `_CUT` character as they take the start or
@@ -216,9 +216,9 @@ class Redactor:
         return "".join(out) if changed else s  # unchanged: `s` itself, without a copy
 
     def _redact_long_piece(self, text: str) -> str:
-        """`_redact_shapes(text)`, worked out in the helper process; here when that cannot start."""
+        """`_redact_shapes(text)`, worked out in a helper process; here when that cannot start."""
         try:
-            return _SHAPES_PROCESS.redact_shapes(text, self.placeholder_account)
+            return SHAPES_PROCESSES.redact_shapes(text, self.placeholder_account)
         except ShapesProcessUnavailable:
             return self._redact_shapes(text)
 

@@ -10,11 +10,13 @@ process's stdin and waits for the answer on its stdout, and the GIL is free whil
 process runs the very same `shapes.redact_shapes`, so the text it sends back is the one the
 calling process would have made.
 
-The process is started on first use, one per emulator process (a forked `serve --workers` worker
-starts its own), and takes one piece at a time. It exits when its parent does: on Linux the kernel
-sends it SIGTERM (PR_SET_PDEATHSIG), elsewhere a thread watches for the parent to change, and its
-stdin's end of file ends it anyway. `ShapesProcessUnavailable` says the process could not be
-started or failed mid-piece; the caller then works the piece out itself.
+A process is started on first use and takes one piece at a time; pieces that arrive together (from
+concurrent requests, each on its own worker thread) go to up to one process per core
+(`ShapesProcesses`), started only when every one already started is busy. Each emulator process has
+its own (a forked `serve --workers` worker starts its own). A process exits when its parent does: on
+Linux the kernel sends it SIGTERM (PR_SET_PDEATHSIG), elsewhere a thread watches for the parent to
+change, and its stdin's end of file ends it anyway. `ShapesProcessUnavailable` says the process
+could not be started or failed mid-piece; the caller then works the piece out itself.
 
 The wire format, both ways: a text is a run of frames, each an 8-byte big-endian length and that
 many bytes of UTF-8 (lone surrogates kept, "surrogatepass"), ending with a frame of length 0; a
@@ -49,7 +51,7 @@ class ShapesProcessUnavailable(Exception):
 
 
 class ShapesProcess:
-    """The helper process of this emulator process, started on first use."""
+    """One helper process of this emulator process, started on first use."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,6 +76,13 @@ class ShapesProcess:
             except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
                 self._stop()
                 raise ShapesProcessUnavailable(str(exc)) from exc
+
+    def pid(self) -> int | None:
+        """The helper's process id while it runs for this process; None before it starts."""
+        process = self._process
+        if process is None or self._owner != os.getpid() or process.poll() is not None:
+            return None
+        return process.pid
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._process is not None and self._owner == os.getpid() and self._process.poll() is None:
@@ -105,6 +114,39 @@ class ShapesProcess:
                     stream.close()
         process.kill()
         process.wait()
+
+
+# Helper processes at most: one per core, as each works one piece with a core to itself.
+HELPER_PROCESSES = min(4, os.cpu_count() or 1)
+
+
+class ShapesProcesses:
+    """Up to `size` helper processes: a piece goes to one that is free, and another is started only
+    when every one started is busy, so pieces of concurrent requests are worked out side by side
+    and one piece at a time keeps to one process."""
+
+    def __init__(self, size: int = HELPER_PROCESSES) -> None:
+        self._slots = threading.Semaphore(size)
+        self._lock = threading.Lock()
+        self._helpers = tuple(ShapesProcess() for _ in range(size))
+        # Free helpers, the last one given back on top: pieces one after another reuse one process.
+        self._free = list(self._helpers)
+
+    def redact_shapes(self, text: str, placeholder_account: str) -> str:
+        """`shapes.redact_shapes(text, placeholder_account)`, worked out in a free helper process;
+        raises ShapesProcessUnavailable as `ShapesProcess.redact_shapes` does."""
+        with self._slots:
+            with self._lock:
+                helper = self._free.pop()
+            try:
+                return helper.redact_shapes(text, placeholder_account)
+            finally:
+                with self._lock:
+                    self._free.append(helper)
+
+    def pids(self) -> list[int]:
+        """The process ids of the helpers running now (for tests and diagnostics)."""
+        return [pid for helper in self._helpers if (pid := helper.pid()) is not None]
 
 
 def _write_text(stream: IO[bytes], text: str) -> None:
