@@ -59,7 +59,7 @@ def may_hold_credential(text: str) -> bool:
 LITERAL_CHECK_CHARS = 1 << 12
 # Every name `_NAMED_VALUE` takes holds one of these (api_key, x-auth-key and secret_key hold "key";
 # password and passwd "passw"; the *_token names "token").
-_NAME_WORDS = ("key", "token", "authorization", "passw", "secret")
+_NAME_WORDS = (b"key", b"token", b"authorization", b"passw", b"secret")
 
 
 class _Wanted(NamedTuple):
@@ -72,30 +72,37 @@ class _Wanted(NamedTuple):
 _EVERY_SHAPE = _Wanted(True, True, True, True)
 
 
-def _wanted(s: str) -> _Wanted:
-    """Which of the first four substitutions can change `s`: each needs its words (or a run of 37
-    hex digits) in the text, which a plain search finds at C speed. Only in an ASCII text: `re`'s
-    case-insensitive matching takes some other letters for ASCII ones (``ſ`` for ``s``, the Kelvin
-    sign for ``k``). What a substitution puts in (``REDACTED``) holds none of the words and no hex
-    digit, and cannot make one with the letters around it, so the words found in `s` are those of
-    the text each later substitution sees, or fewer."""
+def _wanted(s: str) -> _Wanted | None:
+    """Which of the first four substitutions can change `s`, None when no shape can (what
+    `may_hold_credential` says): in a long ASCII text each needs its words (or a run of 37 hex
+    digits), which plain searches of its bytes find at C speed, the same passes answering both.
+    Only in an ASCII text: `re`'s case-insensitive matching takes some other letters for ASCII ones
+    (``ſ`` for ``s``, the Kelvin sign for ``k``). What a substitution puts in (``REDACTED``) holds
+    none of the words and no hex digit, and cannot make one with the letters around it, so the words
+    found in `s` are those of the text each later substitution sees, or fewer."""
     if len(s) < LITERAL_CHECK_CHARS or not s.isascii():
-        return _EVERY_SHAPE
-    lowered = s.lower()
+        return _EVERY_SHAPE if may_hold_credential(s) else None
+    data = s.encode("ascii")
+    lowered = data.lower()
+    marked = data.translate(_MARKS_AND_HEX)
+    bearer = b"bearer" in lowered
+    global_key = _HEX_RUN in marked
+    if not (bearer or global_key or b"@" in marked):
+        return None
     return _Wanted(
-        bearer="bearer" in lowered,
-        named_value=(":" in s or "=" in s) and any(word in lowered for word in _NAME_WORDS),
-        global_key=_HEX_RUN in s.encode("ascii").translate(_MARKS_AND_HEX),
-        account="accounts/" in lowered,
+        bearer=bearer,
+        named_value=(b":" in data or b"=" in data) and any(word in lowered for word in _NAME_WORDS),
+        global_key=global_key,
+        account=b"accounts/" in lowered,
     )
 
 
 def redact_shapes(s: str, placeholder_account: str) -> str:
     """`s` with bearer tokens, credential-named values, global API keys, account ids after
     ``accounts/`` (as `placeholder_account`) and emails replaced."""
-    if not may_hold_credential(s):
-        return s
     wanted = _wanted(s)
+    if wanted is None:
+        return s
     if wanted.bearer:
         s = _BEARER.sub(lambda m: m.group(1) + REDACTED, s)
     if wanted.named_value:
