@@ -119,11 +119,10 @@ def large_binary_answer() -> bytes:
 
 
 # A prompt answered with ~20 MB of prose as `text/plain; charset=utf-8` (the cassette keeps it as
-# text): a comma every few words, and now and then accented, CJK and symbol characters (so the text is
-# not ASCII: a character is 1 to 3 bytes of UTF-8, 2 bytes in Python's string). Not an emoji: one
-# character outside the Basic Multilingual Plane makes the whole 19-million-character string 4 bytes
-# a character, 77 MB that one step fills (decoding on record, joining on load) while holding the GIL,
-# 85-130 ms at a load of 4-5 on this machine (docs/reliability.md, "A large text/plain answer").
+# text): a comma every few words, and now and then accented, CJK and emoji characters. Made one
+# Python string, the emoji would make it 4 bytes a character, 77 MB that one step fills while holding
+# the GIL (40-130 ms); the server holds such a text as its UTF-8 bytes (docs/reliability.md, "A large
+# text/plain answer").
 LARGE_TEXT_ANSWER = "large-answer-plain-text"
 
 
@@ -131,7 +130,7 @@ LARGE_TEXT_ANSWER = "large-answer-plain-text"
 def large_text_answer() -> bytes:
     """The ~20 MB answer to LARGE_TEXT_ANSWER."""
     lines = [f"word {i:07d}, some words here, more words;\n" if i % 1000 else
-             f"word {i:07d}, café au lait, 日本の言葉, a star \u2605 here;\n" for i in range(450_000)]
+             f"word {i:07d}, café au lait, 日本の言葉, a star \U0001F31F here;\n" for i in range(450_000)]
     return "".join(lines).encode()
 
 

@@ -458,3 +458,35 @@ async def test_a_request_leaves_nothing_of_its_body_behind(emulator: Any) -> Non
         assert await _released(64 * 1024) < 64 * 1024
     finally:
         tracemalloc.stop()
+
+
+def _utf8_at(value: Any, path: tuple[str, ...]) -> Any:
+    """`value` with the string at `path` (when there is one) as its UTF-8 bytes."""
+    if not path:
+        return value.encode() if isinstance(value, str) else value
+    if not isinstance(value, dict) or path[0] not in value:
+        return value
+    return {**value, path[0]: _utf8_at(value[path[0]], path[1:])}
+
+
+@SETTINGS
+@given(answer=STRING, around=st.lists(value(), max_size=3), wrapped=st.booleans())
+def test_a_long_string_at_utf8_at_is_given_as_its_utf8_bytes(small_slices: None, answer: str,
+                                                             around: list[str], wrapped: bool) -> None:
+    """The string the keys `utf8_at` lead to, when longer than a piece (PIECE_BYTES, shrunk), comes
+    as its UTF-8 bytes (a cassette line's long text answer, never one Python string); every other
+    value, and that string below an array, as orjson gives it."""
+    from emulator.server import dense_json
+
+    members = [f'"n{at}": {item}' for at, item in enumerate(around)]
+    body = '{"response": {"body": {"encoding": "text", "text": ' + answer + "}, " + ", ".join(
+        [*members, '"status": 200']) + "}}"
+    if wrapped:
+        body = "[" + body + "]"
+    raw = body.encode()
+    expected = orjson.loads(raw)
+    parsed = asyncio.run(parse_dense(raw, utf8_at=("response", "body", "text")))
+    long = len(answer.encode()) > dense_json.PIECE_BYTES
+    want = expected if wrapped or not long else _utf8_at(expected, ("response", "body", "text"))
+    assert orjson.dumps(parsed, default=lambda b: {"utf8": b.decode()}) == orjson.dumps(
+        want, default=lambda b: {"utf8": b.decode()})

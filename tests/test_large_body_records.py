@@ -10,6 +10,7 @@ hundred bytes take the sliced paths and are cut into many slices.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,15 +29,19 @@ from emulator.backends.cassette import CassetteBackend
 from emulator.backends.large_bodies import load_index
 from emulator.backends.upstream import Exchange
 from emulator.cassettes import (
+    Body,
     CassetteFormatError,
     CassetteIndex,
     CassetteStore,
     Interaction,
+    RecordedRequest,
+    RecordedResponse,
     Redactor,
     redact,
     splice,
 )
 from emulator.cassettes.format import UNPARSED, interaction_line, load_cassette
+from emulator.server import dense_json
 from emulator.server.inputs import parse_json_body
 from emulator.settings import Mode, Settings
 from tests.test_large_body_normalisation import (
@@ -188,9 +193,9 @@ def test_a_line_with_long_strings_spliced_in_is_the_line_one_call_writes(
 ) -> None:
     """A text request and a text or base64 answer past `splice.LONG_STRING_CHARS` (shrunk), encoded
     a few characters at a time (`splice.SLICE_CHARS`): `interaction_line` and `line_in_slices` are
-    byte for byte `orjson.dumps` of the interaction's `model_dump`."""
-    from emulator.cassettes import Body, RecordedRequest, RecordedResponse
-
+    byte for byte `orjson.dumps` of the interaction's `model_dump`. A text answer held as its UTF-8
+    bytes (`Body.of_utf8_text`, sliced a few bytes at a time before a character's first byte) makes
+    the same line."""
     answer = (Body.from_bytes(b"\x89PNG" + answer_data, "image/png") if binary
               else Body(encoding="text", text=answer_text))
     interaction = Interaction(
@@ -198,9 +203,16 @@ def test_a_line_with_long_strings_spliced_in_is_the_line_one_call_writes(
         response=RecordedResponse(status=200, headers={"content-type": "text/plain"}, body=answer),
     )
     whole = orjson.dumps(interaction.model_dump(mode="json", exclude_none=True, by_alias=True)) + b"\n"
+    held = [interaction]
+    with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate has no UTF-8
+        if not binary:
+            utf8 = Body.of_utf8_text(answer_text.encode())
+            held.append(interaction.model_copy(update={
+                "response": interaction.response.model_copy(update={"body": utf8})}))
     with mock.patch.object(splice, "LONG_STRING_CHARS", 4), mock.patch.object(splice, "SLICE_CHARS", 3):
-        assert interaction_line(interaction) == whole
-        assert asyncio.run(large_bodies.line_in_slices(interaction)) == whole
+        for each in held:
+            assert interaction_line(each) == whole
+            assert asyncio.run(large_bodies.line_in_slices(each)) == whole
 
 
 def test_replay_or_record_indexes_a_large_recording_as_loading_it_would(tmp_path: Path) -> None:
@@ -393,3 +405,43 @@ def test_an_invalid_version_1_file_is_refused_with_the_whole_paths_error(tmp_pat
         asyncio.run(load_index(CassetteStore(tmp_path), "t", volatile=frozenset(), redactor=Redactor(),
                                parse_json=parse_json_body))
     assert str(sliced.value) == str(whole.value)
+
+
+@SETTINGS
+@given(answers=st.lists(TEXT_ANSWER.filter(lambda answer: len(answer.encode()) > 16), min_size=1, max_size=3))
+def test_a_long_text_answer_is_held_as_its_utf8_bytes_from_record_to_replay(
+    tmp_path_factory: pytest.TempPathFactory, parser: str, answers: list[str],  # noqa: F811 (the fixture)
+) -> None:
+    """A long text answer is never one Python string (`Body.of_utf8_text`): recorded, the body the
+    store gets holds the redacted text's UTF-8 bytes; loaded in slices, the line's text longer than
+    a piece (`dense_json.PIECE_BYTES`, shrunk) comes as bytes too when dense_json reads the line (the
+    `utf8_at` keys; the push parser gives a str), and the interactions equal the whole path's, their
+    answers replaying its bytes."""
+    headers = {**ANSWER_HEADERS, "content-type": "text/plain; charset=utf-8"}
+    redactor = Redactor(secrets=[TOKEN], account_ids=[ACCOUNT])
+    for answer in answers:
+        stored = asyncio.run(large_bodies.read_large_answer(headers, answer.encode(), None, parse_json_body,
+                                                            redactor))
+        assert stored is not None
+        whole = redactor.redact_body(Body.from_bytes(answer.encode(), headers["content-type"], exact=True))
+        assert stored == whole
+        if stored.encoding == "text":  # else a JSON text hiding the token behind an escape
+            assert stored.utf8 is not None and stored.text is None
+        # Redacted again (a body held as bytes), as the text would be.
+        assert redactor.redact_body(Body.of_utf8_text(answer.encode())) == whole
+    directory = tmp_path_factory.mktemp("utf8")
+    _record(directory, [(b'{"prompt": "hi"}', answer.encode()) for answer in answers], sliced=True,
+            answer_headers=headers)
+    sliced, whole_index = _load_both(CassetteStore(directory))
+    assert sliced.cassette.interactions == whole_index.cassette.interactions
+    for interaction, whole_interaction in zip(sliced.cassette.interactions, whole_index.cassette.interactions,
+                                              strict=True):
+        body, whole_body = interaction.response.body, whole_interaction.response.body
+        assert body is not None and whole_body is not None
+        long = whole_body.text is not None and len(orjson.dumps(whole_body.text)) > dense_json.PIECE_BYTES
+        if parser == "dense" and long:
+            assert body.utf8 is not None and body.text is None
+        replayed = asyncio.run(large_bodies.answer_bytes(interaction.response))
+        assert replayed in (None, interaction.response.body_bytes())
+    for interaction in whole_index.cassette.interactions:
+        assert interaction.response.body is not None and interaction.response.body.utf8 is None

@@ -180,3 +180,56 @@ def test_the_texts_catch_a_word_check_that_skips_too_much(change: str) -> None:
         except NoSuchExample:
             pytest.fail(f"no text caught {change}")
     assert found
+
+
+@PIECES
+@given(text=TEXT, redactor=REDACTORS, piece=st.integers(1, 16), long_piece=st.integers(1, 24),
+       scan=st.integers(1, 9))
+def test_utf8_text_redacted_as_its_bytes_equals_the_text_redacted(text: str, redactor: Redactor, piece: int,
+                                                                  long_piece: int, scan: int) -> None:
+    """`redact_utf8` (a long text answer, never decoded whole) replaces secrets and account ids in the
+    bytes a slice at a time, and looks for the shapes in pieces cut just after a `_CUT` byte, each
+    decoded by itself, or sent as bytes to the helper process when long: what `redact_text` gives,
+    encoded. Thresholds shrunk, so that the bytes' way is taken past a few bytes."""
+    data = text.encode()
+    with mock.patch.object(redact, "LONG_TEXT", 4), mock.patch.object(redact, "TEXT_PIECE", piece), \
+            mock.patch.object(redact, "SCAN_CHARS", scan), \
+            mock.patch.object(redact, "LONG_PIECE", long_piece):
+        got = redactor.redact_utf8(data)
+    assert got == redactor.redact_text(text).encode()
+
+
+@PIECES
+@given(text=st.text(alphabet="abé😀", max_size=40), old=st.text(alphabet="abé😀", min_size=1, max_size=4),
+       scan=st.integers(1, 9))
+def test_a_secret_replaced_in_utf8_bytes_is_replaced_where_the_text_has_it(text: str, old: str,
+                                                                             scan: int) -> None:
+    """A character's UTF-8 encoding is found in UTF-8 text only where that character starts, so
+    replacing a secret's bytes replaces the text's occurrences of it, overlapping and astride a
+    slice's end included."""
+    with mock.patch.object(redact, "SCAN_CHARS", scan):
+        got = redact._replace_in_slices(text.encode(), old.encode(), b"<R>")
+    assert got == text.replace(old, "<R>").encode()
+
+
+@PIECES
+@given(data=st.binary(max_size=40) | st.text(max_size=20).map(str.encode), size=st.integers(1, 7))
+def test_utf8_is_checked_a_chunk_at_a_time_as_one_decode_checks_it(data: bytes, size: int) -> None:
+    """`is_utf8` decodes a chunk at a time (UTF8_CHUNK_BYTES, shrunk), a character cut by a chunk's
+    end kept for the next: the verdict of one `decode`."""
+    try:
+        data.decode("utf-8")
+        whole = True
+    except UnicodeDecodeError:
+        whole = False
+    with mock.patch.object(redact, "UTF8_CHUNK_BYTES", size):
+        assert redact.is_utf8(data) is whole
+
+
+@PIECES
+@given(text=st.lists(st.sampled_from([" ", "\n", "\u3000", "\xa0", "\u2028", "\u200b", "{", "[", '"', "x",
+                                      "é", "😀"]), max_size=12).map("".join))
+def test_a_utf8_text_opens_json_as_its_decoded_text_does(text: str) -> None:
+    """White space is Unicode's (`str.lstrip`), found past the first chunk decoded."""
+    assert redact.opens_json_utf8(text.encode()) is redact.opens_json_text(text)
+    assert redact.opens_json_utf8(("\u3000" * 3000 + text).encode()) is redact.opens_json_text(text)

@@ -23,8 +23,13 @@ import orjson
 import pytest
 import requests
 
-from emulator.cassettes import Redactor, redact, shapes
-from emulator.cassettes.shapes_process import HELPER_PROCESSES, ShapesProcess, ShapesProcesses
+from emulator.cassettes import Redactor, redact, shapes, shapes_process
+from emulator.cassettes.shapes_process import (
+    HELPER_PROCESSES,
+    ShapesProcess,
+    ShapesProcesses,
+    ShapesProcessUnavailable,
+)
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 
@@ -81,12 +86,21 @@ def test_a_dead_helper_is_replaced_and_a_piece_it_could_not_finish_is_worked_out
         assert helper._process is not None and helper._process.pid != first.pid
 
 
+def test_a_long_utf8_piece_is_worked_out_here_when_no_helper_can_start() -> None:
+    text = _long_text(1)
+    redactor = Redactor(account_ids=[])
+    with mock.patch.object(ShapesProcess, "_started", side_effect=ShapesProcessUnavailable("no helper")):
+        got = redactor.redact_utf8(text.encode())
+    assert got == redactor.redact_text(text).encode()
+    assert b"abcdefgh" not in got and b"a@b.io" not in got
+
+
 def test_the_helper_dies_with_the_process_that_started_it() -> None:
     """kill -9 of a process whose helper is busy: the kernel ends the helper (PR_SET_PDEATHSIG)."""
     program = textwrap.dedent("""
         import base64, random, sys, threading, time
         from emulator.cassettes import redact
-        from emulator.cassettes.shapes_process import HELPER_PROCESSES, ShapesProcess, ShapesProcesses
+        from emulator.cassettes.shapes_process import ShapesProcess
         helper = ShapesProcess()
         helper.redact_shapes("x", "{a}")
         print(helper._process.pid, flush=True)
@@ -118,6 +132,20 @@ def test_the_helper_dies_with_the_process_that_started_it() -> None:
                          ids=["empty", "one-letter", "lone-surrogate", "cjk-frames"])
 def test_any_text_crosses_the_pipe_whole(text: str) -> None:
     assert ShapesProcess().redact_shapes(text, "{a}") == shapes.redact_shapes(text, "{a}")
+
+
+@pytest.mark.parametrize("text", ["", "x", "Bearer abcdefgh12345678 é😀 日本語", "日本語 😀 " * 300_000,
+                                  "a@b.io " + "日本語" * 100_000],
+                         ids=["empty", "one-letter", "shapes", "cjk-and-emoji-frames", "email-and-cjk"])
+def test_utf8_text_crosses_the_pipe_in_frames_of_whole_characters(text: str) -> None:
+    """UTF-8 text's bytes go in frames cut before a character's first byte (FRAME_CHARS shrunk to a
+    few bytes, so frames end inside multi-byte characters unless moved) and come back as bytes."""
+    data = text.encode()
+    with mock.patch.object(shapes_process, "FRAME_CHARS", 5):
+        got = ShapesProcess().redact_shapes_utf8(data, "{a}")
+    assert got == shapes.redact_shapes(text, "{a}").encode()
+    if shapes.redact_shapes(text, "{a}") == text:
+        assert got is data
 
 
 def test_pieces_that_arrive_together_are_worked_out_by_helpers_side_by_side() -> None:

@@ -27,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import operator
 import os
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, Protocol
 
 import orjson
 
@@ -59,7 +59,7 @@ from emulator.cassettes.format import (
     read_lines,
 )
 from emulator.cassettes.match import normalised_json, strip_volatile
-from emulator.cassettes.redact import Redactor, opens_json_text
+from emulator.cassettes.redact import Redactor, is_utf8, opens_json_utf8
 from emulator.cassettes.splice import spliced
 from emulator.cassettes.store import CassetteStore, Identity, read_range
 from emulator.errors import CFError
@@ -67,9 +67,17 @@ from emulator.fakes.seed import dumps_in_slices, dumps_joined, long_to_dump
 from emulator.gil import LoopTurns
 from emulator.limits import INCREMENTAL_JSON_BYTES, LOOP_SLICE_SECONDS, off_loop
 
-# Parses a large JSON body in slices on the event loop (the server's `parse_json_body`); raises
-# CFError when the body is not JSON it takes.
-JsonParser = Callable[[bytes], Awaitable[Any]]
+
+class JsonParser(Protocol):
+    """Parses a large JSON body in slices on the event loop (the server's `parse_json_body`); raises
+    CFError when the body is not JSON it takes. `utf8_at`: the keys, from the top, of a long string
+    it may give as its UTF-8 bytes (a str otherwise)."""
+
+    def __call__(self, raw: bytes, *, utf8_at: tuple[str, ...] | None = None) -> Awaitable[Any]: ...
+
+
+# Where a cassette line holds its answer's text: read as UTF-8 bytes when long (`Body.of_utf8_text`).
+ANSWER_TEXT = ("response", "body", "text")
 
 
 async def _parsed(exchange: Exchange, parse_json: JsonParser) -> Any:
@@ -166,36 +174,33 @@ _NOT_READ = object()  # an answer's JSON value not worked out yet (a text/* answ
 
 async def _large_text_answer(body: bytes, parsed: Any, parse_json: JsonParser, redactor: Redactor
                              ) -> Body | None:
-    """`redactor.redact_body(Body(encoding="text", text=body.decode()))`: the text decoded and
-    redacted on a thread, a piece at a time (`Redactor.redact_text`); the check for secrets hidden
-    by JSON escapes, for a text that opens a JSON value, given `parsed` for the text's value
+    """`redactor.redact_body(Body(encoding="text", text=body.decode()))`, as a body holding the
+    redacted text's UTF-8 bytes (`Body.of_utf8_text`: the text is never one Python string): checked
+    and redacted on a thread, a piece at a time (`Redactor.redact_utf8`); the check for secrets
+    hidden by JSON escapes, for a text that opens a JSON value, given `parsed` for the text's value
     (`_NOT_READ`: not worked out yet, then parsed in slices) and, when redaction changed the text,
     the redacted text parsed in slices; the redaction walk and the comparison on a thread
     (`Redactor.text_body`). None when the text is not UTF-8: the caller reads it whole."""
-    read = await off_loop(len(body), _redacted_text, body, redactor)
+    read = await off_loop(len(body), _redacted_utf8, body, redactor)
     if read is None:
         return None
-    text, redacted, opens_json = read
+    redacted, opens_json = read
     if not opens_json:
         return redactor.text_body(redacted, UNPARSED, UNPARSED)
     if parsed is _NOT_READ:
         parsed = await _value_of(body, parse_json)
     if parsed is UNPARSED:
         return redactor.text_body(redacted, UNPARSED, UNPARSED)
-    after = (parsed if redacted == text  # same text, same value
-             else await _value_of(await off_loop(len(redacted), str.encode, redacted), parse_json))
-    del text
+    after = parsed if redacted is body else await _value_of(redacted, parse_json)  # same text, same value
     return await off_loop(len(body), redactor.text_body, redacted, parsed, after)
 
 
-def _redacted_text(body: bytes, redactor: Redactor) -> tuple[str, str, bool] | None:
-    """The body's text, that text redacted, and whether it is looked at as JSON for secrets hidden
-    by escapes (`opens_json_text`); None when it is not UTF-8."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
+def _redacted_utf8(body: bytes, redactor: Redactor) -> tuple[bytes, bool] | None:
+    """The body's text redacted (its UTF-8 bytes, `body` itself when unchanged), and whether it is
+    looked at as JSON for secrets hidden by escapes (`opens_json_utf8`); None when it is not UTF-8."""
+    if not is_utf8(body):
         return None
-    return text, redactor.redact_text(text), opens_json_text(text)
+    return redactor.redact_utf8(body), opens_json_utf8(body)
 
 
 async def _value_of(data: bytes, parse_json: JsonParser) -> Any:
@@ -243,6 +248,8 @@ async def answer_bytes(response: RecordedResponse) -> bytes | None:
     body = response.body
     if response.events is not None or body is None:
         return None
+    if body.utf8 is not None:
+        return body.utf8
     if body.encoding == "text" and body.text is not None and len(body.text) >= INCREMENTAL_JSON_BYTES:
         turns = LoopTurns(LOOP_SLICE_SECONDS)
         pieces: list[bytes] = []
@@ -306,7 +313,7 @@ async def _long_lines_in_slices(cassette: Cassette, long_lines: list[LongLine], 
     for line in long_lines:
         data = await asyncio.to_thread(read_range, fd, line.start, line.end)
         try:
-            document = await parse_json(data)
+            document = await parse_json(data, utf8_at=ANSWER_TEXT)
         except CFError:
             document = UNPARSED  # validated from the line, for the error every invalid line gets
         interaction = await asyncio.to_thread(long_line_interaction, line, data, document, origin)

@@ -94,7 +94,17 @@ from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qsl, unquote
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from emulator.cassettes import base64_codec, splice
 from emulator.limits import MAX_CALL_NEURONS, parse_neurons
@@ -224,6 +234,45 @@ class Body(_Model):
     json_: Any = Field(default=None, alias="json")
     text: str | None = None
     base64: Base64Payload = None
+    # A large text body's text as its UTF-8 bytes (`of_utf8_text`), `text` then None.
+    _utf8: bytes | None = PrivateAttr(default=None)
+
+    @classmethod
+    def of_utf8_text(cls, data: bytes) -> Body:
+        """A ``text`` body whose text is `data`, valid UTF-8, held as those bytes and never as one
+        Python string: 20 MB of text outside Latin-1 is a 39 MB buffer (77 MB with one emoji) that
+        decoding or joining fills in one call holding the GIL, 40-130 ms of the kernel's first touch
+        of each fresh page. Its wire bytes are `data` (`to_bytes`, `utf8`); serialised, it holds
+        `text` as any text body does (`model_dump` decodes it; a cassette line splices it in a slice
+        at a time, `format.long_strings_apart`); it equals the body holding the same text as `text`."""
+        body = cls.model_construct(encoding="text")
+        body._utf8 = data
+        return body
+
+    @property
+    def utf8(self) -> bytes | None:
+        """The text's UTF-8 bytes when the body holds them (`of_utf8_text`), else None."""
+        return self._utf8
+
+    @model_serializer(mode="wrap")
+    def _serialised(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self._utf8 is not None:
+            data["text"] = self._utf8.decode("utf-8")
+        return data
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Body) and (self._utf8 is not None or other._utf8 is not None):
+            return (self.encoding == other.encoding == "text"
+                    and self._text_bytes() == other._text_bytes())
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # as BaseModel's: a mutable model is not hashable
+
+    def _text_bytes(self) -> bytes:
+        if self._utf8 is not None:
+            return self._utf8
+        return (self.text or "").encode("utf-8", "surrogatepass")
 
     @classmethod
     def empty(cls) -> Body:
@@ -289,7 +338,7 @@ class Body(_Model):
         if self.encoding == "json":
             return orjson.dumps(self.json_)
         if self.encoding == "text":
-            return (self.text or "").encode("utf-8")
+            return self._utf8 if self._utf8 is not None else (self.text or "").encode("utf-8")
         if self.encoding == "base64":
             return base64_codec.decode(self.base64 or "")
         return b""
@@ -607,13 +656,15 @@ def long_strings_apart(interaction: Interaction) -> tuple[Interaction, list[spli
         body = side.body
         if body is None or body.encoding not in ("text", "base64"):
             continue
-        value = body.text if body.encoding == "text" else body.base64
+        value = body.utf8 if body.utf8 is not None else body.text if body.encoding == "text" else body.base64
         if value is None or not splice.is_long(value):
             continue
         string = splice.LongString(value, splice.StringEncoding(body.encoding))
         strings.append(string)
-        # The field a text or base64 body's string is in has the encoding's name.
-        stood_in = body.model_copy(update={body.encoding: string.stand_in})
+        # The field a text or base64 body's string is in has the encoding's name (a body built
+        # anew: a copy would keep the UTF-8 bytes, which serialise in place of the stand-in).
+        stood_in = (Body.model_construct(encoding="text", text=string.stand_in) if body.encoding == "text"
+                    else Body.model_construct(encoding="base64", base64=string.stand_in))
         sides[name] = side.model_copy(update={"body": stood_in})
     return (interaction.model_copy(update=sides) if sides else interaction), strings
 
@@ -757,12 +808,32 @@ def long_line_interaction(line: LongLine, data: bytes, document: Any, origin: st
     try:
         if document is not UNPARSED:
             with contextlib.suppress(ValueError):
-                return Interaction.model_validate(document)
+                return _interaction_of(document)
         return Interaction.model_validate_json(data)
     except ValueError as exc:
         if line.torn:
             return None
         raise CassetteFormatError(f"{origin}: not a valid cassette: {_short_error(exc)}") from None
+
+
+def _interaction_of(document: Any) -> Interaction:
+    """`Interaction.model_validate(document)`, where the answer's text may be given as its UTF-8
+    bytes (the sliced parser's `utf8_at`, for a long one): a text body then holds those bytes
+    (`Body.of_utf8_text`), and a body of another encoding the text decoded."""
+    response = document.get("response") if isinstance(document, dict) else None
+    body = response.get("body") if isinstance(response, dict) else None
+    utf8 = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(utf8, bytes):
+        return Interaction.model_validate(document)
+    assert isinstance(response, dict) and isinstance(body, dict)
+    if body.get("encoding") != "text":
+        body = {**body, "text": utf8.decode("utf-8", "surrogatepass")}
+        return Interaction.model_validate({**document, "response": {**response, "body": body}})
+    body = {name: value for name, value in body.items() if name != "text"}
+    interaction = Interaction.model_validate({**document, "response": {**response, "body": body}})
+    assert interaction.response.body is not None
+    interaction.response.body._utf8 = utf8
+    return interaction
 
 
 def count_interactions(raw: bytes, *, origin: str = "<cassette>") -> int:

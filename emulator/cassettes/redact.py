@@ -23,10 +23,11 @@ entirely. Replay applies the same `Redactor` to incoming requests, so redacted r
 
 from __future__ import annotations
 
+import codecs
 import gc
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -90,6 +91,7 @@ _ACCOUNT_SEGMENT = re.compile(r"(?<=/)[0-9a-f]{32}(?=/|\?|#|$)")
 LONG_TEXT = 1 << 16
 TEXT_PIECE = 1 << 14
 _CUT = re.compile(r"[,;&}\]]")
+_CUT_BYTE = re.compile(rb"[,;&}\]]")  # the same characters in UTF-8 text: each its own byte
 # A piece longer than this goes to a helper process (`shapes_process`): the five `re.sub` over
 # 64 KiB of base64 take ~10-20 ms. `_CUT` is looked for CUT_SEARCH_CHARS at a time.
 LONG_PIECE = 1 << 16
@@ -97,10 +99,15 @@ CUT_SEARCH_CHARS = 1 << 20
 SHAPES_PROCESSES = ShapesProcesses()
 
 
-def _piece_end(s: str, at: int, turns: GilTurns) -> int:
-    """Just after the first `_CUT` character of `s` at or after `at`; `len(s)` when there is none."""
+_Text = TypeVar("_Text", str, bytes)
+
+
+def _piece_end(s: _Text, at: int, turns: GilTurns) -> int:
+    """Just after the first `_CUT` character of `s` (a text, or UTF-8 text's bytes) at or after `at`;
+    `len(s)` when there is none."""
+    cut_pattern: re.Pattern[Any] = _CUT_BYTE if isinstance(s, bytes) else _CUT
     while at < len(s):
-        cut = _CUT.search(s, at, at + CUT_SEARCH_CHARS)
+        cut = cut_pattern.search(s, at, at + CUT_SEARCH_CHARS)
         if cut is not None:
             return cut.end()
         at += CUT_SEARCH_CHARS
@@ -118,19 +125,20 @@ _KEPT = frozenset({int, float, bool, type(None)})  # JSON values redaction leave
 _NONE = object()
 
 
+_REDACTED_UTF8 = REDACTED.encode("ascii")
 # A long text is searched for a secret or account id this many characters at a time: one `find` or
 # `replace` over 20 MB of text that is not ASCII (4 bytes a character) held the GIL 45-85 ms.
 SCAN_CHARS = 1 << 20
 
 
-def _replace_in_slices(s: str, old: str, new: str) -> str:
+def _replace_in_slices(s: _Text, old: _Text, new: _Text) -> _Text:
     """`s.replace(old, new)`, looked for SCAN_CHARS characters at a time with the GIL handed over
     between slices (`gil.GilTurns`): a slice's search reaches `len(old) - 1` characters into the
     next, so an occurrence that starts in the slice is found in it, and the search goes on after
     each one found (the leftmost occurrences that do not overlap, as `replace` takes them). `s`
     itself when `old` is not in it."""
     turns = GilTurns()
-    parts: list[str] = []
+    parts: list[_Text] = []
     kept = at = 0
     while at < len(s):
         found = s.find(old, at, at + SCAN_CHARS + len(old) - 1)
@@ -140,13 +148,58 @@ def _replace_in_slices(s: str, old: str, new: str) -> str:
             parts += [s[kept:found], new]
             kept = at = found + len(old)
         turns.tick()
-    return "".join([*parts, s[kept:]]) if parts else s
+    if not parts:
+        return s
+    parts.append(s[kept:])
+    return s[:0].join(parts)
 
 
 def opens_json_text(text: str) -> bool:
     """Whether a text body is looked at as JSON for secrets hidden by escapes: it opens an object, an
     array or a string (a number, boolean or null cannot hide one)."""
     return text.lstrip()[:1] in ("{", "[", '"')
+
+
+# UTF-8 text is decoded this many bytes at a time where it is checked or searched a piece at a time.
+UTF8_CHUNK_BYTES = 1 << 20
+
+
+def utf8_chunks(data: bytes, size: int = UTF8_CHUNK_BYTES) -> Iterable[str]:
+    """`data` decoded `size` bytes or so at a time, with the GIL handed over between chunks; raises
+    UnicodeDecodeError where `data.decode("utf-8")` would (an incremental decoder keeps a character
+    cut by a chunk's end for the next)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    turns = GilTurns()
+    for start in range(0, len(data), size):
+        yield decoder.decode(data[start:start + size], start + size >= len(data))
+        turns.tick()
+
+
+def is_utf8(data: bytes) -> bool:
+    """Whether `data` is UTF-8 text, decoded a chunk at a time and not kept (`utf8_chunks`)."""
+    try:
+        for _ in utf8_chunks(data):
+            pass
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def opens_json_utf8(data: bytes) -> bool:
+    """`opens_json_text(data.decode())` for UTF-8 text, decoding only as far as its first character
+    that is not white space."""
+    for chunk in utf8_chunks(data, 1 << 12):
+        start = chunk.lstrip()
+        if start:
+            return start[:1] in ("{", "[", '"')
+    return False
+
+
+def _loads_or_unparsed(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return UNPARSED
 
 
 def _field_is_sensitive(name: str) -> bool:
@@ -187,6 +240,59 @@ class Redactor:
         for account in self.account_ids:
             s = replace(s, account, self.placeholder_account)
         return self._redact_pieces(s, TEXT_PIECE) if long else self._redact_shapes(s)
+
+    def redact_utf8(self, data: bytes) -> bytes:
+        """`redact_text(data.decode()).encode()` for UTF-8 text `data`, worked out on the bytes: a
+        long text is never made one Python string (see `Body.of_utf8_text`). UTF-8 tells a
+        character's first byte from the others, so a secret's or account id's bytes occur in the
+        text's bytes exactly where the text holds it, and replacing the bytes (`_replace_in_slices`)
+        replaces what `str.replace` would; the shapes are looked for in pieces each ending just after
+        a `_CUT` byte, the characters `_redact_pieces` cuts after, each decoded by itself
+        (`_redact_utf8_pieces`). `data` itself when nothing changes. A text short enough to be a
+        whole secret, or no longer than LONG_TEXT, goes through `redact_text`."""
+        if len(data) <= max(LONG_TEXT, 4 * self._longest_whole):
+            text = data.decode("utf-8")
+            redacted = self.redact_text(text)
+            return data if redacted is text else redacted.encode("utf-8")
+        for secret in self.secrets:
+            data = _replace_in_slices(data, secret.encode("utf-8", "surrogatepass"), _REDACTED_UTF8)
+        placeholder = self.placeholder_account.encode("utf-8", "surrogatepass")
+        for account in self.account_ids:
+            data = _replace_in_slices(data, account.encode("utf-8", "surrogatepass"), placeholder)
+        return self._redact_utf8_pieces(data, TEXT_PIECE)
+
+    def _redact_utf8_pieces(self, data: bytes, piece: int) -> bytes:
+        """`_redact_pieces` on UTF-8 text's bytes: pieces of at least `piece` bytes ending just after
+        a `_CUT` byte (an ASCII character, so a piece holds whole characters), each decoded and
+        redacted here, or in a helper process when longer than LONG_PIECE bytes."""
+        out: list[bytes] = []
+        changed = False
+        turns = GilTurns()
+        start = 0
+        while start < len(data):
+            end = _piece_end(data, start + piece - 1, turns)
+            chunk = data[start:end]
+            if len(chunk) > LONG_PIECE:
+                redacted = self._redact_long_utf8(chunk)
+            else:
+                text = chunk.decode("utf-8")
+                shaped = self._redact_shapes(text)
+                redacted = chunk if shaped is text else shaped.encode("utf-8")
+            changed = changed or redacted is not chunk
+            out.append(redacted)
+            start = end
+            turns.tick()
+        return b"".join(out) if changed else data
+
+    def _redact_long_utf8(self, data: bytes) -> bytes:
+        """`_redact_shapes` on a long piece's UTF-8 bytes, worked out in a helper process; here, from
+        the decoded piece, when that cannot start."""
+        try:
+            return SHAPES_PROCESSES.redact_shapes_utf8(data, self.placeholder_account)
+        except ShapesProcessUnavailable:
+            text = data.decode("utf-8")
+            redacted = self._redact_shapes(text)
+            return data if redacted is text else redacted.encode("utf-8")
 
     def _redact_pieces(self, s: str, piece: int) -> str:
         """`_redact_shapes(s)`, worked out on pieces of at least `piece` characters, each ending just
@@ -318,6 +424,8 @@ class Redactor:
         """A redacted copy of a body; binary (base64) bodies are left alone."""
         if body.encoding == "json":
             return Body(encoding="json", json=self.redact_json(body.json_))
+        if body.encoding == "text" and body.utf8 is not None:
+            return self._redact_utf8_body(body.utf8)
         if body.encoding == "text":
             text = body.text or ""
             redacted = self.redact_text(text)
@@ -325,6 +433,17 @@ class Redactor:
             return Body(encoding="json", json=hidden) if hidden is not _NONE else Body(encoding="text",
                                                                                       text=redacted)
         return body
+
+    def _redact_utf8_body(self, data: bytes) -> Body:
+        """`redact_body` of a text body held as UTF-8 bytes (`Body.of_utf8_text`)."""
+        redacted = self.redact_utf8(data)
+        if not opens_json_utf8(data):
+            return Body.of_utf8_text(redacted)
+        document = _loads_or_unparsed(data)
+        if document is UNPARSED:
+            return Body.of_utf8_text(redacted)
+        after = document if redacted is data else _loads_or_unparsed(redacted)
+        return self.text_body(redacted, document, after)
 
     def _escaped_secret(self, text: str, redacted: str) -> Any:
         """The redacted document of a JSON text whose decoded strings still hold a secret after text
@@ -349,15 +468,19 @@ class Redactor:
         cleaned = self.redact_json(document)
         return cleaned if redacted_document is UNPARSED or cleaned != redacted_document else _NONE
 
-    def text_body(self, redacted: str, document: Any, redacted_document: Any) -> Body:
+    def text_body(self, redacted: str | bytes, document: Any, redacted_document: Any) -> Body:
         """What `redact_body` stores for a text body, from its parts worked out already: `redacted`,
-        the text after `redact_text`; `document`, the text's JSON value when `opens_json_text` holds
-        and it is JSON, else UNPARSED; `redacted_document`, `redacted`'s JSON value (UNPARSED when it
-        is not JSON). A JSON text whose decoded strings still hold a secret after text redaction
-        (JSON escapes hid it) is stored as its redacted document."""
+        the text after `redact_text` (or its UTF-8 bytes, `redact_utf8`'s, kept as such:
+        `Body.of_utf8_text`); `document`, the text's JSON value when `opens_json_text` holds and it
+        is JSON, else UNPARSED; `redacted_document`, `redacted`'s JSON value (UNPARSED when it is not
+        JSON). A JSON text whose decoded strings still hold a secret after text redaction (JSON
+        escapes hid it) is stored as its redacted document."""
         hidden = _NONE if document is UNPARSED else self._hidden(document, redacted_document)
-        return Body(encoding="json", json=hidden) if hidden is not _NONE else Body(encoding="text",
-                                                                                  text=redacted)
+        if hidden is not _NONE:
+            return Body(encoding="json", json=hidden)
+        if isinstance(redacted, bytes):
+            return Body.of_utf8_text(redacted)
+        return Body(encoding="text", text=redacted)
 
     def redact_request(self, request: RecordedRequest) -> RecordedRequest:
         """A redacted copy of a recorded request."""

@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from typing import IO
 
 from emulator.cassettes.shapes import redact_shapes
@@ -74,6 +75,27 @@ class ShapesProcess:
                     return _read_text(process.stdout)
                 raise EOFError("the helper process ended")
             except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
+                self._stop()
+                raise ShapesProcessUnavailable(str(exc)) from exc
+
+    def redact_shapes_utf8(self, data: bytes, placeholder_account: str) -> bytes:
+        """`redact_shapes` of UTF-8 text given and given back as its bytes (`data` itself when
+        unchanged), never decoded whole here: written in frames cut before a character's first byte,
+        the redacted text's frames joined as they come."""
+        with self._lock:
+            process = self._started()
+            try:
+                assert process.stdin is not None and process.stdout is not None
+                _write_text(process.stdin, placeholder_account)
+                _write_utf8(process.stdin, data)
+                process.stdin.flush()
+                kind = process.stdout.read(1)
+                if kind == _UNCHANGED:
+                    return data
+                if kind == _TEXT:
+                    return b"".join(_read_frames(process.stdout))
+                raise EOFError("the helper process ended")
+            except (OSError, EOFError, ValueError) as exc:
                 self._stop()
                 raise ShapesProcessUnavailable(str(exc)) from exc
 
@@ -135,11 +157,21 @@ class ShapesProcesses:
     def redact_shapes(self, text: str, placeholder_account: str) -> str:
         """`shapes.redact_shapes(text, placeholder_account)`, worked out in a free helper process;
         raises ShapesProcessUnavailable as `ShapesProcess.redact_shapes` does."""
+        with self._helper() as helper:
+            return helper.redact_shapes(text, placeholder_account)
+
+    def redact_shapes_utf8(self, data: bytes, placeholder_account: str) -> bytes:
+        """`ShapesProcess.redact_shapes_utf8` in a free helper process."""
+        with self._helper() as helper:
+            return helper.redact_shapes_utf8(data, placeholder_account)
+
+    @contextlib.contextmanager
+    def _helper(self) -> Iterator[ShapesProcess]:
         with self._slots:
             with self._lock:
                 helper = self._free.pop()
             try:
-                return helper.redact_shapes(text, placeholder_account)
+                yield helper
             finally:
                 with self._lock:
                     self._free.append(helper)
@@ -159,15 +191,36 @@ def _write_text(stream: IO[bytes], text: str) -> None:
     stream.write(bytes(_LENGTH_BYTES))
 
 
-def _read_text(stream: IO[bytes]) -> str:
-    parts: list[str] = []
-    turns = GilTurns()
+def _write_utf8(stream: IO[bytes], data: bytes) -> None:
+    """UTF-8 text's bytes as frames, each FRAME_CHARS bytes or so, ending before a character's first
+    byte (not a continuation byte, 0b10xxxxxx), so that each holds whole characters."""
+    start = 0
+    while start < len(data):
+        end = min(start + FRAME_CHARS, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:
+            end += 1
+        stream.write((end - start).to_bytes(_LENGTH_BYTES, "big"))
+        stream.write(data[start:end])
+        start = end
+    stream.write(bytes(_LENGTH_BYTES))
+
+
+def _read_frames(stream: IO[bytes]) -> Iterator[bytes]:
+    """The frames of one text, as bytes."""
     while True:
         length = int.from_bytes(_read_exactly(stream, _LENGTH_BYTES), "big")
         if not length:
-            return "".join(parts)
-        parts.append(_read_exactly(stream, length).decode("utf-8", "surrogatepass"))
+            return
+        yield _read_exactly(stream, length)
+
+
+def _read_text(stream: IO[bytes]) -> str:
+    parts: list[str] = []
+    turns = GilTurns()
+    for frame in _read_frames(stream):
+        parts.append(frame.decode("utf-8", "surrogatepass"))
         turns.tick()
+    return "".join(parts)
 
 
 def _read_exactly(stream: IO[bytes], length: int) -> bytes:

@@ -10,7 +10,9 @@ parts joined by `bytes.join` (which copies without the GIL past 1 MiB). Two enco
 - text: each slice serialised by orjson, its quotes stripped. JSON escapes each character by
   itself (a Python string holds code points, so no slice cuts a character or a surrogate pair in
   two), so the slices' escaped texts, joined between quotes, are the whole string's; a lone
-  surrogate makes a slice refuse (TypeError) as the whole string would;
+  surrogate makes a slice refuse (TypeError) as the whole string would. A text held as its UTF-8
+  bytes (`format.Body.of_utf8_text`) is cut into slices before the first byte of a character, and
+  each slice decoded and serialised so;
 - base64: each slice encoded as ASCII. A base64 body holds only the alphabet and `=` (its field's
   check), which JSON writes as they are.
 
@@ -47,12 +49,12 @@ class LongString:
     """A long string of a line, and the stand-in the rest of the line is serialised with (random,
     so that no recorded string passes for it)."""
 
-    value: str
+    value: str | bytes  # bytes: a text's UTF-8 encoding
     encoding: StringEncoding
     stand_in: str = field(default_factory=lambda: f"long-string-{secrets.token_hex(16)}")
 
 
-def is_long(value: str | None) -> bool:
+def is_long(value: str | bytes | None) -> bool:
     """Whether a body's string is spliced in rather than serialised with its line."""
     return value is not None and len(value) >= LONG_STRING_CHARS
 
@@ -84,10 +86,28 @@ def spliced(pieces: Sequence[bytes], strings: Sequence[LongString]) -> bytes:
 def _encoded(string: LongString, turns: GilTurns) -> list[bytes]:
     """`string`'s value as the line holds it between its quotes, a slice at a time."""
     value = string.value
+    if isinstance(value, bytes):
+        return _utf8_encoded(value, turns)
     pieces: list[bytes] = []
     for start in range(0, len(value), SLICE_CHARS):
         part = value[start:start + SLICE_CHARS]
         pieces.append(part.encode("ascii") if string.encoding is StringEncoding.BASE64
                       else orjson.dumps(part)[1:-1])
+        turns.tick()
+    return pieces
+
+
+def _utf8_encoded(value: bytes, turns: GilTurns) -> list[bytes]:
+    """A text given as its UTF-8 bytes, as the line holds it between its quotes: SLICE_CHARS bytes
+    or so at a time, each slice ending before the first byte of a character (not a continuation
+    byte, 0b10xxxxxx), decoded and serialised by orjson."""
+    pieces: list[bytes] = []
+    start = 0
+    while start < len(value):
+        end = min(start + SLICE_CHARS, len(value))
+        while end < len(value) and value[end] & 0xC0 == 0x80:
+            end += 1
+        pieces.append(orjson.dumps(value[start:end].decode("utf-8"))[1:-1])
+        start = end
         turns.tick()
     return pieces

@@ -26,11 +26,12 @@ collector as its piece is read (a full collection would otherwise walk all of th
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, TypeVar
 
 import orjson
@@ -92,13 +93,15 @@ _SEPARATORS = {
 _MEMBER_SEPARATOR = re.compile(rb"(,)" + _WS + rb'"')
 
 
-async def parse_dense(raw: bytes) -> Any:
+async def parse_dense(raw: bytes, *, utf8_at: tuple[str, ...] | None = None) -> Any:
     """The value of `raw`, equal to what `orjson.loads(raw)` gives, nested at most MAX_JSON_DEPTH
     levels. Raises Unsplittable when the body cannot be read in pieces: it is then invalid JSON, a
     valid shape the patterns do not follow, or its text nests deeper than MAX_JSON_DEPTH (its value
-    may not: a key given twice keeps only its last value)."""
-    reader = _Reader(raw)
-    value, end = await reader.value(reader.skip_space(0), 1)
+    may not: a key given twice keeps only its last value). `utf8_at`: the keys, from the top, of a
+    string given as its UTF-8 bytes when it is longer than a piece (a cassette line's long text
+    answer, `format.Body.of_utf8_text`), never made one Python string."""
+    reader = _Reader(raw, utf8_at)
+    value, end = await reader.value(reader.skip_space(0), 1, ())
     if reader.skip_space(end) != len(raw):
         raise Unsplittable  # something after the document
     return value
@@ -109,8 +112,9 @@ class _Reader:
     own: one larger than a piece, or nested deeper than PATTERN_LEVELS. Many of the latter would make
     the read far slower than orjson's, so past a few per piece of body the reader gives up."""
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes, utf8_at: tuple[str, ...] | None = None) -> None:
         self.raw = raw
+        self.utf8_at = utf8_at
         self.turns = LoopTurns(LOOP_SLICE_SECONDS)
         self.alone_left = 4 * (len(raw) // PIECE_BYTES) + 2 * MAX_JSON_DEPTH
 
@@ -136,8 +140,10 @@ class _Reader:
                 return end
             position = end
 
-    async def value(self, position: int, level: int) -> tuple[Any, int]:
-        """The value starting at `position` (no space before it) at nesting `level`, and its end."""
+    async def value(self, position: int, level: int, path: tuple[str, ...] | None = None
+                    ) -> tuple[Any, int]:
+        """The value starting at `position` (no space before it) at nesting `level`, and its end;
+        `path`, the keys from the top that lead to it (None below an array)."""
         if position >= len(self.raw):
             raise Unsplittable
         first = self.raw[position]
@@ -146,11 +152,14 @@ class _Reader:
             return await self._array(position + 1, level)
         if first == ord("{"):
             self.reach(level)
-            return await self._object(position + 1, level)
+            return await self._object(position + 1, level, path)
         if first == ord('"'):
             end = await self._string_end(position)
             if end - position > PIECE_BYTES:
-                return await self._long_string(position, end), end
+                parts = self._long_string(position, end)
+                if path is not None and path == self.utf8_at:
+                    return await _utf8_joined(parts), end
+                return "".join([part async for part in parts]), end
         else:
             end = self._span(_ATOM_BODY, position)
         return self.loads(self.raw[position:end]), end
@@ -179,7 +188,7 @@ class _Reader:
                 raise Unsplittable  # the string never closes (or ends in a lone backslash)
             await self.turns.tick()
 
-    async def _long_string(self, start: int, end: int) -> str:
+    async def _long_string(self, start: int, end: int) -> AsyncIterator[str]:
         """The string `raw[start:end]` (quotes included) decoded PIECE_BYTES or so at a time, each
         piece of its text parsed by orjson as `"piece"` (orjson took 70-120 ms on the loop for a
         20 MB string of escaped JSON text, 30-100 ms for 27 MB of base64): a string's value is its
@@ -187,8 +196,8 @@ class _Reader:
         is cut in two decode to it. A piece ends just after a `_STRING_CUT` byte, or before the first
         byte of a character that follows twelve bytes without a backslash (`_CHARACTER_CUT`: no
         escape, a surrogate pair's included, reaches over it), whichever comes first past
-        PIECE_BYTES. A string with neither past PIECE_BYTES is one piece."""
-        parts: list[str] = []
+        PIECE_BYTES. A string with neither past PIECE_BYTES is one piece. The decoded pieces, in
+        order."""
         at, stop = start + 1, end - 1
         while at < stop:
             cut = stop
@@ -198,10 +207,9 @@ class _Reader:
             before_character = _CHARACTER_CUT.search(self.raw, at + PIECE_BYTES, cut)
             if before_character is not None:
                 cut = before_character.start()
-            parts.append(self.loads(b'"' + self.raw[at:cut] + b'"'))
+            yield self.loads(b'"' + self.raw[at:cut] + b'"')
             at = cut
             await self.turns.tick()
-        return "".join(parts)
 
     @staticmethod
     def loads(text: bytes) -> Any:
@@ -298,7 +306,8 @@ class _Reader:
             pending += _hide(batch)
             await self.turns.tick()
 
-    async def _object(self, position: int, level: int) -> tuple[dict[str, Any], int]:
+    async def _object(self, position: int, level: int, path: tuple[str, ...] | None = None
+                      ) -> tuple[dict[str, Any], int]:
         """The object whose content starts at `position`, and the offset after its `}`. A key given
         twice keeps its first place and its last value, as orjson (and dict.update) keep it."""
         raw = self.raw
@@ -330,7 +339,8 @@ class _Reader:
             key_end = await self._string_end(start)
             name = self.loads(raw[start:key_end])
             colon = self.expect(self.skip_space(key_end), b":")
-            members[name], end = await self.value(self.skip_space(colon), level + 1)
+            members[name], end = await self.value(self.skip_space(colon), level + 1,
+                                                  None if path is None else (*path, name))
             end = self.expect(self.skip_space(end), b",}")
             if raw[end - 1] == ord("}"):
                 return _untrack(members), end
@@ -341,6 +351,13 @@ class _Reader:
         if nested:
             await self.hide(parsed.values())
         members.update(parsed)
+
+
+async def _utf8_joined(parts: AsyncIterator[str]) -> bytes:
+    """The UTF-8 bytes of the string whose decoded pieces are `parts`: each piece encoded by itself,
+    all joined on a thread (`bytes.join` copies without the GIL past 1 MiB)."""
+    encoded = [part.encode("utf-8", "surrogatepass") async for part in parts]
+    return await asyncio.to_thread(b"".join, encoded)
 
 
 class _Cuts:

@@ -53,22 +53,24 @@ def _loads(raw: bytes) -> Any:
         raise CFError(ErrorKind.INVALID_JSON, detail=str(exc).split(":", 1)[0]) from None
 
 
-async def parse_json_body(raw: bytes) -> Any:
+async def parse_json_body(raw: bytes, *, utf8_at: tuple[str, ...] | None = None) -> Any:
     """`parse_json` that never holds the event loop for long: a body of INCREMENTAL_JSON_BYTES or
     more is fed to a push parser (ijson, yajl2_c) in JSON_CHUNK_BYTES pieces, yielding to the loop
     every LOOP_SLICE_SECONDS. orjson stays the parser of every smaller body, and the judge of every
     body the push parser refuses, so errors read the same whatever the size. A large body is freed
-    in slices too, once its request is done with it (`limits.free_in_slices`)."""
+    in slices too, once its request is done with it (`limits.free_in_slices`). `utf8_at`: the keys
+    of a long string that dense_json, when it reads the body, gives as its UTF-8 bytes (a str
+    otherwise)."""
     if len(raw) < INCREMENTAL_JSON_BYTES:
         return parse_json(raw)
-    value = await _parse_large_body(raw)
+    value = await _parse_large_body(raw, utf8_at)
     free_in_slices(value)
     return value
 
 
-async def _parse_large_body(raw: bytes) -> Any:
+async def _parse_large_body(raw: bytes, utf8_at: tuple[str, ...] | None) -> Any:
     if _values(raw) * INCREMENTAL_JSON_BYTES_PER_VALUE > len(raw) or _holds_long_string(raw):
-        return await _parse_dense_body(raw)
+        return await _parse_dense_body(raw, utf8_at)
     try:
         value = await _parse_in_slices(raw)
     except ijson.JSONError:
@@ -79,13 +81,13 @@ async def _parse_large_body(raw: bytes) -> Any:
     return value
 
 
-async def _parse_dense_body(raw: bytes) -> Any:
+async def _parse_dense_body(raw: bytes, utf8_at: tuple[str, ...] | None) -> Any:
     """A large body of many small values, where orjson is 10-15x faster than the push parser but
     holds the loop 60-600 ms for 20 MB: parsed by orjson a piece at a time (dense_json). A body that
     cannot be read that way is judged whole in a child process (orjson's error, or too deep); one
     that passes is parsed by orjson in one go."""
     try:
-        return await parse_dense(raw)
+        return await parse_dense(raw, utf8_at=utf8_at)
     except Unsplittable:
         await _judge_whole(raw)
     return _loads(raw)  # valid, within the depth limit, in a shape the pieces do not follow
