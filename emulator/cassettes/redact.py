@@ -247,9 +247,9 @@ class Redactor:
         character's first byte from the others, so a secret's or account id's bytes occur in the
         text's bytes exactly where the text holds it, and replacing the bytes (`_replace_in_slices`)
         replaces what `str.replace` would; the shapes are looked for in pieces each ending just after
-        a `_CUT` byte, the characters `_redact_pieces` cuts after, each decoded by itself
-        (`_redact_utf8_pieces`). `data` itself when nothing changes. A text short enough to be a
-        whole secret, or no longer than LONG_TEXT, goes through `redact_text`."""
+        a `_CUT` byte, each decoded by itself (`_redact_pieces`). `data` itself when nothing changes.
+        A text short enough to be a whole secret, or no longer than LONG_TEXT, goes through
+        `redact_text`."""
         if len(data) <= max(LONG_TEXT, 4 * self._longest_whole):
             text = data.decode("utf-8")
             redacted = self.redact_text(text)
@@ -259,30 +259,7 @@ class Redactor:
         placeholder = self.placeholder_account.encode("utf-8", "surrogatepass")
         for account in self.account_ids:
             data = _replace_in_slices(data, account.encode("utf-8", "surrogatepass"), placeholder)
-        return self._redact_utf8_pieces(data, TEXT_PIECE)
-
-    def _redact_utf8_pieces(self, data: bytes, piece: int) -> bytes:
-        """`_redact_pieces` on UTF-8 text's bytes: pieces of at least `piece` bytes ending just after
-        a `_CUT` byte (an ASCII character, so a piece holds whole characters), each decoded and
-        redacted here, or in a helper process when longer than LONG_PIECE bytes."""
-        out: list[bytes] = []
-        changed = False
-        turns = GilTurns()
-        start = 0
-        while start < len(data):
-            end = _piece_end(data, start + piece - 1, turns)
-            chunk = data[start:end]
-            if len(chunk) > LONG_PIECE:
-                redacted = self._redact_long_utf8(chunk)
-            else:
-                text = chunk.decode("utf-8")
-                shaped = self._redact_shapes(text)
-                redacted = chunk if shaped is text else shaped.encode("utf-8")
-            changed = changed or redacted is not chunk
-            out.append(redacted)
-            start = end
-            turns.tick()
-        return b"".join(out) if changed else data
+        return self._redact_pieces(data, TEXT_PIECE)
 
     def _redact_long_utf8(self, data: bytes) -> bytes:
         """`_redact_shapes` on a long piece's UTF-8 bytes, worked out in a helper process; here, from
@@ -290,11 +267,15 @@ class Redactor:
         try:
             return SHAPES_PROCESSES.redact_shapes_utf8(data, self.placeholder_account)
         except ShapesProcessUnavailable:
-            text = data.decode("utf-8")
-            redacted = self._redact_shapes(text)
-            return data if redacted is text else redacted.encode("utf-8")
+            return self._redact_utf8_shapes(data)
 
-    def _redact_pieces(self, s: str, piece: int) -> str:
+    def _redact_utf8_shapes(self, data: bytes) -> bytes:
+        """`_redact_shapes` of UTF-8 text's bytes, decoded here; `data` itself when unchanged."""
+        text = data.decode("utf-8")
+        redacted = self._redact_shapes(text)
+        return data if redacted is text else redacted.encode("utf-8")
+
+    def _redact_pieces(self, s: _Text, piece: int) -> _Text:
         """`_redact_shapes(s)`, worked out on pieces of at least `piece` characters, each ending just
         after a character of `_CUT` (or at the end of `s`), with the GIL handed over between pieces
         (`gil.GilTurns`): `re.sub` holds it for its whole call, 4.75 s for the five over 20 MB. A
@@ -306,20 +287,31 @@ class Redactor:
         end of the text, so every match of one of them in the whole text lies inside one piece and
         is found there. A substitution leaves the `_CUT` character that ends a piece in place, so the
         substituted pieces are again such pieces of the substituted text, for the next pattern. A
-        text without any `_CUT` character after `piece` is one piece (tests/test_redaction_pieces.py)."""
-        out: list[str] = []
+        text without any `_CUT` character after `piece` is one piece (tests/test_redaction_pieces.py).
+
+        Given UTF-8 text's bytes (`redact_utf8`), the pieces are of at least `piece` bytes and end
+        just after a `_CUT` byte (an ASCII character, so each holds whole characters), each decoded
+        by itself; a long one goes to a helper process as bytes."""
+        out: list[_Text] = []
         changed = False
         turns = GilTurns()
         start = 0
         while start < len(s):
             end = _piece_end(s, start + piece - 1, turns)
             text = s[start:end]
-            redacted = self._redact_long_piece(text) if len(text) > LONG_PIECE else self._redact_shapes(text)
+            redacted = self._redact_piece(text)
             changed = changed or redacted is not text
             out.append(redacted)
             start = end
             turns.tick()
-        return "".join(out) if changed else s  # unchanged: `s` itself, without a copy
+        return s[:0].join(out) if changed else s  # unchanged: `s` itself, without a copy
+
+    def _redact_piece(self, piece: _Text) -> _Text:
+        """One piece of `_redact_pieces`, in a helper process when longer than LONG_PIECE."""
+        long = len(piece) > LONG_PIECE
+        if isinstance(piece, bytes):
+            return self._redact_long_utf8(piece) if long else self._redact_utf8_shapes(piece)
+        return self._redact_long_piece(piece) if long else self._redact_shapes(piece)
 
     def _redact_long_piece(self, text: str) -> str:
         """`_redact_shapes(text)`, worked out in a helper process; here when that cannot start."""

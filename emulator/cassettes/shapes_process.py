@@ -31,8 +31,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Callable, Iterator
+from typing import IO, TypeVar
 
 from emulator.cassettes.shapes import redact_shapes
 from emulator.gil import GilTurns
@@ -44,6 +44,7 @@ _LENGTH_BYTES = 8
 # `-m` would run this module a second time: the package `emulator.cassettes` imports it first.
 _MAIN = "from emulator.cassettes.shapes_process import main; main()"
 _UNCHANGED = b"="
+_Answer = TypeVar("_Answer", str, bytes)
 _TEXT = b"T"
 
 
@@ -61,41 +62,33 @@ class ShapesProcess:
 
     def redact_shapes(self, text: str, placeholder_account: str) -> str:
         """`shapes.redact_shapes(text, placeholder_account)`, worked out in the helper process."""
-        with self._lock:
-            process = self._started()
-            try:
-                assert process.stdin is not None and process.stdout is not None
-                _write_text(process.stdin, placeholder_account)
-                _write_text(process.stdin, text)
-                process.stdin.flush()
-                kind = process.stdout.read(1)
-                if kind == _UNCHANGED:
-                    return text
-                if kind == _TEXT:
-                    return _read_text(process.stdout)
-                raise EOFError("the helper process ended")
-            except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
-                self._stop()
-                raise ShapesProcessUnavailable(str(exc)) from exc
+        return self._ask(placeholder_account, lambda stream: _write_text(stream, text), text, _read_text)
 
     def redact_shapes_utf8(self, data: bytes, placeholder_account: str) -> bytes:
         """`redact_shapes` of UTF-8 text given and given back as its bytes (`data` itself when
         unchanged), never decoded whole here: written in frames cut before a character's first byte,
         the redacted text's frames joined as they come."""
+        return self._ask(placeholder_account, lambda stream: _write_utf8(stream, data), data,
+                         lambda stream: b"".join(_read_frames(stream)))
+
+    def _ask(self, placeholder_account: str, write: Callable[[IO[bytes]], None], unchanged: _Answer,
+             read: Callable[[IO[bytes]], _Answer]) -> _Answer:
+        """One request: the placeholder, then the text `write` writes; `unchanged` when the helper
+        answers so, else what `read` reads of its answer."""
         with self._lock:
             process = self._started()
             try:
                 assert process.stdin is not None and process.stdout is not None
                 _write_text(process.stdin, placeholder_account)
-                _write_utf8(process.stdin, data)
+                write(process.stdin)
                 process.stdin.flush()
                 kind = process.stdout.read(1)
                 if kind == _UNCHANGED:
-                    return data
+                    return unchanged
                 if kind == _TEXT:
-                    return b"".join(_read_frames(process.stdout))
+                    return read(process.stdout)
                 raise EOFError("the helper process ended")
-            except (OSError, EOFError, ValueError) as exc:
+            except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
                 self._stop()
                 raise ShapesProcessUnavailable(str(exc)) from exc
 
