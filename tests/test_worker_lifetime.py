@@ -133,3 +133,29 @@ def test_a_sigterm_as_soon_as_the_port_answers_stops_cleanly(tmp_path: Path, wor
         finally:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kill -9 and /proc are Linux-specific here")
+def test_a_worker_killed_9_stops_the_group_with_one_line_saying_so(tmp_path: Path) -> None:
+    """The group serves one port: a worker gone (kill -9) stops the others and the parent, status 1,
+    and stderr says which worker ended and how (it said nothing)."""
+    port = free_port()
+    parent = _serve(port, tmp_path, "--workers", "2")
+    workers: list[int] = []
+    try:
+        workers = _worker_pids(parent)
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = parent.communicate(timeout=30)
+        assert parent.returncode == 1, stderr
+        assert f"Error: worker {workers[0]} was ended by SIGKILL; stopping the group" in stderr, stderr
+        assert "Traceback" not in stderr, stderr
+        deadline = time.monotonic() + 15
+        while _alive(workers[1]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(workers[1])
+    finally:
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()

@@ -140,9 +140,24 @@ def _serve_group(settings: Settings, banner: str | None, placeholder: socket.soc
     while not stopping and all(c.is_alive() for c in children):
         # A short join keeps the parent responsive to signals and notices a worker that died.
         children[0].join(timeout=0.2)
+    ended = [child for child in children if not child.is_alive()]
     failed = not stopping
     _stop(children)
+    if failed and ended:
+        # The group serves one port: without one of its workers it stops rather than run short.
+        click.echo(f"Error: worker {ended[0].pid} {_how_it_ended(ended[0].exitcode)}; stopping the group",
+                   err=True)
     return 1 if failed else 0
+
+
+def _how_it_ended(exitcode: int | None) -> str:
+    """`multiprocessing`'s exit code in words: negative for the signal that ended the process."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"was ended by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was ended by signal {-exitcode}"
+    return f"exited with status {exitcode}"
 
 
 def _stop(children: list[multiprocessing.process.BaseProcess]) -> None:
