@@ -266,6 +266,9 @@ def control_section() -> list[str]:
         "",
         "Outside Cloudflare's namespace; `--no-control-plane` removes them all; with `--token` every "
         "route but `health` needs `Authorization: Bearer <token>`. Python: `emulator.client.EmulatorClient`.",
+        "A request the control plane refuses (a bad value, an unknown id, a missing token) gets its HTTP "
+        "status (400, 401, 404, 409) and `{\"success\": false, \"error\": \"<what was wrong>\"}`: these "
+        "routes are the emulator's own, so their errors are not Cloudflare's v4 envelope.",
         "",
         "| method | path | does |",
         "|---|---|---|",
