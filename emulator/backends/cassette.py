@@ -50,6 +50,7 @@ from emulator.cassettes.format import SWITCHING_PROTOCOLS
 from emulator.cassettes.sessions import SessionPlayer
 from emulator.cassettes.store import Identity
 from emulator.errors import CFError, ErrorKind
+from emulator.gil import collector_paused
 from emulator.limits import off_loop, parse_neurons
 from emulator.settings import Hints, Mode, Settings
 
@@ -201,10 +202,14 @@ class CassetteBackend:
             if failed is not None and failed[0] == identity:
                 raise CFError(ErrorKind.NO_CASSETTE_MATCH, detail=failed[1])
             try:
-                # Read and indexed on threads; long lines parsed and normalised in slices.
-                loaded, index = await load_index(
-                    self.store, name, volatile=frozenset(self.settings.ignore_fields),
-                    redactor=self.redactor(), parse_json=self.parse_json)
+                # Read and indexed on threads; long lines parsed and normalised in slices. The
+                # interactions are frozen (below) once built; until then the collector would walk
+                # them again and again as they grow.
+                with collector_paused():
+                    loaded, index = await load_index(
+                        self.store, name, volatile=frozenset(self.settings.ignore_fields),
+                        redactor=self.redactor(), parse_json=self.parse_json)
+                    gc.freeze()
             except (InvalidCassetteName, ValueError) as exc:  # CassetteFormatError, CassetteTooLarge
                 self._failed[name] = (identity, str(exc))
                 raise CFError(ErrorKind.NO_CASSETTE_MATCH, detail=str(exc)) from None
