@@ -383,9 +383,16 @@ def parser_error(status: int, message: str | None, exc: BaseException | None = N
     return CFError(ErrorKind.MALFORMED_HTTP, detail=detail)
 
 
+# Sets the headers every answer of the app carries (the server's edge headers, `server/edge.py`) on
+# a response made outside the app's handlers: aiohttp's own error answers run no app signal.
+ANSWER_HEADERS: web.AppKey[Callable[[web.StreamResponse], None]] = web.AppKey(
+    "workers_ai_emulator.answer_headers")
+
+
 class _CloudflareErrors(RequestHandler):
     """aiohttp's connection handler, answering its own errors (parser errors, handler crashes,
-    handler timeouts) with a Cloudflare-shaped JSON envelope instead of plain text."""
+    handler timeouts) with a Cloudflare-shaped JSON envelope instead of plain text, with the headers
+    the app's other answers carry (`ANSWER_HEADERS`)."""
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -393,10 +400,18 @@ class _CloudflareErrors(RequestHandler):
         super().handle_error(request, status, exc, message)
         response = edge_error_response(parser_error(status, message, exc))
         response.force_close()
+        assert isinstance(self._manager, _Server)
+        stamp = self._manager.app.get(ANSWER_HEADERS)
+        if stamp is not None:
+            stamp(response)
         return response
 
 
 class _Server(Server):
+    def __init__(self, app: web.Application, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = app
+
     def __call__(self) -> RequestHandler:
         return _CloudflareErrors(self, loop=self._loop, **self._kwargs)
 
@@ -404,7 +419,7 @@ class _Server(Server):
 class _Runner(web.AppRunner):
     async def _make_server(self) -> Server:
         made = await super()._make_server()
-        server = _Server(made.request_handler, request_factory=made.request_factory,
+        server = _Server(self.app, made.request_handler, request_factory=made.request_factory,
                          handler_cancellation=made.handler_cancellation, loop=made._loop, **made._kwargs)
         return server
 

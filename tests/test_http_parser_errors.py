@@ -59,6 +59,7 @@ def assert_cloudflare_400(answer: tuple[int, dict[str, str], bytes]) -> dict:
     status, headers, body = answer
     assert status == 400, answer
     assert headers["content-type"].startswith("application/json"), answer
+    assert headers["server"] == "cloudflare" and "cf-ray" in headers, headers  # the edge's, as every answer
     envelope = orjson.loads(body)
     assert list(envelope) == ["result", "success", "errors", "messages"], envelope  # edge key order
     assert envelope["success"] is False and envelope["result"] is None

@@ -10,6 +10,7 @@ import re
 from aiohttp import hdrs, web
 
 from emulator.errors import CFError, ErrorKind
+from emulator.limits import ANSWER_HEADERS
 from emulator.settings import Settings
 
 _SPACE = re.compile(r"\s")
@@ -71,10 +72,16 @@ def new_ray() -> str:
     return f"{_rays.getrandbits(64):016x}-{COLO}"
 
 
-async def _edge_headers(request: web.Request, response: web.StreamResponse) -> None:
+def stamp_edge(response: web.StreamResponse) -> None:
+    """The edge's headers on `response`."""
     response.headers[hdrs.SERVER] = SERVER
     response.headers.setdefault(CF_RAY, new_ray())
 
 
+async def _edge_headers(request: web.Request, response: web.StreamResponse) -> None:
+    stamp_edge(response)
+
+
 def install(app: web.Application) -> None:
     app.on_response_prepare.append(_edge_headers)
+    app[ANSWER_HEADERS] = stamp_edge  # aiohttp's own error answers (`limits._CloudflareErrors`)
