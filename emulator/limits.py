@@ -48,6 +48,15 @@ MAX_AUDIO_SECONDS = 2 * 3600.0
 MAX_BATCH_ITEMS = 100
 # Generated text never exceeds this many tokens, whatever `max_tokens` asked for.
 MAX_OUTPUT_TOKENS = 8192
+# An integer written by a client (a request id, `limit`, a multipart field) longer than this is not
+# read: int() refuses 4,300 digits with a ValueError, and no count the emulator keeps comes near 10**18.
+MAX_NUMBER_DIGITS = 18
+
+
+def is_number_text(text: str) -> bool:
+    """Whether `text` is a whole number int() reads: ASCII digits only ("²" and "١" are digits to
+    str.isdigit), at most MAX_NUMBER_DIGITS of them."""
+    return text.isascii() and text.isdigit() and len(text) <= MAX_NUMBER_DIGITS
 
 
 _P = ParamSpec("_P")
@@ -187,7 +196,7 @@ def _int_field(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value == value and abs(value) != float("inf"):
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():  # multipart fields arrive as strings
+    if isinstance(value, str) and is_number_text(value.strip()):  # multipart fields arrive as strings
         return int(value.strip())
     return None
 

@@ -316,3 +316,15 @@ def test_both_encodings_load_the_same_cassette() -> None:
     one, lines = load_cassette(dump_cassette(cassette)), load_cassette(dump_cassette_lines(cassette))
     assert (one.format_version, lines.format_version) == (1, 2)
     assert one.model_dump(exclude={"format_version"}) == lines.model_dump(exclude={"format_version"})
+
+
+async def test_a_cassette_path_that_is_a_directory_is_refused_as_a_broken_cassette(
+    make_emulator: ServerFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "cassettes" / "trust.json").mkdir(parents=True)
+    emu = await make_emulator(**_replay(tmp_path))
+    for _ in range(2):  # the second from the remembered failure
+        status, body = await post(emu, "hi")
+        assert status == 404, body[:300]
+        error = orjson.loads(body)["errors"][0]
+        assert error["code"] == 7404 and "not a regular file" in error["message"], error

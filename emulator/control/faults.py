@@ -22,6 +22,7 @@ from emulator.call import Call, StreamCut, StreamEvent, StreamFilter
 from emulator.control.scope import Scope, ScopeSpec, SpecError, SpecModel, request_body
 from emulator.errors import CATALOGUE, CFError, ErrorKind, Layer
 from emulator.fakes.seed import derive_seed
+from emulator.limits import is_number_text
 from emulator.server.render import close_events
 
 # Friendly names and the codes users know → catalogue kinds.
@@ -56,14 +57,14 @@ TEMPLATE_DEFAULTS = {"detail": "emulated fault", "type": "string", "what": "body
 
 def error_kind(value: Any) -> ErrorKind:
     """A catalogue kind from a kind name (`capacity`, `upstream`, …) or a Cloudflare code (3040, "7009")."""
-    if isinstance(value, str) and not value.isdigit():
+    if isinstance(value, str) and not is_number_text(value):
         if value in ERROR_ALIASES:
             return ERROR_ALIASES[value]
         try:
             return ErrorKind(value)
         except ValueError:
             raise SpecError(
-                f"unknown error kind {value!r}; use a code (3040, 3007, 7009, 1000, 4006, …) "
+                f"unknown error kind {value[:40]!r}; use a code (3040, 3007, 7009, 1000, 4006, …) "
                 f"or one of {sorted(kind.value for kind in PREFERRED_BY_CODE.values())}"
             ) from None
     if isinstance(value, bool) or not isinstance(value, (int, str)):

@@ -32,8 +32,6 @@ log = logging.getLogger("workers_ai_emulator.control")
 # (its reset time), which Python's dates cannot represent past 9999-12-31.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
-# Request ids and `limit` longer than this are refused before int() (which refuses 4,300 digits).
-MAX_NUMBER_DIGITS = 18
 
 
 class ControlClock:

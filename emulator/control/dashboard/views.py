@@ -20,6 +20,7 @@ from aiohttp import web
 from emulator import __version__
 from emulator.control.dashboard.chart import fmt_neurons, hourly_svg
 from emulator.control.plane import PLANE
+from emulator.limits import is_number_text
 from emulator.server.state import STATE
 
 PREFIX = "/__emulator__"
@@ -97,7 +98,7 @@ async def view_of(request: web.Request) -> View:
                                            plane.count(status=status))
     detail = None
     wanted = request.query.get("request", "")
-    if wanted.isdigit():
+    if is_number_text(wanted):
         detail = await plane.request(int(wanted))
     return View(
         token=request.query.get("token"),
