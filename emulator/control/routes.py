@@ -13,7 +13,7 @@ import asyncio
 import difflib
 import hmac
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from aiohttp import web
 from emulator import __version__
 from emulator.control.dashboard.views import install as install_dashboard
 from emulator.control.faults import FaultSet
-from emulator.control.plane import EARLIEST, LATEST, PLANE, ControlPlane, switch_backend
+from emulator.control.plane import PLANE, ControlPlane, query_day, switch_backend
 from emulator.control.request_log import LOG_SIZE
 from emulator.control.scope import ACCOUNT_ID, SpecError
 from emulator.control.shared import WORKER_GROUP
@@ -135,19 +135,6 @@ async def requests_log(request: web.Request) -> web.StreamResponse:
     return _json({"requests": entries, "count": len(entries)})
 
 
-def _day(text: str | None, default: date | None) -> date | None:
-    """A `day` query parameter: an ISO date inside the clock's range."""
-    if not text:
-        return default
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        raise SpecError(f"`day` must be a date like 2026-01-31, not {text[:40]!r}") from None
-    if not EARLIEST.date() <= day <= LATEST.date():
-        raise SpecError(f"`day` must be between {EARLIEST.date()} and {LATEST.date()}")
-    return day
-
-
 async def request_detail(request: web.Request) -> web.StreamResponse:
     text = request.match_info["id"]
     entry = await _plane(request).request(int(text)) if is_number_text(text) else None
@@ -182,14 +169,14 @@ async def worker_log(request: web.Request) -> web.StreamResponse:
 
 async def usage(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    day = _day(request.query.get("day"), None)
+    day = query_day(request.query.get("day"), None)
     report = state.ledger.usage(account=request.query.get("account"), day=day)
     return web.Response(text=report.model_dump_json(), content_type="application/json")
 
 
 async def usage_hourly(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    day = _day(request.query.get("day"), state.ledger.clock.now().date())
+    day = query_day(request.query.get("day"), state.ledger.clock.now().date())
     assert day is not None
     hours = state.ledger.hourly(account=request.query.get("account"), day=day)
     return _json({"day": day.isoformat(), "hours": [{"hour": h, "neurons": n} for h, n in hours]})
