@@ -48,6 +48,10 @@ MAX_AUDIO_SECONDS = 2 * 3600.0
 MAX_BATCH_ITEMS = 100
 # Generated text never exceeds this many tokens, whatever `max_tokens` asked for.
 MAX_OUTPUT_TOKENS = 8192
+# The longest delay an injected fault may add to a call or to each streamed event (`latency_ms`, its
+# distribution's bounds, mean and deviation, `delay_ms`): ten minutes, five times the upstream timeout.
+# A client waiting longer is a hung test, not a slow model.
+MAX_FAULT_DELAY_MS = 600_000.0
 # An integer written by a client (a request id, `limit`, a multipart field) longer than this is not
 # read: int() refuses 4,300 digits with a ValueError, and no count the emulator keeps comes near 10**18.
 MAX_NUMBER_DIGITS = 18
