@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import sys
 import threading
 import weakref
@@ -313,14 +314,19 @@ def check_call(call: Call) -> None:
 MAX_CALL_NEURONS = 1_000_000.0
 
 
+# A number as JSON writes it. float() reads more: "1_0" (10), "+5", ".5", "١٢" (Arabic-Indic 12), "infinity".
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
 def parse_neurons(value: object) -> float | None:
     """A neuron figure from outside (the `cf-ai-neurons` header, a cassette's `neurons`): a finite
-    number from 0 to MAX_CALL_NEURONS, or None when absent or anything else (NaN, -1e308, "1e999")."""
+    number from 0 to MAX_CALL_NEURONS, written as a JSON number when it is text, or None when absent
+    or anything else (NaN, -1e308, "1e999", "1_0")."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
-        text = value.strip()
-        if not text or len(text) > 32:
+        text = value.strip(" \t")  # the optional whitespace around an HTTP header value
+        if len(text) > 32 or not JSON_NUMBER.fullmatch(text):
             return None
         try:
             number = float(text)

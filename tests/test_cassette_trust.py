@@ -170,7 +170,10 @@ def test_a_torn_last_line_is_ignored_and_cut_before_the_next_append(tmp_path: Pa
 # Finding 6: upstream neuron figures are parsed strictly --------------------------------------------
 
 
-@pytest.mark.parametrize("figure", ["NaN", "-1e308", "inf", "1e999", "12abc", "-5"])
+@pytest.mark.parametrize(
+    "figure", ["NaN", "-1e308", "inf", "1e999", "12abc", "-5", "1_0", "+5", "\u0661\u0662", "5 5"],
+    ids=["nan", "-1e308", "inf", "1e999", "12abc", "-5", "underscore", "plus", "arabic-indic", "5-space-5"],
+)
 async def test_a_broken_neuron_figure_neither_disables_the_cap_nor_is_charged(
     hostile: HostileUpstream, make_emulator: ServerFactory, tmp_path: Path, figure: str
 ) -> None:
