@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import sys
 import threading
 import weakref
@@ -48,6 +49,19 @@ MAX_AUDIO_SECONDS = 2 * 3600.0
 MAX_BATCH_ITEMS = 100
 # Generated text never exceeds this many tokens, whatever `max_tokens` asked for.
 MAX_OUTPUT_TOKENS = 8192
+# The longest delay an injected fault may add to a call or to each streamed event (`latency_ms`, its
+# distribution's bounds, mean and deviation, `delay_ms`): ten minutes, five times the upstream timeout.
+# A client waiting longer is a hung test, not a slow model.
+MAX_FAULT_DELAY_MS = 600_000.0
+# An integer written by a client (a request id, `limit`, a multipart field) longer than this is not
+# read: int() refuses 4,300 digits with a ValueError, and no count the emulator keeps comes near 10**18.
+MAX_NUMBER_DIGITS = 18
+
+
+def is_number_text(text: str) -> bool:
+    """Whether `text` is a whole number int() reads: ASCII digits only ("²" and "١" are digits to
+    str.isdigit), at most MAX_NUMBER_DIGITS of them."""
+    return text.isascii() and text.isdigit() and len(text) <= MAX_NUMBER_DIGITS
 
 
 _P = ParamSpec("_P")
@@ -187,7 +201,7 @@ def _int_field(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value == value and abs(value) != float("inf"):
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():  # multipart fields arrive as strings
+    if isinstance(value, str) and is_number_text(value.strip()):  # multipart fields arrive as strings
         return int(value.strip())
     return None
 
@@ -300,14 +314,19 @@ def check_call(call: Call) -> None:
 MAX_CALL_NEURONS = 1_000_000.0
 
 
+# A number as JSON writes it. float() reads more: "1_0" (10), "+5", ".5", "١٢" (Arabic-Indic 12), "infinity".
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
 def parse_neurons(value: object) -> float | None:
     """A neuron figure from outside (the `cf-ai-neurons` header, a cassette's `neurons`): a finite
-    number from 0 to MAX_CALL_NEURONS, or None when absent or anything else (NaN, -1e308, "1e999")."""
+    number from 0 to MAX_CALL_NEURONS, written as a JSON number when it is text, or None when absent
+    or anything else (NaN, -1e308, "1e999", "1_0")."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
-        text = value.strip()
-        if not text or len(text) > 32:
+        text = value.strip(" \t")  # the optional whitespace around an HTTP header value
+        if len(text) > 32 or not JSON_NUMBER.fullmatch(text):
             return None
         try:
             number = float(text)

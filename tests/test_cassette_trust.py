@@ -25,7 +25,8 @@ CAP = 256 * 1024
 
 class HostileUpstream:
     """Answers like Cloudflare, except for what the request's `prompt` asks: an oversized body, a gzip
-    bomb, an oversized stream, or any `cf-ai-neurons` figure (`prompt` = "neurons:<value>")."""
+    bomb, an oversized stream, a header line too long to read, or any `cf-ai-neurons` figure
+    (`prompt` = "neurons:<value>")."""
 
     def __init__(self) -> None:
         self.runner: web.AppRunner | None = None
@@ -48,6 +49,8 @@ class HostileUpstream:
                 await response.write(b'data: {"response":"' + b"y" * 16384 + b'"}\n\n')
             await response.write_eof()
             return response
+        if prompt == "long-header":  # past aiohttp's 8190-byte line limit
+            return web.json_response({"result": {}}, headers={**ids, "x-long": "secret-" + "a" * 9000})
         neurons = prompt.removeprefix("neurons:") if prompt.startswith("neurons:") else "1.50"
         body = {"result": {"response": f"ok {prompt}"}, "success": True, "errors": [], "messages": []}
         return web.json_response(body, headers={**ids, "cf-ai-neurons": neurons})
@@ -170,7 +173,10 @@ def test_a_torn_last_line_is_ignored_and_cut_before_the_next_append(tmp_path: Pa
 # Finding 6: upstream neuron figures are parsed strictly --------------------------------------------
 
 
-@pytest.mark.parametrize("figure", ["NaN", "-1e308", "inf", "1e999", "12abc", "-5"])
+@pytest.mark.parametrize(
+    "figure", ["NaN", "-1e308", "inf", "1e999", "12abc", "-5", "1_0", "+5", "\u0661\u0662", "5 5"],
+    ids=["nan", "-1e308", "inf", "1e999", "12abc", "-5", "underscore", "plus", "arabic-indic", "5-space-5"],
+)
 async def test_a_broken_neuron_figure_neither_disables_the_cap_nor_is_charged(
     hostile: HostileUpstream, make_emulator: ServerFactory, tmp_path: Path, figure: str
 ) -> None:
@@ -183,6 +189,20 @@ async def test_a_broken_neuron_figure_neither_disables_the_cap_nor_is_charged(
     assert status == 429 and orjson.loads(body)["errors"][0]["code"] == 7429, body
     usage = emu.state.ledger.usage()
     assert 6.0 <= usage.neurons < 1e6, usage.neurons  # finite: the broken figure was not charged
+
+
+@pytest.mark.parametrize("mode", ["record", "passthrough"])
+async def test_an_unreadable_upstream_head_is_a_7009_that_does_not_quote_it(
+    hostile: HostileUpstream, make_emulator: ServerFactory, tmp_path: Path, mode: str
+) -> None:
+    emu = await make_emulator(**recording(hostile, tmp_path, mode=mode))
+    status, body = await post(emu, "long-header")
+    assert status == 502, body[:300]
+    error = orjson.loads(body)["errors"][0]
+    assert error["code"] == 7009, error
+    assert "aaaa" not in error["message"] and "secret" not in error["message"], error
+    assert len(error["message"]) < 300 and "8190" in error["message"], error
+    assert stored(tmp_path) == []
 
 
 # Findings 7 and 8: cassette files are checked before they are trusted ------------------------------
@@ -316,3 +336,15 @@ def test_both_encodings_load_the_same_cassette() -> None:
     one, lines = load_cassette(dump_cassette(cassette)), load_cassette(dump_cassette_lines(cassette))
     assert (one.format_version, lines.format_version) == (1, 2)
     assert one.model_dump(exclude={"format_version"}) == lines.model_dump(exclude={"format_version"})
+
+
+async def test_a_cassette_path_that_is_a_directory_is_refused_as_a_broken_cassette(
+    make_emulator: ServerFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "cassettes" / "trust.json").mkdir(parents=True)
+    emu = await make_emulator(**_replay(tmp_path))
+    for _ in range(2):  # the second from the remembered failure
+        status, body = await post(emu, "hi")
+        assert status == 404, body[:300]
+        error = orjson.loads(body)["errors"][0]
+        assert error["code"] == 7404 and "not a regular file" in error["message"], error

@@ -306,3 +306,21 @@ async def test_a_used_up_fault_or_stub_is_not_listed_as_active(emulator: Emulato
         await emulator.run(EMBED, {"text": "x"})
     setup = (await parts_of(emulator))["setup"]
     assert "Active faults: 0" in setup and "fault-2: timeout" in setup.split('<ul id="faults-used">')[1]
+
+
+@pytest.mark.parametrize("bad", ["abc", "9999-12-31", "9" * 5000], ids=["abc", "9999-12-31", "5000-digits"])
+async def test_hourly_svg_reads_day_as_usage_hourly_does(emulator: Emulator, bad: str) -> None:
+    assert (await emulator.run(LLAMA, {"prompt": "one"})).status == 200
+    hourly = await control(emulator, "usage/hourly")
+    today = hourly["day"]
+    for path in ("/__emulator__/usage/hourly.svg", f"/__emulator__/usage/hourly.svg?day={today}"):
+        svg, _ = await get(emulator, path)
+        assert "Neurons per UTC hour, today" in svg and "neurons today; busiest hour" in svg
+    svg, _ = await get(emulator, "/__emulator__/usage/hourly.svg?day=2001-02-03")
+    assert "Neurons per UTC hour, 2001-02-03" in svg and "No neurons used on 2001-02-03." in svg
+    async with emulator.session.get(f"{emulator.base}/__emulator__/usage/hourly?day={bad}") as r:
+        assert r.status == 400
+        expected = await r.json()
+    async with emulator.session.get(f"{emulator.base}/__emulator__/usage/hourly.svg?day={bad}") as r:
+        assert r.status == 400 and await r.json() == expected
+    assert expected["success"] is False and "`day` must be" in expected["error"]

@@ -129,8 +129,9 @@ NUMBERISH = st.one_of(
     st.sampled_from(["9" * 5000, "-1", "0", "1e309", "NaN", "٣", "²", "0x10", "9999-12-31", "0001-01-01",
                      "2026-02-30", "9998-12-31", "1970-01-01"]),
 )
-CONTROL_GETS = ["/__emulator__/usage", "/__emulator__/usage/hourly", "/__emulator__/requests",
-                "/__emulator__/", "/__emulator__/requests/{n}"]
+CONTROL_GETS = ["/__emulator__/usage", "/__emulator__/usage/hourly", "/__emulator__/usage/hourly.svg",
+                "/__emulator__/requests", "/__emulator__/", "/__emulator__/dashboard/parts",
+                "/__emulator__/requests/{n}"]
 
 
 def _control_still_answers(server: BackgroundServer) -> None:
@@ -142,7 +143,8 @@ def _control_still_answers(server: BackgroundServer) -> None:
 
 @pytest.mark.parametrize("path", CONTROL_GETS)
 @CONTROL_FUZZ
-@given(params=st.dictionaries(st.sampled_from(["day", "limit", "account", "model", "status", "surface"]),
+@given(params=st.dictionaries(st.sampled_from(["day", "limit", "account", "model", "status", "surface",
+                                              "request"]),
                               NUMBERISH, max_size=4), ident=NUMBERISH)
 def test_hostile_control_queries(
     server: BackgroundServer, path: str, params: dict[str, str], ident: str

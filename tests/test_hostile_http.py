@@ -129,6 +129,44 @@ def test_control_plane_out_of_range_values_are_400s(
         assert requests.get(server.base + after, headers=AUTH, timeout=30).status_code == 200, after
 
 
+GRAPHQL_LIMIT = ('{ viewer { accounts(filter: {accountTag: "%s"}) { aiInferenceAdaptiveGroups(limit: %s, '
+                 'filter: {date_geq: "2026-01-01"}) { sum { totalNeurons } } } } }')
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "files", "status"),
+    [
+        ("GET", f"/__emulator__/?request={BIG}", None, None, 200),
+        ("GET", f"/__emulator__/dashboard/parts?request={BIG}", None, None, 200),
+        ("POST", "/client/v4/graphql", {"query": GRAPHQL_LIMIT % (ACCOUNT, BIG)}, None, 200),
+        ("GET", f"/client/v4/accounts/{ACCOUNT}/ai/finetunes/public?limit=1e400", None, None, 400),
+        ("POST", f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/black-forest-labs/flux-2-dev", None,
+         {"prompt": (None, "a cat"), "width": (None, BIG)}, None),
+        ("POST", "/__emulator__/faults", {"kind": BIG}, None, 400),
+        ("POST", "/__emulator__/stubs", {"error": "\u00b2"}, None, 400),
+    ],
+    ids=["dashboard-request", "dashboard-parts-request", "graphql-limit", "finetunes-limit-1e400",
+         "multipart-width", "fault-code", "stub-code-superscript"],
+)
+def test_integers_from_clients_past_int_limits_are_refused_not_500s(
+    server: BackgroundServer, method: str, path: str, body: object, files: object, status: int | None
+) -> None:
+    """int() refuses 4,300 digits (and "\u00b2", a digit to str.isdigit): every integer a client
+    writes is checked with limits.is_number_text first (a multipart width that is not a number is
+    left to the model's defaults)."""
+    answer = requests.request(method, server.base + path, json=body, files=files, headers=AUTH, timeout=30)
+    assert answer.status_code == status if status else answer.status_code < 500, answer.text[:300]
+    if path.startswith("/__emulator__/?"):
+        assert "is not in the log" in answer.text or "Request 9" in answer.text
+    elif "graphql" in path:
+        errors = answer.json()["errors"]
+        assert errors and "more than 18 digits" in errors[0]["message"], errors
+    elif path.startswith("/client/v4/accounts") and status:
+        assert_cloudflare_4xx(answer.status_code, answer.json())
+    elif status == 400:
+        assert answer.json()["success"] is False
+
+
 def test_clock_at_the_last_allowed_moment_keeps_usage_and_dashboard_working(server: BackgroundServer) -> None:
     try:
         moved = requests.post(server.base + "/__emulator__/clock", json={"now": "9998-12-31T23:00:00Z"},

@@ -117,7 +117,10 @@ async def test_flux_eager_end_of_turn_and_resume(emulator: Emulator) -> None:
 
 async def test_flux_query_is_checked_before_the_upgrade(emulator: Emulator) -> None:
     for query in ({"encoding": "linear16"}, {"sample_rate": "16000", "encoding": "opus"},
-                  {"sample_rate": "16000", "encoding": "linear16", "eot_threshold": "2"}):
+                  {"sample_rate": "16000", "encoding": "linear16", "eot_threshold": "2"},
+                  # int() refuses 4,300 digits; "\u0661\u0666\u0660\u0660\u0660" is 16000 to int() only
+                  {"sample_rate": "9" * 5000, "encoding": "linear16"},
+                  {"sample_rate": "\u0661\u0666\u0660\u0660\u0660", "encoding": "linear16"}):
         with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
             await session(emulator, "@cf/deepgram/flux", [], **query)
         assert caught.value.status == 400

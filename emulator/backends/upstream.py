@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -45,6 +46,16 @@ NEURONS = "cf-ai-neurons"
 # the stream broke off if it did).
 Finished = Callable[[int, Mapping[str, str], bytes, list[SSEEvent] | None, StreamBreak | None],
                     Awaitable[None]]
+
+
+def _unreadable_head(exc: BaseException) -> str:
+    """A fixed sentence for an upstream answer aiohttp's HTTP parser refused (never its bytes)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, LineTooLong):
+            return "the answer has a status or header line over 8190 bytes, more than the emulator reads"
+        cause = cause.__cause__
+    return "the answer is not a readable HTTP response (bad status line or headers)"
 
 
 @dataclass(slots=True)
@@ -282,6 +293,12 @@ class Upstream:
     def _describe(self, url: URL, exc: BaseException) -> str:
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
             return f"no answer from {url.with_query(None)} within {self.settings.upstream_timeout:g} s"
+        if isinstance(exc, aiohttp.ClientResponseError | HttpProcessingError) and not isinstance(
+            exc, aiohttp.WSServerHandshakeError  # its messages are aiohttp's own fixed sentences
+        ):
+            # aiohttp's parser quotes the bytes it refused (a header line, a status line): upstream
+            # bytes, possibly credentials, that the client's error message must not carry.
+            return f"{url.with_query(None)}: {_unreadable_head(exc)}"
         return f"{url.with_query(None)}: {str(exc) or type(exc).__name__}"
 
     async def close(self) -> None:

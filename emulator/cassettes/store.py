@@ -9,6 +9,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 
 from emulator.cassettes.format import (
     Cassette,
@@ -111,6 +112,8 @@ class CassetteStore:
         path = self.path(name)
         if self.identity(name) is None:
             raise FileNotFoundError(str(path))
+        if not S_ISREG(os.stat(path).st_mode):  # a directory cannot be read; a pipe blocks its reader
+            raise CassetteFormatError(f"{path}: not a regular file; a cassette is a file")
         fd = os.open(path, os.O_RDONLY)
         try:
             identity = _identity(os.fstat(fd))

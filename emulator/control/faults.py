@@ -22,6 +22,7 @@ from emulator.call import Call, StreamCut, StreamEvent, StreamFilter
 from emulator.control.scope import Scope, ScopeSpec, SpecError, SpecModel, request_body
 from emulator.errors import CATALOGUE, CFError, ErrorKind, Layer
 from emulator.fakes.seed import derive_seed
+from emulator.limits import MAX_FAULT_DELAY_MS, is_number_text
 from emulator.server.render import close_events
 
 # Friendly names and the codes users know → catalogue kinds.
@@ -56,14 +57,14 @@ TEMPLATE_DEFAULTS = {"detail": "emulated fault", "type": "string", "what": "body
 
 def error_kind(value: Any) -> ErrorKind:
     """A catalogue kind from a kind name (`capacity`, `upstream`, …) or a Cloudflare code (3040, "7009")."""
-    if isinstance(value, str) and not value.isdigit():
+    if isinstance(value, str) and not is_number_text(value):
         if value in ERROR_ALIASES:
             return ERROR_ALIASES[value]
         try:
             return ErrorKind(value)
         except ValueError:
             raise SpecError(
-                f"unknown error kind {value!r}; use a code (3040, 3007, 7009, 1000, 4006, …) "
+                f"unknown error kind {value[:40]!r}; use a code (3040, 3007, 7009, 1000, 4006, …) "
                 f"or one of {sorted(kind.value for kind in PREFERRED_BY_CODE.values())}"
             ) from None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -97,6 +98,10 @@ def _distribution(value: Any) -> Distribution:
         raise SpecError(f'unknown latency distribution {value!r}; use "uniform" or "normal"') from None
 
 
+LATENCY_TOO_LONG = f"latency values must be at most {MAX_FAULT_DELAY_MS:,.0f} ms (10 minutes)"
+DELAY_TOO_LONG = f"`delay_ms` must be at most {MAX_FAULT_DELAY_MS:,.0f} ms (10 minutes)"
+
+
 class Latency(SpecModel):
     """A fixed delay (`latency_ms: 40`), or one drawn from a uniform / normal distribution clamped to
     [min_ms, max_ms]. Bounds given as numeric strings are taken, and fields beside them ignored."""
@@ -119,6 +124,8 @@ class Latency(SpecModel):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if value < 0:
                 raise SpecError("latency must be >= 0 ms")
+            if not value <= MAX_FAULT_DELAY_MS:
+                raise SpecError(LATENCY_TOO_LONG)
             return {"fixed_ms": value}
         if not isinstance(value, dict):
             raise SpecError('`latency_ms` must be a number or {"distribution": "uniform"|"normal", …}')
@@ -133,8 +140,11 @@ class Latency(SpecModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> Latency:
-        if any(v is not None and v < 0 for v in (self.min_ms, self.max_ms, self.mean_ms, self.stddev_ms)):
+        given = [v for v in (self.min_ms, self.max_ms, self.mean_ms, self.stddev_ms) if v is not None]
+        if any(v < 0 for v in given):
             raise SpecError("latency values must be >= 0")
+        if not all(v <= MAX_FAULT_DELAY_MS for v in given):  # NaN too
+            raise SpecError(LATENCY_TOO_LONG)
         if self.distribution is Distribution.UNIFORM:
             if self.max_ms is None:
                 raise SpecError("a uniform latency needs `max_ms` (and optionally `min_ms`)")
@@ -152,8 +162,8 @@ class Latency(SpecModel):
         else:
             ms = rng.gauss(self.mean_ms, self.stddev_ms)
         ms = max(self.min_ms, ms)
-        if self.max_ms is not None:
-            ms = min(self.max_ms, ms)
+        # A normal draw has no upper end: without `max_ms` it stops at the fault delay limit.
+        ms = min(MAX_FAULT_DELAY_MS if self.max_ms is None else self.max_ms, ms)
         return ms / 1000
 
     def describe(self) -> Any:
@@ -242,6 +252,8 @@ class FaultSpec(ScopeSpec):
             raise SpecError("a latency fault needs `latency_ms` (a number or a distribution)")
         if self.kind is FaultKind.SLOW_STREAM and not self.delay_ms:
             raise SpecError("a slow_stream fault needs `delay_ms` (the extra delay before every event)")
+        if not self.delay_ms <= MAX_FAULT_DELAY_MS:
+            raise SpecError(DELAY_TOO_LONG)
         if self.kind is FaultKind.CUT_STREAM and self.after_events is None:
             raise SpecError(
                 "a cut_stream fault needs `after_events` (events sent before the connection drops)"

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -32,8 +32,19 @@ log = logging.getLogger("workers_ai_emulator.control")
 # (its reset time), which Python's dates cannot represent past 9999-12-31.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
-# Request ids and `limit` longer than this are refused before int() (which refuses 4,300 digits).
-MAX_NUMBER_DIGITS = 18
+
+
+def query_day(text: str | None, default: date | None) -> date | None:
+    """A `day` query parameter: an ISO date inside the clock's range (SpecError otherwise)."""
+    if not text:
+        return default
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise SpecError(f"`day` must be a date like 2026-01-31, not {text[:40]!r}") from None
+    if not EARLIEST.date() <= day <= LATEST.date():
+        raise SpecError(f"`day` must be between {EARLIEST.date()} and {LATEST.date()}")
+    return day
 
 
 class ControlClock:

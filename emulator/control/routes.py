@@ -13,7 +13,7 @@ import asyncio
 import difflib
 import hmac
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,13 @@ from aiohttp import web
 from emulator import __version__
 from emulator.control.dashboard.views import install as install_dashboard
 from emulator.control.faults import FaultSet
-from emulator.control.plane import EARLIEST, LATEST, MAX_NUMBER_DIGITS, PLANE, ControlPlane, switch_backend
+from emulator.control.plane import PLANE, ControlPlane, query_day, switch_backend
 from emulator.control.request_log import LOG_SIZE
 from emulator.control.scope import ACCOUNT_ID, SpecError
 from emulator.control.shared import WORKER_GROUP
 from emulator.control.stubs import StubSet
 from emulator.errors import CFError, ErrorKind
-from emulator.limits import edge_error_response, expect_within_limit, read_body
+from emulator.limits import edge_error_response, expect_within_limit, is_number_text, read_body
 from emulator.server.binding import connection_string
 from emulator.server.state import STATE
 from emulator.settings import Mode
@@ -123,7 +123,7 @@ async def reset(request: web.Request) -> web.StreamResponse:
 async def requests_log(request: web.Request) -> web.StreamResponse:
     q = request.query
     limit = q.get("limit")
-    if limit is not None and (not _is_number_text(limit) or int(limit) < 1):
+    if limit is not None and (not is_number_text(limit) or int(limit) < 1):
         raise SpecError("`limit` must be a positive integer")
     entries = await _plane(request).requests(
         model=q.get("model"),
@@ -135,26 +135,9 @@ async def requests_log(request: web.Request) -> web.StreamResponse:
     return _json({"requests": entries, "count": len(entries)})
 
 
-def _is_number_text(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= MAX_NUMBER_DIGITS
-
-
-def _day(text: str | None, default: date | None) -> date | None:
-    """A `day` query parameter: an ISO date inside the clock's range."""
-    if not text:
-        return default
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        raise SpecError(f"`day` must be a date like 2026-01-31, not {text[:40]!r}") from None
-    if not EARLIEST.date() <= day <= LATEST.date():
-        raise SpecError(f"`day` must be between {EARLIEST.date()} and {LATEST.date()}")
-    return day
-
-
 async def request_detail(request: web.Request) -> web.StreamResponse:
     text = request.match_info["id"]
-    entry = await _plane(request).request(int(text)) if _is_number_text(text) else None
+    entry = await _plane(request).request(int(text)) if is_number_text(text) else None
     if entry is None:
         return _problem(404, f"no request {text[:40]} in the log (it keeps the last {LOG_SIZE})")
     return _json(entry)
@@ -176,23 +159,24 @@ async def worker_log(request: web.Request) -> web.StreamResponse:
     if "count" in q:  # `plane.count` of a sibling: one number, not the entries
         return _json([{"count": len(plane.log.select(status=q.get("status")))}])
     if "id" in q:
-        entry = plane.log.find(int(q["id"]))
+        entry = plane.log.find(int(q["id"])) if is_number_text(q["id"]) else None
         return _json([] if entry is None else [entry.to_json()])
+    limit = q.get("limit", "")
     entries = plane.log.select(model=q.get("model"), surface=q.get("surface"), status=q.get("status"),
-                               account=q.get("account"), limit=int(q["limit"]) if "limit" in q else None)
+                               account=q.get("account"), limit=int(limit) if is_number_text(limit) else None)
     return _json([e.to_json() for e in entries])
 
 
 async def usage(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    day = _day(request.query.get("day"), None)
+    day = query_day(request.query.get("day"), None)
     report = state.ledger.usage(account=request.query.get("account"), day=day)
     return web.Response(text=report.model_dump_json(), content_type="application/json")
 
 
 async def usage_hourly(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    day = _day(request.query.get("day"), state.ledger.clock.now().date())
+    day = query_day(request.query.get("day"), state.ledger.clock.now().date())
     assert day is not None
     hours = state.ledger.hourly(account=request.query.get("account"), day=day)
     return _json({"day": day.isoformat(), "hours": [{"hour": h, "neurons": n} for h, n in hours]})

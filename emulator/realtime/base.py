@@ -12,6 +12,7 @@ import orjson
 
 from emulator.call import Usage
 from emulator.errors import CFError, ErrorKind
+from emulator.limits import is_number_text
 
 # A server message: JSON text or a binary frame.
 Message = str | bytes
@@ -29,7 +30,7 @@ def query_int(query: dict[str, str], key: str, default: int, *, low: int = 1, hi
     raw = query.get(key)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not is_number_text(raw) or not low <= int(raw) <= high:
         raise CFError(ErrorKind.BAD_INPUT, detail=f"Error: {key} must be an integer between {low} and {high}")
     return int(raw)
 

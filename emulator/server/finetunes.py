@@ -83,7 +83,7 @@ def _count(request: web.Request, name: str, default: int) -> int:
         return default
     try:
         value = int(float(raw))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "1e400" is an infinite float
         raise CFError(ErrorKind.INVALID_QUERY, name=name, detail="not a number") from None
     if value < 0:
         raise CFError(ErrorKind.INVALID_QUERY, name=name, detail="must be >= 0")

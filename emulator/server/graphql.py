@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from emulator.limits import read_body
+from emulator.limits import MAX_NUMBER_DIGITS, read_body
 from emulator.server.paths import Route
 from emulator.server.render import json_response
 from emulator.server.state import ServerState
@@ -150,6 +150,8 @@ def _value(node: gql.ValueNode) -> Any:
     if isinstance(node, gql.VariableNode):
         return Var(node.name.value)
     if isinstance(node, gql.IntValueNode):
+        if len(node.value.removeprefix("-")) > MAX_NUMBER_DIGITS:  # int() refuses 4,300 digits
+            raise GraphQLError(f"integer {node.value[:24]}… has more than {MAX_NUMBER_DIGITS} digits")
         return int(node.value)
     if isinstance(node, gql.FloatValueNode):
         return float(node.value)

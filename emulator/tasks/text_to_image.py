@@ -14,6 +14,7 @@ from typing import Any
 from emulator.call import Call, Outcome, Usage
 from emulator.errors import CFError, ErrorKind
 from emulator.fakes import images
+from emulator.limits import is_number_text
 from emulator.tasks import FakeContext, register
 
 DEFAULT_SIDE = 1024
@@ -103,6 +104,6 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
 
 def _as_int(value: Any) -> Any:
     # Multipart fields arrive as strings.
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and is_number_text(value.strip()):
         return int(value)
     return value

@@ -19,9 +19,11 @@ def fmt_neurons(value: float) -> str:
 
 
 def hourly_svg(
-    hours: list[tuple[int, float]], *, now_hour: int | None = None, standalone: bool = True
+    hours: list[tuple[int, float]], *, now_hour: int | None = None, standalone: bool = True,
+    day: str = "today",
 ) -> str:
-    """A 24-bar chart of one UTC day; every bar carries a <title> so hovering reads its value.
+    """A 24-bar chart of one UTC day (`day`: "today" or an ISO date); every bar carries a <title> so
+    hovering reads its value.
 
     Inlined in HTML (`standalone=False`) it needs no namespace declaration: the parser supplies it.
     """
@@ -32,15 +34,16 @@ def hourly_svg(
     slot = plot_w / 24
     if peak > 0:
         busiest = max(hours, key=lambda h: h[1])[0]
-        summary = (f"{fmt_neurons(total)} neurons today; busiest hour {busiest:02d}:00 UTC "
+        on = day if day == "today" else f"on {day}"
+        summary = (f"{fmt_neurons(total)} neurons {on}; busiest hour {busiest:02d}:00 UTC "
                    f"with {fmt_neurons(peak)}.")
     else:
-        summary = "No neurons used yet today."
+        summary = "No neurons used yet today." if day == "today" else f"No neurons used on {day}."
     parts = [
         f'<svg{XMLNS if standalone else ""} viewBox="0 0 {WIDTH} {HEIGHT}" class="hourly-chart" '
         f'role="img" aria-labelledby="hourly-title hourly-desc" font-family="system-ui, sans-serif" '
         f'font-size="11">',
-        '<title id="hourly-title">Neurons per UTC hour, today</title>',
+        f'<title id="hourly-title">Neurons per UTC hour, {escape(day)}</title>',
         f'<desc id="hourly-desc">{escape(summary)}</desc>',
     ]
     for fraction in (0.0, 0.5, 1.0):

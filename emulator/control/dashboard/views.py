@@ -19,7 +19,9 @@ from aiohttp import web
 
 from emulator import __version__
 from emulator.control.dashboard.chart import fmt_neurons, hourly_svg
-from emulator.control.plane import PLANE
+from emulator.control.plane import PLANE, query_day
+from emulator.control.scope import SpecError
+from emulator.limits import is_number_text
 from emulator.server.state import STATE
 
 PREFIX = "/__emulator__"
@@ -63,7 +65,15 @@ async def hourly_chart(request: web.Request) -> web.StreamResponse:
                                  status=401)
     ledger = request.app[STATE].ledger
     now = ledger.clock.now()
-    return web.Response(text=hourly_svg(ledger.hourly(), now_hour=now.hour), content_type="image/svg+xml")
+    try:  # read as GET usage/hourly reads it
+        day = query_day(request.query.get("day"), now.date())
+    except SpecError as exc:
+        return web.json_response({"success": False, "error": str(exc)}, status=400)
+    assert day is not None
+    hours = ledger.hourly(account=request.query.get("account"), day=day)
+    today = day == now.date()
+    svg = hourly_svg(hours, now_hour=now.hour if today else None, day="today" if today else day.isoformat())
+    return web.Response(text=svg, content_type="image/svg+xml")
 
 
 async def page(request: web.Request) -> web.StreamResponse:
@@ -97,7 +107,7 @@ async def view_of(request: web.Request) -> View:
                                            plane.count(status=status))
     detail = None
     wanted = request.query.get("request", "")
-    if wanted.isdigit():
+    if is_number_text(wanted):
         detail = await plane.request(int(wanted))
     return View(
         token=request.query.get("token"),
