@@ -591,3 +591,56 @@ def test_the_binding_route_relays_a_large_answer_in_slices(upstream_base: str, t
         best, runs = _worst_health_wait(url, f"/binding/{ACCOUNT}", body, LOOP_BOUND, runs=3,
                                         headers=headers, status=200, expect=unwrapped)
     assert best < LOOP_BOUND, runs
+
+
+def test_a_recorded_stream_of_one_large_event_leaves_the_loop_free(upstream_base: str,
+                                                                   tmp_path: Path) -> None:
+    """An upstream event stream whose one event is 20 MB, recorded (the best of up to three runs): the
+    stream is split a chunk at a time (each byte searched once), the event decoded and read, redacted
+    and spliced into its cassette line on worker threads. Each on the loop, the event held /health
+    408-798 ms (the splitter copying and searching its whole buffer per chunk, then the event's
+    decode, `data:` split and redaction in one step each)."""
+    from tests.fake_upstream import LARGE_EVENT_STREAM, REAL_ACCOUNT, REAL_TOKEN, large_event_stream
+
+    path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    body = orjson.dumps({"prompt": LARGE_EVENT_STREAM, "stream": True})
+    headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
+    cassettes = tmp_path / "cassettes"
+    flags = ("--plan", "paid", "--cassette", "large", "--cassette-dir", str(cassettes))
+
+    def relayed(answer: requests.Response) -> None:
+        assert answer.content == large_event_stream()
+
+    with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
+        recorded, runs = _worst_health_wait(url, path, body, LOOP_BOUND, runs=3, headers=headers,
+                                            status=200, expect=relayed)
+    assert recorded < LOOP_BOUND, runs
+    document = orjson.loads((cassettes / "large.json").read_bytes().splitlines()[1])
+    raws = [event["raw"].encode() for event in document["response"]["events"]]
+    assert len(raws) == 2 and b"".join(raws) == large_event_stream()
+
+
+def test_a_stream_whose_first_event_is_past_the_answer_cap_is_refused(upstream_base: str,
+                                                                       tmp_path: Path) -> None:
+    """A 20 MB event past --max-upstream-body-bytes (8 MiB here) before any event was whole: refused
+    with the answer cap's 502/7413 as a body past it is, within seconds. Read as one growing buffer,
+    a 200 MB event held the stream for 23.7 s, then gave a 200 with no byte."""
+    from tests.fake_upstream import LARGE_EVENT_STREAM, REAL_ACCOUNT, REAL_TOKEN
+
+    path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    body = orjson.dumps({"prompt": LARGE_EVENT_STREAM, "stream": True})
+    headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
+    flags = ("--plan", "paid", "--cassette", "large", "--cassette-dir", str(tmp_path / "cassettes"),
+             "--max-upstream-body-bytes", str(8 << 20))
+
+    def refused(answer: requests.Response) -> None:
+        error = answer.json()["errors"][0]
+        assert error["code"] == 7413 and "over 8,388,608 bytes" in error["message"], error
+
+    with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
+        started = time.perf_counter()
+        best, runs = _worst_health_wait(url, path, body, LOOP_BOUND, runs=3, headers=headers, status=502,
+                                        expect=refused)
+        took = time.perf_counter() - started
+    assert best < LOOP_BOUND, runs
+    assert took < 20, took
