@@ -108,6 +108,15 @@ def pretty_answer_hiding(token: str) -> bytes:
     return text.replace('"ECHO"', '"you sent ' + f"\\u{ord(token[0]):04x}" + token[1:] + '"').encode()
 
 
+# A prompt answered with an event stream of one event of LARGE_EVENT_MIB MiB (then `[DONE]`).
+LARGE_EVENT_STREAM = "large-event-stream"
+LARGE_EVENT_MIB = 20
+
+
+def large_event_stream() -> bytes:
+    return b'data: {"response":"' + b"z" * (LARGE_EVENT_MIB << 20) + b'"}\n\ndata: [DONE]\n\n'
+
+
 # A prompt answered with 20 MB of image bytes (not UTF-8: the cassette keeps them as base64).
 LARGE_BINARY_ANSWER = "large-answer-binary"
 
@@ -296,6 +305,8 @@ class FakeUpstream:
                                 headers=self._ids())
         if prompt == "slow":
             await asyncio.sleep(self.slow_seconds)
+        if prompt == LARGE_EVENT_STREAM:
+            return await self._large_event_stream(request)
         if body.get("stream") is True and prompt in BROKEN_STREAMS:
             return await self._broken_stream(request, str(prompt))
         if body.get("stream") is True:
@@ -321,6 +332,19 @@ class FakeUpstream:
             await response.write(f"data: {data}\n\n".encode())
             await asyncio.sleep(self.event_gap)
         await response.write_eof()
+        return response
+
+    async def _large_event_stream(self, request: web.Request) -> web.StreamResponse:
+        """An event stream of one ~20 MB event (LARGE_EVENT_MIB MiB of text in its one JSON string),
+        written a MiB at a time, then `[DONE]`."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **self._ids()})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):  # a server refusing it past its cap hangs up
+            await response.write(b'data: {"response":"')
+            for _ in range(LARGE_EVENT_MIB):
+                await response.write(b"z" * (1 << 20))
+            await response.write(b'"}\n\ndata: [DONE]\n\n')
+            await response.write_eof()
         return response
 
     async def _broken_stream(self, request: web.Request, how: str) -> web.StreamResponse:

@@ -38,7 +38,7 @@ from emulator.cassettes import (
     normalise_path,
     request_key,
 )
-from emulator.cassettes.format import is_lines_format
+from emulator.cassettes.format import is_lines_format, sse_data
 from emulator.cassettes.match import normalise_request
 from tests.conftest import ACCOUNT
 
@@ -145,6 +145,35 @@ SSE_STREAM = (
     'event: usage\ndata: {"a":1}\ndata: {"b":2}\n\n'
     "data: [DONE]\n\n"
 ).encode()
+
+
+def _regex_sse_data(raw: str) -> str:
+    """The SSE spec's `data` of an event, by one regex split of its lines."""
+    lines = [line for line in re.split(r"\r\n|\r|\n", raw) if line == "data" or line.startswith("data:")]
+    return "\n".join(line[6:] if line.startswith("data: ") else line[5:] for line in lines)
+
+
+def test_sse_splitting_does_not_depend_on_chunking_and_reads_data_as_the_spec_does() -> None:
+    """Any chunking splits a stream into the events one chunk gives (an event's end found once,
+    across chunk boundaries: CRLF CRLF, LF LF, CR CR), each event's `data` the regex split's; an
+    event of a MiB or more is read a slice at a time (`SSEEvent.from_wire`) to the same event."""
+    rng = random.Random(7)
+    alphabet = ["data", ":", " ", "\r", "\n", "\r\n", "x", "é", "event", "\n\n"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert sse_data(text) == _regex_sse_data(text), repr(text)
+        whole = SSESplitter()
+        whole.feed(text.encode(), 0.0)
+        pieces = SSESplitter()
+        data, at = text.encode(), 0
+        while at < len(data):
+            step = rng.randint(1, 4)
+            pieces.feed(data[at:at + step], 0.0)
+            at += step
+        assert [e.raw for e in pieces.finish()] == [e.raw for e in whole.finish()], repr(text)
+    long = ("event: x\r\ndata: " + "é" * (1 << 20) + "\ndata:z\r\n\r\n").encode()
+    assert SSEEvent.from_wire(long, 2.0) == SSEEvent.from_raw(long.decode(), 2.0)
+    assert SSEEvent.from_wire(long, 2.0).data == "é" * (1 << 20) + "\nz"
 
 
 def test_sse_events_keep_raw_chunks_data_and_timing_through_a_round_trip() -> None:

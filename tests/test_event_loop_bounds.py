@@ -7,6 +7,7 @@ would give), so a quiet machine sends each large body once."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gc
 import random
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 import requests
@@ -616,3 +618,105 @@ def test_the_binding_route_relays_a_large_answer_in_slices(upstream_base: str, t
         best, runs = _worst_health_wait(url, f"/binding/{ACCOUNT}", body, LOOP_BOUND, runs=3,
                                         headers=headers, status=200, expect=unwrapped)
     assert best < LOOP_BOUND, runs
+
+
+def test_a_recorded_stream_of_one_large_event_leaves_the_loop_free(upstream_base: str,
+                                                                   tmp_path: Path) -> None:
+    """An upstream event stream whose one event is 20 MB, recorded (the best of up to three runs): the
+    stream is split a chunk at a time (each byte searched once), the event decoded and read, redacted
+    and spliced into its cassette line on worker threads. Each on the loop, the event held /health
+    408-798 ms (the splitter copying and searching its whole buffer per chunk, then the event's
+    decode, `data:` split and redaction in one step each)."""
+    from tests.fake_upstream import LARGE_EVENT_STREAM, REAL_ACCOUNT, REAL_TOKEN, large_event_stream
+
+    path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    body = orjson.dumps({"prompt": LARGE_EVENT_STREAM, "stream": True})
+    headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
+    cassettes = tmp_path / "cassettes"
+    flags = ("--plan", "paid", "--cassette", "large", "--cassette-dir", str(cassettes))
+
+    def relayed(answer: requests.Response) -> None:
+        assert answer.content == large_event_stream()
+
+    with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
+        recorded, runs = _worst_health_wait(url, path, body, LOOP_BOUND, runs=3, headers=headers,
+                                            status=200, expect=relayed)
+    assert recorded < LOOP_BOUND, runs
+    document = orjson.loads((cassettes / "large.json").read_bytes().splitlines()[1])
+    raws = [event["raw"].encode() for event in document["response"]["events"]]
+    assert len(raws) == 2 and b"".join(raws) == large_event_stream()
+
+
+def test_a_stream_whose_first_event_is_past_the_answer_cap_is_refused(upstream_base: str,
+                                                                       tmp_path: Path) -> None:
+    """A 20 MB event past --max-upstream-body-bytes (8 MiB here) before any event was whole: refused
+    with the answer cap's 502/7413 as a body past it is, within seconds. Read as one growing buffer,
+    a 200 MB event held the stream for 23.7 s, then gave a 200 with no byte."""
+    from tests.fake_upstream import LARGE_EVENT_STREAM, REAL_ACCOUNT, REAL_TOKEN
+
+    path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    body = orjson.dumps({"prompt": LARGE_EVENT_STREAM, "stream": True})
+    headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
+    flags = ("--plan", "paid", "--cassette", "large", "--cassette-dir", str(tmp_path / "cassettes"),
+             "--max-upstream-body-bytes", str(8 << 20))
+
+    def refused(answer: requests.Response) -> None:
+        error = answer.json()["errors"][0]
+        assert error["code"] == 7413 and "over 8,388,608 bytes" in error["message"], error
+
+    with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
+        started = time.perf_counter()
+        best, runs = _worst_health_wait(url, path, body, LOOP_BOUND, runs=3, headers=headers, status=502,
+                                        expect=refused)
+        took = time.perf_counter() - started
+    assert best < LOOP_BOUND, runs
+    assert took < 20, took
+
+
+def _realtime_session(base: str, messages: list[bytes | str]) -> list[str]:
+    """The text messages a flux session over a real WebSocket answers `messages` with (read while
+    they are sent, as a client streaming audio does)."""
+
+
+    url = (base.replace("http://", "ws://") + f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/deepgram/flux"
+           "?encoding=linear16&sample_rate=16000")
+
+    async def converse() -> list[str]:
+        got: list[str] = []
+        async with aiohttp.ClientSession() as client, \
+                client.ws_connect(url, headers=AUTH, max_msg_size=0) as ws:
+            async def read() -> None:
+                async for message in ws:
+                    got.append(message.data)
+
+            reader = asyncio.create_task(read())
+            for message in messages:
+                await asyncio.wait_for(ws.send_bytes(message) if isinstance(message, bytes)
+                                       else ws.send_str(message), 10)
+            await asyncio.wait_for(reader, 60)
+        return got
+
+    return asyncio.run(converse())
+
+
+def test_large_realtime_audio_messages_are_stepped_off_the_loop(base: str) -> None:
+    """Four 3 MB binary messages (94 s of 16 kHz audio each, 4,700 frames of 20 ms) to flux over a
+    real WebSocket, /health watched (the best of up to three sessions, less a quiet spell's worst).
+    Each message's frames levelled one at a time and stepped on the loop held /health 402 ms for two
+    messages and 1,000 ms for five; levelled together (one array) and stepped on a worker thread that
+    hands the GIL over, 12-14 ms."""
+    audio = [random.Random(n).randbytes(3_000_000) for n in range(4)]
+    waits: list[float] = []
+    for _ in range(3):
+        started = time.perf_counter()
+        with HealthWatch(base, pause=0.002) as watch:
+            got = _realtime_session(base, [*audio, orjson.dumps({"type": "CloseStream"}).decode()])
+            time.sleep(AFTERMATH_SECONDS)
+        events = [orjson.loads(message).get("event") for message in got]
+        assert len(got) > 1000 and "StartOfTurn" in events, got[:3]
+        with HealthWatch(base, pause=0.002) as idle:
+            time.sleep(time.perf_counter() - started)
+        waits.append(watch.worst - idle.worst)
+        if watch.worst < LOOP_BOUND:
+            break
+    assert min(waits) < LOOP_BOUND, waits

@@ -28,6 +28,7 @@ from emulator.backends.large_bodies import (
     normalise_recorded_large,
     read_large_answer,
     read_large_body,
+    read_large_events,
 )
 from emulator.backends.upstream import Exchange, Finished, Upstream
 from emulator.call import Call, Outcome, StreamCut, StreamEvent
@@ -273,8 +274,13 @@ class CassetteBackend:
             request_body = await read_large_body(exchange, self.parse_json)
             answer_body = await read_large_answer(headers, body, events, self.parse_json,
                                                   self.redactor(exchange))
-            interaction = await off_loop(len(exchange.body) + len(body), self._interaction, exchange, status,
-                                         headers, body, events, cut, request_body, answer_body)
+            redacted_events = await read_large_events(events, self.parse_json, self.redactor(exchange))
+            # An event's redaction grows with it too (a 20 MB event held /health 400-800 ms inline).
+            size = len(exchange.body) + len(body) + sum(len(event.raw) for event in events or ())
+            interaction = await off_loop(size, self._interaction, exchange, status, headers, body,
+                                         events if redacted_events is None else redacted_events, cut,
+                                         request_body, answer_body,
+                                         events_redacted=redacted_events is not None)
             sliced = request_body is not None or answer_body is not None
             line = await line_in_slices(interaction) if sliced else None
             await self._store(name, interaction, line=line, large=request_body is not None)
@@ -283,10 +289,12 @@ class CassetteBackend:
 
     def _interaction(self, exchange: Exchange, status: int, headers: Mapping[str, str], body: bytes,
                      events: list[SSEEvent] | None, cut: StreamBreak | None,
-                     request_body: Body | None = None, answer_body: Body | None = None) -> Interaction:
+                     request_body: Body | None = None, answer_body: Body | None = None, *,
+                     events_redacted: bool = False) -> Interaction:
         """The exchange as the cassette stores it, redacted; `request_body` is the request's body
         read already (`read_large_body`), `answer_body` the answer's, read and redacted already
-        (`read_large_answer`)."""
+        (`read_large_answer`); `events_redacted`: the events are redacted already
+        (`read_large_events`)."""
         redactor = self.redactor(exchange)
         request = RecordedRequest.build(
             exchange.method, exchange.path, exchange.query, exchange.headers.items(),
@@ -296,7 +304,8 @@ class CassetteBackend:
         response = RecordedResponse.build(status, headers.items(), answer, events=events, cut=cut)
         return Interaction(
             request=redactor.redact_request(request),
-            response=redactor.redact_response(response, body_redacted=answer_body is not None),
+            response=redactor.redact_response(response, body_redacted=answer_body is not None,
+                                              events_redacted=events_redacted),
             neurons=parse_neurons(headers.get("cf-ai-neurons")),
         )
 

@@ -43,6 +43,7 @@ from emulator.cassettes import (
     RecordedResponse,
 )
 from emulator.cassettes.format import (
+    LONG_EVENT_BYTES,
     REQUEST_HEADER_ALLOW,
     RESPONSE_HEADER_ALLOW,
     UNPARSED,
@@ -57,9 +58,10 @@ from emulator.cassettes.format import (
     load_cassette,
     long_line_interaction,
     read_lines,
+    sse_data,
 )
 from emulator.cassettes.match import normalised_json, strip_volatile
-from emulator.cassettes.redact import Redactor, is_utf8, opens_json_utf8
+from emulator.cassettes.redact import NOTHING_HIDDEN, Redactor, is_utf8, opens_json_text, opens_json_utf8
 from emulator.cassettes.splice import spliced
 from emulator.cassettes.store import CassetteStore, Identity, read_range
 from emulator.errors import CFError
@@ -170,6 +172,34 @@ async def read_large_answer(headers: Mapping[str, str], body: bytes, events: lis
 
 
 _NOT_READ = object()  # an answer's JSON value not worked out yet (a text/* answer's)
+
+
+async def read_large_events(events: list[SSEEvent] | None, parse_json: JsonParser | None,
+                            redactor: Redactor) -> list[SSEEvent] | None:
+    """The events as `redactor.redact_response` stores them, for a stream holding an event of
+    LONG_EVENT_BYTES or more: each long one redacted on worker threads (the text a piece at a time,
+    handing the GIL over) with its JSON data parsed in slices for the check for secrets hidden by
+    escapes (orjson's one parse of a 20 MB event's data holds the GIL ~40 ms), the short ones as
+    they are. None for a stream of short events (redacted with the rest of the interaction)."""
+    if parse_json is None or events is None or all(len(event.raw) < LONG_EVENT_BYTES for event in events):
+        return None
+    return [await _long_event(event, parse_json, redactor) if len(event.raw) >= LONG_EVENT_BYTES
+            else redactor.redact_event(event) for event in events]
+
+
+async def _long_event(event: SSEEvent, parse_json: JsonParser, redactor: Redactor) -> SSEEvent:
+    """`redactor.redact_event(event)` for a long event, its parts worked out off the loop."""
+    redacted = await asyncio.to_thread(redactor.redact_text, event.raw)
+    hidden: Any = NOTHING_HIDDEN
+    if opens_json_text(event.data):
+        document = await _value_of(await asyncio.to_thread(str.encode, event.data), parse_json)
+        if document is not UNPARSED:
+            data = event.data if redacted is event.raw else await asyncio.to_thread(sse_data, redacted)
+            same = data is event.data or await asyncio.to_thread(operator.eq, data, event.data)
+            after = document if same else await _value_of(await asyncio.to_thread(str.encode, data),
+                                                          parse_json)
+            hidden = await asyncio.to_thread(redactor.hidden_secret, document, after)
+    return await asyncio.to_thread(redactor.event_of, event, redacted, hidden)
 
 
 async def _large_text_answer(body: bytes, parsed: Any, parse_json: JsonParser, redactor: Redactor

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from yarl import URL
 
 from emulator.call import Call, Outcome, StreamCut, StreamEvent
 from emulator.cassettes import RESPONSE_HEADER_ALLOW, SSEEvent, SSESplitter, StreamBreak, filter_headers
-from emulator.cassettes.format import is_event_stream
+from emulator.cassettes.format import LONG_EVENT_BYTES, is_event_stream
 from emulator.errors import CFError, ErrorKind
 from emulator.limits import parse_neurons
 from emulator.settings import Settings
@@ -185,7 +186,7 @@ class Upstream:
             "neurons": neurons if response.status < 400 else None,
         }
         if is_event_stream(content_type):
-            events = self._relay_stream(response, started, finished, url)
+            events = await _first_read(self._relay_stream(response, started, finished, url))
             return Outcome(events=events, **common)  # type: ignore[arg-type]
         try:
             body = await self._read_capped(response, url)
@@ -224,12 +225,16 @@ class Upstream:
 
     async def _relay_stream(
         self, response: aiohttp.ClientResponse, started: float, finished: Finished | None, url: URL
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Yield each SSE event the moment its last byte arrives; report the whole stream when it ends.
 
         A stream that breaks off (connection closed before its end, read timeout) is reported with the
-        events received whole and how it broke, then this client's stream is cut the same way."""
+        events received whole and how it broke, then this client's stream is cut the same way. A
+        stream past --max-upstream-body-bytes is cut; before its first event is whole, it is refused
+        with UPSTREAM_TOO_LARGE (`forward` reads that far before the status is sent). An event of
+        LONG_EVENT_BYTES or more is read on a worker thread (`SSEEvent.from_wire`)."""
         splitter = SSESplitter()
+        events: list[SSEEvent] = []
         headers: CIMultiDictProxy[str] = response.headers
         broke: StreamBreak | None = None
         cap, size = self.settings.max_upstream_body_bytes, 0
@@ -237,19 +242,23 @@ class Upstream:
             async for chunk in response.content.iter_any():
                 size += len(chunk)
                 if size > cap:
-                    # The status line is already sent: the client sees a cut stream, nothing is recorded.
                     log.warning("upstream stream from %s cut: over %d bytes", url.with_query(None), cap)
+                    if not events:
+                        raise self._too_large(url, size)
+                    # The status line is already sent: the client sees a cut stream, nothing is recorded.
                     return
-                for event in splitter.feed(chunk, (time.monotonic() - started) * 1000):
-                    yield StreamEvent(event.data, raw=event.raw.encode("utf-8"))
-            complete_before = len(splitter.events)
-            events = splitter.finish()
-            for event in events[complete_before:]:
-                yield StreamEvent(event.data, raw=event.raw.encode("utf-8"))
+                for raw in splitter.feed_wire(chunk, (time.monotonic() - started) * 1000):
+                    event = await _event_of(raw, splitter.offset_ms)
+                    events.append(event)
+                    yield StreamEvent(event.data, raw=raw)
+            raw_last = splitter.finish_wire()
+            if raw_last is not None:
+                event = await _event_of(raw_last, splitter.offset_ms)
+                events.append(event)
+                yield StreamEvent(event.data, raw=raw_last)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log.warning("upstream stream from %s broke off: %s", url, exc)
             # A half-received event never reached the client: only whole events are kept.
-            events = list(splitter.events)
             broke = StreamBreak(offset_ms=round((time.monotonic() - started) * 1000, 3),
                                 reason="timeout" if isinstance(exc, TimeoutError) else "connection closed")
         finally:
@@ -305,3 +314,37 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _event_of(raw: bytes, offset_ms: float) -> SSEEvent:
+    """The event of these wire bytes; a long one read on a worker thread, handing the GIL over."""
+    if len(raw) < LONG_EVENT_BYTES:
+        return SSEEvent.from_wire(raw, offset_ms)
+    return await asyncio.to_thread(SSEEvent.from_wire, raw, offset_ms)
+
+
+async def _first_read(events: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[StreamEvent]:
+    """`events` with its first event read already, so that a stream refused before it (a CFError:
+    its first event past the answer cap) is answered with that error instead of a 200."""
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        return _relayed([], None)
+    except StreamCut as cut:
+        return _relayed([], cut)
+    return _relayed([first], None, events)
+
+
+async def _relayed(read: list[StreamEvent], cut: StreamCut | None,
+                   rest: AsyncGenerator[StreamEvent, None] | None = None) -> AsyncIterator[StreamEvent]:
+    try:
+        for event in read:
+            yield event
+        if cut is not None:
+            raise cut
+        if rest is not None:
+            async for event in rest:
+                yield event
+    finally:
+        if rest is not None:
+            await rest.aclose()

@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import contextlib
 import functools
 import math
@@ -107,6 +108,7 @@ from pydantic import (
 )
 
 from emulator.cassettes import base64_codec, splice
+from emulator.gil import GilTurns
 from emulator.limits import MAX_CALL_NEURONS, parse_neurons
 
 FORMAT_VERSION: Final = 2  # what recording writes; version 1 is read too
@@ -358,20 +360,61 @@ class SSEEvent(_Model):
     @classmethod
     def from_raw(cls, raw: str, offset_ms: float = 0.0) -> SSEEvent:
         """Build an event from its exact wire text, deriving `data` from its ``data:`` lines."""
-        return cls(data=sse_data(raw), offset_ms=offset_ms, raw=raw)
+        if len(raw) < LONG_EVENT_BYTES:
+            return cls(data=sse_data(raw), offset_ms=offset_ms, raw=raw)
+        # The checks are the offset's: a long text's own check would only copy it in one call.
+        checked = cls(data="", offset_ms=offset_ms, raw="")
+        return checked.model_copy(update={"data": sse_data(raw), "raw": raw})
+
+    @classmethod
+    def from_wire(cls, raw: bytes, offset_ms: float = 0.0) -> SSEEvent:
+        """`from_raw(raw.decode("utf-8"), offset_ms)`, a long event decoded a slice at a time (on a
+        worker thread, each slice hands the GIL over: `gil.GilTurns`)."""
+        if len(raw) < LONG_EVENT_BYTES:
+            return cls.from_raw(raw.decode("utf-8"), offset_ms)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        turns = GilTurns()
+        parts: list[str] = []
+        for start in range(0, len(raw), LONG_EVENT_BYTES):
+            parts.append(decoder.decode(raw[start:start + LONG_EVENT_BYTES], final=False))
+            turns.tick()
+        parts.append(decoder.decode(b"", final=True))
+        return cls.from_raw("".join(parts), offset_ms)
+
+
+# An event this long (1 MiB) is decoded and read a slice or a line at a time: one regex split or
+# decode of a 20 MB event holds the GIL for tens of milliseconds, on a worker thread too.
+LONG_EVENT_BYTES = 1 << 20
 
 
 def sse_data(raw: str) -> str:
-    """The joined ``data:`` field values of one SSE event (per the SSE spec, one leading space is dropped)."""
+    """The joined ``data:`` field values of one SSE event (per the SSE spec, one leading space is
+    dropped). Lines end at CRLF, CR or LF; the text is walked a line at a time, each line's end found
+    by `str.find` (each search resumed past the last line only when it went by), with the GIL handed
+    over between lines on a worker thread."""
     lines: list[str] = []
-    for line in re.split(r"\r\n|\r|\n", raw):
-        if line == "data" or line.startswith("data:"):
-            value = line[5:]
-            lines.append(value[1:] if value.startswith(" ") else value)
-    return "\n".join(lines)
+    turns = GilTurns()
+    pos, newline, carriage = 0, -2, -2  # -2: not searched yet; -1: none left
+    while True:
+        if -1 < newline < pos or newline == -2:
+            newline = raw.find("\n", pos)
+        if -1 < carriage < pos or carriage == -2:
+            carriage = raw.find("\r", pos)
+        ends = [end for end in (newline, carriage) if end != -1]
+        end = min(ends) if ends else len(raw)
+        if raw.startswith("data", pos) and (end == pos + 4 or raw[pos + 4] == ":"):
+            start = pos + 5
+            if raw.startswith(" ", start) and start < end:
+                start += 1
+            lines.append(raw[start:end])
+        if not ends:
+            return "\n".join(lines)
+        pos = end + (2 if raw.startswith("\r\n", end) else 1)
+        turns.tick()
 
 
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+# What ends an SSE event: a blank line after CRLF, LF or CR.
+_EVENT_ENDS = (b"\r\n\r\n", b"\n\n", b"\r\r")
 
 
 class SSESplitter:
@@ -379,29 +422,71 @@ class SSESplitter:
 
     Feed upstream chunks with the time they arrived; each complete event is kept with the time its
     last byte arrived. Splitting happens on bytes, so a UTF-8 character cut across chunks is safe.
+    A byte is searched for an event's end once (a 20 MB event arriving in 64 KiB chunks is neither
+    copied nor searched again per chunk).
     """
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._searched = 0  # bytes of the buffer that hold no event's end (but its last 3 may start one)
         self._offset_ms = 0.0
         self.events: list[SSEEvent] = []
 
-    def feed(self, chunk: bytes, offset_ms: float) -> list[SSEEvent]:
-        """Add a chunk; return the events it completed."""
+    @property
+    def pending(self) -> int:
+        """Bytes received of an event not complete yet."""
+        return len(self._buffer)
+
+    def feed_wire(self, chunk: bytes, offset_ms: float) -> list[bytes]:
+        """Add a chunk; return the wire bytes of the events it completed (not kept in `events`)."""
         self._buffer += chunk
         self._offset_ms = offset_ms
-        done: list[SSEEvent] = []
-        while match := _EVENT_END.search(self._buffer):
-            raw, self._buffer = self._buffer[: match.end()], self._buffer[match.end() :]
-            done.append(SSEEvent.from_raw(raw.decode("utf-8"), offset_ms))
+        done: list[bytes] = []
+        buffer = self._buffer
+        # Where each of _EVENT_ENDS next occurs from `start` on (-1: nowhere); searched again only
+        # once an event's end went past it, so that a chunk of many events is searched once.
+        next_at = [-2] * len(_EVENT_ENDS)
+        event_start = 0
+        start = max(0, self._searched - 3)
+        while True:
+            for i, mark in enumerate(_EVENT_ENDS):
+                if next_at[i] == -2 or -1 < next_at[i] < start:
+                    next_at[i] = buffer.find(mark, start)
+            # No two of the ends start at one byte: the first found is the one the SSE spec ends at.
+            found = [(at, len(_EVENT_ENDS[i])) for i, at in enumerate(next_at) if at >= 0]
+            if not found:
+                break
+            at, length = min(found)
+            done.append(bytes(memoryview(buffer)[event_start:at + length]))
+            event_start = start = at + length
+        del buffer[:event_start]
+        self._searched = len(buffer)
+        return done
+
+    def finish_wire(self) -> bytes | None:
+        """The wire bytes of a trailing event the server did not end with a blank line, if any."""
+        if not self._buffer:
+            return None
+        raw = bytes(self._buffer)
+        self._buffer.clear()
+        self._searched = 0
+        return raw
+
+    @property
+    def offset_ms(self) -> float:
+        return self._offset_ms
+
+    def feed(self, chunk: bytes, offset_ms: float) -> list[SSEEvent]:
+        """Add a chunk; return the events it completed."""
+        done = [SSEEvent.from_wire(raw, offset_ms) for raw in self.feed_wire(chunk, offset_ms)]
         self.events.extend(done)
         return done
 
     def finish(self) -> list[SSEEvent]:
         """All events, including a trailing one the server did not terminate with a blank line."""
-        if self._buffer:
-            self.events.append(SSEEvent.from_raw(self._buffer.decode("utf-8"), self._offset_ms))
-            self._buffer = b""
+        raw = self.finish_wire()
+        if raw is not None:
+            self.events.append(SSEEvent.from_wire(raw, self._offset_ms))
         return self.events
 
 
@@ -648,8 +733,9 @@ def interaction_line(interaction: Interaction) -> bytes:
 
 
 def long_strings_apart(interaction: Interaction) -> tuple[Interaction, list[splice.LongString]]:
-    """`interaction` with each body's long text or base64 string (`splice.is_long`) replaced by its
-    stand-in, and those strings; the interaction itself when it holds none."""
+    """`interaction` with each body's long text or base64 string (`splice.is_long`), and each SSE
+    event's long wire text and data, replaced by its stand-in, and those strings; the interaction
+    itself when it holds none."""
     strings: list[splice.LongString] = []
     sides: dict[str, RecordedRequest | RecordedResponse] = {}
     for name, side in (("request", interaction.request), ("response", interaction.response)):
@@ -666,6 +752,20 @@ def long_strings_apart(interaction: Interaction) -> tuple[Interaction, list[spli
         stood_in = (Body.model_construct(encoding="text", text=string.stand_in) if body.encoding == "text"
                     else Body.model_construct(encoding="base64", base64=string.stand_in))
         sides[name] = side.model_copy(update={"body": stood_in})
+    response = sides.get("response", interaction.response)
+    assert isinstance(response, RecordedResponse)
+    if response.events is not None and any(splice.is_long(event.raw) for event in response.events):
+        events: list[SSEEvent] = []
+        for event in response.events:
+            update: dict[str, str] = {}
+            for field_name in ("raw", "data"):
+                value = getattr(event, field_name)
+                if splice.is_long(value):
+                    string = splice.LongString(value, splice.StringEncoding.TEXT)
+                    strings.append(string)
+                    update[field_name] = string.stand_in
+            events.append(event.model_copy(update=update) if update else event)
+        sides["response"] = response.model_copy(update={"events": events})
     return (interaction.model_copy(update=sides) if sides else interaction), strings
 
 

@@ -27,7 +27,7 @@ import codecs
 import gc
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -123,6 +123,7 @@ _BATCH_CHARS = 1 << 20
 _REMEMBERED_PATHS = 4096
 _KEPT = frozenset({int, float, bool, type(None)})  # JSON values redaction leaves alone
 _NONE = object()
+NOTHING_HIDDEN: Final = _NONE  # no secret hidden by JSON escapes (`Redactor.hidden_secret`)
 
 
 _REDACTED_UTF8 = REDACTED.encode("ascii")
@@ -484,12 +485,15 @@ class Redactor:
             body=self.redact_body(request.body),
         )
 
-    def redact_response(self, response: RecordedResponse, *, body_redacted: bool = False) -> RecordedResponse:
+    def redact_response(self, response: RecordedResponse, *, body_redacted: bool = False,
+                        events_redacted: bool = False) -> RecordedResponse:
         """A redacted copy of a recorded response (SSE events keep `data` consistent with `raw`);
         `body_redacted`: its body is redacted already (a large answer, `large_bodies.read_large_answer`)
-        and is kept as it is."""
+        and is kept as it is; `events_redacted`: the same for its events
+        (`large_bodies.read_large_events`)."""
         events = (
-            [self._redact_event(e) for e in response.events] if response.events is not None else None
+            [self.redact_event(e) for e in response.events]
+            if response.events is not None and not events_redacted else response.events
         )
         body = response.body
         return RecordedResponse(
@@ -500,13 +504,24 @@ class Redactor:
             cut=response.cut,
         )
 
-    def _redact_event(self, event: SSEEvent) -> SSEEvent:
+    def redact_event(self, event: SSEEvent) -> SSEEvent:
         redacted = self.redact_text(event.raw)
-        hidden = self._escaped_secret(event.data, sse_data(redacted))
+        return self.event_of(event, redacted, self._escaped_secret(event.data, sse_data(redacted)))
+
+    def event_of(self, event: SSEEvent, redacted: str, hidden: Any) -> SSEEvent:
+        """What `redact_event` gives, from its parts worked out already: `redacted`, the event's wire
+        text after `redact_text`; `hidden`, the redacted document of its data when escapes hid a
+        secret there (`hidden_secret`), else NOTHING_HIDDEN."""
         if hidden is not _NONE:
             # The event's JSON hid a secret behind escapes: it is kept as its redacted document.
             redacted = "data: " + orjson.dumps(hidden).decode() + "\n\n"
         return SSEEvent.from_raw(redacted, event.offset_ms)
+
+    def hidden_secret(self, document: Any, redacted_document: Any) -> Any:
+        """`document` (a JSON text's value) redacted, when its strings still hold a secret that text
+        redaction missed (JSON escapes hid it), else NOTHING_HIDDEN. `redacted_document`: the value of
+        the text after `redact_text` (UNPARSED when that is not JSON)."""
+        return self._hidden(document, redacted_document)
 
     def redact_frame_text(self, text: str) -> str:
         """A WebSocket text message redacted as a text body is (JSON escapes included)."""

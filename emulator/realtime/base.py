@@ -66,16 +66,22 @@ class PcmFrames:
         return self.samples / self.sample_rate
 
     def feed(self, data: bytes) -> list[tuple[float, bool]]:
-        """(end time in seconds, is speech) of each whole frame the new bytes complete."""
+        """(end time in seconds, is speech) of each whole frame the new bytes complete. The frames'
+        levels are worked out together, one row of an array each (frame by frame, a 3 MB message's
+        4,700 frames took ~60 ms)."""
         self._pending += data
         size = self.frame_samples * 2
-        out = []
-        while len(self._pending) >= size:
-            chunk = np.frombuffer(bytes(self._pending[:size]), dtype="<i2").astype(np.float64)
-            del self._pending[:size]
-            self.samples += self.frame_samples
-            rms = float(np.sqrt(np.mean(chunk * chunk)))
-            out.append((self.seconds, rms > SPEECH_RMS))
+        whole = len(self._pending) // size
+        if not whole:
+            return []
+        frames = np.frombuffer(bytes(self._pending[:whole * size]), dtype="<i2").astype(np.float64)
+        del self._pending[:whole * size]
+        frames = frames.reshape(whole, self.frame_samples)
+        speech = (np.sqrt(np.mean(frames * frames, axis=1)) > SPEECH_RMS).tolist()
+        step, out = self.frame_samples, []
+        for is_speech in speech:
+            self.samples += step
+            out.append((self.samples / self.sample_rate, is_speech))  # `seconds`
         return out
 
 

@@ -24,6 +24,7 @@ from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
 from emulator.fakes import text as text_fake
 from emulator.fakes.seed import derive_seed
+from emulator.gil import GilTurns
 from emulator.realtime.base import (
     Message,
     PcmFrames,
@@ -102,7 +103,9 @@ class FluxSession(Session):
 
     def on_binary(self, data: bytes) -> list[Message]:
         out: list[Message] = []
+        turns = GilTurns()  # a large message is stepped on a worker thread (server/realtime.py)
         for now, speech in self.frames.feed(data):
+            turns.tick()
             step = self.frames.frame_samples / self.frames.sample_rate
             self.usage.audio_seconds = now
             event = self._step(now, speech, step)

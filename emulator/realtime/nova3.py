@@ -20,6 +20,7 @@ from typing import Any
 from emulator.catalog import Model
 from emulator.fakes import text as text_fake
 from emulator.fakes.seed import derive_seed
+from emulator.gil import GilTurns
 from emulator.realtime.base import (
     Message,
     PcmFrames,
@@ -53,7 +54,9 @@ class Nova3Session(Session):
         data = self.decode(data)
         out: list[Message] = []
         step = self.frames.frame_samples / self.frames.sample_rate
+        turns = GilTurns()  # a large message is stepped on a worker thread (server/realtime.py)
         for now, speech in self.frames.feed(data):
+            turns.tick()
             self.usage.audio_seconds = now
             if speech:
                 self.window_speech += step

@@ -29,6 +29,7 @@ from emulator.call import Call, CallReport, Outcome, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
 from emulator.fakes.seed import derive_seed
+from emulator.limits import off_loop
 from emulator.realtime.aura import AuraSession
 from emulator.realtime.base import Session
 from emulator.realtime.flux import FluxSession
@@ -180,7 +181,9 @@ async def _converse(ws: web.WebSocketResponse, session: Session, sender: Sender)
             break
         if message.type is WSMsgType.BINARY:
             session.received += 1
-            await sender.send(session.on_binary(message.data))
+            # A message of a MiB or more is a minute of audio and more (thousands of frames, each
+            # stepped in Python): on a worker thread, as the session's only work meanwhile.
+            await sender.send(await off_loop(len(message.data), session.on_binary, message.data))
         elif message.type is WSMsgType.TEXT:
             session.received += 1
             replies, done = session.on_text(message.data)
