@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from emulator.cassettes.format import dump_cassette
 from emulator.cassettes.store import Identity
 from tests.conftest import Emulator, ServerFactory
 from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN
+from tests.serving import serve
 
 HEADERS = {"Authorization": "Bearer client-token-0123456789"}
 CAP = 256 * 1024
@@ -306,6 +310,52 @@ async def test_a_cassette_over_the_size_limit_is_refused_without_reading_it(
     _valid_cassette(tmp_path)
     os.truncate(path, 2000)  # still valid JSON Lines? no matter: refused by size first
     assert "--max-cassette-bytes" in orjson.loads((await post(limited, "hi"))[1])["errors"][0]["message"]
+
+
+def _post_sync(base: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"{base}/client/v4/accounts/{'0' * 32}/ai/run/{LLAMA}", data=b'{"prompt": "hi"}', headers=HEADERS)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "socket"])
+def test_a_cassette_path_that_is_not_a_regular_file_is_refused_without_blocking(
+    tmp_path: Path, kind: str
+) -> None:
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    path = folder / "odd.json"
+    holder = None
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        holder = socket.socket(socket.AF_UNIX)
+        holder.bind(str(path))
+    _valid_cassette(tmp_path)
+    args = ("--mode", "replay", "--cassette-dir", str(folder), "--cassette", "odd")
+    try:
+        with serve(*args, data_dir=tmp_path / "data") as (base, proc):
+            # More requests than the loader has threads: none may stay blocked opening the path.
+            for _ in range(12):
+                status, body = _post_sync(base)
+                assert status == 404, body[:300]
+                error = orjson.loads(body)["errors"][0]
+                assert error["code"] == 7404 and "not a regular file" in error["message"], error
+            switch = urllib.request.Request(f"{base}/__emulator__/mode",
+                                            data=b'{"mode": "replay", "cassette": "trust"}')
+            urllib.request.urlopen(switch, timeout=5).read()
+            assert _post_sync(base)[0] == 200
+            proc.terminate()
+            assert proc.wait(timeout=5) is not None
+    finally:
+        if holder is not None:
+            holder.close()
 
 
 def test_both_encodings_load_the_same_cassette() -> None:
