@@ -228,9 +228,15 @@ async def test_the_valid_hand_written_cassette_replays(make_emulator: ServerFact
         ({"response": {"headers": {"bad header": "x"}}}, "HTTP token"),
         ({"neurons": 1e308}, "neurons"),
         ({"neurons": -1}, "neurons"),
+        ({"response": {"headers": {"Transfer-Encoding": "chunked"}}}, "'transfer-encoding' frames"),
+        ({"response": {"headers": {"content-length": "47"}}}, "'content-length' frames"),
+        ({"response": {"headers": {"content-encoding": "gzip"}}}, "'content-encoding' frames"),
+        ({"response": {"headers": {"connection": "close"}}}, "'connection' frames"),
+        ({"response": {"headers": {"upgrade": "websocket"}}}, "'upgrade' frames"),
     ],
     ids=["status-99999", "status-101", "crlf-content-type", "bad-header-name", "neurons-1e308",
-         "neurons-negative"],
+         "neurons-negative", "transfer-encoding", "content-length", "content-encoding", "connection",
+         "upgrade"],
 )
 async def test_a_hand_edited_field_is_refused_and_nothing_is_charged(
     make_emulator: ServerFactory, tmp_path: Path, edit: dict[str, Any], named: str
