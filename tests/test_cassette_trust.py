@@ -364,6 +364,21 @@ def test_a_cassette_path_that_is_not_a_regular_file_is_refused_without_blocking(
             holder.close()
 
 
+def test_a_recording_starts_when_its_cassette_path_is_a_fifo(tmp_path: Path) -> None:
+    # The banner counts the cassette's interactions before the server answers.
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    os.mkfifo(folder / "odd.json")
+    env = {"CLOUDFLARE_API_TOKEN": REAL_TOKEN, "CLOUDFLARE_ACCOUNT_ID": REAL_ACCOUNT}
+    args = ("--mode", "record", "--cassette-dir", str(folder), "--cassette", "odd", "--upstream",
+            "http://127.0.0.1:9")
+    with serve(*args, env=env, data_dir=tmp_path / "data") as (base, proc):
+        with urllib.request.urlopen(base + "/__emulator__/health", timeout=5) as answer:
+            assert answer.status == 200
+        proc.terminate()
+        assert proc.wait(timeout=5) is not None
+
+
 def test_both_encodings_load_the_same_cassette() -> None:
     from emulator.cassettes.format import dump_cassette_lines
     from tests.test_cassettes import make_interaction
