@@ -447,8 +447,8 @@ async def read_body(request: web.Request) -> bytes:
         return raw
     if request.get(BODY_TIMED_OUT):
         raise CFError(ErrorKind.BODY_TIMEOUT)  # already waited once (the request log reads the body again)
-    if (refused := request.get(BODY_REFUSED)) is not None:
-        raise CFError(ErrorKind.BAD_INPUT, detail=refused)
+    if request.get(BODY_REFUSED) is not None:
+        raise body_refused(request)
     try:
         if request.content.is_eof():
             # Already all here (the usual case for small bodies, and any second read): no timer needed.
@@ -461,17 +461,25 @@ async def read_body(request: web.Request) -> bytes:
                 request[BODY_TIMED_OUT] = True
                 raise CFError(ErrorKind.BODY_TIMEOUT) from None
     except RequestPayloadError:
-        # aiohttp decodes Content-Encoding itself; a body that is not what the header says fails here.
-        encoding = request.headers.get("Content-Encoding", "")
-        if not encoding:  # the other way a payload fails: chunked framing that does not parse
-            detail = "Error: the body's chunked framing is malformed"
-        else:
-            detail = f"Error: the body could not be decoded as Content-Encoding {encoding!r:.40}"
-        log.warning("%s %.200s: body refused: %s", request.method, request.path, detail)
-        request[BODY_REFUSED] = detail
-        raise CFError(ErrorKind.BAD_INPUT, detail=detail) from None
+        raise body_refused(request) from None
     request[BODY] = raw
     return raw
+
+
+def body_refused(request: web.Request) -> CFError:
+    """The 400 (5006) for a body aiohttp could not read (RequestPayloadError), logged once as one line.
+    aiohttp decodes Content-Encoding itself; a body that is not what the header says fails while it is
+    read, as does chunked framing that does not parse."""
+    if (refused := request.get(BODY_REFUSED)) is not None:
+        return CFError(ErrorKind.BAD_INPUT, detail=refused)
+    encoding = request.headers.get("Content-Encoding", "")
+    if not encoding:
+        detail = "Error: the body's chunked framing is malformed"
+    else:
+        detail = f"Error: the body could not be decoded as Content-Encoding {encoding!r:.40}"
+    log.warning("%s %.200s: body refused: %s", request.method, request.path, detail)
+    request[BODY_REFUSED] = detail
+    return CFError(ErrorKind.BAD_INPUT, detail=detail)
 
 
 async def _read_in_slices(request: web.Request) -> bytes:
