@@ -9,6 +9,7 @@ a body is parsed (`check_depth`), and answer with Cloudflare-shaped 4xx errors.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import sys
@@ -19,7 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 from aiohttp import HttpVersion11, web
-from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.http_exceptions import BadHttpMethod, ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
@@ -62,6 +63,8 @@ def is_number_text(text: str) -> bool:
     """Whether `text` is a whole number int() reads: ASCII digits only ("²" and "١" are digits to
     str.isdigit), at most MAX_NUMBER_DIGITS of them."""
     return text.isascii() and text.isdigit() and len(text) <= MAX_NUMBER_DIGITS
+
+log = logging.getLogger("workers_ai_emulator.http")
 
 
 _P = ParamSpec("_P")
@@ -347,6 +350,9 @@ SHUTDOWN_TIMEOUT = 5.0
 BODY_TIMED_OUT: web.RequestKey[bool] = web.RequestKey("workers_ai_emulator.body_timed_out", bool)
 # The bytes `read_body` returned, kept on the request.
 BODY: web.RequestKey[bytes] = web.RequestKey("workers_ai_emulator.body", bytes)
+# Why the body was refused (it failed its Content-Encoding or framing), so a second read answers the
+# same without logging it again.
+BODY_REFUSED: web.RequestKey[str] = web.RequestKey("workers_ai_emulator.body_refused", str)
 
 
 def runner_for(app: web.Application, **overrides: Any) -> web.AppRunner:
@@ -411,19 +417,44 @@ ANSWER_HEADERS: web.AppKey[Callable[[web.StreamResponse], None]] = web.AppKey(
 class _CloudflareErrors(RequestHandler):
     """aiohttp's connection handler, answering its own errors (parser errors, handler crashes,
     handler timeouts) with a Cloudflare-shaped JSON envelope instead of plain text, with the headers
-    the app's other answers carry (`ANSWER_HEADERS`)."""
+    the app's other answers carry (`ANSWER_HEADERS`). A request its parser refuses is the client's
+    fault: one log line, no traceback."""
+
+    _answered: BaseException | None = None  # the parser error `handle_error` logged itself
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        # aiohttp's own: logs the error, raises ConnectionError when an answer already started.
-        super().handle_error(request, status, exc, message)
-        response = edge_error_response(parser_error(status, message, exc))
+        error = parser_error(status, message, exc)
+        if 400 <= status < 500 and isinstance(exc, HttpProcessingError):
+            # The request line is unknown here: the parser refused the request before handing it over.
+            # Non-HTTP traffic (a bad method) is noise, as aiohttp itself rates it.
+            level = logging.DEBUG if isinstance(exc, BadHttpMethod) else logging.WARNING
+            log.log(level, "request from %s refused by the HTTP parser: %d %s", request.remote, status,
+                    error.message)
+            self._answered = exc
+        try:
+            # aiohttp's own: logs the error (`log_exception`), raises ConnectionError when an answer
+            # already started.
+            super().handle_error(request, status, exc, message)
+        finally:
+            self._answered = None
+        response = edge_error_response(error)
         response.force_close()
         assert isinstance(self._manager, _Server)
         stamp = self._manager.app.get(ANSWER_HEADERS)
         if stamp is not None:
             stamp(response)
         return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if exc is not None and exc is self._answered:
+            return
+        if isinstance(exc, RequestPayloadError) and args[:1] == ("Unhandled exception",):
+            # aiohttp drains what is left of a body after the answer; one that failed its
+            # Content-Encoding or framing fails again there. `read_body` logged it as one line.
+            return
+        super().log_exception(*args, **kw)
 
 
 class _Server(Server):
@@ -450,6 +481,8 @@ async def read_body(request: web.Request) -> bytes:
         return raw
     if request.get(BODY_TIMED_OUT):
         raise CFError(ErrorKind.BODY_TIMEOUT)  # already waited once (the request log reads the body again)
+    if request.get(BODY_REFUSED) is not None:
+        raise body_refused(request)
     try:
         if request.content.is_eof():
             # Already all here (the usual case for small bodies, and any second read): no timer needed.
@@ -462,17 +495,25 @@ async def read_body(request: web.Request) -> bytes:
                 request[BODY_TIMED_OUT] = True
                 raise CFError(ErrorKind.BODY_TIMEOUT) from None
     except RequestPayloadError:
-        # aiohttp decodes Content-Encoding itself; a body that is not what the header says fails here.
-        encoding = request.headers.get("Content-Encoding", "")
-        if not encoding:  # the other way a payload fails: chunked framing that does not parse
-            detail = "Error: the body's chunked framing is malformed"
-            raise CFError(ErrorKind.BAD_INPUT, detail=detail) from None
-        raise CFError(
-            ErrorKind.BAD_INPUT,
-            detail=f"Error: the body could not be decoded as Content-Encoding {encoding!r:.40}"
-        ) from None
+        raise body_refused(request) from None
     request[BODY] = raw
     return raw
+
+
+def body_refused(request: web.Request) -> CFError:
+    """The 400 (5006) for a body aiohttp could not read (RequestPayloadError), logged once as one line.
+    aiohttp decodes Content-Encoding itself; a body that is not what the header says fails while it is
+    read, as does chunked framing that does not parse."""
+    if (refused := request.get(BODY_REFUSED)) is not None:
+        return CFError(ErrorKind.BAD_INPUT, detail=refused)
+    encoding = request.headers.get("Content-Encoding", "")
+    if not encoding:
+        detail = "Error: the body's chunked framing is malformed"
+    else:
+        detail = f"Error: the body could not be decoded as Content-Encoding {encoding!r:.40}"
+    log.warning("%s %.200s: body refused: %s", request.method, request.path, detail)
+    request[BODY_REFUSED] = detail
+    return CFError(ErrorKind.BAD_INPUT, detail=detail)
 
 
 async def _read_in_slices(request: web.Request) -> bytes:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from emulator.cassettes.format import dump_cassette
 from emulator.cassettes.store import Identity
 from tests.conftest import Emulator, ServerFactory
 from tests.fake_upstream import LLAMA, REAL_ACCOUNT, REAL_TOKEN
+from tests.serving import serve
 
 HEADERS = {"Authorization": "Bearer client-token-0123456789"}
 CAP = 256 * 1024
@@ -244,9 +248,15 @@ async def test_the_valid_hand_written_cassette_replays(make_emulator: ServerFact
         ({"response": {"headers": {"bad header": "x"}}}, "HTTP token"),
         ({"neurons": 1e308}, "neurons"),
         ({"neurons": -1}, "neurons"),
+        ({"response": {"headers": {"Transfer-Encoding": "chunked"}}}, "'transfer-encoding' frames"),
+        ({"response": {"headers": {"content-length": "47"}}}, "'content-length' frames"),
+        ({"response": {"headers": {"content-encoding": "gzip"}}}, "'content-encoding' frames"),
+        ({"response": {"headers": {"connection": "close"}}}, "'connection' frames"),
+        ({"response": {"headers": {"upgrade": "websocket"}}}, "'upgrade' frames"),
     ],
     ids=["status-99999", "status-101", "crlf-content-type", "bad-header-name", "neurons-1e308",
-         "neurons-negative"],
+         "neurons-negative", "transfer-encoding", "content-length", "content-encoding", "connection",
+         "upgrade"],
 )
 async def test_a_hand_edited_field_is_refused_and_nothing_is_charged(
     make_emulator: ServerFactory, tmp_path: Path, edit: dict[str, Any], named: str
@@ -326,6 +336,67 @@ async def test_a_cassette_over_the_size_limit_is_refused_without_reading_it(
     _valid_cassette(tmp_path)
     os.truncate(path, 2000)  # still valid JSON Lines? no matter: refused by size first
     assert "--max-cassette-bytes" in orjson.loads((await post(limited, "hi"))[1])["errors"][0]["message"]
+
+
+def _post_sync(base: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"{base}/client/v4/accounts/{'0' * 32}/ai/run/{LLAMA}", data=b'{"prompt": "hi"}', headers=HEADERS)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "socket"])
+def test_a_cassette_path_that_is_not_a_regular_file_is_refused_without_blocking(
+    tmp_path: Path, kind: str
+) -> None:
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    path = folder / "odd.json"
+    holder = None
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        holder = socket.socket(socket.AF_UNIX)
+        holder.bind(str(path))
+    _valid_cassette(tmp_path)
+    args = ("--mode", "replay", "--cassette-dir", str(folder), "--cassette", "odd")
+    try:
+        with serve(*args, data_dir=tmp_path / "data") as (base, proc):
+            # More requests than the loader has threads: none may stay blocked opening the path.
+            for _ in range(12):
+                status, body = _post_sync(base)
+                assert status == 404, body[:300]
+                error = orjson.loads(body)["errors"][0]
+                assert error["code"] == 7404 and "not a regular file" in error["message"], error
+            switch = urllib.request.Request(f"{base}/__emulator__/mode",
+                                            data=b'{"mode": "replay", "cassette": "trust"}')
+            urllib.request.urlopen(switch, timeout=5).read()
+            assert _post_sync(base)[0] == 200
+            proc.terminate()
+            assert proc.wait(timeout=5) is not None
+    finally:
+        if holder is not None:
+            holder.close()
+
+
+def test_a_recording_starts_when_its_cassette_path_is_a_fifo(tmp_path: Path) -> None:
+    # The banner counts the cassette's interactions before the server answers.
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    os.mkfifo(folder / "odd.json")
+    env = {"CLOUDFLARE_API_TOKEN": REAL_TOKEN, "CLOUDFLARE_ACCOUNT_ID": REAL_ACCOUNT}
+    args = ("--mode", "record", "--cassette-dir", str(folder), "--cassette", "odd", "--upstream",
+            "http://127.0.0.1:9")
+    with serve(*args, env=env, data_dir=tmp_path / "data") as (base, proc):
+        with urllib.request.urlopen(base + "/__emulator__/health", timeout=5) as answer:
+            assert answer.status == 200
+        proc.terminate()
+        assert proc.wait(timeout=5) is not None
 
 
 def test_both_encodings_load_the_same_cassette() -> None:

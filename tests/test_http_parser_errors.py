@@ -5,6 +5,7 @@ Sent as raw bytes over asyncio streams to a real server with `--token`."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from emulator.launch.background import BackgroundServer
 from tests.live_server import live_server
+from tests.serving import serve
 
 TOKEN = "parser-error-token"
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -109,3 +111,45 @@ def test_the_server_keeps_answering_after_parser_errors(server: BackgroundServer
     health = b"GET /__emulator__/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     status, _, body = exchange(server.base, health)
     assert status == 200, body
+
+
+def test_a_refused_request_is_one_log_line_without_a_traceback(tmp_path: Path) -> None:
+    json_type = b"Content-Type: application/json"
+    multipart = b"Content-Type: multipart/form-data; boundary=XX"
+    form = (b'--XX\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n'
+            b"Content-Type: text/plain\r\n\r\nhello\r\n--XX--\r\n")
+    refused = [  # what is sent, the codes its answer may carry
+        (post(RUN, [json_type, b"Content-Encoding: gzip"]), {5006}),  # not gzip at all
+        (post(RUN, [json_type, b"Content-Encoding: gzip"], gzip.compress(b'{"prompt": "hi"}')[:-12]), {5006}),
+        (post(RUN, [json_type, b"Content-Encoding: deflate"]), {5006}),
+        (post(RUN, [json_type, b"Content-Encoding: br"]), {6003}),
+        (post(RUN, [json_type, b"Content-Encoding: zstd"]), {6003}),
+        # Framing that fails after the head: the parser's error, or the handler's while it reads.
+        (post(RUN, [json_type, b"Transfer-Encoding: chunked"], b"4\r\n{}\r\n", length=False) + b"zz\r\n\r\n",
+         {5006, 6003}),
+        (b"GET /x\x01y HTTP/1.1\r\nHost: x\r\n\r\n", {6003}),
+        (post(RUN, [b"X-Thing: a\x01b"]), {6003}),
+        (post(RUN, [b"X-Long: " + b"a" * 20_000]), {6003}),
+        # Multipart routes read their body with aiohttp's multipart reader.
+        (post(f"/client/v4/accounts/{ACCOUNT}/ai/tomarkdown", [multipart, b"Content-Encoding: gzip"], form),
+         {5006}),
+        (post(f"/client/v4/accounts/{ACCOUNT}/ai/finetunes/lora-x/finetune-assets",
+              [multipart, b"Content-Encoding: gzip"], form), {5006}),
+    ]
+    with serve("--token", TOKEN, data_dir=tmp_path) as (base, proc):
+        finetune = b'{"model": "@cf/mistral/mistral-7b-instruct-v0.2-lora", "name": "lora-x"}'
+        created = exchange(base, post(f"/client/v4/accounts/{ACCOUNT}/ai/finetunes", [json_type], finetune))
+        assert created[0] == 200, created
+        for wire, code in refused:
+            status, headers, body = exchange(base, wire)
+            assert status == 400 and headers["content-type"].startswith("application/json"), (wire[:80], body)
+            assert orjson.loads(body)["errors"][0]["code"] in code, (wire[:80], body)
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=15)
+    assert "Traceback" not in stderr and " ERROR " not in stderr, stderr[-3000:]
+    # One line each: the method, path and reason of a body that fails its Content-Encoding, the reason of
+    # a parser refusal (a gzip body cut short decodes to broken JSON, which is no HTTP fault).
+    refused_body = "POST /client/v4/accounts/{account_id}/ai/run/@cf/meta/llama-3.1-8b-instruct: body refused"
+    assert stderr.count(refused_body) == 2 and "Content-Encoding 'gzip'" in stderr, stderr
+    assert stderr.count(": body refused") == 4, stderr
+    assert stderr.count("refused by the HTTP parser: 400") == 6, stderr

@@ -91,6 +91,27 @@ def test_log_filter_redacts_messages_and_tracebacks() -> None:
         assert secret not in text, text
 
 
+def test_log_filter_drops_the_quote_of_a_line_too_long_error() -> None:
+    from aiohttp.http_exceptions import LineTooLong
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(log_redaction.RedactingFilter(log_redaction.Redactor(secrets=[])))
+    logger = logging.getLogger("workers_ai_emulator.test_security")
+    logger.addHandler(handler)
+    try:
+        for value in (b"session=COOKIESECRET4" + b"Q" * 100, b"it's LONGXAUTHSECRET" + b"Q" * 100):
+            try:
+                raise LineTooLong(value, "8190")
+            except LineTooLong:
+                logger.exception("Error handling request from %s", "127.0.0.1")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert text.count("Got more than 8190 bytes when reading: REDACTED") == 2, text
+    assert "COOKIESECRET4" not in text and "LONGXAUTHSECRET" not in text, text
+
+
 async def test_internal_error_answers_the_1000_envelope_only(
     make_emulator: ServerFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

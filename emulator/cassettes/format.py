@@ -54,7 +54,9 @@ Fields:
 - ``request.headers``: only ``content-type``, ``accept``, ``cf-aig-*`` and ``x-session-affinity`` are
   kept. Credentials are never stored.
 - ``response.headers``: only ``content-type``, ``cf-ai-req-id``, ``cf-ai-neurons`` and ``cf-aig-*`` by
-  default (see `RESPONSE_HEADER_ALLOW`).
+  default (see `RESPONSE_HEADER_ALLOW`). A file holding a framing or hop-by-hop header
+  (`SERVER_SET_RESPONSE_HEADERS`: ``transfer-encoding``, ``content-length``, ``content-encoding`` …) is
+  refused on load.
 - ``body`` (`Body`): ``encoding`` is one of
 
   - ``"json"``: the parsed document is in ``json``. Request bodies use this whenever they parse. Response
@@ -116,6 +118,13 @@ LEGACY_FORMAT_VERSION: Final = 1
 
 REQUEST_HEADER_ALLOW: tuple[str, ...] = ("content-type", "accept", "cf-aig-*", "x-session-affinity")
 RESPONSE_HEADER_ALLOW: tuple[str, ...] = ("content-type", "cf-ai-req-id", "cf-ai-neurons", "cf-aig-*")
+# Framing, coding and hop-by-hop headers: the replaying server sets them for the body it sends, so a
+# hand-edited copy beside them makes a message clients cannot read (chunked next to Content-Length,
+# gzip on a plain body). A recorded response never holds them (RESPONSE_HEADER_ALLOW).
+SERVER_SET_RESPONSE_HEADERS: frozenset[str] = frozenset({
+    "transfer-encoding", "content-length", "content-encoding", "connection", "keep-alive",
+    "proxy-connection", "te", "trailer", "upgrade",
+})
 
 BodyEncoding = Literal["json", "text", "base64", "empty"]
 
@@ -620,7 +629,12 @@ class RecordedResponse(_Model):
     @field_validator("headers")
     @classmethod
     def _sorted(cls, value: dict[str, str]) -> dict[str, str]:
-        return _http_headers(dict(sorted((k.lower(), v) for k, v in value.items())))
+        headers = _http_headers(dict(sorted((k.lower(), v) for k, v in value.items())))
+        for name in headers:
+            if name in SERVER_SET_RESPONSE_HEADERS:
+                raise ValueError(f"header {name!r} frames the message or the connection; the server sets it "
+                                 "when it replays, and record mode never stores it")
+        return headers
 
     @field_validator("status")
     @classmethod

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from stat import S_ISREG
 
 from emulator.cassettes.format import (
     Cassette,
@@ -40,6 +40,35 @@ class CassetteTooLarge(CassetteFormatError):
     """A cassette file over the store's size bound (refused before reading it)."""
 
 
+class CassetteNotAFile(CassetteFormatError):
+    """A cassette path that is a FIFO, socket, device or directory, not a regular file (refused
+    without reading it)."""
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of `path`, refused (CassetteNotAFile) unless it is a regular file.
+
+    Checked before opening (a socket cannot be opened at all) and again on the opened descriptor, so a
+    file swapped for a FIFO in between cannot get through; opened with O_NONBLOCK, so such a FIFO
+    with no writer opens at once instead of holding a worker thread until something writes to it.
+    Reads of a regular file ignore O_NONBLOCK."""
+    _refuse_unless_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        _refuse_unless_regular(path, os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refuse_unless_regular(path: Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device")
+        raise CassetteNotAFile(f"{path}: {kind}, not a regular file; refused without reading it")
+
+
 class CassetteStore:
     """Cassettes stored as ``<directory>/<name>.json``; names may contain ``/`` for subfolders.
 
@@ -53,7 +82,8 @@ class CassetteStore:
     append) go to a temporary file that is fsynced, moved over the old one with ``os.replace``, and
     the directory fsynced, so readers only ever see the old or the new content.
 
-    Loading refuses files over `max_bytes` and symlinks that lead out of the directory.
+    Loading refuses files over `max_bytes`, paths that are not regular files (`open_regular`) and
+    symlinks that lead out of the directory.
     """
 
     def __init__(
@@ -112,9 +142,7 @@ class CassetteStore:
         path = self.path(name)
         if self.identity(name) is None:
             raise FileNotFoundError(str(path))
-        if not S_ISREG(os.stat(path).st_mode):  # a directory cannot be read; a pipe blocks its reader
-            raise CassetteFormatError(f"{path}: not a regular file; a cassette is a file")
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
         try:
             identity = _identity(os.fstat(fd))
             if identity[2] > self.max_bytes:
@@ -182,8 +210,11 @@ class CassetteStore:
             if before is None:
                 self._write(Cassette(name=name, source=source, interactions=[interaction]), line)
             else:
-                with open(path, "rb") as fh:
-                    head = fh.read(4096)
+                fd = open_regular(path)
+                try:
+                    head = os.pread(fd, 4096, 0)
+                finally:
+                    os.close(fd)
                 if is_lines_format(head):
                     self._append_line(path, line)
                 else:

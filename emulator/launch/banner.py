@@ -3,9 +3,11 @@ a recording's cassette and upstream account) and, for a recording, what it wrote
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from emulator.cassettes.format import count_interactions
+from emulator.cassettes.store import open_regular, read_range
 from emulator.launch import eventloop
 from emulator.settings import DEFAULT_ACCOUNT, Mode, Settings
 
@@ -77,12 +79,19 @@ def recording_lines(settings: Settings) -> list[str]:
 
 
 def interactions_in(path: Path) -> int:
-    """How many interactions the cassette file holds (0 when it cannot be read), counted without
-    parsing them where the format allows (`count_interactions`: a version-2 file's lines)."""
+    """How many interactions the cassette file holds (0 when it cannot be read or is not a regular file),
+    counted without parsing them where the format allows (`count_interactions`: a version-2 file's
+    lines)."""
     try:
-        return count_interactions(path.read_bytes(), origin=str(path))
+        fd = open_regular(path)  # a FIFO named like the cassette would block the start otherwise
     except (OSError, ValueError):
         return 0
+    try:
+        return count_interactions(read_range(fd, 0, os.fstat(fd).st_size), origin=str(path))
+    except (OSError, ValueError):
+        return 0
+    finally:
+        os.close(fd)
 
 
 def shutdown_summary(settings: Settings, before: int) -> str | None:

@@ -16,9 +16,14 @@ _CREDENTIAL_HEADER_LINE = re.compile(
     r"|x-auth-user-service-key|cf-aig-authorization)(\s*:\s*)[^'\"\r\n]*"
 )
 
+# aiohttp's "line too long" error quotes the start of the line it gave up on, without the header's name
+# when it is a header value (`b'session=…'` of a long Cookie): the whole quote is dropped.
+_LONG_LINE_QUOTE = re.compile(r"(Got more than \d+ bytes when reading)[^\r\n]*")
+
 
 def redact_log_text(redactor: Redactor, text: str) -> str:
     """A log line or traceback with credential headers and every secret the redactor knows removed."""
+    text = _LONG_LINE_QUOTE.sub(lambda m: m.group(1) + ": " + REDACTED, text)
     text = _CREDENTIAL_HEADER_LINE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
     return redactor.redact_text(text)
 

@@ -10,12 +10,13 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
 from emulator.finetunes import assets, lora
 from emulator.finetunes.store import PUBLIC_PREFIX, FinetuneStore, NameTaken, public_finetunes
-from emulator.limits import read_body
+from emulator.limits import body_refused, read_body
 from emulator.server.inputs import parse_json
 from emulator.server.paths import Route
 from emulator.server.relay import forwarder
@@ -177,9 +178,11 @@ async def _read_upload(request: web.Request, folder: Path) -> tuple[Path | None,
                 upload = await _spool(part, folder)
             else:
                 await part.release()
-    except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart parser raises both
+    except (ValueError, HttpProcessingError, RequestPayloadError) as exc:  # the multipart parser, the body
         if upload is not None:
             upload.unlink(missing_ok=True)
+        if isinstance(exc, RequestPayloadError):  # not its Content-Encoding, or broken chunked framing
+            raise body_refused(request) from None
         raise _bad(f"malformed multipart body ({exc})") from None
     return upload, file_name
 

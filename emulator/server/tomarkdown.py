@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from emulator.accounting.pricing import round_neurons
@@ -29,6 +30,7 @@ from emulator.call import BinaryInput, Call, CallReport, Surface
 from emulator.catalog import Model
 from emulator.errors import CFError, ErrorKind
 from emulator.fakes import text as text_fake
+from emulator.limits import body_refused
 from emulator.markdown import formats
 from emulator.markdown.convert import ConversionError, convert, svg_to_png
 from emulator.markdown.options import ConversionOptions
@@ -188,6 +190,8 @@ async def _read_form(request: web.Request) -> tuple[list[Document], ConversionOp
                 options = _options(bytes(await part.read(decode=True)))
             else:
                 await part.release()
+    except RequestPayloadError:  # not its Content-Encoding, or broken chunked framing
+        raise body_refused(request) from None
     except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart parser raises both
         raise CFError(ErrorKind.BAD_INPUT, detail=f"Error: malformed multipart body ({exc})") from None
     return documents, options
