@@ -202,6 +202,27 @@ def test_a_body_of_many_small_containers_leaves_the_loop_free(base: str, route: 
     _assert_refused_leaving_the_loop_free(base, path, body, "'/messages/0/content'")
 
 
+def _nested(item: int, levels: int) -> object:
+    value: object = item
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("levels", [9, 12], ids=["9-deep", "12-deep"])
+def test_a_body_of_items_nested_many_levels_deep_is_parsed_in_slices(base: str, levels: int) -> None:
+    """11-12 MB of 1.5 million objects, each item of the array nested `levels` deep
+    (`{"a": {"a": ... 7}}`): the element pattern follows nesting to MAX_JSON_DEPTH, so the array is
+    cut into pieces like any other (server/dense_json.py). With a pattern of 8 levels each item was
+    read on its own, one level at a time, the reader gave up after a few hundred, and orjson parsed
+    the whole body in one call on the loop: /health waited 1.0-1.1 s (the call took 4.5-6.5 s)."""
+    items = [_nested(i, levels) for i in range(1_500_000 // levels)]
+    body = orjson.dumps({"prompt": "What is this?", "extra": items})
+    del items
+    best, runs = _worst_health_wait(base, LLAMA, body, DENSE_BODY_BOUND, runs=3, status=200)
+    assert best < DENSE_BODY_BOUND, runs
+
+
 def _noise_png(side: int = 1300) -> bytes:
     """A PNG of random pixels, which does not compress: ~5 MB at 1300²."""
     import io
