@@ -242,14 +242,23 @@ def image() -> list[int]:
     return list(_noise_png())
 
 
-def test_an_image_sent_as_an_array_of_numbers_leaves_the_loop_free(base: str, image: list[int]) -> None:
+@pytest.mark.parametrize("model", ["llava", "whisper"])
+def test_an_image_sent_as_an_array_of_numbers_leaves_the_loop_free(base: str, image: list[int],
+                                                                   model: str) -> None:
     """18 MB of numbers to an image-to-text model: the body is parsed, fingerprinted and turned into
     bytes in slices (server/dense_json.py, fakes/seed.py), the schema walk and the fake run on a
     worker thread. Before, /health waited 3.3 s behind it, then 240-275 ms behind orjson's one parse
-    and the seed's one canonical dump."""
-    body = orjson.dumps({"image": image, "prompt": "What is in this picture?"})
+    and the seed's one canonical dump. As many numbers as whisper's `audio`: the audio length check
+    reads them into bytes on a worker thread, in C (checked one by one on the loop, /health waited
+    250-700 ms)."""
+    if model == "llava":
+        path, body = LLAVA, orjson.dumps({"image": image, "prompt": "What is in this picture?"})
+    else:
+        audio = list(random.Random(21).randbytes(len(image)))  # not a PNG: the fake reads raw samples
+        path = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/openai/whisper"
+        body = orjson.dumps({"audio": audio})
     assert len(body) > 17_000_000
-    best, runs = _worst_health_wait(base, LLAVA, body, DENSE_BODY_BOUND, runs=3, status=200)
+    best, runs = _worst_health_wait(base, path, body, DENSE_BODY_BOUND, runs=3, status=200)
     assert best < DENSE_BODY_BOUND, runs
 
 
