@@ -15,3 +15,5 @@ def shrink_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(seed, "LONG_LIST_ITEMS", 3)
     monkeypatch.setattr(seed, "DUMPS_SLICE_ITEMS", 2)
     monkeypatch.setattr(seed, "DUMPS_SLICE_BYTES", 8)
+    monkeypatch.setattr(seed, "_SORT_RUN", 2)
+    monkeypatch.setattr(seed, "_MEMBERS_SLICE", 2)

@@ -376,6 +376,17 @@ def test_an_image_of_five_million_numbers_gets_the_seed_it_always_had() -> None:
     assert in_slices == seed.derive_seed(0, "@cf/llava-hf/llava-1.5-7b-hf", inputs)
 
 
+def test_an_object_of_many_keys_gets_the_seed_it_always_had() -> None:
+    """Keys sorted in runs and merged, members serialised a slice at a time: orjson's sorted bytes."""
+    prefixes = ["k", "é", "日", "\U0001f600", "\x7f", ""]  # UTF-8 byte order is code point order
+    extra = {prefixes[i % 6] + str(i): [i] if i % 7 else i for i in range(300_000)}
+    inputs = {"prompt": "x", "extra": extra}
+    for option in (seed.CANONICAL, 0):
+        assert asyncio.run(_joined(inputs, option)) == orjson.dumps(inputs, option=option)
+    assert asyncio.run(seed.derive_seed_in_slices(0, "m", inputs, slice_seconds=0.003)) == (
+        seed.derive_seed(0, "m", inputs))
+
+
 @pytest.mark.parametrize("repeated", [False, True], ids=["too-deep", "deep-branch-replaced"])
 def test_a_body_whose_text_nests_too_deep_is_judged_on_its_value(repeated: bool) -> None:
     """Past the depth limit the pieces give up; the child process judges the whole body as

@@ -143,6 +143,24 @@ def test_a_large_openai_body_is_parsed_in_slices(base: str) -> None:
     assert best < LOOP_BOUND, runs
 
 
+def test_a_long_text_to_summarize_leaves_the_loop_free(base: str) -> None:
+    """17 MB of prose as bart-large-cnn's `input_text` (its schema sets no maxLength, so Cloudflare
+    takes it too): the summary is its first words, read one at a time on a worker thread. Split into
+    its 3 million words in one call, the text held the GIL ~270 ms: /health waited 190-520 ms. Each
+    run sends other words: the answer cache would answer a repeated body without the fake."""
+    path = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/facebook/bart-large-cnn"
+    words = ["alpha", "beta,", "gamma", "delta.", "epsilon"]
+    waits: list[float] = []
+    for run in range(3):
+        text = " ".join(words[(i * (run + 2)) % 5] for i in range(3_000_000))
+        best, runs = _worst_health_wait(base, path, orjson.dumps({"input_text": text}), LOOP_BOUND,
+                                        runs=1, status=200)
+        waits += runs
+        if best < LOOP_BOUND:
+            break
+    assert best < LOOP_BOUND, waits
+
+
 def _short_texts(count: int = 300_000) -> list[str]:
     """`count` distinct 64-character texts with the escapes a JSON string can hold (a quote, a
     backslash, a non-ASCII letter, an emoji as a surrogate pair) and the bytes a cut could be fooled
@@ -204,6 +222,44 @@ def test_a_body_of_many_small_containers_leaves_the_loop_free(base: str, route: 
     _assert_refused_leaving_the_loop_free(base, path, body, "'/messages/0/content'")
 
 
+def _nested(item: int, levels: int) -> object:
+    value: object = item
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("levels", [9, 12], ids=["9-deep", "12-deep"])
+def test_a_body_of_items_nested_many_levels_deep_is_parsed_in_slices(base: str, levels: int) -> None:
+    """11-12 MB of 1.5 million objects, each item of the array nested `levels` deep
+    (`{"a": {"a": ... 7}}`): the element pattern follows nesting to MAX_JSON_DEPTH, so the array is
+    cut into pieces like any other (server/dense_json.py). With a pattern of 8 levels each item was
+    read on its own, one level at a time, the reader gave up after a few hundred, and orjson parsed
+    the whole body in one call on the loop: /health waited 1.0-1.1 s (the call took 4.5-6.5 s)."""
+    items = [_nested(i, levels) for i in range(1_500_000 // levels)]
+    body = orjson.dumps({"prompt": "What is this?", "extra": items})
+    del items
+    best, runs = _worst_health_wait(base, LLAMA, body, DENSE_BODY_BOUND, runs=3, status=200)
+    assert best < DENSE_BODY_BOUND, runs
+
+
+def test_an_object_of_a_million_keys_leaves_the_loop_free(base: str) -> None:
+    """23 MB, an object of 1.2 million keys beside the prompt: parsed in pieces, and the call's seed
+    serialises it with sorted keys in slices (fakes/seed.py: keys sorted in runs and merged, members
+    serialised a few thousand at a time). orjson's one sorted dump held /health 260-320 ms. Each run
+    sends other keys: the answer cache would answer a repeated body before the seed is computed."""
+    waits: list[float] = []
+    for run in range(3):
+        extra = {f"k{run}-{i}": i for i in range(1_200_000)}
+        body = orjson.dumps({"prompt": "What is this?", "extra": extra})
+        del extra
+        best, runs = _worst_health_wait(base, LLAMA, body, DENSE_BODY_BOUND, runs=1, status=200)
+        waits += runs
+        if best < DENSE_BODY_BOUND:
+            break
+    assert best < DENSE_BODY_BOUND, waits
+
+
 def _noise_png(side: int = 1300) -> bytes:
     """A PNG of random pixels, which does not compress: ~5 MB at 1300²."""
     import io
@@ -223,14 +279,23 @@ def image() -> list[int]:
     return list(_noise_png())
 
 
-def test_an_image_sent_as_an_array_of_numbers_leaves_the_loop_free(base: str, image: list[int]) -> None:
+@pytest.mark.parametrize("model", ["llava", "whisper"])
+def test_an_image_sent_as_an_array_of_numbers_leaves_the_loop_free(base: str, image: list[int],
+                                                                   model: str) -> None:
     """18 MB of numbers to an image-to-text model: the body is parsed, fingerprinted and turned into
     bytes in slices (server/dense_json.py, fakes/seed.py), the schema walk and the fake run on a
     worker thread. Before, /health waited 3.3 s behind it, then 240-275 ms behind orjson's one parse
-    and the seed's one canonical dump."""
-    body = orjson.dumps({"image": image, "prompt": "What is in this picture?"})
+    and the seed's one canonical dump. As many numbers as whisper's `audio`: the audio length check
+    reads them into bytes on a worker thread, in C (checked one by one on the loop, /health waited
+    250-700 ms)."""
+    if model == "llava":
+        path, body = LLAVA, orjson.dumps({"image": image, "prompt": "What is in this picture?"})
+    else:
+        audio = list(random.Random(21).randbytes(len(image)))  # not a PNG: the fake reads raw samples
+        path = f"/client/v4/accounts/{ACCOUNT}/ai/run/@cf/openai/whisper"
+        body = orjson.dumps({"audio": audio})
     assert len(body) > 17_000_000
-    best, runs = _worst_health_wait(base, LLAVA, body, DENSE_BODY_BOUND, runs=3, status=200)
+    best, runs = _worst_health_wait(base, path, body, DENSE_BODY_BOUND, runs=3, status=200)
     assert best < DENSE_BODY_BOUND, runs
 
 

@@ -228,8 +228,11 @@ def text_tokens(text: str, family: Family) -> int:
         return sum(map(cost, pieces))
     total = 0
     turns = GilTurns()
-    for start in range(0, len(pieces), SLICE_PIECES):
-        total += sum(map(cost, pieces[start : start + SLICE_PIECES]))
+    # Priced from the end and dropped as priced: the list freed whole when the function returns
+    # (6 million pieces for 17 MB of prose) held the GIL ~50 ms in one step.
+    while pieces:
+        total += sum(map(cost, pieces[-SLICE_PIECES:]))
+        del pieces[-SLICE_PIECES:]
         turns.tick()
     return total
 

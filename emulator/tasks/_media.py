@@ -25,7 +25,8 @@ def _decode_string(value: str) -> bytes:
 _BYTES_SLICE = 1 << 18
 
 
-def _list_bytes(value: list[Any]) -> bytes:
+def list_bytes(value: list[Any]) -> bytes:
+    """`bytes(value)`, built a slice at a time; TypeError or ValueError as `bytes` raises them."""
     if len(value) <= _BYTES_SLICE:
         return bytes(value)
     return b"".join([bytes(value[i:i + _BYTES_SLICE]) for i in range(0, len(value), _BYTES_SLICE)])
@@ -40,7 +41,7 @@ def image_bytes(call: Call, key: str = "image") -> bytes | None:
         return None
     if isinstance(value, list):
         try:
-            return _list_bytes(value)  # in C: the common form, `[...new Uint8Array(blob)]`
+            return list_bytes(value)  # in C: the common form, `[...new Uint8Array(blob)]`
         except (TypeError, ValueError):
             pass  # floats, or values out of range: checked one by one below
         if not all(isinstance(b, (int, float)) and 0 <= b <= 255 for b in value):

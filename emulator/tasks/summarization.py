@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from emulator.call import Call, Outcome, Usage
 from emulator.fakes import text as text_fake
 from emulator.fakes import tokens as tokenizer
 from emulator.tasks import FakeContext, register
 
 DEFAULT_MAX_LENGTH = 1024
+_WORD = re.compile(r"\S+")
 
 
 @register("Summarization")
@@ -18,9 +21,11 @@ def fake(call: Call, ctx: FakeContext) -> Outcome:
     limit = limit if isinstance(limit, int) and limit > 0 else DEFAULT_MAX_LENGTH
     # A summary is shorter than its text: about a third of it, never over max_length.
     budget = max(1, min(limit, text_fake.count_tokens(source) // 3 or 1))
-    words = source.split()
     summary = ""
-    for word in words:
+    # The words one at a time, as `source.split()` gives them (the same whitespace): the summary
+    # takes the first few, where splitting 17 MB of text in one call held the GIL ~270 ms.
+    for match in _WORD.finditer(source):
+        word = match.group()
         candidate = f"{summary} {word}".strip()
         if text_fake.count_tokens(candidate) > budget:
             break
