@@ -65,8 +65,9 @@ def _container(levels: int) -> bytes:
 
 # Elements nested to the depth limit are delimited by the patterns: their cost per byte does not grow
 # with their levels (a 128-level pattern cuts a piece as fast as an 8-level one; compiling the four
-# takes ~100 ms at import). An item read on its own, one level at a time, costs tens of µs: with 8
-# levels, an array of small items nested 9 deep gave up on the read and was parsed whole on the loop.
+# takes ~100 ms at import). An item read on its own, one level at a time, costs tens of µs: patterns
+# of fewer levels would leave an array of small items nested deeper than them to that way, which gives
+# up (`_Reader.alone`), and the body would be parsed whole on the loop (0.9-1.3 s for 12 MB).
 PATTERN_LEVELS = MAX_JSON_DEPTH
 # Patterns that find the boundaries of elements, not judges: orjson parses what they delimit.
 _ELEMENT = rb"(?:" + _STRING + rb"|" + _ATOM + rb"|" + _container(PATTERN_LEVELS) + rb")"
