@@ -143,6 +143,22 @@ def large_text_answer() -> bytes:
     return "".join(lines).encode()
 
 
+# A prompt answered with a gzip bomb: 96 MB of JSON packed into ~100 KB, sent with
+# `Content-Encoding: gzip`, past the emulator's 64 MiB cap on upstream answers once unpacked.
+GZIP_BOMB = "gzip-bomb"
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """The packed answer to GZIP_BOMB."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    chunk = b"0" * (1 << 20)
+    parts = [packer.compress(b'{"result":"')]
+    parts += [packer.compress(chunk) for _ in range(96)]
+    parts += [packer.compress(b'"}'), packer.flush()]
+    return b"".join(parts)
+
+
 def tiny_png(width: int = 4, height: int = 4) -> bytes:
     """A valid RGB PNG made by hand (independent of the emulator's image fakes)."""
 
@@ -300,6 +316,9 @@ class FakeUpstream:
                                 headers=self._ids())
         if prompt == LARGE_BINARY_ANSWER:
             return web.Response(body=large_binary_answer(), content_type="image/png", headers=self._ids())
+        if prompt == GZIP_BOMB:
+            return web.Response(body=gzip_bomb(), content_type="application/json",
+                                headers={"Content-Encoding": "gzip", **self._ids()})
         if prompt in LARGE_ANSWERS:
             return web.Response(body=large_answer(str(prompt)), content_type="application/json",
                                 headers=self._ids())

@@ -611,6 +611,28 @@ def test_a_large_recorded_answer_is_stored_and_replayed_off_the_loop(upstream_ba
     assert later < DENSE_BODY_BOUND, later_runs
 
 
+def test_an_upstream_gzip_bomb_is_refused_without_holding_the_loop(upstream_base: str,
+                                                                   tmp_path: Path) -> None:
+    """An upstream answer of ~100 KB that gzip unpacks to 96 MB, recorded: read a chunk at a time up
+    to the 64 MiB cap and refused (502, 7413). aiohttp unpacks each chunk as it is read, and a chunk
+    already unpacked is handed over without a pause, so the read took the loop for its whole 64 MiB
+    in one step."""
+    from tests.fake_upstream import GZIP_BOMB, REAL_ACCOUNT, REAL_TOKEN
+
+    path = f"/client/v4/accounts/{REAL_ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    headers = {"Authorization": f"Bearer {REAL_TOKEN}", "Content-Type": "application/json"}
+    flags = ("--plan", "paid", "--cassette", "bomb", "--cassette-dir", str(tmp_path / "cassettes"))
+
+    def refused(answer: requests.Response) -> None:
+        assert answer.json()["errors"][0]["code"] == 7413
+
+    with serve("--mode", "record", "--upstream", upstream_base, *flags, data_dir=tmp_path) as (url, _proc):
+        bomb = orjson.dumps({"prompt": GZIP_BOMB})
+        best, runs = _worst_health_wait(url, path, bomb, LOOP_BOUND, runs=3, headers=headers, status=502,
+                                        expect=refused)
+    assert best < LOOP_BOUND, runs
+
+
 @pytest.mark.parametrize("kind", ["image", "strings"])
 def test_a_large_version_1_cassette_is_loaded_in_slices(tmp_path: Path, kind: str) -> None:
     """A one-document cassette (the image compact, as a hand-written file may be; the strings pretty,

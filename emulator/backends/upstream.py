@@ -20,7 +20,8 @@ from emulator.call import Call, Outcome, StreamCut, StreamEvent
 from emulator.cassettes import RESPONSE_HEADER_ALLOW, SSEEvent, SSESplitter, StreamBreak, filter_headers
 from emulator.cassettes.format import LONG_EVENT_BYTES, is_event_stream
 from emulator.errors import CFError, ErrorKind
-from emulator.limits import parse_neurons
+from emulator.gil import LoopTurns
+from emulator.limits import LOOP_SLICE_SECONDS, parse_neurons
 from emulator.settings import Settings
 
 log = logging.getLogger("workers_ai_emulator.upstream")
@@ -209,12 +210,16 @@ class Upstream:
             raise self._too_large(url, declared)
         chunks: list[bytes] = []
         size = 0
+        # A read returns without a pause while aiohttp has unpacked bytes at hand: a gzip bomb's
+        # 64 MiB up to the cap were one step of the loop (~150 ms).
+        turns = LoopTurns(LOOP_SLICE_SECONDS)
         async for chunk in response.content.iter_chunked(1 << 16):
             size += len(chunk)
             if size > cap:
                 raise self._too_large(url, size)
             chunks.append(chunk)
-        return b"".join(chunks)
+            await turns.tick()
+        return await asyncio.to_thread(b"".join, chunks)
 
     def _too_large(self, url: URL, size: int) -> CFError:
         cap = self.settings.max_upstream_body_bytes
@@ -238,8 +243,10 @@ class Upstream:
         headers: CIMultiDictProxy[str] = response.headers
         broke: StreamBreak | None = None
         cap, size = self.settings.max_upstream_body_bytes, 0
+        turns = LoopTurns(LOOP_SLICE_SECONDS)  # as `_read_capped`'s
         try:
             async for chunk in response.content.iter_any():
+                await turns.tick()
                 size += len(chunk)
                 if size > cap:
                     log.warning("upstream stream from %s cut: over %d bytes", url.with_query(None), cap)
