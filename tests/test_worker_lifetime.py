@@ -44,6 +44,23 @@ def _worker_pids(proc: subprocess.Popen[str]) -> list[int]:
     raise AssertionError(f"no worker pids announced; stderr: {proc.stderr.read() if proc.stderr else ''}")
 
 
+def _all_gone(pids: list[int], seconds: float = 15) -> bool:
+    """Whether every process in `pids` is gone within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(_alive(pid) for pid in pids)
+
+
+def _kill_left(parent: subprocess.Popen[str], workers: list[int]) -> None:
+    """Kill what a failed test left running."""
+    for pid in workers:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    if parent.poll() is None:
+        parent.kill()
+
+
 def _mode(base: str) -> str:
     with urllib.request.urlopen(base + "/__emulator__/health", timeout=5) as resp:
         return str(orjson.loads(resp.read())["mode"])
@@ -59,16 +76,9 @@ def test_workers_die_when_the_parent_is_killed_9_and_the_port_is_free_again(tmp_
         assert all(_alive(pid) for pid in workers)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(10)
-        deadline = time.monotonic() + 15
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(_alive(pid) for pid in workers), "workers outlived their parent"
+        assert _all_gone(workers), "workers outlived their parent"
     finally:
-        for pid in workers:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        if parent.poll() is None:
-            parent.kill()
+        _kill_left(parent, workers)
 
     # The port is free: a new group in another mode gets every connection.
     successor = _serve(port, tmp_path / "b", "--workers", "2", "--mode", "replay")
@@ -149,13 +159,6 @@ def test_a_worker_killed_9_stops_the_group_with_one_line_saying_so(tmp_path: Pat
         assert parent.returncode == 1, stderr
         assert f"Error: worker {workers[0]} was ended by SIGKILL; stopping the group" in stderr, stderr
         assert "Traceback" not in stderr, stderr
-        deadline = time.monotonic() + 15
-        while _alive(workers[1]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(workers[1])
+        assert _all_gone(workers[1:])
     finally:
-        for pid in workers:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        if parent.poll() is None:
-            parent.kill()
+        _kill_left(parent, workers)
