@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from emulator.cassettes import Redactor, redact, shapes
+from emulator.cassettes import Redactor, redact, shapes, utf8
 from tests.examples import property_examples
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -215,14 +215,14 @@ def test_a_secret_replaced_in_utf8_bytes_is_replaced_where_the_text_has_it(text:
 @PIECES
 @given(data=st.binary(max_size=40) | st.text(max_size=20).map(str.encode), size=st.integers(1, 7))
 def test_utf8_is_checked_a_chunk_at_a_time_as_one_decode_checks_it(data: bytes, size: int) -> None:
-    """`is_utf8` decodes a chunk at a time (UTF8_CHUNK_BYTES, shrunk), a character cut by a chunk's
+    """`is_utf8` decodes a chunk at a time (`utf8.CHUNK_BYTES`, shrunk), a character cut by a chunk's
     end kept for the next: the verdict of one `decode`."""
     try:
         data.decode("utf-8")
         whole = True
     except UnicodeDecodeError:
         whole = False
-    with mock.patch.object(redact, "UTF8_CHUNK_BYTES", size):
+    with mock.patch.object(utf8, "CHUNK_BYTES", size):
         assert redact.is_utf8(data) is whole
 
 

@@ -85,7 +85,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import contextlib
 import functools
 import math
@@ -109,7 +108,7 @@ from pydantic import (
     model_validator,
 )
 
-from emulator.cassettes import base64_codec, splice
+from emulator.cassettes import base64_codec, splice, utf8
 from emulator.gil import GilTurns
 from emulator.limits import MAX_CALL_NEURONS, parse_neurons
 
@@ -381,14 +380,7 @@ class SSEEvent(_Model):
         worker thread, each slice hands the GIL over: `gil.GilTurns`)."""
         if len(raw) < LONG_EVENT_BYTES:
             return cls.from_raw(raw.decode("utf-8"), offset_ms)
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        turns = GilTurns()
-        parts: list[str] = []
-        for start in range(0, len(raw), LONG_EVENT_BYTES):
-            parts.append(decoder.decode(raw[start:start + LONG_EVENT_BYTES], final=False))
-            turns.tick()
-        parts.append(decoder.decode(b"", final=True))
-        return cls.from_raw("".join(parts), offset_ms)
+        return cls.from_raw("".join(utf8.decoded_chunks(raw, LONG_EVENT_BYTES)), offset_ms)
 
 
 # An event this long (1 MiB) is decoded and read a slice or a line at a time: one regex split or

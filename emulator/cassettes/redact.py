@@ -23,7 +23,6 @@ entirely. Replay applies the same `Redactor` to incoming requests, so redacted r
 
 from __future__ import annotations
 
-import codecs
 import gc
 import re
 from collections.abc import Iterable, Mapping
@@ -31,6 +30,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
+from emulator.cassettes import utf8
 from emulator.cassettes.format import (
     UNPARSED,
     Body,
@@ -161,25 +161,10 @@ def opens_json_text(text: str) -> bool:
     return text.lstrip()[:1] in ("{", "[", '"')
 
 
-# UTF-8 text is decoded this many bytes at a time where it is checked or searched a piece at a time.
-UTF8_CHUNK_BYTES = 1 << 20
-
-
-def utf8_chunks(data: bytes, size: int = UTF8_CHUNK_BYTES) -> Iterable[str]:
-    """`data` decoded `size` bytes or so at a time, with the GIL handed over between chunks; raises
-    UnicodeDecodeError where `data.decode("utf-8")` would (an incremental decoder keeps a character
-    cut by a chunk's end for the next)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    turns = GilTurns()
-    for start in range(0, len(data), size):
-        yield decoder.decode(data[start:start + size], start + size >= len(data))
-        turns.tick()
-
-
 def is_utf8(data: bytes) -> bool:
-    """Whether `data` is UTF-8 text, decoded a chunk at a time and not kept (`utf8_chunks`)."""
+    """Whether `data` is UTF-8 text, decoded a chunk at a time and not kept."""
     try:
-        for _ in utf8_chunks(data):
+        for _ in utf8.decoded_chunks(data, utf8.CHUNK_BYTES):
             pass
     except UnicodeDecodeError:
         return False
@@ -189,18 +174,18 @@ def is_utf8(data: bytes) -> bool:
 def opens_json_utf8(data: bytes) -> bool:
     """`opens_json_text(data.decode())` for UTF-8 text, decoding only as far as its first character
     that is not white space."""
-    for chunk in utf8_chunks(data, 1 << 12):
+    for chunk in utf8.decoded_chunks(data, 1 << 12):
         start = chunk.lstrip()
         if start:
             return start[:1] in ("{", "[", '"')
     return False
 
 
-def _loads_or_unparsed(data: bytes) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return UNPARSED
+def _text_body(redacted: str | bytes) -> Body:
+    """A text body holding `redacted`: as its UTF-8 bytes when given so (`Body.of_utf8_text`)."""
+    if isinstance(redacted, bytes):
+        return Body.of_utf8_text(redacted)
+    return Body(encoding="text", text=redacted)
 
 
 def _field_is_sensitive(name: str) -> bool:
@@ -417,31 +402,18 @@ class Redactor:
         """A redacted copy of a body; binary (base64) bodies are left alone."""
         if body.encoding == "json":
             return Body(encoding="json", json=self.redact_json(body.json_))
-        if body.encoding == "text" and body.utf8 is not None:
-            return self._redact_utf8_body(body.utf8)
         if body.encoding == "text":
-            text = body.text or ""
-            redacted = self.redact_text(text)
+            text: str | bytes = body.utf8 if body.utf8 is not None else body.text or ""
+            redacted = self.redact_utf8(text) if isinstance(text, bytes) else self.redact_text(text)
             hidden = self._escaped_secret(text, redacted)
-            return Body(encoding="json", json=hidden) if hidden is not _NONE else Body(encoding="text",
-                                                                                      text=redacted)
+            return Body(encoding="json", json=hidden) if hidden is not _NONE else _text_body(redacted)
         return body
 
-    def _redact_utf8_body(self, data: bytes) -> Body:
-        """`redact_body` of a text body held as UTF-8 bytes (`Body.of_utf8_text`)."""
-        redacted = self.redact_utf8(data)
-        if not opens_json_utf8(data):
-            return Body.of_utf8_text(redacted)
-        document = _loads_or_unparsed(data)
-        if document is UNPARSED:
-            return Body.of_utf8_text(redacted)
-        after = document if redacted is data else _loads_or_unparsed(redacted)
-        return self.text_body(redacted, document, after)
-
-    def _escaped_secret(self, text: str, redacted: str) -> Any:
+    def _escaped_secret(self, text: str | bytes, redacted: str | bytes) -> Any:
         """The redacted document of a JSON text whose decoded strings still hold a secret after text
-        redaction (JSON escapes hid it), else `_NONE`. `redacted`: `redact_text(text)`."""
-        if not opens_json_text(text):
+        redaction (JSON escapes hid it), else `_NONE`. `redacted`: `redact_text(text)`, or
+        `redact_utf8(text)` for a text given as its UTF-8 bytes."""
+        if not (opens_json_utf8(text) if isinstance(text, bytes) else opens_json_text(text)):
             return _NONE
         try:
             document = orjson.loads(text)
@@ -469,11 +441,7 @@ class Redactor:
         JSON). A JSON text whose decoded strings still hold a secret after text redaction (JSON
         escapes hid it) is stored as its redacted document."""
         hidden = _NONE if document is UNPARSED else self._hidden(document, redacted_document)
-        if hidden is not _NONE:
-            return Body(encoding="json", json=hidden)
-        if isinstance(redacted, bytes):
-            return Body.of_utf8_text(redacted)
-        return Body(encoding="text", text=redacted)
+        return Body(encoding="json", json=hidden) if hidden is not _NONE else _text_body(redacted)
 
     def redact_request(self, request: RecordedRequest) -> RecordedRequest:
         """A redacted copy of a recorded request."""

@@ -31,9 +31,10 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TypeVar
 
+from emulator.cassettes import utf8
 from emulator.cassettes.shapes import redact_shapes
 from emulator.gil import GilTurns
 
@@ -175,26 +176,22 @@ class ShapesProcesses:
 
 
 def _write_text(stream: IO[bytes], text: str) -> None:
-    turns = GilTurns()
-    for start in range(0, len(text), FRAME_CHARS):
-        data = text[start:start + FRAME_CHARS].encode("utf-8", "surrogatepass")
-        stream.write(len(data).to_bytes(_LENGTH_BYTES, "big"))
-        stream.write(data)
-        turns.tick()
-    stream.write(bytes(_LENGTH_BYTES))
+    _write_frames(stream, (text[start:start + FRAME_CHARS].encode("utf-8", "surrogatepass")
+                           for start in range(0, len(text), FRAME_CHARS)))
 
 
 def _write_utf8(stream: IO[bytes], data: bytes) -> None:
-    """UTF-8 text's bytes as frames, each FRAME_CHARS bytes or so, ending before a character's first
-    byte (not a continuation byte, 0b10xxxxxx), so that each holds whole characters."""
-    start = 0
-    while start < len(data):
-        end = min(start + FRAME_CHARS, len(data))
-        while end < len(data) and data[end] & 0xC0 == 0x80:
-            end += 1
-        stream.write((end - start).to_bytes(_LENGTH_BYTES, "big"))
-        stream.write(data[start:end])
-        start = end
+    """UTF-8 text's bytes as frames of FRAME_CHARS bytes or so, each holding whole characters."""
+    _write_frames(stream, utf8.whole_character_slices(data, FRAME_CHARS))
+
+
+def _write_frames(stream: IO[bytes], frames: Iterable[bytes]) -> None:
+    """Each frame with its length, then the frame of length 0 that ends the text."""
+    turns = GilTurns()
+    for frame in frames:
+        stream.write(len(frame).to_bytes(_LENGTH_BYTES, "big"))
+        stream.write(frame)
+        turns.tick()
     stream.write(bytes(_LENGTH_BYTES))
 
 

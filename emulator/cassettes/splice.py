@@ -29,6 +29,7 @@ from enum import Enum
 
 import orjson
 
+from emulator.cassettes import utf8
 from emulator.gil import GilTurns
 
 # A body string this long (in characters) is spliced in; a shorter one is serialised with the line.
@@ -87,7 +88,7 @@ def _encoded(string: LongString, turns: GilTurns) -> list[bytes]:
     """`string`'s value as the line holds it between its quotes, a slice at a time."""
     value = string.value
     if isinstance(value, bytes):
-        return _utf8_encoded(value, turns)
+        return _utf8_encoded(value)
     pieces: list[bytes] = []
     for start in range(0, len(value), SLICE_CHARS):
         part = value[start:start + SLICE_CHARS]
@@ -97,17 +98,8 @@ def _encoded(string: LongString, turns: GilTurns) -> list[bytes]:
     return pieces
 
 
-def _utf8_encoded(value: bytes, turns: GilTurns) -> list[bytes]:
-    """A text given as its UTF-8 bytes, as the line holds it between its quotes: SLICE_CHARS bytes
-    or so at a time, each slice ending before the first byte of a character (not a continuation
-    byte, 0b10xxxxxx), decoded and serialised by orjson."""
-    pieces: list[bytes] = []
-    start = 0
-    while start < len(value):
-        end = min(start + SLICE_CHARS, len(value))
-        while end < len(value) and value[end] & 0xC0 == 0x80:
-            end += 1
-        pieces.append(orjson.dumps(value[start:end].decode("utf-8"))[1:-1])
-        start = end
-        turns.tick()
-    return pieces
+def _utf8_encoded(value: bytes) -> list[bytes]:
+    """A text given as its UTF-8 bytes, as the line holds it between its quotes: slices of
+    SLICE_CHARS bytes or so holding whole characters, each decoded and serialised by orjson."""
+    return [orjson.dumps(part.decode("utf-8"))[1:-1]
+            for part in utf8.whole_character_slices(value, SLICE_CHARS)]
