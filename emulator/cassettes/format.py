@@ -433,11 +433,6 @@ class SSESplitter:
         self._offset_ms = 0.0
         self.events: list[SSEEvent] = []
 
-    @property
-    def pending(self) -> int:
-        """Bytes received of an event not complete yet."""
-        return len(self._buffer)
-
     def feed_wire(self, chunk: bytes, offset_ms: float) -> list[bytes]:
         """Add a chunk; return the wire bytes of the events it completed (not kept in `events`)."""
         self._buffer += chunk
